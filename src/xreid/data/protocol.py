@@ -1,0 +1,90 @@
+"""Re-id evaluation protocols: named query/gallery splits plus a training split.
+
+The PETA-ReID protocol file (``peta_reid_protocol.json``) fixes the splits; ``--protocol
+peta-reid`` finds it in ``DATA_ROOT/peta/``, any other value is read as a path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from xreid.data.peta import PETA_DIRNAME, LoadReport, load_peta
+from xreid.data.records import ImageRecord
+
+PROTOCOL_FILENAME = "peta_reid_protocol.json"
+
+
+@dataclass
+class TestSet:
+    name: str
+    query: list[ImageRecord]
+    gallery: list[ImageRecord]
+
+
+@dataclass
+class Protocol:
+    """A resolved protocol: image root, test sets, train and attribute-only images, attribute names."""
+
+    name: str
+    image_root: Path
+    test_sets: list[TestSet]
+    train: list[ImageRecord]
+    attribute_only: list[ImageRecord]
+    attributes: list[str]
+
+    def test_images(self) -> list[ImageRecord]:
+        """Query and gallery images of every test set, each once."""
+        seen: dict[str, ImageRecord] = {}
+        for ts in self.test_sets:
+            for r in ts.query + ts.gallery:
+                seen.setdefault(r.path, r)
+        return list(seen.values())
+
+
+def find_protocol_file(protocol: str, data_root: Path) -> Path:
+    if protocol in ("peta-reid", "peta_reid"):
+        path = data_root / "peta" / PROTOCOL_FILENAME
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: PETA-ReID protocol file not found; run `xreid data prepare peta --source ... "
+                f"--data-root {data_root}` with the protocol file beside the source, or pass --protocol PATH")
+        return path
+    path = Path(protocol)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: protocol file not found (use 'peta-reid' or a path to a protocol JSON)")
+    return path
+
+
+def _records(entries: list[dict], labels: dict[str, ImageRecord], where: str) -> list[ImageRecord]:
+    out = []
+    for i, e in enumerate(entries):
+        if "path" not in e:
+            raise ValueError(f"{where}[{i}]: entry has no 'path'")
+        known = labels.get(e["path"])
+        out.append(ImageRecord(e["path"], e.get("pid"), e.get("cam"), known.attributes if known else None))
+    return out
+
+
+def load_protocol(protocol: str, data_root: Path, image_root: Path | None = None,
+                  report: LoadReport | None = None) -> Protocol:
+    """Read a protocol file and attach PETA attribute labels to its images."""
+    path = find_protocol_file(protocol, data_root)
+    try:
+        spec = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    for key in ("test", "train"):
+        if key not in spec:
+            raise ValueError(f"{path}: protocol has no '{key}' section")
+    root = image_root or (path.parent / PETA_DIRNAME)
+    labels = {r.path: r for r in load_peta(root, report=report)} if root.is_dir() else {}
+    if not labels:
+        raise FileNotFoundError(f"{root}: images of protocol {path.name} not found (run `xreid data prepare peta`)")
+    tests = [TestSet(name, _records(t["query"], labels, f"{path}:test.{name}.query"),
+                     _records(t["gallery"], labels, f"{path}:test.{name}.gallery"))
+             for name, t in spec["test"].items()]
+    return Protocol(spec.get("name", path.stem), root, tests, _records(spec["train"], labels, f"{path}:train"),
+                    _records(spec.get("attribute_only", []), labels, f"{path}:attribute_only"),
+                    list(spec.get("attributes", [])))

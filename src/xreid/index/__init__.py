@@ -1,0 +1,1 @@
+"""Stored embeddings of galleries: written by ``xreid embed``, read by ranking and explanations."""

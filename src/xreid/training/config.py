@@ -1,0 +1,88 @@
+"""Training configuration: a YAML file read into typed dataclasses (no config indirection)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "mobilenetv2"
+    backbone_weights: str | None = None  # None: the backbone's bundled ImageNet weights
+    pooling: str = "gem"
+    input_size: tuple[int, int] = (256, 128)
+    last_stride: int = 2
+    embedding_dim: int = 0
+    freeze_stages: int = 0
+
+
+@dataclass
+class DistillConfig:
+    teacher: str | None = None  # a model spec for xreid.load_embedder; None disables distillation
+    weight: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    id_warm_epochs: int = 2  # ID classification only before the ranking loss starts
+    p: int = 16
+    k: int = 4
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 2
+    margin: float = 0.3
+    triplet_weight: float = 1.0
+    label_smoothing: float = 0.1
+    cutout_prob: float = 0.5
+    cutout_start: float = 0.0
+    cutout_end: float = 0.3
+    crop_pad: int = 8
+    checkpoint_minutes: float = 5.0
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    seed: int = 0
+    protocol: str = "peta-reid"
+    output_dir: str = "runs"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+def _build(cls, data: dict, where: str):
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    kwargs = {}
+    for key, value in data.items():
+        sub = {"model": ModelConfig, "train": TrainConfig, "distill": DistillConfig}.get(key)
+        if sub is not None and isinstance(value, dict):
+            value = _build(sub, value, f"{where}.{key}")
+        if key == "input_size":
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config must be a YAML mapping")
+    cfg = _build(Config, data, str(path))
+    if cfg.name == "run":
+        cfg.name = path.stem
+    return cfg

@@ -1,0 +1,48 @@
+"""Re-id training losses, each a pure function on tensors."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def pairwise_euclidean(x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 1e-12) -> torch.Tensor:
+    """Euclidean distances between the rows of x and of y (x with itself when y is None)."""
+    y = x if y is None else y
+    d2 = x.pow(2).sum(1, keepdim=True) + y.pow(2).sum(1) - 2.0 * x @ y.t()
+    return d2.clamp_min(eps).sqrt()
+
+
+def batch_hard_triplet_loss(features: torch.Tensor, labels: torch.Tensor, margin: float = 0.3) -> torch.Tensor:
+    """Hermans et al.'s batch-hard triplet loss: for each anchor, its farthest positive and nearest
+    negative in the batch, max(0, margin + d_ap - d_an), averaged over anchors.
+
+    ``margin <= 0`` selects the soft-margin form log(1 + exp(d_ap - d_an)).
+    """
+    dist = pairwise_euclidean(features)
+    same = labels.unsqueeze(0) == labels.unsqueeze(1)
+    d_ap = dist.masked_fill(~same, float("-inf")).max(1).values
+    d_an = dist.masked_fill(same, float("inf")).min(1).values
+    valid = torch.isfinite(d_an) & torch.isfinite(d_ap)
+    if not valid.any():
+        return features.sum() * 0.0
+    d_ap, d_an = d_ap[valid], d_an[valid]
+    if margin <= 0:
+        return F.softplus(d_ap - d_an).mean()
+    return F.relu(margin + d_ap - d_an).mean()
+
+
+def id_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.1) -> torch.Tensor:
+    """Identity cross-entropy with label smoothing (Szegedy et al.; BoT uses epsilon = 0.1)."""
+    return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+
+
+def similarity_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Relational distillation: match the student's in-batch cosine-similarity matrix to the teacher's.
+
+    Works across embedding sizes (no projection layer) and teaches the ranking structure, which is
+    what re-id needs, rather than the teacher's coordinates.
+    """
+    s = F.normalize(student, dim=1)
+    t = F.normalize(teacher, dim=1)
+    return F.mse_loss(s @ s.t(), t @ t.t())

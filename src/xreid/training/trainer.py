@@ -1,0 +1,186 @@
+"""The training loop: P x K batches, ID warm start, CE + batch-hard triplet (+ optional
+distillation), warmup + cosine learning rate, atomic checkpoints and exact resume.
+
+Every batch's sampling and augmentation is seeded by (seed, epoch, batch), so a run resumed from a
+mid-epoch checkpoint replays exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xreid.data.dataset import IdentitySampler, InMemoryReIDSet
+from xreid.data.transforms import BatchAugment, curriculum_fraction
+from xreid.io import save_torch, write_json
+from xreid.models.reid_net import ModelSpec, build_model
+from xreid.training.config import Config
+from xreid.training.losses import batch_hard_triplet_loss, id_loss, similarity_distillation_loss
+
+log = logging.getLogger(__name__)
+
+
+def learning_rate(cfg: Config, progress: float) -> float:
+    """Linear warmup over ``warmup_epochs`` then cosine decay to 1 % (progress in epochs, fractional)."""
+    t = cfg.train
+    if progress < t.warmup_epochs:
+        return t.lr * (0.1 + 0.9 * progress / max(t.warmup_epochs, 1e-9))
+    span = max(t.epochs - t.warmup_epochs, 1e-9)
+    return t.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (progress - t.warmup_epochs) / span)))
+
+
+def teacher_features(cfg: Config, dataset: InMemoryReIDSet, run_dir: Path) -> torch.Tensor | None:
+    """Teacher embeddings of the training images (mean of the image and its mirror), cached."""
+    if not cfg.train.distill.teacher:
+        return None
+    from xreid.data.transforms import resize_rgb
+    from xreid.models.embedders import load_embedder
+
+    cache = run_dir / "teacher_features.npy"
+    if cache.is_file():
+        feats = np.load(cache)
+        if len(feats) == len(dataset):
+            return torch.from_numpy(feats)
+    teacher = load_embedder(cfg.train.distill.teacher)
+    size = teacher.preprocess.size
+    out = []
+    from tqdm import tqdm
+
+    for start in tqdm(range(0, len(dataset), 64), desc="teacher embeddings", unit="batch"):
+        imgs = [resize_rgb(im, size) for im in dataset.images[start:start + 64]]
+        f = teacher.embed_arrays(imgs) + teacher.embed_arrays([im[:, ::-1] for im in imgs])
+        out.append(f / np.linalg.norm(f, axis=1, keepdims=True).clip(1e-12))
+    feats = np.concatenate(out).astype(np.float32)
+    from xreid.io import atomic_write
+
+    atomic_write(cache, lambda fh: np.save(fh, feats))
+    return torch.from_numpy(feats)
+
+
+def export_model_file(model: torch.nn.Module, spec: ModelSpec, path: Path, meta: dict) -> None:
+    """Write the slim, shareable model: fp16 weights without the ID classifier, plus its spec."""
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()
+             if not k.startswith("classifier.")}
+    save_torch({"format": "xreid-model", "spec": replace(spec, num_classes=0).to_dict(),
+                "state_dict": state, "meta": meta}, path)
+
+
+def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = True,
+          max_batches: int | None = None) -> Path:
+    """Train per ``cfg``; returns the path of the final model file (``run_dir/model.pt``).
+
+    ``max_batches`` stops early (for smoke tests): the run can be resumed later.
+    """
+    from tqdm import tqdm
+
+    from xreid.data.protocol import load_protocol
+
+    torch.manual_seed(cfg.seed)
+    run_dir = cfg.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "last.pt"
+    if ckpt_path.exists() and not resume:
+        raise FileExistsError(f"{ckpt_path}: a run already exists here; pass --resume to continue it "
+                              f"or change 'name'/'output_dir' in the config")
+    protocol = load_protocol(cfg.protocol, data_root)
+    m = cfg.model
+    dataset = InMemoryReIDSet(protocol.train, protocol.image_root, m.input_size, progress=progress)
+    if len(dataset) == 0:
+        raise ValueError(f"no usable training images in protocol {cfg.protocol}")
+    spec = ModelSpec(backbone=m.backbone, pooling=m.pooling, embedding_dim=m.embedding_dim,
+                     last_stride=m.last_stride, input_size=m.input_size, num_classes=dataset.num_classes)
+    model = build_model(spec, pretrained=m.backbone_weights or True)
+    model.backbone.freeze_stages(m.freeze_stages)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    sampler = IdentitySampler(dataset.labels, cfg.train.p, cfg.train.k, seed=cfg.seed)
+    augment = BatchAugment(m.input_size, pad=cfg.train.crop_pad)
+    teacher = teacher_features(cfg, dataset, run_dir)
+
+    start_epoch, start_batch, history = 0, 0, []
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch, start_batch, history = ckpt["epoch"], ckpt["batch"], ckpt["history"]
+        log.info("resumed from %s at epoch %d batch %d", ckpt_path, start_epoch, start_batch)
+    write_json(run_dir / "config.json", asdict(cfg))
+
+    def save(epoch: int, batch: int) -> None:
+        save_torch({"format": "xreid-checkpoint", "spec": spec.to_dict(), "state_dict": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "epoch": epoch, "batch": batch,
+                    "history": history, "config": asdict(cfg)}, ckpt_path)
+
+    t = cfg.train
+    last_save = time.monotonic()
+    done_batches = 0
+    position = (start_epoch, start_batch)  # the next batch to run, saved on interrupt
+    model.train()
+    try:
+        for epoch in range(start_epoch, t.epochs):
+            fraction = curriculum_fraction(epoch, t.epochs, t.cutout_start, t.cutout_end)
+            ranking = epoch >= t.id_warm_epochs
+            sums: dict[str, float] = {}
+            bar = tqdm(total=len(sampler), initial=start_batch, desc=f"epoch {epoch + 1}/{t.epochs}",
+                       unit="batch", disable=not progress)
+            tic = time.monotonic()
+            for b, indices in enumerate(sampler.epoch(epoch)):
+                if b < start_batch:
+                    continue
+                torch.manual_seed(hash((cfg.seed, epoch, b)) & 0x7FFFFFFF)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(cfg, epoch + b / len(sampler))
+                images, labels = dataset.batch(indices)
+                images = augment(images, fraction) if t.cutout_prob > 0 else augment(images, 0.0)
+                feat, logits = model(images)
+                losses = {"id": id_loss(logits, labels, t.label_smoothing)}
+                if ranking:
+                    losses["triplet"] = t.triplet_weight * batch_hard_triplet_loss(feat, labels, t.margin)
+                    if teacher is not None:
+                        losses["distill"] = t.distill.weight * similarity_distillation_loss(
+                            feat, teacher[torch.as_tensor(indices)])
+                loss = sum(losses.values())
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1} batch {b}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                n = b - start_batch + 1
+                speed = n * len(indices) / max(time.monotonic() - tic, 1e-9)
+                bar.set_postfix({**{k: f"{v / n:.3f}" for k, v in sums.items()}, "img/s": f"{speed:.0f}"})
+                bar.update(1)
+                done_batches += 1
+                position = (epoch, b + 1)
+                if time.monotonic() - last_save > t.checkpoint_minutes * 60:
+                    save(*position)
+                    last_save = time.monotonic()
+                if max_batches is not None and done_batches >= max_batches:
+                    save(*position)
+                    bar.close()
+                    return ckpt_path
+            bar.close()
+            n = max(len(sampler) - start_batch, 1)
+            history.append({"epoch": epoch + 1, **{k: v / n for k, v in sums.items()},
+                            "seconds": time.monotonic() - tic})
+            log.info("epoch %d: %s", epoch + 1, history[-1])
+            start_batch = 0
+            position = (epoch + 1, 0)
+            save(*position)
+            last_save = time.monotonic()
+    except KeyboardInterrupt:
+        save(*position)
+        raise KeyboardInterrupt(f"interrupted; progress saved to {ckpt_path} (continue with --resume)") from None
+    final = run_dir / "model.pt"
+    meta = {"config": asdict(cfg), "history": history, "train_images": len(dataset),
+            "train_identities": dataset.num_classes, "skipped": [str(e) for e in dataset.skipped]}
+    model.eval()
+    export_model_file(model, spec, final, meta)
+    return final
