@@ -45,11 +45,14 @@ def parse_market_name(filename: str) -> tuple[str, str]:
 def load_market_attributes(mat_path: str | Path) -> dict[str, frozenset[str]]:
     """``market_attribute.mat`` -> {4-digit person id: set of the 30 binary attribute names present}."""
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     mat_path = Path(mat_path)
+    if not mat_path.is_file():
+        raise FileNotFoundError(f"{mat_path}: Market-1501 attribute file not found")
     try:
         root = loadmat(str(mat_path))["market_attribute"]
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, OSError, MatReadError) as exc:
         raise ValueError(f"{mat_path}: not a Market-1501 attribute file ({exc})") from None
     labels: dict[str, frozenset[str]] = {}
     for split in ("train", "test"):

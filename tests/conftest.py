@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny datasets built on the fly, and the ../shared data when present."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("XREID_SHARED", REPO.parent / "shared"))
+PETA_ARCHIVE = SHARED / "data" / "peta.tar.zst"
+MODELS = SHARED / "models" / "openvino"
+
+
+def omz_model(name: str) -> Path:
+    precision = "FP16" if name.endswith(("0277", "0286")) else "FP32"
+    return MODELS / name / precision / f"{name}.xml"
+
+
+needs_shared = pytest.mark.skipif(not PETA_ARCHIVE.is_file(),
+                                  reason=f"needs the shared data ({PETA_ARCHIVE} not found)")
+
+
+def write_image(path: Path, seed: int, size=(32, 64), colour: tuple[int, int, int] | None = None) -> None:
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    if colour is not None:
+        arr[:] = (0.7 * np.asarray(colour) + 0.3 * arr).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+@pytest.fixture()
+def mini_peta(tmp_path: Path) -> Path:
+    """A data root holding a tiny PETA (VIPeR, 3DPeS, CUHK) and a PETA-ReID style protocol."""
+    peta = tmp_path / "data" / "peta" / "PETA dataset"
+    viper = peta / "VIPeR" / "archive"
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30), (30, 200, 200), (200, 30, 200)]
+    train, test_q, test_g = [], [], []
+    for i in range(6):
+        for cam in (1, 2):
+            name = f"{i:03d}_{45 * cam}_{cam}.jpg"
+            write_image(viper / name, seed=10 * i + cam, colour=colours[i])
+            entry = {"path": f"VIPeR/archive/{name}", "pid": f"VIPeR/{i:03d}", "cam": f"VIPeR/{cam}"}
+            if i < 4:
+                train.append(entry)
+            else:
+                (test_q if cam == 1 else test_g).append(entry)
+    (viper / "Label.txt").write_text("\n".join(
+        f"{i:03d} personalMale upperBody{'Red' if i % 2 else 'Blue'} carryingBackpack" if i % 3 == 0
+        else f"{i:03d} personalFemale hairLong upperBodyBlack" for i in range(6)) + "\n")
+    pes = peta / "3DPeS" / "archive"
+    for i, name in enumerate(["7_3_FRAME_1_RGB.jpg", "7_4_FRAME_9_RGB.jpg", "12_B_80_FRAME_3_RGB.jpg"]):
+        write_image(pes / name, seed=100 + i)
+    (pes / "Label.txt").write_text("7 personalMale\n12 personalFemale\n99 personalMale\n")
+    cuhk = peta / "CUHK" / "archive"
+    write_image(cuhk / "0002.jpg", seed=200)
+    write_image(cuhk / "0003.jpg", seed=201)
+    (cuhk / "Label.txt").write_text("0002.png personalMale hairShort\n0004.jpg personalFemale\n")
+    protocol = {"name": "mini", "version": 1, "attributes": ["personalMale", "hairLong", "carryingBackpack"],
+                "test": {"VIPeR": {"query": test_q, "gallery": test_g}}, "train": train,
+                "attribute_only": [{"path": "CUHK/archive/0002.jpg"}]}
+    (peta.parent / "peta_reid_protocol.json").write_text(json.dumps(protocol))
+    return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data_root(tmp_path_factory) -> Path:
+    """A data root with the real PETA prepared from ../shared (extracted once per test session)."""
+    if not PETA_ARCHIVE.is_file():
+        pytest.skip(f"needs the shared data ({PETA_ARCHIVE} not found)")
+    from xreid.data.peta import prepare_peta
+
+    env = os.environ.get("XREID_TEST_DATA_ROOT")
+    root = Path(env) if env else tmp_path_factory.mktemp("shared_data")
+    prepare_peta(PETA_ARCHIVE, root)
+    return root

@@ -1,0 +1,36 @@
+import math
+
+import pytest
+import torch
+
+from xreid.training.losses import batch_hard_triplet_loss, id_loss, similarity_distillation_loss
+
+
+def test_batch_hard_triplet_hand_computed():
+    # 1-D features: ids A = {0, 1}, B = {3, 5}. Anchor 0: d_ap 1, d_an 3 -> relu(0.3 + 1 - 3) = 0
+    # anchor 1: d_ap 1, d_an 2 -> 0 ; anchor 3: d_ap 2, d_an 2 -> 0.3 ; anchor 5: d_ap 2, d_an 4 -> 0
+    f = torch.tensor([[0.0], [1.0], [3.0], [5.0]])
+    y = torch.tensor([0, 0, 1, 1])
+    assert batch_hard_triplet_loss(f, y, margin=0.3).item() == pytest.approx(0.3 / 4, abs=1e-5)
+    soft = batch_hard_triplet_loss(f, y, margin=0.0).item()
+    expected = (math.log1p(math.exp(-2)) + math.log1p(math.exp(-1)) + math.log1p(1) + math.log1p(math.exp(-2))) / 4
+    assert soft == pytest.approx(expected, abs=1e-5)
+
+
+def test_triplet_without_negatives_is_zero():
+    f = torch.randn(4, 3, requires_grad=True)
+    loss = batch_hard_triplet_loss(f, torch.zeros(4, dtype=torch.long))
+    assert loss.item() == 0.0
+    loss.backward()
+
+
+def test_id_loss_label_smoothing():
+    logits = torch.zeros(1, 4)
+    assert id_loss(logits, torch.tensor([2]), 0.1).item() == pytest.approx(math.log(4), abs=1e-6)
+
+
+def test_distillation_zero_for_same_geometry():
+    t = torch.randn(6, 8)
+    rot = torch.linalg.qr(torch.randn(8, 8))[0]
+    assert similarity_distillation_loss(t @ rot, t).item() == pytest.approx(0.0, abs=1e-6)
+    assert similarity_distillation_loss(torch.randn(6, 8), t).item() > 0.01

@@ -1,0 +1,79 @@
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from xreid.data.dataset import IdentitySampler
+from xreid.data.transforms import cutout_noise, curriculum_fraction
+from xreid.models.backbones import mobilenetv2
+from xreid.models.embedders import load_embedder
+from xreid.training.config import load_config
+from xreid.training.trainer import learning_rate, train
+
+
+def _config(tmp_path, name="mini", epochs=2, extra=""):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(textwrap.dedent(f"""
+        name: {name}
+        output_dir: {tmp_path / 'runs'}
+        model: {{backbone: mobilenetv2, input_size: [64, 32], freeze_stages: 3}}
+        train: {{epochs: {epochs}, id_warm_epochs: 1, p: 2, k: 2, warmup_epochs: 1, checkpoint_minutes: 0.0}}
+        {extra}
+    """))
+    return load_config(path)
+
+
+def test_config_rejects_unknown_keys(tmp_path):
+    (tmp_path / "bad.yaml").write_text("model: {backbone: mobilenetv2, colour: red}\n")
+    with pytest.raises(ValueError, match="unknown key"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_imagenet_weights_load():
+    net = mobilenetv2(pretrained=True)
+    assert net.features[0][1].running_var.abs().sum() > 0  # BN statistics came from the file
+
+
+def test_sampler_is_p_by_k_and_deterministic():
+    labels = np.repeat(np.arange(5), [1, 2, 3, 4, 5])
+    s = IdentitySampler(labels, p=3, k=2, seed=1)
+    batches = list(s.epoch(0))
+    assert batches == list(IdentitySampler(labels, p=3, k=2, seed=1).epoch(0))
+    for b in batches:
+        ids = labels[b]
+        assert len(b) == 6 and len(set(ids)) == 3 and all((ids == i).sum() == 2 for i in set(ids))
+
+
+def test_cutout_curriculum():
+    assert curriculum_fraction(0, 10, 0.05, 0.3) == pytest.approx(0.05)
+    assert curriculum_fraction(9, 10, 0.05, 0.3) == pytest.approx(0.3)
+    x = torch.zeros(16, 3, 20, 10)
+    out = cutout_noise(x, 0.25, prob=1.0, generator=torch.Generator().manual_seed(0))
+    changed = (out != 0).flatten(1).float().mean(1)
+    assert (changed > 0).all() and (changed <= 0.25 + 1e-6).all()
+
+
+def test_learning_rate_schedule(tmp_path):
+    cfg = _config(tmp_path, epochs=10)
+    assert learning_rate(cfg, 0.0) == pytest.approx(0.1 * cfg.train.lr)
+    assert learning_rate(cfg, 1.0) == pytest.approx(cfg.train.lr)
+    assert learning_rate(cfg, 10.0) == pytest.approx(0.01 * cfg.train.lr)
+
+
+def test_train_interrupt_and_resume_matches_uninterrupted(mini_peta, tmp_path):
+    torch.set_num_threads(1)
+    straight = train(_config(tmp_path, "straight"), mini_peta, progress=False)
+    cfg = _config(tmp_path, "resumed")
+    ckpt = train(cfg, mini_peta, progress=False, max_batches=3)  # stops mid-run (epoch 2, batch 1)
+    assert ckpt.name == "last.pt" and torch.load(ckpt, weights_only=False)["epoch"] == 1
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg, mini_peta, progress=False)
+    resumed = train(cfg, mini_peta, resume=True, progress=False)
+    a = torch.load(straight, weights_only=False)["state_dict"]
+    b = torch.load(resumed, weights_only=False)["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    emb = load_embedder(resumed)
+    assert emb.preprocess.size == (64, 32)
+    assert emb.embed_arrays(np.zeros((2, 64, 32, 3), np.uint8)).shape == (2, 1280)
