@@ -15,6 +15,8 @@ app = typer.Typer(help="xreid: explainable person re-identification.", no_args_i
                   pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Prepare datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+attr_app = typer.Typer(help="Fit and evaluate the attribute layer on a model's embeddings.", no_args_is_help=True)
+app.add_typer(attr_app, name="attributes")
 
 DataRoot = Annotated[Optional[Path], typer.Option(
     "--data-root", help="Dataset folder (default: $XREID_DATA_ROOT, else ~/.cache/xreid).")]
@@ -183,6 +185,144 @@ def export(
                f"cosine to PyTorch embeddings: min {report['min_cosine']:.6f}")
     if report["min_cosine"] < 0.999:
         fail("exported model disagrees with the PyTorch model (cosine < 0.999)", code=1)
+
+
+HeadOpt = Annotated[Optional[Path], typer.Option(
+    "--head", help="Attribute head (.npz from `xreid attributes fit`); --model default has its own.")]
+
+
+def _head(model: str, head: Path | None):
+    from xreid.explain.attribute_head import AttributeHead
+    from xreid.models.embedders import BUNDLED_HEAD
+
+    if head is None:
+        if model != "default":
+            fail("this model needs --head HEAD.npz (fit one with `xreid attributes fit --model ...`)")
+        head = BUNDLED_HEAD
+    try:
+        return AttributeHead.load(head)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+
+
+@attr_app.command("fit")
+def attributes_fit(
+    out: Annotated[Path, typer.Option(help="Output attribute head (.npz).")],
+    model: ModelOpt = "default",
+    protocol: Annotated[str, typer.Option(help="'peta-reid' or a protocol JSON path (PETA attributes).")] = "peta-reid",
+    data_root: DataRoot = None,
+    market_root: Annotated[Optional[Path], typer.Option(help="Fit on Market-1501 instead: its root folder.")] = None,
+    market_attributes: Annotated[Optional[Path], typer.Option(help="market_attribute.mat (with --market-root).")] = None,
+    epochs: Annotated[int, typer.Option(help="Full-batch optimisation steps.")] = 300,
+    height: Height = None, width: Width = None, channel_order: ChannelOrder = None, scale: Scale = None,
+) -> None:
+    """Train the bias-free linear attribute layer on frozen embeddings (class-balanced BCE)."""
+    from xreid.data.peta import EXPLANATION_ATTRIBUTES
+    from xreid.explain.attribute_head import fit_attribute_head
+    from xreid.explain.attribute_quality import labelled_embeddings
+
+    embedder = _embedder(model, height, width, channel_order, scale)
+    try:
+        if market_root is not None:
+            from xreid.data.market import MARKET_ATTRIBUTES, load_market, load_market_attributes
+
+            if market_attributes is None:
+                fail("--market-root needs --market-attributes market_attribute.mat")
+            labels = load_market_attributes(market_attributes)
+            records, root, names = load_market(market_root, "bounding_box_train", labels), market_root, MARKET_ATTRIBUTES
+            source = f"Market-1501 {market_root}"
+        else:
+            from xreid.data.protocol import load_protocol
+
+            proto = load_protocol(protocol, resolve_data_root(data_root))
+            records, root, names = proto.train + proto.attribute_only, proto.image_root, EXPLANATION_ATTRIBUTES
+            source = f"{proto.name} train + attribute_only"
+        feats, labels_m, kept = labelled_embeddings(embedder, root, records, names)
+        head = fit_attribute_head(feats, labels_m, names, epochs=epochs,
+                                  meta={"model": model, "source": source, "embedder": embedder.name})
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    head.save(out)
+    typer.echo(f"attribute head ({len(names)} attributes, {head.embedding_dim}-d embeddings, "
+               f"{len(kept)} images) written to {out}")
+    if head.meta["never_positive_in_training"]:
+        typer.echo(f"never positive in training (their probabilities carry no information): "
+                   f"{', '.join(head.meta['never_positive_in_training'])}")
+
+
+@attr_app.command("eval")
+def attributes_eval(
+    model: ModelOpt = "default",
+    head: HeadOpt = None,
+    protocol: Annotated[str, typer.Option(help="'peta-reid' or a protocol JSON path.")] = "peta-reid",
+    data_root: DataRoot = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write all figures to this JSON file.")] = None,
+    height: Height = None, width: Width = None, channel_order: ChannelOrder = None, scale: Scale = None,
+) -> None:
+    """Attribute recognition on the protocol's test images: mA and per-attribute TPR / TNR / accuracy."""
+    from xreid.data.protocol import load_protocol
+    from xreid.explain.attribute_quality import attribute_report, labelled_embeddings
+    from xreid.io import write_json
+
+    embedder = _embedder(model, height, width, channel_order, scale)
+    attr_head = _head(model, head)
+    try:
+        proto = load_protocol(protocol, resolve_data_root(data_root))
+        feats, labels, kept = labelled_embeddings(embedder, proto.image_root, proto.test_images(), attr_head.names)
+        report = attribute_report(attr_head.predict(feats), labels, attr_head.names, proto.attributes or None)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    typer.echo(f"{'attribute':<24}{'mA':>7}{'TPR':>7}{'TNR':>7}{'acc':>7}{'pos':>6}")
+    for name, r in report["per_attribute"].items():
+        f = lambda v: f"{100 * v:7.1f}" if v is not None else "      -"  # noqa: E731
+        typer.echo(f"{name:<24}{f(r['mA'])}{f(r['TPR'])}{f(r['TNR'])}{f(r['accuracy'])}{r['positives']:6d}")
+    typer.echo(f"mA over {report['attributes']} attributes on {report['images']} test images: {report['mA']:.1f} %")
+    if json_out:
+        write_json(json_out, {"model": model, "head": str(head or "bundled"), **report})
+
+
+@app.command()
+def explain(
+    out: Annotated[Path, typer.Option(help="Output HTML report (self-contained).")],
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Output JSON with every number shown.")] = None,
+    model: ModelOpt = "default",
+    head: HeadOpt = None,
+    query: Annotated[Optional[Path], typer.Option(help="Query image.")] = None,
+    gallery: Annotated[Optional[Path], typer.Option(
+        help="Gallery: a folder of images, or an .npz from `xreid embed` (keys relative to --data-root).")] = None,
+    protocol: Annotated[Optional[str], typer.Option(help="Instead of --query/--gallery: a protocol's test set.")] = None,
+    test_set: Annotated[Optional[str], typer.Option(help="With --protocol: the test set (e.g. VIPeR).")] = None,
+    query_index: Annotated[int, typer.Option(help="With --protocol: which query of the test set.")] = 0,
+    query_id: Annotated[Optional[str], typer.Option(help="The query's person id, to mark true matches.")] = None,
+    data_root: DataRoot = None,
+    top_k: Annotated[int, typer.Option(help="Results to explain.")] = 10,
+    threshold: Annotated[float, typer.Option(help="Confidence threshold t_a of eq. 3.1.")] = 0.3,
+    filter_text: Annotated[Optional[str], typer.Option(
+        "--filter", help="Attribute filter, e.g. 'personalMale=yes,carryingBackpack=no'.")] = None,
+    filter_mode: Annotated[str, typer.Option(help="'rerank' (violators sink) or 'keep' (violators dropped).")] = "rerank",
+    height: Height = None, width: Width = None, channel_order: ChannelOrder = None, scale: Scale = None,
+) -> None:
+    """Rank a gallery for a query and explain the top results in attributes (HTML + JSON)."""
+    from xreid.explain.pipeline import explain_query
+
+    embedder = _embedder(model, height, width, channel_order, scale)
+    attr_head = _head(model, head)
+    try:
+        result = explain_query(embedder, attr_head, resolve_data_root(data_root), query=query, gallery=gallery,
+                               protocol=protocol, test_set=test_set, query_index=query_index, query_id=query_id,
+                               top_k=top_k, threshold=threshold, filter_text=filter_text, filter_mode=filter_mode,
+                               out_html=out, out_json=json_out, model_name=model)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    e = result.explanation
+    typer.echo(f"query {e.query}: confident attributes {', '.join(e.confident) or 'none'}")
+    for r in e.results:
+        mark = "" if r.is_match is None else (" (match)" if r.is_match else "")
+        typer.echo(f"  {r.rank:>2}. {r.key}  d={r.distance:.4f}  explained {100 * r.explained_share:.0f} %{mark}")
+    typer.echo(e.reliability)
+    for s in result.skipped:
+        typer.echo(f"skipped: {s}")
+    typer.echo(f"report: {out}" + (f", data: {json_out}" if json_out else ""))
 
 
 def main() -> None:

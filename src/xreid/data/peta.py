@@ -44,6 +44,20 @@ COLOURS: tuple[str, ...] = (
 COLOUR_PARTS: tuple[str, ...] = ("upperBody", "lowerBody", "hair", "footwear")
 #: The full 105-name vocabulary: 61 binary attributes + 4 x 11 colours.
 VOCABULARY: tuple[str, ...] = BINARY_ATTRIBUTES + tuple(p + c for p in COLOUR_PARTS for c in COLOURS)
+#: The 35 attributes the attribute-recognition literature evaluates on PETA (PETA-ReID's list).
+EVALUATION_ATTRIBUTES: tuple[str, ...] = (
+    "accessoryHat", "accessoryMuffler", "accessoryNothing", "accessorySunglasses", "hairLong",
+    "upperBodyCasual", "upperBodyFormal", "upperBodyJacket", "upperBodyLogo", "upperBodyPlaid",
+    "upperBodyShortSleeve", "upperBodyThinStripes", "upperBodyTshirt", "upperBodyOther", "upperBodyVNeck",
+    "lowerBodyCasual", "lowerBodyFormal", "lowerBodyJeans", "lowerBodyShorts", "lowerBodyShortSkirt",
+    "lowerBodyTrousers", "footwearLeatherShoes", "footwearSandals", "footwearShoes", "footwearSneakers",
+    "carryingBackpack", "carryingOther", "carryingMessengerBag", "carryingNothing", "carryingPlasticBags",
+    "personalLess30", "personalLess45", "personalLess60", "personalLarger60", "personalMale",
+)
+#: What xreid explains with on PETA: the 35 evaluation attributes plus upper- and lower-body colours
+#: (an analyst's first words for a person: "man in a red top and blue jeans").
+EXPLANATION_ATTRIBUTES: tuple[str, ...] = EVALUATION_ATTRIBUTES + tuple(
+    p + c for p in ("upperBody", "lowerBody") for c in COLOURS)
 #: Names that occur in some Label.txt files but that PETA itself discards (fewer than 10 samples).
 DISCARDED_ATTRIBUTES = frozenset({"accessoryFaceMask", "lowerBodyLogo", "accessoryShawl", "lowerBodyThickStripes"})
 

@@ -123,4 +123,6 @@ def attribute_mean_accuracy(pred: np.ndarray, truth: np.ndarray) -> tuple[float,
     with np.errstate(invalid="ignore", divide="ignore"):
         tpr = np.where(pos > 0, (pred & truth).sum(0) / pos, np.nan)
         tnr = np.where(neg > 0, (~pred & ~truth).sum(0) / neg, np.nan)
-    return float(np.nanmean((tpr + tnr) / 2)), tpr, tnr
+    both = (tpr + tnr) / 2
+    ma = float(np.nanmean(both)) if np.isfinite(both).any() else float("nan")
+    return ma, tpr, tnr

@@ -26,6 +26,7 @@ from xreid.data.images import ImageError
 log = logging.getLogger(__name__)
 
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "weights" / "default.pt"
+BUNDLED_HEAD = BUNDLED_MODEL.with_name("default_head.npz")
 
 
 @dataclass(frozen=True)

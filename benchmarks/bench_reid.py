@@ -1,0 +1,83 @@
+"""PETA-ReID benchmark: accuracy and embedding throughput of the bundled model, its exported
+forms, and every Open Model Zoo re-id model in ../shared/models/openvino. Prints one table.
+
+    python benchmarks/bench_reid.py --data-root DATA_ROOT [--json benchmarks/results/peta_reid.json]
+
+Throughput is the model alone (inputs decoded and resized beforehand), after warm-up, on this
+machine's CPU: batch 1 (latency-bound, as Open Model Zoo reports) and batch 64.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from xreid.data.dataset import load_resized
+from xreid.data.protocol import load_protocol
+from xreid.evaluation.evaluate import evaluate_protocol
+from xreid.models.embedders import load_embedder
+from xreid.models.export import export_model
+from xreid.paths import resolve_data_root
+
+SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models" / "openvino"
+
+
+def throughput(embedder, paths: list[Path], batch: int, seconds: float = 8.0) -> float:
+    images, _ = load_resized(paths, embedder.preprocess.size)
+    x = embedder.preprocess.apply(np.stack([im for im in images if im is not None]))
+    embedder.run(x[:batch])  # warm-up
+    done, tic = 0, time.perf_counter()
+    while time.perf_counter() - tic < seconds:
+        for s in range(0, len(x) - batch + 1, batch):
+            embedder.run(x[s:s + batch])
+            done += batch
+    return done / (time.perf_counter() - tic)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-root", type=Path, default=None)
+    ap.add_argument("--models-dir", type=Path, default=SHARED_MODELS)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--skip-omz", action="store_true")
+    args = ap.parse_args()
+
+    protocol = load_protocol("peta-reid", resolve_data_root(args.data_root))
+    sample = [protocol.image_root / r.path for r in protocol.test_images()[:256]]
+    tmp = Path(tempfile.mkdtemp(prefix="xreid_bench_"))
+    models = {"xreid default (PyTorch)": "default",
+              "xreid default (ONNX Runtime)": export_model("default", "onnx", tmp / "default.onnx")["path"],
+              "xreid default (OpenVINO)": export_model("default", "openvino", tmp / "default.xml")["path"]}
+    if not args.skip_omz:
+        for xml in sorted(args.models_dir.glob("person-reidentification-retail-*/FP*/*.xml")):
+            models[f"{xml.stem} {xml.parent.name} (OpenVINO)"] = str(xml)
+    rows = []
+    for label, spec in models.items():
+        emb = load_embedder(spec)
+        res = evaluate_protocol(emb, protocol, progress=False)
+        row = {"model": label, "spec": spec if spec == "default" else Path(spec).name,
+               "mean_mAP": res.mean["mAP"], "mean_R1": res.mean["R1"],
+               **{f"{k}_{m}": v[m] for k, v in res.per_set.items() for m in ("mAP", "R1")},
+               "img_s_b1": throughput(emb, sample, 1), "img_s_b64": throughput(emb, sample, 64)}
+        rows.append(row)
+        print(f"done: {label}: mean mAP {row['mean_mAP']:.1f}", flush=True)
+    sets = [t.name for t in protocol.test_sets]
+    head = "| model | mean mAP / R1 | " + " | ".join(f"{s} mAP / R1" for s in sets) + " | img/s b1 | img/s b64 |"
+    print("\n" + head)
+    print("|" + "---|" * (4 + len(sets)))
+    for r in rows:
+        print(f"| {r['model']} | {r['mean_mAP']:.1f} / {r['mean_R1']:.1f} | "
+              + " | ".join(f"{r[f'{s}_mAP']:.1f} / {r[f'{s}_R1']:.1f}" for s in sets)
+              + f" | {r['img_s_b1']:.0f} | {r['img_s_b64']:.0f} |")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""The bias-free linear attribute layer on frozen re-id embeddings (METHODS.md section 1).
+
+x = sigmoid(W^T f) with f the L2-normalised embedding and W an N x A matrix: because the layer
+sees only the embedding, W says which embedding dims carry which attribute. Trained with the
+class-balanced BCE of ``formulas.class_balanced_weights``. Stored as ``.npz`` (no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from xreid.data.records import ImageRecord
+from xreid.explain.formulas import class_balanced_weights, l2_normalise
+from xreid.io import atomic_write
+
+
+@dataclass
+class AttributeHead:
+    names: list[str]
+    weights: np.ndarray  # N x A
+    positive_ratio: np.ndarray  # A, in the training data
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.weights.shape[0]
+
+    def check_embedding(self, features: np.ndarray, where: str = "embeddings") -> None:
+        if features.shape[-1] != self.embedding_dim:
+            raise ValueError(f"{where}: attribute head expects {self.embedding_dim}-d embeddings, got "
+                             f"{features.shape[-1]}-d (was it fitted on another model? "
+                             f"head model: {self.meta.get('model', 'unknown')})")
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        self.check_embedding(features)
+        return l2_normalise(np.asarray(features, np.float64)) @ self.weights
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Attribute probabilities (... x A) of raw (not necessarily normalised) embeddings."""
+        return 1.0 / (1.0 + np.exp(-np.clip(self.logits(features), -50, 50)))
+
+    def save(self, path: str | Path) -> None:
+        def write(fh):
+            np.savez(fh, weights=self.weights.astype(np.float32), positive_ratio=self.positive_ratio,
+                     names=np.array(self.names), meta=np.array(json.dumps(self.meta)))
+        atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AttributeHead":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: attribute head not found")
+        try:
+            with np.load(path, allow_pickle=False) as d:
+                return cls([str(n) for n in d["names"]], d["weights"].astype(np.float64),
+                           d["positive_ratio"].astype(np.float64), json.loads(str(d["meta"])))
+        except (KeyError, ValueError, OSError) as exc:
+            raise ValueError(f"{path}: not an xreid attribute head ({exc})") from None
+
+
+def label_matrix(records: Sequence[ImageRecord], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(labels: M x A bool, labelled: M bool) for records; records with no attribute labels are unlabelled."""
+    index = {n: i for i, n in enumerate(names)}
+    labels = np.zeros((len(records), len(names)), bool)
+    labelled = np.zeros(len(records), bool)
+    for r, rec in enumerate(records):
+        if rec.attributes is None:
+            continue
+        labelled[r] = True
+        for n in rec.attributes:
+            if n in index:
+                labels[r, index[n]] = True
+    return labels, labelled
+
+
+def fit_attribute_head(features: np.ndarray, labels: np.ndarray, names: Sequence[str], epochs: int = 300,
+                       lr: float = 0.05, weight_decay: float = 1e-4, seed: int = 0, meta: dict | None = None
+                       ) -> AttributeHead:
+    """Train W (N x A, no bias) with class-balanced BCE on L2-normalised, frozen embeddings (full batch, Adam)."""
+    import torch
+
+    if len(features) != len(labels):
+        raise ValueError(f"{len(features)} embeddings but {len(labels)} label rows")
+    if len(features) == 0:
+        raise ValueError("no labelled embeddings to fit the attribute head on")
+    torch.manual_seed(seed)
+    x = torch.from_numpy(l2_normalise(np.asarray(features, np.float64)).astype(np.float32))
+    y = torch.from_numpy(np.asarray(labels, np.float32))
+    ratio = labels.mean(0)
+    w_bce = torch.from_numpy(class_balanced_weights(labels, ratio).astype(np.float32))
+    weight = torch.zeros(x.shape[1], y.shape[1], requires_grad=True)
+    opt = torch.optim.Adam([weight], lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    loss_fn = torch.nn.BCEWithLogitsLoss(weight=w_bce)
+    for _ in range(epochs):
+        opt.zero_grad()
+        loss = loss_fn(x @ weight, y)
+        loss.backward()
+        opt.step()
+        sched.step()
+    never = [n for n, r in zip(names, ratio) if r == 0]
+    info = {**(meta or {}), "train_images": int(len(features)), "final_loss": float(loss.detach()),
+            "never_positive_in_training": never}
+    return AttributeHead(list(names), weight.detach().double().numpy(), ratio.astype(np.float64), info)

@@ -1,0 +1,178 @@
+"""Explain one query's ranking: distances, attribute matching scores, both distance decompositions,
+optional attribute filtering, and a reliability verdict on the query. Returns plain data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from xreid.explain.attribute_head import AttributeHead
+from xreid.explain.formulas import (DEFAULT_CONFIDENCE, attribute_error, confident_attributes,
+                                    cosine_distance_unit, exact_decomposition, l2_normalise, matching_scores,
+                                    orthonormal_attribute_basis)
+
+#: Mean matching score (over confident attributes and the top-k) under which the query is flagged.
+UNRELIABLE_BELOW = 0.6
+
+
+def parse_filter(text: str | None, names: list[str]) -> dict[str, bool]:
+    """``"personalMale=yes,carryingBackpack=no"`` -> {name: wanted}; unknown names are an error."""
+    if not text:
+        return {}
+    out: dict[str, bool] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if "=" not in item:
+            raise ValueError(f"filter item {item!r}: expected name=yes or name=no")
+        name, value = (s.strip() for s in item.split("=", 1))
+        if name not in names:
+            close = [n for n in names if n.lower() == name.lower()]
+            hint = f" (did you mean {close[0]}?)" if close else f"; known: {', '.join(names)}"
+            raise ValueError(f"filter: unknown attribute {name!r}{hint}")
+        if value.lower() not in ("yes", "no", "1", "0", "true", "false"):
+            raise ValueError(f"filter item {item!r}: value must be yes or no")
+        out[name] = value.lower() in ("yes", "1", "true")
+    return out
+
+
+def filter_violations(probs: np.ndarray, names: list[str], wanted: dict[str, bool]) -> np.ndarray:
+    """Per gallery item, how many filter conditions its predicted attributes break (prob on the wrong side of 0.5)."""
+    if not wanted:
+        return np.zeros(len(probs), int)
+    idx = [names.index(n) for n in wanted]
+    want = np.array(list(wanted.values()))
+    return ((probs[:, idx] >= 0.5) != want).sum(axis=1)
+
+
+@dataclass
+class ResultExplanation:
+    rank: int
+    key: str
+    distance: float
+    original_rank: int
+    pid: str | None
+    is_match: bool | None
+    probabilities: list[float]
+    matching_scores: dict[str, float]  # confident query attributes only, clipped at 1
+    matching_scores_raw: dict[str, float]
+    attribute_error_eq32: list[float]  # e_a as published, all attributes
+    exact_parts: list[float]  # attribute parts of the distance
+    exact_residual: float  # the part not explained by attributes
+    explained_share: float
+    filter_violations: int = 0
+
+
+@dataclass
+class RankingExplanation:
+    query: str
+    query_pid: str | None
+    attribute_names: list[str]
+    query_probabilities: list[float]
+    confident: list[str]  # '!name' for confidently absent attributes
+    confidence_threshold: float
+    gallery_size: int
+    results: list[ResultExplanation]
+    mean_matching_score: float | None
+    reliability: str
+    reliable: bool
+    filter: dict[str, bool] = field(default_factory=dict)
+    filter_mode: str = "rerank"
+    weights: list[list[float]] = field(default_factory=list)
+    orthonormal_basis: list[list[float]] = field(default_factory=list)
+    query_embedding: list[float] = field(default_factory=list)
+    result_embeddings: list[list[float]] = field(default_factory=list)
+    model: str = ""
+    distance: str = "cosine distance of L2-normalised embeddings (1 - cos)"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def reliability_verdict(mean_score: float | None, n_confident: int) -> tuple[bool, str]:
+    """Plain words on whether the query's attributes support its ranking (seed 000's analysis)."""
+    if n_confident == 0:
+        return False, ("The model is not confident about any attribute of the query (blurred, occluded or "
+                       "unusual image?): the ranking cannot be explained in attributes; treat it with care.")
+    if mean_score is not None and mean_score < UNRELIABLE_BELOW:
+        return False, (f"The top results match the query's confident attributes poorly (mean score "
+                       f"{100 * mean_score:.0f} %). Such low scores throughout usually mean an unreliable query "
+                       f"(blurred, occluded, badly cropped): check the query image before trusting the ranking.")
+    return True, (f"The top results agree with the query's confident attributes (mean matching score "
+                  f"{100 * (mean_score or 0):.0f} %).")
+
+
+def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gallery_keys: list[str],
+                    head: AttributeHead, top_k: int = 10, threshold: float = DEFAULT_CONFIDENCE,
+                    gallery_pids: list[str | None] | None = None, query_pid: str | None = None,
+                    filter_spec: dict[str, bool] | None = None, filter_mode: str = "rerank",
+                    query_key: str = "query", basis: np.ndarray | None = None,
+                    gallery_probabilities: np.ndarray | None = None, include_vectors: bool = True,
+                    model: str = "") -> RankingExplanation:
+    """Rank ``gallery_features`` for the query and explain the top ``top_k``.
+
+    ``basis`` (the head's orthonormal attribute basis) and ``gallery_probabilities`` may be passed
+    precomputed to explain many queries against one gallery quickly.
+    """
+    if len(gallery_features) == 0:
+        raise ValueError("the gallery is empty")
+    if filter_mode not in ("rerank", "keep"):
+        raise ValueError(f"filter mode must be 'rerank' or 'keep', not {filter_mode!r}")
+    head.check_embedding(query_feature[None], "query embedding")
+    head.check_embedding(gallery_features, "gallery embeddings")
+    q = l2_normalise(np.asarray(query_feature, np.float64))
+    dist = 1.0 - l2_normalise(np.asarray(gallery_features, np.float32)) @ q.astype(np.float32)
+    order = np.argsort(dist, kind="stable")
+    names = head.names
+    wanted = filter_spec or {}
+    probs_all = gallery_probabilities
+    if wanted:
+        probs_all = head.predict(gallery_features) if probs_all is None else probs_all
+        viol = filter_violations(probs_all[order], names, wanted)
+        if filter_mode == "keep":
+            order, viol = order[viol == 0], viol[viol == 0]
+        else:
+            resort = np.argsort(viol, kind="stable")
+            order, viol = order[resort], viol[resort]
+    else:
+        viol = np.zeros(len(order), int)
+    original_rank = np.empty(len(dist), int)
+    original_rank[np.argsort(dist, kind="stable")] = np.arange(1, len(dist) + 1)
+    top = order[:top_k]
+    g = l2_normalise(np.asarray(gallery_features, np.float64)[top])
+    x_q = head.predict(q[None])[0]
+    x_g = probs_all[top] if probs_all is not None else head.predict(g)
+    confident = confident_attributes(x_q, threshold)
+    scores_raw = matching_scores(x_q, x_g, clip=False)
+    scores = np.minimum(scores_raw, 1.0)
+    basis = orthonormal_attribute_basis(head.weights) if basis is None else basis
+    e32 = attribute_error(q, g, head.weights)
+    parts, residual, d_exact = exact_decomposition(q, g, basis)
+    results = []
+    for i, j in enumerate(top):
+        pid = gallery_pids[j] if gallery_pids else None
+        results.append(ResultExplanation(
+            rank=i + 1, key=gallery_keys[j], distance=float(dist[j]), original_rank=int(original_rank[j]),
+            pid=pid, is_match=(pid == query_pid) if (pid is not None and query_pid is not None) else None,
+            probabilities=[float(v) for v in x_g[i]],
+            matching_scores={n: float(scores[i, a]) for a, n in enumerate(names) if confident[a]},
+            matching_scores_raw={n: float(scores_raw[i, a]) for a, n in enumerate(names) if confident[a]},
+            attribute_error_eq32=[float(v) for v in e32[i]], exact_parts=[float(v) for v in parts[i]],
+            exact_residual=float(residual[i]),
+            explained_share=float(parts[i].sum() / d_exact[i]) if d_exact[i] > 1e-12 else 0.0,
+            filter_violations=int(viol[i])))
+    mean_score = float(scores[:, confident].mean()) if confident.any() and len(top) else None
+    reliable, verdict = reliability_verdict(mean_score, int(confident.sum()))
+    labels = [n if x_q[a] > 0.5 else f"!{n}" for a, n in enumerate(names) if confident[a]]
+    return RankingExplanation(
+        query=query_key, query_pid=query_pid, attribute_names=list(names),
+        query_probabilities=[float(v) for v in x_q], confident=labels, confidence_threshold=threshold,
+        gallery_size=int(len(gallery_features)), results=results, mean_matching_score=mean_score,
+        reliability=verdict, reliable=reliable, filter=wanted, filter_mode=filter_mode,
+        weights=head.weights.tolist() if include_vectors else [],
+        orthonormal_basis=basis.tolist() if include_vectors else [],
+        query_embedding=q.tolist() if include_vectors else [],
+        result_embeddings=g.tolist() if include_vectors else [], model=model)

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+
+from xreid.explain.formulas import (attribute_error, class_balanced_weights, confident_attributes,
+                                    cosine_distance_unit, dims_per_attribute, exact_decomposition,
+                                    extreme_attributes, l2_normalise, matching_scores, orthonormal_attribute_basis)
+
+
+def test_matching_scores_hand_computed():
+    x_q = np.array([0.9, 0.05, 0.5])
+    x_g = np.array([0.8, 0.5, 0.5])
+    # a0: (1 - 0.1) / (0.5 + 0.4) = 1.0 ; a1: (1 - 0.45) / (0.5 + 0.45) = 0.55/0.95 ; a2: 1 / 0.5 = 2 -> clipped 1
+    raw = matching_scores(x_q, x_g, clip=False)
+    np.testing.assert_allclose(raw, [1.0, 0.55 / 0.95, 2.0])
+    np.testing.assert_allclose(matching_scores(x_q, x_g), [1.0, 0.55 / 0.95, 1.0])
+    # identical extreme probabilities score exactly 1; opposite ones near 0
+    assert matching_scores(np.array([0.99]), np.array([0.99]))[0] == pytest.approx(1.0)
+    assert matching_scores(np.array([0.99]), np.array([0.01]))[0] == pytest.approx(0.02 / 0.99)
+
+
+def test_confidence_threshold():
+    x = np.array([0.05, 0.25, 0.5, 0.79, 0.81, 0.95])
+    assert confident_attributes(x, 0.3).tolist() == [True, False, False, False, True, True]
+    assert confident_attributes(x, 0.4).tolist() == [True, False, False, False, False, True]
+
+
+def test_attribute_error_hand_computed():
+    f_q = np.array([1.0, 0.0, 2.0])
+    f_g = np.array([0.0, 1.0, 0.0])
+    w = np.array([[1.0, 0.0], [2.0, -1.0], [0.5, 1.0]])
+    # squared diffs (1, 1, 4): e_0 = 1 + 2 + 2 = 5, e_1 = 0 - 1 + 4 = 3
+    np.testing.assert_allclose(attribute_error(f_q, f_g, w), [5.0, 3.0])
+
+
+def test_exact_decomposition_hand_computed():
+    # W spans the first two axes (non-orthogonal columns); the difference has a part outside the span
+    w = np.array([[1.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+    u = orthonormal_attribute_basis(w)
+    np.testing.assert_allclose(u.T @ u, np.eye(2), atol=1e-12)
+    f_q = np.array([0.6, 0.0, 0.8])
+    f_g = np.array([0.0, 0.6, 0.8])
+    parts, residual, d = exact_decomposition(f_q, f_g, u)
+    # D = (0.6, -0.6, 0): inside span(W), so no residual; d = (0.36 + 0.36) / 2 = 0.36
+    assert d == pytest.approx(0.36) and residual == pytest.approx(0.0, abs=1e-12)
+    assert parts.sum() == pytest.approx(0.36)
+    assert (parts >= 0).all()
+    # a difference along the third axis is entirely residual
+    parts, residual, d = exact_decomposition(np.array([0.0, 0.0, 1.0]), np.array([0.0, 0.0, 0.0]), u)
+    assert residual == pytest.approx(0.5) and parts.sum() == pytest.approx(0.0)
+
+
+def test_exact_decomposition_sums_to_the_ranking_distance():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(64, 10))
+    u = orthonormal_attribute_basis(w)
+    f_q = l2_normalise(rng.normal(size=64))
+    f_g = l2_normalise(rng.normal(size=(7, 64)))
+    parts, residual, d = exact_decomposition(f_q, f_g, u)
+    np.testing.assert_allclose(d, 1 - f_g @ f_q)  # the cosine distance used for ranking
+    np.testing.assert_allclose(d, cosine_distance_unit(f_q, f_g))
+    assert np.all(np.abs(parts.sum(1) + residual - d) <= 1e-5 * d)
+    assert (parts >= 0).all() and (residual >= 0).all()
+
+
+def test_basis_handles_dependent_weights():
+    w = np.array([[1.0, 2.0], [1.0, 2.0], [0.0, 0.0]])  # second column = 2 x first
+    u = orthonormal_attribute_basis(w)
+    assert np.isfinite(u).all()
+    parts, residual, d = exact_decomposition(np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), u)
+    assert parts.sum() + residual == pytest.approx(d)
+
+
+def test_class_balanced_weights():
+    labels = np.array([[1, 0], [0, 0]], bool)
+    w = class_balanced_weights(labels, np.array([0.1, 0.5]))
+    np.testing.assert_allclose(w, [[np.exp(0.9), np.exp(0.5)], [np.exp(0.1), np.exp(0.5)]])
+
+
+def test_dims_per_attribute_and_extremes():
+    w = np.array([[0.1, 0.9, -0.2], [0.5, 0.1, 0.0], [0.2, 0.3, 0.7], [-1.0, 0.4, 0.0]])
+    assert dims_per_attribute(w).tolist() == [1, 2, 1]
+    top, bottom = extreme_attributes(w, 0, k=2)
+    assert top.tolist() == [1, 0] and bottom.tolist() == [2, 0]
