@@ -135,3 +135,17 @@ def test_cli_explain_errors(tiny_model, mini_peta, tmp_path):
     res = runner.invoke(app, ["explain", "--model", str(tiny_model), "--head", str(head), "--data-root", str(mini_peta),
                               "--protocol", "peta-reid", "--out", str(tmp_path / "x.html")])
     assert res.exit_code == 2 and "expects 8-d embeddings, got 1280-d" in res.output
+
+
+def test_cli_analyze(tiny_model, mini_peta, tmp_path):
+    head = tmp_path / "h.npz"
+    AttributeHead(NAMES, np.random.default_rng(0).normal(size=(1280, 3)), np.array([0.5, 0.2, 0.1]), {}).save(head)
+    res = runner.invoke(app, ["analyze", "--model", str(tiny_model), "--head", str(head), "--data-root", str(mini_peta),
+                              "--out", str(tmp_path / "an"), "--dims", "0,7"])
+    assert res.exit_code == 0, res.output
+    rows = (tmp_path / "an" / "dims_per_attribute.csv").read_text().splitlines()
+    assert rows[0].startswith("attribute") and sum(int(r.split(",")[1]) for r in rows[1:]) == 1280
+    assert (tmp_path / "an" / "dim_7.png").stat().st_size > 1000 and (tmp_path / "an" / "index.html").is_file()
+    res = runner.invoke(app, ["analyze", "--model", str(tiny_model), "--head", str(head), "--data-root", str(mini_peta),
+                              "--out", str(tmp_path / "an2"), "--dims", "5000"])
+    assert res.exit_code == 2 and "out of range" in res.output

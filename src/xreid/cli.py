@@ -300,6 +300,9 @@ def explain(
     filter_text: Annotated[Optional[str], typer.Option(
         "--filter", help="Attribute filter, e.g. 'personalMale=yes,carryingBackpack=no'.")] = None,
     filter_mode: Annotated[str, typer.Option(help="'rerank' (violators sink) or 'keep' (violators dropped).")] = "rerank",
+    maps: Annotated[Optional[str], typer.Option(
+        help="Visual maps: any of pair,attention,attributes (Grad-CAM; occlusion for ONNX/OpenVINO models).")] = None,
+    map_dims: Annotated[int, typer.Option(help="Pair maps: embedding dims per pair.")] = 5,
     height: Height = None, width: Width = None, channel_order: ChannelOrder = None, scale: Scale = None,
 ) -> None:
     """Rank a gallery for a query and explain the top results in attributes (HTML + JSON)."""
@@ -308,10 +311,16 @@ def explain(
     embedder = _embedder(model, height, width, channel_order, scale)
     attr_head = _head(model, head)
     try:
+        maps_for = None
+        if maps:
+            from xreid.explain.maps.compute import maps_for_report, parse_kinds
+
+            maps_for = maps_for_report(embedder, attr_head, parse_kinds(maps), out.with_name(out.stem + "_maps"),
+                                       k=map_dims)
         result = explain_query(embedder, attr_head, resolve_data_root(data_root), query=query, gallery=gallery,
                                protocol=protocol, test_set=test_set, query_index=query_index, query_id=query_id,
                                top_k=top_k, threshold=threshold, filter_text=filter_text, filter_mode=filter_mode,
-                               out_html=out, out_json=json_out, model_name=model)
+                               out_html=out, out_json=json_out, model_name=model, maps_for=maps_for)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     e = result.explanation
@@ -323,6 +332,37 @@ def explain(
     for s in result.skipped:
         typer.echo(f"skipped: {s}")
     typer.echo(f"report: {out}" + (f", data: {json_out}" if json_out else ""))
+
+
+@app.command()
+def analyze(
+    out: Annotated[Path, typer.Option(help="Output folder (index.html, CSV, charts).")],
+    model: ModelOpt = "default",
+    head: HeadOpt = None,
+    protocol: Annotated[str, typer.Option(help="'peta-reid' or a protocol JSON path: its test images are ranked.")] = "peta-reid",
+    data_root: DataRoot = None,
+    dims: Annotated[Optional[str], typer.Option(help="Comma-separated embedding dims to rank by (default: the 6 most attribute-specific).")] = None,
+    height: Height = None, width: Width = None, channel_order: ChannelOrder = None, scale: Scale = None,
+) -> None:
+    """Analyse the embedding: dims per attribute (Table 4.1) and images ranked by chosen dims (Fig. 4.1)."""
+    from xreid.data.protocol import load_protocol
+    from xreid.explain.analysis_report import write_analysis
+    from xreid.explain.embedding_analysis import default_dims, dim_rank_lists, dims_table
+
+    embedder = _embedder(model, height, width, channel_order, scale)
+    attr_head = _head(model, head)
+    try:
+        chosen = [int(d) for d in dims.split(",")] if dims else default_dims(attr_head)
+        proto = load_protocol(protocol, resolve_data_root(data_root))
+        images = proto.test_images()
+        res = embedder.embed_paths([proto.image_root / r.path for r in images], progress=True)
+        attr_head.check_embedding(res.features, f"{model} embeddings")
+        keys = [images[i].path for i in res.kept]
+        index = write_analysis(out, dims_table(attr_head), dim_rank_lists(attr_head, res.features, keys, chosen),
+                               {k: proto.image_root / k for k in keys}, model)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    typer.echo(f"analysis written to {index}")
 
 
 def main() -> None:

@@ -1,0 +1,26 @@
+"""Attribute maps: where an attribute is seen — Grad-CAM of the attribute layer's logit, back through
+the L2 normalisation, BNNeck and pooling to the last feature map."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from xreid.explain.attribute_head import AttributeHead
+from xreid.explain.maps.base import SaliencyMap, gradcam
+
+
+def attribute_maps(model: torch.nn.Module, head: AttributeHead, image: torch.Tensor, attributes: Sequence[str],
+                   key: str = "query") -> list[SaliencyMap]:
+    """One map per named attribute for ``image`` (1 x 3 x H x W)."""
+    if not attributes:
+        return []
+    idx = [head.names.index(a) for a in attributes]
+    weights = torch.from_numpy(head.weights).float()
+
+    def logits(emb: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(emb, dim=1) @ weights
+
+    maps = gradcam(model, image.expand(len(idx), -1, -1, -1), logits, idx)
+    return [SaliencyMap(m, "attribute", a, key) for m, a in zip(maps, attributes)]
