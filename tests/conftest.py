@@ -79,3 +79,18 @@ def shared_data_root(tmp_path_factory) -> Path:
     root = Path(env) if env else tmp_path_factory.mktemp("shared_data")
     prepare_peta(PETA_ARCHIVE, root)
     return root
+
+
+@pytest.fixture()
+def tiny_model(tmp_path: Path) -> Path:
+    """A small-input xreid model file (ImageNet MobileNetV2, untrained head), as `xreid train` writes it."""
+    import torch
+
+    from xreid.models.reid_net import ModelSpec, build_model
+    from xreid.training.trainer import export_model_file
+
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(input_size=(64, 32)), pretrained=True).eval()
+    path = tmp_path / "tiny.pt"
+    export_model_file(model, model.spec, path, meta={})
+    return path

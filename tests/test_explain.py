@@ -2,27 +2,15 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from conftest import write_image
 from xreid.cli import app
 from xreid.explain.attribute_head import AttributeHead, fit_attribute_head
 from xreid.explain.ranking import explain_ranking, parse_filter
-from xreid.models.reid_net import ModelSpec, build_model
-from xreid.training.trainer import export_model_file
 
 runner = CliRunner()
 NAMES = ["personalMale", "hairLong", "carryingBackpack"]
-
-
-@pytest.fixture()
-def tiny_model(tmp_path):
-    torch.manual_seed(0)
-    model = build_model(ModelSpec(input_size=(64, 32)), pretrained=True).eval()
-    path = tmp_path / "tiny.pt"
-    export_model_file(model, model.spec, path, meta={})
-    return path
 
 
 def _head(dim=8, names=NAMES, seed=0):

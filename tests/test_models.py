@@ -2,26 +2,14 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from conftest import write_image
 from xreid.cli import app
 from xreid.models.embedders import OMZ_PREPROCESS, Preprocess, load_embedder, sidecar_path
 from xreid.models.export import export_model
-from xreid.models.reid_net import ModelSpec, build_model
-from xreid.training.trainer import export_model_file
 
 runner = CliRunner()
-
-
-@pytest.fixture()
-def tiny_model(tmp_path):
-    torch.manual_seed(0)
-    model = build_model(ModelSpec(input_size=(64, 32), pooling="gem"), pretrained=True).eval()
-    path = tmp_path / "tiny.pt"
-    export_model_file(model, model.spec, path, meta={})
-    return path
 
 
 def test_preprocess_bgr_raw():

@@ -82,7 +82,14 @@ def train(
     max_batches: Annotated[Optional[int], typer.Option(help="Stop after this many batches (smoke test).")] = None,
 ) -> None:
     """Train a re-id model; checkpoints atomically and resumes after interruption."""
+    import signal
+
     from xreid.training.config import load_config
+
+    def stop(signum, frame):  # SIGTERM (kill, job schedulers) saves progress like Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     from xreid.training.trainer import train as run_training
 
     try:

@@ -12,7 +12,7 @@ def infer_pid(key: str) -> str | None:
     from xreid.data.peta import REID_SUBSETS, parse_reid_name
 
     parts = PurePosixPath(key.replace("\\", "/")).parts
-    for i, part in enumerate(parts[:-1]):
+    for part in parts[:-1]:
         if part in REID_SUBSETS:
             try:
                 return parse_reid_name(part, parts[-1])[0]

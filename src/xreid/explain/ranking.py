@@ -10,7 +10,7 @@ import numpy as np
 
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.formulas import (DEFAULT_CONFIDENCE, attribute_error, confident_attributes,
-                                    cosine_distance_unit, exact_decomposition, l2_normalise, matching_scores,
+                                    exact_decomposition, l2_normalise, matching_scores,
                                     orthonormal_attribute_basis)
 
 #: Mean matching score (over confident attributes and the top-k) under which the query is flagged.
