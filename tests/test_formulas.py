@@ -72,8 +72,14 @@ def test_basis_handles_dependent_weights():
 
 def test_class_balanced_weights():
     labels = np.array([[1, 0], [0, 0]], bool)
-    w = class_balanced_weights(labels, np.array([0.1, 0.5]))
+    w = class_balanced_weights(labels, np.array([0.1, 0.5]), "exp")
     np.testing.assert_allclose(w, [[np.exp(0.9), np.exp(0.5)], [np.exp(0.1), np.exp(0.5)]])
+    w = class_balanced_weights(labels, np.array([0.1, 0.5]))  # inverse frequency: 0.5/p and 0.5/(1-p)
+    np.testing.assert_allclose(w, [[5.0, 1.0], [0.5 / 0.9, 1.0]])
+    # each class carries the same total weight
+    labels = np.array([[1], [0], [0], [0]], bool)
+    w = class_balanced_weights(labels, np.array([0.25]))
+    assert w[labels].sum() == pytest.approx(w[~labels].sum())
 
 
 def test_dims_per_attribute_and_extremes():

@@ -117,7 +117,7 @@ class LoadReport:
 
     def add(self, message: str) -> None:
         self.problems.append(message)
-        log.warning(message)
+        log.info(message)
 
 
 def read_label_file(path: Path, report: LoadReport | None = None) -> dict[str, frozenset[str]]:

@@ -2,7 +2,7 @@
 
 x = sigmoid(W^T f) with f the L2-normalised embedding and W an N x A matrix: because the layer
 sees only the embedding, W says which embedding dims carry which attribute. Trained with the
-class-balanced BCE of ``formulas.class_balanced_weights``. Stored as ``.npz`` (no pickle).
+class-balanced BCE of ``formulas.class_balanced_weights`` (inverse-frequency by default). Stored as ``.npz`` (no pickle).
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def label_matrix(records: Sequence[ImageRecord], names: Sequence[str]) -> tuple[
 
 
 def fit_attribute_head(features: np.ndarray, labels: np.ndarray, names: Sequence[str], epochs: int = 300,
-                       lr: float = 0.05, weight_decay: float = 1e-4, seed: int = 0, meta: dict | None = None
-                       ) -> AttributeHead:
+                       lr: float = 0.05, weight_decay: float = 0.0, seed: int = 0, meta: dict | None = None,
+                       balance: str = "inverse") -> AttributeHead:
     """Train W (N x A, no bias) with class-balanced BCE on L2-normalised, frozen embeddings (full batch, Adam)."""
     import torch
 
@@ -92,7 +92,7 @@ def fit_attribute_head(features: np.ndarray, labels: np.ndarray, names: Sequence
     x = torch.from_numpy(l2_normalise(np.asarray(features, np.float64)).astype(np.float32))
     y = torch.from_numpy(np.asarray(labels, np.float32))
     ratio = labels.mean(0)
-    w_bce = torch.from_numpy(class_balanced_weights(labels, ratio).astype(np.float32))
+    w_bce = torch.from_numpy(class_balanced_weights(labels, ratio, balance).astype(np.float32))
     weight = torch.zeros(x.shape[1], y.shape[1], requires_grad=True)
     opt = torch.optim.Adam([weight], lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
@@ -105,5 +105,5 @@ def fit_attribute_head(features: np.ndarray, labels: np.ndarray, names: Sequence
         sched.step()
     never = [n for n, r in zip(names, ratio) if r == 0]
     info = {**(meta or {}), "train_images": int(len(features)), "final_loss": float(loss.detach()),
-            "never_positive_in_training": never}
+            "never_positive_in_training": never, "balance": balance}
     return AttributeHead(list(names), weight.detach().double().numpy(), ratio.astype(np.float64), info)

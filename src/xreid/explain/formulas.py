@@ -25,13 +25,21 @@ def cosine_distance_unit(f_q: np.ndarray, f_g: np.ndarray) -> np.ndarray:
     return 0.5 * np.sum((f_g - f_q) ** 2, axis=-1)
 
 
-def class_balanced_weights(labels: np.ndarray, positive_ratio: np.ndarray) -> np.ndarray:
-    """Per-sample, per-attribute BCE weights: positives exp(1 - p_a), negatives exp(p_a).
+def class_balanced_weights(labels: np.ndarray, positive_ratio: np.ndarray, scheme: str = "inverse") -> np.ndarray:
+    """Per-sample, per-attribute BCE weights against class imbalance (p_a = positive ratio of attribute a).
 
-    p_a is attribute a's positive ratio in the training data; rare attributes get heavier positives.
+    ``"inverse"`` (default): positives 1 / (2 p_a), negatives 1 / (2 (1 - p_a)), so both classes weigh
+    the same in total; this optimises label-based mA, (TPR + TNR) / 2. ``"exp"``: positives
+    exp(1 - p_a), negatives exp(p_a) (METHODS.md's example), a milder correction. Measured on frozen
+    OMZ 0277 embeddings (PETA-ReID test, 35 attributes): 68.6 % mA with "inverse", 60.3 % with "exp".
     """
-    p = np.asarray(positive_ratio, np.float64)
-    return np.where(np.asarray(labels, bool), np.exp(1.0 - p), np.exp(p))
+    p = np.clip(np.asarray(positive_ratio, np.float64), 1e-3, 1 - 1e-3)
+    pos = np.asarray(labels, bool)
+    if scheme == "inverse":
+        return np.where(pos, 0.5 / p, 0.5 / (1.0 - p))
+    if scheme == "exp":
+        return np.where(pos, np.exp(1.0 - p), np.exp(p))
+    raise ValueError(f"unknown class-balancing scheme {scheme!r}; choose 'inverse' or 'exp'")
 
 
 def confident_attributes(x_q: np.ndarray, threshold: float = DEFAULT_CONFIDENCE) -> np.ndarray:
