@@ -45,35 +45,46 @@ def main() -> None:
     ap.add_argument("--models-dir", type=Path, default=SHARED_MODELS)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--skip-omz", action="store_true")
+    ap.add_argument("--only-omz", action="store_true", help="evaluate only the Open Model Zoo models")
+    ap.add_argument("--no-accuracy", action="store_true", help="throughput only")
+    ap.add_argument("--no-throughput", action="store_true", help="accuracy only (e.g. while the CPU is busy)")
     args = ap.parse_args()
 
     protocol = load_protocol("peta-reid", resolve_data_root(args.data_root))
     sample = [protocol.image_root / r.path for r in protocol.test_images()[:256]]
     tmp = Path(tempfile.mkdtemp(prefix="xreid_bench_"))
-    models = {"xreid default (PyTorch)": "default",
-              "xreid default (ONNX Runtime)": export_model("default", "onnx", tmp / "default.onnx")["path"],
-              "xreid default (OpenVINO)": export_model("default", "openvino", tmp / "default.xml")["path"]}
+    models = {} if args.only_omz else {
+        "xreid default (PyTorch)": "default",
+        "xreid default (ONNX Runtime)": export_model("default", "onnx", tmp / "default.onnx")["path"],
+        "xreid default (OpenVINO)": export_model("default", "openvino", tmp / "default.xml")["path"]}
     if not args.skip_omz:
         for xml in sorted(args.models_dir.glob("person-reidentification-retail-*/FP*/*.xml")):
             models[f"{xml.stem} {xml.parent.name} (OpenVINO)"] = str(xml)
     rows = []
     for label, spec in models.items():
         emb = load_embedder(spec)
-        res = evaluate_protocol(emb, protocol, progress=False)
-        row = {"model": label, "spec": spec if spec == "default" else Path(spec).name,
-               "mean_mAP": res.mean["mAP"], "mean_R1": res.mean["R1"],
-               **{f"{k}_{m}": v[m] for k, v in res.per_set.items() for m in ("mAP", "R1")},
-               "img_s_b1": throughput(emb, sample, 1), "img_s_b64": throughput(emb, sample, 64)}
+        row = {"model": label, "spec": spec if spec == "default" else Path(spec).name}
+        if not args.no_accuracy:
+            res = evaluate_protocol(emb, protocol, progress=False)
+            row.update(mean_mAP=res.mean["mAP"], mean_R1=res.mean["R1"],
+                       **{f"{k}_{m}": v[m] for k, v in res.per_set.items() for m in ("mAP", "R1")})
+        if not args.no_throughput:
+            row.update(img_s_b1=throughput(emb, sample, 1), img_s_b64=throughput(emb, sample, 64))
         rows.append(row)
-        print(f"done: {label}: mean mAP {row['mean_mAP']:.1f}", flush=True)
+        print(f"done: {label}", flush=True)
     sets = [t.name for t in protocol.test_sets]
     head = "| model | mean mAP / R1 | " + " | ".join(f"{s} mAP / R1" for s in sets) + " | img/s b1 | img/s b64 |"
     print("\n" + head)
     print("|" + "---|" * (4 + len(sets)))
+    def cell(r: dict, key: str) -> str:
+        return f"{r[key + '_mAP']:.1f} / {r[key + '_R1']:.1f}" if key + "_mAP" in r else "-"
+
+    def speed(r: dict, key: str) -> str:
+        return f"{r[key]:.0f}" if key in r else "-"
+
     for r in rows:
-        print(f"| {r['model']} | {r['mean_mAP']:.1f} / {r['mean_R1']:.1f} | "
-              + " | ".join(f"{r[f'{s}_mAP']:.1f} / {r[f'{s}_R1']:.1f}" for s in sets)
-              + f" | {r['img_s_b1']:.0f} | {r['img_s_b64']:.0f} |")
+        print(f"| {r['model']} | {cell(r, 'mean')} | " + " | ".join(cell(r, s) for s in sets)
+              + f" | {speed(r, 'img_s_b1')} | {speed(r, 'img_s_b64')} |")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=2))
