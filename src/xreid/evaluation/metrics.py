@@ -99,6 +99,10 @@ def evaluate_ranking(q_feats: np.ndarray, g_feats: np.ndarray, q_pids, g_pids, q
     q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
     q_cams, g_cams = np.asarray(q_cams), np.asarray(g_cams)
     acc = MetricAccumulator(max_rank)
+    if distance is cosine_distance:  # normalise the gallery once, not once per chunk
+        g_feats = g_feats / np.linalg.norm(g_feats, axis=1, keepdims=True).clip(1e-12)
+        q_feats = q_feats / np.linalg.norm(q_feats, axis=1, keepdims=True).clip(1e-12)
+        distance = lambda q, g: 1.0 - q @ g.T  # noqa: E731
     for s in range(0, len(q_feats), chunk):
         acc.add(distance(q_feats[s:s + chunk], g_feats), q_pids[s:s + chunk], g_pids, q_cams[s:s + chunk],
                 g_cams, g_junk)
