@@ -85,11 +85,14 @@ class MetricAccumulator:
         return RankingMetrics(self.cmc_hits / n, self.ap_sum / n, self.inp_sum / n, self.valid, self.skipped)
 
 
+def l2_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
+
+
 def cosine_distance(q: np.ndarray, g: np.ndarray) -> np.ndarray:
     """1 - cosine similarity between rows (inputs need not be normalised)."""
-    qn = q / np.linalg.norm(q, axis=1, keepdims=True).clip(1e-12)
-    gn = g / np.linalg.norm(g, axis=1, keepdims=True).clip(1e-12)
-    return 1.0 - qn @ gn.T
+    return 1.0 - l2_rows(q) @ l2_rows(g).T
 
 
 def evaluate_ranking(q_feats: np.ndarray, g_feats: np.ndarray, q_pids, g_pids, q_cams, g_cams,
@@ -100,8 +103,7 @@ def evaluate_ranking(q_feats: np.ndarray, g_feats: np.ndarray, q_pids, g_pids, q
     q_cams, g_cams = np.asarray(q_cams), np.asarray(g_cams)
     acc = MetricAccumulator(max_rank)
     if distance is cosine_distance:  # normalise the gallery once, not once per chunk
-        g_feats = g_feats / np.linalg.norm(g_feats, axis=1, keepdims=True).clip(1e-12)
-        q_feats = q_feats / np.linalg.norm(q_feats, axis=1, keepdims=True).clip(1e-12)
+        q_feats, g_feats = l2_rows(q_feats), l2_rows(g_feats)
         distance = lambda q, g: 1.0 - q @ g.T  # noqa: E731
     for s in range(0, len(q_feats), chunk):
         acc.add(distance(q_feats[s:s + chunk], g_feats), q_pids[s:s + chunk], g_pids, q_cams[s:s + chunk],

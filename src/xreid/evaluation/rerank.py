@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xreid.evaluation.metrics import cosine_distance
+from xreid.evaluation.metrics import cosine_distance, l2_rows
 
 MAX_RERANK_IMAGES = 30_000  # the method needs an (Q+G) x (Q+G) matrix
 
@@ -61,15 +61,14 @@ def k_reciprocal_rerank(q_feats: np.ndarray, g_feats: np.ndarray, k1: int = 20, 
 def _top_k_mean(anchors: np.ndarray, pool: np.ndarray, k: int, include_self: bool, chunk: int = 1024) -> np.ndarray:
     """Each anchor averaged with its k nearest rows of ``pool`` (cosine), in chunks; L2-normalised."""
     out = np.empty_like(anchors, dtype=np.float32)
-    pool_n = pool / np.linalg.norm(pool, axis=1, keepdims=True).clip(1e-12)
+    pool_n = l2_rows(pool)
     for s in range(0, len(anchors), chunk):
-        a = anchors[s:s + chunk]
-        a_n = a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)
+        a_n = l2_rows(anchors[s:s + chunk])
         sim = a_n @ pool_n.T
         kk = min(k + (1 if include_self else 0), pool.shape[0])
         top = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
         mean = (pool_n[top].sum(axis=1) + (0 if include_self else a_n)) / (kk + (0 if include_self else 1))
-        out[s:s + chunk] = mean / np.linalg.norm(mean, axis=1, keepdims=True).clip(1e-12)
+        out[s:s + chunk] = l2_rows(mean)
     return out
 
 

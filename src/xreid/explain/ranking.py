@@ -125,7 +125,8 @@ def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gal
     head.check_embedding(gallery_features, "gallery embeddings")
     q = l2_normalise(np.asarray(query_feature, np.float64))
     dist = 1.0 - l2_normalise(np.asarray(gallery_features, np.float32)) @ q.astype(np.float32)
-    order = np.argsort(dist, kind="stable")
+    by_distance = np.argsort(dist, kind="stable")
+    order = by_distance
     names = head.names
     wanted = filter_spec or {}
     probs_all = gallery_probabilities
@@ -140,7 +141,7 @@ def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gal
     else:
         viol = np.zeros(len(order), int)
     original_rank = np.empty(len(dist), int)
-    original_rank[np.argsort(dist, kind="stable")] = np.arange(1, len(dist) + 1)
+    original_rank[by_distance] = np.arange(1, len(dist) + 1)
     top = order[:top_k]
     g = l2_normalise(np.asarray(gallery_features, np.float64)[top])
     x_q = head.predict(q[None])[0]
