@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from xreid.training.losses import batch_hard_triplet_loss, id_loss, similarity_distillation_loss
+from xreid.training.losses import (batch_hard_triplet_loss, feature_distillation_loss, id_loss,
+                                   similarity_distillation_loss)
 
 
 def test_batch_hard_triplet_hand_computed():
@@ -34,3 +35,11 @@ def test_distillation_zero_for_same_geometry():
     rot = torch.linalg.qr(torch.randn(8, 8))[0]
     assert similarity_distillation_loss(t @ rot, t).item() == pytest.approx(0.0, abs=1e-6)
     assert similarity_distillation_loss(torch.randn(6, 8), t).item() > 0.01
+
+
+def test_feature_distillation_hand_computed():
+    # image 0 points where the teacher's does (1 - cos = 0); image 1 is orthogonal to it (1 - 0 = 1)
+    student = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    teacher = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    assert feature_distillation_loss(student, teacher).item() == pytest.approx(0.5, abs=1e-6)
+    assert feature_distillation_loss(-teacher, teacher).item() == pytest.approx(2.0, abs=1e-6)

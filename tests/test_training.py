@@ -77,3 +77,20 @@ def test_train_interrupt_and_resume_matches_uninterrupted(mini_peta, tmp_path):
     emb = load_embedder(resumed)
     assert emb.preprocess.size == (64, 32)
     assert emb.embed_arrays(np.zeros((2, 64, 32, 3), np.uint8)).shape == (2, 1280)
+
+
+def test_feature_distillation_trains_towards_cached_teacher(mini_peta, tmp_path):
+    """The teacher's features come from the run's cache (8 train images, 16-d); the student's
+    embedding must have the teacher's size, and the mimic loss is logged per epoch."""
+    torch.set_num_threads(1)
+    cfg = _config(tmp_path, "mimic", epochs=2)
+    cfg.train.distill.teacher, cfg.train.distill.feature_weight = "not-loaded-when-cached.xml", 1.0
+    cfg.run_dir.mkdir(parents=True)
+    np.save(cfg.run_dir / "teacher_features.npy", np.random.default_rng(0).normal(size=(8, 16)).astype(np.float32))
+    with pytest.raises(ValueError, match="embedding_dim to 16"):
+        train(cfg, mini_peta, progress=False)
+    cfg.model.embedding_dim = 16
+    model = train(cfg, mini_peta, progress=False)
+    history = torch.load(model, weights_only=False)["meta"]["history"]
+    assert [("mimic" in h) for h in history] == [True, True]
+    assert load_embedder(model).embed_arrays(np.zeros((1, 64, 32, 3), np.uint8)).shape == (1, 16)

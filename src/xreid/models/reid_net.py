@@ -70,12 +70,12 @@ class ReIDNet(nn.Module):
         """Last convolutional map of RGB images in [0, 1] (the layer visual explanations hook)."""
         return self.backbone((images - self.pixel_mean) / self.pixel_std)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
-        """Eval mode: the embedding. Train mode: (pre-BN feature, ID logits)."""
+    def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Eval mode: the embedding. Train mode: (pre-BN feature, embedding, ID logits)."""
         feat = self.reduction(self.pool(self.feature_map(images)))
         emb = self.bnneck(feat)
         if self.training:
-            return feat, (self.classifier(emb) if self.classifier is not None else None)
+            return feat, emb, (self.classifier(emb) if self.classifier is not None else None)
         return emb
 
 

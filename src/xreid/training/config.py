@@ -22,7 +22,8 @@ class ModelConfig:
 @dataclass
 class DistillConfig:
     teacher: str | None = None  # a model spec for xreid.load_embedder; None disables distillation
-    weight: float = 1.0
+    relational_weight: float = 0.0  # in-batch similarity-matrix matching (any embedding size)
+    feature_weight: float = 0.0  # per-image cosine to the teacher's embedding (needs equal sizes)
 
 
 @dataclass

@@ -46,3 +46,13 @@ def similarity_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -
     s = F.normalize(student, dim=1)
     t = F.normalize(teacher, dim=1)
     return F.mse_loss(s @ s.t(), t @ t.t())
+
+
+def feature_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Feature mimicking: mean cosine distance (1 - cos) between each student embedding and the
+    teacher's embedding of the same image. Needs equal sizes (set the student's embedding_dim).
+
+    Stronger than the relational loss: it fixes every image's place in the teacher's space, not just
+    its similarities to the other 63 images of its batch.
+    """
+    return (1.0 - F.cosine_similarity(student, teacher, dim=1)).mean()

@@ -21,7 +21,8 @@ from xreid.data.transforms import BatchAugment, curriculum_fraction
 from xreid.io import save_torch, write_json
 from xreid.models.reid_net import ModelSpec, build_model
 from xreid.training.config import Config
-from xreid.training.losses import batch_hard_triplet_loss, id_loss, similarity_distillation_loss
+from xreid.training.losses import (batch_hard_triplet_loss, feature_distillation_loss, id_loss,
+                                   similarity_distillation_loss)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,9 @@ def learning_rate(cfg: Config, progress: float) -> float:
 
 
 def teacher_features(cfg: Config, dataset: InMemoryReIDSet, run_dir: Path) -> torch.Tensor | None:
-    """Teacher embeddings of the training images (mean of the image and its mirror), cached."""
+    """Teacher embeddings of the training images (mean of the image and its mirror; cached), centred
+    on their mean and L2-normalised: the student's BNNeck output is zero-mean per dimension, so an
+    uncentred target could never be matched exactly."""
     if not cfg.train.distill.teacher:
         return None
     from xreid.data.transforms import resize_rgb
@@ -46,7 +49,7 @@ def teacher_features(cfg: Config, dataset: InMemoryReIDSet, run_dir: Path) -> to
     if cache.is_file():
         feats = np.load(cache)
         if len(feats) == len(dataset):
-            return torch.from_numpy(feats)
+            return _centred(feats)
     teacher = load_embedder(cfg.train.distill.teacher)
     size = teacher.preprocess.size
     out = []
@@ -60,7 +63,12 @@ def teacher_features(cfg: Config, dataset: InMemoryReIDSet, run_dir: Path) -> to
     from xreid.io import atomic_write
 
     atomic_write(cache, lambda fh: np.save(fh, feats))
-    return torch.from_numpy(feats)
+    return _centred(feats)
+
+
+def _centred(feats: np.ndarray) -> torch.Tensor:
+    feats = feats - feats.mean(0, keepdims=True)
+    return torch.from_numpy(feats / np.linalg.norm(feats, axis=1, keepdims=True).clip(1e-12)).float()
 
 
 def export_model_file(model: torch.nn.Module, spec: ModelSpec, path: Path, meta: dict) -> None:
@@ -102,6 +110,10 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
     sampler = IdentitySampler(dataset.labels, cfg.train.p, cfg.train.k, seed=cfg.seed)
     augment = BatchAugment(m.input_size, pad=cfg.train.crop_pad)
     teacher = teacher_features(cfg, dataset, run_dir)
+    distill = cfg.train.distill
+    if teacher is not None and distill.feature_weight and teacher.shape[1] != model.embedding_dim:
+        raise ValueError(f"feature distillation needs the student's embedding size to equal the teacher's: "
+                         f"set model.embedding_dim to {teacher.shape[1]} (it is {model.embedding_dim})")
 
     start_epoch, start_batch, history = 0, 0, []
     if resume and ckpt_path.exists():
@@ -138,13 +150,16 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                     group["lr"] = learning_rate(cfg, epoch + b / len(sampler))
                 images, labels = dataset.batch(indices)
                 images = augment(images, fraction) if t.cutout_prob > 0 else augment(images, 0.0)
-                feat, logits = model(images)
+                feat, emb, logits = model(images)
                 losses = {"id": id_loss(logits, labels, t.label_smoothing)}
+                targets = teacher[torch.as_tensor(indices)] if teacher is not None else None
+                if targets is not None and distill.feature_weight:  # from the first batch: a target per image
+                    losses["mimic"] = distill.feature_weight * feature_distillation_loss(emb, targets)
                 if ranking:
                     losses["triplet"] = t.triplet_weight * batch_hard_triplet_loss(feat, labels, t.margin)
-                    if teacher is not None:
-                        losses["distill"] = t.distill.weight * similarity_distillation_loss(
-                            feat, teacher[torch.as_tensor(indices)])
+                    if targets is not None and distill.relational_weight:
+                        losses["relational"] = distill.relational_weight * similarity_distillation_loss(
+                            feat, targets)
                 loss = sum(losses.values())
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1} batch {b}")
