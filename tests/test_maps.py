@@ -9,7 +9,7 @@ from xreid.cli import app
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.maps.attention import implicit_attention
 from xreid.explain.maps.attribute import attribute_maps
-from xreid.explain.maps.base import SaliencyMap
+from xreid.explain.maps.base import SaliencyMap, gradcam
 from xreid.explain.maps.occlusion import occlusion_pair
 from xreid.explain.maps.pair import pair_maps, top_contributing_dims
 from xreid.explain.maps.render import overlay_png
@@ -46,6 +46,22 @@ def test_gradcam_maps(model):
     head = AttributeHead(["a", "b"], np.random.default_rng(0).normal(size=(1280, 2)), np.array([0.5, 0.5]), {})
     am = attribute_maps(model, head, q, ["b"])
     assert am[0].label == "b" and am[0].values.shape == (64, 32)
+
+
+def test_signed_gradcam_explains_the_negated_output():
+    """sign -1 on a dim is Grad-CAM of minus that dim: what drives a negative value further down.
+    (A model with a reduction layer, as the bundled one: its dims mix channels of either sign.)"""
+    torch.manual_seed(0)
+    reduced = build_model(ModelSpec(input_size=(64, 32), embedding_dim=16), pretrained=True).eval()
+    x = torch.rand(2, 3, 64, 32, generator=torch.Generator().manual_seed(1))
+    signed = gradcam(reduced, x, lambda e: e, [3, 3], signs=[-1.0, 1.0])
+    negated = gradcam(reduced, x[:1], lambda e: -e, [3])
+    plain = gradcam(reduced, x[1:], lambda e: e, [3])
+    np.testing.assert_allclose(signed[0], negated[0], atol=1e-6)
+    np.testing.assert_allclose(signed[1], plain[0], atol=1e-6)
+    unsigned = gradcam(reduced, x[:1], lambda e: e, [3])[0]
+    assert negated[0].max() > 0 and unsigned.max() > 0
+    assert np.abs(negated[0] - unsigned).max() > 0.1 * unsigned.max()
 
 
 class LeftHalfColour(Embedder):

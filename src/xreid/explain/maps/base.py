@@ -35,13 +35,17 @@ def last_conv_layer(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def gradcam(model: torch.nn.Module, images: torch.Tensor, output_fn: Callable[[torch.Tensor], torch.Tensor],
-            targets: Sequence[int]) -> np.ndarray:
-    """Grad-CAM (captum ``LayerGradCam``) of ``output_fn(model(x))[i, targets[i]]`` for each image i,
-    on the last convolutional stage, upsampled to the input size. Returns N x H x W, non-negative."""
+            targets: Sequence[int], signs: Sequence[float] | None = None) -> np.ndarray:
+    """Grad-CAM (captum ``LayerGradCam``) of ``signs[i] * output_fn(model(x))[i, targets[i]]`` for each
+    image i, on the last convolutional stage, upsampled to the input size. Returns N x H x W, non-negative.
+
+    ``signs`` (default all +1) says which direction of an output is evidence: an embedding dim whose
+    value is negative is explained by what makes it more negative, so its sign is -1."""
     from captum.attr import LayerAttribution, LayerGradCam
 
     model.eval()
-    cam = LayerGradCam(lambda x: output_fn(model(x)), last_conv_layer(model))
+    scale = torch.ones(len(images), 1) if signs is None else torch.tensor(list(signs), dtype=torch.float32).view(-1, 1)
+    cam = LayerGradCam(lambda x: output_fn(model(x)) * scale.to(x.dtype), last_conv_layer(model))
     maps = cam.attribute(images, target=list(targets), relu_attributions=True)
     up = LayerAttribution.interpolate(maps, tuple(images.shape[-2:]), interpolate_mode="bilinear")
     return up.detach().clamp_min(0).squeeze(1).numpy()

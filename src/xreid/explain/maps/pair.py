@@ -1,5 +1,6 @@
 """Pair maps (Almazan et al., Fig. 5): Grad-CAM of the k embedding dims that contribute most to the
-similarity of a query and a result, one map per dim per image."""
+similarity of a query and a result, one map per dim per image. A dim whose two values are both
+negative contributes too; its map shows what pushes it further negative (signed Grad-CAM)."""
 
 from __future__ import annotations
 
@@ -26,12 +27,13 @@ def pair_maps(model: torch.nn.Module, query: torch.Tensor, gallery: torch.Tensor
     with torch.no_grad():
         emb = model(torch.cat([query, gallery])).numpy()
     dims = [top_contributing_dims(emb[0], emb[1 + i], k) for i in range(len(gallery))]
-    images, targets = [], []
+    images, targets, signs = [], [], []
     for i, ds in enumerate(dims):
         for d in ds:
             images += [query[0], gallery[i]]
             targets += [int(d), int(d)]
-    maps = gradcam(model, torch.stack(images), lambda e: e, targets)
+            signs += [float(np.sign(emb[0, d]) or 1.0), float(np.sign(emb[1 + i, d]) or 1.0)]
+    maps = gradcam(model, torch.stack(images), lambda e: e, targets, signs)
     keys = gallery_keys or [f"gallery {i}" for i in range(len(gallery))]
     q_maps, g_maps, j = [], [], 0
     for i, ds in enumerate(dims):
