@@ -21,8 +21,12 @@ from xreid.data.transforms import BatchAugment, curriculum_fraction
 from xreid.io import save_torch, write_json
 from xreid.models.reid_net import ModelSpec, build_model
 from xreid.training.config import Config
-from xreid.training.losses import (batch_hard_triplet_loss, feature_distillation_loss, id_loss,
-                                   similarity_distillation_loss)
+from xreid.training.losses import (
+    batch_hard_triplet_loss,
+    feature_distillation_loss,
+    id_loss,
+    similarity_distillation_loss,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,8 @@ def teacher_features(cfg: Config, dataset: InMemoryReIDSet, run_dir: Path) -> to
     """Teacher embeddings of the training images (mean of the image and its mirror; cached), centred
     on their mean and L2-normalised: the student's BNNeck output is zero-mean per dimension, so an
     uncentred target could never be matched exactly."""
-    if not cfg.train.distill.teacher:
+    distill = cfg.train.distill
+    if not distill.teacher or not (distill.feature_weight or distill.relational_weight):
         return None
     from xreid.data.transforms import resize_rgb
     from xreid.models.embedders import load_embedder
@@ -49,8 +54,8 @@ def teacher_features(cfg: Config, dataset: InMemoryReIDSet, run_dir: Path) -> to
     if cache.is_file():
         feats = np.load(cache)
         if len(feats) == len(dataset):
-            return _centred(feats)
-    teacher = load_embedder(cfg.train.distill.teacher)
+            return centred_targets(feats)
+    teacher = load_embedder(distill.teacher)
     size = teacher.preprocess.size
     out = []
     from tqdm import tqdm
@@ -63,11 +68,12 @@ def teacher_features(cfg: Config, dataset: InMemoryReIDSet, run_dir: Path) -> to
     from xreid.io import atomic_write
 
     atomic_write(cache, lambda fh: np.save(fh, feats))
-    return _centred(feats)
+    return centred_targets(feats)
 
 
-def _centred(feats: np.ndarray) -> torch.Tensor:
-    feats = feats - feats.mean(0, keepdims=True)
+def centred_targets(feats: np.ndarray, mean: np.ndarray | None = None) -> torch.Tensor:
+    """Distillation targets: teacher embeddings minus ``mean`` (default: their own mean), L2-normalised."""
+    feats = feats - (feats.mean(0, keepdims=True) if mean is None else mean)
     return torch.from_numpy(feats / np.linalg.norm(feats, axis=1, keepdims=True).clip(1e-12)).float()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xreid.explain.maps.base import SaliencyMap, gradcam
+from xreid.explain.maps.base import SaliencyMap, evidence_signs, gradcam
 
 
 def implicit_attention(model: torch.nn.Module, image: torch.Tensor, dims: int = 50, key: str = "query",
@@ -18,6 +18,6 @@ def implicit_attention(model: torch.nn.Module, image: torch.Tensor, dims: int = 
     total = np.zeros(image.shape[-2:], np.float64)
     for s in range(0, len(top), batch):
         chunk = [int(d) for d in top[s:s + batch]]
-        signs = [float(np.sign(emb[d]) or 1.0) for d in chunk]
-        total += gradcam(model, image.expand(len(chunk), -1, -1, -1), lambda e: e, chunk, signs).sum(0)
+        total += gradcam(model, image.expand(len(chunk), -1, -1, -1), lambda e: e, chunk,
+                         evidence_signs(emb[chunk])).sum(0)
     return SaliencyMap(total, "attention", f"implicit attention ({len(top)} dims)", key)

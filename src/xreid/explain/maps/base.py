@@ -34,6 +34,12 @@ def last_conv_layer(model: torch.nn.Module) -> torch.nn.Module:
     raise ValueError(f"cannot find the last convolutional stage of {type(backbone).__name__}")
 
 
+def evidence_signs(values: np.ndarray) -> list[float]:
+    """The direction in which each embedding value is evidence: -1 for a negative value, else +1
+    (the ``signs`` of :func:`gradcam`)."""
+    return np.where(np.asarray(values) < 0, -1.0, 1.0).tolist()
+
+
 def gradcam(model: torch.nn.Module, images: torch.Tensor, output_fn: Callable[[torch.Tensor], torch.Tensor],
             targets: Sequence[int], signs: Sequence[float] | None = None) -> np.ndarray:
     """Grad-CAM (captum ``LayerGradCam``) of ``signs[i] * output_fn(model(x))[i, targets[i]]`` for each

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xreid.explain.maps.base import SaliencyMap, gradcam
+from xreid.explain.maps.base import SaliencyMap, evidence_signs, gradcam
 
 
 def top_contributing_dims(f_q: np.ndarray, f_g: np.ndarray, k: int) -> np.ndarray:
@@ -27,13 +27,13 @@ def pair_maps(model: torch.nn.Module, query: torch.Tensor, gallery: torch.Tensor
     with torch.no_grad():
         emb = model(torch.cat([query, gallery])).numpy()
     dims = [top_contributing_dims(emb[0], emb[1 + i], k) for i in range(len(gallery))]
-    images, targets, signs = [], [], []
+    images, targets, values = [], [], []
     for i, ds in enumerate(dims):
         for d in ds:
             images += [query[0], gallery[i]]
             targets += [int(d), int(d)]
-            signs += [float(np.sign(emb[0, d]) or 1.0), float(np.sign(emb[1 + i, d]) or 1.0)]
-    maps = gradcam(model, torch.stack(images), lambda e: e, targets, signs)
+            values += [emb[0, d], emb[1 + i, d]]
+    maps = gradcam(model, torch.stack(images), lambda e: e, targets, evidence_signs(values))
     keys = gallery_keys or [f"gallery {i}" for i in range(len(gallery))]
     q_maps, g_maps, j = [], [], 0
     for i, ds in enumerate(dims):
