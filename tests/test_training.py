@@ -81,7 +81,8 @@ def test_train_interrupt_and_resume_matches_uninterrupted(mini_peta, tmp_path):
 
 def test_feature_distillation_trains_towards_cached_teacher(mini_peta, tmp_path):
     """The teacher's features come from the run's cache (8 train images, 16-d); the student's
-    embedding must have the teacher's size, and the mimic loss is logged per epoch."""
+    embedding must have the teacher's size, and the mimic loss is logged per epoch; ``id_weight``
+    scales (here: switches off) the cross-entropy term."""
     torch.set_num_threads(1)
     cfg = _config(tmp_path, "mimic", epochs=2)
     cfg.train.distill.teacher, cfg.train.distill.feature_weight = "not-loaded-when-cached.xml", 1.0
@@ -89,8 +90,9 @@ def test_feature_distillation_trains_towards_cached_teacher(mini_peta, tmp_path)
     np.save(cfg.run_dir / "teacher_features.npy", np.random.default_rng(0).normal(size=(8, 16)).astype(np.float32))
     with pytest.raises(ValueError, match="embedding_dim to 16"):
         train(cfg, mini_peta, progress=False)
-    cfg.model.embedding_dim = 16
+    cfg.model.embedding_dim, cfg.train.id_weight = 16, 0.0
     model = train(cfg, mini_peta, progress=False)
     history = torch.load(model, weights_only=False)["meta"]["history"]
     assert [("mimic" in h) for h in history] == [True, True]
+    assert [h["id"] for h in history] == [0.0, 0.0] and all(h["mimic"] > 0 for h in history)
     assert load_embedder(model).embed_arrays(np.zeros((1, 64, 32, 3), np.uint8)).shape == (1, 16)

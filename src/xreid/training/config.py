@@ -36,6 +36,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     warmup_epochs: int = 2
     margin: float = 0.3
+    id_weight: float = 1.0  # cross-entropy weight; lower it when a teacher supplies the main signal
     triplet_weight: float = 1.0
     label_smoothing: float = 0.1
     cutout_prob: float = 0.5

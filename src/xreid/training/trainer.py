@@ -157,7 +157,7 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                 images, labels = dataset.batch(indices)
                 images = augment(images, fraction) if t.cutout_prob > 0 else augment(images, 0.0)
                 feat, emb, logits = model(images)
-                losses = {"id": id_loss(logits, labels, t.label_smoothing)}
+                losses = {"id": t.id_weight * id_loss(logits, labels, t.label_smoothing)}
                 targets = teacher[torch.as_tensor(indices)] if teacher is not None else None
                 if targets is not None and distill.feature_weight:  # from the first batch: a target per image
                     losses["mimic"] = distill.feature_weight * feature_distillation_loss(emb, targets)
