@@ -13,3 +13,4 @@ run explain_quality python3 benchmarks/bench_explain_quality.py --data-root "$ro
 run explain_speed python3 benchmarks/bench_explain_speed.py
 run maps python3 benchmarks/bench_maps.py --data-root "$root" --pairs 40 --json "$out/maps.json"
 run large_gallery python3 benchmarks/bench_large_gallery.py
+run train_step python3 benchmarks/bench_train_step.py

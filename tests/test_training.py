@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from xreid.data.dataset import IdentitySampler
-from xreid.data.transforms import cutout_noise, curriculum_fraction
+from xreid.data.transforms import BatchAugment, cutout_noise, curriculum_fraction
 from xreid.models.backbones import mobilenetv2
 from xreid.models.embedders import load_embedder
 from xreid.training.config import load_config
@@ -54,6 +54,21 @@ def test_cutout_curriculum():
     assert (changed > 0).all() and (changed <= 0.25 + 1e-6).all()
 
 
+def test_colour_jitter_changes_intensity_not_geometry():
+    torch.manual_seed(0)
+    x = torch.full((32, 3, 20, 10), 0.5)
+    x[:, 0, :10] = 0.8  # a red upper half: geometry would move it, jitter only rescales values
+    plain = BatchAugment((20, 10), pad=0, flip=False, color=0.0)
+    assert torch.equal(plain(x, 0.0), x)
+    out = BatchAugment((20, 10), pad=0, flip=False, color=0.4)(x, 0.0)
+    assert out.min() >= 0 and out.max() <= 1
+    shift = out.flatten(1).mean(1) - x.flatten(1).mean(1)
+    assert shift.abs().max() > 0.02  # some images got brighter or darker
+    # rows within each half stay uniform: no pixel moved
+    assert torch.allclose(out[:, :, :10], out[:, :, :1].expand(-1, -1, 10, -1), atol=1e-5)
+    assert torch.allclose(out[:, :, 10:], out[:, :, 10:11].expand(-1, -1, 10, -1), atol=1e-5)
+
+
 def test_learning_rate_schedule(tmp_path):
     cfg = _config(tmp_path, epochs=10)
     assert learning_rate(cfg, 0.0) == pytest.approx(0.1 * cfg.train.lr)
@@ -96,3 +111,21 @@ def test_feature_distillation_trains_towards_cached_teacher(mini_peta, tmp_path)
     assert [("mimic" in h) for h in history] == [True, True]
     assert [h["id"] for h in history] == [0.0, 0.0] and all(h["mimic"] > 0 for h in history)
     assert load_embedder(model).embed_arrays(np.zeros((1, 64, 32, 3), np.uint8)).shape == (1, 16)
+
+
+def test_committed_config_is_the_bundled_models_recipe():
+    """`xreid train --config configs/peta_mobilenetv2.yaml` must reproduce the bundled model: its
+    training config (stored in the model file) equals the committed one, apart from the run name."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from xreid.training.config import Config, _build
+
+    root = Path(__file__).resolve().parents[1]
+    committed = asdict(load_config(root / "configs" / "peta_mobilenetv2.yaml"))
+    bundled = torch.load(root / "src" / "xreid" / "weights" / "default.pt", weights_only=False)
+    used = asdict(_build(Config, bundled["meta"]["config"], "default.pt meta"))  # defaults fill new keys
+    for cfg in (committed, used):
+        cfg.pop("name")
+        cfg["model"]["input_size"] = tuple(cfg["model"]["input_size"])
+    assert used == committed

@@ -43,6 +43,7 @@ class TrainConfig:
     cutout_start: float = 0.0
     cutout_end: float = 0.3
     crop_pad: int = 8
+    color_jitter: float = 0.0  # brightness/contrast/saturation jitter strength (0 = off)
     checkpoint_minutes: float = 5.0
     distill: DistillConfig = field(default_factory=DistillConfig)
 

@@ -111,10 +111,11 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                      last_stride=m.last_stride, input_size=m.input_size, num_classes=dataset.num_classes)
     model = build_model(spec, pretrained=m.backbone_weights or True)
     model.backbone.freeze_stages(m.freeze_stages)
+    model = model.to(memory_format=torch.channels_last)  # oneDNN's depthwise convs: ~1.4x faster on CPU
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     sampler = IdentitySampler(dataset.labels, cfg.train.p, cfg.train.k, seed=cfg.seed)
-    augment = BatchAugment(m.input_size, pad=cfg.train.crop_pad)
+    augment = BatchAugment(m.input_size, pad=cfg.train.crop_pad, color=cfg.train.color_jitter)
     teacher = teacher_features(cfg, dataset, run_dir)
     distill = cfg.train.distill
     if teacher is not None and distill.feature_weight and teacher.shape[1] != model.embedding_dim:
@@ -156,6 +157,7 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                     group["lr"] = learning_rate(cfg, epoch + b / len(sampler))
                 images, labels = dataset.batch(indices)
                 images = augment(images, fraction) if t.cutout_prob > 0 else augment(images, 0.0)
+                images = images.contiguous(memory_format=torch.channels_last)
                 feat, emb, logits = model(images)
                 losses = {"id": t.id_weight * id_loss(logits, labels, t.label_smoothing)}
                 targets = teacher[torch.as_tensor(indices)] if teacher is not None else None
