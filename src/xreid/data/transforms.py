@@ -75,9 +75,9 @@ class BatchAugment:
             ops.append(K.RandomCrop(size, padding=pad, padding_mode="replicate"))
         if color > 0:
             ops.append(K.ColorJitter(brightness=color, contrast=color, saturation=color, hue=0.0, p=0.8))
-        self.geometric = K.AugmentationSequential(*ops) if ops else None
+        self.kornia_ops = K.AugmentationSequential(*ops) if ops else None
 
     def __call__(self, images: torch.Tensor, cutout_fraction: float) -> torch.Tensor:
-        if self.geometric is not None:
-            images = self.geometric(images)
+        if self.kornia_ops is not None:
+            images = self.kornia_ops(images)
         return cutout_noise(images, cutout_fraction)

@@ -78,6 +78,12 @@ def _build(cls, data: dict, where: str):
     return cls(**kwargs)
 
 
+def config_from_dict(data: dict, where: str = "config") -> Config:
+    """A Config from its ``asdict`` form (e.g. the one stored in a model file); missing keys take
+    their defaults, unknown keys are an error naming ``where``."""
+    return _build(Config, data, where)
+
+
 def load_config(path: str | Path) -> Config:
     path = Path(path)
     if not path.is_file():
@@ -85,7 +91,7 @@ def load_config(path: str | Path) -> Config:
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config must be a YAML mapping")
-    cfg = _build(Config, data, str(path))
+    cfg = config_from_dict(data, str(path))
     if cfg.name == "run":
         cfg.name = path.stem
     return cfg
