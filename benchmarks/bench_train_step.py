@@ -3,29 +3,40 @@ model's architecture, in PyTorch's default memory layout and in channels-last (w
 uses: oneDNN runs MobileNetV2's depthwise convolutions much faster in NHWC on CPU).
 
     python benchmarks/bench_train_step.py [--sizes 160x80 192x96] [--freeze 2] [--steps 10]
+    python benchmarks/bench_train_step.py --trained runs/NAME/last.pt   # + subnormal flushing
 
 Random inputs (no data loading, no teacher): the model's own cost, first two steps not timed.
+With ``--trained`` the model and Adam state start from a training checkpoint (late in training
+many values are subnormal and slow on CPU), timed with and without ``torch.set_flush_denormal``.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
 from xreid.models.reid_net import ModelSpec, build_model
 
 
-def seconds_per_step(size: tuple[int, int], freeze: int, channels_last: bool, steps: int) -> float:
+def seconds_per_step(size: tuple[int, int], freeze: int, channels_last: bool, steps: int,
+                     checkpoint: dict | None = None, flush_denormal: bool = False) -> float:
     torch.manual_seed(0)
+    torch.set_flush_denormal(flush_denormal)
     spec = ModelSpec(backbone="mobilenetv2", pooling="gem", embedding_dim=256, last_stride=2,
                      input_size=size, num_classes=1383)
     model = build_model(spec, pretrained=True)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["state_dict"])
     model.backbone.freeze_stages(freeze)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt).train()
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
     images = torch.rand(64, 3, *size).contiguous(memory_format=fmt)
     labels = torch.randint(0, spec.num_classes, (64,))
     times = []
@@ -45,7 +56,11 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["160x80", "192x96"], help="H x W inputs")
     parser.add_argument("--freeze", type=int, default=2, help="frozen backbone stages")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--trained", help="a run's last.pt: time steps from its weights and Adam state")
     args = parser.parse_args()
+    if args.trained:
+        trained_steps(args)
+        return
     print(f"threads {torch.get_num_threads()}, batch 64, freeze_stages {args.freeze}")
     print(f"{'input':>8} {'NCHW s/step':>12} {'NHWC s/step':>12} {'speed-up':>9}")
     for text in args.sizes:
@@ -53,6 +68,32 @@ def main() -> None:
         nchw = seconds_per_step(size, args.freeze, False, args.steps)
         nhwc = seconds_per_step(size, args.freeze, True, args.steps)
         print(f"{text:>8} {nchw:12.3f} {nhwc:12.3f} {nchw / nhwc:8.2f}x", flush=True)
+
+
+def trained_steps(args: argparse.Namespace) -> None:
+    """Channels-last steps from a training checkpoint, with subnormals kept and flushed to zero.
+
+    Each mode runs in a fresh process: the flush-to-zero flag is per thread, and worker threads
+    inherit it only when they are created after it is set (as in the trainer)."""
+    ckpt = torch.load(args.trained, map_location="cpu", weights_only=False)
+    size = tuple(ckpt["spec"]["input_size"])
+    freeze = ckpt["config"]["model"]["freeze_stages"]
+    print(f"threads {torch.get_num_threads()}, batch 64, from {args.trained} "
+          f"(epoch {ckpt['epoch']}, input {size[0]}x{size[1]}, freeze_stages {freeze}), channels-last")
+    del ckpt
+    times = {}
+    for flush in (False, True):
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            times[flush] = pool.submit(_trained_step_time, args.trained, args.steps, flush).result()
+    print(f"subnormals kept {times[False]:.3f} s/step, flushed {times[True]:.3f} s/step, "
+          f"speed-up {times[False] / times[True]:.2f}x")
+
+
+def _trained_step_time(path: str, steps: int, flush: bool) -> float:
+    torch.set_flush_denormal(flush)  # before any parallel op creates the worker threads
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    size = tuple(ckpt["spec"]["input_size"])
+    return seconds_per_step(size, ckpt["config"]["model"]["freeze_stages"], True, steps, ckpt, flush)
 
 
 if __name__ == "__main__":
