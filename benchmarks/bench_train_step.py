@@ -25,9 +25,10 @@ from xreid.models.reid_net import ModelSpec, build_model
 def seconds_per_step(size: tuple[int, int], freeze: int, channels_last: bool, steps: int,
                      checkpoint: dict | None = None, flush_denormal: bool = False) -> float:
     torch.manual_seed(0)
-    torch.set_flush_denormal(flush_denormal)
+    torch.set_flush_denormal(flush_denormal)  # before any parallel op creates the worker threads
+    classes = checkpoint["spec"]["num_classes"] if checkpoint is not None else 1383  # PETA-ReID train ids
     spec = ModelSpec(backbone="mobilenetv2", pooling="gem", embedding_dim=256, last_stride=2,
-                     input_size=size, num_classes=1383)
+                     input_size=size, num_classes=classes)
     model = build_model(spec, pretrained=True)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["state_dict"])
@@ -84,16 +85,15 @@ def trained_steps(args: argparse.Namespace) -> None:
     times = {}
     for flush in (False, True):
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            times[flush] = pool.submit(_trained_step_time, args.trained, args.steps, flush).result()
+            times[flush] = pool.submit(_trained_step_time, args.trained, size, freeze, args.steps,
+                                       flush).result()
     print(f"subnormals kept {times[False]:.3f} s/step, flushed {times[True]:.3f} s/step, "
           f"speed-up {times[False] / times[True]:.2f}x")
 
 
-def _trained_step_time(path: str, steps: int, flush: bool) -> float:
-    torch.set_flush_denormal(flush)  # before any parallel op creates the worker threads
+def _trained_step_time(path: str, size: tuple[int, int], freeze: int, steps: int, flush: bool) -> float:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    size = tuple(ckpt["spec"]["input_size"])
-    return seconds_per_step(size, ckpt["config"]["model"]["freeze_stages"], True, steps, ckpt, flush)
+    return seconds_per_step(size, freeze, True, steps, ckpt, flush)
 
 
 if __name__ == "__main__":

@@ -97,8 +97,9 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
 
     torch.manual_seed(cfg.seed)
     # Weight decay drives many weights and gradients into the subnormal range as training goes on;
-    # CPUs handle those in microcode, so late epochs ran ~1.9x slower. Flushing them to zero costs no
-    # accuracy (they are < 1e-38): benchmarks/bench_train_step.py --trained.
+    # CPUs handle those in microcode, so late steps ran 1.3-1.8x slower. Flushing them to zero costs no
+    # accuracy (they are < 1.2e-38); set before any parallel op so worker threads inherit it:
+    # benchmarks/bench_train_step.py --trained.
     torch.set_flush_denormal(True)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
