@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from conftest import write_image
 from xreid.cli import app
-from xreid.models.embedders import OMZ_PREPROCESS, Preprocess, load_embedder, sidecar_path
+from xreid.models.embedders import OMZ_PREPROCESS, Embedder, Preprocess, load_embedder, sidecar_path
 from xreid.models.export import export_model
 
 runner = CliRunner()
@@ -19,6 +19,33 @@ def test_preprocess_bgr_raw():
     assert x.shape == (1, 3, 2, 2) and x[0, 2, 0, 0] == 10 and x[0, 0, 0, 0] == 0  # BGR: red is channel 2
     y = Preprocess(height=2, width=2).apply(img)
     assert y[0, 0, 0, 0] == pytest.approx(10 / 255)
+
+
+class FirstRowEmbedder(Embedder):
+    """A stand-in model whose embedding is the first pixel row of channel 0, so flips are visible."""
+
+    name, preprocess = "first-row", Preprocess(height=1, width=4, scale=1.0)
+
+    def run(self, inputs):
+        return inputs[:, 0, 0, :]
+
+
+def test_flip_average_on_hand_computed_case():
+    img = np.zeros((1, 1, 4, 3), np.uint8)
+    img[0, 0, :, 0] = [0, 50, 100, 250]
+    embedder = FirstRowEmbedder()
+    assert embedder.embed_arrays(img).tolist() == [[0, 50, 100, 250]]
+    embedder.flip_average = True  # mean of [0, 50, 100, 250] and its mirror [250, 100, 50, 0]
+    assert embedder.embed_arrays(img).tolist() == [[125, 75, 75, 125]]
+
+
+def test_flip_average_makes_a_crop_and_its_mirror_agree(tiny_model):
+    imgs = np.random.default_rng(2).integers(0, 256, (3, 64, 32, 3), dtype=np.uint8)
+    mirrored = np.ascontiguousarray(imgs[:, :, ::-1])
+    plain = load_embedder(tiny_model)
+    assert not np.allclose(plain.embed_arrays(imgs), plain.embed_arrays(mirrored), atol=1e-4)
+    flip = load_embedder(tiny_model, flip_average=True)
+    np.testing.assert_allclose(flip.embed_arrays(imgs), flip.embed_arrays(mirrored), atol=1e-5)
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
@@ -88,8 +115,9 @@ def test_cli_eval_on_fixture(tiny_model, mini_peta, tmp_path):
     assert set(data["per_set"]) == {"VIPeR"} and 0 <= data["mean"]["mAP"] <= 100
     assert data["per_set"]["VIPeR"]["queries"] == 2
     res = runner.invoke(app, ["eval", "--model", str(tiny_model), "--data-root", str(mini_peta), "--rerank",
-                              "--query-expansion"])
+                              "--query-expansion", "--flip", "--json", str(out)])
     assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["options"] == {"rerank": True, "query_expansion": True, "flip": True}
 
 
 def test_cli_help_lists_commands():

@@ -28,6 +28,8 @@ ChannelOrder = Annotated[Optional[str], typer.Option(
     "--channel-order", help="Black-box models: 'rgb' or 'bgr' (default: sidecar JSON, else bgr as in Open Model Zoo).")]
 Scale = Annotated[Optional[float], typer.Option(
     help="Black-box models: multiply 0-255 pixels by this (default: sidecar, else 1.0 = raw 0-255).")]
+Flip = Annotated[bool, typer.Option(
+    "--flip", help="Average each crop's embedding with its mirror image's (test-time augmentation; 2x the compute).")]
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -35,13 +37,14 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _embedder(model: str, height=None, width=None, channel_order=None, scale=None):
+def _embedder(model: str, height=None, width=None, channel_order=None, scale=None, flip: bool = False):
     from xreid.models.embedders import load_embedder
 
     if channel_order not in (None, "rgb", "bgr"):
         fail(f"--channel-order must be 'rgb' or 'bgr', not {channel_order!r}")
     try:
-        return load_embedder(model, height=height, width=width, channel_order=channel_order, scale=scale)
+        return load_embedder(model, flip_average=flip, height=height, width=width, channel_order=channel_order,
+                             scale=scale)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
 
@@ -112,13 +115,14 @@ def evaluate(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write all figures to this JSON file.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
     height: Height = None, width: Width = None, channel_order: ChannelOrder = None, scale: Scale = None,
+    flip: Flip = False,
 ) -> None:
     """Evaluate a model: CMC rank-1/5/10/20, mAP and mINP per test set and their mean."""
     from xreid.data.protocol import load_protocol
     from xreid.evaluation.evaluate import evaluate_protocol, format_result
     from xreid.io import write_json
 
-    embedder = _embedder(model, height, width, channel_order, scale)
+    embedder = _embedder(model, height, width, channel_order, scale, flip)
     try:
         proto = load_protocol(protocol, resolve_data_root(data_root))
         result = evaluate_protocol(embedder, proto, rerank=rerank, query_expansion=query_expansion,
@@ -147,6 +151,7 @@ def embed(
     resume: Annotated[bool, typer.Option(help="Continue from OUT.partial.npz if an earlier run was interrupted.")] = True,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
     height: Height = None, width: Width = None, channel_order: ChannelOrder = None, scale: Scale = None,
+    flip: Flip = False,
 ) -> None:
     """Embed images to an .npz file; unreadable images are skipped and listed."""
     from xreid.data.folder import load_folder, load_list
@@ -163,7 +168,7 @@ def embed(
             records = load_list(list_file)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
-    embedder = _embedder(model, height, width, channel_order, scale)
+    embedder = _embedder(model, height, width, channel_order, scale, flip)
     report = embed_to_file(embedder, root, [r.path for r in records], out, resume=resume, batch_size=batch_size)
     typer.echo(f"{report.embedded + report.reused} embeddings written to {report.out}"
                + (f" ({report.reused} reused from an interrupted run)" if report.reused else ""))
@@ -222,13 +227,14 @@ def attributes_fit(
     market_attributes: Annotated[Optional[Path], typer.Option(help="market_attribute.mat (with --market-root).")] = None,
     epochs: Annotated[int, typer.Option(help="Full-batch optimisation steps.")] = 300,
     height: Height = None, width: Width = None, channel_order: ChannelOrder = None, scale: Scale = None,
+    flip: Flip = False,
 ) -> None:
     """Train the bias-free linear attribute layer on frozen embeddings (class-balanced BCE)."""
     from xreid.data.peta import EXPLANATION_ATTRIBUTES
     from xreid.explain.attribute_head import fit_attribute_head
     from xreid.explain.attribute_quality import labelled_embeddings
 
-    embedder = _embedder(model, height, width, channel_order, scale)
+    embedder = _embedder(model, height, width, channel_order, scale, flip)
     try:
         if market_root is not None:
             from xreid.data.market import MARKET_ATTRIBUTES, load_market, load_market_attributes
@@ -265,13 +271,14 @@ def attributes_eval(
     data_root: DataRoot = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write all figures to this JSON file.")] = None,
     height: Height = None, width: Width = None, channel_order: ChannelOrder = None, scale: Scale = None,
+    flip: Flip = False,
 ) -> None:
     """Attribute recognition on the protocol's test images: mA and per-attribute TPR / TNR / accuracy."""
     from xreid.data.protocol import load_protocol
     from xreid.explain.attribute_quality import attribute_report, labelled_embeddings
     from xreid.io import write_json
 
-    embedder = _embedder(model, height, width, channel_order, scale)
+    embedder = _embedder(model, height, width, channel_order, scale, flip)
     attr_head = _head(model, head)
     try:
         proto = load_protocol(protocol, resolve_data_root(data_root))
@@ -311,11 +318,12 @@ def explain(
         help="Visual maps: any of pair,attention,attributes (Grad-CAM; occlusion for ONNX/OpenVINO models).")] = None,
     map_dims: Annotated[int, typer.Option(help="Pair maps: embedding dims per pair.")] = 5,
     height: Height = None, width: Width = None, channel_order: ChannelOrder = None, scale: Scale = None,
+    flip: Flip = False,
 ) -> None:
     """Rank a gallery for a query and explain the top results in attributes (HTML + JSON)."""
     from xreid.explain.pipeline import explain_query
 
-    embedder = _embedder(model, height, width, channel_order, scale)
+    embedder = _embedder(model, height, width, channel_order, scale, flip)
     attr_head = _head(model, head)
     try:
         maps_for = None
@@ -350,13 +358,14 @@ def analyze(
     data_root: DataRoot = None,
     dims: Annotated[Optional[str], typer.Option(help="Comma-separated embedding dims to rank by (default: the 6 most attribute-specific).")] = None,
     height: Height = None, width: Width = None, channel_order: ChannelOrder = None, scale: Scale = None,
+    flip: Flip = False,
 ) -> None:
     """Analyse the embedding: dims per attribute (Table 4.1) and images ranked by chosen dims (Fig. 4.1)."""
     from xreid.data.protocol import load_protocol
     from xreid.explain.analysis_report import write_analysis
     from xreid.explain.embedding_analysis import default_dims, dim_rank_lists, dims_table
 
-    embedder = _embedder(model, height, width, channel_order, scale)
+    embedder = _embedder(model, height, width, channel_order, scale, flip)
     attr_head = _head(model, head)
     try:
         chosen = [int(d) for d in dims.split(",")] if dims else default_dims(attr_head)

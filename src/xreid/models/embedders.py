@@ -81,6 +81,9 @@ class Embedder(ABC):
 
     name: str
     preprocess: Preprocess
+    #: Flip test-time augmentation: embed each crop and its mirror image and average the two, so a
+    #: crop and its mirror get the same vector (costs a second forward pass).
+    flip_average: bool = False
 
     @abstractmethod
     def run(self, inputs: np.ndarray) -> np.ndarray:
@@ -89,7 +92,11 @@ class Embedder(ABC):
     def embed_arrays(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """Embed already-resized H x W x 3 uint8 RGB images."""
         batch = np.stack(list(images)) if not isinstance(images, np.ndarray) else images
-        return self.run(self.preprocess.apply(batch)).astype(np.float32, copy=False)
+        inputs = self.preprocess.apply(batch)
+        features = self.run(inputs).astype(np.float32)
+        if self.flip_average:
+            features = 0.5 * (features + self.run(np.ascontiguousarray(inputs[..., ::-1])))
+        return features
 
     def embed_paths(self, paths: Sequence[str | Path], batch_size: int = 64, progress: bool = False,
                     on_batch: Callable[[int], None] | None = None) -> EmbedResult:
@@ -229,8 +236,17 @@ def load_checkpoint_model(path: str | Path):
     return model.eval(), ckpt
 
 
-def load_embedder(spec: str | Path, **preprocess_overrides) -> Embedder:
-    """The embedder for ``spec``: 'default', a .pt checkpoint, a .onnx or an OpenVINO .xml file."""
+def load_embedder(spec: str | Path, flip_average: bool = False, **preprocess_overrides) -> Embedder:
+    """The embedder for ``spec``: 'default', a .pt checkpoint, a .onnx or an OpenVINO .xml file.
+
+    ``flip_average`` turns on flip test-time augmentation (see ``Embedder.flip_average``).
+    """
+    embedder = _load_backend(spec, **preprocess_overrides)
+    embedder.flip_average = flip_average
+    return embedder
+
+
+def _load_backend(spec: str | Path, **preprocess_overrides) -> Embedder:
     spec_str = str(spec)
     if spec_str == "default":
         if not BUNDLED_MODEL.is_file():
