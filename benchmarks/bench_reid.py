@@ -35,6 +35,8 @@ def throughput(embedder, paths: list[Path], batch: int, seconds: float = 8.0) ->
     while time.perf_counter() - tic < seconds:
         for s in range(0, len(x) - batch + 1, batch):
             embedder.run(x[s:s + batch])
+            if embedder.flip_average:  # the mirror pass (the flip itself is part of the cost)
+                embedder.run(np.ascontiguousarray(x[s:s + batch, ..., ::-1]))
             done += batch
     return done / (time.perf_counter() - tic)
 
@@ -53,16 +55,19 @@ def main() -> None:
     protocol = load_protocol("peta-reid", resolve_data_root(args.data_root))
     sample = [protocol.image_root / r.path for r in protocol.test_images()[:256]]
     tmp = Path(tempfile.mkdtemp(prefix="xreid_bench_"))
-    models = {} if args.only_omz else {
-        "xreid default (PyTorch)": "default",
-        "xreid default (ONNX Runtime)": export_model("default", "onnx", tmp / "default.onnx")["path"],
-        "xreid default (OpenVINO)": export_model("default", "openvino", tmp / "default.xml")["path"]}
+    models: dict[str, tuple[str, bool]] = {}  # label: (model spec, flip test-time augmentation)
+    if not args.only_omz:
+        onnx = export_model("default", "onnx", tmp / "default.onnx")["path"]
+        models = {"xreid default (PyTorch)": ("default", False),
+                  "xreid default (ONNX Runtime)": (onnx, False),
+                  "xreid default (OpenVINO)": (export_model("default", "openvino", tmp / "default.xml")["path"], False),
+                  "xreid default --flip (ONNX Runtime)": (onnx, True)}
     if not args.skip_omz:
         for xml in sorted(args.models_dir.glob("person-reidentification-retail-*/FP*/*.xml")):
-            models[f"{xml.stem} {xml.parent.name} (OpenVINO)"] = str(xml)
+            models[f"{xml.stem} {xml.parent.name} (OpenVINO)"] = (str(xml), False)
     rows = []
-    for label, spec in models.items():
-        emb = load_embedder(spec)
+    for label, (spec, flip) in models.items():
+        emb = load_embedder(spec, flip_average=flip)
         row = {"model": label, "spec": spec if spec == "default" else Path(spec).name}
         if not args.no_accuracy:
             res = evaluate_protocol(emb, protocol, progress=False)
