@@ -30,13 +30,11 @@ SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models" / "ope
 def throughput(embedder, paths: list[Path], batch: int, seconds: float = 8.0) -> float:
     images, _ = load_resized(paths, embedder.preprocess.size)
     x = embedder.preprocess.apply(np.stack([im for im in images if im is not None]))
-    embedder.run(x[:batch])  # warm-up
+    embedder.embed_inputs(x[:batch])  # warm-up
     done, tic = 0, time.perf_counter()
     while time.perf_counter() - tic < seconds:
         for s in range(0, len(x) - batch + 1, batch):
-            embedder.run(x[s:s + batch])
-            if embedder.flip_average:  # the mirror pass (the flip itself is part of the cost)
-                embedder.run(np.ascontiguousarray(x[s:s + batch, ..., ::-1]))
+            embedder.embed_inputs(x[s:s + batch])  # with the mirror pass when flip_average is on
             done += batch
     return done / (time.perf_counter() - tic)
 

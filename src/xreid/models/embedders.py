@@ -89,14 +89,17 @@ class Embedder(ABC):
     def run(self, inputs: np.ndarray) -> np.ndarray:
         """Preprocessed N x 3 x H x W float32 batch -> N x D float32 embeddings."""
 
-    def embed_arrays(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        """Embed already-resized H x W x 3 uint8 RGB images."""
-        batch = np.stack(list(images)) if not isinstance(images, np.ndarray) else images
-        inputs = self.preprocess.apply(batch)
-        features = self.run(inputs).astype(np.float32)
+    def embed_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        """Preprocessed batch -> float32 embeddings, averaged with the mirror's if ``flip_average``."""
+        features = self.run(inputs).astype(np.float32, copy=False)
         if self.flip_average:
             features = 0.5 * (features + self.run(np.ascontiguousarray(inputs[..., ::-1])))
         return features
+
+    def embed_arrays(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Embed already-resized H x W x 3 uint8 RGB images."""
+        batch = np.stack(list(images)) if not isinstance(images, np.ndarray) else images
+        return self.embed_inputs(self.preprocess.apply(batch))
 
     def embed_paths(self, paths: Sequence[str | Path], batch_size: int = 64, progress: bool = False,
                     on_batch: Callable[[int], None] | None = None) -> EmbedResult:
