@@ -41,7 +41,7 @@ def test_gradcam_maps(model):
     assert len(dims) == 3 and len(q_maps[0]) == 2 and g_maps[2][1].image == "c"
     for m in q_maps[0] + g_maps[0]:
         assert m.values.shape == (64, 32) and (m.values >= 0).all()
-    att = implicit_attention(model, q, dims=6, batch=4)
+    att = implicit_attention(model, q, dims=6)
     assert att.values.shape == (64, 32) and not att.is_empty
     head = AttributeHead(["a", "b"], np.random.default_rng(0).normal(size=(1280, 2)), np.array([0.5, 0.5]), {})
     am = attribute_maps(model, head, q, ["b"])
@@ -62,6 +62,30 @@ def test_signed_gradcam_explains_the_negated_output():
     unsigned = gradcam(reduced, x[:1], lambda e: e, [3])[0]
     assert negated[0].max() > 0 and unsigned.max() > 0
     assert np.abs(negated[0] - unsigned).max() > 0.1 * unsigned.max()
+
+
+def test_gradcam_matches_a_hand_computed_grad_cam_and_runs_each_image_once():
+    """Grad-CAM by definition (gradient of the output through the whole network, channel weights = its
+    spatial mean, ReLU of the weighted sum of the last map), for outputs read from shared images."""
+    torch.manual_seed(0)
+    reduced = build_model(ModelSpec(input_size=(64, 32), embedding_dim=16), pretrained=True).eval()
+    x = torch.rand(2, 3, 64, 32, generator=torch.Generator().manual_seed(2))
+    rows, targets = [0, 0, 1, 0], [3, 7, 3, 11]
+    calls = []
+    hook = reduced.backbone.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    maps = gradcam(reduced, x, lambda e: e, targets, rows=rows)
+    hook.remove()
+    assert calls == [2]  # one backbone pass over the two distinct images, not four
+    for out, (row, dim) in enumerate(zip(rows, targets)):
+        captured = {}
+        h = reduced.backbone.register_forward_hook(lambda m, i, o, c=captured: c.setdefault("map", o))
+        emb = reduced(x[row:row + 1].clone().requires_grad_(True))
+        h.remove()
+        (grad,) = torch.autograd.grad(emb[0, dim], captured["map"])
+        cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * captured["map"]).sum(1, keepdim=True))
+        expected = torch.nn.functional.interpolate(cam, size=(64, 32), mode="bilinear")[0, 0].detach().numpy()
+        np.testing.assert_allclose(maps[out], expected, rtol=1e-4, atol=1e-6)
+    assert np.abs(maps[0] - maps[1]).max() > 0  # different dims of one image: different maps
 
 
 class LeftHalfColour(Embedder):

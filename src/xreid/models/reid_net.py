@@ -70,6 +70,11 @@ class ReIDNet(nn.Module):
         """Last convolutional map of RGB images in [0, 1] (the layer visual explanations hook)."""
         return self.backbone((images - self.pixel_mean) / self.pixel_std)
 
+    def embed_feature_map(self, feature_map: torch.Tensor) -> torch.Tensor:
+        """Eval-mode embedding of a last convolutional map (pooling, reduction, BNNeck): lets visual
+        explanations run the backbone once per image however many outputs they explain."""
+        return self.bnneck(self.reduction(self.pool(feature_map)))
+
     def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Eval mode: the embedding. Train mode: (pre-BN feature, embedding, ID logits)."""
         feat = self.reduction(self.pool(self.feature_map(images)))

@@ -8,16 +8,11 @@ import torch
 from xreid.explain.maps.base import SaliencyMap, evidence_signs, gradcam
 
 
-def implicit_attention(model: torch.nn.Module, image: torch.Tensor, dims: int = 50, key: str = "query",
-                       batch: int = 25) -> SaliencyMap:
+def implicit_attention(model: torch.nn.Module, image: torch.Tensor, dims: int = 50, key: str = "query") -> SaliencyMap:
     """Sum of the Grad-CAM maps of the ``dims`` most activated embedding dims of ``image`` (1 x 3 x H x W):
     largest in magnitude, each explained in the direction of its sign (embeddings here are signed)."""
     with torch.no_grad():
         emb = model(image)[0].numpy()
-    top = np.argsort(np.abs(emb))[::-1][:dims]
-    total = np.zeros(image.shape[-2:], np.float64)
-    for s in range(0, len(top), batch):
-        chunk = [int(d) for d in top[s:s + batch]]
-        total += gradcam(model, image.expand(len(chunk), -1, -1, -1), lambda e: e, chunk,
-                         evidence_signs(emb[chunk])).sum(0)
-    return SaliencyMap(total, "attention", f"implicit attention ({len(top)} dims)", key)
+    top = [int(d) for d in np.argsort(np.abs(emb))[::-1][:dims]]
+    total = gradcam(model, image, lambda e: e, top, evidence_signs(emb[top]), rows=[0] * len(top)).sum(0)
+    return SaliencyMap(total.astype(np.float64), "attention", f"implicit attention ({len(top)} dims)", key)

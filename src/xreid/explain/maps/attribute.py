@@ -22,5 +22,5 @@ def attribute_maps(model: torch.nn.Module, head: AttributeHead, image: torch.Ten
     def logits(emb: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.normalize(emb, dim=1) @ weights
 
-    maps = gradcam(model, image.expand(len(idx), -1, -1, -1), logits, idx)
+    maps = gradcam(model, image, logits, idx, rows=[0] * len(idx))
     return [SaliencyMap(m, "attribute", a, key) for m, a in zip(maps, attributes)]

@@ -24,16 +24,6 @@ class SaliencyMap:
         return not np.isfinite(self.values).all() or float(np.max(self.values, initial=0.0)) <= 1e-12
 
 
-def last_conv_layer(model: torch.nn.Module) -> torch.nn.Module:
-    """The layer whose output is the final feature map (what Grad-CAM weighs)."""
-    backbone = model.backbone
-    if hasattr(backbone, "features"):
-        return backbone.features[-1]
-    if hasattr(backbone, "layer4"):
-        return backbone.layer4
-    raise ValueError(f"cannot find the last convolutional stage of {type(backbone).__name__}")
-
-
 def evidence_signs(values: np.ndarray) -> list[float]:
     """The direction in which each embedding value is evidence: -1 for a negative value, else +1
     (the ``signs`` of :func:`gradcam`)."""
@@ -41,17 +31,29 @@ def evidence_signs(values: np.ndarray) -> list[float]:
 
 
 def gradcam(model: torch.nn.Module, images: torch.Tensor, output_fn: Callable[[torch.Tensor], torch.Tensor],
-            targets: Sequence[int], signs: Sequence[float] | None = None) -> np.ndarray:
-    """Grad-CAM (captum ``LayerGradCam``) of ``signs[i] * output_fn(model(x))[i, targets[i]]`` for each
-    image i, on the last convolutional stage, upsampled to the input size. Returns N x H x W, non-negative.
+            targets: Sequence[int], signs: Sequence[float] | None = None,
+            rows: Sequence[int] | None = None) -> np.ndarray:
+    """Grad-CAM (captum ``LayerGradCam``) of ``signs[i] * output_fn(embedding)[i, targets[i]]`` for each
+    explained output i, on the model's last convolutional map, upsampled to the input size. Returns
+    N x H x W, non-negative (N = len(targets)).
+
+    ``rows[i]`` (default i) is the index in ``images`` of the image output i is read from. Each image
+    goes through the backbone once; only pooling, reduction and BNNeck run per explained output, so
+    explaining 50 dims of one image costs about one forward pass, not 50.
 
     ``signs`` (default all +1) says which direction of an output is evidence: an embedding dim whose
     value is negative is explained by what makes it more negative, so its sign is -1."""
     from captum.attr import LayerAttribution, LayerGradCam
 
     model.eval()
-    scale = torch.ones(len(images), 1) if signs is None else torch.tensor(list(signs), dtype=torch.float32).view(-1, 1)
-    cam = LayerGradCam(lambda x: output_fn(model(x)) * scale.to(x.dtype), last_conv_layer(model))
-    maps = cam.attribute(images, target=list(targets), relu_attributions=True)
+    rows = list(range(len(images))) if rows is None else list(rows)
+    if len(rows) != len(targets):
+        raise ValueError(f"gradcam: {len(targets)} targets but {len(rows)} rows")
+    scale = torch.ones(len(rows), 1) if signs is None else torch.tensor(list(signs), dtype=torch.float32).view(-1, 1)
+    with torch.no_grad():
+        feature_maps = model.feature_map(images)
+    tap = torch.nn.Identity()  # the layer captum weighs: the last convolutional map itself
+    cam = LayerGradCam(lambda f: output_fn(model.embed_feature_map(tap(f))) * scale.to(f.dtype), tap)
+    maps = cam.attribute(feature_maps[rows], target=list(targets), relu_attributions=True)
     up = LayerAttribution.interpolate(maps, tuple(images.shape[-2:]), interpolate_mode="bilinear")
     return up.detach().clamp_min(0).squeeze(1).numpy()

@@ -22,18 +22,18 @@ def pair_maps(model: torch.nn.Module, query: torch.Tensor, gallery: torch.Tensor
     """For each gallery image: the top-k dims and their Grad-CAM maps on the query and on the gallery image.
 
     ``query`` is 1 x 3 x H x W, ``gallery`` G x 3 x H x W (model input, RGB in [0, 1]). One batched
-    backward pass covers all G x k x 2 maps.
+    backward pass covers all G x k x 2 maps; each image goes through the backbone once.
     """
     with torch.no_grad():
         emb = model(torch.cat([query, gallery])).numpy()
     dims = [top_contributing_dims(emb[0], emb[1 + i], k) for i in range(len(gallery))]
-    images, targets, values = [], [], []
+    rows, targets, values = [], [], []
     for i, ds in enumerate(dims):
         for d in ds:
-            images += [query[0], gallery[i]]
+            rows += [0, 1 + i]
             targets += [int(d), int(d)]
             values += [emb[0, d], emb[1 + i, d]]
-    maps = gradcam(model, torch.stack(images), lambda e: e, targets, evidence_signs(values))
+    maps = gradcam(model, torch.cat([query, gallery]), lambda e: e, targets, evidence_signs(values), rows=rows)
     keys = gallery_keys or [f"gallery {i}" for i in range(len(gallery))]
     q_maps, g_maps, j = [], [], 0
     for i, ds in enumerate(dims):
