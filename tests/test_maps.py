@@ -9,7 +9,7 @@ from xreid.cli import app
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.maps.attention import implicit_attention
 from xreid.explain.maps.attribute import attribute_maps
-from xreid.explain.maps.base import SaliencyMap, gradcam
+from xreid.explain.maps.base import SaliencyMap, gradcam, last_feature_maps
 from xreid.explain.maps.occlusion import occlusion_pair
 from xreid.explain.maps.pair import pair_maps, top_contributing_dims
 from xreid.explain.maps.render import overlay_png
@@ -54,12 +54,12 @@ def test_signed_gradcam_explains_the_negated_output():
     torch.manual_seed(0)
     reduced = build_model(ModelSpec(input_size=(64, 32), embedding_dim=16), pretrained=True).eval()
     x = torch.rand(2, 3, 64, 32, generator=torch.Generator().manual_seed(1))
-    signed = gradcam(reduced, x, lambda e: e, [3, 3], signs=[-1.0, 1.0])
-    negated = gradcam(reduced, x[:1], lambda e: -e, [3])
-    plain = gradcam(reduced, x[1:], lambda e: e, [3])
+    signed = gradcam(reduced, last_feature_maps(reduced, x)[0], lambda e: e, [3, 3], (64, 32), signs=[-1.0, 1.0])
+    negated = gradcam(reduced, last_feature_maps(reduced, x[:1])[0], lambda e: -e, [3], (64, 32))
+    plain = gradcam(reduced, last_feature_maps(reduced, x[1:])[0], lambda e: e, [3], (64, 32))
     np.testing.assert_allclose(signed[0], negated[0], atol=1e-6)
     np.testing.assert_allclose(signed[1], plain[0], atol=1e-6)
-    unsigned = gradcam(reduced, x[:1], lambda e: e, [3])[0]
+    unsigned = gradcam(reduced, last_feature_maps(reduced, x[:1])[0], lambda e: e, [3], (64, 32))[0]
     assert negated[0].max() > 0 and unsigned.max() > 0
     assert np.abs(negated[0] - unsigned).max() > 0.1 * unsigned.max()
 
@@ -73,7 +73,7 @@ def test_gradcam_matches_a_hand_computed_grad_cam_and_runs_each_image_once():
     rows, targets = [0, 0, 1, 0], [3, 7, 3, 11]
     calls = []
     hook = reduced.backbone.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
-    maps = gradcam(reduced, x, lambda e: e, targets, rows=rows)
+    maps = gradcam(reduced, last_feature_maps(reduced, x)[0], lambda e: e, targets, (64, 32), rows=rows)
     hook.remove()
     assert calls == [2]  # one backbone pass over the two distinct images, not four
     for out, (row, dim) in enumerate(zip(rows, targets)):

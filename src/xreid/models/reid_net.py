@@ -77,11 +77,11 @@ class ReIDNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Eval mode: the embedding. Train mode: (pre-BN feature, embedding, ID logits)."""
+        if not self.training:
+            return self.embed_feature_map(self.feature_map(images))  # the function visual maps explain
         feat = self.reduction(self.pool(self.feature_map(images)))
         emb = self.bnneck(feat)
-        if self.training:
-            return feat, emb, (self.classifier(emb) if self.classifier is not None else None)
-        return emb
+        return feat, emb, (self.classifier(emb) if self.classifier is not None else None)
 
 
 def build_model(spec: ModelSpec, pretrained: bool | str = False) -> ReIDNet:

@@ -5,14 +5,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xreid.explain.maps.base import SaliencyMap, evidence_signs, gradcam
+from xreid.explain.maps.base import (
+    SaliencyMap,
+    evidence_signs,
+    gradcam,
+    last_feature_maps,
+)
 
 
 def implicit_attention(model: torch.nn.Module, image: torch.Tensor, dims: int = 50, key: str = "query") -> SaliencyMap:
     """Sum of the Grad-CAM maps of the ``dims`` most activated embedding dims of ``image`` (1 x 3 x H x W):
     largest in magnitude, each explained in the direction of its sign (embeddings here are signed)."""
-    with torch.no_grad():
-        emb = model(image)[0].numpy()
-    top = [int(d) for d in np.argsort(np.abs(emb))[::-1][:dims]]
-    total = gradcam(model, image, lambda e: e, top, evidence_signs(emb[top]), rows=[0] * len(top)).sum(0)
+    feature_maps, emb = last_feature_maps(model, image)
+    top = [int(d) for d in np.argsort(np.abs(emb[0]))[::-1][:dims]]
+    total = gradcam(model, feature_maps, lambda e: e, top, image.shape[-2:], evidence_signs(emb[0, top]),
+                    rows=[0] * len(top)).sum(0)
     return SaliencyMap(total.astype(np.float64), "attention", f"implicit attention ({len(top)} dims)", key)

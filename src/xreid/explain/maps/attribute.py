@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 
 from xreid.explain.attribute_head import AttributeHead
-from xreid.explain.maps.base import SaliencyMap, gradcam
+from xreid.explain.maps.base import SaliencyMap, gradcam, last_feature_maps
 
 
 def attribute_maps(model: torch.nn.Module, head: AttributeHead, image: torch.Tensor, attributes: Sequence[str],
@@ -22,5 +22,6 @@ def attribute_maps(model: torch.nn.Module, head: AttributeHead, image: torch.Ten
     def logits(emb: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.normalize(emb, dim=1) @ weights
 
-    maps = gradcam(model, image, logits, idx, rows=[0] * len(idx))
+    feature_maps, _ = last_feature_maps(model, image)
+    maps = gradcam(model, feature_maps, logits, idx, image.shape[-2:], rows=[0] * len(idx))
     return [SaliencyMap(m, "attribute", a, key) for m, a in zip(maps, attributes)]

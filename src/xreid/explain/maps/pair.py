@@ -7,7 +7,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xreid.explain.maps.base import SaliencyMap, evidence_signs, gradcam
+from xreid.explain.maps.base import (
+    SaliencyMap,
+    evidence_signs,
+    gradcam,
+    last_feature_maps,
+)
 
 
 def top_contributing_dims(f_q: np.ndarray, f_g: np.ndarray, k: int) -> np.ndarray:
@@ -24,8 +29,7 @@ def pair_maps(model: torch.nn.Module, query: torch.Tensor, gallery: torch.Tensor
     ``query`` is 1 x 3 x H x W, ``gallery`` G x 3 x H x W (model input, RGB in [0, 1]). One batched
     backward pass covers all G x k x 2 maps; each image goes through the backbone once.
     """
-    with torch.no_grad():
-        emb = model(torch.cat([query, gallery])).numpy()
+    feature_maps, emb = last_feature_maps(model, torch.cat([query, gallery]))
     dims = [top_contributing_dims(emb[0], emb[1 + i], k) for i in range(len(gallery))]
     rows, targets, values = [], [], []
     for i, ds in enumerate(dims):
@@ -33,7 +37,7 @@ def pair_maps(model: torch.nn.Module, query: torch.Tensor, gallery: torch.Tensor
             rows += [0, 1 + i]
             targets += [int(d), int(d)]
             values += [emb[0, d], emb[1 + i, d]]
-    maps = gradcam(model, torch.cat([query, gallery]), lambda e: e, targets, evidence_signs(values), rows=rows)
+    maps = gradcam(model, feature_maps, lambda e: e, targets, query.shape[-2:], evidence_signs(values), rows=rows)
     keys = gallery_keys or [f"gallery {i}" for i in range(len(gallery))]
     q_maps, g_maps, j = [], [], 0
     for i, ds in enumerate(dims):
