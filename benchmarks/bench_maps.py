@@ -103,7 +103,7 @@ def main() -> None:
             fq = emb.embed_arrays(qi[None])[0]
             fq = fq / np.linalg.norm(fq)
 
-            def similarity(batch: np.ndarray) -> np.ndarray:
+            def similarity(batch: np.ndarray, emb=emb, fq=fq) -> np.ndarray:
                 e = emb.embed_arrays(batch)
                 return (e / np.linalg.norm(e, axis=1, keepdims=True)) @ fq
 
@@ -126,7 +126,7 @@ def main() -> None:
             a = int(np.argmax(probs))
             t = time.perf_counter()
             am = attribute_maps(model, head, tg, [head.names[a]])[0]
-            attr_score = lambda batch, a=a: head.predict(emb.embed_arrays(batch))[:, a]  # noqa: E731
+            attr_score = lambda batch, a=a, emb=emb: head.predict(emb.embed_arrays(batch))[:, a]  # noqa: E731
             record("attribute map (most probable attribute)", deletion_ratio(attr_score, gi, am.values, rng),
                    time.perf_counter() - t)
     print(f"{len(pairs)} true-match pairs from the PETA-ReID test sets; grid {GRID[0]}x{GRID[1]} cells, {STEPS} steps")

@@ -282,7 +282,7 @@ def attributes_eval(
     attr_head = _head(model, head)
     try:
         proto = load_protocol(protocol, resolve_data_root(data_root))
-        feats, labels, kept = labelled_embeddings(embedder, proto.image_root, proto.test_images(), attr_head.names)
+        feats, labels, _ = labelled_embeddings(embedder, proto.image_root, proto.test_images(), attr_head.names)
         report = attribute_report(attr_head.predict(feats), labels, attr_head.names, proto.attributes or None)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
