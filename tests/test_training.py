@@ -9,6 +9,7 @@ from xreid.data.transforms import BatchAugment, cutout_noise, curriculum_fractio
 from xreid.models.backbones import mobilenetv2
 from xreid.models.embedders import load_embedder
 from xreid.training.config import load_config
+from xreid.training.averaging import accumulate_average, recompute_batchnorm
 from xreid.training.trainer import learning_rate, train
 
 
@@ -128,3 +129,55 @@ def test_committed_config_is_the_bundled_models_recipe():
     for cfg in (committed, used):
         cfg.pop("name")
     assert used == committed
+
+
+def test_weight_average_is_the_mean_of_snapshots():
+    net = torch.nn.Linear(2, 1)
+    snapshots = [1.0, 2.0, 6.0]
+    average = None
+    for count, value in enumerate(snapshots):
+        with torch.no_grad():
+            net.weight.fill_(value)
+        average = accumulate_average(average, net, count)
+    torch.testing.assert_close(average["weight"], torch.full((1, 2), 3.0))
+
+
+def test_batchnorm_recompute_is_exact_and_spares_frozen_layers():
+    frozen, trained = torch.nn.BatchNorm1d(1), torch.nn.BatchNorm1d(1)
+    frozen.running_mean.fill_(7.0)
+
+    class Net(torch.nn.Sequential):
+        def train(self, mode=True):  # like a backbone with frozen stages
+            super().train(mode)
+            self[0].eval()
+            return self
+
+    net = Net(frozen, trained)
+    batches = [torch.tensor([[1.0], [3.0]]), torch.tensor([[5.0], [7.0]])]
+    # the frozen layer normalises with its own statistics: (x - 7) / sqrt(1 + eps)
+    assert recompute_batchnorm(net, batches) == 4
+    assert frozen.running_mean.item() == 7.0
+    # batches of equal size weigh the same: mean of x - 7 over 1, 3, 5, 7
+    assert trained.running_mean.item() == pytest.approx(4.0 - 7.0, abs=1e-4)
+    assert not net.training
+
+
+def test_swa_epochs_run_at_constant_rate_and_resume_exactly(mini_peta, tmp_path):
+    torch.set_num_threads(1)
+    cfg = _config(tmp_path, "swa_straight", epochs=2)
+    cfg.train.swa_epochs, cfg.train.swa_lr = 2, 0.5
+    assert learning_rate(cfg, 2.0) == learning_rate(cfg, 3.5) == pytest.approx(0.5 * cfg.train.lr)
+    straight = train(cfg, mini_peta, progress=False)
+    meta = torch.load(straight, weights_only=False)["meta"]
+    assert meta["averaged_epochs"] == 2 and len(meta["history"]) == 4
+    resumed_cfg = _config(tmp_path, "swa_resumed", epochs=2)
+    resumed_cfg.train.swa_epochs, resumed_cfg.train.swa_lr = 2, 0.5
+    per_epoch = len(list(IdentitySampler(np.repeat(np.arange(4), 2), 2, 2).epoch(0)))
+    ckpt = train(resumed_cfg, mini_peta, progress=False, max_batches=3 * per_epoch + 1)
+    state = torch.load(ckpt, weights_only=False)  # stopped inside the second averaging epoch
+    assert (state["epoch"], state["batch"], state["averaged"]) == (3, 1, 1)
+    resumed = train(resumed_cfg, mini_peta, resume=True, progress=False)
+    a = torch.load(straight, weights_only=False)["state_dict"]
+    b = torch.load(resumed, weights_only=False)["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)

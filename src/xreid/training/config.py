@@ -44,6 +44,8 @@ class TrainConfig:
     cutout_end: float = 0.3
     crop_pad: int = 8
     color_jitter: float = 0.0  # brightness/contrast/saturation jitter strength (0 = off)
+    swa_epochs: int = 0  # extra constant-rate epochs whose end-of-epoch weights are averaged (0 = off)
+    swa_lr: float = 0.2  # their learning rate, as a fraction of ``lr``
     checkpoint_minutes: float = 5.0
     distill: DistillConfig = field(default_factory=DistillConfig)
 
