@@ -49,7 +49,7 @@ def test_explain_ranking_numbers_are_consistent():
     for r in e.results:
         assert abs(sum(r.exact_parts) + r.exact_residual - r.distance) <= 1e-5 * max(r.distance, 1e-9) + 1e-7
         assert all(0 <= s <= 1 for s in r.matching_scores.values())
-    assert json.dumps(e.to_dict())  # serialisable, no NaN objects
+    assert json.dumps(e.to_dict(), allow_nan=False)  # serialisable, and no NaN or infinity anywhere
 
 
 def test_edge_cases_one_image_identical_and_no_confident_attribute():

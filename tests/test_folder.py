@@ -3,17 +3,17 @@ import pytest
 from conftest import write_image
 from xreid.data.folder import load_folder, load_list
 from xreid.data.peta import LoadReport
-from xreid.explain.pids import infer_pid
+from xreid.data.pids import pid_from_name
 
 
-def test_folder_with_identity_subfolders(tmp_path):
+def test_folder_names_are_not_identities(tmp_path):
     write_image(tmp_path / "g" / "alice" / "1.jpg", 0)
     write_image(tmp_path / "g" / "bob" / "2.png", 1)
     write_image(tmp_path / "g" / "loose.jpg", 2)
     (tmp_path / "g" / "readme.txt").write_text("not an image")
     recs = {r.path: r for r in load_folder(tmp_path / "g", root=tmp_path)}
     assert set(recs) == {"g/alice/1.jpg", "g/bob/2.png", "g/loose.jpg"}
-    assert recs["g/alice/1.jpg"].pid == "alice" and recs["g/loose.jpg"].pid is None
+    assert recs["g/alice/1.jpg"].pid is None and recs["g/loose.jpg"].pid is None
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no image files"):
         load_folder(tmp_path / "empty")
@@ -33,8 +33,9 @@ def test_csv_list(tmp_path):
 @pytest.mark.parametrize("key,pid", [
     ("peta/PETA dataset/VIPeR/archive/001_45_1.jpg", "VIPeR/001"),
     ("bounding_box_test/0002_c1s1_000451_03.jpg", "market/0002"),
-    ("gallery/alice/1.jpg", "alice"),
+    ("gallery/alice/1.jpg", None),  # a folder name is not an identity
+    ("peta/PETA dataset/VIPeR/archive/not_a_viper_name.jpg", None),
     ("x.jpg", None),
 ])
-def test_infer_pid(key, pid):
-    assert infer_pid(key) == pid
+def test_pid_from_name(key, pid):
+    assert pid_from_name(key) == pid

@@ -12,7 +12,7 @@ from xreid.explain.maps.attribute import attribute_maps
 from xreid.explain.maps.base import SaliencyMap, gradcam, last_feature_maps
 from xreid.explain.maps.occlusion import occlusion_pair
 from xreid.explain.maps.pair import pair_maps, top_contributing_dims
-from xreid.explain.maps.render import overlay_png
+from xreid.rendering.maps import overlay_png
 from xreid.models.embedders import Embedder, Preprocess
 from xreid.models.export import export_model
 from xreid.models.reid_net import ModelSpec, build_model

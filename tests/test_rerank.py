@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from xreid.evaluation.metrics import cosine_distance, evaluate_distances
+from xreid.distance import cosine_distance
+from xreid.evaluation.metrics import evaluate_distances
 from xreid.evaluation.rerank import average_query_expansion, k_reciprocal_rerank
 
 

@@ -45,7 +45,7 @@ def test_omz_0277_reproduces_reference_figures(shared_data_root):
 
 def test_default_head_attribute_accuracy_matches_readme(shared_data_root):
     from xreid.explain.attribute_head import AttributeHead
-    from xreid.explain.attribute_quality import attribute_report, labelled_embeddings
+    from xreid.evaluation.attributes import attribute_report, labelled_embeddings
     from xreid.models.embedders import BUNDLED_HEAD
 
     proto = load_protocol("peta-reid", shared_data_root)

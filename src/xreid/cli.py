@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,16 +23,71 @@ app.add_typer(attr_app, name="attributes")
 
 DataRoot = Annotated[Optional[Path], typer.Option(
     "--data-root", help="Dataset folder (default: $XREID_DATA_ROOT, else ~/.cache/xreid).")]
-ModelOpt = Annotated[str, typer.Option(
-    "--model", help="'default' (bundled), a .pt checkpoint, a .onnx file or an OpenVINO .xml file.")]
-Height = Annotated[Optional[int], typer.Option(help="Black-box models: input height (default: the model's).")]
-Width = Annotated[Optional[int], typer.Option(help="Black-box models: input width (default: the model's).")]
-ChannelOrder = Annotated[Optional[str], typer.Option(
-    "--channel-order", help="Black-box models: 'rgb' or 'bgr' (default: sidecar JSON, else bgr as in Open Model Zoo).")]
-Scale = Annotated[Optional[float], typer.Option(
-    help="Black-box models: multiply 0-255 pixels by this (default: sidecar, else 1.0 = raw 0-255).")]
-Flip = Annotated[bool, typer.Option(
-    "--flip", help="Average each crop's embedding with its mirror image's (test-time augmentation; 2x the compute).")]
+HeadOpt = Annotated[Optional[Path], typer.Option(
+    "--head", help="Attribute head (.npz from `xreid attributes fit`); --model default has its own.")]
+
+
+@dataclass
+class ModelOptions:
+    """The options every command that embeds shares: which model, how its input is prepared."""
+
+    model: str = "default"
+    height: Optional[int] = None
+    width: Optional[int] = None
+    channel_order: Optional[str] = None
+    scale: Optional[float] = None
+    flip: bool = False
+    precision: Optional[str] = None
+
+    def load(self, backend: str = "auto"):
+        """The embedder (``backend="torch"`` where gradients are needed); a bad option or model file
+        ends the command with a message naming it."""
+        from xreid.models.embedders import load_embedder
+
+        if self.channel_order not in (None, "rgb", "bgr"):
+            fail(f"--channel-order must be 'rgb' or 'bgr', not {self.channel_order!r}")
+        if self.precision not in (None, "f32", "bf16"):
+            fail(f"--precision must be 'f32' or 'bf16', not {self.precision!r}")
+        for name, value in (("--height", self.height), ("--width", self.width), ("--scale", self.scale)):
+            if value is not None and value <= 0:
+                fail(f"{name} must be positive (got {value})")
+        try:
+            return load_embedder(self.model, flip_average=self.flip, backend=backend, precision=self.precision,
+                                 height=self.height, width=self.width, channel_order=self.channel_order,
+                                 scale=self.scale)
+        except (FileNotFoundError, ValueError) as exc:
+            fail(str(exc))
+
+
+_MODEL_PARAMETERS = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+                     for name, default, annotation in [
+    ("model", "default", Annotated[str, typer.Option(
+        "--model", help="'default' (bundled), a .pt checkpoint, a .onnx file or an OpenVINO .xml file.")]),
+    ("height", None, Annotated[Optional[int], typer.Option(help="Black-box models: input height (default: the model's).")]),
+    ("width", None, Annotated[Optional[int], typer.Option(help="Black-box models: input width (default: the model's).")]),
+    ("channel_order", None, Annotated[Optional[str], typer.Option(
+        "--channel-order", help="Black-box models: 'rgb' or 'bgr' (default: sidecar JSON, else bgr as in Open Model Zoo).")]),
+    ("scale", None, Annotated[Optional[float], typer.Option(
+        help="Black-box models: multiply 0-255 pixels by this (default: sidecar, else 1.0 = raw 0-255).")]),
+    ("flip", False, Annotated[bool, typer.Option(
+        "--flip", help="Average each crop's embedding with its mirror image's (test-time augmentation; 2x the compute).")]),
+    ("precision", None, Annotated[Optional[str], typer.Option(
+        help="OpenVINO models: inference precision 'f32' (default) or 'bf16' (faster on CPUs with bf16 support).")]),
+]]
+
+
+def model_options(command):
+    """Give ``command`` the shared model options, collected into its ``opts: ModelOptions`` argument."""
+    signature = inspect.signature(command, eval_str=True)  # typer reads the annotations as objects
+    own = [p for p in signature.parameters.values() if p.name != "opts"]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        opts = ModelOptions(**{p.name: kwargs.pop(p.name) for p in _MODEL_PARAMETERS})
+        return command(opts=opts, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=own + _MODEL_PARAMETERS)
+    return wrapper
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -37,15 +95,27 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _embedder(model: str, height=None, width=None, channel_order=None, scale=None, flip: bool = False):
-    from xreid.models.embedders import load_embedder
+def _head(model: str, head: Path | None):
+    from xreid.explain.attribute_head import AttributeHead
+    from xreid.models.embedders import BUNDLED_HEAD
 
-    if channel_order not in (None, "rgb", "bgr"):
-        fail(f"--channel-order must be 'rgb' or 'bgr', not {channel_order!r}")
+    if head is None:
+        if model != "default":
+            fail("this model needs --head HEAD.npz (fit one with `xreid attributes fit --model ...`)")
+        head = BUNDLED_HEAD
     try:
-        return load_embedder(model, flip_average=flip, height=height, width=width, channel_order=channel_order,
-                             scale=scale)
+        return AttributeHead.load(head)
     except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+
+
+def _outputs(*files: Optional[Path], folders: tuple[Optional[Path], ...] = ()) -> None:
+    """Check every output can be written before any work starts."""
+    from xreid.workflows.outputs import check_writable
+
+    try:
+        check_writable(*files, folders=folders)
+    except ValueError as exc:
         fail(str(exc))
 
 
@@ -106,23 +176,23 @@ def train(
 
 
 @app.command("eval")
+@model_options
 def evaluate(
-    model: ModelOpt = "default",
+    opts: ModelOptions,
     protocol: Annotated[str, typer.Option(help="'peta-reid' (found in the data root) or a protocol JSON path.")] = "peta-reid",
     data_root: DataRoot = None,
     rerank: Annotated[bool, typer.Option(help="k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3).")] = False,
     query_expansion: Annotated[bool, typer.Option(help="Average query expansion (top-5 / top-10).")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write all figures to this JSON file.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
-    height: Height = None, width: Width = None, channel_order: ChannelOrder = None, scale: Scale = None,
-    flip: Flip = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
 ) -> None:
     """Evaluate a model: CMC rank-1/5/10/20, mAP and mINP per test set and their mean."""
     from xreid.data.protocol import load_protocol
     from xreid.evaluation.evaluate import evaluate_protocol, format_result
     from xreid.io import write_json
 
-    embedder = _embedder(model, height, width, channel_order, scale, flip)
+    _outputs(json_out)
+    embedder = opts.load()
     try:
         proto = load_protocol(protocol, resolve_data_root(data_root))
         result = evaluate_protocol(embedder, proto, rerank=rerank, query_expansion=query_expansion,
@@ -132,50 +202,47 @@ def evaluate(
     typer.echo(f"{result.model} on {result.protocol} ({result.images_embedded} images, "
                f"{result.images_embedded / max(result.embed_seconds, 1e-9):.0f} img/s incl. decoding)")
     typer.echo(format_result(result))
-    if result.skipped_images:
-        typer.echo(f"skipped {len(result.skipped_images)} unreadable image(s):")
-        for s in result.skipped_images:
-            typer.echo(f"  - {s}")
+    _list_skipped(result.skipped_images, "unreadable image(s)")
     if json_out:
         write_json(json_out, result.to_dict())
         typer.echo(f"figures written to {json_out}")
 
 
+def _list_skipped(skipped: list[str], what: str = "file(s)") -> None:
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} {what}:")
+        for s in skipped:
+            typer.echo(f"  - {s}")
+
+
 @app.command()
+@model_options
 def embed(
+    opts: ModelOptions,
     out: Annotated[Path, typer.Option(help="Output .npz: one float32 vector per image, key = path relative to the data root.")],
-    model: ModelOpt = "default",
     data_root: DataRoot = None,
     images: Annotated[Optional[Path], typer.Option(help="Folder of images (searched recursively).")] = None,
     list_file: Annotated[Optional[Path], typer.Option("--list", help="Text/CSV file of image paths relative to the data root.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT.partial.npz if an earlier run was interrupted.")] = True,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
-    height: Height = None, width: Width = None, channel_order: ChannelOrder = None, scale: Scale = None,
-    flip: Flip = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
 ) -> None:
-    """Embed images to an .npz file; unreadable images are skipped and listed."""
-    from xreid.data.folder import load_folder, load_list
-    from xreid.index.features import embed_to_file
+    """Embed images to an .npz file; unreadable images are skipped and listed. Interrupted runs resume."""
+    from xreid.workflows.embed import embed_images
 
     if (images is None) == (list_file is None):
         fail("give exactly one of --images DIR or --list FILE")
-    root = resolve_data_root(data_root)
+    _outputs(out)
+    embedder = opts.load()
     try:
-        if images is not None:
-            folder = images if images.is_absolute() or images.is_dir() else root / images
-            records = load_folder(folder, root=root)
-        else:
-            records = load_list(list_file)
+        report = embed_images(embedder, resolve_data_root(data_root), out, images=images, list_file=list_file,
+                              resume=resume, batch_size=batch_size)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
-    embedder = _embedder(model, height, width, channel_order, scale, flip)
-    report = embed_to_file(embedder, root, [r.path for r in records], out, resume=resume, batch_size=batch_size)
+    except KeyboardInterrupt as exc:
+        fail(str(exc) or "interrupted", code=130)
     typer.echo(f"{report.embedded + report.reused} embeddings written to {report.out}"
                + (f" ({report.reused} reused from an interrupted run)" if report.reused else ""))
-    if report.skipped:
-        typer.echo(f"skipped {len(report.skipped)} image(s):")
-        for s in report.skipped:
-            typer.echo(f"  - {s}")
+    _list_skipped(report.skipped, "image(s)")
     if report.embedded + report.reused == 0:
         fail("no usable image", code=1)
 
@@ -183,12 +250,13 @@ def embed(
 @app.command()
 def export(
     out: Annotated[Path, typer.Option(help="Output path (.onnx, or .xml for OpenVINO).")],
-    model: ModelOpt = "default",
+    model: Annotated[str, typer.Option("--model", help="'default' (bundled) or a .pt checkpoint from `xreid train`.")] = "default",
     fmt: Annotated[str, typer.Option("--format", help="'onnx' or 'openvino'.")] = "onnx",
 ) -> None:
     """Export an xreid model for fast inference and check it gives the same embeddings."""
     from xreid.models.export import export_model
 
+    _outputs(out)
     try:
         report = export_model(model, fmt, out)
     except (FileNotFoundError, ValueError) as exc:
@@ -199,91 +267,53 @@ def export(
         fail("exported model disagrees with the PyTorch model (cosine < 0.999)", code=1)
 
 
-HeadOpt = Annotated[Optional[Path], typer.Option(
-    "--head", help="Attribute head (.npz from `xreid attributes fit`); --model default has its own.")]
-
-
-def _head(model: str, head: Path | None):
-    from xreid.explain.attribute_head import AttributeHead
-    from xreid.models.embedders import BUNDLED_HEAD
-
-    if head is None:
-        if model != "default":
-            fail("this model needs --head HEAD.npz (fit one with `xreid attributes fit --model ...`)")
-        head = BUNDLED_HEAD
-    try:
-        return AttributeHead.load(head)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-
-
 @attr_app.command("fit")
+@model_options
 def attributes_fit(
+    opts: ModelOptions,
     out: Annotated[Path, typer.Option(help="Output attribute head (.npz).")],
-    model: ModelOpt = "default",
     protocol: Annotated[str, typer.Option(help="'peta-reid' or a protocol JSON path (PETA attributes).")] = "peta-reid",
     data_root: DataRoot = None,
     market_root: Annotated[Optional[Path], typer.Option(help="Fit on Market-1501 instead: its root folder.")] = None,
     market_attributes: Annotated[Optional[Path], typer.Option(help="market_attribute.mat (with --market-root).")] = None,
-    epochs: Annotated[int, typer.Option(help="Full-batch optimisation steps.")] = 300,
-    height: Height = None, width: Width = None, channel_order: ChannelOrder = None, scale: Scale = None,
-    flip: Flip = False,
+    epochs: Annotated[int, typer.Option(min=1, help="Full-batch optimisation steps.")] = 300,
 ) -> None:
     """Train the bias-free linear attribute layer on frozen embeddings (class-balanced BCE)."""
-    from xreid.data.peta import EXPLANATION_ATTRIBUTES
-    from xreid.explain.attribute_head import fit_attribute_head
-    from xreid.explain.attribute_quality import labelled_embeddings
+    from xreid.workflows.attributes import fit_head
 
-    embedder = _embedder(model, height, width, channel_order, scale, flip)
+    _outputs(out)
+    embedder = opts.load()
     try:
-        if market_root is not None:
-            from xreid.data.market import MARKET_ATTRIBUTES, load_market, load_market_attributes
-
-            if market_attributes is None:
-                fail("--market-root needs --market-attributes market_attribute.mat")
-            labels = load_market_attributes(market_attributes)
-            records, root, names = load_market(market_root, "bounding_box_train", labels), market_root, MARKET_ATTRIBUTES
-            source = f"Market-1501 {market_root}"
-        else:
-            from xreid.data.protocol import load_protocol
-
-            proto = load_protocol(protocol, resolve_data_root(data_root))
-            records, root, names = proto.train + proto.attribute_only, proto.image_root, EXPLANATION_ATTRIBUTES
-            source = f"{proto.name} train + attribute_only"
-        feats, labels_m, kept = labelled_embeddings(embedder, root, records, names)
-        head = fit_attribute_head(feats, labels_m, names, epochs=epochs,
-                                  meta={"model": model, "source": source, "embedder": embedder.name})
+        head = fit_head(embedder, resolve_data_root(data_root), protocol, market_root, market_attributes,
+                        epochs=epochs, model_name=opts.model)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     head.save(out)
-    typer.echo(f"attribute head ({len(names)} attributes, {head.embedding_dim}-d embeddings, "
-               f"{len(kept)} images) written to {out}")
+    typer.echo(f"attribute head ({len(head.names)} attributes, {head.embedding_dim}-d embeddings, "
+               f"{head.meta['train_images']} images) written to {out}")
     if head.meta["never_positive_in_training"]:
         typer.echo(f"never positive in training (their probabilities carry no information): "
                    f"{', '.join(head.meta['never_positive_in_training'])}")
 
 
 @attr_app.command("eval")
+@model_options
 def attributes_eval(
-    model: ModelOpt = "default",
+    opts: ModelOptions,
     head: HeadOpt = None,
     protocol: Annotated[str, typer.Option(help="'peta-reid' or a protocol JSON path.")] = "peta-reid",
     data_root: DataRoot = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write all figures to this JSON file.")] = None,
-    height: Height = None, width: Width = None, channel_order: ChannelOrder = None, scale: Scale = None,
-    flip: Flip = False,
 ) -> None:
     """Attribute recognition on the protocol's test images: mA and per-attribute TPR / TNR / accuracy."""
-    from xreid.data.protocol import load_protocol
-    from xreid.explain.attribute_quality import attribute_report, labelled_embeddings
     from xreid.io import write_json
+    from xreid.workflows.attributes import evaluate_head
 
-    embedder = _embedder(model, height, width, channel_order, scale, flip)
-    attr_head = _head(model, head)
+    _outputs(json_out)
+    embedder = opts.load()
+    attr_head = _head(opts.model, head)
     try:
-        proto = load_protocol(protocol, resolve_data_root(data_root))
-        feats, labels, _ = labelled_embeddings(embedder, proto.image_root, proto.test_images(), attr_head.names)
-        report = attribute_report(attr_head.predict(feats), labels, attr_head.names, proto.attributes or None)
+        report = evaluate_head(embedder, attr_head, resolve_data_root(data_root), protocol)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     typer.echo(f"{'attribute':<24}{'mA':>7}{'TPR':>7}{'TNR':>7}{'acc':>7}{'pos':>6}")
@@ -292,90 +322,97 @@ def attributes_eval(
         typer.echo(f"{name:<24}{f(r['mA'])}{f(r['TPR'])}{f(r['TNR'])}{f(r['accuracy'])}{r['positives']:6d}")
     typer.echo(f"mA over {report['attributes']} attributes on {report['images']} test images: {report['mA']:.1f} %")
     if json_out:
-        write_json(json_out, {"model": model, "head": str(head or "bundled"), **report})
+        write_json(json_out, {"model": opts.model, "head": str(head or "bundled"), **report})
 
 
 @app.command()
+@model_options
 def explain(
+    opts: ModelOptions,
     out: Annotated[Path, typer.Option(help="Output HTML report (self-contained).")],
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Output JSON with every number shown.")] = None,
-    model: ModelOpt = "default",
     head: HeadOpt = None,
     query: Annotated[Optional[Path], typer.Option(help="Query image.")] = None,
     gallery: Annotated[Optional[Path], typer.Option(
-        help="Gallery: a folder of images, or an .npz from `xreid embed` (keys relative to --data-root).")] = None,
+        help="Gallery: a folder of images, a CSV list (path[,person_id[,camera]] relative to --data-root) "
+             "or an .npz from `xreid embed`.")] = None,
     protocol: Annotated[Optional[str], typer.Option(help="Instead of --query/--gallery: a protocol's test set.")] = None,
     test_set: Annotated[Optional[str], typer.Option(help="With --protocol: the test set (e.g. VIPeR).")] = None,
     query_index: Annotated[int, typer.Option(help="With --protocol: which query of the test set.")] = 0,
     query_id: Annotated[Optional[str], typer.Option(help="The query's person id, to mark true matches.")] = None,
     data_root: DataRoot = None,
-    top_k: Annotated[int, typer.Option(help="Results to explain.")] = 10,
-    threshold: Annotated[float, typer.Option(help="Confidence threshold t_a of eq. 3.1.")] = 0.3,
+    top_k: Annotated[int, typer.Option(help="Results to explain (at least 1).")] = 10,
+    threshold: Annotated[float, typer.Option(help="Confidence threshold t_a of the matching scores, in [0, 0.5).")] = 0.3,
     filter_text: Annotated[Optional[str], typer.Option(
         "--filter", help="Attribute filter, e.g. 'personalMale=yes,carryingBackpack=no'.")] = None,
     filter_mode: Annotated[str, typer.Option(help="'rerank' (violators sink) or 'keep' (violators dropped).")] = "rerank",
     maps: Annotated[Optional[str], typer.Option(
-        help="Visual maps: any of pair,attention,attributes (Grad-CAM; occlusion for ONNX/OpenVINO models).")] = None,
-    map_dims: Annotated[int, typer.Option(help="Pair maps: embedding dims per pair.")] = 5,
-    height: Height = None, width: Width = None, channel_order: ChannelOrder = None, scale: Scale = None,
-    flip: Flip = False,
+        help="Visual maps: any of pair,attention,attributes (Grad-CAM, xreid models) and occlusion (every model).")] = None,
+    map_dims: Annotated[int, typer.Option(min=1, help="Pair maps: embedding dims per pair.")] = 5,
 ) -> None:
     """Rank a gallery for a query and explain the top results in attributes (HTML + JSON)."""
-    from xreid.explain.pipeline import explain_query
+    from xreid.explain.maps.compute import needs_gradients, parse_kinds
+    from xreid.explain.ranking import check_options
+    from xreid.workflows.explain import explain as run_explain
+    from xreid.workflows.explain import maps_folder, write_report
 
-    embedder = _embedder(model, height, width, channel_order, scale, flip)
-    attr_head = _head(model, head)
     try:
-        maps_for = None
-        if maps:
-            from xreid.explain.maps.compute import maps_for_report, parse_kinds
-
-            maps_for = maps_for_report(embedder, attr_head, parse_kinds(maps), out.with_name(out.stem + "_maps"),
-                                       k=map_dims)
-        result = explain_query(embedder, attr_head, resolve_data_root(data_root), query=query, gallery=gallery,
-                               protocol=protocol, test_set=test_set, query_index=query_index, query_id=query_id,
-                               top_k=top_k, threshold=threshold, filter_text=filter_text, filter_mode=filter_mode,
-                               out_html=out, out_json=json_out, model_name=model, maps_for=maps_for)
+        check_options(top_k, threshold)
+        kinds = parse_kinds(maps)
+    except ValueError as exc:
+        fail(str(exc))
+    _outputs(out, json_out, folders=(maps_folder(out) if kinds else None,))
+    # Grad-CAM needs the PyTorch model; otherwise the fastest backend ranks
+    embedder = opts.load(backend="torch" if needs_gradients(kinds) and _is_xreid_model(opts.model) else "auto")
+    attr_head = _head(opts.model, head)
+    try:
+        result = run_explain(embedder, attr_head, query, gallery, data_root=data_root, protocol=protocol,
+                             test_set=test_set, query_index=query_index, query_id=query_id, top_k=top_k,
+                             threshold=threshold, filter=filter_text, filter_mode=filter_mode, maps=kinds,
+                             map_dims=map_dims, model_name=opts.model)
+        write_report(result, out, json_out)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     e = result.explanation
-    typer.echo(f"query {e.query}: confident attributes {', '.join(e.confident) or 'none'}")
+    confident = ", ".join(a.name if a.present else f"!{a.name}" for a in e.confident)
+    typer.echo(f"query {e.query}: confident attributes {confident or 'none'}")
     for r in e.results:
         mark = "" if r.is_match is None else (" (match)" if r.is_match else "")
         typer.echo(f"  {r.rank:>2}. {r.key}  d={r.distance:.4f}  explained {100 * r.explained_share:.0f} %{mark}")
     typer.echo(e.reliability)
-    for s in result.skipped:
-        typer.echo(f"skipped: {s}")
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    _list_skipped(result.skipped)
     typer.echo(f"report: {out}" + (f", data: {json_out}" if json_out else ""))
 
 
+def _is_xreid_model(model: str) -> bool:
+    return model == "default" or Path(model).suffix in (".pt", ".pth")
+
+
 @app.command()
+@model_options
 def analyze(
+    opts: ModelOptions,
     out: Annotated[Path, typer.Option(help="Output folder (index.html, CSV, charts).")],
-    model: ModelOpt = "default",
     head: HeadOpt = None,
     protocol: Annotated[str, typer.Option(help="'peta-reid' or a protocol JSON path: its test images are ranked.")] = "peta-reid",
     data_root: DataRoot = None,
     dims: Annotated[Optional[str], typer.Option(help="Comma-separated embedding dims to rank by (default: the 6 most attribute-specific).")] = None,
-    height: Height = None, width: Width = None, channel_order: ChannelOrder = None, scale: Scale = None,
-    flip: Flip = False,
 ) -> None:
-    """Analyse the embedding: dims per attribute (Table 4.1) and images ranked by chosen dims (Fig. 4.1)."""
-    from xreid.data.protocol import load_protocol
-    from xreid.explain.analysis_report import write_analysis
-    from xreid.explain.embedding_analysis import default_dims, dim_rank_lists, dims_table
+    """Analyse the embedding: embedding dims per attribute, and images ranked by chosen dims."""
+    from xreid.workflows.analyze import analyze as run_analyze
+    from xreid.workflows.analyze import parse_dims
 
-    embedder = _embedder(model, height, width, channel_order, scale, flip)
-    attr_head = _head(model, head)
+    attr_head = _head(opts.model, head)
     try:
-        chosen = [int(d) for d in dims.split(",")] if dims else default_dims(attr_head)
-        proto = load_protocol(protocol, resolve_data_root(data_root))
-        images = proto.test_images()
-        res = embedder.embed_paths([proto.image_root / r.path for r in images], progress=True)
-        attr_head.check_embedding(res.features, f"{model} embeddings")
-        keys = [images[i].path for i in res.kept]
-        index = write_analysis(out, dims_table(attr_head), dim_rank_lists(attr_head, res.features, keys, chosen),
-                               {k: proto.image_root / k for k in keys}, model)
+        parse_dims(dims, attr_head)
+    except ValueError as exc:
+        fail(str(exc))
+    _outputs(folders=(out,))
+    embedder = opts.load()
+    try:
+        index = run_analyze(embedder, attr_head, protocol, resolve_data_root(data_root), out, dims)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     typer.echo(f"analysis written to {index}")

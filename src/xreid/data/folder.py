@@ -10,25 +10,50 @@ from xreid.data.peta import LoadReport
 from xreid.data.records import ImageRecord
 
 
-def load_folder(folder: str | Path, root: str | Path | None = None) -> list[ImageRecord]:
-    """Every image under ``folder`` (recursively). Images in sub-folders take the sub-folder's name
-    as person id (``gallery/<id>/img.jpg``). Paths are relative to ``root`` (default: ``folder``)."""
+def load_folder(folder: str | Path, root: str | Path | None = None,
+                report: LoadReport | None = None) -> list[ImageRecord]:
+    """Every image under ``folder`` (recursively), paths relative to ``root`` (default: ``folder``).
+
+    Folder names are not taken for person ids (identities must be known, not guessed: see
+    ``xreid.data.pids``); give a CSV list for that. Entries that cannot be followed (a symbolic-link
+    loop, a dangling link) are added to ``report``, never skipped silently.
+    """
     folder = Path(folder)
     root = Path(root) if root else folder
+    report = report if report is not None else LoadReport()
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: image folder not found")
     records = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p)):
-        rel = path.relative_to(folder)
-        pid = rel.parts[0] if len(rel.parts) > 1 else None
+    for path in sorted(folder.rglob("*")):
+        if not is_image_file(path):
+            continue
+        problem = _unusable_entry(path)
+        if problem:
+            report.add(f"{path}: {problem}; skipped")
+            continue
+        if not path.is_file():
+            continue
         try:
             key = path.relative_to(root).as_posix()
         except ValueError:
-            key = path.resolve().as_posix()
-        records.append(ImageRecord(key, pid, None))
+            key = path.absolute().as_posix()
+        records.append(ImageRecord(key, None, None))
     if not records:
         raise ValueError(f"{folder}: no image files found (looked for jpg, png, bmp, ...)")
     return records
+
+
+def _unusable_entry(path: Path) -> str | None:
+    """Why a directory entry cannot be read as a file (symbolic-link loop, dangling link), or None."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:
+        return "symbolic-link loop"
+    except OSError as exc:
+        return "symbolic-link loop" if "loop" in str(exc).lower() else f"broken symbolic link ({exc.strerror or exc})"
+    return None
 
 
 def load_list(list_file: str | Path, report: LoadReport | None = None) -> list[ImageRecord]:

@@ -33,7 +33,9 @@ def load_image(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise ImageError(path, "file not found")
+        if path.is_symlink():
+            raise ImageError(path, "symbolic link that leads nowhere (a loop or a missing target)")
+        raise ImageError(path, "file not found" if not path.is_dir() else "a folder, not an image file")
     if path.stat().st_size == 0:
         raise ImageError(path, "empty file")
     try:
@@ -48,7 +50,9 @@ def load_image(path: str | Path) -> np.ndarray:
                 rgb = im.convert("RGB")
     except UnidentifiedImageError:
         raise ImageError(path, "not an image (format not recognised)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(path, f"image too large to decode safely ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(path, f"corrupt or truncated image ({exc})") from None
     arr = np.asarray(rgb, dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[0] < 2 or arr.shape[1] < 2:

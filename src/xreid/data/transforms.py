@@ -3,8 +3,8 @@
 Preprocessing turns any RGB crop into the model's input (resize to H x W, float in [0, 1]).
 Augmentation runs on whole batches of tensors: flip, padded crop and optional colour jitter
 (brightness / contrast / saturation, for cross-camera illumination) through kornia, and a
-curriculum cut-out of our own (random-noise rectangles whose maximum size grows during training,
-Almazán et al., METHODS.md section 5).
+curriculum cut-out of our own (random-noise rectangles whose maximum size grows during training;
+docs/METHODS.md#training-recipe).
 """
 
 from __future__ import annotations

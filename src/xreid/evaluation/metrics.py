@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xreid.distance import cosine_distance
+
 
 def average_precision(matches: np.ndarray) -> float:
     """AP of one ranked list of booleans (True = correct match), over all its true matches."""
@@ -39,6 +41,7 @@ class RankingMetrics:
     mINP: float
     num_queries: int
     num_skipped: int
+    rankings: list[np.ndarray] | None = None  # per query, gallery indices nearest first (top max_rank)
 
     def rank(self, k: int) -> float:
         return float(self.cmc[min(k, len(self.cmc)) - 1])
@@ -54,8 +57,9 @@ class RankingMetrics:
 class MetricAccumulator:
     """Sums per-query AP, INP and CMC hits over chunks of queries."""
 
-    def __init__(self, max_rank: int = 50):
+    def __init__(self, max_rank: int = 50, keep_rankings: bool = False):
         self.max_rank = max_rank
+        self.rankings: list[np.ndarray] | None = [] if keep_rankings else None
         self.cmc_hits = np.zeros(max_rank)
         self.ap_sum = self.inp_sum = 0.0
         self.valid = self.skipped = 0
@@ -66,6 +70,8 @@ class MetricAccumulator:
         order = np.argsort(dist, axis=1, kind="stable")
         for i in range(dist.shape[0]):
             ranked = order[i]
+            if self.rankings is not None:
+                self.rankings.append(ranked[:self.max_rank])
             ignore = (g_pids[ranked] == q_pids[i]) & (g_cams[ranked] == q_cams[i])
             if g_junk is not None:
                 ignore |= g_junk[ranked]
@@ -82,29 +88,19 @@ class MetricAccumulator:
 
     def result(self) -> RankingMetrics:
         n = max(self.valid, 1)
-        return RankingMetrics(self.cmc_hits / n, self.ap_sum / n, self.inp_sum / n, self.valid, self.skipped)
-
-
-def l2_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero)."""
-    return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
-
-
-def cosine_distance(q: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """1 - cosine similarity between rows (inputs need not be normalised)."""
-    return 1.0 - l2_rows(q) @ l2_rows(g).T
+        return RankingMetrics(self.cmc_hits / n, self.ap_sum / n, self.inp_sum / n, self.valid, self.skipped,
+                              self.rankings)
 
 
 def evaluate_ranking(q_feats: np.ndarray, g_feats: np.ndarray, q_pids, g_pids, q_cams, g_cams,
                      g_junk: np.ndarray | None = None, chunk: int = 256, max_rank: int = 50,
-                     distance: Callable[[np.ndarray, np.ndarray], np.ndarray] = cosine_distance) -> RankingMetrics:
-    """CMC / mAP / mINP of features, computing distances ``chunk`` queries at a time."""
+                     distance: Callable[[np.ndarray, np.ndarray], np.ndarray] = cosine_distance,
+                     keep_rankings: bool = False) -> RankingMetrics:
+    """CMC / mAP / mINP of features, computing distances ``chunk`` queries at a time (the ranking
+    distance of ``xreid.distance`` unless another is given)."""
     q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
     q_cams, g_cams = np.asarray(q_cams), np.asarray(g_cams)
-    acc = MetricAccumulator(max_rank)
-    if distance is cosine_distance:  # normalise the gallery once, not once per chunk
-        q_feats, g_feats = l2_rows(q_feats), l2_rows(g_feats)
-        distance = lambda q, g: 1.0 - q @ g.T  # noqa: E731
+    acc = MetricAccumulator(max_rank, keep_rankings)
     for s in range(0, len(q_feats), chunk):
         acc.add(distance(q_feats[s:s + chunk], g_feats), q_pids[s:s + chunk], g_pids, q_cams[s:s + chunk],
                 g_cams, g_junk)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xreid.evaluation.metrics import cosine_distance, l2_rows
+from xreid.distance import cosine_distance, l2_normalise
 
 MAX_RERANK_IMAGES = 30_000  # the method needs an (Q+G) x (Q+G) matrix
 
@@ -61,20 +61,20 @@ def k_reciprocal_rerank(q_feats: np.ndarray, g_feats: np.ndarray, k1: int = 20, 
 def _top_k_mean(anchors: np.ndarray, pool: np.ndarray, k: int, include_self: bool, chunk: int = 1024) -> np.ndarray:
     """Each anchor averaged with its k nearest rows of ``pool`` (cosine), in chunks; L2-normalised."""
     out = np.empty_like(anchors, dtype=np.float32)
-    pool_n = l2_rows(pool)
+    pool_n = l2_normalise(pool)
     for s in range(0, len(anchors), chunk):
-        a_n = l2_rows(anchors[s:s + chunk])
+        a_n = l2_normalise(anchors[s:s + chunk])
         sim = a_n @ pool_n.T
         kk = min(k + (1 if include_self else 0), pool.shape[0])
         top = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
         mean = (pool_n[top].sum(axis=1) + (0 if include_self else a_n)) / (kk + (0 if include_self else 1))
-        out[s:s + chunk] = l2_rows(mean)
+        out[s:s + chunk] = l2_normalise(mean)
     return out
 
 
 def average_query_expansion(q_feats: np.ndarray, g_feats: np.ndarray, k_query: int = 5,
                             k_gallery: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Query expansion of Almazán et al.: each query averaged with its top-``k_query`` gallery
+    """Average query expansion (docs/METHODS.md#evaluation): each query averaged with its top-``k_query`` gallery
     neighbours, each gallery item with its top-``k_gallery`` gallery neighbours (itself included)."""
     g_new = _top_k_mean(g_feats, g_feats, k_gallery, include_self=True)
     q_new = _top_k_mean(q_feats, g_feats, k_query, include_self=False)

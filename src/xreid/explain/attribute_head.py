@@ -1,4 +1,4 @@
-"""The bias-free linear attribute layer on frozen re-id embeddings (METHODS.md section 1).
+"""The bias-free linear attribute layer on frozen re-id embeddings (docs/METHODS.md#attribute-layer).
 
 x = sigmoid(W^T f) with f the L2-normalised embedding and W an N x A matrix: because the layer
 sees only the embedding, W says which embedding dims carry which attribute. Trained with the
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xreid.data.records import ImageRecord
-from xreid.explain.formulas import class_balanced_weights, l2_normalise
+from xreid.distance import l2_normalise
+from xreid.explain.formulas import class_balanced_weights
 from xreid.io import atomic_write
 
 
@@ -25,6 +25,30 @@ class AttributeHead:
     weights: np.ndarray  # N x A
     positive_ratio: np.ndarray  # A, in the training data
     meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.weights.ndim != 2 or self.weights.shape[1] != len(self.names):
+            raise ValueError(f"attribute head: {len(self.names)} attribute names but weights of shape "
+                             f"{tuple(self.weights.shape)} (expected embedding_dim x {len(self.names)})")
+        if len(self.positive_ratio) != len(self.names):
+            raise ValueError(f"attribute head: {len(self.names)} attribute names but {len(self.positive_ratio)} "
+                             f"positive ratios")
+        if len(set(self.names)) != len(self.names):
+            raise ValueError("attribute head: an attribute name appears twice")
+
+    @property
+    def model_fingerprint(self) -> str | None:
+        """The fingerprint of the model whose embeddings the head was fitted on (None for old heads)."""
+        return self.meta.get("model_fingerprint")
+
+    def check_model(self, embedder, where: str = "") -> None:
+        """Refuse a head fitted on another model: embeddings of the same width from two models
+        mean different things, so the attributes would be read from the wrong directions."""
+        mine, theirs = self.model_fingerprint, getattr(embedder, "fingerprint", None)
+        if mine and theirs and mine != theirs:
+            raise ValueError(f"{where or 'attribute head'}: fitted on model {self.meta.get('model', '?')} "
+                             f"(fingerprint {mine}), but the model in use is {embedder.name} (fingerprint "
+                             f"{theirs}); fit a head for it with `xreid attributes fit --model ...`")
 
     @property
     def embedding_dim(self) -> int:
@@ -57,25 +81,14 @@ class AttributeHead:
             raise FileNotFoundError(f"{path}: attribute head not found")
         try:
             with np.load(path, allow_pickle=False) as d:
-                return cls([str(n) for n in d["names"]], d["weights"].astype(np.float64),
-                           d["positive_ratio"].astype(np.float64), json.loads(str(d["meta"])))
+                names, weights = [str(n) for n in d["names"]], d["weights"].astype(np.float64)
+                ratio, meta = d["positive_ratio"].astype(np.float64), json.loads(str(d["meta"]))
         except (KeyError, ValueError, OSError) as exc:
             raise ValueError(f"{path}: not an xreid attribute head ({exc})") from None
-
-
-def label_matrix(records: Sequence[ImageRecord], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(labels: M x A bool, labelled: M bool) for records; records with no attribute labels are unlabelled."""
-    index = {n: i for i, n in enumerate(names)}
-    labels = np.zeros((len(records), len(names)), bool)
-    labelled = np.zeros(len(records), bool)
-    for r, rec in enumerate(records):
-        if rec.attributes is None:
-            continue
-        labelled[r] = True
-        for n in rec.attributes:
-            if n in index:
-                labels[r, index[n]] = True
-    return labels, labelled
+        try:
+            return cls(names, weights, ratio, meta)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
 
 def fit_attribute_head(features: np.ndarray, labels: np.ndarray, names: Sequence[str], epochs: int = 300,

@@ -1,5 +1,6 @@
-"""Analyses of the embedding through the attribute layer's weights (seed 000's Table 4.1, Fig. 4.1).
-Returns plain data; ``analysis_report`` draws it."""
+"""Analyses of the embedding through the attribute layer's weights (docs/METHODS.md#embedding-analysis):
+embedding dims per attribute, and images ranked by single dims. Returns plain data;
+``xreid.rendering.analysis`` draws it."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xreid.distance import l2_normalise
 from xreid.explain.attribute_head import AttributeHead
-from xreid.explain.formulas import dims_per_attribute, extreme_attributes, l2_normalise
+from xreid.explain.formulas import dims_per_attribute, extreme_attributes
 
 
 @dataclass
@@ -37,7 +39,7 @@ def dims_table(head: AttributeHead) -> list[DimsTableRow]:
 def default_dims(head: AttributeHead, count: int = 6) -> list[int]:
     """Dims most tied to one attribute: the largest max-weight relative to the dim's weight norm."""
     w = head.weights
-    strength = w.max(axis=1) / np.linalg.norm(w, axis=1).clip(1e-12)
+    strength = l2_normalise(w).max(axis=1)
     return [int(d) for d in np.argsort(strength)[::-1][:count]]
 
 

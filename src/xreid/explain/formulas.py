@@ -1,28 +1,21 @@
-"""Every explanation formula of METHODS.md, as pure functions on numpy arrays.
+"""Every explanation formula of docs/METHODS.md, as pure functions on numpy arrays.
 
 Notation: f_q, f_g embeddings (N), x_q, x_g attribute probabilities (A), W the N x A weights of
-the bias-free attribute layer. xreid compares embeddings by cosine distance, computed on
-L2-normalised embeddings: d = 1 - cos(f_q, f_g) = ||f_q - f_g||^2 / 2 for unit vectors, so
-the attribute layer also reads L2-normalised embeddings and every decomposition below splits
-exactly that d.
+the bias-free attribute layer. xreid compares embeddings by the cosine distance of
+``xreid.distance`` (d = 1 - cos(f_q, f_g) = ||f_q - f_g||^2 / 2 for unit vectors), so the
+attribute layer also reads L2-normalised embeddings and every decomposition below splits exactly
+that d. Each function names the section of docs/METHODS.md it implements.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-#: Default confidence threshold t_a of eq. 3.1: an attribute is "confident" when its probability
-#: is below 0.2 or above 0.8.
+from xreid.distance import pair_distance
+
+#: Default confidence threshold t_a of the matching scores (docs/METHODS.md#matching-scores): an
+#: attribute is "confident" when its probability is below 0.2 or above 0.8.
 DEFAULT_CONFIDENCE = 0.3
-
-
-def l2_normalise(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=axis, keepdims=True).clip(1e-12)
-
-
-def cosine_distance_unit(f_q: np.ndarray, f_g: np.ndarray) -> np.ndarray:
-    """d = ||f_q - f_g||^2 / 2 for unit vectors (= 1 - cosine similarity). f_g may be G x N."""
-    return 0.5 * np.sum((f_g - f_q) ** 2, axis=-1)
 
 
 def class_balanced_weights(labels: np.ndarray, positive_ratio: np.ndarray, scheme: str = "inverse") -> np.ndarray:
@@ -30,7 +23,7 @@ def class_balanced_weights(labels: np.ndarray, positive_ratio: np.ndarray, schem
 
     ``"inverse"`` (default): positives 1 / (2 p_a), negatives 1 / (2 (1 - p_a)), so both classes weigh
     the same in total; this optimises label-based mA, (TPR + TNR) / 2. ``"exp"``: positives
-    exp(1 - p_a), negatives exp(p_a) (METHODS.md's example), a milder correction. Measured on frozen
+    exp(1 - p_a), negatives exp(p_a) (the milder correction of the method's description). Measured on frozen
     OMZ 0277 embeddings (PETA-ReID test, 35 attributes): 68.6 % mA with "inverse", 60.3 % with "exp".
     """
     p = np.clip(np.asarray(positive_ratio, np.float64), 1e-3, 1 - 1e-3)
@@ -43,12 +36,12 @@ def class_balanced_weights(labels: np.ndarray, positive_ratio: np.ndarray, schem
 
 
 def confident_attributes(x_q: np.ndarray, threshold: float = DEFAULT_CONFIDENCE) -> np.ndarray:
-    """Eq. 3.1 selection: attributes the classifier is sure about for the query, |x_q,a - 0.5| > t_a."""
+    """Matching-score selection (docs/METHODS.md#matching-scores): attributes the classifier is sure about for the query, |x_q,a - 0.5| > t_a."""
     return np.abs(np.asarray(x_q) - 0.5) > threshold
 
 
 def matching_scores(x_q: np.ndarray, x_g: np.ndarray, clip: bool = True) -> np.ndarray:
-    """Eq. 3.1: s_a = (1 - |x_q,a - x_g,a|) / (0.5 + |x_q,a - 0.5|). x_g may be G x A.
+    """Matching scores (docs/METHODS.md#matching-scores): s_a = (1 - |x_q,a - x_g,a|) / (0.5 + |x_q,a - 0.5|). x_g may be G x A.
 
     Unclipped, s_a exceeds 1 when the gallery image is less extreme than the query in the same
     direction (x_g = x_q gives 1 / (0.5 + |x_q - 0.5|)); xreid clips at 1 (100 %) by default
@@ -60,7 +53,7 @@ def matching_scores(x_q: np.ndarray, x_g: np.ndarray, clip: bool = True) -> np.n
 
 
 def attribute_error(f_q: np.ndarray, f_g: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Eq. 3.2 as published: e_a = sum_n (f_q,n - f_g,n)^2 * w_n,a. f_g may be G x N.
+    """Attribute error as published (docs/METHODS.md#distance-decomposition): e_a = sum_n (f_q,n - f_g,n)^2 * w_n,a. f_g may be G x N.
 
     The weights may be negative, so e_a may be negative, and sum_a e_a is not the distance.
     """
@@ -82,7 +75,8 @@ def orthonormal_attribute_basis(weights: np.ndarray, rcond: float = 1e-6) -> np.
 
 
 def exact_decomposition(f_q: np.ndarray, f_g: np.ndarray, basis: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Split the ranking distance d = ||f_q - f_g||^2 / 2 (unit vectors) into attribute parts + residual.
+    """Split the ranking distance d = ||f_q - f_g||^2 / 2 (unit vectors) into attribute parts + residual
+    (docs/METHODS.md#distance-decomposition).
 
     With U the orthonormal attribute basis (``orthonormal_attribute_basis(W)``), the difference
     D = f_q - f_g splits into its projection on span(W) and the rest; by Pythagoras
@@ -93,19 +87,19 @@ def exact_decomposition(f_q: np.ndarray, f_g: np.ndarray, basis: np.ndarray) -> 
     diff = np.asarray(f_q, np.float64) - np.asarray(f_g, np.float64)
     coords = diff @ basis
     parts = 0.5 * coords ** 2
-    d = 0.5 * np.sum(diff ** 2, axis=-1)
+    d = pair_distance(f_q, f_g)
     residual = np.maximum(d - parts.sum(-1), 0.0)
     return parts, residual, d
 
 
 def dims_per_attribute(weights: np.ndarray) -> np.ndarray:
-    """Table 4.1: for every embedding dim, the attribute with the largest weight; count per attribute."""
+    """Embedding analysis (docs/METHODS.md#embedding-analysis): for every embedding dim, the attribute with the largest weight; count per attribute."""
     w = np.asarray(weights)
     return np.bincount(np.argmax(w, axis=1), minlength=w.shape[1])
 
 
 def extreme_attributes(weights: np.ndarray, dim: int, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Figure 4.1: indices of the k attributes with the highest and the k with the lowest weight for ``dim``."""
+    """Embedding analysis (docs/METHODS.md#embedding-analysis): indices of the k attributes with the highest and the k with the lowest weight for ``dim``."""
     row = np.asarray(weights)[dim]
     order = np.argsort(row)
     return order[::-1][:k], order[:k]

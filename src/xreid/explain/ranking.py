@@ -1,5 +1,6 @@
 """Explain one query's ranking: distances, attribute matching scores, both distance decompositions,
-optional attribute filtering, and a reliability verdict on the query. Returns plain data.
+optional attribute filtering, and a reliability verdict on the query. Returns typed records
+(``RankingExplanation``), never text or pictures: ``xreid.rendering`` draws them.
 """
 
 from __future__ import annotations
@@ -8,13 +9,16 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from xreid.distance import l2_normalise, rank_gallery
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.formulas import (DEFAULT_CONFIDENCE, attribute_error, confident_attributes,
-                                    exact_decomposition, l2_normalise, matching_scores,
-                                    orthonormal_attribute_basis)
+                                    exact_decomposition, matching_scores, orthonormal_attribute_basis)
 
-#: Mean matching score (over confident attributes and the top-k) under which the query is flagged.
+#: Mean matching score (over confident attributes and the top-k) under which the query is flagged
+#: (docs/METHODS.md#query-reliability).
 UNRELIABLE_BELOW = 0.6
+#: A result this close to the query (cosine distance) is the same picture, not a re-identification.
+IDENTICAL_BELOW = 1e-6
 
 
 def parse_filter(text: str | None, names: list[str]) -> dict[str, bool]:
@@ -35,17 +39,38 @@ def parse_filter(text: str | None, names: list[str]) -> dict[str, bool]:
             raise ValueError(f"filter: unknown attribute {name!r}{hint}")
         if value.lower() not in ("yes", "no", "1", "0", "true", "false"):
             raise ValueError(f"filter item {item!r}: value must be yes or no")
+        if name in out:
+            raise ValueError(f"filter: attribute {name!r} is named twice")
         out[name] = value.lower() in ("yes", "1", "true")
     return out
 
 
 def filter_violations(probs: np.ndarray, names: list[str], wanted: dict[str, bool]) -> np.ndarray:
-    """Per gallery item, how many filter conditions its predicted attributes break (prob on the wrong side of 0.5)."""
+    """Per gallery item, how many filter conditions its predicted attributes break (prob on the wrong side
+    of 0.5; docs/METHODS.md#attribute-filtering)."""
     if not wanted:
         return np.zeros(len(probs), int)
     idx = [names.index(n) for n in wanted]
     want = np.array(list(wanted.values()))
     return ((probs[:, idx] >= 0.5) != want).sum(axis=1)
+
+
+@dataclass
+class ConfidentAttribute:
+    """An attribute the model is sure about for the query: present or absent, with its probability."""
+
+    name: str
+    present: bool
+    probability: float
+
+
+def check_options(top_k: int, threshold: float) -> None:
+    """Refuse options that would produce a misleading explanation instead of an error."""
+    if top_k < 1:
+        raise ValueError(f"top-k must be at least 1 (got {top_k})")
+    if not 0.0 <= threshold < 0.5:
+        raise ValueError(f"confidence threshold must be in [0, 0.5) (got {threshold}): an attribute is "
+                         f"confident when its probability is further than this from 0.5")
 
 
 @dataclass
@@ -64,6 +89,7 @@ class ResultExplanation:
     exact_residual: float  # the part not explained by attributes
     explained_share: float
     filter_violations: int = 0
+    identical_to_query: bool = False  # the same picture as the query (distance ~ 0)
 
 
 @dataclass
@@ -72,7 +98,7 @@ class RankingExplanation:
     query_pid: str | None
     attribute_names: list[str]
     query_probabilities: list[float]
-    confident: list[str]  # '!name' for confidently absent attributes
+    confident: list[ConfidentAttribute]
     confidence_threshold: float
     gallery_size: int
     results: list[ResultExplanation]
@@ -87,13 +113,14 @@ class RankingExplanation:
     result_embeddings: list[list[float]] = field(default_factory=list)
     model: str = ""
     distance: str = "cosine distance of L2-normalised embeddings (1 - cos)"
+    excluded: list[str] = field(default_factory=list)  # gallery items left out (the query itself)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def reliability_verdict(mean_score: float | None, n_confident: int) -> tuple[bool, str]:
-    """Plain words on whether the query's attributes support its ranking (seed 000's analysis)."""
+    """Plain words on whether the query's attributes support its ranking (docs/METHODS.md#query-reliability)."""
     if n_confident == 0:
         return False, ("The model is not confident about any attribute of the query (blurred, occluded or "
                        "unusual image?): the ranking cannot be explained in attributes; treat it with care.")
@@ -115,8 +142,10 @@ def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gal
     """Rank ``gallery_features`` for the query and explain the top ``top_k``.
 
     ``basis`` (the head's orthonormal attribute basis) and ``gallery_probabilities`` may be passed
-    precomputed to explain many queries against one gallery quickly.
+    precomputed to explain many queries against one gallery quickly. A result is marked a match or
+    not only when both its person id and the query's are known.
     """
+    check_options(top_k, threshold)
     if len(gallery_features) == 0:
         raise ValueError("the gallery is empty")
     if filter_mode not in ("rerank", "keep"):
@@ -124,8 +153,7 @@ def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gal
     head.check_embedding(query_feature[None], "query embedding")
     head.check_embedding(gallery_features, "gallery embeddings")
     q = l2_normalise(np.asarray(query_feature, np.float64))
-    dist = 1.0 - l2_normalise(np.asarray(gallery_features, np.float32)) @ q.astype(np.float32)
-    by_distance = np.argsort(dist, kind="stable")
+    by_distance, dist = rank_gallery(query_feature, gallery_features)
     order = by_distance
     names = head.names
     wanted = filter_spec or {}
@@ -164,10 +192,10 @@ def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gal
             attribute_error_eq32=[float(v) for v in e32[i]], exact_parts=[float(v) for v in parts[i]],
             exact_residual=float(residual[i]),
             explained_share=float(parts[i].sum() / d_exact[i]) if d_exact[i] > 1e-12 else 0.0,
-            filter_violations=int(viol[i])))
+            filter_violations=int(viol[i]), identical_to_query=bool(dist[j] < IDENTICAL_BELOW)))
     mean_score = float(scores[:, confident].mean()) if confident.any() and len(top) else None
     reliable, verdict = reliability_verdict(mean_score, int(confident.sum()))
-    labels = [n if x_q[a] > 0.5 else f"!{n}" for a, n in enumerate(names) if confident[a]]
+    labels = [ConfidentAttribute(n, bool(x_q[a] > 0.5), float(x_q[a])) for a, n in enumerate(names) if confident[a]]
     return RankingExplanation(
         query=query_key, query_pid=query_pid, attribute_names=list(names),
         query_probabilities=[float(v) for v in x_q], confident=labels, confidence_threshold=threshold,

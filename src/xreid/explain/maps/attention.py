@@ -1,4 +1,4 @@
-"""Implicit attention (Almazan et al., Fig. 6): Grad-CAM accumulated over an image's most activated dims."""
+"""Implicit attention (docs/METHODS.md#visual-maps): Grad-CAM accumulated over an image's most activated dims."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from xreid.explain.maps.base import (
+    QUERY,
     SaliencyMap,
     evidence_signs,
     gradcam,
@@ -13,7 +14,7 @@ from xreid.explain.maps.base import (
 )
 
 
-def implicit_attention(model: torch.nn.Module, image: torch.Tensor, dims: int = 50, key: str = "query") -> SaliencyMap:
+def implicit_attention(model: torch.nn.Module, image: torch.Tensor, dims: int = 50, key: str = QUERY) -> SaliencyMap:
     """Sum of the Grad-CAM maps of the ``dims`` most activated embedding dims of ``image`` (1 x 3 x H x W):
     largest in magnitude, each explained in the direction of its sign (embeddings here are signed)."""
     feature_maps, emb = last_feature_maps(model, image)

@@ -8,11 +8,12 @@ from collections.abc import Sequence
 import torch
 
 from xreid.explain.attribute_head import AttributeHead
-from xreid.explain.maps.base import SaliencyMap, gradcam, last_feature_maps
+from xreid.distance import l2_normalise
+from xreid.explain.maps.base import QUERY, SaliencyMap, gradcam, last_feature_maps
 
 
 def attribute_maps(model: torch.nn.Module, head: AttributeHead, image: torch.Tensor, attributes: Sequence[str],
-                   key: str = "query") -> list[SaliencyMap]:
+                   key: str = QUERY) -> list[SaliencyMap]:
     """One map per named attribute for ``image`` (1 x 3 x H x W)."""
     if not attributes:
         return []
@@ -20,7 +21,7 @@ def attribute_maps(model: torch.nn.Module, head: AttributeHead, image: torch.Ten
     weights = torch.from_numpy(head.weights).float()
 
     def logits(emb: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.normalize(emb, dim=1) @ weights
+        return l2_normalise(emb, axis=1) @ weights
 
     feature_maps, _ = last_feature_maps(model, image)
     maps = gradcam(model, feature_maps, logits, idx, image.shape[-2:], rows=[0] * len(idx))

@@ -9,6 +9,10 @@ import numpy as np
 import torch
 
 
+#: The key of the query image in maps and image dictionaries (gallery items use their own keys).
+QUERY = "query"
+
+
 @dataclass
 class SaliencyMap:
     """A non-negative H x W map over the model input (higher = more responsible) and what it explains."""
@@ -16,7 +20,8 @@ class SaliencyMap:
     values: np.ndarray
     kind: str  # "pair", "attention", "attribute", "occlusion-pair", "occlusion-attribute"
     label: str  # e.g. "dim 417", "upperBodyRed", "implicit attention (50 dims)"
-    image: str = ""  # which image ("query" or a gallery key)
+    image: str = ""  # which image the map lies on: QUERY or a gallery key
+    pair: str | None = None  # for a map of the query explaining one result: that result's key
 
     @property
     def is_empty(self) -> bool:

@@ -1,35 +1,50 @@
-"""Visual explanations for an explained ranking: which maps, for which images, with which backend.
+"""Visual explanations for an explained ranking: which maps, for which images, with which method.
 
-PyTorch models get Grad-CAM maps (pair, attention, attribute); black-box models (ONNX, OpenVINO)
-get occlusion maps (pair similarity, attribute probability). Returns the maps as data plus where
-their PNGs were written; drawing is done by ``render``.
+``occlusion`` works for every model (it needs only embeddings); ``pair``, ``attention`` and
+``attributes`` are Grad-CAM maps and need an xreid PyTorch model. A black-box model asked for a
+Grad-CAM kind gets the occlusion map of the same question instead, and the result says so.
+Returns data (``MapSet``); ``xreid.rendering.maps`` draws it.
 """
 
 from __future__ import annotations
 
-import re
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from xreid.data.images import load_image
-from xreid.data.transforms import resize_rgb
 from xreid.explain.attribute_head import AttributeHead
-from xreid.explain.maps.base import SaliencyMap
+from xreid.explain.maps.base import QUERY, SaliencyMap
 from xreid.explain.ranking import RankingExplanation
 from xreid.models.embedders import Embedder, TorchEmbedder
 
-MAP_KINDS = ("pair", "attention", "attributes")
+GRADIENT_KINDS = ("pair", "attention", "attributes")
+MAP_KINDS = GRADIENT_KINDS + ("occlusion",)
+
+
+@dataclass
+class MapSet:
+    """The maps of one explained ranking, the seconds each map type took, and what was substituted."""
+
+    maps: list[SaliencyMap] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    substituted: list[str] = field(default_factory=list)  # Grad-CAM kinds answered by occlusion
 
 
 def parse_kinds(text: str | None) -> list[str]:
+    """``"pair,occlusion"`` -> ["pair", "occlusion"]; unknown or repeated names are an error."""
     kinds = [k.strip() for k in (text or "").split(",") if k.strip()]
     bad = [k for k in kinds if k not in MAP_KINDS]
     if bad:
-        raise ValueError(f"--maps: unknown map type(s) {bad}; choose from {', '.join(MAP_KINDS)}")
+        raise ValueError(f"--maps: unknown map type(s) {', '.join(bad)}; choose from {', '.join(MAP_KINDS)}")
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"--maps: a map type is named twice ({text})")
     return kinds
+
+
+def needs_gradients(kinds: list[str]) -> bool:
+    return any(k in GRADIENT_KINDS for k in kinds)
 
 
 def dominant_attributes(explanation: RankingExplanation, per_result: int = 1) -> dict[str, list[str]]:
@@ -39,89 +54,77 @@ def dominant_attributes(explanation: RankingExplanation, per_result: int = 1) ->
             for r in explanation.results}
 
 
-def compute_maps(embedder: Embedder, head: AttributeHead, explanation: RankingExplanation, query_path: Path,
-                 gallery_paths: dict[str, Path], kinds: list[str], k: int = 5) -> tuple[list[SaliencyMap], dict[str, float], dict[str, np.ndarray]]:
-    """All requested maps for the query and the explained results, seconds per map type, and the images."""
-    size = embedder.preprocess.size
-    images = {"query": resize_rgb(load_image(query_path), size)}
-    for r in explanation.results:
-        images[r.key] = resize_rgb(load_image(gallery_paths[r.key]), size)
+def _timed(seconds: dict[str, float], kind: str, make) -> list[SaliencyMap]:
+    tic = time.perf_counter()
+    out = make()
+    seconds[kind] = seconds.get(kind, 0.0) + time.perf_counter() - tic
+    return out
+
+
+def _gradcam_maps(model: torch.nn.Module, head: AttributeHead, images: dict[str, np.ndarray], keys: list[str],
+                  dominant: dict[str, list[str]], kinds: list[str], k: int, seconds: dict[str, float]) -> list[SaliencyMap]:
+    from xreid.explain.maps.attention import implicit_attention
+    from xreid.explain.maps.attribute import attribute_maps
+    from xreid.explain.maps.pair import pair_maps
+
+    tensor = {key: torch.from_numpy(np.array(im)).permute(2, 0, 1).float().div(255).unsqueeze(0)
+              for key, im in images.items()}
+    maps: list[SaliencyMap] = []
+    if "pair" in kinds and keys:
+        def pairs() -> list[SaliencyMap]:
+            _, q_maps, g_maps = pair_maps(model, tensor[QUERY], torch.cat([tensor[key] for key in keys]), k, keys)
+            return [m for q_row, g_row in zip(q_maps, g_maps) for m in q_row + g_row]
+        maps += _timed(seconds, "pair", pairs)
+    if "attention" in kinds:
+        maps += _timed(seconds, "attention",
+                       lambda: [implicit_attention(model, tensor[key], key=key) for key in [QUERY] + keys])
+    if "attributes" in kinds:
+        def attrs() -> list[SaliencyMap]:
+            wanted = sorted({a for attrs in dominant.values() for a in attrs})
+            out = attribute_maps(model, head, tensor[QUERY], wanted, key=QUERY)
+            for key in keys:
+                out += attribute_maps(model, head, tensor[key], dominant[key], key=key)
+            return out
+        maps += _timed(seconds, "attributes", attrs)
+    return maps
+
+
+def _occlusion_maps(embedder: Embedder, head: AttributeHead, images: dict[str, np.ndarray], keys: list[str],
+                    dominant: dict[str, list[str]], pairs: bool, attributes: bool,
+                    seconds: dict[str, float]) -> list[SaliencyMap]:
+    from xreid.explain.maps.occlusion import occlusion_attribute, occlusion_pair
+
+    maps: list[SaliencyMap] = []
+    if pairs and keys:
+        def pair_maps() -> list[SaliencyMap]:
+            feats = embedder.embed_arrays(np.stack([images[key] for key in [QUERY] + keys]))
+            out = []
+            for i, key in enumerate(keys):
+                out.append(occlusion_pair(embedder, images[key], feats[0], key))
+                out.append(occlusion_pair(embedder, images[QUERY], feats[1 + i], QUERY, pair=key))
+            return out
+        maps += _timed(seconds, "occlusion-pair", pair_maps)
+    if attributes:
+        maps += _timed(seconds, "occlusion-attribute", lambda: [
+            occlusion_attribute(embedder, head, images[key], a, key) for key in keys for a in dominant[key]])
+    return maps
+
+
+def compute_maps(embedder: Embedder, head: AttributeHead, explanation: RankingExplanation,
+                 images: dict[str, np.ndarray], kinds: list[str], k: int = 5) -> MapSet:
+    """The requested maps for the query and the explained results.
+
+    ``images`` holds the query (key ``QUERY``) and every result, resized to the model's input size
+    (H x W x 3 uint8 RGB). ``k`` is the number of embedding dims per pair for Grad-CAM pair maps.
+    """
     keys = [r.key for r in explanation.results]
     dominant = dominant_attributes(explanation)
-    maps: list[SaliencyMap] = []
-    seconds: dict[str, float] = {}
-    if isinstance(embedder, TorchEmbedder):
-        from xreid.explain.maps.attention import implicit_attention
-        from xreid.explain.maps.attribute import attribute_maps
-        from xreid.explain.maps.pair import pair_maps
-
-        model = embedder.model
-        tensor = {key: torch.from_numpy(np.array(im)).permute(2, 0, 1).float().div(255).unsqueeze(0) for key, im in images.items()}
-        if "pair" in kinds and keys:
-            t = time.perf_counter()
-            _, q_maps, g_maps = pair_maps(model, tensor["query"], torch.cat([tensor[key] for key in keys]), k, keys)
-            for key, qrow, grow in zip(keys, q_maps, g_maps):
-                for qm in qrow:
-                    qm.image = f"query|{key}"
-                maps += qrow + grow
-            seconds["pair"] = time.perf_counter() - t
-        if "attention" in kinds:
-            t = time.perf_counter()
-            maps += [implicit_attention(model, tensor[key], key=key) for key in ["query"] + keys]
-            seconds["attention"] = time.perf_counter() - t
-        if "attributes" in kinds:
-            t = time.perf_counter()
-            wanted = sorted({a for attrs in dominant.values() for a in attrs})
-            maps += attribute_maps(model, head, tensor["query"], wanted, key="query")
-            for key in keys:
-                maps += attribute_maps(model, head, tensor[key], dominant[key], key=key)
-            seconds["attributes"] = time.perf_counter() - t
-    else:
-        from xreid.explain.maps.occlusion import occlusion_attribute, occlusion_pair
-
-        feats = embedder.embed_arrays(np.stack([images[key] for key in ["query"] + keys]))
-        if "pair" in kinds or "attention" in kinds:
-            t = time.perf_counter()
-            for i, key in enumerate(keys):
-                maps.append(occlusion_pair(embedder, images[key], feats[0], key))
-                m = occlusion_pair(embedder, images["query"], feats[1 + i], f"query|{key}")
-                maps.append(m)
-            seconds["occlusion-pair"] = time.perf_counter() - t
-        if "attributes" in kinds:
-            t = time.perf_counter()
-            for key in keys:
-                for a in dominant[key]:
-                    maps.append(occlusion_attribute(embedder, head, images[key], a, key))
-            seconds["occlusion-attribute"] = time.perf_counter() - t
-    return maps, seconds, images
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:120]
-
-
-def maps_for_report(embedder: Embedder, head: AttributeHead, kinds: list[str], out_dir: Path, k: int = 5):
-    """A ``maps_for`` callback for ``explain_query``: computes maps, writes PNGs to ``out_dir``, and
-    returns {'json': entries pointing to the PNGs, 'html': {image key: {label: data URI}}}."""
-    from xreid.explain.maps.render import data_uri, overlay_png
-    from xreid.io import atomic_write
-
-    def callback(explanation: RankingExplanation, query_path: Path, gallery) -> dict:
-        maps, seconds, images = compute_maps(embedder, head, explanation, query_path,
-                                             dict(zip(gallery.keys, gallery.paths)), kinds, k)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        entries, html = [], {}
-        for i, m in enumerate(maps):
-            base_key = m.image.split("|")[0]
-            png = overlay_png(images["query" if base_key == "query" else base_key], m)
-            path = out_dir / f"{i:03d}_{m.kind}_{_slug(m.image)}_{_slug(m.label)}.png"
-            atomic_write(path, lambda fh, png=png: fh.write(png))
-            entries.append({"kind": m.kind, "label": m.label, "image": m.image, "png": str(path),
-                            "all_zero": m.is_empty, "max": float(np.max(m.values, initial=0.0))})
-            owner = m.image.split("|")[1] if m.image.startswith("query|") else m.image
-            prefix = "query: " if m.image.startswith("query") else ""
-            owner = "__query__" if m.image == "query" else owner
-            html.setdefault(owner, {})[f"{prefix}{m.kind} {m.label}"] = data_uri(png)
-        return {"json": {"maps": entries, "seconds": seconds}, "html": html}
-
-    return callback
+    out = MapSet()
+    gradient = [kind for kind in kinds if kind in GRADIENT_KINDS]
+    if gradient and isinstance(embedder, TorchEmbedder):
+        out.maps += _gradcam_maps(embedder.model, head, images, keys, dominant, gradient, k, out.seconds)
+        gradient = []
+    out.substituted = gradient
+    pairs = "occlusion" in kinds or "pair" in gradient or "attention" in gradient
+    out.maps += _occlusion_maps(embedder, head, images, keys, dominant, pairs, "attributes" in gradient, out.seconds)
+    return out

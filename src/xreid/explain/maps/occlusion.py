@@ -1,12 +1,14 @@
-"""Occlusion maps for black-box models (ONNX / OpenVINO: no gradients): slide a mean-grey patch over
-the image, batch the occluded copies through the model, and record how much the pair similarity
-(or an attribute probability) drops. Uses captum's ``Occlusion`` with a numpy model behind it."""
+"""Occlusion maps for every model (docs/METHODS.md#visual-maps): slide a mid-grey patch over the image,
+batch the occluded copies through the model, and record how much the pair similarity (or an
+attribute probability) drops. Needs no gradients, so it explains black-box ONNX / OpenVINO models
+as well as xreid's own. Uses captum's ``Occlusion`` with a numpy model behind it."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from xreid.distance import cosine_similarity
 from xreid.explain.maps.base import SaliencyMap
 from xreid.models.embedders import Embedder
 
@@ -30,7 +32,7 @@ def occlusion_map(embedder: Embedder, image: np.ndarray, score_fn, kind: str, la
         arr = (x.permute(0, 2, 3, 1).numpy().clip(0, 1) * 255).round().astype(np.uint8)
         return torch.from_numpy(np.asarray(score_fn(embedder.embed_arrays(arr)), np.float32))
 
-    x = torch.from_numpy(image).permute(2, 0, 1).float().div(255).unsqueeze(0)
+    x = torch.tensor(image).permute(2, 0, 1).float().div(255).unsqueeze(0)
     occ = Occlusion(forward)
     attr = occ.attribute(x, sliding_window_shapes=(3, ph, pw), strides=(3, max(1, ph // 2), max(1, pw // 2)),
                          baselines=0.5, perturbations_per_eval=batch)
@@ -38,14 +40,13 @@ def occlusion_map(embedder: Embedder, image: np.ndarray, score_fn, kind: str, la
     return SaliencyMap(values, kind, label, key)
 
 
-def occlusion_pair(embedder: Embedder, image: np.ndarray, other_embedding: np.ndarray, key: str, **kw) -> SaliencyMap:
+def occlusion_pair(embedder: Embedder, image: np.ndarray, other_embedding: np.ndarray, key: str,
+                   pair: str | None = None, **kw) -> SaliencyMap:
     """Regions of ``image`` whose occlusion lowers its cosine similarity to ``other_embedding``."""
-    other = other_embedding / max(np.linalg.norm(other_embedding), 1e-12)
-
-    def similarity(e: np.ndarray) -> np.ndarray:
-        return (e / np.linalg.norm(e, axis=1, keepdims=True).clip(1e-12)) @ other
-
-    return occlusion_map(embedder, image, similarity, "occlusion-pair", "pair similarity", key, **kw)
+    saliency = occlusion_map(embedder, image, lambda e: cosine_similarity(e, other_embedding[None])[:, 0],
+                             "occlusion-pair", "pair similarity", key, **kw)
+    saliency.pair = pair
+    return saliency
 
 
 def occlusion_attribute(embedder: Embedder, head, image: np.ndarray, attribute: str, key: str, **kw) -> SaliencyMap:

@@ -1,4 +1,4 @@
-"""Pair maps (Almazan et al., Fig. 5): Grad-CAM of the k embedding dims that contribute most to the
+"""Pair maps (docs/METHODS.md#visual-maps): Grad-CAM of the k embedding dims that contribute most to the
 similarity of a query and a result, one map per dim per image. A dim whose two values are both
 negative contributes too; its map shows what pushes it further negative (signed Grad-CAM)."""
 
@@ -7,7 +7,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from xreid.distance import l2_normalise
 from xreid.explain.maps.base import (
+    QUERY,
     SaliencyMap,
     evidence_signs,
     gradcam,
@@ -17,9 +19,7 @@ from xreid.explain.maps.base import (
 
 def top_contributing_dims(f_q: np.ndarray, f_g: np.ndarray, k: int) -> np.ndarray:
     """Dims with the largest terms of the cosine similarity: f_q,n * f_g,n on normalised embeddings."""
-    q = f_q / max(np.linalg.norm(f_q), 1e-12)
-    g = f_g / max(np.linalg.norm(f_g), 1e-12)
-    return np.argsort(q * g)[::-1][:k]
+    return np.argsort(l2_normalise(f_q) * l2_normalise(f_g))[::-1][:k]
 
 
 def pair_maps(model: torch.nn.Module, query: torch.Tensor, gallery: torch.Tensor, k: int = 5,
@@ -43,7 +43,7 @@ def pair_maps(model: torch.nn.Module, query: torch.Tensor, gallery: torch.Tensor
     for i, ds in enumerate(dims):
         q_row, g_row = [], []
         for d in ds:
-            q_row.append(SaliencyMap(maps[j], "pair", f"dim {d}", "query"))
+            q_row.append(SaliencyMap(maps[j], "pair", f"dim {d}", QUERY, pair=keys[i]))
             g_row.append(SaliencyMap(maps[j + 1], "pair", f"dim {d}", keys[i]))
             j += 2
         q_maps.append(q_row)

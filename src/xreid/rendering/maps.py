@@ -4,10 +4,29 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import dataclass
 
 import numpy as np
 
-from xreid.explain.maps.base import SaliencyMap
+from xreid.explain.maps.base import QUERY, SaliencyMap
+
+
+@dataclass
+class MapPicture:
+    """A saliency map drawn over its image."""
+
+    saliency: SaliencyMap
+    png: bytes
+
+
+def draw_maps(maps: list[SaliencyMap], images: dict[str, np.ndarray]) -> list[MapPicture]:
+    """Every map drawn over its image (``images`` keyed by ``QUERY`` or the gallery key)."""
+    return [MapPicture(m, overlay_png(images[m.image], m)) for m in maps]
+
+
+def caption(saliency: SaliencyMap) -> str:
+    """What a map shows, in the words the report uses ("query: pair dim 17", "attention ...")."""
+    return f"{'query: ' if saliency.image == QUERY and saliency.pair else ''}{saliency.kind} {saliency.label}"
 
 
 def overlay_png(image: np.ndarray, saliency: SaliencyMap, height: int = 192) -> bytes:

@@ -1,4 +1,5 @@
-"""Draw the embedding analyses: CSV + bar chart of Table 4.1, one montage per dim rank list, an index page."""
+"""Draw the embedding analyses (docs/METHODS.md#embedding-analysis): CSV + bar chart of the embedding
+dims per attribute, one montage per dim rank list, an index page."""
 
 from __future__ import annotations
 

@@ -1,0 +1,51 @@
+"""The one definition of how xreid compares embeddings (docs/METHODS.md#distance-and-normalisation).
+
+Embeddings are L2-normalised and compared by the cosine distance d = 1 - cos(f_q, f_g), which for
+unit vectors equals ||f_q - f_g||^2 / 2. Evaluation, explanation, visual maps, training losses,
+export checks and benchmarks all call these functions, so a ranking is the same wherever it is made.
+Each function takes numpy arrays or torch tensors and returns the same kind.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import numpy as np
+
+EPS = 1e-12
+Array = TypeVar("Array")
+
+
+def l2_normalise(x: Array, axis: int = -1) -> Array:
+    """``x`` scaled to unit length along ``axis`` (zero vectors stay zero)."""
+    if isinstance(x, np.ndarray) or np.isscalar(x) or isinstance(x, (list, tuple)):
+        x = np.asarray(x)
+        return x / np.linalg.norm(x, axis=axis, keepdims=True).clip(EPS)
+    import torch.nn.functional as F
+
+    return F.normalize(x, dim=axis, eps=EPS)
+
+
+def cosine_similarity(q: Array, g: Array) -> Array:
+    """Cosine similarity between every row of ``q`` (... x D or D) and every row of ``g`` (G x D)."""
+    return l2_normalise(q) @ l2_normalise(g).T
+
+
+def cosine_distance(q: Array, g: Array) -> Array:
+    """The ranking distance, 1 - cosine similarity, between rows of ``q`` and rows of ``g`` (inputs
+    need not be normalised). For a single query vector returns a length-G vector."""
+    return 1.0 - cosine_similarity(q, g)
+
+
+def pair_distance(f_q: np.ndarray, f_g: np.ndarray) -> np.ndarray:
+    """d = ||f_q - f_g||^2 / 2 on unit vectors, row by row (= ``cosine_distance`` of matched pairs).
+
+    The form the exact decomposition splits (docs/METHODS.md#distance-decomposition)."""
+    return 0.5 * np.sum((np.asarray(f_g) - np.asarray(f_q)) ** 2, axis=-1)
+
+
+def rank_gallery(query: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order, distances): gallery indices nearest first (ties keep gallery order) and every
+    gallery item's distance to the query."""
+    dist = cosine_distance(np.asarray(query, np.float32), np.asarray(gallery, np.float32))
+    return np.argsort(dist, kind="stable"), dist

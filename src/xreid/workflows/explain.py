@@ -1,0 +1,242 @@
+"""From files to an explained ranking: resolve the query and the gallery, embed, explain, compute
+maps, and write the report (HTML) and the data (JSON). What ``xreid explain`` and
+``xreid.explain`` do end to end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from xreid.data.images import ImageError, load_image
+from xreid.data.pids import pid_from_name
+from xreid.data.transforms import resize_rgb
+from xreid.explain.attribute_head import AttributeHead
+from xreid.explain.maps.base import QUERY
+from xreid.explain.maps.compute import MapSet, compute_maps, parse_kinds
+from xreid.explain.ranking import RankingExplanation, ResultExplanation, check_options, explain_ranking, parse_filter
+from xreid.io import atomic_write, write_json
+from xreid.models.embedders import Embedder
+from xreid.paths import resolve_data_root
+
+GallerySpec = Path | str | Sequence[Path | str]
+
+
+@dataclass
+class Gallery:
+    """Embedded gallery items: key (path relative to the data root), file, vector, known person id."""
+
+    keys: list[str]
+    paths: list[Path]
+    features: np.ndarray
+    pids: list[str | None]
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Explained:
+    """An explained ranking with everything needed to draw or save it."""
+
+    explanation: RankingExplanation
+    query_path: Path
+    gallery: Gallery
+    skipped: list[str]
+    notes: list[str] = field(default_factory=list)
+    maps: MapSet | None = None
+    images: dict[str, np.ndarray] = field(default_factory=dict)  # model-size images the maps lie on
+
+    @property
+    def results(self) -> list[ResultExplanation]:
+        return self.explanation.results
+
+    def to_dict(self, map_files: list[str] | None = None) -> dict:
+        """Every number of the explanation, the files skipped, the notes and (if any) the maps."""
+        data = {**asdict(self.explanation), "skipped": self.skipped, "notes": self.notes}
+        if self.maps is not None:
+            files = map_files or [None] * len(self.maps.maps)
+            data["maps"] = {
+                "seconds": self.maps.seconds, "substituted_by_occlusion": self.maps.substituted,
+                "maps": [{"kind": m.kind, "label": m.label, "image": m.image, "pair": m.pair, "png": f,
+                          "all_zero": m.is_empty, "max": float(np.max(m.values, initial=0.0))}
+                         for m, f in zip(self.maps.maps, files)]}
+        return data
+
+
+def _key(path: Path, root: Path) -> str:
+    """``path`` relative to the data root when it lies inside it, else as given (no link resolution:
+    a link loop must give a clear error from the image reader, not a traceback here)."""
+    absolute, base = os.path.abspath(path), os.path.abspath(root)
+    return Path(os.path.relpath(absolute, base)).as_posix() if absolute.startswith(base + os.sep) else Path(path).as_posix()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _embed_files(embedder: Embedder, paths: list[Path], keys: list[str], pids: list[str | None],
+                 skipped: list[str]) -> Gallery:
+    res = embedder.embed_paths(paths, progress=len(paths) > 500)
+    return Gallery([keys[i] for i in res.kept], [paths[i] for i in res.kept], res.features,
+                   [pids[i] for i in res.kept], skipped + [str(e) for e in res.skipped])
+
+
+def load_gallery(embedder: Embedder, gallery: GallerySpec, root: Path) -> Gallery:
+    """A gallery from a folder of images, a CSV list (``path[,person_id[,camera]]``, paths relative to
+    the data root), an ``.npz`` from ``xreid embed``, or a list of image files. Person ids are taken
+    only from a CSV column or a dataset naming convention (``xreid.data.pids``)."""
+    from xreid.data.folder import load_folder, load_list
+    from xreid.data.peta import LoadReport
+
+    if not isinstance(gallery, (str, Path)):
+        paths = [Path(p) for p in gallery]
+        keys = [_key(p, root) for p in paths]
+        return _embed_files(embedder, paths, keys, [pid_from_name(k) for k in keys], [])
+    gallery = Path(gallery)
+    if gallery.suffix == ".npz":
+        from xreid.index.features import load_features
+
+        feats = load_features(gallery)
+        if not feats:
+            raise ValueError(f"{gallery}: no embeddings in this file")
+        keys = list(feats)
+        return Gallery(keys, [root / k for k in keys], np.stack([feats[k] for k in keys]),
+                       [pid_from_name(k) for k in keys])
+    report = LoadReport()
+    if gallery.suffix.lower() in (".csv", ".txt") and gallery.is_file():
+        records = load_list(gallery, report)
+        paths = [root / r.path for r in records]
+        pids = [r.pid or pid_from_name(r.path) for r in records]
+    elif gallery.is_dir():
+        records = load_folder(gallery, root=gallery, report=report)
+        paths = [gallery / r.path for r in records]
+        pids = [pid_from_name(_key(p, root)) for p in paths]
+    else:
+        raise FileNotFoundError(f"{gallery}: gallery must be a folder of images, a CSV list or an .npz of embeddings")
+    return _embed_files(embedder, paths, [_key(p, root) for p in paths], pids, list(report.problems))
+
+
+def _leave_out_query(gal: Gallery, query_path: Path, query_key: str) -> tuple[Gallery, list[str]]:
+    """The gallery without the query's own file (it would come back at rank 1, d = 0)."""
+    own = [i for i, (k, p) in enumerate(zip(gal.keys, gal.paths)) if k == query_key or _same_file(p, query_path)]
+    if not own:
+        return gal, []
+    keep = [i for i in range(len(gal.keys)) if i not in set(own)]
+    left = [gal.keys[i] for i in own]
+    trimmed = Gallery([gal.keys[i] for i in keep], [gal.paths[i] for i in keep], gal.features[keep],
+                      [gal.pids[i] for i in keep], gal.skipped)
+    return trimmed, left
+
+
+def model_input(embedder: Embedder, path: Path) -> np.ndarray:
+    """The image at ``path`` resized to the model's input (H x W x 3 uint8 RGB); ValueError if unusable."""
+    try:
+        return resize_rgb(load_image(path), embedder.preprocess.size)
+    except ImageError as exc:
+        raise ValueError(f"query image unusable: {exc}") from None
+
+
+def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = None,
+            gallery: GallerySpec | None = None, *, data_root: Path | str | None = None,
+            protocol: str | None = None, test_set: str | None = None, query_index: int = 0,
+            query_id: str | None = None, top_k: int = 10, threshold: float = 0.3, filter: str | None = None,
+            filter_mode: str = "rerank", maps: str | Sequence[str] | None = None, map_dims: int = 5,
+            model_name: str | None = None) -> Explained:
+    """Rank a gallery for a query and explain the top ``top_k`` results (docs/METHODS.md).
+
+    Either ``query`` and ``gallery`` (a folder, CSV list, ``.npz`` or list of image files), or a
+    ``protocol`` test set and ``query_index``. ``maps``: any of pair, attention, attributes (Grad-CAM:
+    they need a PyTorch embedder, ``load_embedder(..., backend="torch")``; other backends get
+    occlusion maps instead) and occlusion. Options are checked before any image is embedded.
+    """
+    root = resolve_data_root(data_root)
+    check_options(top_k, threshold)
+    wanted = parse_filter(filter, head.names)
+    kinds = parse_kinds(maps) if isinstance(maps, (str, type(None))) else parse_kinds(",".join(maps))
+    head.check_model(embedder, "attribute head")
+    notes: list[str] = []
+    if protocol:
+        from xreid.data.protocol import load_protocol
+
+        proto = load_protocol(protocol, root)
+        sets = {t.name: t for t in proto.test_sets}
+        ts = sets.get(test_set or next(iter(sets)))
+        if ts is None:
+            raise ValueError(f"unknown test set {test_set!r}; choose from {', '.join(sets)}")
+        if not 0 <= query_index < len(ts.query):
+            raise ValueError(f"query index {query_index} out of range (test set {ts.name} has {len(ts.query)} queries)")
+        q_rec = ts.query[query_index]
+        query_path, query_key, query_id = proto.image_root / q_rec.path, q_rec.path, query_id or q_rec.pid
+        query_image = model_input(embedder, query_path)
+        gal = _embed_files(embedder, [proto.image_root / r.path for r in ts.gallery], [r.path for r in ts.gallery],
+                           [r.pid for r in ts.gallery], [])
+    else:
+        if query is None or gallery is None:
+            raise ValueError("give a query and a gallery (a folder, a CSV list or an .npz), or a protocol and test set")
+        query_path = Path(query)
+        query_key = _key(query_path, root)
+        query_id = query_id or pid_from_name(query_key)
+        query_image = model_input(embedder, query_path)
+        gal = load_gallery(embedder, gallery, root)
+        gal, left_out = _leave_out_query(gal, query_path, query_key)
+        if left_out:
+            notes.append(f"The query itself is in the gallery ({', '.join(left_out)}); it was left out of the ranking.")
+    if len(gal.keys) == 0:
+        raise ValueError("no usable gallery image" + (f" ({len(gal.skipped)} skipped)" if gal.skipped else ""))
+    q_feat = embedder.embed_arrays([query_image])[0]
+    explanation = explain_ranking(q_feat, gal.features, gal.keys, head, top_k=top_k, threshold=threshold,
+                                  gallery_pids=gal.pids, query_pid=query_id, filter_spec=wanted,
+                                  filter_mode=filter_mode, query_key=query_key,
+                                  model=model_name or embedder.name)
+    identical = [r.key for r in explanation.results if r.identical_to_query]
+    if identical:
+        notes.append(f"{len(identical)} result(s) are the same picture as the query (distance 0): "
+                     f"{', '.join(identical)}.")
+    out = Explained(explanation, query_path, gal, gal.skipped, notes)
+    if kinds:
+        paths = dict(zip(gal.keys, gal.paths))
+        out.images = {QUERY: query_image}
+        for r in explanation.results:
+            out.images[r.key] = model_input(embedder, paths[r.key])
+        out.maps = compute_maps(embedder, head, explanation, out.images, kinds, k=map_dims)
+        if out.maps.substituted:
+            notes.append(f"This model has no gradients: occlusion maps were drawn instead of "
+                         f"{', '.join(out.maps.substituted)} maps.")
+    return out
+
+
+def maps_folder(out_html: Path) -> Path:
+    """Where a report's map PNGs go: ``REPORT_maps/`` beside ``REPORT.html``."""
+    return out_html.with_name(out_html.stem + "_maps")
+
+
+def write_report(explained: Explained, out_html: Path | str | None = None, out_json: Path | str | None = None) -> None:
+    """Write the self-contained HTML report and / or the JSON of every number (atomically); map PNGs
+    go to ``REPORT_maps/`` and the JSON points to them."""
+    import re
+
+    from xreid.rendering.maps import draw_maps
+    from xreid.rendering.report import render_report
+
+    pictures = draw_maps(explained.maps.maps, explained.images) if explained.maps else []
+    files: list[str] = []
+    if pictures and out_html is not None:
+        folder = maps_folder(Path(out_html))
+        for i, p in enumerate(pictures):
+            m = p.saliency
+            name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{i:03d}_{m.kind}_{m.image}_{m.pair or ''}_{m.label}")[:160]
+            atomic_write(folder / f"{name}.png", lambda fh, png=p.png: fh.write(png))
+            files.append(str(folder / f"{name}.png"))
+    if out_json is not None:
+        write_json(out_json, explained.to_dict(files or None))
+    if out_html is not None:
+        paths = dict(zip(explained.gallery.keys, explained.gallery.paths))
+        page = render_report(explained.explanation, explained.query_path, paths, pictures,
+                             skipped=explained.skipped, notes=explained.notes)
+        atomic_write(out_html, lambda fh: fh.write(page.encode()))

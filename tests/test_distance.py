@@ -1,0 +1,29 @@
+"""The one ranking distance (docs/METHODS.md#distance-and-normalisation), hand-computed."""
+
+import numpy as np
+import torch
+
+from xreid.distance import cosine_distance, cosine_similarity, l2_normalise, pair_distance, rank_gallery
+
+
+def test_l2_normalise_hand_computed_numpy_and_torch():
+    x = np.array([[3.0, 4.0], [0.0, 0.0]])
+    np.testing.assert_allclose(l2_normalise(x), [[0.6, 0.8], [0.0, 0.0]])  # zero rows stay zero
+    t = l2_normalise(torch.tensor([[3.0, 4.0]]))
+    assert isinstance(t, torch.Tensor) and torch.allclose(t, torch.tensor([[0.6, 0.8]]))
+    np.testing.assert_allclose(l2_normalise(np.array([[3.0, 0.0], [4.0, 2.0]]), axis=0), [[0.6, 0.0], [0.8, 1.0]])
+
+
+def test_cosine_distance_hand_computed():
+    q = np.array([1.0, 0.0])
+    g = np.array([[2.0, 0.0], [0.0, 5.0], [-1.0, 0.0], [1.0, 1.0]])
+    np.testing.assert_allclose(cosine_distance(q, g), [0.0, 1.0, 2.0, 1 - 1 / np.sqrt(2)])
+    np.testing.assert_allclose(cosine_similarity(q[None], g), [[1.0, 0.0, -1.0, 1 / np.sqrt(2)]])
+    # on unit vectors it is half the squared Euclidean distance
+    np.testing.assert_allclose(pair_distance(l2_normalise(q), l2_normalise(g)), cosine_distance(q, g))
+
+
+def test_rank_gallery_nearest_first_ties_in_gallery_order():
+    order, dist = rank_gallery(np.array([1.0, 0.0]), np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 2.0], [3.0, 0.1]]))
+    assert order.tolist() == [1, 3, 0, 2]
+    assert dist[0] == dist[2]
