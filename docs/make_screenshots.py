@@ -1,0 +1,96 @@
+"""Regenerate the documentation screenshots from real xreid output.
+
+    python docs/make_screenshots.py [--data-root DIR] [--chromium PATH]
+
+Runs ``xreid explain`` on the first VIPeR query of PETA-ReID with pair maps, then photographs the
+HTML report with headless Chromium into ``docs/report.png`` (written to a temporary file first and
+moved into place, so a failed run never leaves a half-written image). Needs the PETA data prepared
+in the data root (``xreid data prepare peta ...``) and Chromium (``install.sh`` installs Debian's
+``chromium`` package). Takes about a minute on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+WINDOW = "1400,1800"
+
+
+def xreid_command() -> list[str]:
+    """The ``xreid`` entry point of this environment (falls back to ``python -m xreid.cli``)."""
+    exe = shutil.which("xreid")
+    return [exe] if exe else [sys.executable, "-m", "xreid.cli"]
+
+
+def find_chromium(explicit: str | None) -> str:
+    candidates = [explicit] if explicit else ["/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"]
+    for c in candidates:
+        path = shutil.which(c) if c else None
+        if path:
+            return path
+    sys.exit("error: Chromium not found (install it with `apt-get install chromium`, or run ./install.sh; "
+             "or pass --chromium PATH)")
+
+
+def make_report(work: Path, data_root: str | None) -> Path:
+    html = work / "report.html"
+    cmd = xreid_command() + ["explain", "--protocol", "peta-reid", "--test-set", "VIPeR", "--query-index", "0",
+                             "--maps", "pair", "--out", str(html), "--json", str(work / "report.json")]
+    if data_root:
+        cmd += ["--data-root", data_root]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    if not html.is_file():
+        sys.exit(f"error: xreid explain wrote no report at {html}")
+    return html
+
+
+def screenshot(chromium: str, html: Path, target: Path, work: Path) -> None:
+    profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=work))
+    fd, partial = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=".png", dir=target.parent)
+    os.close(fd)
+    os.unlink(partial)  # Chromium creates the file itself; an empty one would hide a failed run
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--hide-scrollbars", f"--user-data-dir={profile}", f"--window-size={WINDOW}",
+           f"--screenshot={partial}", html.resolve().as_uri()]
+    print("$", " ".join(cmd), flush=True)
+    try:
+        subprocess.run(cmd, check=True, timeout=180, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if not os.path.isfile(partial) or os.path.getsize(partial) == 0:
+            sys.exit("error: Chromium exited without writing a screenshot")
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    print(f"wrote {target}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-root", default=None, help="passed to xreid (default: $XREID_DATA_ROOT, else ~/.cache/xreid)")
+    ap.add_argument("--chromium", default=None, help="Chromium executable (default: /usr/bin/chromium or on PATH)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder with the report and its JSON")
+    args = ap.parse_args()
+
+    chromium = find_chromium(args.chromium)
+    work = Path(tempfile.mkdtemp(prefix="xreid-screenshots-"))
+    try:
+        html = make_report(work, args.data_root)
+        screenshot(chromium, html, DOCS / "report.png", work)
+    finally:
+        if args.keep:
+            print(f"report kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
