@@ -5,7 +5,10 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import write_image
+from isolated_cache import isolated_model_cache  # noqa: F401
 from xreid.cli import app
+from xreid.distance import l2_normalise
+from xreid.index.features import load_features_with_identity, partial_path, save_partial
 from xreid.models.embedders import OMZ_PREPROCESS, Embedder, Preprocess, load_embedder, sidecar_path
 from xreid.models.export import export_model
 
@@ -56,9 +59,10 @@ def test_export_gives_same_embeddings(tiny_model, tmp_path, fmt):
     side = json.loads(sidecar_path(exported_path := tmp_path / "out" / report["path"].split("/")[-1]).read_text())
     assert side["preprocess"]["height"] == 64 and exported.preprocess.channel_order == "rgb"
     imgs = np.random.default_rng(1).integers(0, 256, (5, 64, 32, 3), dtype=np.uint8)
-    a, b = load_embedder(tiny_model).embed_arrays(imgs), exported.embed_arrays(imgs)
-    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    a, b = load_embedder(tiny_model, backend="torch").embed_arrays(imgs), exported.embed_arrays(imgs)
+    cos = (l2_normalise(a) * l2_normalise(b)).sum(1)
     assert cos.min() > 0.999 and exported_path.exists()
+    assert exported.identity()["precision"] == ("f32" if fmt == "openvino" else None)
 
 
 def test_load_embedder_errors(tmp_path):
@@ -84,17 +88,18 @@ def test_cli_embed_skips_bad_images_and_resumes(tiny_model, tmp_path):
                               "--images", "gallery", "--out", str(out), "--batch-size", "2"])
     assert res.exit_code == 0, res.output
     assert "skipped 1 image" in res.output and "broken.jpg" in res.output
-    with np.load(out) as data:
-        assert sorted(data.files) == sorted(f"gallery/p{i % 2}/{i}.jpg" for i in range(5))
-        assert data[data.files[0]].dtype == np.float32 and data[data.files[0]].shape == (1280,)
-    # an interrupted run's partial file is reused, not recomputed
+    feats, identity = load_features_with_identity(out)
+    assert sorted(feats) == sorted(f"gallery/p{i % 2}/{i}.jpg" for i in range(5))
+    assert feats["gallery/p0/0.jpg"].dtype == np.float32 and feats["gallery/p0/0.jpg"].shape == (1280,)
+    assert identity == load_embedder(tiny_model).identity()
+    # an interrupted run's partial file (same model) is reused, not recomputed
     keep = {"gallery/p0/0.jpg": np.ones(1280, np.float32)}
-    np.savez(tmp_path / "feats2.partial.npz", **keep)
+    save_partial(partial_path(tmp_path / "feats2.npz"), keep, identity)
     res = runner.invoke(app, ["embed", "--model", str(tiny_model), "--data-root", str(root),
                               "--images", "gallery", "--out", str(tmp_path / "feats2.npz")])
     assert "1 reused" in res.output
-    with np.load(tmp_path / "feats2.npz") as data:
-        assert np.all(data["gallery/p0/0.jpg"] == 1) and len(data.files) == 5
+    feats2, _ = load_features_with_identity(tmp_path / "feats2.npz")
+    assert np.all(feats2["gallery/p0/0.jpg"] == 1) and len(feats2) == 5
     assert not (tmp_path / "feats2.partial.npz").exists()
 
 
@@ -117,7 +122,9 @@ def test_cli_eval_on_fixture(tiny_model, mini_peta, tmp_path):
     res = runner.invoke(app, ["eval", "--model", str(tiny_model), "--data-root", str(mini_peta), "--rerank",
                               "--query-expansion", "--flip", "--json", str(out)])
     assert res.exit_code == 0, res.output
-    assert json.loads(out.read_text())["options"] == {"rerank": True, "query_expansion": True, "flip": True}
+    options = json.loads(out.read_text())["options"]
+    assert options == {"rerank": True, "query_expansion": True, "flip": True,
+                       "identity": load_embedder(tiny_model, flip_average=True).identity()}
 
 
 def test_cli_help_lists_commands():

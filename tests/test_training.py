@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from isolated_cache import isolated_model_cache  # noqa: F401
 from xreid.data.dataset import IdentitySampler
 from xreid.data.transforms import BatchAugment, cutout_noise, curriculum_fraction
 from xreid.models.backbones import mobilenetv2
@@ -82,12 +83,12 @@ def test_train_interrupt_and_resume_matches_uninterrupted(mini_peta, tmp_path):
     straight = train(_config(tmp_path, "straight"), mini_peta, progress=False)
     cfg = _config(tmp_path, "resumed")
     ckpt = train(cfg, mini_peta, progress=False, max_batches=3)  # stops mid-run (epoch 2, batch 1)
-    assert ckpt.name == "last.pt" and torch.load(ckpt, weights_only=False)["epoch"] == 1
+    assert ckpt.name == "last.pt" and torch.load(ckpt, weights_only=True)["epoch"] == 1
     with pytest.raises(FileExistsError, match="--resume"):
         train(cfg, mini_peta, progress=False)
     resumed = train(cfg, mini_peta, resume=True, progress=False)
-    a = torch.load(straight, weights_only=False)["state_dict"]
-    b = torch.load(resumed, weights_only=False)["state_dict"]
+    a = torch.load(straight, weights_only=True)["state_dict"]
+    b = torch.load(resumed, weights_only=True)["state_dict"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=k)
     emb = load_embedder(resumed)
@@ -108,7 +109,7 @@ def test_feature_distillation_trains_towards_cached_teacher(mini_peta, tmp_path)
         train(cfg, mini_peta, progress=False)
     cfg.model.embedding_dim, cfg.train.id_weight = 16, 0.0
     model = train(cfg, mini_peta, progress=False)
-    history = torch.load(model, weights_only=False)["meta"]["history"]
+    history = torch.load(model, weights_only=True)["meta"]["history"]
     assert [("mimic" in h) for h in history] == [True, True]
     assert [h["id"] for h in history] == [0.0, 0.0] and all(h["mimic"] > 0 for h in history)
     assert load_embedder(model).embed_arrays(np.zeros((1, 64, 32, 3), np.uint8)).shape == (1, 16)
@@ -124,7 +125,7 @@ def test_committed_config_is_the_bundled_models_recipe():
 
     root = Path(__file__).resolve().parents[1]
     committed = asdict(load_config(root / "configs" / "peta_mobilenetv2.yaml"))
-    bundled = torch.load(root / "src" / "xreid" / "weights" / "default.pt", weights_only=False)
+    bundled = torch.load(root / "src" / "xreid" / "weights" / "default.pt", weights_only=True)
     used = asdict(config_from_dict(bundled["meta"]["config"], "default.pt meta"))  # defaults fill new keys
     for cfg in (committed, used):
         cfg.pop("name")
@@ -168,16 +169,16 @@ def test_swa_epochs_run_at_constant_rate_and_resume_exactly(mini_peta, tmp_path)
     cfg.train.swa_epochs, cfg.train.swa_lr = 2, 0.5
     assert learning_rate(cfg, 2.0) == learning_rate(cfg, 3.5) == pytest.approx(0.5 * cfg.train.lr)
     straight = train(cfg, mini_peta, progress=False)
-    meta = torch.load(straight, weights_only=False)["meta"]
+    meta = torch.load(straight, weights_only=True)["meta"]
     assert meta["averaged_epochs"] == 2 and len(meta["history"]) == 4
     resumed_cfg = _config(tmp_path, "swa_resumed", epochs=2)
     resumed_cfg.train.swa_epochs, resumed_cfg.train.swa_lr = 2, 0.5
     per_epoch = len(list(IdentitySampler(np.repeat(np.arange(4), 2), 2, 2).epoch(0)))
     ckpt = train(resumed_cfg, mini_peta, progress=False, max_batches=3 * per_epoch + 1)
-    state = torch.load(ckpt, weights_only=False)  # stopped inside the second averaging epoch
+    state = torch.load(ckpt, weights_only=True)  # stopped inside the second averaging epoch
     assert (state["epoch"], state["batch"], state["averaged"]) == (3, 1, 1)
     resumed = train(resumed_cfg, mini_peta, resume=True, progress=False)
-    a = torch.load(straight, weights_only=False)["state_dict"]
-    b = torch.load(resumed, weights_only=False)["state_dict"]
+    a = torch.load(straight, weights_only=True)["state_dict"]
+    b = torch.load(resumed, weights_only=True)["state_dict"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=k)

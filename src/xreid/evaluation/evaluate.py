@@ -61,7 +61,8 @@ def evaluate_protocol(embedder: Embedder, protocol: Protocol, rerank: bool = Fal
                            rerank=rerank, query_expansion=query_expansion)
         per_set[ts.name] = m.summary()
     mean = {k: float(np.mean([s[k] for s in per_set.values()])) for k in METRIC_KEYS}
-    options = {"rerank": rerank, "query_expansion": query_expansion, "flip": embedder.flip_average}
+    options = {"rerank": rerank, "query_expansion": query_expansion, "flip": embedder.flip_average,
+               "identity": embedder.identity()}
     return ProtocolResult(embedder.name, protocol.name, per_set, mean, [str(e) for e in res.skipped],
                           seconds, len(res.kept), options)
 

@@ -1,7 +1,10 @@
 """One interface over every model xreid can rank with: its own PyTorch models, ONNX, OpenVINO IR.
 
-``load_embedder(spec)`` picks the backend from the spec: ``default`` (the bundled model), a
-``.pt`` checkpoint, a ``.onnx`` file (onnxruntime) or an ``.xml`` OpenVINO IR. Each embedder knows
+``load_embedder(spec)`` takes ``default`` (the bundled model), a ``.pt`` checkpoint, a ``.onnx``
+file or an ``.xml`` OpenVINO IR and picks the backend that runs it: xreid models run in a cached
+ONNX Runtime copy unless PyTorch is asked for (``model_cache``), ``.onnx`` in ONNX Runtime, ``.xml``
+in OpenVINO (at f32 unless bf16 is asked for). Every embedder has an ``identity()``: the model's
+content fingerprint, backend, preprocessing, flip and precision. Each embedder knows
 its preprocessing (input size, channel order, pixel scale, mean/std), read from a sidecar
 ``<model>.xreid.json`` when xreid exported the model, else the Open Model Zoo convention
 (BGR, 0-255, no normalisation), and overridable by the caller.
@@ -22,6 +25,8 @@ import torch
 
 from xreid.data.dataset import load_resized
 from xreid.data.images import ImageError
+from xreid.models.checkpoint import load_model_file
+from xreid.models.fingerprint import fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +89,19 @@ class Embedder(ABC):
     #: Flip test-time augmentation: embed each crop and its mirror image and average the two, so a
     #: crop and its mirror get the same vector (costs a second forward pass).
     flip_average: bool = False
+    #: First 16 hex digits of the sha256 of the file(s) the model was loaded from (None: built in memory).
+    fingerprint: str | None = None
+    #: What runs the forward pass: 'torch', 'onnx' (ONNX Runtime), 'openvino', or 'custom'.
+    backend: str = "custom"
+    #: The inference precision hint ('f32', 'bf16') of backends that have one (OpenVINO); None elsewhere.
+    precision: str | None = None
+
+    def identity(self) -> dict:
+        """Everything that decides the embeddings, as plain JSON data: two sets of embeddings can be
+        compared (or one resumed) only if their identities agree."""
+        return json.loads(json.dumps({"model": self.name, "fingerprint": self.fingerprint, "backend": self.backend,
+                                      "preprocess": self.preprocess.to_dict(), "flip": bool(self.flip_average),
+                                      "precision": self.precision}))
 
     @abstractmethod
     def run(self, inputs: np.ndarray) -> np.ndarray:
@@ -127,22 +145,50 @@ class Embedder(ABC):
 
 
 class TorchEmbedder(Embedder):
-    """An xreid ReIDNet in PyTorch (gradients available for visual explanations)."""
+    """An xreid ReIDNet: ``model`` is its PyTorch module (gradients, for visual explanations), which
+    here also runs the forward pass."""
+
+    backend = "torch"
 
     def __init__(self, model: torch.nn.Module, name: str = "torch", threads: int | None = None):
-        self.model = model.eval()
+        self._model = model.eval()
         self.name = name
         h, w = model.spec.input_size
         self.preprocess = Preprocess(height=h, width=w)  # normalisation is inside the network
         if threads:
             torch.set_num_threads(threads)
 
+    @property
+    def model(self) -> torch.nn.Module:
+        return self._model
+
     @torch.no_grad()
     def run(self, inputs: np.ndarray) -> np.ndarray:
         return self.model(torch.from_numpy(inputs)).numpy()
 
 
+class CompiledEmbedder(TorchEmbedder):
+    """An xreid model whose forward pass runs in a compiled copy (ONNX Runtime or OpenVINO, see
+    ``model_cache``); ``model``, the PyTorch module that Grad-CAM needs, is loaded from the source
+    file on first use, so embedding alone never builds it."""
+
+    def __init__(self, runtime: Embedder, source: Path, name: str, model: torch.nn.Module | None = None):
+        self.runtime, self.source, self.name, self._model = runtime, source, name, model
+        self.preprocess, self.backend, self.precision = runtime.preprocess, runtime.backend, runtime.precision
+
+    @property
+    def model(self) -> torch.nn.Module:
+        if self._model is None:
+            self._model = load_model_file(self.source)[0]
+        return self._model
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        return self.runtime.run(inputs)
+
+
 class OnnxEmbedder(Embedder):
+    backend = "onnx"
+
     def __init__(self, path: Path, preprocess: Preprocess):
         import onnxruntime as ort
 
@@ -161,9 +207,13 @@ class OnnxEmbedder(Embedder):
 
 
 class OpenVinoEmbedder(Embedder):
-    """OpenVINO IR; the batch dimension is made dynamic so any batch size runs."""
+    """OpenVINO IR (or ONNX read by OpenVINO); the batch dimension is made dynamic so any batch size
+    runs. ``precision`` sets INFERENCE_PRECISION_HINT explicitly: the CPU plugin otherwise picks bf16
+    on CPUs with AVX512-BF16 (or AMX), which moves embeddings by ~0.5 % (cosine 0.995)."""
 
-    def __init__(self, path: Path, preprocess: Preprocess):
+    backend = "openvino"
+
+    def __init__(self, path: Path, preprocess: Preprocess, precision: str = "f32"):
         import openvino as ov
 
         core = ov.Core()
@@ -175,13 +225,22 @@ class OpenVinoEmbedder(Embedder):
         if shape.rank.get_length() == 4:
             shape[0] = -1
             model.reshape({model.inputs[0].any_name: shape})
-        self.compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+        self.compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                          "INFERENCE_PRECISION_HINT": precision})
         self.request = self.compiled.create_infer_request()
-        self.name, self.preprocess = path.stem, preprocess
+        self.name, self.preprocess, self.precision = path.stem, preprocess, precision
 
     def run(self, inputs: np.ndarray) -> np.ndarray:
         out = self.request.infer({0: inputs})[self.compiled.outputs[0]]
         return np.asarray(out).reshape(inputs.shape[0], -1)
+
+
+def runtime_embedder(path: Path, preprocess: Preprocess, backend: str, precision: str | None) -> Embedder:
+    """The ONNX Runtime ('onnx') or OpenVINO ('openvino', at ``precision``, default f32) embedder of
+    the model file at ``path``."""
+    if backend == "onnx":
+        return OnnxEmbedder(path, preprocess)
+    return OpenVinoEmbedder(path, preprocess, precision or "f32")
 
 
 def _model_input_size(path: Path) -> tuple[int, int] | None:
@@ -218,52 +277,74 @@ def black_box_preprocess(path: Path, overrides: dict | None = None) -> Preproces
     return replace(pre, **{k: v for k, v in (overrides or {}).items() if v is not None})
 
 
-def load_checkpoint_model(path: str | Path):
-    """Rebuild an xreid ReIDNet from a training checkpoint or a packaged model file."""
-    from xreid.models.reid_net import ModelSpec, build_model
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: model file not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise ValueError(f"{path}: not a readable xreid model ({exc})") from None
-    if not isinstance(ckpt, dict) or "spec" not in ckpt or "state_dict" not in ckpt:
-        raise ValueError(f"{path}: not an xreid model file (no 'spec'/'state_dict')")
-    spec = ModelSpec.from_dict(ckpt["spec"])
-    state = {k: v.float() for k, v in ckpt["state_dict"].items() if not k.startswith("classifier.")}
-    spec = replace(spec, num_classes=0)
-    model = build_model(spec, pretrained=False)
-    model.load_state_dict(state)
-    return model.eval(), ckpt
+BACKENDS = ("auto", "torch", "onnx", "openvino")
+PRECISIONS = ("f32", "bf16")
 
 
-def load_embedder(spec: str | Path, flip_average: bool = False, **preprocess_overrides) -> Embedder:
+def resolve_model_path(spec: str | Path) -> Path:
+    """The model file of ``spec``: the bundled model for 'default', else the path (which must exist)."""
+    if str(spec) == "default":
+        if not BUNDLED_MODEL.is_file():
+            raise FileNotFoundError(f"{BUNDLED_MODEL}: the bundled model is missing from this install")
+        return BUNDLED_MODEL
+    path = Path(str(spec)).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: model not found (use 'default', a .pt, .onnx or OpenVINO .xml file)")
+    return path
+
+
+def choose_backend(path: Path, backend: str, precision: str | None) -> str:
+    """The backend that runs the model at ``path``. 'auto': ONNX Runtime for xreid models and .onnx
+    files (the fastest on CPU), OpenVINO for .xml, and OpenVINO whenever bf16 is asked for (the only
+    backend with a precision setting). Impossible combinations are ValueErrors that say why."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if precision not in (None, *PRECISIONS):
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    kind = {".pt": "xreid", ".pth": "xreid", ".onnx": "onnx", ".xml": "openvino"}.get(path.suffix)
+    if kind is None:
+        raise ValueError(f"{path}: unknown model format '{path.suffix}' (expected .pt, .onnx or .xml)")
+    if backend == "auto":
+        backend = "openvino" if precision == "bf16" or kind == "openvino" else "onnx"
+    if precision == "bf16" and backend != "openvino":
+        raise ValueError(f"precision bf16 needs the OpenVINO backend (ONNX Runtime and PyTorch run f32), "
+                         f"not backend {backend!r}")
+    if backend == "torch" and kind != "xreid":
+        raise ValueError(f"{path}: only xreid models (.pt) run in PyTorch; this is a black-box {kind} model")
+    if backend == "onnx" and kind == "openvino":
+        raise ValueError(f"{path}: an OpenVINO IR runs only in OpenVINO (backend 'openvino' or 'auto')")
+    return backend
+
+
+def load_embedder(spec: str | Path, flip_average: bool = False, backend: str = "auto", precision: str | None = None,
+                  **preprocess_overrides) -> Embedder:
     """The embedder for ``spec``: 'default', a .pt checkpoint, a .onnx or an OpenVINO .xml file.
 
-    ``flip_average`` turns on flip test-time augmentation (see ``Embedder.flip_average``).
+    ``backend`` ('auto', 'torch', 'onnx', 'openvino', see ``choose_backend``): xreid models run in
+    a cached compiled copy under 'auto' (``model_cache``), in PyTorch under 'torch'; every xreid
+    embedder still has ``.model`` for Grad-CAM. ``precision`` ('f32', 'bf16'; None = f32) is
+    OpenVINO's inference precision. ``flip_average`` turns on flip test-time augmentation (see
+    ``Embedder.flip_average``). ``preprocess_overrides`` apply to black-box models.
     """
-    embedder = _load_backend(spec, **preprocess_overrides)
-    embedder.flip_average = flip_average
+    path = resolve_model_path(spec)
+    chosen = choose_backend(path, backend, precision)
+    fp = fingerprint(path)
+    if path.suffix in (".pt", ".pth"):
+        embedder = _xreid_embedder(path, "default" if str(spec) == "default" else path.stem, fp, chosen, precision)
+    else:
+        embedder = runtime_embedder(path, black_box_preprocess(path, preprocess_overrides), chosen, precision)
+    embedder.fingerprint, embedder.flip_average = fp, flip_average
     return embedder
 
 
-def _load_backend(spec: str | Path, **preprocess_overrides) -> Embedder:
-    spec_str = str(spec)
-    if spec_str == "default":
-        if not BUNDLED_MODEL.is_file():
-            raise FileNotFoundError(f"{BUNDLED_MODEL}: the bundled model is missing from this install")
-        path = BUNDLED_MODEL
-    else:
-        path = Path(spec_str).expanduser()
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: model not found (use 'default', a .pt, .onnx or OpenVINO .xml file)")
-    if path.suffix == ".onnx":
-        return OnnxEmbedder(path, black_box_preprocess(path, preprocess_overrides))
-    if path.suffix == ".xml":
-        return OpenVinoEmbedder(path, black_box_preprocess(path, preprocess_overrides))
-    if path.suffix in (".pt", ".pth"):
-        model, _ = load_checkpoint_model(path)
-        return TorchEmbedder(model, name="default" if spec_str == "default" else path.stem)
-    raise ValueError(f"{path}: unknown model format '{path.suffix}' (expected .pt, .onnx or .xml)")
+def _xreid_embedder(path: Path, name: str, fp: str, backend: str, precision: str | None) -> TorchEmbedder:
+    """The xreid model in ``path`` (fingerprint ``fp``) run by ``backend``; in PyTorch when that is
+    asked for or no compiled copy can be had (the reason is logged)."""
+    model = None
+    if backend != "torch":
+        from xreid.models.model_cache import compiled_runtime  # imports this module
+
+        runtime, model = compiled_runtime(path, fp, backend, precision)
+        if runtime is not None:
+            return CompiledEmbedder(runtime, path, name, model)
+    return TorchEmbedder(model if model is not None else load_model_file(path)[0], name=name)

@@ -1,4 +1,8 @@
-"""Export an xreid model to ONNX or OpenVINO IR, with a sidecar JSON of its preprocessing."""
+"""Export an xreid model to ONNX or OpenVINO IR, with a sidecar JSON of its preprocessing.
+
+The writers are shared by ``xreid export`` and the compiled-model cache (``model_cache``); both
+check an export against PyTorch with ``embedding_agreement``.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from xreid.distance import l2_normalise
 from xreid.io import write_json
-from xreid.models.embedders import TorchEmbedder, load_embedder, sidecar_path
+from xreid.models.embedders import Embedder, load_embedder, sidecar_path
+
+#: file suffix of each export format
+SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
 
 
-def _export_onnx(model: torch.nn.Module, size: tuple[int, int], out: Path) -> None:
+def export_onnx(model: torch.nn.Module, size: tuple[int, int], out: Path) -> None:
+    """Write ``model`` (eval mode, input N x 3 x H x W, any N) as ONNX at ``out``, atomically."""
     example = torch.rand(1, 3, *size)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         tmp_path = Path(tmp) / out.name
@@ -22,7 +31,9 @@ def _export_onnx(model: torch.nn.Module, size: tuple[int, int], out: Path) -> No
         tmp_path.replace(out)
 
 
-def _export_openvino(model: torch.nn.Module, size: tuple[int, int], out: Path) -> None:
+def export_openvino(model: torch.nn.Module, size: tuple[int, int], out: Path) -> None:
+    """Write ``model`` as OpenVINO IR (``out`` .xml + .bin, fp32 weights); the .xml lands last, so a
+    present .xml means a complete pair."""
     import openvino as ov
 
     ov_model = ov.convert_model(model, example_input=torch.rand(1, 3, *size),
@@ -34,6 +45,25 @@ def _export_openvino(model: torch.nn.Module, size: tuple[int, int], out: Path) -
         tmp_xml.replace(out)
 
 
+EXPORTERS = {"onnx": export_onnx, "openvino": export_openvino}
+
+
+def export_sidecar(model: torch.nn.Module, preprocess_dict: dict, **extra) -> dict:
+    """The sidecar JSON of an export: its preprocessing and ModelSpec (plus ``extra``)."""
+    return {"format": "xreid-export", "preprocess": preprocess_dict, "spec": model.spec.to_dict(), **extra}
+
+
+def random_crops(size: tuple[int, int], n: int = 8, seed: int = 0) -> np.ndarray:
+    """``n`` random H x W x 3 uint8 crops: the default check images for an export."""
+    return np.random.default_rng(seed).integers(0, 256, (n, *size, 3), dtype=np.uint8)
+
+
+def embedding_agreement(a: Embedder, b: Embedder, images: np.ndarray) -> dict:
+    """Minimum and mean cosine similarity between two embedders' embeddings of the same images."""
+    cos = (l2_normalise(a.embed_arrays(images)) * l2_normalise(b.embed_arrays(images))).sum(1)
+    return {"min_cosine": float(cos.min()), "mean_cosine": float(cos.mean())}
+
+
 def export_model(model_spec: str, fmt: str, out: str | Path, verify_images: np.ndarray | None = None) -> dict:
     """Export ``model_spec`` (an xreid model) to ``fmt`` ('onnx' or 'openvino') at ``out``.
 
@@ -41,23 +71,17 @@ def export_model(model_spec: str, fmt: str, out: str | Path, verify_images: np.n
     on ``verify_images`` (random crops when None).
     """
     out = Path(out)
-    source = load_embedder(model_spec)
-    if not isinstance(source, TorchEmbedder):
-        raise ValueError(f"{model_spec}: only xreid (PyTorch) models can be exported; this one is already {source.name}")
     fmt = fmt.lower()
-    suffix = {"onnx": ".onnx", "openvino": ".xml"}.get(fmt)
+    suffix = SUFFIXES.get(fmt)
     if suffix is None:
         raise ValueError(f"unknown export format {fmt!r}; choose onnx or openvino")
+    source = load_embedder(model_spec, backend="torch")  # a ValueError for anything but an xreid model
     if out.suffix != suffix:
         out = out.with_suffix(suffix)
     out.parent.mkdir(parents=True, exist_ok=True)
     model, size = source.model.eval(), source.preprocess.size
-    (_export_onnx if fmt == "onnx" else _export_openvino)(model, size, out)
-    write_json(sidecar_path(out), {"format": "xreid-export", "preprocess": source.preprocess.to_dict(),
-                                   "spec": model.spec.to_dict()})
+    EXPORTERS[fmt](model, size, out)
+    write_json(sidecar_path(out), export_sidecar(model, source.preprocess.to_dict()))
     exported = load_embedder(out)
-    if verify_images is None:
-        verify_images = np.random.default_rng(0).integers(0, 256, (8, *size, 3), dtype=np.uint8)
-    a, b = source.embed_arrays(verify_images), exported.embed_arrays(verify_images)
-    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)).clip(1e-12)
-    return {"path": str(out), "format": fmt, "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean())}
+    images = random_crops(size) if verify_images is None else verify_images
+    return {"path": str(out), "format": fmt, **embedding_agreement(source, exported, images)}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from xreid.distance import l2_normalise
+
 
 def pairwise_euclidean(x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 1e-12) -> torch.Tensor:
     """Euclidean distances between the rows of x and of y (x with itself when y is None)."""
@@ -43,8 +45,8 @@ def similarity_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -
     Works across embedding sizes (no projection layer) and teaches the ranking structure, which is
     what re-id needs, rather than the teacher's coordinates.
     """
-    s = F.normalize(student, dim=1)
-    t = F.normalize(teacher, dim=1)
+    s = l2_normalise(student, axis=1)
+    t = l2_normalise(teacher, axis=1)
     return F.mse_loss(s @ s.t(), t @ t.t())
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,9 @@ import torch
 
 from xreid.data.dataset import IdentitySampler, InMemoryReIDSet
 from xreid.data.transforms import BatchAugment, curriculum_fraction
-from xreid.io import save_torch, write_json
+from xreid.distance import l2_normalise
+from xreid.io import write_json
+from xreid.models.checkpoint import load_training_checkpoint, plain_data, save_model_file, save_training_checkpoint
 from xreid.models.reid_net import ModelSpec, build_model
 from xreid.training.averaging import accumulate_average, recompute_batchnorm
 from xreid.training.config import Config
@@ -68,7 +70,7 @@ def teacher_features(cfg: Config, dataset: InMemoryReIDSet, run_dir: Path) -> to
     for start in tqdm(range(0, len(dataset), 64), desc="teacher embeddings", unit="batch"):
         imgs = [resize_rgb(im, size) for im in dataset.images[start:start + 64]]
         f = teacher.embed_arrays(imgs) + teacher.embed_arrays([im[:, ::-1] for im in imgs])
-        out.append(f / np.linalg.norm(f, axis=1, keepdims=True).clip(1e-12))
+        out.append(l2_normalise(f))
     feats = np.concatenate(out).astype(np.float32)
     from xreid.io import atomic_write
 
@@ -79,15 +81,11 @@ def teacher_features(cfg: Config, dataset: InMemoryReIDSet, run_dir: Path) -> to
 def centred_targets(feats: np.ndarray, mean: np.ndarray | None = None) -> torch.Tensor:
     """Distillation targets: teacher embeddings minus ``mean`` (default: their own mean), L2-normalised."""
     feats = feats - (feats.mean(0, keepdims=True) if mean is None else mean)
-    return torch.from_numpy(feats / np.linalg.norm(feats, axis=1, keepdims=True).clip(1e-12)).float()
+    return torch.from_numpy(l2_normalise(feats)).float()
 
 
-def export_model_file(model: torch.nn.Module, spec: ModelSpec, path: Path, meta: dict) -> None:
-    """Write the slim, shareable model: fp16 weights without the ID classifier, plus its spec."""
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()
-             if not k.startswith("classifier.")}
-    save_torch({"format": "xreid-model", "spec": replace(spec, num_classes=0).to_dict(),
-                "state_dict": state, "meta": meta}, path)
+#: The slim model file writer under its earlier name (tests and scripts import it from here).
+export_model_file = save_model_file
 
 
 def draw_batch(dataset: InMemoryReIDSet, augment: BatchAugment, cfg: Config, epoch: int, batch: int,
@@ -135,6 +133,8 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
     if ckpt_path.exists() and not resume:
         raise FileExistsError(f"{ckpt_path}: a run already exists here; pass --resume to continue it "
                               f"or change 'name'/'output_dir' in the config")
+    # read (weights-only) before the slow set-up, so an unusable checkpoint fails at once
+    ckpt = load_training_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
     protocol = load_protocol(cfg.protocol, data_root)
     m = cfg.model
     dataset = InMemoryReIDSet(protocol.train, protocol.image_root, m.input_size, progress=progress)
@@ -157,20 +157,18 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
 
     start_epoch, start_batch, history = 0, 0, []
     average, averaged = None, 0  # weight average over the finished averaging epochs, and their count
-    if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch, start_batch, history = ckpt["epoch"], ckpt["batch"], ckpt["history"]
         average, averaged = ckpt.get("average"), ckpt.get("averaged", 0)
         log.info("resumed from %s at epoch %d batch %d", ckpt_path, start_epoch, start_batch)
-    write_json(run_dir / "config.json", asdict(cfg))
+    config = plain_data(asdict(cfg), "config")  # paths as strings: JSON- and weights-only-safe
+    write_json(run_dir / "config.json", config)
 
     def save(epoch: int, batch: int) -> None:
-        save_torch({"format": "xreid-checkpoint", "spec": spec.to_dict(), "state_dict": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "epoch": epoch, "batch": batch,
-                    "history": history, "average": average, "averaged": averaged, "config": asdict(cfg)},
-                   ckpt_path)
+        save_training_checkpoint(ckpt_path, spec=spec, model=model, optimizer=optimizer, epoch=epoch, batch=batch,
+                                 history=history, average=average, averaged=averaged, config=config)
 
     t = cfg.train
     total_epochs = t.epochs + t.swa_epochs
@@ -240,8 +238,8 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
         model.load_state_dict(average, strict=False)
         recompute_batchnorm(model, training_batches(dataset, sampler, augment, cfg, total_epochs, progress))
     final = run_dir / "model.pt"
-    meta = {"config": asdict(cfg), "history": history, "averaged_epochs": averaged, "train_images": len(dataset),
+    meta = {"config": config, "history": history, "averaged_epochs": averaged, "train_images": len(dataset),
             "train_identities": dataset.num_classes, "skipped": [str(e) for e in dataset.skipped]}
     model.eval()
-    export_model_file(model, spec, final, meta)
+    save_model_file(model, spec, final, meta)
     return final
