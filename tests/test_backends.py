@@ -23,6 +23,7 @@ def cache(tmp_path, monkeypatch):
     """An empty compiled-model cache of this test's own."""
     folder = tmp_path / "cache"
     monkeypatch.setenv("XREID_MODEL_CACHE", str(folder))
+    monkeypatch.delenv("XREID_BACKEND", raising=False)
     return folder
 
 
@@ -134,6 +135,15 @@ def test_impossible_backend_choices_say_why(tiny_model, tmp_path):
         load_embedder(tiny_model, backend="tensorrt")
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
         load_embedder(tiny_model, precision="fp8")
+
+
+def test_backend_environment_variable_steers_auto(cache, monkeypatch):
+    monkeypatch.setenv("XREID_BACKEND", "torch")
+    assert load_embedder("default").backend == "torch"
+    assert load_embedder("default", backend="onnx").backend == "onnx"  # an explicit choice wins
+    monkeypatch.setenv("XREID_BACKEND", "cuda")
+    with pytest.raises(ValueError, match="XREID_BACKEND='cuda' is not a backend"):
+        load_embedder("default")
 
 
 def test_exported_model_in_openvino_is_f32_unless_bf16_is_asked(cache):

@@ -294,9 +294,14 @@ def resolve_model_path(spec: str | Path) -> Path:
 
 
 def choose_backend(path: Path, backend: str, precision: str | None) -> str:
-    """The backend that runs the model at ``path``. 'auto': ONNX Runtime for xreid models and .onnx
+    """The backend that runs the model at ``path``. 'auto': ``$XREID_BACKEND`` when set (a way to
+    force one everywhere without changing a command), else ONNX Runtime for xreid models and .onnx
     files (the fastest on CPU), OpenVINO for .xml, and OpenVINO whenever bf16 is asked for (the only
     backend with a precision setting). Impossible combinations are ValueErrors that say why."""
+    if backend == "auto" and os.environ.get("XREID_BACKEND"):
+        backend = os.environ["XREID_BACKEND"]
+        if backend not in BACKENDS:
+            raise ValueError(f"XREID_BACKEND={backend!r} is not a backend; choose from {', '.join(BACKENDS)}")
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
     if precision not in (None, *PRECISIONS):
