@@ -58,7 +58,7 @@ def test_edge_cases_one_image_identical_and_no_confident_attribute():
     e = explain_ranking(f, f[None], ["same"], head, top_k=10)
     r = e.results[0]
     assert len(e.results) == 1 and r.distance == pytest.approx(0.0, abs=1e-6) and r.explained_share == 0.0
-    assert e.confident == [] and not e.reliable and "not confident" in e.reliability
+    assert e.confident == [] and not e.reliable and "not sure of any reliable attribute" in e.reliability
     assert not any(np.isnan(v) for v in r.exact_parts + [r.exact_residual])
     with pytest.raises(ValueError, match="gallery is empty"):
         explain_ranking(f, np.zeros((0, 4)), [], head)

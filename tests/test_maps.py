@@ -12,7 +12,7 @@ from xreid.explain.maps.attribute import attribute_maps
 from xreid.explain.maps.base import SaliencyMap, gradcam, last_feature_maps
 from xreid.explain.maps.occlusion import occlusion_pair
 from xreid.explain.maps.pair import pair_maps, top_contributing_dims
-from xreid.rendering.maps import overlay_png
+from xreid.rendering.maps import overlay_jpeg
 from xreid.models.embedders import Embedder, Preprocess
 from xreid.models.export import export_model
 from xreid.models.reid_net import ModelSpec, build_model
@@ -109,8 +109,8 @@ def test_occlusion_finds_the_only_region_that_matters():
 def test_all_zero_map_is_reported_not_drawn():
     m = SaliencyMap(np.zeros((8, 4)), "pair", "dim 3", "g")
     assert m.is_empty
-    png = overlay_png(np.zeros((8, 4, 3), np.uint8), m)
-    assert png.startswith(b"\x89PNG")
+    jpeg = overlay_jpeg(np.zeros((8, 4, 3), np.uint8), m)
+    assert jpeg.startswith(b"\xff\xd8")
 
 
 def test_cli_explain_with_maps_torch_and_onnx(model, mini_peta, tmp_path):
@@ -127,10 +127,11 @@ def test_cli_explain_with_maps_torch_and_onnx(model, mini_peta, tmp_path):
         assert res.exit_code == 0, res.output
         data = json.loads(js.read_text())
         entries = data["maps"]["maps"]
-        assert entries and all((tmp_path / "r_maps").joinpath(e["png"].split("/")[-1]).is_file() for e in entries)
+        assert entries and all((tmp_path / "r_maps").joinpath(e["file"].split("/")[-1]).is_file() for e in entries)
         kinds = {e["kind"] for e in entries}
-        assert kinds == ({"pair", "attention", "attribute"} if spec.endswith(".pt") else {"occlusion-pair", "occlusion-attribute"})
-        assert "data:image/png;base64," in out.read_text()
+        assert kinds == ({"pair-sum", "pair", "attention", "attribute"} if spec.endswith(".pt")
+                         else {"occlusion-pair", "occlusion-attribute"})
+        assert "<figure><img src=\"data:image/jpeg;base64," in out.read_text()
     res = runner.invoke(app, ["explain", "--model", str(path), "--head", str(head), "--data-root", str(mini_peta),
                               "--protocol", "peta-reid", "--out", str(out), "--maps", "heat"])
     assert res.exit_code == 2 and "unknown map type" in res.output

@@ -347,7 +347,9 @@ def explain(
         "--filter", help="Attribute filter, e.g. 'personalMale=yes,carryingBackpack=no'.")] = None,
     filter_mode: Annotated[str, typer.Option(help="'rerank' (violators sink) or 'keep' (violators dropped).")] = "rerank",
     maps: Annotated[Optional[str], typer.Option(
-        help="Visual maps: any of pair,attention,attributes (Grad-CAM, xreid models) and occlusion (every model).")] = None,
+        help="Visual maps: any of pair,attention,attributes (Grad-CAM, xreid models) and occlusion (every model), "
+             "or 'none'. Default: pair for xreid models, none for black-box models (occlusion takes seconds "
+             "per result).")] = None,
     map_dims: Annotated[int, typer.Option(min=1, help="Pair maps: embedding dims per pair.")] = 5,
 ) -> None:
     """Rank a gallery for a query and explain the top results in attributes (HTML + JSON)."""
@@ -358,7 +360,10 @@ def explain(
 
     try:
         check_options(top_k, threshold)
-        kinds = parse_kinds(maps)
+        if maps is None:
+            kinds = ["pair"] if _is_xreid_model(opts.model) else []
+        else:
+            kinds = [] if maps.strip() == "none" else parse_kinds(maps)
     except ValueError as exc:
         fail(str(exc))
     _outputs(out, json_out, folders=(maps_folder(out) if kinds else None,))

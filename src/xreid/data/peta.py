@@ -61,6 +61,10 @@ EXPLANATION_ATTRIBUTES: tuple[str, ...] = EVALUATION_ATTRIBUTES + tuple(
 #: Names that occur in some Label.txt files but that PETA itself discards (fewer than 10 samples).
 DISCARDED_ATTRIBUTES = frozenset({"accessoryFaceMask", "lowerBodyLogo", "accessoryShawl", "lowerBodyThickStripes"})
 
+#: The protocols xreid knows by name, and their files (kept beside ``PETA dataset/`` in the data root):
+#: PETA-ReID for reporting, PETA-ReID-val (carved from its training identities) for every choice.
+PROTOCOL_FILES = {"peta-reid": "peta_reid_protocol.json", "peta-reid-val": "peta_reid_val.json"}
+
 REID_SUBSETS = ("VIPeR", "PRID", "GRID", "3DPeS", "CAVIAR4REID", "i-LID", "SARC3D", "TownCentre")
 ATTRIBUTE_ONLY_SUBSETS = ("CUHK", "MIT")
 SUBSETS = REID_SUBSETS + ATTRIBUTE_ONLY_SUBSETS
@@ -231,7 +235,8 @@ def prepare_peta(source: str | Path, data_root: str | Path) -> Path:
         folder = find_peta_folder(tmp)
         folder.rename(final)
         shutil.rmtree(tmp, ignore_errors=True)
-    protocol_src = (source if source.is_dir() else source.parent) / "peta_reid_protocol.json"
-    if protocol_src.is_file() and not (target / protocol_src.name).exists():
-        shutil.copyfile(protocol_src, target / protocol_src.name)
+    for name in PROTOCOL_FILES.values():  # PETA-ReID and PETA-ReID-val, when found beside the source
+        protocol_src = (source if source.is_dir() else source.parent) / name
+        if protocol_src.is_file() and not (target / name).exists():
+            shutil.copyfile(protocol_src, target / name)
     return final

@@ -1,7 +1,8 @@
 """Re-id evaluation protocols: named query/gallery splits plus a training split.
 
 The PETA-ReID protocol file (``peta_reid_protocol.json``) fixes the splits; ``--protocol
-peta-reid`` finds it in ``DATA_ROOT/peta/``, any other value is read as a path.
+peta-reid`` finds it in ``DATA_ROOT/peta/``, ``peta-reid-val`` its validation twin (choices are made
+there, never on the test sets); any other value is read as a path.
 """
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from xreid.data.peta import PETA_DIRNAME, LoadReport, load_peta
+from xreid.data.peta import PETA_DIRNAME, PROTOCOL_FILES, LoadReport, load_peta
 from xreid.data.records import ImageRecord
-
-PROTOCOL_FILENAME = "peta_reid_protocol.json"
 
 
 @dataclass
@@ -44,11 +43,12 @@ class Protocol:
 
 
 def find_protocol_file(protocol: str, data_root: Path) -> Path:
-    if protocol in ("peta-reid", "peta_reid"):
-        path = data_root / "peta" / PROTOCOL_FILENAME
+    named = PROTOCOL_FILES.get(protocol.replace("_", "-"))
+    if named:
+        path = data_root / "peta" / named
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path}: PETA-ReID protocol file not found; run `xreid data prepare peta --source ... "
+                f"{path}: {protocol} protocol file not found; run `xreid data prepare peta --source ... "
                 f"--data-root {data_root}` with the protocol file beside the source, or pass --protocol PATH")
         return path
     path = Path(protocol)

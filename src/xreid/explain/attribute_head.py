@@ -3,6 +3,10 @@
 x = sigmoid(W^T f) with f the L2-normalised embedding and W an N x A matrix: because the layer
 sees only the embedding, W says which embedding dims carry which attribute. Trained with the
 class-balanced BCE of ``formulas.class_balanced_weights`` (inverse-frequency by default). Stored as ``.npz`` (no pickle).
+
+A head may carry, per attribute, a calibration of its probabilities and its reliability, both
+measured on validation images it did not train on (``xreid.explain.calibration``); explanations
+name only differences that calibrated, reliable attributes support.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ class AttributeHead:
     weights: np.ndarray  # N x A
     positive_ratio: np.ndarray  # A, in the training data
     meta: dict = field(default_factory=dict)
+    calibration: np.ndarray | None = None  # A x 2 (slope, intercept) of the logit, from validation images
+    reliability: np.ndarray | None = None  # A: balanced accuracy on validation images (NaN: not measurable)
 
     def __post_init__(self) -> None:
         if self.weights.ndim != 2 or self.weights.shape[1] != len(self.names):
@@ -35,6 +41,25 @@ class AttributeHead:
                              f"positive ratios")
         if len(set(self.names)) != len(self.names):
             raise ValueError("attribute head: an attribute name appears twice")
+        for what, value, shape in (("calibration", self.calibration, (len(self.names), 2)),
+                                   ("reliability", self.reliability, (len(self.names),))):
+            if value is not None and value.shape != shape:
+                raise ValueError(f"attribute head: {what} of shape {tuple(value.shape)}, expected {shape}")
+
+    def calibrated(self, features: np.ndarray) -> np.ndarray:
+        """Probabilities that mean what they say (calibrated on validation images); the raw ones
+        when the head has no calibration."""
+        from xreid.explain.calibration import apply_platt
+
+        z = self.logits(features)
+        return apply_platt(z, self.calibration) if self.calibration is not None else self.predict(features)
+
+    def reliable(self, at_least: float) -> np.ndarray:
+        """A bool per attribute: reliability measured and at least ``at_least``; all True when the
+        head carries no reliability (nothing is known to be unreliable)."""
+        if self.reliability is None:
+            return np.ones(len(self.names), bool)
+        return np.nan_to_num(self.reliability, nan=0.0) >= at_least
 
     @property
     def model_fingerprint(self) -> str | None:
@@ -70,7 +95,9 @@ class AttributeHead:
 
     def save(self, path: str | Path) -> None:
         def write(fh):
-            np.savez(fh, weights=self.weights.astype(np.float32), positive_ratio=self.positive_ratio,
+            extra = {k: v for k, v in (("calibration", self.calibration), ("reliability", self.reliability))
+                     if v is not None}
+            np.savez(fh, weights=self.weights.astype(np.float32), positive_ratio=self.positive_ratio, **extra,
                      names=np.array(self.names), meta=np.array(json.dumps(self.meta)))
         atomic_write(path, write)
 
@@ -83,10 +110,11 @@ class AttributeHead:
             with np.load(path, allow_pickle=False) as d:
                 names, weights = [str(n) for n in d["names"]], d["weights"].astype(np.float64)
                 ratio, meta = d["positive_ratio"].astype(np.float64), json.loads(str(d["meta"]))
+                optional = {k: d[k].astype(np.float64) for k in ("calibration", "reliability") if k in d.files}
         except (KeyError, ValueError, OSError) as exc:
             raise ValueError(f"{path}: not an xreid attribute head ({exc})") from None
         try:
-            return cls(names, weights, ratio, meta)
+            return cls(names, weights, ratio, meta, **optional)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
 

@@ -13,10 +13,11 @@ from xreid.distance import l2_normalise, rank_gallery
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.formulas import (DEFAULT_CONFIDENCE, attribute_error, confident_attributes,
                                     exact_decomposition, matching_scores, orthonormal_attribute_basis)
+from xreid.explain.naming import RELIABLE_AT, PairSummary, summarise_pair
+from xreid.explain.query_check import QueryCheck
 
-#: Mean matching score (over confident attributes and the top-k) under which the query is flagged
-#: (docs/METHODS.md#query-reliability).
-UNRELIABLE_BELOW = 0.6
+#: A calibrated probability this far from 0.5 (above it, or below 1 minus it) counts as sure.
+SURE_AT = 0.8
 #: A result this close to the query (cosine distance) is the same picture, not a re-identification.
 IDENTICAL_BELOW = 1e-6
 
@@ -90,6 +91,8 @@ class ResultExplanation:
     explained_share: float
     filter_violations: int = 0
     identical_to_query: bool = False  # the same picture as the query (distance ~ 0)
+    calibrated: list[float] = field(default_factory=list)  # calibrated attribute probabilities
+    summary: PairSummary | None = None  # what differs and what is shared, for the plain-words line
 
 
 @dataclass
@@ -113,23 +116,25 @@ class RankingExplanation:
     result_embeddings: list[list[float]] = field(default_factory=list)
     model: str = ""
     distance: str = "cosine distance of L2-normalised embeddings (1 - cos)"
-    excluded: list[str] = field(default_factory=list)  # gallery items left out (the query itself)
+    query_calibrated: list[float] = field(default_factory=list)  # calibrated probabilities of the query
+    attribute_reliability: list[float | None] = field(default_factory=list)  # balanced accuracy on validation
+    attribute_reliable: list[bool] = field(default_factory=list)  # may be named in verdicts
+    query_check: QueryCheck | None = None  # image measurements of the query crop, when it was checked
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def reliability_verdict(mean_score: float | None, n_confident: int) -> tuple[bool, str]:
-    """Plain words on whether the query's attributes support its ranking (docs/METHODS.md#query-reliability)."""
-    if n_confident == 0:
-        return False, ("The model is not confident about any attribute of the query (blurred, occluded or "
-                       "unusual image?): the ranking cannot be explained in attributes; treat it with care.")
-    if mean_score is not None and mean_score < UNRELIABLE_BELOW:
-        return False, (f"The top results match the query's confident attributes poorly (mean score "
-                       f"{100 * mean_score:.0f} %). Such low scores throughout usually mean an unreliable query "
-                       f"(blurred, occluded, badly cropped): check the query image before trusting the ranking.")
-    return True, (f"The top results agree with the query's confident attributes (mean matching score "
-                  f"{100 * (mean_score or 0):.0f} %).")
+def reliability_verdict(check: QueryCheck | None, n_sure: int) -> tuple[bool, str]:
+    """Plain words on whether the query can be trusted (docs/METHODS.md#query-reliability): the image
+    checks first, then whether the model is sure of any reliable attribute of the query."""
+    if check is not None and check.problems:
+        return False, ("This query is probably not a usable person crop: " + "; ".join(check.problems)
+                       + ". Treat the ranking and its explanation with care.")
+    if n_sure == 0:
+        return False, ("The model is not sure of any reliable attribute of the query (blurred, occluded, badly "
+                       "cropped or unusual image?): the ranking cannot be explained in attributes.")
+    return True, "The query looks like a usable person crop."
 
 
 def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gallery_keys: list[str],
@@ -138,12 +143,13 @@ def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gal
                     filter_spec: dict[str, bool] | None = None, filter_mode: str = "rerank",
                     query_key: str = "query", basis: np.ndarray | None = None,
                     gallery_probabilities: np.ndarray | None = None, include_vectors: bool = True,
-                    model: str = "") -> RankingExplanation:
+                    model: str = "", query_check: QueryCheck | None = None) -> RankingExplanation:
     """Rank ``gallery_features`` for the query and explain the top ``top_k``.
 
     ``basis`` (the head's orthonormal attribute basis) and ``gallery_probabilities`` may be passed
     precomputed to explain many queries against one gallery quickly. A result is marked a match or
-    not only when both its person id and the query's are known.
+    not only when both its person id and the query's are known. ``query_check`` (image measurements
+    of the query crop) feeds the reliability verdict.
     """
     check_options(top_k, threshold)
     if len(gallery_features) == 0:
@@ -180,6 +186,8 @@ def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gal
     basis = orthonormal_attribute_basis(head.weights) if basis is None else basis
     e32 = attribute_error(q, g, head.weights)
     parts, residual, d_exact = exact_decomposition(q, g, basis)
+    c_q, c_g = head.calibrated(q[None])[0], head.calibrated(g)
+    usable = head.reliable(RELIABLE_AT)
     results = []
     for i, j in enumerate(top):
         pid = gallery_pids[j] if gallery_pids else None
@@ -192,9 +200,13 @@ def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gal
             attribute_error_eq32=[float(v) for v in e32[i]], exact_parts=[float(v) for v in parts[i]],
             exact_residual=float(residual[i]),
             explained_share=float(parts[i].sum() / d_exact[i]) if d_exact[i] > 1e-12 else 0.0,
-            filter_violations=int(viol[i]), identical_to_query=bool(dist[j] < IDENTICAL_BELOW)))
+            filter_violations=int(viol[i]), identical_to_query=bool(dist[j] < IDENTICAL_BELOW),
+            calibrated=[float(v) for v in c_g[i]],
+            summary=summarise_pair(list(names), c_q, c_g[i], parts[i], float(d_exact[i]), usable)))
     mean_score = float(scores[:, confident].mean()) if confident.any() and len(top) else None
-    reliable, verdict = reliability_verdict(mean_score, int(confident.sum()))
+    sure = usable & ((c_q >= SURE_AT) | (c_q <= 1 - SURE_AT))
+    measured = head.reliability if head.reliability is not None else np.full(len(names), np.nan)
+    reliable, verdict = reliability_verdict(query_check, int(sure.sum()))
     labels = [ConfidentAttribute(n, bool(x_q[a] > 0.5), float(x_q[a])) for a, n in enumerate(names) if confident[a]]
     return RankingExplanation(
         query=query_key, query_pid=query_pid, attribute_names=list(names),
@@ -204,4 +216,7 @@ def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gal
         weights=head.weights.tolist() if include_vectors else [],
         orthonormal_basis=basis.tolist() if include_vectors else [],
         query_embedding=q.tolist() if include_vectors else [],
-        result_embeddings=g.tolist() if include_vectors else [], model=model)
+        result_embeddings=g.tolist() if include_vectors else [], model=model,
+        query_calibrated=[float(v) for v in c_q],
+        attribute_reliability=[None if np.isnan(v) else float(v) for v in measured],
+        attribute_reliable=[bool(v) for v in usable], query_check=query_check)

@@ -1,4 +1,5 @@
-"""Draw saliency maps: heat-map overlay on the image with a colour bar, as PNG bytes."""
+"""Draw saliency maps: a heat-map overlay on the image, as JPEG bytes (small enough to inline many
+in one report); the report's legend says what high means for each kind of map."""
 
 from __future__ import annotations
 
@@ -13,53 +14,58 @@ from xreid.explain.maps.base import QUERY, SaliencyMap
 
 @dataclass
 class MapPicture:
-    """A saliency map drawn over its image."""
+    """A saliency map drawn over its image (JPEG bytes)."""
 
     saliency: SaliencyMap
-    png: bytes
+    jpeg: bytes
 
 
 def draw_maps(maps: list[SaliencyMap], images: dict[str, np.ndarray]) -> list[MapPicture]:
     """Every map drawn over its image (``images`` keyed by ``QUERY`` or the gallery key)."""
-    return [MapPicture(m, overlay_png(images[m.image], m)) for m in maps]
+    return [MapPicture(m, overlay_jpeg(images[m.image], m)) for m in maps]
+
+
+#: What a high value means, per kind of map (the colour bar says it).
+HIGH_MEANS = {
+    "pair-sum": "drives the match", "pair": "drives this dimension", "attention": "the model looks here",
+    "attribute": "shows the attribute", "occlusion-pair": "hiding it lowers the similarity",
+    "occlusion-attribute": "hiding it lowers the attribute",
+}
 
 
 def caption(saliency: SaliencyMap) -> str:
-    """What a map shows, in the words the report uses ("query: pair dim 17", "attention ...")."""
-    return f"{'query: ' if saliency.image == QUERY and saliency.pair else ''}{saliency.kind} {saliency.label}"
+    """What a map shows, in words: "query: regions that make these two look alike", "attribute: backpack"."""
+    from xreid.data.vocabulary import words
+
+    side = "query: " if saliency.image == QUERY and saliency.pair else ""
+    if saliency.kind in ("attribute", "occlusion-attribute"):
+        return f"{side}where the model sees: {words(saliency.label).present}"
+    if saliency.kind == "pair":
+        return f"{side}pair {saliency.label}"
+    return f"{side}{saliency.label}"
 
 
-def overlay_png(image: np.ndarray, saliency: SaliencyMap, height: int = 192) -> bytes:
-    """The image with the map overlaid (jet, alpha 0.5) and a colour bar; an all-zero map is not
-    drawn as noise: the image is shown greyed with the words 'map is all zero'."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def overlay_jpeg(image: np.ndarray, saliency: SaliencyMap, scale: float = 1.5, quality: int = 85) -> bytes:
+    """The image with the map overlaid (jet colours, half transparent), ``scale`` x the map size, as
+    JPEG bytes. An all-zero map is not drawn as noise: the image is shown greyed with a white band
+    (the report's caption says "map is all zero"). What high means is said in the report's legend."""
+    from matplotlib import colormaps
     from PIL import Image
 
     h, w = saliency.values.shape
-    img = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR))
-    aspect = w / h
-    fig = plt.figure(figsize=(1.9 * aspect + 0.9, 1.9 + 0.35), dpi=height / 2.25)
-    ax = fig.add_axes([0.02, 0.02, 0.68, 0.84])
-    ax.axis("off")
-    ax.set_title(saliency.label, fontsize=7)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    img = np.asarray(Image.fromarray(np.asarray(image, np.uint8)).resize((w, h), Image.BILINEAR), np.float64)
     if saliency.is_empty:
-        ax.imshow((0.4 * img + 0.6 * 200).astype(np.uint8))
-        ax.text(w / 2, h / 2, "map is\nall zero", ha="center", va="center", fontsize=7)
+        out = 0.4 * img + 0.6 * 200
+        out[h // 2 - max(1, h // 20): h // 2 + max(1, h // 20)] = 255
     else:
-        vmax = float(saliency.values.max())
-        ax.imshow(img)
-        im = ax.imshow(saliency.values, cmap="jet", alpha=0.5, vmin=0.0, vmax=vmax)
-        cax = fig.add_axes([0.74, 0.1, 0.06, 0.7])
-        bar = fig.colorbar(im, cax=cax, ticks=[0, vmax])
-        bar.ax.set_yticklabels(["0", "max"], fontsize=6)
+        heat = colormaps["jet"](saliency.values / float(saliency.values.max()))[..., :3] * 255
+        out = 0.5 * img + 0.5 * heat
+    pic = Image.fromarray(out.clip(0, 255).astype(np.uint8)).resize(size, Image.BILINEAR)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
+    pic.save(buf, "JPEG", quality=quality)
     return buf.getvalue()
 
 
-def data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
+def data_uri(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()

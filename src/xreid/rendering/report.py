@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from xreid.data.vocabulary import group_order, words
 from xreid.explain.maps.base import QUERY
-from xreid.explain.ranking import RankingExplanation
-from xreid.rendering.maps import MapPicture, caption, data_uri
+from xreid.explain.ranking import RankingExplanation, ResultExplanation
+from xreid.rendering.maps import HIGH_MEANS, MapPicture, caption, data_uri
+from xreid.rendering.words import explained_sentence, query_chips, result_line
 
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f"]
 OTHER_COLOUR, RESIDUAL_COLOUR = "#bab0ac", "#e8e8e8"
@@ -66,9 +68,11 @@ def pie_svg(values: list[float], colours: list[str], size: int = 110) -> str:
 
 
 def composition(parts: list[float], residual: float, names: list[str], top: int = 5) -> list[tuple[str, float, str]]:
-    """(label, value, colour) slices: the ``top`` largest attribute parts, the other attributes, the residual."""
+    """(label, value, colour) slices: the ``top`` largest attribute parts (in words), the other
+    attributes, the residual."""
     order = np.argsort(parts)[::-1]
-    slices = [(names[a], float(parts[a]), PALETTE[i % len(PALETTE)]) for i, a in enumerate(order[:top]) if parts[a] > 0]
+    slices = [(words(names[a]).present, float(parts[a]), PALETTE[i % len(PALETTE)])
+              for i, a in enumerate(order[:top]) if parts[a] > 0]
     rest = float(sum(parts[a] for a in order[top:]))
     if rest > 0:
         slices.append(("other attributes", rest, OTHER_COLOUR))
@@ -76,85 +80,178 @@ def composition(parts: list[float], residual: float, names: list[str], top: int 
     return slices
 
 
+def bar_svg(slices: list[tuple[str, float, str]], width: int = 320, height: int = 14) -> str:
+    """A horizontal stacked bar of the distance composition (attribute parts, then the residual)."""
+    total = sum(v for _, v, _ in slices)
+    if total <= 0:
+        return f'<svg width="{width}" height="{height}"><rect width="{width}" height="{height}" fill="{RESIDUAL_COLOUR}"/></svg>'
+    x, out = 0.0, [f'<svg class="bar" width="{width}" height="{height}" viewBox="0 0 {width} {height}">']
+    for label, v, colour in slices:
+        w = width * v / total
+        out.append(f'<rect x="{x:.2f}" width="{w:.2f}" height="{height}" fill="{colour}"><title>'
+                   f'{html.escape(label)} {100 * v / total:.0f} %</title></rect>')
+        x += w
+    out.append("</svg>")
+    return "".join(out)
+
+
 CSS = """
-body{font-family:system-ui,Segoe UI,Arial,sans-serif;margin:20px;color:#222}
-h1{font-size:20px} h2{font-size:16px;margin-top:24px}
-.query{display:flex;gap:16px;align-items:flex-start}
-.tag{display:inline-block;padding:1px 6px;margin:2px;border-radius:8px;background:#eef;font-size:12px}
-.tag.neg{background:#fee}
-.warn{background:#fff3cd;border:1px solid #e0c060;padding:8px;border-radius:6px;max-width:900px}
-.ok{background:#e8f5e9;border:1px solid #8c8;padding:8px;border-radius:6px;max-width:900px}
-table{border-collapse:collapse} td,th{border-bottom:1px solid #ddd;padding:6px;vertical-align:top;font-size:12px}
-.match{outline:4px solid #2e7d32} .nomatch{outline:4px solid #c62828}
+:root{--ok:#2e7d32;--bad:#c62828;--muted:#888;--line:#e3e3e3}
+body{font-family:system-ui,Segoe UI,Arial,sans-serif;margin:0 auto;padding:16px 20px;color:#222;max-width:1360px}
+h1{font-size:20px;margin:4px 0 2px} .sub{color:#555;font-size:13px;margin-bottom:12px}
+.card{border:1px solid var(--line);border-radius:10px;padding:12px;margin:10px 0;display:flex;gap:16px;
+      break-inside:avoid;page-break-inside:avoid;background:#fff}
+.card.querycard{background:#f7f9fc}
+.card img.person{height:160px;border-radius:4px;outline:3px solid #ccc}
+.card.match img.person{outline-color:var(--ok)} .card.nomatch img.person{outline-color:var(--bad)}
+.main{flex:1;min-width:0}
+.head{display:flex;gap:14px;align-items:baseline;flex-wrap:wrap;font-size:14px}
+.rank{font-weight:700;font-size:18px} .dist{font-family:monospace}
+.label{font-size:12px;padding:1px 8px;border-radius:8px;color:#fff} .label.match{background:var(--ok)}
+.label.nomatch{background:var(--bad)} .label.same{background:#6d4c41}
+.line{font-size:15px;line-height:1.45;margin:6px 0}
+.chips{display:flex;flex-wrap:wrap;gap:4px 14px;margin:6px 0}
+.group{font-size:12px;color:#555} .group b{display:block;font-weight:600;color:#333}
+.chip{display:inline-block;padding:2px 8px;margin:2px 2px 0 0;border-radius:10px;background:#e3ecfa;font-size:13px}
+.chip.unreliable{background:#eee;color:var(--muted);text-decoration:line-through dotted}
+.chip.flag{background:#fff1d6}
+.verdict{padding:8px 10px;border-radius:6px;margin:6px 0;font-size:14px}
+.verdict.ok{background:#e8f5e9;border:1px solid #8c8} .verdict.warn{background:#fff3cd;border:1px solid #e0c060}
+.maps{display:flex;gap:8px;flex-wrap:wrap;align-items:flex-end;font-size:11px;color:#555}
+figure{margin:0;max-width:170px} figcaption{font-size:11px;color:#555}
+.scale{display:flex;flex-direction:column;align-items:flex-start;font-size:11px;color:#555;gap:2px}
+.scale .jet{width:12px;height:90px;background:linear-gradient(to top,#00007f,#0000ff,#00ffff,#7fff7f,#ffff00,#ff0000,#7f0000)}
+details{margin-top:6px;font-size:12px} summary{cursor:pointer;color:#1a5fb4}
+table{border-collapse:collapse;margin-top:6px} td,th{border-bottom:1px solid var(--line);padding:3px 6px;text-align:right}
+td:first-child,th:first-child{text-align:left} tr.unreliable td{color:var(--muted)}
 .legend span{display:inline-block;width:10px;height:10px;margin-right:4px}
-.score{font-family:monospace}
+.muted{color:var(--muted)}
+@media (max-width:900px){.card{flex-direction:column}}
+@media print{body{max-width:none;padding:0;font-size:11px} .card{border-color:#bbb}
+  details::details-content{display:block;content-visibility:visible} summary{display:none} .maps img{height:110px}}
 """
 
 
 def _map_cells(pictures: list[MapPicture], height: int) -> str:
-    return "".join(f'<div><img src="{data_uri(p.png)}" height="{height}" title="{html.escape(caption(p.saliency))}">'
-                   f'<br>{html.escape(caption(p.saliency))}</div>' for p in pictures)
+    cells = []
+    for p in pictures:
+        text = caption(p.saliency) + (" (map is all zero)" if p.saliency.is_empty else "")
+        cells.append(f'<figure><img src="{data_uri(p.jpeg)}" style="height:{height}px" alt="{html.escape(text)}">'
+                     f'<figcaption>{html.escape(text)}</figcaption></figure>')
+    if not cells:
+        return ""
+    kinds = list(dict.fromkeys(p.saliency.kind for p in pictures))
+    legend = "; ".join(f"{HIGH_MEANS.get(k, 'more')}" for k in kinds)
+    return ("".join(cells) + f'<div class="scale"><span>high: {html.escape(legend)}</span><span class="jet"></span>'
+            f'<span>low</span></div>')
 
 
-def _attribute_tag(a) -> str:
-    return a.name if a.present else f"!{a.name}"
+def _chips_html(e: RankingExplanation) -> str:
+    chips = query_chips(e.attribute_names, e.query_calibrated or e.query_probabilities,
+                        e.attribute_reliable or [True] * len(e.attribute_names))
+    groups: dict[str, list[str]] = {}
+    for c in chips:
+        cls = "chip" + ("" if c.reliable else " unreliable") + (" flag" if c.flagged else "")
+        tip = f"{100 * c.probability:.0f} %" + ("" if c.reliable else ", unreliable for this model") + \
+            (f"; {c.flagged}" if c.flagged else "")
+        groups.setdefault(c.group, []).append(f'<span class="{cls}" title="{html.escape(tip)}">{html.escape(c.text)}'
+                                              f'{" ?" if c.flagged else ""}</span>')
+    return "".join(f'<div class="group"><b>{html.escape(g)}</b>{"".join(v)}</div>'
+                   for g, v in sorted(groups.items(), key=lambda kv: group_order(kv[0])))
+
+
+def _unreliable_html(e: RankingExplanation) -> str:
+    names = [words(n).present for n, ok in zip(e.attribute_names, e.attribute_reliable) if not ok]
+    if not names:
+        return ""
+    return (f'<p class="muted">Unreliable for this model (not used in verdicts): {html.escape(", ".join(names))}.</p>')
+
+
+def _details_table(e: RankingExplanation, r: ResultExplanation) -> str:
+    names = e.attribute_names
+    cal_q = e.query_calibrated or e.query_probabilities
+    cal_g = r.calibrated or r.probabilities
+    rel = e.attribute_reliability or [None] * len(names)
+    ok = e.attribute_reliable or [True] * len(names)
+    order = sorted(range(len(names)), key=lambda a: -r.exact_parts[a])
+    rows = []
+    for a in order:
+        n = names[a]
+        score = r.matching_scores.get(n)
+        p_diff = cal_q[a] * (1 - cal_g[a]) + (1 - cal_q[a]) * cal_g[a]
+        rows.append(
+            f'<tr class="{"" if ok[a] else "unreliable"}"><td>{html.escape(words(n).present)} <span class="muted">'
+            f'{html.escape(n)}</span></td><td>{100 * cal_q[a]:.0f}</td><td>{100 * cal_g[a]:.0f}</td>'
+            f'<td>{100 * p_diff:.0f}</td><td>{100 * r.exact_parts[a] / max(r.distance, 1e-12):.1f}</td>'
+            f'<td>{r.attribute_error_eq32[a]:+.3f}</td><td>{"" if score is None else f"{100 * score:.0f}"}</td>'
+            f'<td>{"" if rel[a] is None else f"{100 * rel[a]:.0f}"}</td>'
+            f'<td>{100 * e.query_probabilities[a]:.0f} / {100 * r.probabilities[a]:.0f}</td></tr>')
+    return ('<table><tr><th>attribute</th><th>query %</th><th>result %</th><th>P(differ) %</th>'
+            '<th>share of distance %</th><th>attribute error (as published)</th><th>matching score %</th>'
+            '<th>reliability %</th><th>raw probabilities %</th></tr>' + "".join(rows) + "</table>")
+
+
+def _result_card(e: RankingExplanation, r: ResultExplanation, gallery_paths: dict[str, str | Path],
+                 maps: list[MapPicture]) -> str:
+    esc = html.escape
+    names = e.attribute_names
+    cls = "" if r.is_match is None else ("match" if r.is_match else "nomatch")
+    label = ""
+    if r.identical_to_query:
+        label = '<span class="label same">identical to the query image</span>'
+    elif r.is_match is not None:
+        label = f'<span class="label {cls}">{"same person (known)" if r.is_match else "different person (known)"}</span>'
+    line = (result_line(r.summary, names, e.query_calibrated, r.calibrated) if r.summary is not None
+            else "No attribute summary for this result.")
+    slices = composition(r.exact_parts, r.exact_residual, names)
+    legend = "".join(f'<div class="legend"><span style="background:{c}"></span>{esc(lbl)} '
+                     f'{100 * v / max(r.distance, 1e-12):.0f} %</div>' for lbl, v, c in slices)
+    moved = f' · was rank {r.original_rank} before filtering' if r.original_rank != r.rank else ""
+    flt = f' · breaks {r.filter_violations} filter condition(s)' if r.filter_violations else ""
+    own = [p for p in maps if p.saliency.image == r.key or p.saliency.pair == r.key]
+    first = ("pair-sum", "occlusion-pair")  # shown on the card; the rest fold away in the details
+    summary_maps = [p for p in own if p.saliency.kind in first]
+    detail_maps = [p for p in own if p.saliency.kind not in first]
+    maps_html = (f'<div class="maps">{_map_cells(summary_maps, 140)}</div>' if summary_maps else "")
+    return f"""<div class="card {cls}"><img class="person" src="{image_data_uri(gallery_paths.get(r.key), 160)}" alt="result {r.rank}">
+<div class="main"><div class="head"><span class="rank">#{r.rank}</span><span class="dist">distance {r.distance:.3f}</span>
+{label}<span class="muted">{esc(r.key)}{moved}{flt}</span></div>
+<p class="line">{esc(line)}</p>
+<div title="share of the distance per attribute; grey: not explained by attributes">{bar_svg(slices)}
+<span class="muted"> attributes explain {100 * r.explained_share:.0f} % of this distance</span></div>
+{maps_html}
+<details><summary>Details: every attribute, the distance composition, all maps</summary>
+<div style="display:flex;gap:10px;align-items:flex-start">{pie_svg([v for _, v, _ in slices], [c for _, _, c in slices])}<div>{legend}</div></div>
+{_details_table(e, r)}<div class="maps">{_map_cells(detail_maps, 120)}</div></details></div></div>"""
 
 
 def render_report(e: RankingExplanation, query_path: str | Path, gallery_paths: dict[str, str | Path],
                   maps: list[MapPicture] | None = None, skipped: list[str] | None = None,
                   notes: list[str] | None = None) -> str:
-    """The HTML page for one explained ranking; ``skipped`` lists the files that could not be used,
-    ``notes`` any other remark the reader must see (query left out of the gallery, maps substituted)."""
+    """The HTML page for one explained ranking: a query card, then one card per result with its
+    plain-words line; every number folds open underneath. ``skipped`` lists the files that could not
+    be used, ``notes`` any other remark the reader must see. One self-contained offline file."""
     esc = html.escape
-    names = e.attribute_names
     maps = maps or []
-    present = {a.name: a.present for a in e.confident}
-    rows = []
-    for r in e.results:
-        cls = "" if r.is_match is None else ("match" if r.is_match else "nomatch")
-        verdict = "" if r.is_match is None else ("true match" if r.is_match else "different person")
-        if r.identical_to_query:
-            verdict = "identical to the query image (distance 0)"
-        scores = "".join(
-            f'<div class="score">{esc(n if present[n] else "!" + n)}: {100 * sc:.0f} %</div>'
-            for n, sc in sorted(r.matching_scores.items(), key=lambda kv: kv[1]))
-        slices = composition(r.exact_parts, r.exact_residual, names)
-        legend = "".join(f'<div class="legend"><span style="background:{c}"></span>{esc(lbl)} '
-                         f'{100 * v / max(r.distance, 1e-12):.0f} %</div>' for lbl, v, c in slices)
-        e32 = np.asarray(r.attribute_error_eq32)
-        top32 = ", ".join(f"{esc(names[a])} {e32[a]:+.3f}" for a in np.argsort(e32)[::-1][:3])
-        moved = f'<div>was rank {r.original_rank} before filtering</div>' if r.original_rank != r.rank else ""
-        flt = f'<div>breaks {r.filter_violations} filter condition(s)</div>' if r.filter_violations else ""
-        own = [p for p in maps if p.saliency.image == r.key or p.saliency.pair == r.key]
-        rows.append(
-            f'<tr><td>{r.rank}</td><td><img class="{cls}" src="{image_data_uri(gallery_paths.get(r.key))}">'
-            f'<div>{esc(r.key)}</div><div>{esc(verdict)}</div>{moved}{flt}</td>'
-            f'<td>{r.distance:.4f}<br>explained by attributes: {100 * r.explained_share:.1f} %</td>'
-            f'<td>{scores or "(no confident query attribute)"}</td>'
-            f'<td style="display:flex;gap:8px">{pie_svg([v for _, v, _ in slices], [c for _, _, c in slices])}'
-            f'<div>{legend}<div style="margin-top:6px;color:#666">attribute error as published, top: {top32}</div></div></td>'
-            f'<td style="display:flex;gap:4px">{_map_cells(own, 128)}</td></tr>')
-    tags = "".join(f'<span class="tag{"" if a.present else " neg"}">{esc(_attribute_tag(a))}</span>' for a in e.confident)
+    qmaps = _map_cells([p for p in maps if p.saliency.image == QUERY and p.saliency.pair is None], 140)
+    remarks = "".join(f'<div class="verdict warn">{esc(n)}</div>' for n in notes or [])
     flt = (f'<p>Attribute filter ({esc(e.filter_mode)}): '
-           + ", ".join(f"{esc(k)}={'yes' if v else 'no'}" for k, v in e.filter.items()) + "</p>") if e.filter else ""
-    qmaps = _map_cells([p for p in maps if p.saliency.image == QUERY and p.saliency.pair is None], 160)
-    remarks = "".join(f'<p class="warn">{esc(n)}</p>' for n in notes or [])
+           + ", ".join(f"{esc(words(k).present if v else words(k).absent)}" for k, v in e.filter.items())
+           + "</p>") if e.filter else ""
     skipped_html = ""
     if skipped:
         items = "".join(f"<li>{esc(s)}</li>" for s in skipped)
         skipped_html = f"<h2>Files that could not be used ({len(skipped)})</h2><ul>{items}</ul>"
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>xreid explanation: {esc(e.query)}</title>
+    cards = "".join(_result_card(e, r, gallery_paths, maps) for r in e.results)
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>xreid explanation: {esc(e.query)}</title>
 <style>{CSS}</style></head><body>
-<h1>Why these results? Query {esc(e.query)}</h1>
-<div class="query"><img src="{image_data_uri(query_path, 192)}">{qmaps}<div>
-<p>Model: {esc(e.model)}. Gallery: {e.gallery_size} images. Distance: {esc(e.distance)}.</p>
-<p>Attributes the model is confident about for the query (probability outside
-[{0.5 - e.confidence_threshold:.2f}, {0.5 + e.confidence_threshold:.2f}]; <code>!name</code> = absent):</p>
-<div>{tags or '<em>none</em>'}</div>{flt}
-<p class="{'ok' if e.reliable else 'warn'}">{esc(e.reliability)}</p>{remarks}</div></div>
-<h2>Top {len(e.results)} results</h2>
-<p>Matching score per confident query attribute (clipped at 100 %). The pie splits each distance
-exactly into attribute parts and a part not explained by attributes (they sum to the distance);
-the attribute errors as published are listed beside it (they can be negative and do not sum to the distance).</p>
-<table><tr><th>rank</th><th>image</th><th>distance</th><th>matching scores</th><th>distance composition</th><th>maps</th></tr>
-{''.join(rows)}</table>{skipped_html}</body></html>"""
+<h1>Why these results?</h1>
+<div class="sub">Model {esc(e.model)} · gallery of {e.gallery_size} images · {esc(e.distance)} · top {len(e.results)}</div>
+<div class="card querycard"><img class="person" src="{image_data_uri(query_path, 192)}" alt="query">
+<div class="main"><div class="head"><span class="rank">Query</span><span class="muted">{esc(e.query)}</span></div>
+<div class="verdict {'ok' if e.reliable else 'warn'}">{esc(e.reliability)}</div>
+<div class="chips">{_chips_html(e) or '<span class="muted">no attribute the model is sure of</span>'}</div>
+{_unreliable_html(e)}{flt}{remarks}<div class="maps">{qmaps}</div></div></div>
+<p>{esc(explained_sentence([r.explained_share for r in e.results]))}</p>
+{cards}{skipped_html}</body></html>"""

@@ -2,37 +2,99 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from pathlib import Path
+
+import numpy as np
+
+from xreid.data.peta import PROTOCOL_FILES
+from xreid.data.records import ImageRecord
 
 from xreid.explain.attribute_head import AttributeHead, fit_attribute_head
 from xreid.models.embedders import Embedder
 
+log = logging.getLogger(__name__)
+
+
+#: Share of the attribute-only images held out of the fit to calibrate on (chosen by a stable hash).
+CALIBRATION_SHARE = 0.3
+#: Fewer held-out images than this cannot calibrate 57 attributes: the head is then left uncalibrated.
+MIN_CALIBRATION_IMAGES = 50
+
+
+def held_out(key: str, share: float) -> bool:
+    """A stable, seedless split: ``key`` (a path or a person id) falls in the held-out share or not."""
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share
+
+
+def calibration_split(data_root: Path, protocol: str) -> tuple[list[ImageRecord], list[ImageRecord], str]:
+    """(fit images, calibration images, description) for a PETA-style protocol.
+
+    PETA-ReID has a validation twin (PETA-ReID-val): the head fits on its train split (the training
+    identities minus the validation ones) and most attribute-only images, and is calibrated on the
+    validation query / gallery images and the held-out attribute-only images. Any other protocol:
+    20 % of its training identities are held out instead."""
+    from xreid.data.protocol import load_protocol
+
+    proto = load_protocol(protocol, data_root)
+    ao_fit = [r for r in proto.attribute_only if not held_out(r.path, CALIBRATION_SHARE)]
+    ao_cal = [r for r in proto.attribute_only if held_out(r.path, CALIBRATION_SHARE)]
+    if protocol in ("peta-reid", "peta_reid") and (data_root / "peta" / PROTOCOL_FILES["peta-reid-val"]).is_file():
+        val = load_protocol("peta-reid-val", data_root)
+        return (val.train + ao_fit, val.test_images() + ao_cal,
+                f"fit: {val.name} train + 70 % of attribute_only; calibrated on {val.name} test sets + "
+                f"the other 30 % of attribute_only")
+    train_fit = [r for r in proto.train if not held_out(r.pid or r.path, 0.2)]
+    train_cal = [r for r in proto.train if held_out(r.pid or r.path, 0.2)]
+    return (train_fit + ao_fit, train_cal + ao_cal,
+            f"fit: {proto.name} train (80 % of identities) + 70 % of attribute_only; calibrated on the rest")
+
 
 def fit_head(embedder: Embedder, data_root: Path, protocol: str = "peta-reid", market_root: Path | None = None,
              market_attributes: Path | None = None, epochs: int = 300, model_name: str = "") -> AttributeHead:
-    """Fit the bias-free attribute layer on the protocol's train + attribute-only images (PETA
-    vocabulary), or on Market-1501's training images with its 30 attributes."""
+    """Fit the bias-free attribute layer on frozen embeddings (PETA vocabulary on a protocol, or
+    Market-1501's 30 attributes), then calibrate its probabilities and measure each attribute's
+    reliability on held-out images of other identities (docs/METHODS.md#attribute-calibration)."""
     from xreid.data.peta import EXPLANATION_ATTRIBUTES
     from xreid.evaluation.attributes import labelled_embeddings
+    from xreid.explain.calibration import fit_platt, reliability
 
     if market_root is not None:
         from xreid.data.market import MARKET_ATTRIBUTES, load_market, load_market_attributes
 
         if market_attributes is None:
             raise ValueError("--market-root needs --market-attributes market_attribute.mat")
-        labels = load_market_attributes(market_attributes)
-        records, root, names = load_market(market_root, "bounding_box_train", labels), market_root, MARKET_ATTRIBUTES
-        source = f"Market-1501 {market_root}"
+        records = load_market(market_root, "bounding_box_train", load_market_attributes(market_attributes))
+        fit_recs = [r for r in records if not held_out(r.pid or r.path, 0.2)]
+        cal_recs = [r for r in records if held_out(r.pid or r.path, 0.2)]
+        root, names = market_root, MARKET_ATTRIBUTES
+        source = f"Market-1501 {market_root}: fit on 80 % of the training identities, calibrated on the rest"
     else:
         from xreid.data.protocol import load_protocol
 
-        proto = load_protocol(protocol, data_root)
-        records, root, names = proto.train + proto.attribute_only, proto.image_root, EXPLANATION_ATTRIBUTES
-        source = f"{proto.name} train + attribute_only"
-    feats, labels_m, _ = labelled_embeddings(embedder, root, records, names)
+        fit_recs, cal_recs, source = calibration_split(data_root, protocol)
+        root, names = load_protocol(protocol, data_root).image_root, EXPLANATION_ATTRIBUTES
+    feats, labels, kept = labelled_embeddings(embedder, root, fit_recs + cal_recs, names)
+    fit_paths = {r.path for r in fit_recs}
+    is_fit = np.array([r.path in fit_paths for r in kept], bool)
+    if not is_fit.any():
+        raise ValueError(f"attribute head: no labelled image to fit on ({source})")
+    calibrate = (~is_fit).sum() >= MIN_CALIBRATION_IMAGES
+    if not calibrate:  # too small a data set to hold images out: fit on everything, say so
+        log.warning("only %d held-out labelled images: the attribute head is fitted on all images and left "
+                    "uncalibrated (every attribute counts as reliable)", int((~is_fit).sum()))
+        is_fit[:] = True
+        source += "; too few held-out images: fitted on all, not calibrated"
     meta = {"model": model_name or embedder.name, "source": source, "embedder": embedder.name,
-            "model_fingerprint": getattr(embedder, "fingerprint", None)}
-    return fit_attribute_head(feats, labels_m, names, epochs=epochs, meta=meta)
+            "model_fingerprint": getattr(embedder, "fingerprint", None),
+            "calibration_images": int((~is_fit).sum())}
+    head = fit_attribute_head(feats[is_fit], labels[is_fit], names, epochs=epochs, meta=meta)
+    if calibrate:
+        logits = head.logits(feats[~is_fit])
+        head.calibration = fit_platt(logits, labels[~is_fit])
+        head.reliability = reliability(logits, labels[~is_fit])
+    return head
 
 
 def evaluate_head(embedder: Embedder, head: AttributeHead, data_root: Path, protocol: str = "peta-reid") -> dict:

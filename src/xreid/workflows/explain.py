@@ -18,6 +18,7 @@ from xreid.data.transforms import resize_rgb
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.maps.base import QUERY
 from xreid.explain.maps.compute import MapSet, compute_maps, parse_kinds
+from xreid.explain.query_check import check_query
 from xreid.explain.ranking import RankingExplanation, ResultExplanation, check_options, explain_ranking, parse_filter
 from xreid.io import atomic_write, write_json
 from xreid.models.embedders import Embedder
@@ -60,7 +61,7 @@ class Explained:
             files = map_files or [None] * len(self.maps.maps)
             data["maps"] = {
                 "seconds": self.maps.seconds, "substituted_by_occlusion": self.maps.substituted,
-                "maps": [{"kind": m.kind, "label": m.label, "image": m.image, "pair": m.pair, "png": f,
+                "maps": [{"kind": m.kind, "label": m.label, "image": m.image, "pair": m.pair, "file": f,
                           "all_zero": m.is_empty, "max": float(np.max(m.values, initial=0.0))}
                          for m, f in zip(self.maps.maps, files)]}
         return data
@@ -134,12 +135,17 @@ def _leave_out_query(gal: Gallery, query_path: Path, query_key: str) -> tuple[Ga
     return trimmed, left
 
 
-def model_input(embedder: Embedder, path: Path) -> np.ndarray:
-    """The image at ``path`` resized to the model's input (H x W x 3 uint8 RGB); ValueError if unusable."""
+def read_query(path: Path) -> np.ndarray:
+    """The query image (H x W x 3 uint8 RGB); ValueError naming the file if it cannot be used."""
     try:
-        return resize_rgb(load_image(path), embedder.preprocess.size)
+        return load_image(path)
     except ImageError as exc:
         raise ValueError(f"query image unusable: {exc}") from None
+
+
+def model_input(embedder: Embedder, path: Path) -> np.ndarray:
+    """The image at ``path`` resized to the model's input (H x W x 3 uint8 RGB); ValueError if unusable."""
+    return resize_rgb(read_query(path), embedder.preprocess.size)
 
 
 def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = None,
@@ -173,7 +179,7 @@ def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = 
             raise ValueError(f"query index {query_index} out of range (test set {ts.name} has {len(ts.query)} queries)")
         q_rec = ts.query[query_index]
         query_path, query_key, query_id = proto.image_root / q_rec.path, q_rec.path, query_id or q_rec.pid
-        query_image = model_input(embedder, query_path)
+        original = read_query(query_path)
         gal = _embed_files(embedder, [proto.image_root / r.path for r in ts.gallery], [r.path for r in ts.gallery],
                            [r.pid for r in ts.gallery], [])
     else:
@@ -182,18 +188,19 @@ def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = 
         query_path = Path(query)
         query_key = _key(query_path, root)
         query_id = query_id or pid_from_name(query_key)
-        query_image = model_input(embedder, query_path)
+        original = read_query(query_path)
         gal = load_gallery(embedder, gallery, root)
         gal, left_out = _leave_out_query(gal, query_path, query_key)
         if left_out:
             notes.append(f"The query itself is in the gallery ({', '.join(left_out)}); it was left out of the ranking.")
     if len(gal.keys) == 0:
         raise ValueError("no usable gallery image" + (f" ({len(gal.skipped)} skipped)" if gal.skipped else ""))
+    query_image = resize_rgb(original, embedder.preprocess.size)
     q_feat = embedder.embed_arrays([query_image])[0]
     explanation = explain_ranking(q_feat, gal.features, gal.keys, head, top_k=top_k, threshold=threshold,
                                   gallery_pids=gal.pids, query_pid=query_id, filter_spec=wanted,
                                   filter_mode=filter_mode, query_key=query_key,
-                                  model=model_name or embedder.name)
+                                  model=model_name or embedder.name, query_check=check_query(original))
     identical = [r.key for r in explanation.results if r.identical_to_query]
     if identical:
         notes.append(f"{len(identical)} result(s) are the same picture as the query (distance 0): "
@@ -217,8 +224,8 @@ def maps_folder(out_html: Path) -> Path:
 
 
 def write_report(explained: Explained, out_html: Path | str | None = None, out_json: Path | str | None = None) -> None:
-    """Write the self-contained HTML report and / or the JSON of every number (atomically); map PNGs
-    go to ``REPORT_maps/`` and the JSON points to them."""
+    """Write the self-contained HTML report and / or the JSON of every number (atomically); map
+    pictures (JPEG) go to ``REPORT_maps/`` and the JSON points to them."""
     import re
 
     from xreid.rendering.maps import draw_maps
@@ -231,8 +238,8 @@ def write_report(explained: Explained, out_html: Path | str | None = None, out_j
         for i, p in enumerate(pictures):
             m = p.saliency
             name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{i:03d}_{m.kind}_{m.image}_{m.pair or ''}_{m.label}")[:160]
-            atomic_write(folder / f"{name}.png", lambda fh, png=p.png: fh.write(png))
-            files.append(str(folder / f"{name}.png"))
+            atomic_write(folder / f"{name}.jpg", lambda fh, jpeg=p.jpeg: fh.write(jpeg))
+            files.append(str(folder / f"{name}.jpg"))
     if out_json is not None:
         write_json(out_json, explained.to_dict(files or None))
     if out_html is not None:

@@ -48,10 +48,30 @@ def needs_gradients(kinds: list[str]) -> bool:
 
 
 def dominant_attributes(explanation: RankingExplanation, per_result: int = 1) -> dict[str, list[str]]:
-    """For each result, the attributes with the largest exact-decomposition parts of its distance."""
+    """For each result, the attributes its explanation names first (the most likely reliable
+    differences), else its reliable attributes with the largest parts of the distance."""
     names = explanation.attribute_names
-    return {r.key: [names[a] for a in np.argsort(r.exact_parts)[::-1][:per_result] if r.exact_parts[a] > 0]
-            for r in explanation.results}
+    reliable = explanation.attribute_reliable or [True] * len(names)
+    out = {}
+    for r in explanation.results:
+        named = [d.name for d in r.summary.differences] if r.summary is not None else []
+        by_part = [names[a] for a in np.argsort(r.exact_parts)[::-1] if r.exact_parts[a] > 0 and reliable[a]]
+        out[r.key] = list(dict.fromkeys(named + by_part))[:per_result]
+    return out
+
+
+def summed_pair_maps(maps: list[SaliencyMap]) -> list[SaliencyMap]:
+    """One map per image of each pair: the sum of its per-dimension pair maps ("regions that make
+    these two look alike"), what a reader sees first; the per-dimension maps stay for the details."""
+    sums: dict[tuple[str, str | None], SaliencyMap] = {}
+    for m in maps:
+        key = (m.image, m.pair)
+        if key in sums:
+            sums[key].values = sums[key].values + m.values
+        else:
+            sums[key] = SaliencyMap(m.values.copy(), "pair-sum", "regions that make these two look alike",
+                                    m.image, m.pair)
+    return list(sums.values())
 
 
 def _timed(seconds: dict[str, float], kind: str, make) -> list[SaliencyMap]:
@@ -73,7 +93,8 @@ def _gradcam_maps(model: torch.nn.Module, head: AttributeHead, images: dict[str,
     if "pair" in kinds and keys:
         def pairs() -> list[SaliencyMap]:
             _, q_maps, g_maps = pair_maps(model, tensor[QUERY], torch.cat([tensor[key] for key in keys]), k, keys)
-            return [m for q_row, g_row in zip(q_maps, g_maps) for m in q_row + g_row]
+            per_dim = [m for q_row, g_row in zip(q_maps, g_maps) for m in q_row + g_row]
+            return summed_pair_maps(per_dim) + per_dim
         maps += _timed(seconds, "pair", pairs)
     if "attention" in kinds:
         maps += _timed(seconds, "attention",
