@@ -90,7 +90,11 @@ def compiled_runtime(source: Path, fingerprint: str, fmt: str,
     is not writable, the export fails, or it disagrees with PyTorch. A model file that cannot be
     loaded safely is a ValueError, never a fallback.
     """
-    path = cached_model_path(fingerprint, fmt)
+    try:
+        path = cached_model_path(fingerprint, fmt)
+    except RuntimeError as exc:  # no home folder to put the cache in
+        log.warning("%s: no model cache folder (%s); running it in PyTorch", source, exc)
+        return None, None
     side = intact_entry(path, fingerprint)
     model = None
     if side is None:
