@@ -21,6 +21,15 @@ def omz_model(name: str) -> Path:
     return MODELS / name / precision / f"{name}.xml"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def isolated_model_cache(tmp_path_factory):
+    """Compiled copies of models (``xreid.models.model_cache``) go to the test session's temporary
+    folder, never the user's ``~/.cache/xreid/models``."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XREID_MODEL_CACHE", str(tmp_path_factory.getbasetemp() / "model-cache"))
+        yield
+
+
 needs_shared = pytest.mark.skipif(not PETA_ARCHIVE.is_file(),
                                   reason=f"needs the shared data ({PETA_ARCHIVE} not found)")
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from isolated_cache import isolated_model_cache  # noqa: F401
 from xreid.models.checkpoint import (
     load_model_file,
     load_safely,

@@ -5,7 +5,6 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import write_image
-from isolated_cache import isolated_model_cache  # noqa: F401
 from xreid.cli import app
 from xreid.distance import l2_normalise
 from xreid.index.features import load_features_with_identity, partial_path, save_partial

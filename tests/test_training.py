@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from isolated_cache import isolated_model_cache  # noqa: F401
 from xreid.data.dataset import IdentitySampler
 from xreid.data.transforms import BatchAugment, cutout_noise, curriculum_fraction
 from xreid.models.backbones import mobilenetv2

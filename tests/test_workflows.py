@@ -166,3 +166,14 @@ def test_occlusion_maps_for_an_xreid_model(tiny_model, head_path, folder, tmp_pa
     assert kinds == {"occlusion-pair"} and not out.maps.substituted
     pairs = {(m.image, m.pair) for m in out.maps.maps}
     assert {("query", r.key) for r in out.results} <= pairs and {(r.key, None) for r in out.results} <= pairs
+
+
+def test_npz_gallery_from_another_model_is_refused(tiny_model, head_path, folder, tmp_path):
+    feats = tmp_path / "g.npz"
+    res = runner.invoke(app, ["embed", "--model", str(tiny_model), "--data-root", str(tmp_path), "--images",
+                              str(folder), "--out", str(feats), "--flip"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["explain", "--model", str(tiny_model), "--head", str(head_path), "--query",
+                              str(folder / "bob" / "2.jpg"), "--gallery", str(feats), "--data-root", str(tmp_path),
+                              "--out", str(tmp_path / "r.html")])
+    assert res.exit_code == 2 and "g.npz" in res.output and "flip" in res.output, res.output

@@ -38,21 +38,23 @@ class ModelOptions:
     scale: Optional[float] = None
     flip: bool = False
     precision: Optional[str] = None
+    backend: str = "auto"
 
-    def load(self, backend: str = "auto"):
-        """The embedder (``backend="torch"`` where gradients are needed); a bad option or model file
-        ends the command with a message naming it."""
+    def load(self):
+        """The embedder; a bad option or model file ends the command with a message naming it."""
         from xreid.models.embedders import load_embedder
 
         if self.channel_order not in (None, "rgb", "bgr"):
             fail(f"--channel-order must be 'rgb' or 'bgr', not {self.channel_order!r}")
         if self.precision not in (None, "f32", "bf16"):
             fail(f"--precision must be 'f32' or 'bf16', not {self.precision!r}")
+        if self.backend not in ("auto", "torch", "onnx", "openvino"):
+            fail(f"--backend must be auto, torch, onnx or openvino, not {self.backend!r}")
         for name, value in (("--height", self.height), ("--width", self.width), ("--scale", self.scale)):
             if value is not None and value <= 0:
                 fail(f"{name} must be positive (got {value})")
         try:
-            return load_embedder(self.model, flip_average=self.flip, backend=backend, precision=self.precision,
+            return load_embedder(self.model, flip_average=self.flip, backend=self.backend, precision=self.precision,
                                  height=self.height, width=self.width, channel_order=self.channel_order,
                                  scale=self.scale)
         except (FileNotFoundError, ValueError) as exc:
@@ -72,7 +74,11 @@ _MODEL_PARAMETERS = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, def
     ("flip", False, Annotated[bool, typer.Option(
         "--flip", help="Average each crop's embedding with its mirror image's (test-time augmentation; 2x the compute).")]),
     ("precision", None, Annotated[Optional[str], typer.Option(
-        help="OpenVINO models: inference precision 'f32' (default) or 'bf16' (faster on CPUs with bf16 support).")]),
+        help="OpenVINO inference precision: f32 (default, exact) or bf16 (1.5-2x faster on CPUs with bf16; "
+             "bundled model -0.4 mAP); bf16 selects OpenVINO under --backend auto.")]),
+    ("backend", "auto", Annotated[str, typer.Option(
+        help="What runs the model: auto (xreid models: a cached ONNX Runtime copy, PyTorch where gradients are "
+             "needed; .onnx: ONNX Runtime; .xml: OpenVINO; $XREID_BACKEND overrides), torch, onnx, openvino.")]),
 ]]
 
 
@@ -353,7 +359,7 @@ def explain(
     map_dims: Annotated[int, typer.Option(min=1, help="Pair maps: embedding dims per pair.")] = 5,
 ) -> None:
     """Rank a gallery for a query and explain the top results in attributes (HTML + JSON)."""
-    from xreid.explain.maps.compute import needs_gradients, parse_kinds
+    from xreid.explain.maps.compute import parse_kinds
     from xreid.explain.ranking import check_options
     from xreid.workflows.explain import explain as run_explain
     from xreid.workflows.explain import maps_folder, write_report
@@ -367,8 +373,7 @@ def explain(
     except ValueError as exc:
         fail(str(exc))
     _outputs(out, json_out, folders=(maps_folder(out) if kinds else None,))
-    # Grad-CAM needs the PyTorch model; otherwise the fastest backend ranks
-    embedder = opts.load(backend="torch" if needs_gradients(kinds) and _is_xreid_model(opts.model) else "auto")
+    embedder = opts.load()  # xreid models keep their PyTorch module at hand for Grad-CAM maps
     attr_head = _head(opts.model, head)
     try:
         result = run_explain(embedder, attr_head, query, gallery, data_root=data_root, protocol=protocol,

@@ -5,6 +5,7 @@ maps, and write the report (HTML) and the data (JSON). What ``xreid explain`` an
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ from xreid.models.embedders import Embedder
 from xreid.paths import resolve_data_root
 
 GallerySpec = Path | str | Sequence[Path | str]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -101,11 +103,18 @@ def load_gallery(embedder: Embedder, gallery: GallerySpec, root: Path) -> Galler
         return _embed_files(embedder, paths, keys, [pid_from_name(k) for k in keys], [])
     gallery = Path(gallery)
     if gallery.suffix == ".npz":
-        from xreid.index.features import load_features
+        from xreid.index.features import MODEL_FIELDS, check_same_model, load_features_with_identity
 
-        feats = load_features(gallery)
+        feats, stored = load_features_with_identity(gallery)
         if not feats:
             raise ValueError(f"{gallery}: no embeddings in this file")
+        if stored is None:
+            log.warning("%s records no model identity (an older xreid wrote it): cannot check that %s embedded it",
+                        gallery, embedder.name)
+        else:
+            check_same_model(gallery, stored, embedder.identity(), fields=MODEL_FIELDS,
+                             remedy=f"Its vectors cannot be compared with this model's: embed the gallery again with "
+                                    f"`xreid embed --model {embedder.name} ...`.")
         keys = list(feats)
         return Gallery(keys, [root / k for k in keys], np.stack([feats[k] for k in keys]),
                        [pid_from_name(k) for k in keys])

@@ -43,10 +43,6 @@ def parse_kinds(text: str | None) -> list[str]:
     return kinds
 
 
-def needs_gradients(kinds: list[str]) -> bool:
-    return any(k in GRADIENT_KINDS for k in kinds)
-
-
 def dominant_attributes(explanation: RankingExplanation, per_result: int = 1) -> dict[str, list[str]]:
     """For each result, the attributes its explanation names first (the most likely reliable
     differences), else its reliable attributes with the largest parts of the distance."""
