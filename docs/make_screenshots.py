@@ -2,11 +2,18 @@
 
     python docs/make_screenshots.py [--data-root DIR] [--chromium PATH]
 
-Runs ``xreid explain`` on the first VIPeR query of PETA-ReID with pair maps, then photographs the
-HTML report with headless Chromium into ``docs/report.png`` (written to a temporary file first and
-moved into place, so a failed run never leaves a half-written image). Needs the PETA data prepared
-in the data root (``xreid data prepare peta ...``) and Chromium (``install.sh`` installs Debian's
-``chromium`` package). Takes about a minute on two CPU cores.
+Runs ``xreid explain`` on the first VIPeR query of PETA-ReID (its true match ranks first, impostors
+follow), then photographs the HTML report with headless Chromium:
+
+- ``docs/report.png``: the top of the report as an analyst first sees it (query card, the true
+  match, the first impostors);
+- ``docs/report_details.png``: the same report with the first impostor's details folded open
+  (every attribute's numbers, the distance composition, the per-dimension maps).
+
+Each picture is written to a temporary file first and moved into place, so a failed run never
+leaves a half-written image. Needs the PETA data prepared in the data root (``xreid data prepare
+peta ...``) and Chromium (``install.sh`` installs Debian's ``chromium`` package). About a minute on
+two CPU cores.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
-WINDOW = "1400,1800"
+WINDOW = "1400,1250"
 
 
 def xreid_command() -> list[str]:
@@ -42,7 +49,7 @@ def find_chromium(explicit: str | None) -> str:
 def make_report(work: Path, data_root: str | None) -> Path:
     html = work / "report.html"
     cmd = xreid_command() + ["explain", "--protocol", "peta-reid", "--test-set", "VIPeR", "--query-index", "0",
-                             "--maps", "pair", "--out", str(html), "--json", str(work / "report.json")]
+                             "--out", str(html), "--json", str(work / "report.json")]
     if data_root:
         cmd += ["--data-root", data_root]
     print("$", " ".join(cmd), flush=True)
@@ -52,14 +59,33 @@ def make_report(work: Path, data_root: str | None) -> Path:
     return html
 
 
-def screenshot(chromium: str, html: Path, target: Path, work: Path) -> None:
+def with_details_open(html: Path, result_rank: int) -> Path:
+    """A copy of the report whose ``result_rank``-th result card has its details open, and the
+    cards before it left out, so the open details fit the picture."""
+    page = html.read_text()
+    cards = page.split('<div class="card ')
+    head, query, results = cards[0], cards[1], cards[2:]
+    chosen = results[result_rank - 1].replace("<details>", "<details open>", 1)
+    copy = html.with_name(f"details_{result_rank}.html")
+    copy.write_text('<div class="card '.join([head, query, chosen]) + "</body></html>")
+    return copy
+
+
+def first_impostor(report_json: Path) -> int:
+    import json
+
+    results = json.loads(report_json.read_text())["results"]
+    return next((r["rank"] for r in results if r["is_match"] is False), 1)
+
+
+def screenshot(chromium: str, html: Path, target: Path, work: Path, window: str = WINDOW) -> None:
     profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=work))
     fd, partial = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=".png", dir=target.parent)
     os.close(fd)
     os.unlink(partial)  # Chromium creates the file itself; an empty one would hide a failed run
     cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           "--hide-scrollbars", f"--user-data-dir={profile}", f"--window-size={WINDOW}",
+           "--hide-scrollbars", f"--user-data-dir={profile}", f"--window-size={window}",
            f"--screenshot={partial}", html.resolve().as_uri()]
     print("$", " ".join(cmd), flush=True)
     try:
@@ -85,6 +111,8 @@ def main() -> None:
     try:
         html = make_report(work, args.data_root)
         screenshot(chromium, html, DOCS / "report.png", work)
+        details = with_details_open(html, first_impostor(work / "report.json"))
+        screenshot(chromium, details, DOCS / "report_details.png", work, window="1400,1900")
     finally:
         if args.keep:
             print(f"report kept in {work}")
