@@ -1,18 +1,19 @@
 """Speed of explaining a top-10 against a large precomputed gallery (target: < 100 ms on 2 CPU cores).
 
-    python benchmarks/bench_explain_speed.py [--gallery-size 10000] [--model default]
+    python benchmarks/bench_explain_speed.py [--gallery-size 10000] [--model default] [--out STEM]
 
 The gallery is random unit vectors of the model's embedding size (the cost does not depend on the
-values); the query embedding time is measured separately on a real-size input.
+values); the query embedding time is measured separately on a real-size input, in PyTorch.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
+from common import Report, parse, parser
 
+from xreid.distance import l2_normalise
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.formulas import orthonormal_attribute_basis
 from xreid.explain.ranking import explain_ranking
@@ -28,16 +29,16 @@ def timed(fn, repeats: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = parser(__doc__, data_root=False)
     ap.add_argument("--gallery-size", type=int, default=10_000)
-    ap.add_argument("--model", default="default")
+    ap.add_argument("--model", default="default", help="an xreid model (run in PyTorch)")
     ap.add_argument("--head", default=str(BUNDLED_HEAD))
     ap.add_argument("--repeats", type=int, default=20)
-    args = ap.parse_args()
+    args = parse(ap)
+    report = Report(args.out)
     head = AttributeHead.load(args.head)
     rng = np.random.default_rng(0)
-    gallery = rng.normal(size=(args.gallery_size, head.embedding_dim)).astype(np.float32)
-    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    gallery = l2_normalise(rng.normal(size=(args.gallery_size, head.embedding_dim)).astype(np.float32))
     keys = [f"g{i}.jpg" for i in range(len(gallery))]
     query = gallery[123] + 0.1 * rng.normal(size=head.embedding_dim).astype(np.float32)
     basis = orthonormal_attribute_basis(head.weights)
@@ -54,14 +55,13 @@ def main() -> None:
             lambda: explain_ranking(query, gallery, keys, head, top_k=10, basis=basis,
                                     filter_spec={head.names[0]: True}, include_vectors=False), args.repeats),
     }
-    emb = load_embedder(args.model)
+    emb = load_embedder(args.model, backend="torch")
     img = rng.integers(0, 256, (1, *emb.preprocess.size, 3), dtype=np.uint8)
     rows[f"query embedding ({emb.name}, {emb.preprocess.height}x{emb.preprocess.width}, PyTorch)"] = timed(
         lambda: emb.embed_arrays(img), args.repeats)
-    print(f"gallery: {args.gallery_size} precomputed {head.embedding_dim}-d embeddings, {len(head.names)} attributes")
-    print("| step | ms |\n|---|---|")
-    for k, v in rows.items():
-        print(f"| {k} | {v:.1f} |")
+    report.print(f"gallery: {args.gallery_size} precomputed {head.embedding_dim}-d embeddings, {len(head.names)} attributes")
+    report.table(["step", "ms"], [[k, f"{v:.1f}"] for k, v in rows.items()])
+    report.save()
 
 
 if __name__ == "__main__":

@@ -1,37 +1,38 @@
 """Faithfulness and cost of the visual maps: a deletion test on PETA-ReID true-match pairs.
 
-    python benchmarks/bench_maps.py --data-root DATA_ROOT [--pairs 60] [--json OUT]
+    python benchmarks/bench_maps.py [--data-root DATA_ROOT] [--pairs 60] [--out STEM]
 
 For each (query, true match) pair and map type, the gallery image is cut into a grid of cells;
 cells are mean-filled most-salient first, in steps, and the explained score is recorded after each
 step (pair maps, attention, occlusion: the pair's cosine similarity; attribute maps: the
 attribute's probability). The area under that curve is compared with removing cells in random
 order (mean of 3 orders): ratio = AUC(map) / AUC(random); below 1 means the map finds the regions
-that matter faster than chance. Also reports seconds per pair per map type on this CPU.
+that matter faster than chance. Also reports seconds per pair per map type on this CPU. The maps
+and the scores are the library's (``xreid.explain.maps``; the pair similarity is
+``xreid.distance.cosine_similarity``, as the occlusion map explains it); the bundled model runs in
+PyTorch, which Grad-CAM needs.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import M0277, Report, parse, parser
 
 from xreid.data.images import load_image
 from xreid.data.protocol import load_protocol
-from xreid.data.transforms import resize_rgb
+from xreid.data.transforms import resize_rgb, to_tensor_batch
+from xreid.distance import cosine_similarity, l2_normalise
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.maps.attention import implicit_attention
 from xreid.explain.maps.attribute import attribute_maps
 from xreid.explain.maps.occlusion import occlusion_pair
 from xreid.explain.maps.pair import pair_maps
 from xreid.models.embedders import BUNDLED_HEAD, load_embedder
-from xreid.paths import resolve_data_root
 
-SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models" / "openvino"
 GRID = (8, 4)  # cells: rows x cols
 STEPS = 16
 
@@ -70,23 +71,22 @@ def deletion_ratio(score_fn, image: np.ndarray, saliency: np.ndarray, rng) -> fl
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-root", type=Path, default=None)
+    ap = parser(__doc__)
     ap.add_argument("--pairs", type=int, default=60)
-    ap.add_argument("--occlusion-model", type=Path,
-                    default=SHARED_MODELS / "person-reidentification-retail-0277/FP16/person-reidentification-retail-0277.xml")
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args()
+    ap.add_argument("--occlusion-model", type=Path, default=M0277,
+                    help="a black-box model explained by occlusion too (default: OMZ 0277; skipped if absent)")
+    args = parse(ap)
+    report = Report(args.out)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    proto = load_protocol("peta-reid", resolve_data_root(args.data_root))
+    proto = load_protocol("peta-reid", args.data_root)
     pairs = []
     for ts in proto.test_sets:
         gal = {r.pid: r for r in ts.gallery}
         pairs += [(q, gal[q.pid]) for q in ts.query if q.pid in gal]
     pairs = [pairs[i] for i in rng.permutation(len(pairs))[:args.pairs]]
     head = AttributeHead.load(BUNDLED_HEAD)
-    models = {"default": load_embedder("default")}
+    models = {"default": load_embedder("default", backend="torch")}
     if args.occlusion_model.is_file():
         models["0277 (black box)"] = load_embedder(args.occlusion_model)
     ratios: dict[str, list[float]] = {}
@@ -100,12 +100,10 @@ def main() -> None:
         for label, emb in models.items():
             qi = resize_rgb(load_image(proto.image_root / q.path), emb.preprocess.size)
             gi = resize_rgb(load_image(proto.image_root / g.path), emb.preprocess.size)
-            fq = emb.embed_arrays(qi[None])[0]
-            fq = fq / np.linalg.norm(fq)
+            fq = l2_normalise(emb.embed_arrays(qi[None])[0])
 
             def similarity(batch: np.ndarray, emb=emb, fq=fq) -> np.ndarray:
-                e = emb.embed_arrays(batch)
-                return (e / np.linalg.norm(e, axis=1, keepdims=True)) @ fq
+                return cosine_similarity(emb.embed_arrays(batch), fq[None])[:, 0]
 
             t = time.perf_counter()
             occ = occlusion_pair(emb, gi, fq, "g")
@@ -113,8 +111,7 @@ def main() -> None:
             if label != "default":
                 continue
             model = emb.model
-            tq = torch.from_numpy(qi).permute(2, 0, 1).float().div(255)[None]
-            tg = torch.from_numpy(gi).permute(2, 0, 1).float().div(255)[None]
+            tq, tg = to_tensor_batch(qi[None]), to_tensor_batch(gi[None])
             t = time.perf_counter()
             _, _, g_maps = pair_maps(model, tq, tg, k=5)
             pair_sal = sum(m.values for m in g_maps[0])
@@ -129,20 +126,17 @@ def main() -> None:
             attr_score = lambda batch, a=a, emb=emb: head.predict(emb.embed_arrays(batch))[:, a]  # noqa: E731
             record("attribute map (most probable attribute)", deletion_ratio(attr_score, gi, am.values, rng),
                    time.perf_counter() - t)
-    print(f"{len(pairs)} true-match pairs from the PETA-ReID test sets; grid {GRID[0]}x{GRID[1]} cells, {STEPS} steps")
-    print("| map type | deletion AUC ratio (map / random), mean | median | share of pairs < 1 | s per pair |")
-    print("|---|---|---|---|---|")
-    out = {}
+    report.print(f"{len(pairs)} true-match pairs from the PETA-ReID test sets; grid {GRID[0]}x{GRID[1]} cells, {STEPS} steps")
+    out, rows = {}, []
     for name, vals in ratios.items():
         v = np.array([x for x in vals if np.isfinite(x)])
         out[name] = {"mean_ratio": float(v.mean()), "median_ratio": float(np.median(v)),
                      "share_below_1": float((v < 1).mean()), "seconds_per_pair": float(np.mean(costs[name]))}
         o = out[name]
-        print(f"| {name} | {o['mean_ratio']:.3f} | {o['median_ratio']:.3f} | {100 * o['share_below_1']:.0f} % | "
-              f"{o['seconds_per_pair']:.2f} |")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2))
+        rows.append([name, f"{o['mean_ratio']:.3f}", f"{o['median_ratio']:.3f}", f"{100 * o['share_below_1']:.0f} %",
+                     f"{o['seconds_per_pair']:.2f}"])
+    report.table(["map type", "deletion AUC ratio (map / random), mean", "median", "share of pairs < 1", "s per pair"], rows)
+    report.save(out)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 model's architecture, in PyTorch's default memory layout and in channels-last (what the trainer
 uses: oneDNN runs MobileNetV2's depthwise convolutions much faster in NHWC on CPU).
 
-    python benchmarks/bench_train_step.py [--sizes 160x80 192x96] [--freeze 2] [--steps 10]
-    python benchmarks/bench_train_step.py --trained runs/NAME/last.pt   # + subnormal flushing
+    python benchmarks/bench_train_step.py [--sizes 160x80 192x96] [--freeze 2] [--steps 10] [--out STEM]
+    python benchmarks/bench_train_step.py --trained runs/NAME/last.pt [--runs 4]   # + subnormal flushing
 
-Random inputs (no data loading, no teacher): the model's own cost, first two steps not timed.
+Random inputs (no data loading, no teacher): the model's own cost, first two steps not timed. The
+loss is a stand-in (cross-entropy on the ID logits + a penalty on the embedding), not the
+trainer's: the library has no single training-step function to time.
 With ``--trained`` the model and Adam state start from a training checkpoint (late in training
 many values are subnormal and slow on CPU), timed with and without ``torch.set_flush_denormal``.
 """
@@ -18,6 +20,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 import torch
+from common import Report, parse, parser, relative
 
 from xreid.models.reid_net import ModelSpec, build_model
 
@@ -53,25 +56,31 @@ def seconds_per_step(size: tuple[int, int], freeze: int, channels_last: bool, st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["160x80", "192x96"], help="H x W inputs")
-    parser.add_argument("--freeze", type=int, default=2, help="frozen backbone stages")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--trained", help="a run's last.pt: time steps from its weights and Adam state")
-    args = parser.parse_args()
+    ap = parser(__doc__, data_root=False)
+    ap.add_argument("--sizes", nargs="+", default=["160x80", "192x96"], help="H x W inputs")
+    ap.add_argument("--freeze", type=int, default=2, help="frozen backbone stages")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--trained", help="a run's last.pt: time steps from its weights and Adam state")
+    ap.add_argument("--runs", type=int, default=1, help="with --trained: repeat the comparison (machine speed varies)")
+    args = parse(ap)
+    report = Report(args.out)
     if args.trained:
-        trained_steps(args)
+        trained_steps(args, report)
+        report.save()
         return
-    print(f"threads {torch.get_num_threads()}, batch 64, freeze_stages {args.freeze}")
-    print(f"{'input':>8} {'NCHW s/step':>12} {'NHWC s/step':>12} {'speed-up':>9}")
+    report.print(f"threads {torch.get_num_threads()}, batch 64, freeze_stages {args.freeze}")
+    rows = []
     for text in args.sizes:
         size = tuple(int(v) for v in text.lower().split("x"))
         nchw = seconds_per_step(size, args.freeze, False, args.steps)
         nhwc = seconds_per_step(size, args.freeze, True, args.steps)
-        print(f"{text:>8} {nchw:12.3f} {nhwc:12.3f} {nchw / nhwc:8.2f}x", flush=True)
+        rows.append([text, f"{nchw:.3f}", f"{nhwc:.3f}", f"{nchw / nhwc:.2f}x"])
+        report.progress(f"done: {text}")
+    report.table(["input", "NCHW s/step", "NHWC s/step", "speed-up"], rows)
+    report.save()
 
 
-def trained_steps(args: argparse.Namespace) -> None:
+def trained_steps(args: argparse.Namespace, report: Report) -> None:
     """Channels-last steps from a training checkpoint, with subnormals kept and flushed to zero.
 
     Each mode runs in a fresh process: the flush-to-zero flag is per thread, and worker threads
@@ -79,16 +88,19 @@ def trained_steps(args: argparse.Namespace) -> None:
     ckpt = torch.load(args.trained, map_location="cpu", weights_only=False)
     size = tuple(ckpt["spec"]["input_size"])
     freeze = ckpt["config"]["model"]["freeze_stages"]
-    print(f"threads {torch.get_num_threads()}, batch 64, from {args.trained} "
-          f"(epoch {ckpt['epoch']}, input {size[0]}x{size[1]}, freeze_stages {freeze}), channels-last")
+    report.print(f"threads {torch.get_num_threads()}, batch 64, from {relative(args.trained)} "
+                 f"(epoch {ckpt['epoch']}, input {size[0]}x{size[1]}, freeze_stages {freeze}), channels-last")
     del ckpt
-    times = {}
-    for flush in (False, True):
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            times[flush] = pool.submit(_trained_step_time, args.trained, size, freeze, args.steps,
-                                       flush).result()
-    print(f"subnormals kept {times[False]:.3f} s/step, flushed {times[True]:.3f} s/step, "
-          f"speed-up {times[False] / times[True]:.2f}x")
+    rows = []
+    for run in range(1, args.runs + 1):
+        times = {}
+        for flush in (False, True):
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                times[flush] = pool.submit(_trained_step_time, args.trained, size, freeze, args.steps,
+                                           flush).result()
+        rows.append([run, f"{times[False]:.3f}", f"{times[True]:.3f}", f"{times[False] / times[True]:.2f}x"])
+        report.progress(f"done: run {run}")
+    report.table(["run", "subnormals kept s/step", "flushed s/step", "speed-up"], rows)
 
 
 def _trained_step_time(path: str, size: tuple[int, int], freeze: int, steps: int, flush: bool) -> float:
