@@ -21,7 +21,7 @@ from xreid.data.labels import label_matrix
 from xreid.data.protocol import load_protocol
 from xreid.evaluation.attributes import attribute_report, labelled_embeddings
 from xreid.explain.attribute_head import AttributeHead
-from xreid.models.embedders import BUNDLED_HEAD, load_embedder
+from xreid.models.loading import BUNDLED_HEAD, load_embedder
 from xreid.workflows.attributes import evaluate_head, fit_head
 
 

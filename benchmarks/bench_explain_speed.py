@@ -17,7 +17,7 @@ from xreid.distance import l2_normalise
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.formulas import orthonormal_attribute_basis
 from xreid.explain.ranking import explain_ranking
-from xreid.models.embedders import BUNDLED_HEAD, load_embedder
+from xreid.models.loading import BUNDLED_HEAD, load_embedder
 
 
 def timed(fn, repeats: int) -> float:

@@ -29,10 +29,10 @@ from xreid.distance import cosine_similarity, l2_normalise
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.maps.attention import implicit_attention
 from xreid.explain.maps.attribute import attribute_maps
-from xreid.explain.maps.compute import summed_pair_maps
+from xreid.explain.maps.pair import summed_pair_maps
 from xreid.explain.maps.occlusion import occlusion_pair
 from xreid.explain.maps.pair import pair_maps
-from xreid.models.embedders import BUNDLED_HEAD, load_embedder
+from xreid.models.loading import BUNDLED_HEAD, load_embedder
 
 GRID = (8, 4)  # cells: rows x cols
 STEPS = 16

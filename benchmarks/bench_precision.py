@@ -27,9 +27,9 @@ from common import M0277, Report, parse, parser, relative
 
 from xreid.data.dataset import load_resized
 from xreid.data.protocol import load_protocol
-from xreid.distance import l2_normalise
+from xreid.distance import paired_cosine
 from xreid.evaluation.evaluate import evaluate_protocol
-from xreid.models.embedders import load_embedder
+from xreid.models.loading import load_embedder
 
 PRECISIONS = ("f32", "bf16")
 
@@ -74,8 +74,7 @@ def main() -> None:
         embedders = {p: load_embedder(spec, precision=p, **options) for p in PRECISIONS}
         images, _ = load_resized(sample, embedders["f32"].preprocess.size)
         inputs = embedders["f32"].preprocess.apply(np.stack([im for im in images if im is not None]))
-        f32, bf16 = (l2_normalise(embedders[p].embed_inputs(inputs)) for p in PRECISIONS)
-        cos = (f32 * bf16).sum(1)
+        cos = paired_cosine(*(embedders[p].embed_inputs(inputs) for p in PRECISIONS))
         speed = {b: alternating_speed(embedders, inputs, b, args.seconds, args.rounds) for b in (1, 64)}
         for p, embedder in embedders.items():
             report.progress(f"{label} {p}: PETA-ReID")

@@ -24,7 +24,7 @@ from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.naming import RELIABLE_AT
 from xreid.explain.query_check import check_query
 from xreid.explain.ranking import SURE_AT, reliability_verdict
-from xreid.models.embedders import BUNDLED_HEAD, load_embedder
+from xreid.models.loading import BUNDLED_HEAD, load_embedder
 
 
 def synthetic(images: list[np.ndarray], seed: int = 0) -> dict[str, list[np.ndarray]]:

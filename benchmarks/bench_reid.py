@@ -21,8 +21,8 @@ from common import SHARED_MODELS, Report, parse, parser, relative
 from xreid.data.dataset import load_resized
 from xreid.data.protocol import load_protocol
 from xreid.evaluation.evaluate import evaluate_protocol
-from xreid.models.embedders import load_embedder
-from xreid.models.export import export_model
+from xreid.models.loading import load_embedder
+from xreid.workflows.export import export_model
 
 
 def throughput(embedder, paths: list[Path], batch: int, seconds: float = 8.0) -> float:

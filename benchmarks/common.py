@@ -153,7 +153,7 @@ OMZ_0230_TO_PETA = {
 def omz_0230_probabilities(model_xml: str | Path, root: Path, records) -> tuple[np.ndarray, list[str], list[int]]:
     """PETA-named attribute probabilities from the OMZ 0230 attribute model (its 8 binary outputs),
     the names, and the indices of the records whose image loaded."""
-    from xreid.models.embedders import load_embedder
+    from xreid.models.loading import load_embedder
 
     emb = load_embedder(model_xml)  # OpenVINO wrapper: first output = the 8 probabilities
     res = emb.embed_paths([root / r.path for r in records])

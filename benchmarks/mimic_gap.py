@@ -20,7 +20,8 @@ from common import M0277, Report, parse, parser
 
 from xreid.data.protocol import load_protocol
 from xreid.distance import l2_normalise
-from xreid.models.embedders import Embedder, load_embedder
+from xreid.models.embedders import Embedder
+from xreid.models.loading import load_embedder
 from xreid.training.losses import feature_distillation_loss
 from xreid.training.trainer import centred_targets
 

@@ -20,6 +20,7 @@ out=benchmarks/results
 data=()
 if [ $# -ge 1 ]; then data=(--data-root "$1"); fi
 trained="${XREID_TRAINED:-runs/peta_mobilenetv2_cj/last.pt}"
+shared="${XREID_SHARED:-../shared}/models/openvino"
 mkdir -p "$out"
 stamp=$(mktemp)
 trap 'rm -f "$stamp"' EXIT
@@ -34,6 +35,9 @@ run python benchmarks/bench_backends.py ${data[@]+"${data[@]}"} --out "$out/back
 run python benchmarks/bench_precision.py ${data[@]+"${data[@]}"} --out "$out/precision"
 run python benchmarks/bench_attributes.py ${data[@]+"${data[@]}"} --refit --out "$out/attributes"
 run python benchmarks/bench_explain_quality.py ${data[@]+"${data[@]}"} --out "$out/explain_quality"
+# OMZ 0277 with its own head (fitted into runs/heads/ by bench_attributes above)
+run python benchmarks/bench_explain_quality.py ${data[@]+"${data[@]}"} --model "$shared/person-reidentification-retail-0277/FP16/person-reidentification-retail-0277.xml" \
+    --head runs/heads/head_0277.npz --out "$out/explain_quality_0277"
 run python benchmarks/bench_explain_speed.py --out "$out/explain_speed"
 run python benchmarks/bench_query_check.py ${data[@]+"${data[@]}"} --out "$out/query_check"
 run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 20 --out "$out/maps"

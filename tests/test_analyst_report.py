@@ -126,7 +126,7 @@ def test_query_check_flags_unusable_crops_and_passes_a_person_like_one():
 
 
 def _report(model, head, root, tmp_path, maps=None, **kw):
-    from xreid.models.embedders import load_embedder
+    from xreid.models.loading import load_embedder
     from xreid.workflows.explain import explain, write_report
 
     out = explain(load_embedder(model, backend="torch"), head, data_root=root, protocol="peta-reid",

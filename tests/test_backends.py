@@ -11,8 +11,9 @@ from conftest import omz_model
 from xreid.distance import l2_normalise
 from xreid.models import fingerprint as fingerprint_module
 from xreid.models import model_cache
-from xreid.models.embedders import BUNDLED_MODEL, CompiledEmbedder, TorchEmbedder, load_embedder, sidecar_path
-from xreid.models.export import export_model
+from xreid.models.embedders import CompiledEmbedder, TorchEmbedder, sidecar_path
+from xreid.models.loading import BUNDLED_MODEL, load_embedder
+from xreid.workflows.export import export_model
 
 OMZ_0277 = omz_model("person-reidentification-retail-0277")
 needs_0277 = pytest.mark.skipif(not OMZ_0277.is_file(), reason=f"needs {OMZ_0277}")

@@ -57,7 +57,7 @@ def test_run_all_produces_exactly_the_kept_results():
 
 def test_relative_paths_for_the_record(tmp_path):
     import common
-    from xreid.models.embedders import BUNDLED_HEAD
+    from xreid.models.loading import BUNDLED_HEAD
 
     assert common.relative(BUNDLED_HEAD) == "src/xreid/weights/default_head.npz"
     assert common.relative(common.M0277).startswith("SHARED/models/openvino/person-reidentification-retail-0277/")

@@ -15,7 +15,7 @@ from xreid.models.checkpoint import (
     plain_data,
     save_model_file,
 )
-from xreid.models.embedders import BUNDLED_MODEL, load_embedder
+from xreid.models.loading import BUNDLED_MODEL, load_embedder
 from xreid.models.reid_net import ModelSpec, build_model
 from xreid.training.config import load_config
 from xreid.training.trainer import train

@@ -12,7 +12,7 @@ from conftest import REPO
 from xreid.cli import app
 from xreid.data.protocol import load_protocol
 from xreid.evaluation.metrics import evaluate_ranking
-from xreid.models.embedders import load_embedder
+from xreid.models.loading import load_embedder
 
 runner = CliRunner()
 

@@ -14,7 +14,7 @@ from xreid.explain.maps.occlusion import occlusion_pair
 from xreid.explain.maps.pair import pair_maps, top_contributing_dims
 from xreid.rendering.maps import overlay_jpeg
 from xreid.models.embedders import Embedder, Preprocess
-from xreid.models.export import export_model
+from xreid.workflows.export import export_model
 from xreid.models.reid_net import ModelSpec, build_model
 from xreid.training.trainer import export_model_file
 

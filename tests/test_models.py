@@ -8,8 +8,9 @@ from conftest import write_image
 from xreid.cli import app
 from xreid.distance import l2_normalise
 from xreid.index.features import load_features_with_identity, partial_path, save_partial
-from xreid.models.embedders import OMZ_PREPROCESS, Embedder, Preprocess, load_embedder, sidecar_path
-from xreid.models.export import export_model
+from xreid.models.embedders import OMZ_PREPROCESS, Embedder, Preprocess, sidecar_path
+from xreid.models.loading import load_embedder
+from xreid.workflows.export import export_model
 
 runner = CliRunner()
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import REPO, omz_model
 from xreid.data.protocol import load_protocol
 from xreid.evaluation.evaluate import evaluate_protocol
-from xreid.models.embedders import load_embedder
+from xreid.models.loading import load_embedder
 
 pytestmark = pytest.mark.shared
 
@@ -46,7 +46,7 @@ def test_omz_0277_reproduces_reference_figures(shared_data_root):
 def test_default_head_attribute_accuracy_matches_readme(shared_data_root):
     from xreid.explain.attribute_head import AttributeHead
     from xreid.evaluation.attributes import attribute_report, labelled_embeddings
-    from xreid.models.embedders import BUNDLED_HEAD
+    from xreid.models.loading import BUNDLED_HEAD
 
     proto = load_protocol("peta-reid", shared_data_root)
     head = AttributeHead.load(BUNDLED_HEAD)

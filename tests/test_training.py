@@ -7,7 +7,7 @@ import torch
 from xreid.data.dataset import IdentitySampler
 from xreid.data.transforms import BatchAugment, cutout_noise, curriculum_fraction
 from xreid.models.backbones import mobilenetv2
-from xreid.models.embedders import load_embedder
+from xreid.models.loading import load_embedder
 from xreid.training.config import load_config
 from xreid.training.averaging import accumulate_average, recompute_batchnorm
 from xreid.training.trainer import learning_rate, train

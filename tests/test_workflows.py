@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from conftest import write_image
 from xreid.cli import app
 from xreid.explain.attribute_head import AttributeHead
-from xreid.models.embedders import load_embedder
+from xreid.models.loading import load_embedder
 from xreid.workflows.explain import explain, write_report
 
 runner = CliRunner()

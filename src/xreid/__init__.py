@@ -34,7 +34,7 @@ def load_embedder(model: str | Path = "default", flip: bool = False, **options) 
     ``.pt`` checkpoint from ``xreid train``, an ``.onnx`` file or an OpenVINO ``.xml``. ``flip`` averages
     each crop with its mirror image; ``options``: ``backend`` ("auto", or "torch" where gradients are
     needed), ``precision`` (OpenVINO "f32" / "bf16"), ``height``, ``width``, ``channel_order``, ``scale``."""
-    from xreid.models.embedders import load_embedder as _load
+    from xreid.models.loading import load_embedder as _load
 
     return _load(model, flip_average=flip, **options)
 
@@ -42,7 +42,7 @@ def load_embedder(model: str | Path = "default", flip: bool = False, **options) 
 def load_head(head: str | Path = "default") -> "AttributeHead":
     """An attribute layer: ``"default"`` (the bundled model's) or an ``.npz`` from ``xreid attributes fit``."""
     from xreid.explain.attribute_head import AttributeHead
-    from xreid.models.embedders import BUNDLED_HEAD
+    from xreid.models.loading import BUNDLED_HEAD
 
     return AttributeHead.load(BUNDLED_HEAD if str(head) == "default" else head)
 

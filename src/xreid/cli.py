@@ -42,7 +42,7 @@ class ModelOptions:
 
     def load(self):
         """The embedder; a bad option or model file ends the command with a message naming it."""
-        from xreid.models.embedders import load_embedder
+        from xreid.models.loading import load_embedder
 
         if self.channel_order not in (None, "rgb", "bgr"):
             fail(f"--channel-order must be 'rgb' or 'bgr', not {self.channel_order!r}")
@@ -103,7 +103,7 @@ def fail(message: str, code: int = 2) -> None:
 
 def _head(model: str, head: Path | None):
     from xreid.explain.attribute_head import AttributeHead
-    from xreid.models.embedders import BUNDLED_HEAD
+    from xreid.models.loading import BUNDLED_HEAD
 
     if head is None:
         if model != "default":
@@ -260,7 +260,7 @@ def export(
     fmt: Annotated[str, typer.Option("--format", help="'onnx' or 'openvino'.")] = "onnx",
 ) -> None:
     """Export an xreid model for fast inference and check it gives the same embeddings."""
-    from xreid.models.export import export_model
+    from xreid.workflows.export import export_model
 
     _outputs(out)
     try:

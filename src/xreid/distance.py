@@ -26,15 +26,21 @@ def l2_normalise(x: Array, axis: int = -1) -> Array:
     return F.normalize(x, dim=axis, eps=EPS)
 
 
-def cosine_similarity(q: Array, g: Array) -> Array:
-    """Cosine similarity between every row of ``q`` (... x D or D) and every row of ``g`` (G x D)."""
-    return l2_normalise(q) @ l2_normalise(g).T
+def cosine_similarity(q: Array, g: Array, normalised: bool = False) -> Array:
+    """Cosine similarity between every row of ``q`` (... x D or D) and every row of ``g`` (G x D).
+    ``normalised=True`` says both are unit rows already (a large gallery normalised once)."""
+    return (q @ g.T) if normalised else l2_normalise(q) @ l2_normalise(g).T
 
 
-def cosine_distance(q: Array, g: Array) -> Array:
+def cosine_distance(q: Array, g: Array, normalised: bool = False) -> Array:
     """The ranking distance, 1 - cosine similarity, between rows of ``q`` and rows of ``g`` (inputs
-    need not be normalised). For a single query vector returns a length-G vector."""
-    return 1.0 - cosine_similarity(q, g)
+    need not be normalised unless ``normalised``). For a single query vector returns a length-G vector."""
+    return 1.0 - cosine_similarity(q, g, normalised)
+
+
+def paired_cosine(a: Array, b: Array) -> Array:
+    """Cosine similarity of matched rows: row i of ``a`` with row i of ``b``."""
+    return (l2_normalise(a) * l2_normalise(b)).sum(-1)
 
 
 def pair_distance(f_q: np.ndarray, f_g: np.ndarray) -> np.ndarray:

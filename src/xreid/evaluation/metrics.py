@@ -10,12 +10,13 @@ Memory stays bounded on large galleries: distances are made ``chunk`` queries at
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from xreid.distance import cosine_distance
+from xreid.distance import cosine_distance, l2_normalise
 
 
 def average_precision(matches: np.ndarray) -> float:
@@ -101,6 +102,9 @@ def evaluate_ranking(q_feats: np.ndarray, g_feats: np.ndarray, q_pids, g_pids, q
     q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
     q_cams, g_cams = np.asarray(q_cams), np.asarray(g_cams)
     acc = MetricAccumulator(max_rank, keep_rankings)
+    if distance is cosine_distance:  # normalise the gallery once, not once per chunk of queries
+        q_feats, g_feats = l2_normalise(q_feats), l2_normalise(g_feats)
+        distance = functools.partial(cosine_distance, normalised=True)
     for s in range(0, len(q_feats), chunk):
         acc.add(distance(q_feats[s:s + chunk], g_feats), q_pids[s:s + chunk], g_pids, q_cams[s:s + chunk],
                 g_cams, g_junk)

@@ -1,7 +1,7 @@
 """Export an xreid model to ONNX or OpenVINO IR, with a sidecar JSON of its preprocessing.
 
-The writers are shared by ``xreid export`` and the compiled-model cache (``model_cache``); both
-check an export against PyTorch with ``embedding_agreement``.
+The writers are shared by ``xreid export`` (``xreid.workflows.export``) and the compiled-model cache
+(``model_cache``); both check an export against PyTorch with ``embedding_agreement``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import numpy as np
 import torch
 
 from xreid.distance import l2_normalise
-from xreid.io import write_json
-from xreid.models.embedders import Embedder, load_embedder, sidecar_path
+from xreid.models.embedders import Embedder
 
 #: file suffix of each export format
 SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
@@ -62,26 +61,3 @@ def embedding_agreement(a: Embedder, b: Embedder, images: np.ndarray) -> dict:
     """Minimum and mean cosine similarity between two embedders' embeddings of the same images."""
     cos = (l2_normalise(a.embed_arrays(images)) * l2_normalise(b.embed_arrays(images))).sum(1)
     return {"min_cosine": float(cos.min()), "mean_cosine": float(cos.mean())}
-
-
-def export_model(model_spec: str, fmt: str, out: str | Path, verify_images: np.ndarray | None = None) -> dict:
-    """Export ``model_spec`` (an xreid model) to ``fmt`` ('onnx' or 'openvino') at ``out``.
-
-    Returns a report with the minimum cosine similarity between PyTorch and exported embeddings
-    on ``verify_images`` (random crops when None).
-    """
-    out = Path(out)
-    fmt = fmt.lower()
-    suffix = SUFFIXES.get(fmt)
-    if suffix is None:
-        raise ValueError(f"unknown export format {fmt!r}; choose onnx or openvino")
-    source = load_embedder(model_spec, backend="torch")  # a ValueError for anything but an xreid model
-    if out.suffix != suffix:
-        out = out.with_suffix(suffix)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    model, size = source.model.eval(), source.preprocess.size
-    EXPORTERS[fmt](model, size, out)
-    write_json(sidecar_path(out), export_sidecar(model, source.preprocess.to_dict()))
-    exported = load_embedder(out)
-    images = random_crops(size) if verify_images is None else verify_images
-    return {"path": str(out), "format": fmt, **embedding_agreement(source, exported, images)}

@@ -55,7 +55,7 @@ def teacher_features(cfg: Config, dataset: InMemoryReIDSet, run_dir: Path) -> to
     if not distill.teacher or not (distill.feature_weight or distill.relational_weight):
         return None
     from xreid.data.transforms import resize_rgb
-    from xreid.models.embedders import load_embedder
+    from xreid.models.loading import load_embedder
 
     cache = run_dir / "teacher_features.npy"
     if cache.is_file():

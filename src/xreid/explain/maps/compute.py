@@ -56,20 +56,6 @@ def dominant_attributes(explanation: RankingExplanation, per_result: int = 1) ->
     return out
 
 
-def summed_pair_maps(maps: list[SaliencyMap]) -> list[SaliencyMap]:
-    """One map per image of each pair: the sum of its per-dimension pair maps ("regions that make
-    these two look alike"), what a reader sees first; the per-dimension maps stay for the details."""
-    sums: dict[tuple[str, str | None], SaliencyMap] = {}
-    for m in maps:
-        key = (m.image, m.pair)
-        if key in sums:
-            sums[key].values = sums[key].values + m.values
-        else:
-            sums[key] = SaliencyMap(m.values.copy(), "pair-sum", "regions that make these two look alike",
-                                    m.image, m.pair)
-    return list(sums.values())
-
-
 def _timed(seconds: dict[str, float], kind: str, make) -> list[SaliencyMap]:
     tic = time.perf_counter()
     out = make()
@@ -81,7 +67,7 @@ def _gradcam_maps(model: torch.nn.Module, head: AttributeHead, images: dict[str,
                   dominant: dict[str, list[str]], kinds: list[str], k: int, seconds: dict[str, float]) -> list[SaliencyMap]:
     from xreid.explain.maps.attention import implicit_attention
     from xreid.explain.maps.attribute import attribute_maps
-    from xreid.explain.maps.pair import pair_maps
+    from xreid.explain.maps.pair import pair_maps, summed_pair_maps
 
     tensor = {key: torch.from_numpy(np.array(im)).permute(2, 0, 1).float().div(255).unsqueeze(0)
               for key, im in images.items()}

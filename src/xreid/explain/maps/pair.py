@@ -49,3 +49,17 @@ def pair_maps(model: torch.nn.Module, query: torch.Tensor, gallery: torch.Tensor
         q_maps.append(q_row)
         g_maps.append(g_row)
     return dims, q_maps, g_maps
+
+
+def summed_pair_maps(maps: list[SaliencyMap]) -> list[SaliencyMap]:
+    """One map per image of each pair: the sum of its per-dimension pair maps ("regions that make
+    these two look alike"), what a reader sees first; the per-dimension maps stay for the details."""
+    sums: dict[tuple[str, str | None], SaliencyMap] = {}
+    for m in maps:
+        key = (m.image, m.pair)
+        if key in sums:
+            sums[key].values = sums[key].values + m.values
+        else:
+            sums[key] = SaliencyMap(m.values.copy(), "pair-sum", "regions that make these two look alike",
+                                    m.image, m.pair)
+    return list(sums.values())

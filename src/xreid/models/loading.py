@@ -1,0 +1,96 @@
+"""Which embedder runs a model: ``load_embedder(spec)`` resolves 'default' (the bundled model), a
+``.pt`` checkpoint, a ``.onnx`` file or an OpenVINO ``.xml``, chooses the backend, and hands back an
+``Embedder`` (``xreid.models.embedders``) that knows its preprocessing, fingerprint and identity.
+
+xreid models run from a cached compiled copy (``model_cache``) unless PyTorch is asked for; this
+module sits above the embedder classes, the exporters and the cache, so none of them imports it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from xreid.models.checkpoint import load_model_file
+from xreid.models.embedders import CompiledEmbedder, Embedder, TorchEmbedder, black_box_preprocess, runtime_embedder
+from xreid.models.fingerprint import fingerprint
+
+BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "weights" / "default.pt"
+BUNDLED_HEAD = BUNDLED_MODEL.with_name("default_head.npz")
+
+BACKENDS = ("auto", "torch", "onnx", "openvino")
+PRECISIONS = ("f32", "bf16")
+
+
+def resolve_model_path(spec: str | Path) -> Path:
+    """The model file of ``spec``: the bundled model for 'default', else the path (which must exist)."""
+    if str(spec) == "default":
+        if not BUNDLED_MODEL.is_file():
+            raise FileNotFoundError(f"{BUNDLED_MODEL}: the bundled model is missing from this install")
+        return BUNDLED_MODEL
+    path = Path(str(spec)).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: model not found (use 'default', a .pt, .onnx or OpenVINO .xml file)")
+    return path
+
+
+def choose_backend(path: Path, backend: str, precision: str | None) -> str:
+    """The backend that runs the model at ``path``. 'auto': ``$XREID_BACKEND`` when set (a way to
+    force one everywhere without changing a command), else ONNX Runtime for xreid models and .onnx
+    files (the fastest on CPU), OpenVINO for .xml, and OpenVINO whenever bf16 is asked for (the only
+    backend with a precision setting). Impossible combinations are ValueErrors that say why."""
+    if backend == "auto" and os.environ.get("XREID_BACKEND"):
+        backend = os.environ["XREID_BACKEND"]
+        if backend not in BACKENDS:
+            raise ValueError(f"XREID_BACKEND={backend!r} is not a backend; choose from {', '.join(BACKENDS)}")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if precision not in (None, *PRECISIONS):
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    kind = {".pt": "xreid", ".pth": "xreid", ".onnx": "onnx", ".xml": "openvino"}.get(path.suffix)
+    if kind is None:
+        raise ValueError(f"{path}: unknown model format '{path.suffix}' (expected .pt, .onnx or .xml)")
+    if backend == "auto":
+        backend = "openvino" if precision == "bf16" or kind == "openvino" else "onnx"
+    if precision == "bf16" and backend != "openvino":
+        raise ValueError(f"precision bf16 needs the OpenVINO backend (ONNX Runtime and PyTorch run f32), "
+                         f"not backend {backend!r}")
+    if backend == "torch" and kind != "xreid":
+        raise ValueError(f"{path}: only xreid models (.pt) run in PyTorch; this is a black-box {kind} model")
+    if backend == "onnx" and kind == "openvino":
+        raise ValueError(f"{path}: an OpenVINO IR runs only in OpenVINO (backend 'openvino' or 'auto')")
+    return backend
+
+
+def load_embedder(spec: str | Path, flip_average: bool = False, backend: str = "auto", precision: str | None = None,
+                  **preprocess_overrides) -> Embedder:
+    """The embedder for ``spec``: 'default', a .pt checkpoint, a .onnx or an OpenVINO .xml file.
+
+    ``backend`` ('auto', 'torch', 'onnx', 'openvino', see ``choose_backend``): xreid models run in
+    a cached compiled copy under 'auto' (``model_cache``), in PyTorch under 'torch'; every xreid
+    embedder still has ``.model`` for Grad-CAM. ``precision`` ('f32', 'bf16'; None = f32) is
+    OpenVINO's inference precision. ``flip_average`` turns on flip test-time augmentation (see
+    ``Embedder.flip_average``). ``preprocess_overrides`` apply to black-box models.
+    """
+    path = resolve_model_path(spec)
+    chosen = choose_backend(path, backend, precision)
+    fp = fingerprint(path)
+    if path.suffix in (".pt", ".pth"):
+        embedder = _xreid_embedder(path, "default" if str(spec) == "default" else path.stem, fp, chosen, precision)
+    else:
+        embedder = runtime_embedder(path, black_box_preprocess(path, preprocess_overrides), chosen, precision)
+    embedder.fingerprint, embedder.flip_average = fp, flip_average
+    return embedder
+
+
+def _xreid_embedder(path: Path, name: str, fp: str, backend: str, precision: str | None) -> TorchEmbedder:
+    """The xreid model in ``path`` (fingerprint ``fp``) run by ``backend``; in PyTorch when that is
+    asked for or no compiled copy can be had (the reason is logged)."""
+    model = None
+    if backend != "torch":
+        from xreid.models.model_cache import compiled_runtime  # loads onnx / openvino: only when needed
+
+        runtime, model = compiled_runtime(path, fp, backend, precision)
+        if runtime is not None:
+            return CompiledEmbedder(runtime, path, name, model)
+    return TorchEmbedder(model if model is not None else load_model_file(path)[0], name=name)
