@@ -13,12 +13,14 @@ Every figure is read from the library's own explanation of each query's ranking
    - P(differ), all: the same calibrated P(differ) over every attribute (no reliability or
      distance condition): the unrestricted figure beside the restricted one;
    - |dp| raw: the largest difference of the uncalibrated predicted probabilities;
-   - eq. 3.2 and exact: the attribute with the largest part of the distance (as published / exact);
+   - published and exact: the attribute with the largest part of the distance, by the attribute
+     error as published and by the exact decomposition (docs/METHODS.md#distance-decomposition);
    - baselines: a random attribute (expected value, computed exactly) and the attribute that
      differs most often between two training identities (frequency).
    And the reader check: 20 impostor results drawn at random (seed 0) from all test impostor pairs,
    each scored on its plain-words line (the first difference the report lists, if any).
-2. Mean matching score (eq. 3.1) of the query's confident attributes over its true matches.
+2. Mean matching score (docs/METHODS.md#matching-scores) of the query's confident attributes over its
+   true matches.
 3. Attribute filtering: re-rank each query's gallery with the query's true gender, hair length and
    upper/lower-body colours; how often the first true match moves up, and by how many ranks.
 """
@@ -179,12 +181,12 @@ def main() -> None:
                  f"{a['precision_eq32']:.1f}",
                  f"{a['precision_exact']:.1f}", f"{a['precision_random']:.1f}", f"{a['precision_frequency']:.1f}",
                  "", "", "", ""])
-    report.table(["test set", "named", "P(differ), all", "|dp| raw", "eq. 3.2", "exact", "random", "frequency",
+    report.table(["test set", "named", "P(differ), all", "|dp| raw", "published", "exact", "random", "frequency",
                   "impostor pairs", "true-match score",
                   "filter: lifted / dropped", "ranks gained (mean / median)"], rows)
     report.print(f"named: the first named difference, given for {a['named_pairs_pct']:.1f} % of the impostor pairs; "
                  f"P(differ), all: calibrated, every attribute; |dp| raw: largest uncalibrated probability difference; "
-                 f"eq. 3.2, exact: the attribute with the largest part of the distance")
+                 f"published, exact: the attribute with the largest part of the distance")
     rc = results["reader_check"]
     report.print(f"reader check, 20 impostor results drawn at random: {rc['lines_naming_a_difference']} lines name a "
                  f"difference, {rc['named_difference_real']} of them real; over all impostor results "

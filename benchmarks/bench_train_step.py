@@ -22,6 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 import torch
 from common import Report, parse, parser, relative
 
+from xreid.models.checkpoint import load_training_checkpoint
 from xreid.models.reid_net import ModelSpec, build_model
 
 
@@ -85,7 +86,7 @@ def trained_steps(args: argparse.Namespace, report: Report) -> None:
 
     Each mode runs in a fresh process: the flush-to-zero flag is per thread, and worker threads
     inherit it only when they are created after it is set (as in the trainer)."""
-    ckpt = torch.load(args.trained, map_location="cpu", weights_only=False)
+    ckpt = load_training_checkpoint(args.trained)
     size = tuple(ckpt["spec"]["input_size"])
     freeze = ckpt["config"]["model"]["freeze_stages"]
     report.print(f"threads {torch.get_num_threads()}, batch 64, from {relative(args.trained)} "
@@ -104,7 +105,7 @@ def trained_steps(args: argparse.Namespace, report: Report) -> None:
 
 
 def _trained_step_time(path: str, size: tuple[int, int], freeze: int, steps: int, flush: bool) -> float:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_training_checkpoint(path)
     return seconds_per_step(size, freeze, True, steps, ckpt, flush)
 
 

@@ -177,3 +177,12 @@ def test_npz_gallery_from_another_model_is_refused(tiny_model, head_path, folder
                               str(folder / "bob" / "2.jpg"), "--gallery", str(feats), "--data-root", str(tmp_path),
                               "--out", str(tmp_path / "r.html")])
     assert res.exit_code == 2 and "g.npz" in res.output and "flip" in res.output, res.output
+
+
+def test_corrupt_black_box_model_is_one_clear_line(tmp_path):
+    bad = tmp_path / "model.xml"
+    bad.write_text('<?xml version="1.0"?>\n<net name="x" version="11"><layers><layer id="0"')
+    res = runner.invoke(app, ["eval", "--model", str(bad), "--data-root", str(tmp_path)])
+    assert res.exit_code == 2
+    message = res.output.strip()
+    assert message.startswith(f"error: {bad}: cannot load OpenVINO model") and len(message.splitlines()) == 1, message

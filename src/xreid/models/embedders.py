@@ -29,6 +29,13 @@ from xreid.models.checkpoint import load_model_file
 
 log = logging.getLogger(__name__)
 
+
+def framework_message(exc: Exception) -> str:
+    """The one line of a runtime's error that says what is wrong (ONNX Runtime and OpenVINO wrap it
+    in source locations and check names): the last non-blank line of the message."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip() and ln.strip() not in (")", "]")]
+    return lines[-1] if lines else type(exc).__name__
+
 @dataclass(frozen=True)
 class Preprocess:
     """How an RGB uint8 crop becomes the model's input tensor."""
@@ -192,7 +199,7 @@ class OnnxEmbedder(Embedder):
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ValueError(f"{path}: cannot load ONNX model ({exc})") from None
+            raise ValueError(f"{path}: cannot load ONNX model ({framework_message(exc)})") from None
         self.input_name = self.session.get_inputs()[0].name
         self.name, self.preprocess = path.stem, preprocess
 
@@ -215,7 +222,7 @@ class OpenVinoEmbedder(Embedder):
         try:
             model = core.read_model(str(path))
         except Exception as exc:  # openvino raises RuntimeError subclasses of its own
-            raise ValueError(f"{path}: cannot load OpenVINO model ({exc})") from None
+            raise ValueError(f"{path}: cannot load OpenVINO model ({framework_message(exc)})") from None
         shape = model.inputs[0].get_partial_shape()
         if shape.rank.get_length() == 4:
             shape[0] = -1
