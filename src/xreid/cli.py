@@ -361,6 +361,7 @@ def explain(
     """Rank a gallery for a query and explain the top results in attributes (HTML + JSON)."""
     from xreid.explain.maps.compute import parse_kinds
     from xreid.explain.ranking import check_options
+    from xreid.rendering.words import query_chips, result_line
     from xreid.workflows.explain import explain as run_explain
     from xreid.workflows.explain import maps_folder, write_report
 
@@ -384,11 +385,13 @@ def explain(
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     e = result.explanation
-    confident = ", ".join(a.name if a.present else f"!{a.name}" for a in e.confident)
-    typer.echo(f"query {e.query}: confident attributes {confident or 'none'}")
+    chips = query_chips(e.attribute_names, e.query_calibrated, e.attribute_reliable)
+    typer.echo(f"query {e.query}: {', '.join(c.text for c in chips if c.reliable) or 'no clear attribute'}")
     for r in e.results:
-        mark = "" if r.is_match is None else (" (match)" if r.is_match else "")
+        mark = "" if r.is_match is None else (" (same person, known)" if r.is_match else " (different person, known)")
         typer.echo(f"  {r.rank:>2}. {r.key}  d={r.distance:.4f}  explained {100 * r.explained_share:.0f} %{mark}")
+        if r.summary is not None:
+            typer.echo(f"      {result_line(r.summary, e.attribute_names, e.query_calibrated, r.calibrated)}")
     typer.echo(e.reliability)
     for note in result.notes:
         typer.echo(f"note: {note}")

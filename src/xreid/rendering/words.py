@@ -81,7 +81,8 @@ def describe(e: AttributeEvidence, names: list[str], query: np.ndarray, result: 
 
 
 def _yes_no(p: float) -> str:
-    return "yes" if p >= 0.6 else ("no" if p <= 0.4 else "maybe")
+    """Yes / no at 0.5, as the query card's chips; "(unsure)" within 0.1 of it."""
+    return ("yes" if p >= 0.5 else "no") + (" (unsure)" if abs(p - 0.5) < 0.1 else "")
 
 
 def result_line(summary: PairSummary, names: list[str], query: list[float], result: list[float]) -> str:
