@@ -96,10 +96,10 @@ def tiny_model(tmp_path: Path) -> Path:
     import torch
 
     from xreid.models.reid_net import ModelSpec, build_model
-    from xreid.training.trainer import export_model_file
+    from xreid.models.checkpoint import save_model_file
 
     torch.manual_seed(0)
     model = build_model(ModelSpec(input_size=(64, 32)), pretrained=True).eval()
     path = tmp_path / "tiny.pt"
-    export_model_file(model, model.spec, path, meta={})
+    save_model_file(model, model.spec, path, meta={})
     return path

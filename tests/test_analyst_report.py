@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from xreid.data.market import MARKET_ATTRIBUTES
-from xreid.data.peta import EXPLANATION_ATTRIBUTES, VOCABULARY
+from xreid.data.peta import VOCABULARY
 from xreid.data.vocabulary import GROUPS, WORDS, words
 from xreid.explain.calibration import apply_platt, fit_platt, reliability, sigmoid
 from xreid.explain.naming import (VERDICT_AT, candidates, difference_probability, first_named, rank_differences,

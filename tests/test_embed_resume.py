@@ -104,7 +104,7 @@ def test_resume_with_another_identity_is_refused(gallery, tmp_path, change):
         embed_to_file(other, root, keys, out, progress=False)
     message = str(info.value)
     assert str(part) in message and f"({change} differ)" in message and "--no-resume" in message
-    assert '"fingerprint": "0123456789abcdef"' in message and f'"model": "mean-colour"' in message
+    assert '"fingerprint": "0123456789abcdef"' in message and '"model": "mean-colour"' in message
     assert len(load_features(part)) == 10  # the partial file is left as it was
     report = embed_to_file(other, root, keys, out, progress=False, resume=False)
     assert (report.reused, report.embedded) == (0, 20)

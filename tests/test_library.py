@@ -1,7 +1,6 @@
 """The front door: the README's Python example runs, the flat API is what the README says, the CLI
 lists its commands, and `eval` and `explain` rank a query's gallery the same way."""
 
-import os
 import re
 
 import pytest

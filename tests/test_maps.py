@@ -16,7 +16,7 @@ from xreid.rendering.maps import overlay_jpeg
 from xreid.models.embedders import Embedder, Preprocess
 from xreid.workflows.export import export_model
 from xreid.models.reid_net import ModelSpec, build_model
-from xreid.training.trainer import export_model_file
+from xreid.models.checkpoint import save_model_file
 
 runner = CliRunner()
 
@@ -115,7 +115,7 @@ def test_all_zero_map_is_reported_not_drawn():
 
 def test_cli_explain_with_maps_torch_and_onnx(model, mini_peta, tmp_path):
     path = tmp_path / "tiny.pt"
-    export_model_file(model, model.spec, path, meta={})
+    save_model_file(model, model.spec, path, meta={})
     head = tmp_path / "h.npz"
     AttributeHead(["personalMale", "hairLong"], np.random.default_rng(0).normal(size=(1280, 2)),
                   np.array([0.5, 0.5]), {}).save(head)

@@ -84,10 +84,6 @@ def centred_targets(feats: np.ndarray, mean: np.ndarray | None = None) -> torch.
     return torch.from_numpy(l2_normalise(feats)).float()
 
 
-#: The slim model file writer under its earlier name (tests and scripts import it from here).
-export_model_file = save_model_file
-
-
 def draw_batch(dataset: InMemoryReIDSet, augment: BatchAugment, cfg: Config, epoch: int, batch: int,
                indices) -> tuple[torch.Tensor, torch.Tensor]:
     """The images (augmented, channels-last) and labels of ``batch`` in ``epoch``, seeded by
