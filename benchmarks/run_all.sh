@@ -42,6 +42,7 @@ run python benchmarks/bench_explain_speed.py --out "$out/explain_speed"
 run python benchmarks/bench_query_check.py ${data[@]+"${data[@]}"} --out "$out/query_check"
 run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 20 --out "$out/maps"
 run python benchmarks/bench_large_gallery.py --out "$out/large_gallery"
+run python benchmarks/bench_index.py ${data[@]+"${data[@]}"} --out "$out/index"
 run python benchmarks/mimic_gap.py ${data[@]+"${data[@]}"} --out "$out/mimic_gap"
 run python benchmarks/bench_train_step.py --out "$out/train_step"
 if [ -f "$trained" ]; then

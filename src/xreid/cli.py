@@ -431,6 +431,146 @@ def analyze(
     typer.echo(f"analysis written to {index}")
 
 
+index_app = typer.Typer(help="A persistent gallery index: build it from images, add to it, export, search.",
+                        no_args_is_help=True)
+app.add_typer(index_app, name="index")
+CaseArg = Annotated[Path, typer.Argument(help="The index folder (from `xreid index build --out`).")]
+
+
+def _head_name(model: str, head: Path | None) -> str:
+    return "bundled" if head is None and model == "default" else str(head)
+
+
+@index_app.command("build")
+@model_options
+def index_build(
+    opts: ModelOptions,
+    out: Annotated[Path, typer.Option(help="Index folder to create (an interrupted build there is continued).")],
+    images: Annotated[Optional[Path], typer.Option(help="Folder of images (searched recursively).")] = None,
+    list_file: Annotated[Optional[Path], typer.Option(
+        "--list", help="CSV with a header row: a 'path' column (relative to the data root), optional camera/cam, "
+                       "time/timestamp (ISO 8601 or seconds) and any other columns (kept as searchable fields).")] = None,
+    head: HeadOpt = None,
+    data_root: DataRoot = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per committed batch.")] = 256,
+) -> None:
+    """Index images: embeddings, calibrated attribute probabilities, thumbnails and metadata, committed
+    batch by batch (rerun the same command to resume an interrupted build)."""
+    from xreid.workflows.index import build_index
+
+    if (images is None) == (list_file is None):
+        fail("give exactly one of --images DIR or --list FILE.csv")
+    _outputs(folders=(out,))
+    embedder = opts.load()
+    attr_head = _head(opts.model, head)
+    try:
+        report = build_index(embedder, attr_head, resolve_data_root(data_root), out, images=images,
+                             list_file=list_file, head_name=_head_name(opts.model, head), batch_size=batch_size)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail(f"interrupted; every finished batch is committed in {out}: run the same command to resume", code=130)
+    _index_summary(report)
+
+
+@index_app.command("add")
+@model_options
+def index_add(
+    opts: ModelOptions,
+    case: CaseArg,
+    images: Annotated[Optional[Path], typer.Option(help="Folder of images (searched recursively).")] = None,
+    list_file: Annotated[Optional[Path], typer.Option("--list", help="CSV list as for `xreid index build`.")] = None,
+    head: HeadOpt = None,
+    data_root: DataRoot = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per committed batch.")] = 256,
+) -> None:
+    """Append images to an index (the model and attribute head must be the index's); images it already
+    holds are skipped."""
+    from xreid.workflows.index import add_to_index
+
+    if (images is None) == (list_file is None):
+        fail("give exactly one of --images DIR or --list FILE.csv")
+    embedder = opts.load()
+    attr_head = _head(opts.model, head)
+    try:
+        report = add_to_index(embedder, attr_head, resolve_data_root(data_root), case, images=images,
+                              list_file=list_file, head_name=_head_name(opts.model, head), batch_size=batch_size)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail(f"interrupted; the batches committed so far are in {case}", code=130)
+    _index_summary(report)
+
+
+def _index_summary(report) -> None:
+    typer.echo(f"{report.case}: {report.count} images indexed ({report.added} added"
+               + (f", {report.already} already there" if report.already else "") + ")"
+               + (f"; ANN {report.ann['spec']}, nprobe {report.ann['nprobe']}" if report.ann else "; exact search"))
+    _list_skipped(report.skipped, "image(s)")
+
+
+@index_app.command("export")
+def index_export(
+    case: CaseArg,
+    out: Annotated[Path, typer.Option(help="Output .npz in `xreid embed`'s format (with the model identity).")],
+) -> None:
+    """Write the index's embeddings as an .npz, as `xreid embed` writes them."""
+    from xreid.workflows.index import export_index
+
+    _outputs(out)
+    try:
+        n = export_index(case, out)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    typer.echo(f"{n} embeddings written to {out}")
+
+
+@index_app.command("search")
+@model_options
+def index_search(
+    opts: ModelOptions,
+    case: CaseArg,
+    query: Annotated[Path, typer.Option(help="Query image.")],
+    filter_text: Annotated[Optional[str], typer.Option(
+        "--filter", help="Conditions, e.g. 'carryingBackpack=yes,personalMale=no,site=north' (attributes take "
+                         "yes/no: calibrated probability >= 0.5 or < 0.5; fields take a value).")] = None,
+    camera: Annotated[Optional[list[str]], typer.Option(help="Camera (repeat for several); '3' also matches 'market/3'.")] = None,
+    after: Annotated[Optional[str], typer.Option(help="Only images taken at or after this time (ISO 8601 or seconds).")] = None,
+    before: Annotated[Optional[str], typer.Option(help="Only images taken before this time (ISO 8601 or seconds).")] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="Results to print.")] = 10,
+    exact: Annotated[bool, typer.Option(help="Exact search (no ANN).")] = False,
+) -> None:
+    """Search an index for a query image (for checking an index; prints the top results)."""
+    from xreid.index.gallery import Filter, GalleryIndex
+    from xreid.index.metadata import parse_time
+    from xreid.workflows.index import parse_index_filter, search_index
+
+    try:
+        for name, value in (("--after", after), ("--before", before)):
+            if value is not None:
+                try:
+                    parse_time(value)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+        index = GalleryIndex.open(case)
+        attrs, fields = parse_index_filter(filter_text, index.attribute_names, index.field_names)
+        where = Filter(camera=camera or None, after=after, before=before, attributes=attrs, fields=fields)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    embedder = opts.load()
+    try:
+        result = search_index(embedder, index, query, where, top_k, exact=exact)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    typer.echo(f"{len(index)} images, {result.candidates} pass the filter; {result.method} search")
+    for rank, (d, row) in enumerate(zip(result.distances, result.rows), 1):
+        extra = ", ".join(f"{k}={v}" for k, v in row.items()
+                          if k not in ("id", "path", "attributes") and v not in (None, ""))
+        typer.echo(f"  {rank:>2}. id {row['id']}  d={d:.4f}  {row['path']}" + (f"  ({extra})" if extra else ""))
+    if not result.rows:
+        typer.echo("  no image passes the filter")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("xreid.data.peta",):

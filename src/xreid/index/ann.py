@@ -1,0 +1,167 @@
+"""The approximate nearest-neighbour part of a gallery index: faiss IVF with 4-bit PQ fast-scan codes.
+
+Why this structure (measured in ``benchmarks/bench_index.py``, results in
+``benchmarks/results/index.txt``): the codes are 64 bytes per 256-d vector (D/2 sub-quantizers of
+4 bits), scanned with SIMD lookup tables, so even a scan of every list of a 1,000,000-vector index
+takes a few milliseconds on one core; filters act inside the scan through an ``IDSelectorBitmap``
+(rows the filter rejects are never scored), and the candidates (``max(200, 20 k)``) are re-ranked with
+the exact float32 vectors, so the distances returned are exact ``xreid.distance`` distances.
+
+``nprobe`` (how many of the ``nlist`` lists a query scans) is tuned when the index is built: the
+smallest power of two whose recall@10 against exact search, on gallery vectors used as queries
+(each without itself), reaches ``TUNE_RECALL``. Well-structured embeddings (people seen several
+times) need few lists; unstructured ones (random vectors) end at a full scan, which still meets the
+latency target. A filtered search scans ``nprobe / selectivity`` lists (at most all), since a filter
+that keeps 10 % of the rows leaves a tenth of the candidates in each list.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from xreid.io import atomic_write
+
+log = logging.getLogger(__name__)
+
+TUNE_RECALL = 0.98
+TUNE_QUERIES = 256
+
+
+def candidates_for(k: int) -> int:
+    """How many approximate candidates are re-ranked exactly for a top-``k`` search."""
+    return max(200, 20 * k)
+
+
+def _faiss():
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build it picked: not news
+    try:
+        import faiss
+    except ImportError as exc:  # pragma: no cover - faiss-cpu is a dependency
+        raise ImportError("the gallery index needs faiss (pip install faiss-cpu)") from exc
+    return faiss
+
+
+def default_nlist(n: int) -> int:
+    """Inverted lists for ``n`` vectors: the power of two nearest sqrt(n) / 4, within [16, 1024]
+    (256 for 1M). Fewer, longer lists than the usual sqrt(n): on random vectors and on data with
+    the neighbour statistics of real re-id embeddings the tuning ends at a scan of every list,
+    which is 15-20 % faster over 256 lists than over 1024 (benchmarks/bench_index.py)."""
+    return int(min(1024, max(16, 2 ** round(math.log2(max(1.0, math.sqrt(n) / 4))))))
+
+
+def pq_spec(dim: int, nlist: int) -> str:
+    """The faiss factory string: IVF, then 4-bit fast-scan PQ with 2 dims per sub-quantizer."""
+    m = dim // 2 if dim % 2 == 0 else dim
+    return f"IVF{nlist},PQ{m}x4fs"
+
+
+class AnnIndex:
+    """A faiss IVF-PQ fast-scan index over row ids 0..n-1 of a gallery (inner product on unit rows)."""
+
+    def __init__(self, index, nprobe: int, tuned_recall: float | None = None, factor: int = 1):
+        self.index = index
+        self.nprobe = int(nprobe)
+        #: candidates re-ranked = factor * candidates_for(k)
+        self.factor = int(factor)
+        self.tuned_recall = tuned_recall
+
+    @property
+    def nlist(self) -> int:
+        return int(_faiss().extract_index_ivf(self.index).nlist)
+
+    @property
+    def rows(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def spec(self) -> str:
+        return pq_spec(self.index.d, self.nlist)
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, seed: int = 0, nlist: int | None = None, tune: bool = True) -> "AnnIndex":
+        """Train on a sample of ``vectors`` (unit rows, float32), add them all, tune ``nprobe``."""
+        faiss = _faiss()
+        vectors = np.ascontiguousarray(vectors, np.float32)
+        n, dim = vectors.shape
+        nlist = nlist or default_nlist(n)
+        index = faiss.index_factory(dim, pq_spec(dim, nlist), faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(seed)
+        sample = vectors if n <= 64 * nlist else vectors[np.sort(rng.choice(n, 64 * nlist, replace=False))]
+        index.cp.seed = seed  # k-means seed: the same vectors give the same index
+        index.train(sample)
+        index.add(vectors)
+        ann = cls(index, nlist)
+        if tune:
+            ann.tune(vectors, seed)
+        return ann
+
+    def add(self, vectors: np.ndarray) -> None:
+        """Append rows (their ids continue from ``rows``)."""
+        self.index.add(np.ascontiguousarray(vectors, np.float32))
+
+    def search(self, query: np.ndarray, k: int, nprobe: int | None = None,
+               bitmap: np.ndarray | None = None) -> np.ndarray:
+        """Candidate row ids (``factor * candidates_for(k)`` at most) for a top-``k`` search of one
+        unit ``query``, scanning ``nprobe`` lists; with
+        ``bitmap`` (``np.packbits(mask, bitorder='little')``) only rows whose bit is set are scored."""
+        faiss = _faiss()
+        params = faiss.SearchParametersIVF(nprobe=min(self.nlist, int(nprobe or self.nprobe)))
+        if bitmap is not None:
+            selector = faiss.IDSelectorBitmap(self.rows, faiss.swig_ptr(bitmap))
+            params.sel = selector  # ``selector`` and ``bitmap`` stay alive until the search returns
+        n = self.factor * candidates_for(k)
+        _, ids = self.index.search(np.ascontiguousarray(query, np.float32).reshape(1, -1), n, params=params)
+        ids = ids[0]
+        return ids[ids >= 0]
+
+    def tune(self, vectors: np.ndarray, seed: int = 0, target: float = TUNE_RECALL, k: int = 10) -> None:
+        """Set ``nprobe`` to the smallest power of two (or all lists) whose recall@k of the re-ranked
+        candidates, for up to ``TUNE_QUERIES`` gallery rows as queries (each excluded from its own
+        answer), reaches ``target``; if a scan of every list still falls short (unstructured data),
+        double the candidates re-ranked (up to 8x) instead."""
+        n = len(vectors)
+        rng = np.random.default_rng(seed + 1)
+        qi = np.sort(rng.choice(n, min(n, TUNE_QUERIES), replace=False))
+        queries = np.ascontiguousarray(vectors[qi])
+        sims = queries @ vectors.T
+        sims[np.arange(len(qi)), qi] = -np.inf
+        truth = np.argpartition(-sims, k, axis=1)[:, :k]
+        del sims
+        nlist, faiss = self.nlist, _faiss()
+
+        def recall(nprobe: int, factor: int) -> float:
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
+            _, cand = self.index.search(queries, factor * candidates_for(k) + 1, params=params)
+            hits = 0
+            for row, c in enumerate(cand):
+                c = c[(c >= 0) & (c != qi[row])]
+                top = c[np.argsort(-(vectors[c] @ queries[row]), kind="stable")[:k]]
+                hits += len(np.intersect1d(top, truth[row]))
+            return hits / (k * len(qi))
+
+        nprobe, factor = 1, 1
+        while (r := recall(nprobe, factor)) < target and nprobe < nlist:
+            nprobe = min(nlist, nprobe * 2)
+        while r < target and factor < 8:
+            factor *= 2
+            r = recall(nprobe, factor)
+        self.nprobe, self.factor, self.tuned_recall = nprobe, factor, r
+        log.info("ANN index: nprobe %d of %d lists, %d candidates re-ranked: recall@%d %.3f on %d gallery queries",
+                 nprobe, nlist, factor * candidates_for(k), k, r, len(qi))
+
+    def save(self, path: Path) -> None:
+        data = _faiss().serialize_index(self.index)
+        atomic_write(path, lambda fh: fh.write(np.asarray(data).tobytes()))
+
+    @classmethod
+    def load(cls, path: Path, nprobe: int, tuned_recall: float | None = None, factor: int = 1) -> "AnnIndex":
+        faiss = _faiss()
+        try:
+            index = faiss.deserialize_index(np.fromfile(path, dtype=np.uint8))
+        except (RuntimeError, OSError) as exc:
+            raise ValueError(f"{path}: not a readable faiss index ({str(exc).splitlines()[-1]})") from None
+        return cls(index, nprobe, tuned_recall, factor)

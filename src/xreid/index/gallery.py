@@ -1,0 +1,744 @@
+"""A persistent gallery index on disk: embeddings, calibrated attribute probabilities, thumbnails
+and metadata of many person crops, searched with filters applied inside the vector search.
+
+Layout of an index folder ``CASE/``::
+
+    manifest.json          what the index holds: format version, model identity, attribute names and
+                           head fingerprint, metadata columns, the committed segments, the ANN file
+    segments/seg-NNNNNN.npz  rows of one commit: vectors (float32, as the model gave them), attribute
+                           probabilities (uint8), keys, time, string columns (dictionary-encoded),
+                           where each thumbnail lies
+    segments/t-NNNNNN.bin    thumbnails of one commit (JPEG, 128 px high), never rewritten
+    ann-GGGGGG.faiss       the approximate search structure (``xreid.index.ann``), derived from the
+                           vectors; absent for small indexes, where every search is exact
+
+Each commit writes its segment files (atomically: temporary file, fsync, rename), then replaces
+``manifest.json`` (the same way) with one that lists them. The manifest is the only thing readers
+trust, so a crash at any point leaves the previous committed state: files no manifest lists are
+removed by the next writer. Writers hold ``CASE/.lock``; readers need no lock.
+
+Row ids are integers 0..N-1 in the order rows were committed and never change; thumbnails are
+served by id (``GalleryIndex.thumbnail``), never by path.
+
+Attribute probabilities are stored as ``floor(256 p)`` clipped to 255 (uint8), so the filter
+"attribute present" (p >= 0.5) is exactly ``code >= 128``; other thresholds t act as p >= ceil(256 t) / 256,
+and the probabilities returned are the code's bin centres (within 1/512 of the calibrated value).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from xreid.distance import cosine_distance, l2_normalise
+from xreid.index.ann import AnnIndex
+from xreid.index.features import MODEL_FIELDS, check_same_model, save_features
+from xreid.index.metadata import CAMERA, PID, TIME, check_column_name, format_time, parse_time
+from xreid.io import atomic_write
+
+log = logging.getLogger(__name__)
+
+FORMAT, VERSION = "xreid-gallery-index", 1
+MANIFEST, SEGMENTS, LOCK = "manifest.json", "segments", ".lock"
+THUMB_HEIGHT = 128
+#: a filtered search keeping at most this many rows scans them exactly (faster than the ANN then)
+EXACT_LIMIT = 20_000
+#: indexes with fewer rows get no ANN structure: every search is exact
+ANN_MIN_ROWS = 50_000
+#: more segments than this are merged into one at the end of a build or add
+MAX_SEGMENTS = 16
+BUILDING, READY = "building", "ready"
+_SEGMENT = re.compile(r"^(seg|t)-(\d{6})\.(npz|bin)$")
+_ANN = re.compile(r"^ann-(\d{6})\.faiss$")
+
+
+class GalleryIndexError(ValueError):
+    """An index folder that cannot be used as asked (missing, another format, another model...)."""
+
+
+# --- probabilities -----------------------------------------------------------------------------------
+
+def encode_probabilities(p: np.ndarray) -> np.ndarray:
+    """Calibrated probabilities -> uint8 codes floor(256 p), clipped to [0, 255]."""
+    return np.clip(np.floor(np.asarray(p, np.float64) * 256.0), 0, 255).astype(np.uint8)
+
+
+def decode_probabilities(codes: np.ndarray) -> np.ndarray:
+    """uint8 codes -> the centre of each code's probability bin."""
+    return (np.asarray(codes, np.float32) + 0.5) / 256.0
+
+
+def threshold_code(t: float) -> int:
+    """The smallest code of the probabilities >= ``t`` (exact for t = j / 256, e.g. 0.5 -> 128)."""
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"attribute threshold {t} is not a probability in [0, 1]")
+    return int(math.ceil(t * 256.0))
+
+
+# --- files -------------------------------------------------------------------------------------------
+
+def _fsync_dir(path: Path) -> None:
+    """Make renames inside ``path`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_manifest(case: Path) -> dict:
+    path = Path(case) / MANIFEST
+    if not path.is_file():
+        if not Path(case).exists():
+            raise FileNotFoundError(f"{case}: index not found")
+        raise GalleryIndexError(f"{case}: not a gallery index (no {MANIFEST}; build one with `xreid index build`)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise GalleryIndexError(f"{path}: unreadable manifest ({exc})") from None
+    if manifest.get("format") != FORMAT:
+        raise GalleryIndexError(f"{path}: not an xreid gallery index manifest")
+    if manifest.get("version") != VERSION:
+        raise GalleryIndexError(f"{path}: index format version {manifest.get('version')}, this xreid reads "
+                                f"version {VERSION}")
+    return manifest
+
+
+def _write_manifest(case: Path, manifest: dict) -> None:
+    manifest["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    atomic_write(case / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
+    _fsync_dir(case)
+
+
+# --- a batch of rows -----------------------------------------------------------------------------------
+
+@dataclass
+class Rows:
+    """Rows to commit: keys (image paths relative to the data root), embeddings as the model gave
+    them, calibrated attribute probabilities (n x A), string fields per row, times (seconds, NaN =
+    unknown) and JPEG thumbnails (or None)."""
+
+    keys: list[str]
+    vectors: np.ndarray
+    probabilities: np.ndarray
+    fields: list[dict[str, str]] | None = None
+    times: np.ndarray | None = None
+    thumbnails: list[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.keys)
+        self.vectors = np.asarray(self.vectors, np.float32).reshape(n, -1)
+        self.probabilities = np.asarray(self.probabilities, np.float64).reshape(n, -1)
+        self.fields = self.fields if self.fields is not None else [{} for _ in range(n)]
+        self.times = np.full(n, np.nan) if self.times is None else np.asarray(self.times, np.float64)
+        for what, value in (("fields", self.fields), ("times", self.times), ("thumbnails", self.thumbnails)):
+            if value is not None and len(value) != n:
+                raise ValueError(f"{n} keys but {len(value)} {what}")
+        if len(set(self.keys)) != n:
+            raise ValueError("a key appears twice in one batch")
+
+
+def _encode_column(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    vocab, codes = np.unique(np.asarray(list(values), dtype=str), return_inverse=True)
+    return vocab, codes.astype(np.int32)
+
+
+# --- writing -------------------------------------------------------------------------------------------
+
+class IndexWriter:
+    """Commits rows to an index folder, one durable segment per ``commit``. Get one with
+    ``IndexWriter.create`` (a new or interrupted build) or ``IndexWriter.append`` (``xreid index add``);
+    use it as a context manager, or call ``close``, to release the folder's lock."""
+
+    def __init__(self, case: Path, manifest: dict, lock_fd: int):
+        self.case, self.manifest, self._lock_fd = case, manifest, lock_fd
+        self.segments_dir = case / SEGMENTS
+        self._keys: set[str] | None = None
+        self._added_segments: list[str] = []
+
+    # -- opening --
+
+    @staticmethod
+    def _lock(case: Path) -> int:
+        import fcntl
+
+        case.mkdir(parents=True, exist_ok=True)
+        fd = os.open(case / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise GalleryIndexError(f"{case}: another xreid process is writing this index") from None
+        return fd
+
+    @classmethod
+    def create(cls, case: str | Path, identity: dict, attribute_names: Sequence[str], head: dict,
+               embedding_dim: int, source: str = "") -> "IndexWriter":
+        """A writer for a new index at ``case``, or for the interrupted build found there (same model
+        set-up and attribute head required). A finished index there is an error: add to it instead."""
+        case = Path(case)
+        if case.exists() and not case.is_dir():
+            raise GalleryIndexError(f"{case}: exists and is not a folder")
+        fd = cls._lock(case)
+        try:
+            if (case / MANIFEST).is_file():
+                manifest = read_manifest(case)
+                if manifest["state"] != BUILDING:
+                    raise GalleryIndexError(f"{case}: already holds a finished index of {manifest['count']} images; "
+                                            f"add images with `xreid index add {case} ...` or choose another --out")
+                _check_model(case, manifest, identity, attribute_names, head,
+                             remedy="Resuming would mix two models in one index: run the build with the "
+                                    f"first run's model options, or delete {case} to start over.")
+                log.info("%s: resuming an interrupted build (%d images committed)", case, manifest["count"])
+            else:
+                extra = [p.name for p in case.iterdir() if p.name not in (LOCK, SEGMENTS)]
+                if extra:
+                    raise GalleryIndexError(f"{case}: folder is not empty and holds no index ({', '.join(sorted(extra)[:5])}"
+                                            f"); choose an empty or new folder")
+                manifest = {"format": FORMAT, "version": VERSION, "state": BUILDING, "identity": identity,
+                            "embedding_dim": int(embedding_dim),
+                            "attributes": {"names": list(attribute_names), **head,
+                                           "encoding": "uint8 floor(256 p): p >= 0.5 exactly when code >= 128"},
+                            "columns": {CAMERA: "string", TIME: "time", PID: "string"},
+                            "thumbnail_height": THUMB_HEIGHT, "segments": [], "count": 0, "next_segment": 0,
+                            "generation": 0, "ann": None, "source": source,
+                            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                (case / SEGMENTS).mkdir(exist_ok=True)
+                _write_manifest(case, manifest)
+            writer = cls(case, manifest, fd)
+            writer.remove_orphans()
+            return writer
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @classmethod
+    def append(cls, case: str | Path, identity: dict, attribute_names: Sequence[str], head: dict) -> "IndexWriter":
+        """A writer that adds rows to the finished index at ``case``; refuses another model set-up or
+        another attribute head (the error names both)."""
+        case = Path(case)
+        manifest = read_manifest(case)
+        fd = cls._lock(case)
+        try:
+            manifest = read_manifest(case)  # as it is now that we hold the lock
+            if manifest["state"] != READY:
+                raise GalleryIndexError(f"{case}: its build was interrupted; run the same `xreid index build` "
+                                        f"command again to finish it before adding images")
+            _check_model(case, manifest, identity, attribute_names, head,
+                         remedy="Build a separate index for this model (`xreid index build --out NEW ...`).")
+            writer = cls(case, manifest, fd)
+            writer.remove_orphans()
+            return writer
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> "IndexWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- state --
+
+    @property
+    def count(self) -> int:
+        return int(self.manifest["count"])
+
+    @property
+    def keys(self) -> set[str]:
+        """The keys already committed (read from the segments once, then kept up to date)."""
+        if self._keys is None:
+            self._keys = set()
+            for seg in self.manifest["segments"]:
+                with np.load(self.segments_dir / seg["file"], allow_pickle=False) as data:
+                    self._keys.update(data["keys"].tolist())
+        return self._keys
+
+    def _files_in_use(self) -> set[str]:
+        names = {MANIFEST, LOCK, SEGMENTS}
+        for seg in self.manifest["segments"]:
+            names.add(seg["file"])
+            names.update(seg["packs"])
+        if self.manifest.get("ann"):
+            names.add(self.manifest["ann"]["file"])
+        return names
+
+    def remove_orphans(self) -> list[str]:
+        """Delete what an interrupted writer left that no manifest lists (segment, thumbnail and ANN
+        files, temporary files). Returns their names."""
+        used = self._files_in_use()
+        removed = []
+        for folder in (self.case, self.segments_dir):
+            if not folder.is_dir():
+                continue
+            for p in folder.iterdir():
+                orphan = (p.name.endswith(".tmp") and p.name.startswith(".")) or (
+                    p.name not in used and (_SEGMENT.match(p.name) or _ANN.match(p.name)))
+                if orphan and p.is_file():
+                    p.unlink()
+                    removed.append(p.name)
+        if removed:
+            log.info("%s: removed %d file(s) no manifest lists (left by an interrupted run)", self.case, len(removed))
+        return removed
+
+    # -- committing --
+
+    def commit(self, rows: Rows) -> range:
+        """Write ``rows`` as one segment and commit it; returns their ids. Keys already in the index
+        are an error (the caller skips them)."""
+        n = len(rows.keys)
+        if n == 0:
+            return range(self.count, self.count)
+        dim, names = self.manifest["embedding_dim"], self.manifest["attributes"]["names"]
+        if rows.vectors.shape[1] != dim:
+            raise ValueError(f"{self.case}: index holds {dim}-d embeddings, got {rows.vectors.shape[1]}-d")
+        if rows.probabilities.shape[1] != len(names):
+            raise ValueError(f"{self.case}: index holds {len(names)} attributes, got {rows.probabilities.shape[1]}")
+        dup = [k for k in rows.keys if k in self.keys]
+        if dup:
+            raise ValueError(f"{self.case}: already indexed: {', '.join(dup[:3])}")
+        seq = int(self.manifest["next_segment"])
+        self.segments_dir.mkdir(exist_ok=True)
+        arrays: dict[str, np.ndarray] = {
+            "keys": np.asarray(rows.keys, dtype=str), "vectors": rows.vectors,
+            "attributes": encode_probabilities(rows.probabilities), TIME: rows.times.astype(np.float64)}
+        columns = dict(self.manifest["columns"])
+        for row in rows.fields:
+            for name in row:
+                if name not in columns:
+                    check_column_name(name, f"{self.case}: field")
+                    columns[name] = "string"
+        for name, kind in columns.items():
+            if kind == "string":
+                arrays[f"vocab:{name}"], arrays[f"codes:{name}"] = _encode_column([r.get(name, "") for r in rows.fields])
+        packs = []
+        if rows.thumbnails is not None:
+            pack = f"t-{seq:06d}.bin"
+            lengths = np.array([len(t) for t in rows.thumbnails], np.int64)
+            offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+            atomic_write(self.segments_dir / pack, lambda fh: [fh.write(t) for t in rows.thumbnails])
+            arrays.update(thumb_pack=np.zeros(n, np.int32), thumb_offset=offsets, thumb_length=lengths)
+            packs.append(pack)
+        else:
+            arrays.update(thumb_pack=np.full(n, -1, np.int32), thumb_offset=np.zeros(n, np.int64),
+                          thumb_length=np.zeros(n, np.int64))
+        name = f"seg-{seq:06d}.npz"
+        atomic_write(self.segments_dir / name, lambda fh: np.savez(fh, **arrays))
+        _fsync_dir(self.segments_dir)
+        first = self.count
+        manifest = {**self.manifest, "columns": columns, "next_segment": seq + 1, "count": first + n,
+                    "generation": self.manifest["generation"] + 1,
+                    "segments": self.manifest["segments"] + [{"file": name, "packs": packs, "rows": n,
+                                                               "first_id": first}]}
+        self._publish(manifest)
+        self.keys.update(rows.keys)
+        self._added_segments.append(name)
+        return range(first, first + n)
+
+    def _publish(self, manifest: dict) -> None:
+        """Make ``manifest`` the committed state (the one atomic step of every change)."""
+        _write_manifest(self.case, manifest)
+        self.manifest = manifest
+
+    def merge_segments(self, everything: bool = False) -> None:
+        """Merge segments (rows, ids and thumbnail packs unchanged): all of them with ``everything``
+        or when there are more than ``MAX_SEGMENTS``, else those this writer added (so each build
+        or add leaves one segment)."""
+        segs = self.manifest["segments"]
+        if everything or len(segs) > MAX_SEGMENTS:
+            group = segs
+        else:
+            added = set(self._added_segments)
+            group = [s for s in segs if s["file"] in added]
+            if group and segs[len(segs) - len(group):] != group:  # only a trailing run of segments merges
+                return
+        if len(group) < 2:
+            return
+        parts = [_load_segment(self.segments_dir / s["file"]) for s in group]
+        packs: list[str] = []
+        merged: dict[str, np.ndarray] = {}
+        for key in ("keys", "vectors", "attributes", TIME, "thumb_offset", "thumb_length"):
+            merged[key] = np.concatenate([p[key] for p in parts])
+        pack_ids = []
+        for seg, p in zip(group, parts):
+            base = len(packs)
+            packs += seg["packs"]
+            pack_ids.append(np.where(p["thumb_pack"] >= 0, p["thumb_pack"] + base, -1))
+        merged["thumb_pack"] = np.concatenate(pack_ids).astype(np.int32)
+        for name, kind in self.manifest["columns"].items():
+            if kind == "string":
+                values = np.concatenate([_column_values(p, name, len(p["keys"])) for p in parts])
+                merged[f"vocab:{name}"], merged[f"codes:{name}"] = _encode_column(values)
+        seq = int(self.manifest["next_segment"])
+        name = f"seg-{seq:06d}.npz"
+        atomic_write(self.segments_dir / name, lambda fh: np.savez(fh, **merged))
+        _fsync_dir(self.segments_dir)
+        keep = segs[:len(segs) - len(group)]
+        entry = {"file": name, "packs": packs, "rows": int(len(merged["keys"])), "first_id": group[0]["first_id"]}
+        self._publish({**self.manifest, "segments": keep + [entry], "next_segment": seq + 1,
+                       "generation": self.manifest["generation"] + 1})
+        self._added_segments = [name]
+        self.remove_orphans()
+
+    def update_ann(self, min_rows: int = ANN_MIN_ROWS, rebuild: bool = False) -> AnnIndex | None:
+        """Build (or extend with the rows it lacks) the ANN structure and commit it; none below
+        ``min_rows`` rows. One trained on fewer than half the rows is trained again (its lists and
+        codebooks would no longer fit the data)."""
+        if self.count < min_rows:
+            return None
+        current = self.manifest.get("ann")
+        ann = None
+        if current and not rebuild and current.get("trained_rows", current["rows"]) * 2 >= self.count:
+            try:
+                ann = AnnIndex.load(self.case / current["file"], current["nprobe"], current.get("tuned_recall"),
+                                       current.get("factor", 1))
+            except (ValueError, OSError) as exc:
+                log.warning("%s; building it again", exc)
+        if ann is not None and ann.rows == self.count:
+            return ann
+        vectors = l2_normalise(load_vectors(self.case, self.manifest))
+        if ann is not None and ann.rows < self.count:
+            ann.add(vectors[ann.rows:])
+            trained = current.get("trained_rows", current["rows"])
+        else:
+            ann = AnnIndex.build(vectors)
+            trained = ann.rows
+        generation = self.manifest["generation"] + 1
+        name = f"ann-{generation:06d}.faiss"
+        ann.save(self.case / name)
+        self._publish({**self.manifest, "generation": generation,
+                       "ann": {"file": name, "rows": ann.rows, "trained_rows": trained, "spec": ann.spec,
+                               "nlist": ann.nlist, "nprobe": ann.nprobe, "factor": ann.factor,
+                               "tuned_recall": ann.tuned_recall}})
+        self.remove_orphans()
+        return ann
+
+    def finish(self, ann_min_rows: int = ANN_MIN_ROWS) -> dict:
+        """End a build or add: merge segments (a build, resumed or not, ends with one), bring the ANN
+        up to date, mark the index ready."""
+        self.merge_segments(everything=self.manifest["state"] == BUILDING)
+        self.update_ann(ann_min_rows)
+        if self.manifest["state"] != READY:
+            self._publish({**self.manifest, "state": READY})
+        return self.manifest
+
+
+def _check_model(case: Path, manifest: dict, identity: dict, attribute_names: Sequence[str], head: dict,
+                 remedy: str) -> None:
+    check_same_model(case, manifest["identity"], identity, fields=MODEL_FIELDS, remedy=remedy)
+    stored = manifest["attributes"]
+    if list(attribute_names) != stored["names"] or head.get("head_fingerprint") != stored.get("head_fingerprint"):
+        raise GalleryIndexError(f"{case}: built with another attribute head:\n"
+                                f"  in the index: {stored.get('head', '?')} (fingerprint {stored.get('head_fingerprint')}, "
+                          f"{len(stored['names'])} attributes)\n"
+                          f"  this run:     {head.get('head', '?')} (fingerprint {head.get('head_fingerprint')}, "
+                          f"{len(attribute_names)} attributes)\n{remedy}")
+
+
+def _load_segment(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise GalleryIndexError(f"{path}: unreadable segment ({exc}); the index is damaged") from None
+
+
+def _column_values(seg: dict[str, np.ndarray], name: str, n: int) -> np.ndarray:
+    if f"codes:{name}" in seg:
+        return seg[f"vocab:{name}"][seg[f"codes:{name}"]]
+    return np.full(n, "", dtype=str)
+
+
+def load_vectors(case: Path, manifest: dict) -> np.ndarray:
+    """All embeddings (N x D float32, as the model gave them), in id order."""
+    parts = []
+    for seg in manifest["segments"]:
+        try:
+            with np.load(Path(case) / SEGMENTS / seg["file"], allow_pickle=False) as data:
+                parts.append(data["vectors"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise GalleryIndexError(f"{case}: segment {seg['file']} unreadable ({exc}); the index is damaged") from None
+    return np.concatenate(parts) if parts else np.zeros((0, manifest["embedding_dim"]), np.float32)
+
+
+# --- searching -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Filter:
+    """Conditions a search result must meet (all of them):
+
+    ``camera``: a camera or several (a value ``"3"`` matches ``"3"`` and any namespaced ``".../3"``);
+    ``after`` / ``before``: time >= after, time < before (ISO 8601, seconds or datetime; images of
+    unknown time never pass a time condition); ``attributes``: {name: True} for calibrated
+    probability >= 0.5, False for < 0.5, or a number t for >= t; ``fields``: {column: value or
+    values} equality on string fields (``pid`` and the CSV's other columns)."""
+
+    camera: str | int | Sequence[str | int] | None = None
+    after: str | float | datetime | None = None
+    before: str | float | datetime | None = None
+    attributes: Mapping[str, bool | float] = field(default_factory=dict)
+    fields: Mapping[str, str | Sequence[str]] = field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        return (self.camera is None and self.after is None and self.before is None and not self.attributes
+                and not self.fields)
+
+
+@dataclass
+class SearchResult:
+    """The top results, nearest first: row ids, exact cosine distances (``xreid.distance``), one
+    metadata row per result, how the search ran ('exact' or 'ann') and how many rows the filter kept."""
+
+    ids: np.ndarray
+    distances: np.ndarray
+    rows: list[dict]
+    method: str
+    candidates: int
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def _as_list(value) -> list:
+    return [value] if isinstance(value, (str, int, float)) else list(value)
+
+
+def _codes_in(codes: np.ndarray, hits: list[int], vocab_size: int) -> np.ndarray:
+    """Rows whose code is one of ``hits``: comparisons for a few values (0.1 ms per 1M rows each),
+    a lookup table for many (2 ms per 1M rows)."""
+    if len(hits) <= 8:
+        out = np.zeros(len(codes), bool)
+        for h in hits:
+            out |= codes == h
+        return out
+    table = np.zeros(vocab_size, bool)
+    table[hits] = True
+    return table[codes]
+
+
+def _top_k(dist: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` smallest distances, ties broken by id (as ``rank_gallery``'s stable sort)."""
+    if len(dist) > 4 * k:
+        kth = dist[np.argpartition(dist, k - 1)[:k]].max()
+        pos = np.flatnonzero(dist <= kth)
+    else:
+        pos = np.arange(len(dist))
+    return pos[np.lexsort((ids[pos], dist[pos]))][:k]
+
+
+class GalleryIndex:
+    """A committed index, read into memory: ``GalleryIndex.open(CASE).search(vector, k, where=Filter(...))``.
+    Holds the unit-normalised vectors (float32), attribute codes (one contiguous array per
+    attribute), times and dictionary-encoded string columns; reopen to see later commits."""
+
+    def __init__(self, case: Path, manifest: dict, vectors: np.ndarray, attributes: np.ndarray, keys: np.ndarray,
+                 times: np.ndarray, columns: dict[str, tuple[np.ndarray, np.ndarray]], thumbs: dict[str, np.ndarray],
+                 ann: AnnIndex | None):
+        self.case, self.manifest = case, manifest
+        self.vectors, self.attribute_codes, self.keys, self.times = vectors, attributes, keys, times
+        self.columns, self._thumbs, self.ann = columns, thumbs, ann
+        self.attribute_names: list[str] = list(manifest["attributes"]["names"])
+        self._attr_pos = {n: i for i, n in enumerate(self.attribute_names)}
+        self._packs = [p for seg in manifest["segments"] for p in seg["packs"]]
+
+    @classmethod
+    def open(cls, case: str | Path, ann: bool = True) -> "GalleryIndex":
+        """Read the committed state of ``case`` (an interrupted build is readable too: its committed
+        rows). ``ann=False`` skips the ANN structure (every search exact)."""
+        case = Path(case)
+        manifest = read_manifest(case)
+        segs = [_load_segment(case / SEGMENTS / s["file"]) for s in manifest["segments"]]
+        for s, data in zip(manifest["segments"], segs):
+            if len(data["keys"]) != s["rows"]:
+                raise GalleryIndexError(f"{case}: segment {s['file']} holds {len(data['keys'])} rows, the manifest says "
+                                        f"{s['rows']}; the index is damaged")
+        n_attr, dim = len(manifest["attributes"]["names"]), manifest["embedding_dim"]
+        cat = (lambda key, empty: np.concatenate([d[key] for d in segs]) if segs else empty)
+        vectors = l2_normalise(cat("vectors", np.zeros((0, dim), np.float32)).astype(np.float32, copy=False))
+        attributes = np.ascontiguousarray(cat("attributes", np.zeros((0, n_attr), np.uint8)).T)
+        keys = cat("keys", np.zeros(0, dtype=str))
+        times = cat(TIME, np.zeros(0))
+        columns = {}
+        for name, kind in manifest["columns"].items():
+            if kind != "string":
+                continue
+            parts = [(d[f"vocab:{name}"], d[f"codes:{name}"]) if f"codes:{name}" in d
+                     else (np.array([""]), np.zeros(len(d["keys"]), np.int32)) for d in segs]
+            vocab = np.unique(np.concatenate([v for v, _ in parts])) if parts else np.array([""])
+            codes = (np.concatenate([np.searchsorted(vocab, v)[c].astype(np.int32) for v, c in parts]) if parts
+                     else np.zeros(0, np.int32))
+            columns[name] = (vocab, codes)
+        pack_base, thumb_pack = 0, []
+        for s, d in zip(manifest["segments"], segs):
+            thumb_pack.append(np.where(d["thumb_pack"] >= 0, d["thumb_pack"] + pack_base, -1))
+            pack_base += len(s["packs"])
+        thumbs = {"pack": np.concatenate(thumb_pack) if segs else np.zeros(0, np.int32),
+                  "offset": cat("thumb_offset", np.zeros(0, np.int64)),
+                  "length": cat("thumb_length", np.zeros(0, np.int64))}
+        index = None
+        if ann and manifest.get("ann") and len(vectors):
+            info = manifest["ann"]
+            try:
+                index = AnnIndex.load(case / info["file"], info["nprobe"], info.get("tuned_recall"), info.get("factor", 1))
+            except (ValueError, OSError) as exc:
+                log.warning("%s: %s; searching exactly", case, exc)
+            if index is not None and index.rows > len(vectors):
+                log.warning("%s: ANN file covers more rows than committed; searching exactly", case)
+                index = None
+            elif index is not None and index.rows < len(vectors):  # rows added since: add them in memory
+                index.add(vectors[index.rows:])
+        return cls(case, manifest, vectors, attributes, keys, times, columns, thumbs, index)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    @property
+    def identity(self) -> dict:
+        return self.manifest["identity"]
+
+    @property
+    def field_names(self) -> list[str]:
+        return [n for n, kind in self.manifest["columns"].items() if kind == "string"]
+
+    # -- filters --
+
+    def mask(self, where: Filter | None) -> np.ndarray | None:
+        """The rows ``where`` keeps (bool array), or None for no condition."""
+        if where is None or where.is_empty():
+            return None
+        m = np.ones(len(self), bool)
+        if where.camera is not None:
+            wanted = {str(c) for c in _as_list(where.camera)}
+            vocab, codes = self.columns[CAMERA]
+            hits = [i for i, v in enumerate(vocab.tolist()) if v in wanted or v.rsplit("/", 1)[-1] in wanted]
+            m &= _codes_in(codes, hits, len(vocab))
+        if where.after is not None:
+            m &= self.times >= parse_time(where.after)
+        if where.before is not None:
+            m &= self.times < parse_time(where.before)
+        for name, want in where.attributes.items():
+            if name not in self._attr_pos:
+                close = [n for n in self.attribute_names if n.lower() == name.lower()]
+                raise ValueError(f"filter: unknown attribute {name!r}"
+                                 + (f" (did you mean {close[0]}?)" if close else f"; known: {', '.join(self.attribute_names)}"))
+            col = self.attribute_codes[self._attr_pos[name]]
+            if isinstance(want, (bool, np.bool_)):
+                m &= (col >= 128) if want else (col < 128)
+            else:
+                m &= col >= threshold_code(float(want))
+        for name, values in where.fields.items():
+            if name not in self.columns:
+                raise ValueError(f"filter: unknown field {name!r}; this index has: {', '.join(self.field_names)}")
+            vocab, codes = self.columns[name]
+            hits = np.flatnonzero(np.isin(vocab, [str(v) for v in _as_list(values)])).tolist()
+            m &= _codes_in(codes, hits, len(vocab))
+        return m
+
+    # -- search --
+
+    def search(self, query: np.ndarray, k: int = 10, where: Filter | None = None, exact: bool = False) -> SearchResult:
+        """The ``k`` rows nearest ``query`` (an embedding from the index's model) among those ``where``
+        keeps. The filter acts inside the search: the exact path scores only kept rows, the ANN path
+        passes them as a bitmap that faiss checks before scoring. Small indexes, ``exact=True`` and
+        filters keeping at most ``EXACT_LIMIT`` rows search exactly."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1 (got {k})")
+        q = np.asarray(query, np.float32).reshape(-1)
+        if q.shape[0] != self.vectors.shape[1]:
+            raise ValueError(f"query has {q.shape[0]} dims, the index {self.vectors.shape[1]} "
+                             f"(was it embedded by another model?)")
+        q = l2_normalise(q).astype(np.float32)
+        mask = self.mask(where)
+        kept = len(self) if mask is None else int(np.count_nonzero(mask))
+        k = min(k, kept)
+        if k == 0:
+            return SearchResult(np.zeros(0, np.int64), np.zeros(0, np.float32), [], "exact", kept)
+        if exact or self.ann is None or kept <= EXACT_LIMIT:
+            ids = np.arange(len(self)) if mask is None else np.flatnonzero(mask)
+            dist = cosine_distance(q, self.vectors if mask is None else self.vectors[ids], normalised=True)
+            method = "exact"
+        else:
+            bitmap = None if mask is None else np.packbits(mask, bitorder="little")
+            nprobe = self.ann.nprobe if mask is None else math.ceil(self.ann.nprobe * len(self) / kept)
+            ids = self.ann.search(q, k, nprobe=nprobe, bitmap=bitmap)
+            dist = cosine_distance(q, self.vectors[ids], normalised=True)
+            method = "ann"
+        top = _top_k(dist, ids, k)
+        ids, dist = ids[top].astype(np.int64), dist[top].astype(np.float32)
+        return SearchResult(ids, dist, [self.row(int(i)) for i in ids], method, kept)
+
+    # -- rows --
+
+    def row(self, i: int, attributes: bool = True) -> dict:
+        """Row ``i``'s metadata: id, path (key), camera, time (ISO 8601 UTC or None), pid, the other
+        string fields (empty ones left out) and, with ``attributes``, {name: calibrated probability}."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"row {i} not in the index (0..{len(self) - 1})")
+        out: dict = {"id": i, "path": str(self.keys[i]), TIME: format_time(float(self.times[i]))}
+        for name, (vocab, codes) in self.columns.items():
+            value = str(vocab[codes[i]])
+            if value or name in (CAMERA, PID):
+                out[name] = value or None
+        if attributes:
+            probs = decode_probabilities(self.attribute_codes[:, i])
+            out["attributes"] = {n: round(float(p), 4) for n, p in zip(self.attribute_names, probs)}
+        return out
+
+    def thumbnail(self, i: int) -> bytes | None:
+        """Row ``i``'s JPEG thumbnail (128 px high), None when the index keeps none for it."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"row {i} not in the index (0..{len(self) - 1})")
+        pack = int(self._thumbs["pack"][i])
+        if pack < 0:
+            return None
+        with open(self.case / SEGMENTS / self._packs[pack], "rb") as fh:
+            fh.seek(int(self._thumbs["offset"][i]))
+            return fh.read(int(self._thumbs["length"][i]))
+
+    def probabilities(self, ids: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Calibrated attribute probabilities (n x A, bin centres) of ``ids`` (default: every row)."""
+        codes = self.attribute_codes if ids is None else self.attribute_codes[:, np.asarray(ids, np.int64)]
+        return decode_probabilities(codes.T)
+
+    def export_features(self, out: str | Path) -> int:
+        """Write the embeddings in ``xreid embed``'s ``.npz`` format (see ``export_features``)."""
+        return export_features(self.case, out)
+
+
+def export_features(case: str | Path, out: str | Path) -> int:
+    """Write the committed embeddings of ``case`` (as the model gave them, not normalised) in ``xreid
+    embed``'s ``.npz`` format with the index's model identity; returns how many. Reads only keys and
+    vectors."""
+    case = Path(case)
+    manifest = read_manifest(case)
+    keys, vectors = [], []
+    for seg in manifest["segments"]:
+        try:
+            with np.load(case / SEGMENTS / seg["file"], allow_pickle=False) as data:
+                keys += data["keys"].tolist()
+                vectors.append(data["vectors"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise GalleryIndexError(f"{case}: segment {seg['file']} unreadable ({exc}); the index is damaged") from None
+    raw = np.concatenate(vectors) if vectors else np.zeros((0, manifest["embedding_dim"]), np.float32)
+    save_features(Path(out), dict(zip(keys, raw)), manifest["identity"])
+    return len(raw)
