@@ -283,9 +283,10 @@ class IndexWriter:
             names.add(self.manifest["ann"]["file"])
         return names
 
-    def remove_orphans(self) -> list[str]:
-        """Delete what an interrupted writer left that no manifest lists (segment, thumbnail and ANN
-        files, temporary files). Returns their names."""
+    def remove_orphans(self, superseded: bool = False) -> list[str]:
+        """Delete what no manifest lists: files an interrupted writer left (segment, thumbnail and
+        ANN files, temporary files), or with ``superseded`` those a merge or a new ANN file just
+        replaced (not worth a message). Returns their names."""
         used = self._files_in_use()
         removed = []
         for folder in (self.case, self.segments_dir):
@@ -297,7 +298,7 @@ class IndexWriter:
                 if orphan and p.is_file():
                     p.unlink()
                     removed.append(p.name)
-        if removed:
+        if removed and not superseded:
             log.info("%s: removed %d file(s) no manifest lists (left by an interrupted run)", self.case, len(removed))
         return removed
 
@@ -398,7 +399,7 @@ class IndexWriter:
         self._publish({**self.manifest, "segments": keep + [entry], "next_segment": seq + 1,
                        "generation": self.manifest["generation"] + 1})
         self._added_segments = [name]
-        self.remove_orphans()
+        self.remove_orphans(superseded=True)
 
     def update_ann(self, min_rows: int = ANN_MIN_ROWS, rebuild: bool = False) -> AnnIndex | None:
         """Build (or extend with the rows it lacks) the ANN structure and commit it; none below
@@ -430,7 +431,7 @@ class IndexWriter:
                        "ann": {"file": name, "rows": ann.rows, "trained_rows": trained, "spec": ann.spec,
                                "nlist": ann.nlist, "nprobe": ann.nprobe, "factor": ann.factor,
                                "tuned_recall": ann.tuned_recall}})
-        self.remove_orphans()
+        self.remove_orphans(superseded=True)
         return ann
 
     def finish(self, ann_min_rows: int = ANN_MIN_ROWS) -> dict:
