@@ -365,7 +365,7 @@ def test_cli_build_search_add_export(tiny_model, head_path, root, tmp_path):
     assert lines and all("camera=1" in ln for ln in lines)
     res = runner.invoke(app, ["index", "search", str(case), *search, "--query", str(root / "more" / "new0.png"),
                               "--filter", "colour=red"])
-    assert res.exit_code == 2 and "'colour' is neither an attribute nor a field" in res.output
+    assert res.exit_code == 2 and "unknown attribute 'colour'" in res.output and "field of this index: camera" in res.output
     res = runner.invoke(app, ["index", "add", str(case), *model, "--flip", "--data-root", str(root),
                               "--images", str(root / "more")])
     assert res.exit_code == 2 and "flip differ" in res.output

@@ -19,6 +19,7 @@ import numpy as np
 
 from xreid.data.images import ImageError, load_image
 from xreid.explain.attribute_head import AttributeHead
+from xreid.explain.ranking import parse_filter
 from xreid.index.features import MODEL_FIELDS, check_same_model
 from xreid.index.gallery import THUMB_HEIGHT, Filter, GalleryIndex, IndexWriter, Rows, SearchResult, export_features
 from xreid.index.metadata import Entry, fields_from_name, read_gallery_csv
@@ -177,27 +178,20 @@ def search_index(embedder: Embedder, case: Path | GalleryIndex, query: Path, whe
 def parse_index_filter(text: str | None, attribute_names: list[str], field_names: list[str]
                        ) -> tuple[dict[str, bool], dict[str, str]]:
     """``"carryingBackpack=yes,colour=red"`` -> ({attribute: wanted}, {field: value}): names of the
-    head's attributes take yes / no, names of string fields take a value. Unknown names are an error."""
-    attrs: dict[str, bool] = {}
+    index's string fields take a value; everything else is an attribute condition, parsed (and its
+    mistakes reported) by the explanation filter, ``xreid.explain.ranking.parse_filter``."""
     fields: dict[str, str] = {}
+    attribute_items = []
     for item in (text or "").split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if "=" not in item:
-            raise ValueError(f"filter item {item!r}: expected name=value (attribute=yes|no, or field=value)")
-        name, value = (s.strip() for s in item.split("=", 1))
-        if name in attrs or name in fields:
-            raise ValueError(f"filter: {name!r} is named twice")
-        if name in attribute_names:
-            if value.lower() not in ("yes", "no", "1", "0", "true", "false"):
-                raise ValueError(f"filter item {item!r}: an attribute takes yes or no")
-            attrs[name] = value.lower() in ("yes", "1", "true")
-        elif name in field_names:
+        name, _, value = (s.strip() for s in item.partition("="))
+        if name in field_names:
+            if name in fields:
+                raise ValueError(f"filter: {name!r} is named twice")
             fields[name] = value
-        else:
-            close = [n for n in attribute_names + field_names if n.lower() == name.lower()]
-            raise ValueError(f"filter: {name!r} is neither an attribute nor a field of this index"
-                             + (f" (did you mean {close[0]}?)" if close else
-                                f"; fields: {', '.join(field_names)}; attributes: {', '.join(attribute_names)}"))
+        elif item.strip():
+            attribute_items.append(item)
+    try:
+        attrs = parse_filter(",".join(attribute_items), attribute_names)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (or a field of this index: {', '.join(field_names) or 'none'})") from None
     return attrs, fields
