@@ -458,19 +458,9 @@ def index_build(
     batch by batch (rerun the same command to resume an interrupted build)."""
     from xreid.workflows.index import build_index
 
-    if (images is None) == (list_file is None):
-        fail("give exactly one of --images DIR or --list FILE.csv")
     _outputs(folders=(out,))
-    embedder = opts.load()
-    attr_head = _head(opts.model, head)
-    try:
-        report = build_index(embedder, attr_head, resolve_data_root(data_root), out, images=images,
-                             list_file=list_file, head_name=_head_name(opts.model, head), batch_size=batch_size)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail(f"interrupted; every finished batch is committed in {out}: run the same command to resume", code=130)
-    _index_summary(report)
+    _index_images(build_index, opts, head, data_root, out, images, list_file, batch_size,
+                  interrupted=f"every finished batch is committed in {out}: run the same command to resume")
 
 
 @index_app.command("add")
@@ -488,17 +478,25 @@ def index_add(
     holds are skipped."""
     from xreid.workflows.index import add_to_index
 
+    _index_images(add_to_index, opts, head, data_root, case, images, list_file, batch_size,
+                  interrupted=f"the batches committed so far are in {case}")
+
+
+def _index_images(job, opts: ModelOptions, head, data_root, case: Path, images, list_file, batch_size: int,
+                  interrupted: str) -> None:
+    """What `index build` and `index add` share: check the inputs, load model and head, run ``job``
+    (build_index or add_to_index), report; an interruption says what is kept."""
     if (images is None) == (list_file is None):
         fail("give exactly one of --images DIR or --list FILE.csv")
     embedder = opts.load()
     attr_head = _head(opts.model, head)
     try:
-        report = add_to_index(embedder, attr_head, resolve_data_root(data_root), case, images=images,
-                              list_file=list_file, head_name=_head_name(opts.model, head), batch_size=batch_size)
+        report = job(embedder, attr_head, resolve_data_root(data_root), case, images=images, list_file=list_file,
+                     head_name=_head_name(opts.model, head), batch_size=batch_size)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        fail(f"interrupted; the batches committed so far are in {case}", code=130)
+        fail(f"interrupted; {interrupted}", code=130)
     _index_summary(report)
 
 

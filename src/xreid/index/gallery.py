@@ -193,8 +193,7 @@ class IndexWriter:
         case = Path(case)
         if case.exists() and not case.is_dir():
             raise GalleryIndexError(f"{case}: exists and is not a folder")
-        fd = cls._lock(case)
-        try:
+        def prepare() -> dict:
             if (case / MANIFEST).is_file():
                 manifest = read_manifest(case)
                 if manifest["state"] != BUILDING:
@@ -204,22 +203,32 @@ class IndexWriter:
                              remedy="Resuming would mix two models in one index: run the build with the "
                                     f"first run's model options, or delete {case} to start over.")
                 log.info("%s: resuming an interrupted build (%d images committed)", case, manifest["count"])
-            else:
-                extra = [p.name for p in case.iterdir() if p.name not in (LOCK, SEGMENTS)]
-                if extra:
-                    raise GalleryIndexError(f"{case}: folder is not empty and holds no index ({', '.join(sorted(extra)[:5])}"
-                                            f"); choose an empty or new folder")
-                manifest = {"format": FORMAT, "version": VERSION, "state": BUILDING, "identity": identity,
-                            "embedding_dim": int(embedding_dim),
-                            "attributes": {"names": list(attribute_names), **head,
-                                           "encoding": "uint8 floor(256 p): p >= 0.5 exactly when code >= 128"},
-                            "columns": {CAMERA: "string", TIME: "time", PID: "string"},
-                            "thumbnail_height": THUMB_HEIGHT, "segments": [], "count": 0, "next_segment": 0,
-                            "generation": 0, "ann": None, "source": source,
-                            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-                (case / SEGMENTS).mkdir(exist_ok=True)
-                _write_manifest(case, manifest)
-            writer = cls(case, manifest, fd)
+                return manifest
+            extra = [p.name for p in case.iterdir() if p.name not in (LOCK, SEGMENTS)]
+            if extra:
+                raise GalleryIndexError(f"{case}: folder is not empty and holds no index ({', '.join(sorted(extra)[:5])}"
+                                        f"); choose an empty or new folder")
+            manifest = {"format": FORMAT, "version": VERSION, "state": BUILDING, "identity": identity,
+                        "embedding_dim": int(embedding_dim),
+                        "attributes": {"names": list(attribute_names), **head,
+                                       "encoding": "uint8 floor(256 p): p >= 0.5 exactly when code >= 128"},
+                        "columns": {CAMERA: "string", TIME: "time", PID: "string"},
+                        "thumbnail_height": THUMB_HEIGHT, "segments": [], "count": 0, "next_segment": 0,
+                        "generation": 0, "ann": None, "source": source,
+                        "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            (case / SEGMENTS).mkdir(exist_ok=True)
+            _write_manifest(case, manifest)
+            return manifest
+
+        return cls._locked(case, prepare)
+
+    @classmethod
+    def _locked(cls, case: Path, prepare) -> "IndexWriter":
+        """Take the writer lock, then ``prepare()`` the manifest to write to under it; the lock is
+        released if that fails."""
+        fd = cls._lock(case)
+        try:
+            writer = cls(case, prepare(), fd)
             writer.remove_orphans()
             return writer
         except BaseException:
@@ -231,21 +240,18 @@ class IndexWriter:
         """A writer that adds rows to the finished index at ``case``; refuses another model set-up or
         another attribute head (the error names both)."""
         case = Path(case)
-        manifest = read_manifest(case)
-        fd = cls._lock(case)
-        try:
+        read_manifest(case)  # no index there: say so before taking a lock
+
+        def prepare() -> dict:
             manifest = read_manifest(case)  # as it is now that we hold the lock
             if manifest["state"] != READY:
                 raise GalleryIndexError(f"{case}: its build was interrupted; run the same `xreid index build` "
                                         f"command again to finish it before adding images")
             _check_model(case, manifest, identity, attribute_names, head,
                          remedy="Build a separate index for this model (`xreid index build --out NEW ...`).")
-            writer = cls(case, manifest, fd)
-            writer.remove_orphans()
-            return writer
-        except BaseException:
-            os.close(fd)
-            raise
+            return manifest
+
+        return cls._locked(case, prepare)
 
     def close(self) -> None:
         if self._lock_fd is not None:
