@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -38,10 +39,31 @@ def load_image(path: str | Path) -> np.ndarray:
         raise ImageError(path, "file not found" if not path.is_dir() else "a folder, not an image file")
     if path.stat().st_size == 0:
         raise ImageError(path, "empty file")
+    return _decode(path, path)
+
+
+def decode_image(data: bytes, name: str, max_pixels: int | None = None,
+                 formats: tuple[str, ...] | None = None) -> tuple[np.ndarray, str]:
+    """Decode image bytes (an upload) as ``load_image`` reads a file: H x W x 3 uint8 RGB and the
+    format found in the content (never taken from a file name). ``max_pixels`` refuses larger images
+    from their header, before decoding; ``formats`` (PIL names, e.g. "JPEG") limits what is accepted.
+    ImageError names ``name`` and the problem."""
+    if not data:
+        raise ImageError(name, "empty file")
+    return _decode(io.BytesIO(data), name, max_pixels, formats, with_format=True)
+
+
+def _decode(source, name, max_pixels: int | None = None, formats: tuple[str, ...] | None = None,
+            with_format: bool = False):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(source) as im:
+                fmt = im.format or "unknown"
+                if formats is not None and fmt not in formats:
+                    raise ImageError(name, f"{fmt} images are not accepted (accepted: {', '.join(formats)})")
+                if max_pixels is not None and im.width * im.height > max_pixels:
+                    raise ImageError(name, f"too many pixels ({im.width}x{im.height}; at most {max_pixels:,})")
                 im.load()  # forces a full decode: truncated files fail here
                 if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                     arr = np.asarray(im, dtype=np.float32)
@@ -49,12 +71,14 @@ def load_image(path: str | Path) -> np.ndarray:
                     im = Image.fromarray(arr)
                 rgb = im.convert("RGB")
     except UnidentifiedImageError:
-        raise ImageError(path, "not an image (format not recognised)") from None
+        raise ImageError(name, "not an image (format not recognised)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(path, f"image too large to decode safely ({exc})") from None
+        raise ImageError(name, f"image too large to decode safely ({exc})") from None
+    except ImageError:
+        raise
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(path, f"corrupt or truncated image ({exc})") from None
+        raise ImageError(name, f"corrupt or truncated image ({exc})") from None
     arr = np.asarray(rgb, dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[0] < 2 or arr.shape[1] < 2:
-        raise ImageError(path, f"image too small ({arr.shape[1]}x{arr.shape[0]})")
-    return arr
+        raise ImageError(name, f"image too small ({arr.shape[1]}x{arr.shape[0]})")
+    return (arr, fmt) if with_format else arr

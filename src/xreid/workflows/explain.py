@@ -202,10 +202,24 @@ def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = 
         gal, left_out = _leave_out_query(gal, query_path, query_key)
         if left_out:
             notes.append(f"The query itself is in the gallery ({', '.join(left_out)}); it was left out of the ranking.")
+    return explain_gallery(embedder, head, original, query_path, query_key, gal, query_id=query_id, notes=notes,
+                           top_k=top_k, threshold=threshold, wanted=wanted, filter_mode=filter_mode, kinds=kinds,
+                           map_dims=map_dims, model_name=model_name)
+
+
+def explain_gallery(embedder: Embedder, head: AttributeHead, original: np.ndarray, query_path: Path, query_key: str,
+                    gal: Gallery, *, query_id: str | None = None, notes: list[str] | None = None, top_k: int = 10,
+                    threshold: float = 0.3, wanted: dict[str, bool] | None = None, filter_mode: str = "rerank",
+                    kinds: Sequence[str] = (), map_dims: int = 5, model_name: str | None = None,
+                    query_feature: np.ndarray | None = None) -> Explained:
+    """``explain`` once the query image (``original``, H x W x 3 RGB) is read and the gallery embedded
+    (the server passes rows of its index). ``query_feature`` replaces the query image's embedding (a
+    query made of several images); the maps are then drawn on ``original``."""
+    notes = list(notes or [])
     if len(gal.keys) == 0:
         raise ValueError("no usable gallery image" + (f" ({len(gal.skipped)} skipped)" if gal.skipped else ""))
     query_image = resize_rgb(original, embedder.preprocess.size)
-    q_feat = embedder.embed_arrays([query_image])[0]
+    q_feat = embedder.embed_arrays([query_image])[0] if query_feature is None else query_feature
     explanation = explain_ranking(q_feat, gal.features, gal.keys, head, top_k=top_k, threshold=threshold,
                                   gallery_pids=gal.pids, query_pid=query_id, filter_spec=wanted,
                                   filter_mode=filter_mode, query_key=query_key,

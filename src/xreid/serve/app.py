@@ -1,0 +1,320 @@
+"""The REST API and web page of ``xreid serve`` (FastAPI; the OpenAPI page is ``/docs``, served
+offline like everything else).
+
+Security: loopback only by default (the Host header must then name the loopback, against DNS
+rebinding); any other address needs a token, and with a token every request must carry it
+(``Authorization: Bearer``, the ``X-Xreid-Token`` header, or the cookie set by opening
+``/?token=...`` once). Request bodies are limited (uploads by ``Limits.max_upload_bytes``, the rest to
+64 KiB) while they are read; images are recognised from their content and refused above a pixel
+count before decoding; no path is taken from a request; no CORS headers are sent.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from importlib import resources
+from typing import Optional
+
+from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from xreid.serve.case import CaseSession, Problem
+
+log = logging.getLogger(__name__)
+
+JSON_BODY_LIMIT = 64 * 1024
+COOKIE = "xreid_token"
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'none'")
+#: explanation and report pages: self-contained HTML with inline styles and data: images, no script
+REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'self'"
+DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; frame-ancestors 'none'")
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to expose a case beyond this machine without a token (ValueError saying what to do)."""
+    if token is not None and len(token) < 16:
+        raise ValueError("the token must have at least 16 characters "
+                         "(make one with: python3 -c 'import secrets; print(secrets.token_urlsafe())')")
+    if not is_loopback(host) and not token:
+        raise ValueError(f"--host {host} makes the case reachable from other machines: give a token with --token "
+                         f"or $XREID_TOKEN (make one with: python3 -c 'import secrets; print(secrets.token_urlsafe())')"
+                         f", or serve on 127.0.0.1")
+
+
+# -- request bodies --
+
+class SearchRequest(BaseModel):
+    uploads: list[str] = Field(default_factory=list, description="ids of uploaded query images (POST /api/uploads)")
+    items: list[int] = Field(default_factory=list, description="gallery item ids used as query images "
+                                                                 "(e.g. confirmed matches); left out of the results")
+    k: int = Field(20, description="how many results")
+    filters: dict = Field(default_factory=dict, description=(
+        '{"attributes": {"carryingBackpack": true, "personalMale": false, "upperBodyRed": 0.7}, '
+        '"camera": ["3"], "after": "2024-05-01T14:00", "before": "...", "fields": {"column": "value"}}'))
+    threshold: Optional[float] = Field(None, description="open-set threshold: results whose same-person "
+                                                         "probability is below it are flagged")
+
+
+class MarkRequest(BaseModel):
+    search: str
+    item: int
+    mark: Optional[str] = Field(None, description="'match', 'not_match' or null to clear")
+
+
+# -- middleware --
+
+class Guard:
+    """Token check, Host check, body limits and security headers, as plain ASGI (bodies are counted
+    while they arrive, so a chunked upload without Content-Length is stopped at the limit too)."""
+
+    def __init__(self, app, token: str | None, allowed_hosts: list[str] | None, upload_limit: int):
+        self.app, self.token, self.allowed_hosts, self.upload_limit = app, token, allowed_hosts, upload_limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        path = scope["path"]
+        if self.allowed_hosts is not None:
+            host = headers.get("host", "")
+            name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+            if name not in self.allowed_hosts:
+                return await _send_json(send, 400, f"Host {host!r} is not served here (loopback only)")
+        if self.token and not self._authorised(headers, scope):
+            if path == "/" and scope["method"] == "GET":
+                return await _send(send, 401, b"<!doctype html><meta charset=utf-8><title>xreid</title><p>This case "
+                                   b"needs its token: open <code>/?token=...</code> once (the server printed it).",
+                                   "text/html; charset=utf-8")
+            return await _send_json(send, 401, "token required (Authorization: Bearer TOKEN)")
+        limit = self.upload_limit if path == "/api/uploads" else JSON_BODY_LIMIT
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return await _send_json(send, 413, f"request body of {int(length):,} bytes; at most {limit:,}")
+        seen, started = 0, False
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge(limit)
+            return message
+
+        async def secured_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+                         (b"cache-control", b"no-store")]
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                if b"content-security-policy" not in have:
+                    csp = DOCS_CSP if path.startswith("/docs") else PAGE_CSP
+                    extra.append((b"content-security-policy", csp.encode()))
+                message = {**message, "headers": list(message.get("headers", [])) + extra}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, secured_send)
+        except _TooLarge as exc:
+            if not started:
+                await _send_json(send, 413, f"request body larger than {exc.limit:,} bytes")
+
+    def _authorised(self, headers: dict, scope) -> bool:
+        offered = []
+        auth = headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            offered.append(auth[7:].strip())
+        offered.append(headers.get("x-xreid-token", ""))
+        for part in headers.get("cookie", "").split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == COOKIE:
+                offered.append(value)
+        if scope["path"] == "/" and scope["method"] == "GET":
+            from urllib.parse import parse_qs
+
+            offered += parse_qs(scope.get("query_string", b"").decode()).get("token", [])
+        return any(o and hmac.compare_digest(o.encode(), self.token.encode()) for o in offered)
+
+
+class _TooLarge(Exception):
+    def __init__(self, limit: int):
+        self.limit = limit
+
+
+async def _send(send, status: int, body: bytes, content_type: str) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
+                            (b"x-content-type-options", b"nosniff")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_json(send, status: int, detail: str) -> None:
+    import json
+
+    await _send(send, status, json.dumps({"detail": detail}).encode(), "application/json")
+
+
+# -- the app --
+
+def _static_dir():
+    return resources.files("xreid.serve") / "static"
+
+
+def _jpeg(data: bytes) -> Response:
+    return Response(data, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600"})
+
+
+def _html(page: str, download: str | None = None) -> HTMLResponse:
+    headers = {"content-security-policy": REPORT_CSP}
+    if download:
+        headers["content-disposition"] = f'attachment; filename="{download}"'
+    return HTMLResponse(page, headers=headers)
+
+
+def create_app(session: CaseSession, token: str | None = None, allowed_hosts: list[str] | None = None):
+    """The ASGI app for ``session``. ``allowed_hosts``: Host header names accepted (None: any;
+    ``xreid serve`` passes the loopback names when it binds the loopback)."""
+    app = FastAPI(title="xreid search", version="1",
+                  description="Search a gallery index by image or gallery item, with attribute, camera and time "
+                              "filters; explain results; mark them; export reports. Images are named by id.",
+                  docs_url=None, redoc_url=None)
+
+    @app.exception_handler(Problem)
+    async def problem(request: Request, exc: Problem):
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    static = _static_dir()
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    try:
+        import swagger_ui_bundle
+
+        app.mount("/docs-assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-assets")
+        have_docs_assets = True
+    except ImportError:  # the API still works; /docs says what is missing
+        have_docs_assets = False
+
+    @app.get("/", include_in_schema=False)
+    def page(request: Request, token: Optional[str] = None):
+        if token:  # the token came in the address: keep it in a cookie and drop it from the address bar
+            resp = RedirectResponse("/", status_code=303)
+            resp.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+            return resp
+        return HTMLResponse((static / "index.html").read_text())
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        if not have_docs_assets:
+            return HTMLResponse("<p>The API page needs the swagger-ui-bundle package (pip install "
+                                "swagger-ui-bundle); the API itself is described at /openapi.json.</p>")
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="xreid search API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+
+    @app.get("/api/info", summary="The case: size, model, attributes, cameras, time range, calibration, limits")
+    def info():
+        return session.info()
+
+    @app.post("/api/uploads", status_code=201,
+              summary="Upload a query image (the request body is the image file; JPEG, PNG, BMP, WebP, GIF, TIFF)",
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def upload(request: Request, name: Optional[str] = Query(None, description="file name, for display only")):
+        data = await request.body()
+        return await run_in_threadpool(session.upload, data, name)
+
+    @app.get("/api/uploads/{upload_id}/image", summary="An uploaded image (JPEG)")
+    def upload_image(upload_id: str):
+        return _jpeg(session.upload_image(upload_id))
+
+    @app.post("/api/search", summary="Search with uploaded images and / or gallery items as the query")
+    def search(req: SearchRequest):
+        return session.search(req.uploads, req.items, req.k, req.filters, req.threshold)
+
+    @app.get("/api/items/{item}", summary="A gallery item's metadata and attribute probabilities")
+    def item(item: int):
+        index = session.index
+        if not 0 <= item < len(index):
+            raise Problem(404, f"no gallery item {item}")
+        return index.row(item)
+
+    @app.get("/api/items/{item}/thumbnail", summary="A gallery item's thumbnail (JPEG, 128 px high)")
+    def thumbnail(item: int):
+        return _jpeg(session.thumbnail(item))
+
+    @app.get("/api/items/{item}/image", summary="A gallery item's image (JPEG)")
+    def image(item: int):
+        return _jpeg(session.image(item))
+
+    @app.post("/api/marks", summary="Mark a result as the person ('match') or not ('not_match'); null clears")
+    def mark(req: MarkRequest):
+        return session.mark(req.search, req.item, req.mark)
+
+    maps_query = Query("pair", description="maps to compute: none, or any of pair, attention, attributes, occlusion")
+
+    @app.get("/api/searches/{search_id}/items/{item}/explanation.html", response_class=HTMLResponse,
+             summary="One result explained (the report's card: every attribute, the composition, maps)")
+    def explanation_html(search_id: str, item: int, maps: str = maps_query):
+        page, _ = _explained(search_id, item, maps)
+        return _html(page)
+
+    @app.get("/api/searches/{search_id}/items/{item}/explanation.json",
+             summary="One result explained: every number (matching scores, decomposition, maps' summaries)")
+    def explanation_json(search_id: str, item: int, maps: str = Query("none", description=maps_query.description)):
+        _, data = _explained(search_id, item, maps, html=False)
+        return data
+
+    def _explained(search_id: str, item: int, maps: str, html: bool = True):
+        from xreid.rendering.maps import draw_maps
+        from xreid.rendering.report import render_report
+
+        ex = session.explain(search_id, [item], maps)
+        if not html:
+            return None, ex.to_dict()
+        pictures = draw_maps(ex.maps.maps, ex.images) if ex.maps else []
+        page = render_report(ex.explanation, ex.query_path, dict(zip(ex.gallery.keys, ex.gallery.paths)), pictures,
+                             notes=ex.notes)
+        return page, None
+
+    @app.get("/api/searches/{search_id}/report.html", response_class=HTMLResponse,
+             summary="The search's self-contained HTML report (download), with the analyst's marks")
+    def report_html(search_id: str, maps: str = Query("none", description=maps_query.description)):
+        page, _ = session.report(search_id, maps)
+        return _html(page, download=f"xreid-{search_id}.html")
+
+    @app.get("/api/searches/{search_id}/report.json", summary="The search's every number as JSON (download)")
+    def report_json(search_id: str):
+        _, data = session.report(search_id, "none")
+        return JSONResponse(data, headers={"content-disposition": f'attachment; filename="xreid-{search_id}.json"'})
+
+    return Guard(app, token, allowed_hosts, session.limits.max_upload_bytes)
+
+
+def serve(session: CaseSession, host: str = "127.0.0.1", port: int = 8000, token: str | None = None) -> None:
+    """Run the server until interrupted (Ctrl-C)."""
+    import uvicorn
+
+    check_bind(host, token)
+    allowed = list(LOOPBACK_NAMES) if is_loopback(host) else None
+    uvicorn.run(create_app(session, token, allowed), host=host, port=port, log_level="info", server_header=False)

@@ -1,0 +1,267 @@
+// xreid search page: plain JavaScript, no network beyond this server, every text inserted as text.
+"use strict";
+
+const state = {info: null, uploads: [], search: null, marks: new Map(), attrFilter: new Map()};
+const $ = (id) => document.getElementById(id);
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "class") node.className = v;
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null && v !== false) node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+function status(text, error = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", error);
+}
+
+async function api(path, options = {}) {
+  const resp = await fetch(path, {credentials: "same-origin", ...options});
+  if (!resp.ok) {
+    let detail = resp.statusText;
+    try { detail = (await resp.json()).detail || detail; } catch (e) { /* not JSON */ }
+    throw new Error(`${resp.status}: ${typeof detail === "string" ? detail : JSON.stringify(detail)}`);
+  }
+  return resp.json();
+}
+
+// -- facets --
+
+function drawFacets() {
+  const info = state.info;
+  $("case").textContent = `${info.case} · ${info.count.toLocaleString()} images · model ${info.model}` +
+    (info.calibration ? "" : " · no same-person calibration");
+  $("threshold").value = info.threshold;
+  $("threshold-value").textContent = Number(info.threshold).toFixed(2);
+  const cams = $("cameras");
+  cams.replaceChildren(...info.cameras.map((c) => el("label", {class: "opt"},
+    el("span", {}, el("input", {type: "checkbox", value: c.value, class: "camera"}), ` ${c.value}`),
+    el("span", {class: "muted"}, c.count.toLocaleString()))));
+  $("camera-facet").hidden = info.cameras.length === 0;
+  $("time-range").textContent = info.time.known
+    ? `${info.time.known.toLocaleString()} images with a time, ${info.time.first} to ${info.time.last} (UTC)`
+    : "no image of this case has a time";
+  const byGroup = new Map();
+  for (const a of info.attributes) {
+    if (!byGroup.has(a.group)) byGroup.set(a.group, []);
+    byGroup.get(a.group).push(a);
+  }
+  const box = $("attributes");
+  box.replaceChildren();
+  for (const [group, attrs] of byGroup) {
+    box.append(el("div", {class: "group"}, group));
+    for (const a of attrs) {
+      const select = el("select", {"aria-label": a.text, dataset: {name: a.name}, class: "attr"},
+        el("option", {value: ""}, "any"), el("option", {value: "yes"}, "yes"), el("option", {value: "no"}, "no"));
+      select.addEventListener("change", () => {
+        if (select.value) state.attrFilter.set(a.name, select.value === "yes");
+        else state.attrFilter.delete(a.name);
+      });
+      box.append(el("label", {class: "opt" + (a.reliable ? "" : " unreliable"), dataset: {text: a.text.toLowerCase()},
+                              title: (a.reliable ? "" : "unreliable for this model: filter with care · ") +
+                                     `${a.count.toLocaleString()} images likely have it`},
+        el("span", {}, a.text), select));
+    }
+  }
+}
+
+function filters() {
+  const f = {};
+  const cams = [...document.querySelectorAll("input.camera:checked")].map((c) => c.value);
+  if (cams.length) f.camera = cams;
+  if ($("after").value) f.after = $("after").value;
+  if ($("before").value) f.before = $("before").value;
+  if (state.attrFilter.size) f.attributes = Object.fromEntries(state.attrFilter);
+  return f;
+}
+
+// -- query --
+
+async function addFiles(files) {
+  for (const file of files) {
+    status(`uploading ${file.name}…`);
+    try {
+      const up = await api(`/api/uploads?name=${encodeURIComponent(file.name)}`, {method: "POST", body: file,
+        headers: {"content-type": "application/octet-stream"}});
+      if (!state.uploads.some((u) => u.id === up.id)) state.uploads.push(up);
+      if (!up.check.usable) status(`${file.name}: ${up.check.problems.join("; ")}`, true);
+      else status(`${file.name} ready`);
+    } catch (e) {
+      status(`${file.name}: ${e.message}`, true);
+    }
+  }
+  drawQueries();
+}
+
+function chip(text, cls = "", title = "") {
+  return el("span", {class: "chip " + cls, title}, text);
+}
+
+function drawQueries() {
+  $("queries").replaceChildren(...state.uploads.map((u) => el("figure", {},
+    el("img", {src: u.image, alt: "query " + (u.name || u.id)}),
+    el("figcaption", {}, u.name || u.id))));
+  $("search").disabled = state.uploads.length === 0;
+  drawConfirmed();
+}
+
+function confirmed() {
+  return [...state.marks.entries()].filter(([, m]) => m === "match").map(([i]) => i);
+}
+
+function drawConfirmed() {
+  const n = confirmed().length;
+  $("confirmed").textContent = n ? `${n} confirmed match${n > 1 ? "es" : ""}` : "";
+  $("research").disabled = !(state.search && n);
+}
+
+async function runSearch(withConfirmed = false) {
+  const body = {uploads: state.uploads.map((u) => u.id), items: withConfirmed ? confirmed() : [],
+                k: Number($("k").value), filters: filters(), threshold: Number($("threshold").value)};
+  status("searching…");
+  try {
+    const t0 = performance.now();
+    const res = await api("/api/search", {method: "POST", body: JSON.stringify(body),
+                                          headers: {"content-type": "application/json"}});
+    state.search = res;
+    for (const r of res.results) if (r.mark) state.marks.set(r.id, r.mark);
+    const ms = Math.round(performance.now() - t0);
+    status(`${res.results.length} results of ${res.candidates.toLocaleString()} images passing the filters ` +
+           `(${res.method} search, ${ms} ms)` + (body.items.length ? ` · query: ${body.uploads.length} upload(s) + ` +
+           `${body.items.length} confirmed match(es)` : ""));
+    drawResults();
+  } catch (e) {
+    status(e.message, true);
+  }
+}
+
+// -- results --
+
+function scoreClass(s) {
+  return s >= 0.7 ? "score-high" : s >= 0.4 ? "score-mid" : "score-low";
+}
+
+function drawResults() {
+  const res = state.search;
+  $("query-chips").replaceChildren(el("span", {class: "muted"}, "The model sees in the query: "),
+    ...res.query.chips.map((c) => chip(c.text, c.reliable ? "" : "unreliable",
+      `${Math.round(100 * c.probability)} %` + (c.reliable ? "" : " · unreliable") + (c.flagged ? ` · ${c.flagged}` : ""))));
+  $("results").replaceChildren(...res.results.map(card));
+  $("export").hidden = false;
+  updateExport();
+  drawConfirmed();
+}
+
+function card(r) {
+  const mark = state.marks.get(r.id);
+  const prob = r.probability === null ? "—" : `${Math.round(100 * r.probability)} %`;
+  const bar = el("div", {class: "bar", title: "share of the distance per attribute; grey: not explained by attributes"});
+  for (const s of r.composition) {
+    const span = el("span", {title: `${s.label} ${Math.round(100 * s.share)} %`});
+    span.style.width = `${100 * s.share}%`;
+    span.style.background = s.colour;
+    bar.append(span);
+  }
+  const meta = [r.camera ? `camera ${r.camera}` : null, r.time ? r.time.replace("T", " ") : null,
+                r.pid ? `id ${r.pid}` : null, r.key].filter(Boolean).join(" · ");
+  const node = el("div", {class: `result${mark ? " " + mark : ""}${r.flagged ? " flagged" : ""}`,
+                          dataset: {id: r.id, rank: r.rank}},
+    el("img", {src: r.thumbnail, alt: `result ${r.rank}`, title: "open the explanation", onclick: () => openDetail(r)}),
+    el("div", {class: "body"},
+      el("div", {class: "top"}, el("span", {class: "rank"}, `#${r.rank}`),
+        el("span", {class: "prob", title: "calibrated probability that this is the same person"}, `same person ${prob}`),
+        r.flagged ? el("span", {class: "flag"}, "probably not the person") : null,
+        r.identical ? el("span", {class: "flag same"}, "the query picture itself") : null,
+        el("span", {class: "dist"}, `d ${r.distance.toFixed(3)}`)),
+      el("div", {class: "meta"}, meta),
+      el("p", {class: "line"}, r.line),
+      el("div", {}, ...r.scores.map((s) => chip(`${s.text} ${Math.round(100 * s.score)}`, scoreClass(s.score),
+        "matching score of this query attribute"))),
+      bar,
+      el("div", {class: "muted"}, `attributes explain ${Math.round(100 * r.explained_share)} % of the distance`),
+      el("div", {class: "marks"},
+        markButton(r, "match", "✓ same person"), markButton(r, "not_match", "✗ not the person"),
+        el("button", {class: "why", onclick: () => openDetail(r)}, "Why?"))));
+  return node;
+}
+
+function markButton(r, value, text) {
+  const on = state.marks.get(r.id) === value;
+  return el("button", {class: `mark ${value}${on ? " on" : ""}`, "aria-pressed": on ? "true" : "false",
+    onclick: async () => {
+      const next = state.marks.get(r.id) === value ? null : value;
+      try {
+        await api("/api/marks", {method: "POST", headers: {"content-type": "application/json"},
+                                 body: JSON.stringify({search: state.search.search, item: r.id, mark: next})});
+        if (next) state.marks.set(r.id, next); else state.marks.delete(r.id);
+        drawResults();
+      } catch (e) { status(e.message, true); }
+    }}, text);
+}
+
+function openDetail(r) {
+  state.detail = r;
+  $("detail-title").textContent = `#${r.rank} · ${r.key}`;
+  loadDetail();
+  $("detail").hidden = false;
+}
+
+function loadDetail() {
+  const r = state.detail;
+  const maps = encodeURIComponent($("detail-maps").value);
+  $("detail-frame").src = `/api/searches/${state.search.search}/items/${r.id}/explanation.html?maps=${maps}`;
+}
+
+function updateExport() {
+  if (!state.search) return;
+  const maps = $("export-maps").checked ? "pair" : "none";
+  $("export-html").href = `/api/searches/${state.search.search}/report.html?maps=${maps}`;
+  $("export-json").href = `/api/searches/${state.search.search}/report.json`;
+}
+
+function clearQuery() {
+  state.uploads = []; state.search = null; state.marks.clear();
+  $("results").replaceChildren(); $("query-chips").replaceChildren(); $("export").hidden = true;
+  drawQueries(); status("");
+}
+
+// -- wiring --
+
+window.addEventListener("DOMContentLoaded", async () => {
+  const drop = $("drop");
+  drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (ev) => {
+    ev.preventDefault(); drop.classList.remove("over");
+    addFiles([...ev.dataTransfer.files]).then(() => state.uploads.length && runSearch());
+  });
+  drop.addEventListener("keydown", (ev) => { if (ev.key === "Enter" || ev.key === " ") $("file").click(); });
+  $("file").addEventListener("change", () => {
+    addFiles([...$("file").files]).then(() => state.uploads.length && runSearch());
+    $("file").value = "";
+  });
+  $("search").addEventListener("click", () => runSearch(false));
+  $("research").addEventListener("click", () => runSearch(true));
+  $("clear").addEventListener("click", clearQuery);
+  $("threshold").addEventListener("input", () => { $("threshold-value").textContent = Number($("threshold").value).toFixed(2); });
+  $("export-maps").addEventListener("change", updateExport);
+  $("detail-close").addEventListener("click", () => { $("detail").hidden = true; $("detail-frame").src = "about:blank"; });
+  $("detail-maps").addEventListener("change", loadDetail);
+  $("attr-find").addEventListener("input", () => {
+    const q = $("attr-find").value.toLowerCase();
+    for (const opt of document.querySelectorAll("#attributes .opt")) opt.hidden = q && !opt.dataset.text.includes(q);
+  });
+  try {
+    state.info = await api("/api/info");
+    drawFacets();
+    status("Drop a query image to search.");
+  } catch (e) {
+    status(e.message, true);
+  }
+});
