@@ -599,6 +599,57 @@ def index_search(
         typer.echo("  no image passes the filter")
 
 
+@app.command()
+@model_options
+def serve(
+    opts: ModelOptions,
+    case: CaseArg,
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but the loopback needs a token.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
+    token: Annotated[Optional[str], typer.Option(
+        envvar="XREID_TOKEN", help="Every request must carry it (required beyond the loopback; $XREID_TOKEN).")] = None,
+    head: HeadOpt = None,
+    data_root: DataRoot = None,
+    workdir: Annotated[Optional[Path], typer.Option(
+        help="Where uploads and the audit log go (default: CASE/serve).")] = None,
+    threshold: Annotated[Optional[float], typer.Option(
+        min=0.0, max=1.0, help="Open-set threshold: results below this same-person probability are flagged "
+                               "(default: the calibration's).")] = None,
+    max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest upload accepted, in MB.")] = 10.0,
+    max_pixels: Annotated[int, typer.Option(min=1, help="Largest upload accepted, in pixels.")] = 40_000_000,
+) -> None:
+    """Serve a gallery index: REST API (/docs) and a search page for analysts, offline, at http://HOST:PORT/."""
+    from xreid.serve.app import check_bind, serve as run_server
+    from xreid.serve.case import CaseSession, Limits
+    from xreid.workflows.match_calibration import load_match_calibration
+
+    try:
+        check_bind(host, token)
+    except ValueError as exc:
+        fail(str(exc))
+    embedder = opts.load()
+    attr_head = _head(opts.model, head)
+    try:
+        calibration = load_match_calibration(case, embedder.identity())
+        session = CaseSession(case, embedder, attr_head, resolve_data_root(data_root), workdir=workdir,
+                              calibration=calibration, threshold=threshold,
+                              limits=Limits(max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels))
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    if calibration is None:
+        typer.echo(f"note: {case} has no same-person calibration (run `xreid index calibrate {case}` with the same "
+                   f"model options); results are shown without a probability")
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    typer.echo(f"serving {case} ({len(session.index):,} images) at {url}"
+               + (f"?token=... (open it once with the token)" if token else "")
+               + f"; API: {url}docs; audit log: {session.audit.path}")
+    try:
+        run_server(session, host, port, token)
+    finally:
+        session.close()
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("xreid.data.peta",):
