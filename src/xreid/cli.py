@@ -357,6 +357,9 @@ def explain(
              "or 'none'. Default: pair for xreid models, none for black-box models (occlusion takes seconds "
              "per result).")] = None,
     map_dims: Annotated[int, typer.Option(min=1, help="Pair maps: embedding dims per pair.")] = 5,
+    interpreter: Annotated[Optional[Path], typer.Option(
+        help="An interpreter of this model (`xreid interpret fit`): adds its per-attribute parts of each "
+             "distance and its attention maps.")] = None,
 ) -> None:
     """Rank a gallery for a query and explain the top results in attributes (HTML + JSON)."""
     from xreid.explain.maps.compute import parse_kinds
@@ -373,14 +376,15 @@ def explain(
             kinds = [] if maps.strip() == "none" else parse_kinds(maps)
     except ValueError as exc:
         fail(str(exc))
-    _outputs(out, json_out, folders=(maps_folder(out) if kinds else None,))
+    _outputs(out, json_out, folders=(maps_folder(out) if kinds or interpreter else None,))
+    interp = _interpreter(interpreter) if interpreter is not None else None
     embedder = opts.load()  # xreid models keep their PyTorch module at hand for Grad-CAM maps
     attr_head = _head(opts.model, head)
     try:
         result = run_explain(embedder, attr_head, query, gallery, data_root=data_root, protocol=protocol,
                              test_set=test_set, query_index=query_index, query_id=query_id, top_k=top_k,
                              threshold=threshold, filter=filter_text, filter_mode=filter_mode, maps=kinds,
-                             map_dims=map_dims, model_name=opts.model)
+                             map_dims=map_dims, model_name=opts.model, interpreter=interp)
         write_report(result, out, json_out)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
@@ -397,6 +401,50 @@ def explain(
         typer.echo(f"note: {note}")
     _list_skipped(result.skipped)
     typer.echo(f"report: {out}" + (f", data: {json_out}" if json_out else ""))
+
+
+def _interpreter(path: Path):
+    from xreid.models.interpreter import Interpreter
+
+    try:
+        return Interpreter.load(path)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+
+
+interpret_app = typer.Typer(help="The distilled interpreter: per-attribute parts of any model's distances.",
+                            no_args_is_help=True)
+app.add_typer(interpret_app, name="interpret")
+
+
+@interpret_app.command("fit")
+@model_options
+def interpret_fit(
+    opts: ModelOptions,
+    out: Annotated[Path, typer.Option(help="Output interpreter file.")],
+    protocol: Annotated[str, typer.Option(help="'peta-reid', 'peta-reid-val' or a protocol JSON path.")] = "peta-reid",
+    data_root: DataRoot = None,
+    cache: Annotated[Optional[Path], typer.Option(
+        help="Folder of cached inputs and the checkpoint (default: OUT.cache); run again to resume.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Epochs (default: the chosen setting).")] = None,
+) -> None:
+    """Fit an interpreter of the model's distances on the protocol's training crops (resumable)."""
+    from dataclasses import replace
+
+    from xreid.training.interpreter import FitConfig
+    from xreid.workflows.interpret import fit as run_fit
+
+    _outputs(out)
+    embedder = opts.load()
+    config = FitConfig() if epochs is None else replace(FitConfig(), epochs=epochs)
+    try:
+        interp = run_fit(embedder, resolve_data_root(data_root), out, protocol, config, cache, model_name=opts.model)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    typer.echo(f"interpreter of {opts.model} ({len(interp.names)} attributes, {interp.meta['train_images']} "
+               f"training crops) written to {out}")
+    if interp.absent:
+        typer.echo(f"never positive in training (their parts carry no attribute meaning): {', '.join(interp.absent)}")
 
 
 def _is_xreid_model(model: str) -> bool:

@@ -29,7 +29,7 @@ def draw_maps(maps: list[SaliencyMap], images: dict[str, np.ndarray]) -> list[Ma
 HIGH_MEANS = {
     "pair-sum": "drives the match", "pair": "drives this dimension", "attention": "the model looks here",
     "attribute": "shows the attribute", "occlusion-pair": "hiding it lowers the similarity",
-    "occlusion-attribute": "hiding it lowers the attribute",
+    "occlusion-attribute": "hiding it lowers the attribute", "interpreter": "the interpreter attends here",
 }
 
 

@@ -192,7 +192,7 @@ def _details_table(e: RankingExplanation, r: ResultExplanation) -> str:
 
 
 def _result_card(e: RankingExplanation, r: ResultExplanation, gallery_paths: dict[str, str | Path],
-                 maps: list[MapPicture]) -> str:
+                 maps: list[MapPicture], interpreted=None) -> str:
     esc = html.escape
     names = e.attribute_names
     cls = "" if r.is_match is None else ("match" if r.is_match else "nomatch")
@@ -211,8 +211,12 @@ def _result_card(e: RankingExplanation, r: ResultExplanation, gallery_paths: dic
     own = [p for p in maps if p.saliency.image == r.key or p.saliency.pair == r.key]
     first = ("pair-sum", "occlusion-pair")  # shown on the card; the rest fold away in the details
     summary_maps = [p for p in own if p.saliency.kind in first]
-    detail_maps = [p for p in own if p.saliency.kind not in first]
+    detail_maps = [p for p in own if p.saliency.kind not in first and p.saliency.kind != "interpreter"]
     maps_html = (f'<div class="maps">{_map_cells(summary_maps, 140)}</div>' if summary_maps else "")
+    if interpreted is not None:  # the distilled interpreter's parts and maps (xreid explain --interpreter)
+        from xreid.rendering.interpretation import interpreter_block
+
+        maps_html += interpreter_block(interpreted, [p for p in own if p.saliency.kind == "interpreter"])
     return f"""<div class="card {cls}"><img class="person" src="{image_data_uri(gallery_paths.get(r.key), 160)}" alt="result {r.rank}">
 <div class="main"><div class="head"><span class="rank">#{r.rank}</span><span class="dist">distance {r.distance:.3f}</span>
 {label}<span class="muted">{esc(r.key)}{moved}{flt}</span></div>
@@ -227,7 +231,7 @@ def _result_card(e: RankingExplanation, r: ResultExplanation, gallery_paths: dic
 
 def render_report(e: RankingExplanation, query_path: str | Path, gallery_paths: dict[str, str | Path],
                   maps: list[MapPicture] | None = None, skipped: list[str] | None = None,
-                  notes: list[str] | None = None) -> str:
+                  notes: list[str] | None = None, interpretation=None) -> str:
     """The HTML page for one explained ranking: a query card, then one card per result with its
     plain-words line; every number folds open underneath. ``skipped`` lists the files that could not
     be used, ``notes`` any other remark the reader must see. One self-contained offline file."""
@@ -242,7 +246,8 @@ def render_report(e: RankingExplanation, query_path: str | Path, gallery_paths: 
     if skipped:
         items = "".join(f"<li>{esc(s)}</li>" for s in skipped)
         skipped_html = f"<h2>Files that could not be used ({len(skipped)})</h2><ul>{items}</ul>"
-    cards = "".join(_result_card(e, r, gallery_paths, maps) for r in e.results)
+    interpreted = {p.key: p for p in interpretation.pairs} if interpretation is not None else {}
+    cards = "".join(_result_card(e, r, gallery_paths, maps, interpreted.get(r.key)) for r in e.results)
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>xreid explanation: {esc(e.query)}</title>
 <style>{CSS}</style></head><body>

@@ -17,6 +17,7 @@ from xreid.data.images import ImageError, load_image
 from xreid.data.pids import pid_from_name
 from xreid.data.transforms import resize_rgb
 from xreid.explain.attribute_head import AttributeHead
+from xreid.explain.interpretation import InterpretedRanking
 from xreid.explain.maps.base import QUERY
 from xreid.explain.maps.compute import MapSet, compute_maps, parse_kinds
 from xreid.explain.query_check import check_query
@@ -51,6 +52,7 @@ class Explained:
     notes: list[str] = field(default_factory=list)
     maps: MapSet | None = None
     images: dict[str, np.ndarray] = field(default_factory=dict)  # model-size images the maps lie on
+    interpretation: InterpretedRanking | None = None  # the interpreter's parts (``--interpreter``)
 
     @property
     def results(self) -> list[ResultExplanation]:
@@ -59,6 +61,8 @@ class Explained:
     def to_dict(self, map_files: list[str] | None = None) -> dict:
         """Every number of the explanation, the files skipped, the notes and (if any) the maps."""
         data = {**asdict(self.explanation), "skipped": self.skipped, "notes": self.notes}
+        if self.interpretation is not None:
+            data["interpreter"] = asdict(self.interpretation)
         if self.maps is not None:
             files = map_files or [None] * len(self.maps.maps)
             data["maps"] = {
@@ -162,19 +166,25 @@ def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = 
             protocol: str | None = None, test_set: str | None = None, query_index: int = 0,
             query_id: str | None = None, top_k: int = 10, threshold: float = 0.3, filter: str | None = None,
             filter_mode: str = "rerank", maps: str | Sequence[str] | None = None, map_dims: int = 5,
-            model_name: str | None = None) -> Explained:
+            model_name: str | None = None, interpreter=None) -> Explained:
     """Rank a gallery for a query and explain the top ``top_k`` results (docs/METHODS.md).
 
     Either ``query`` and ``gallery`` (a folder, CSV list, ``.npz`` or list of image files), or a
     ``protocol`` test set and ``query_index``. ``maps``: any of pair, attention, attributes (Grad-CAM:
     they need a PyTorch embedder, ``load_embedder(..., backend="torch")``; other backends get
-    occlusion maps instead) and occlusion. Options are checked before any image is embedded.
+    occlusion maps instead) and occlusion. ``interpreter`` (``xreid.models.interpreter.Interpreter``
+    fitted on this model) adds its per-attribute parts of each result's distance and its attention
+    maps. Options are checked before any image is embedded.
     """
     root = resolve_data_root(data_root)
     check_options(top_k, threshold)
     wanted = parse_filter(filter, head.names)
     kinds = parse_kinds(maps) if isinstance(maps, (str, type(None))) else parse_kinds(",".join(maps))
     head.check_model(embedder, "attribute head")
+    if interpreter is not None:
+        from xreid.workflows.interpret import check_target
+
+        check_target(interpreter, embedder, "interpreter")
     notes: list[str] = []
     if protocol:
         from xreid.data.protocol import load_protocol
@@ -202,9 +212,12 @@ def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = 
         gal, left_out = _leave_out_query(gal, query_path, query_key)
         if left_out:
             notes.append(f"The query itself is in the gallery ({', '.join(left_out)}); it was left out of the ranking.")
-    return explain_gallery(embedder, head, original, query_path, query_key, gal, query_id=query_id, notes=notes,
-                           top_k=top_k, threshold=threshold, wanted=wanted, filter_mode=filter_mode, kinds=kinds,
-                           map_dims=map_dims, model_name=model_name)
+    out = explain_gallery(embedder, head, original, query_path, query_key, gal, query_id=query_id, notes=notes,
+                          top_k=top_k, threshold=threshold, wanted=wanted, filter_mode=filter_mode, kinds=kinds,
+                          map_dims=map_dims, model_name=model_name)
+    if interpreter is not None:
+        _interpret(out, interpreter, original)
+    return out
 
 
 def explain_gallery(embedder: Embedder, head: AttributeHead, original: np.ndarray, query_path: Path, query_key: str,
@@ -241,6 +254,28 @@ def explain_gallery(embedder: Embedder, head: AttributeHead, original: np.ndarra
     return out
 
 
+def _interpret(out: Explained, interpreter, query_image: np.ndarray) -> None:
+    """Add the interpreter's parts and attention maps to an explained ranking."""
+    from xreid.workflows.interpret import interpret_ranking
+
+    paths = dict(zip(out.gallery.keys, out.gallery.paths))
+    results = out.explanation.results
+    images = [read_query(paths[r.key]) for r in results]
+    out.interpretation, maps = interpret_ranking(interpreter, query_image, images, [r.key for r in results],
+                                                 [r.distance for r in results])
+    out.images.setdefault(QUERY, query_image)
+    for r, im in zip(results, images):
+        out.images.setdefault(r.key, im)
+    if out.maps is None:
+        out.maps = MapSet()
+    out.maps.maps += maps
+    out.maps.seconds["interpreter"] = out.interpretation.seconds
+    if out.interpretation.absent:
+        out.notes.append(f"{len(out.interpretation.absent)} attribute(s) never appeared in the interpreter's "
+                         f"training data; their parts carry no attribute meaning and are never named: "
+                         f"{', '.join(out.interpretation.absent)}.")
+
+
 def maps_folder(out_html: Path) -> Path:
     """Where a report's map PNGs go: ``REPORT_maps/`` beside ``REPORT.html``."""
     return out_html.with_name(out_html.stem + "_maps")
@@ -268,5 +303,6 @@ def write_report(explained: Explained, out_html: Path | str | None = None, out_j
     if out_html is not None:
         paths = dict(zip(explained.gallery.keys, explained.gallery.paths))
         page = render_report(explained.explanation, explained.query_path, paths, pictures,
-                             skipped=explained.skipped, notes=explained.notes)
+                             skipped=explained.skipped, notes=explained.notes,
+                             interpretation=explained.interpretation)
         atomic_write(out_html, lambda fh: fh.write(page.encode()))
