@@ -108,19 +108,27 @@ class Guard:
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             return await _send_json(send, 413, f"request body of {int(length):,} bytes; at most {limit:,}")
-        seen, started = 0, False
+        seen, started, refused = 0, False, False
 
         async def limited_receive():
-            nonlocal seen
+            nonlocal seen, started, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _TooLarge(limit)
+                if seen > limit:  # answer now; the app sees the client go away and its reply is dropped
+                    refused = True
+                    if not started:
+                        started = True
+                        await _send_json(send, 413, f"request body larger than {limit:,} bytes")
+                    return {"type": "http.disconnect"}
             return message
 
         async def secured_send(message):
             nonlocal started
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 started = True
                 extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
@@ -134,9 +142,9 @@ class Guard:
 
         try:
             await self.app(scope, limited_receive, secured_send)
-        except _TooLarge as exc:
-            if not started:
-                await _send_json(send, 413, f"request body larger than {exc.limit:,} bytes")
+        except Exception:
+            if not refused:
+                raise
 
     def _authorised(self, headers: dict, scope) -> bool:
         offered = []
@@ -153,11 +161,6 @@ class Guard:
 
             offered += parse_qs(scope.get("query_string", b"").decode()).get("token", [])
         return any(o and hmac.compare_digest(o.encode(), self.token.encode()) for o in offered)
-
-
-class _TooLarge(Exception):
-    def __init__(self, limit: int):
-        self.limit = limit
 
 
 async def _send(send, status: int, body: bytes, content_type: str) -> None:

@@ -140,7 +140,7 @@ class CaseSession:
         manifest = read_manifest(self.case)
         check_same_model(self.case, manifest.get("identity"), embedder.identity(), fields=MODEL_FIELDS,
                          remedy="Serve the index with the model options it was built with.")
-        stored = manifest.get("head", {}).get("head_fingerprint")
+        stored = manifest.get("attributes", {}).get("head_fingerprint")
         if stored and stored != head_fingerprint(head):
             raise ValueError(f"{self.case}: indexed with another attribute head (fingerprint {stored}, this one "
                              f"{head_fingerprint(head)}); serve it with the --head it was built with")
