@@ -7,8 +7,9 @@
 # timings measured: bench_reid --skip-omz 2 min (its four runs ~8 min), bench_attributes 4 min (it
 # fits a head on 0277 embeddings of 16.6k images; 9 min on a busy machine), bench_maps 2 min,
 # bench_explain_quality 1 min, mimic_gap 1.3 min, bench_large_gallery 1 min, bench_explain_speed
-# 10 s; estimated: bench_backends ~5 min, bench_precision ~4 min, bench_query_check ~2 min,
-# bench_train_step ~5 min with the subnormal runs.
+# 10 s, bench_match_calibration 23 s with its embeddings cached (about 9 min without); estimated:
+# bench_backends ~5 min, bench_precision ~4 min, bench_query_check ~2 min, bench_train_step ~5 min
+# with the subnormal runs.
 #
 # Usage: benchmarks/run_all.sh [DATA_ROOT]   (default: $XREID_DATA_ROOT, else ~/.cache/xreid)
 # Needs the Open Model Zoo models in ../shared/models/openvino (or $XREID_SHARED/models/openvino), and
@@ -43,6 +44,7 @@ run python benchmarks/bench_query_check.py ${data[@]+"${data[@]}"} --out "$out/q
 run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 20 --out "$out/maps"
 run python benchmarks/bench_large_gallery.py --out "$out/large_gallery"
 run python benchmarks/bench_index.py ${data[@]+"${data[@]}"} --out "$out/index"
+run python benchmarks/bench_match_calibration.py ${data[@]+"${data[@]}"} --out "$out/match_calibration"
 run python benchmarks/mimic_gap.py ${data[@]+"${data[@]}"} --out "$out/mimic_gap"
 run python benchmarks/bench_train_step.py --out "$out/train_step"
 if [ -f "$trained" ]; then
