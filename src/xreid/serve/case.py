@@ -26,6 +26,7 @@ from xreid.data.images import ImageError, decode_image, load_image
 from xreid.data.vocabulary import words
 from xreid.distance import l2_normalise
 from xreid.explain.attribute_head import AttributeHead
+from xreid.explain.formulas import orthonormal_attribute_basis
 from xreid.explain.maps.compute import parse_kinds
 from xreid.explain.naming import RELIABLE_AT
 from xreid.explain.ranking import IDENTICAL_BELOW, explain_ranking
@@ -163,6 +164,7 @@ class CaseSession:
         self._searches: OrderedDict[str, Search] = OrderedDict()
         self.marks: dict[str, dict[int, str]] = {}
         self.reliable = head.reliable(RELIABLE_AT)
+        self.basis = orthonormal_attribute_basis(head.weights)  # once, not per search
 
     # -- the index, kept current --
 
@@ -343,7 +345,7 @@ class CaseSession:
         if not s.ids:
             return []
         e = explain_ranking(s.vector, index.vectors[s.ids], [str(index.keys[i]) for i in s.ids], self.head,
-                            top_k=len(s.ids), include_vectors=False, model=self.embedder.name)
+                            top_k=len(s.ids), include_vectors=False, model=self.embedder.name, basis=self.basis)
         by_key = {r.key: r for r in e.results}
         names = e.attribute_names
         marks = self.marks.get(s.case_query, {})
