@@ -10,6 +10,11 @@ follow), then photographs the HTML report with headless Chromium:
 - ``docs/report_details.png``: the same report with the first impostor's details folded open
   (every attribute's numbers, the distance composition, the per-dimension maps).
 
+Then indexes VIPeR (``xreid index build``), serves it (``xreid serve``) and photographs the search
+page driven by Playwright: ``docs/search.png`` (a query dropped, filtered to men, results with
+their probabilities, chips and bars, one marked as the person) and ``docs/search_explanation.png``
+(a result's explanation opened beside the results).
+
 Each picture is written to a temporary file first and moved into place, so a failed run never
 leaves a half-written image. Needs the PETA data prepared in the data root (``xreid data prepare
 peta ...``) and Chromium (``install.sh`` installs Debian's ``chromium`` package). About a minute on
@@ -99,6 +104,68 @@ def screenshot(chromium: str, html: Path, target: Path, work: Path, window: str 
     print(f"wrote {target}")
 
 
+def search_page(chromium: str, work: Path, data_root: str | None) -> None:
+    """Index VIPeR, serve it, and photograph the search page as an analyst uses it."""
+    import glob
+    import socket
+    import time
+    import urllib.request
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from xreid.paths import resolve_data_root
+
+    root = resolve_data_root(data_root)
+    case = work / "viper_case"
+    extra = ["--data-root", str(root)]
+    subprocess.run(xreid_command() + ["index", "build", "--images", str(root / "peta" / "PETA dataset" / "VIPeR"),
+                                      "--out", str(case), *extra], check=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(xreid_command() + ["serve", str(case), "--port", str(port), *extra])
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(url + "api/info", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        query = sorted(glob.glob(str(root / "peta" / "PETA dataset" / "VIPeR" / "archive" / "*")))[0]
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.wait_for_selector("#attributes select")
+            page.select_option("select[data-name='personalMale']", "yes")
+            page.set_input_files("#file", query)
+            page.wait_for_selector(".result")
+            page.locator(".result button.mark.match").nth(1).click()
+            expect(page.locator(".result.match")).to_have_count(1)
+            _shot(page, DOCS / "search.png")
+            page.locator(".result .why").nth(1).click()
+            page.frame_locator("#detail-frame").locator("text=Why these results?").wait_for(timeout=120_000)
+            page.wait_for_timeout(500)
+            _shot(page, DOCS / "search_explanation.png")
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def _shot(page, target: Path) -> None:
+    fd, partial = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=".png", dir=target.parent)
+    os.close(fd)
+    try:
+        page.screenshot(path=partial)
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    print(f"wrote {target}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", default=None, help="passed to xreid (default: $XREID_DATA_ROOT, else ~/.cache/xreid)")
@@ -113,6 +180,7 @@ def main() -> None:
         screenshot(chromium, html, DOCS / "report.png", work)
         details = with_details_open(html, first_impostor(work / "report.json"))
         screenshot(chromium, details, DOCS / "report_details.png", work, window="1400,1900")
+        search_page(chromium, work, args.data_root)
     finally:
         if args.keep:
             print(f"report kept in {work}")

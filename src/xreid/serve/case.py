@@ -443,6 +443,7 @@ class CaseSession:
         rank = {row["path"]: s.ids.index(row["id"]) + 1 for row in rows}
         for r in out.explanation.results:  # ranks as the search gave them, not within the items explained
             r.rank = r.original_rank = rank[r.key]
+        out.explanation.gallery_size = len(index)
         self.audit.write("explain", search=sid, items=list(items), maps=kinds)
         return out
 
