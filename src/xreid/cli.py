@@ -25,6 +25,8 @@ DataRoot = Annotated[Optional[Path], typer.Option(
     "--data-root", help="Dataset folder (default: $XREID_DATA_ROOT, else ~/.cache/xreid).")]
 HeadOpt = Annotated[Optional[Path], typer.Option(
     "--head", help="Attribute head (.npz from `xreid attributes fit`); --model default has its own.")]
+FusionOpt = Annotated[Optional[Path], typer.Option(
+    "--fusion", help="Rank by the fused distance of `xreid fuse fit` (model distance + weighted attributes).")]
 
 
 @dataclass
@@ -191,6 +193,7 @@ def evaluate(
     query_expansion: Annotated[bool, typer.Option(help="Average query expansion (top-5 / top-10).")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write all figures to this JSON file.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
+    fusion: FusionOpt = None,
 ) -> None:
     """Evaluate a model: CMC rank-1/5/10/20, mAP and mINP per test set and their mean."""
     from xreid.data.protocol import load_protocol
@@ -198,11 +201,19 @@ def evaluate(
     from xreid.io import write_json
 
     _outputs(json_out)
+    if fusion is not None and (rerank or query_expansion):
+        fail("--fusion ranks by the fused distance: it cannot be combined with --rerank or --query-expansion")
     embedder = opts.load()
+    fused, attr_embedder = _fusion(fusion, embedder)
     try:
         proto = load_protocol(protocol, resolve_data_root(data_root))
-        result = evaluate_protocol(embedder, proto, rerank=rerank, query_expansion=query_expansion,
-                                   batch_size=batch_size)
+        if fused is not None:
+            from xreid.workflows.fuse import evaluate_fused
+
+            result = evaluate_fused(embedder, attr_embedder, fused, proto, batch_size=batch_size)
+        else:
+            result = evaluate_protocol(embedder, proto, rerank=rerank, query_expansion=query_expansion,
+                                       batch_size=batch_size)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     typer.echo(f"{result.model} on {result.protocol} ({result.images_embedded} images, "
@@ -360,6 +371,7 @@ def explain(
     interpreter: Annotated[Optional[Path], typer.Option(
         help="An interpreter of this model (`xreid interpret fit`): adds its per-attribute parts of each "
              "distance and its attention maps.")] = None,
+    fusion: FusionOpt = None,
 ) -> None:
     """Rank a gallery for a query and explain the top results in attributes (HTML + JSON)."""
     from xreid.explain.maps.compute import parse_kinds
@@ -380,11 +392,13 @@ def explain(
     interp = _interpreter(interpreter) if interpreter is not None else None
     embedder = opts.load()  # xreid models keep their PyTorch module at hand for Grad-CAM maps
     attr_head = _head(opts.model, head)
+    fused, attr_embedder = _fusion(fusion, embedder)
     try:
         result = run_explain(embedder, attr_head, query, gallery, data_root=data_root, protocol=protocol,
                              test_set=test_set, query_index=query_index, query_id=query_id, top_k=top_k,
                              threshold=threshold, filter=filter_text, filter_mode=filter_mode, maps=kinds,
-                             map_dims=map_dims, model_name=opts.model, interpreter=interp)
+                             map_dims=map_dims, model_name=opts.model, interpreter=interp, fusion=fused,
+                             attribute_embedder=attr_embedder)
         write_report(result, out, json_out)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
@@ -394,6 +408,10 @@ def explain(
     for r in e.results:
         mark = "" if r.is_match is None else (" (same person, known)" if r.is_match else " (different person, known)")
         typer.echo(f"  {r.rank:>2}. {r.key}  d={r.distance:.4f}  explained {100 * r.explained_share:.0f} %{mark}")
+        if r.fused is not None:
+            top = sorted(r.fused.attributes.items(), key=lambda kv: -kv[1])[:3]
+            typer.echo(f"      fused: model {r.fused.model:.4f} + attributes {sum(r.fused.attributes.values()):.4f}"
+                       + (f" ({', '.join(f'{n} {v:.4f}' for n, v in top)})" if top else ""))
         if r.summary is not None:
             typer.echo(f"      {result_line(r.summary, e.attribute_names, e.query_calibrated, r.calibrated)}")
     typer.echo(e.reliability)
@@ -696,6 +714,76 @@ def serve(
         run_server(session, host, port, token)
     finally:
         session.close()
+
+
+fuse_app = typer.Typer(help="Attribute fusion (ACRN-style): learned attribute weights and mixing for a frozen model.",
+                       no_args_is_help=True)
+app.add_typer(fuse_app, name="fuse")
+
+
+@fuse_app.command("fit")
+@model_options
+def fuse_fit(
+    opts: ModelOptions,
+    out: Annotated[Path, typer.Option(help="Output fusion file (.npz).")],
+    protocol: Annotated[str, typer.Option(help="'peta-reid': fitted on PETA-ReID-val's train list, chosen on its "
+                                               "validation sets (the test sets are never used).")] = "peta-reid",
+    attributes_model: Annotated[str, typer.Option(
+        "--attributes-model", help="The model whose embedding the attribute classifier reads ('default' or a "
+                                   "model file; it may be --model itself).")] = "default",
+    attributes_head: Annotated[Optional[Path], typer.Option(
+        "--attributes-head", help="The attribute head of --attributes-model (default: the bundled head, "
+                                  "for --attributes-model default).")] = None,
+    objective: Annotated[str, typer.Option(help="'complementary' (triplet loss on model + weighted attribute "
+                                                "distance) or 'attributes' (weighted attribute distance alone).")] = "complementary",
+    cache: Annotated[Optional[Path], typer.Option(help="Embedding cache folder (default: DATA_ROOT/embeddings).")] = None,
+    data_root: DataRoot = None,
+) -> None:
+    """Learn non-negative per-attribute weights and their mixing with a frozen model's distance."""
+    import numpy as np
+
+    from xreid.workflows.fuse import check_fusion_protocol, fit_fusion
+
+    _outputs(out)
+    try:
+        check_fusion_protocol(protocol)
+    except ValueError as exc:
+        fail(str(exc))
+    root = resolve_data_root(data_root)
+    embedder = opts.load()
+    attr_opts = ModelOptions(model=attributes_model)
+    attr_embedder = embedder if attributes_model == opts.model else attr_opts.load()
+    attr_head = _head(attributes_model, attributes_head)
+    try:
+        fusion, report = fit_fusion(embedder, attr_embedder, attr_head, root, cache or root / "embeddings",
+                                    protocol=protocol, attribute_spec=attributes_model, objective=objective)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted; the embeddings done so far are cached: run the same command to resume", code=130)
+    fusion.save(out)
+    c = report["chosen"]
+    typer.echo(f"fusion written to {out}: mixing {c['mixing']}, {c['nonzero_weights']} of {len(fusion.names)} "
+               f"attributes weighted (margin {c['margin']}, L2 {c['decay']}); validation mean mAP "
+               f"{c['val_mAP']:.1f} / R1 {c['val_R1']:.1f}; {report['seconds']['fit']:.0f} s fitting")
+    order = np.argsort(-fusion.weights)[:10]
+    typer.echo("largest weights: " + ", ".join(f"{fusion.names[i]} {fusion.weights[i]:.3f}" for i in order
+                                                if fusion.weights[i] > 0))
+
+
+def _fusion(path: Optional[Path], embedder, attributes_model: Optional[str] = None):
+    """(fusion, the embedder its attributes read) or (None, None); errors end the command."""
+    if path is None:
+        return None, None
+    from xreid.explain.fusion import Fusion
+    from xreid.workflows.fuse import load_attribute_embedder
+
+    try:
+        fusion = Fusion.load(path)
+        fusion.check_model(embedder, str(path))
+        return fusion, load_attribute_embedder(fusion, embedder, attributes_model)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from xreid.distance import l2_normalise, rank_gallery
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.formulas import (DEFAULT_CONFIDENCE, attribute_error, confident_attributes,
                                     exact_decomposition, matching_scores, orthonormal_attribute_basis)
+from xreid.explain.fusion import Fusion, fused_parts
 from xreid.explain.naming import RELIABLE_AT, PairSummary, summarise_pair
 from xreid.explain.query_check import QueryCheck
 
@@ -75,6 +76,17 @@ def check_options(top_k: int, threshold: float) -> None:
 
 
 @dataclass
+class FusedParts:
+    """A fused distance split exactly (docs/METHODS.md#attribute-fusion): ``model`` (the re-id
+    model's 1 - cos) plus one non-negative part per attribute (mixing x weight x squared probability
+    difference) add up to the result's distance."""
+
+    model: float
+    attributes: dict[str, float]
+    mixing: float
+
+
+@dataclass
 class ResultExplanation:
     rank: int
     key: str
@@ -93,6 +105,7 @@ class ResultExplanation:
     identical_to_query: bool = False  # the same picture as the query (distance ~ 0)
     calibrated: list[float] = field(default_factory=list)  # calibrated attribute probabilities
     summary: PairSummary | None = None  # what differs and what is shared, for the plain-words line
+    fused: FusedParts | None = None  # with a fusion: the model's part and each attribute's part of ``distance``
 
 
 @dataclass
@@ -143,13 +156,17 @@ def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gal
                     filter_spec: dict[str, bool] | None = None, filter_mode: str = "rerank",
                     query_key: str = "query", basis: np.ndarray | None = None,
                     gallery_probabilities: np.ndarray | None = None, include_vectors: bool = True,
-                    model: str = "", query_check: QueryCheck | None = None) -> RankingExplanation:
+                    model: str = "", query_check: QueryCheck | None = None,
+                    fusion: Fusion | None = None, fusion_probabilities: tuple[np.ndarray, np.ndarray] | None = None
+                    ) -> RankingExplanation:
     """Rank ``gallery_features`` for the query and explain the top ``top_k``.
 
     ``basis`` (the head's orthonormal attribute basis) and ``gallery_probabilities`` may be passed
     precomputed to explain many queries against one gallery quickly. A result is marked a match or
     not only when both its person id and the query's are known. ``query_check`` (image measurements
-    of the query crop) feeds the reliability verdict.
+    of the query crop) feeds the reliability verdict. With a ``fusion`` and ``fusion_probabilities``
+    (its attribute classifier's calibrated probabilities of the query, A, and the gallery, G x A), the
+    gallery is ranked by the fused distance and each result carries its exact split (``fused``).
     """
     check_options(top_k, threshold)
     if len(gallery_features) == 0:
@@ -160,6 +177,13 @@ def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gal
     head.check_embedding(gallery_features, "gallery embeddings")
     q = l2_normalise(np.asarray(query_feature, np.float64))
     by_distance, dist = rank_gallery(query_feature, gallery_features)
+    model_dist = dist
+    if fusion is not None:
+        if fusion_probabilities is None:
+            raise ValueError("a fusion needs its attribute probabilities of the query and the gallery")
+        f_q, f_g = fusion_probabilities
+        dist = fusion.distances(model_dist[None], np.asarray(f_q)[None], np.asarray(f_g))[0]
+        by_distance = np.argsort(dist, kind="stable")
     order = by_distance
     names = head.names
     wanted = filter_spec or {}
@@ -202,7 +226,8 @@ def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gal
             explained_share=float(parts[i].sum() / d_exact[i]) if d_exact[i] > 1e-12 else 0.0,
             filter_violations=int(viol[i]), identical_to_query=bool(dist[j] < IDENTICAL_BELOW),
             calibrated=[float(v) for v in c_g[i]],
-            summary=summarise_pair(list(names), c_q, c_g[i], parts[i], float(d_exact[i]), usable)))
+            summary=summarise_pair(list(names), c_q, c_g[i], parts[i], float(d_exact[i]), usable),
+            fused=None if fusion is None else _fused_parts(fusion, float(model_dist[j]), f_q, f_g[j])))
     mean_score = float(scores[:, confident].mean()) if confident.any() and len(top) else None
     sure = usable & ((c_q >= SURE_AT) | (c_q <= 1 - SURE_AT))
     measured = head.reliability if head.reliability is not None else np.full(len(names), np.nan)
@@ -219,4 +244,11 @@ def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gal
         result_embeddings=g.tolist() if include_vectors else [], model=model,
         query_calibrated=[float(v) for v in c_q],
         attribute_reliability=[None if np.isnan(v) else float(v) for v in measured],
-        attribute_reliable=[bool(v) for v in usable], query_check=query_check)
+        attribute_reliable=[bool(v) for v in usable], query_check=query_check,
+        distance=RankingExplanation.distance if fusion is None else
+        f"fused: 1 - cos of the model + {fusion.mixing:g} x weighted squared attribute probability differences")
+
+
+def _fused_parts(fusion: Fusion, d_model: float, p_q: np.ndarray, p_g: np.ndarray) -> FusedParts:
+    model, parts = fused_parts(d_model, p_q, p_g, fusion.weights, fusion.mixing)
+    return FusedParts(model, {n: float(v) for n, v in zip(fusion.names, parts) if v > 0}, fusion.mixing)

@@ -191,6 +191,18 @@ def _details_table(e: RankingExplanation, r: ResultExplanation) -> str:
             '<th>reliability %</th><th>raw probabilities %</th></tr>' + "".join(rows) + "</table>")
 
 
+def _fused_html(r: ResultExplanation, top: int = 4) -> str:
+    """With a fusion: the ranking distance as the model's part plus the attributes' parts, the
+    largest named (docs/METHODS.md#attribute-fusion)."""
+    if r.fused is None:
+        return ""
+    parts = sorted(r.fused.attributes.items(), key=lambda kv: -kv[1])
+    named = ", ".join(f"{html.escape(words(n).present)} {v:.3f}" for n, v in parts[:top])
+    more = f", {len(parts) - top} more" if len(parts) > top else ""
+    return (f'<p class="muted fused">fused distance {r.distance:.3f} = model {r.fused.model:.3f} + attributes '
+            f'{sum(r.fused.attributes.values()):.3f}' + (f" ({named}{more})" if named else "") + "</p>")
+
+
 def _result_card(e: RankingExplanation, r: ResultExplanation, gallery_paths: dict[str, str | Path],
                  maps: list[MapPicture], interpreted=None) -> str:
     esc = html.escape
@@ -204,8 +216,9 @@ def _result_card(e: RankingExplanation, r: ResultExplanation, gallery_paths: dic
     line = (result_line(r.summary, names, e.query_calibrated, r.calibrated) if r.summary is not None
             else "No attribute summary for this result.")
     slices = composition(r.exact_parts, r.exact_residual, names)
+    model_distance = r.fused.model if r.fused is not None else r.distance  # what the exact parts split
     legend = "".join(f'<div class="legend"><span style="background:{c}"></span>{esc(lbl)} '
-                     f'{100 * v / max(r.distance, 1e-12):.0f} %</div>' for lbl, v, c in slices)
+                     f'{100 * v / max(model_distance, 1e-12):.0f} %</div>' for lbl, v, c in slices)
     moved = f' · was rank {r.original_rank} before filtering' if r.original_rank != r.rank else ""
     flt = f' · breaks {r.filter_violations} filter condition(s)' if r.filter_violations else ""
     own = [p for p in maps if p.saliency.image == r.key or p.saliency.pair == r.key]
@@ -220,7 +233,7 @@ def _result_card(e: RankingExplanation, r: ResultExplanation, gallery_paths: dic
     return f"""<div class="card {cls}"><img class="person" src="{image_data_uri(gallery_paths.get(r.key), 160)}" alt="result {r.rank}">
 <div class="main"><div class="head"><span class="rank">#{r.rank}</span><span class="dist">distance {r.distance:.3f}</span>
 {label}<span class="muted">{esc(r.key)}{moved}{flt}</span></div>
-<p class="line">{esc(line)}</p>
+<p class="line">{esc(line)}</p>{_fused_html(r)}
 <div title="share of the distance per attribute; grey: not explained by attributes">{bar_svg(slices)}
 <span class="muted"> attributes explain {100 * r.explained_share:.0f} % of this distance</span></div>
 {maps_html}

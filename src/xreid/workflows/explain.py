@@ -17,6 +17,7 @@ from xreid.data.images import ImageError, load_image
 from xreid.data.pids import pid_from_name
 from xreid.data.transforms import resize_rgb
 from xreid.explain.attribute_head import AttributeHead
+from xreid.explain.fusion import Fusion
 from xreid.explain.interpretation import InterpretedRanking
 from xreid.explain.maps.base import QUERY
 from xreid.explain.maps.compute import MapSet, compute_maps, parse_kinds
@@ -166,7 +167,8 @@ def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = 
             protocol: str | None = None, test_set: str | None = None, query_index: int = 0,
             query_id: str | None = None, top_k: int = 10, threshold: float = 0.3, filter: str | None = None,
             filter_mode: str = "rerank", maps: str | Sequence[str] | None = None, map_dims: int = 5,
-            model_name: str | None = None, interpreter=None) -> Explained:
+            model_name: str | None = None, interpreter=None, fusion: Fusion | None = None,
+            attribute_embedder: Embedder | None = None) -> Explained:
     """Rank a gallery for a query and explain the top ``top_k`` results (docs/METHODS.md).
 
     Either ``query`` and ``gallery`` (a folder, CSV list, ``.npz`` or list of image files), or a
@@ -174,7 +176,9 @@ def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = 
     they need a PyTorch embedder, ``load_embedder(..., backend="torch")``; other backends get
     occlusion maps instead) and occlusion. ``interpreter`` (``xreid.models.interpreter.Interpreter``
     fitted on this model) adds its per-attribute parts of each result's distance and its attention
-    maps. Options are checked before any image is embedded.
+    maps. ``fusion`` (``xreid fuse fit``; ``attribute_embedder`` is the model its attribute head
+    reads, by default ``embedder``) ranks by the fused distance and splits it into the model's part
+    and each attribute's part. Options are checked before any image is embedded.
     """
     root = resolve_data_root(data_root)
     check_options(top_k, threshold)
@@ -185,6 +189,9 @@ def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = 
         from xreid.workflows.interpret import check_target
 
         check_target(interpreter, embedder, "interpreter")
+    if fusion is not None:
+        fusion.check_model(embedder)
+        fusion.check_vocabulary(head.names, "attribute head of the explanation")
     notes: list[str] = []
     if protocol:
         from xreid.data.protocol import load_protocol
@@ -214,7 +221,8 @@ def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = 
             notes.append(f"The query itself is in the gallery ({', '.join(left_out)}); it was left out of the ranking.")
     out = explain_gallery(embedder, head, original, query_path, query_key, gal, query_id=query_id, notes=notes,
                           top_k=top_k, threshold=threshold, wanted=wanted, filter_mode=filter_mode, kinds=kinds,
-                          map_dims=map_dims, model_name=model_name)
+                          map_dims=map_dims, model_name=model_name, fusion=fusion,
+                          attribute_embedder=attribute_embedder)
     if interpreter is not None:
         _interpret(out, interpreter, original)
     return out
@@ -224,7 +232,8 @@ def explain_gallery(embedder: Embedder, head: AttributeHead, original: np.ndarra
                     gal: Gallery, *, query_id: str | None = None, notes: list[str] | None = None, top_k: int = 10,
                     threshold: float = 0.3, wanted: dict[str, bool] | None = None, filter_mode: str = "rerank",
                     kinds: Sequence[str] = (), map_dims: int = 5, model_name: str | None = None,
-                    query_feature: np.ndarray | None = None) -> Explained:
+                    query_feature: np.ndarray | None = None, fusion: Fusion | None = None,
+                    attribute_embedder: Embedder | None = None) -> Explained:
     """``explain`` once the query image (``original``, H x W x 3 RGB) is read and the gallery embedded
     (the server passes rows of its index). ``query_feature`` replaces the query image's embedding (a
     query made of several images); the maps are then drawn on ``original``."""
@@ -233,10 +242,15 @@ def explain_gallery(embedder: Embedder, head: AttributeHead, original: np.ndarra
         raise ValueError("no usable gallery image" + (f" ({len(gal.skipped)} skipped)" if gal.skipped else ""))
     query_image = resize_rgb(original, embedder.preprocess.size)
     q_feat = embedder.embed_arrays([query_image])[0] if query_feature is None else query_feature
+    fusion_probs = None
+    if fusion is not None:
+        fusion_probs, gal = _fusion_probabilities(fusion, attribute_embedder or embedder, embedder, original,
+                                                  q_feat, query_feature is not None, gal)
     explanation = explain_ranking(q_feat, gal.features, gal.keys, head, top_k=top_k, threshold=threshold,
                                   gallery_pids=gal.pids, query_pid=query_id, filter_spec=wanted,
                                   filter_mode=filter_mode, query_key=query_key,
-                                  model=model_name or embedder.name, query_check=check_query(original))
+                                  model=model_name or embedder.name, query_check=check_query(original),
+                                  fusion=fusion, fusion_probabilities=fusion_probs)
     identical = [r.key for r in explanation.results if r.identical_to_query]
     if identical:
         notes.append(f"{len(identical)} result(s) are the same picture as the query (distance 0): "
@@ -252,6 +266,24 @@ def explain_gallery(embedder: Embedder, head: AttributeHead, original: np.ndarra
             notes.append(f"This model has no gradients: occlusion maps were drawn instead of "
                          f"{', '.join(out.maps.substituted)} maps.")
     return out
+
+
+def _fusion_probabilities(fusion: Fusion, attribute_embedder: Embedder, embedder: Embedder, original: np.ndarray,
+                          q_feat: np.ndarray, given_query: bool, gal: Gallery) -> tuple[tuple, Gallery]:
+    """The fusion's attribute probabilities of the query and the gallery (read by its attribute
+    model: the re-id embeddings themselves when that is the model, else each image embedded again);
+    gallery items the attribute model cannot read are left out of the ranking."""
+    if attribute_embedder is embedder:
+        return (fusion.probabilities(q_feat[None])[0], fusion.probabilities(gal.features)), gal
+    if given_query:
+        raise ValueError("a query given as an embedding cannot be fused with another model's attributes")
+    q = attribute_embedder.embed_arrays([resize_rgb(original, attribute_embedder.preprocess.size)])[0]
+    res = attribute_embedder.embed_paths(gal.paths, progress=len(gal.paths) > 500)
+    if len(res.kept) < len(gal.keys):
+        keep = res.kept
+        gal = Gallery([gal.keys[i] for i in keep], [gal.paths[i] for i in keep], gal.features[keep],
+                      [gal.pids[i] for i in keep], gal.skipped + [str(e) for e in res.skipped])
+    return (fusion.probabilities(q[None])[0], fusion.probabilities(res.features)), gal
 
 
 def _interpret(out: Explained, interpreter, query_image: np.ndarray) -> None:

@@ -1,0 +1,144 @@
+"""Attribute fusion (docs/METHODS.md#attribute-fusion): the fused distance, its exact split, the
+weight fitting, KISSME, the fusion file and its refusals."""
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from xreid.cli import app
+from xreid.explain.attribute_head import AttributeHead
+from xreid.explain.fusion import Fusion, attribute_distance, attribute_terms, fused_distance, fused_parts
+from xreid.explain.ranking import explain_ranking
+from xreid.training.fusion import (fit_attribute_weights, hard_triplets, kissme, metric_distance,
+                                   triplet_weight_loss)
+
+runner = CliRunner()
+NAMES = ["personalMale", "hairLong"]
+
+
+def _head(dim=4, names=NAMES):
+    rng = np.random.default_rng(0)
+    return AttributeHead(list(names), rng.normal(size=(dim, len(names))), np.full(len(names), 0.4), {})
+
+
+def _fusion(weights=(2.0, 1.0), mixing=0.5, fingerprint="aaaa", names=NAMES):
+    return Fusion(np.array(weights), mixing, _head(names=names), {"name": "modelA", "fingerprint": fingerprint},
+                  {"spec": "default", "name": "default", "fingerprint": None})
+
+
+def test_attribute_distance_by_hand():
+    p_q = np.array([[1.0, 0.0]])
+    p_g = np.array([[0.0, 0.0], [0.5, 1.0]])
+    # 2 * 1^2 + 1 * 0 = 2;  2 * 0.5^2 + 1 * 1^2 = 1.5
+    assert np.allclose(attribute_distance(p_q, p_g, np.array([2.0, 1.0])), [[2.0, 1.5]])
+    assert np.allclose(attribute_terms(p_q[0], p_g[1]), [0.25, 1.0])
+    assert np.allclose(fused_distance(np.array([[0.3, 0.1]]), [[2.0, 1.5]], 0.5), [[1.3, 0.85]])
+
+
+def test_fused_parts_add_up_to_the_fused_distance():
+    model, parts = fused_parts(0.1, np.array([0.5, 1.0]), np.array([0.0, 0.0]), np.array([2.0, 1.0]), 0.5)
+    assert model == 0.1 and np.allclose(parts, [0.25, 0.5])  # 0.5 * 2 * 0.25, 0.5 * 1 * 1
+    fusion = _fusion()
+    d = fusion.distances(np.array([[0.1]]), np.array([[0.5, 1.0]]), np.array([[0.0, 0.0]]))
+    assert d[0, 0] == pytest.approx(model + parts.sum())  # 0.85
+
+
+def test_triplet_weight_loss_by_hand():
+    # t_ap - t_an = [[-1, 1], [1, 0]] -> w . = [0, 1]; z = 0.1 + [0.2, -0.5] + [0, 1] = [0.3, 0.6]
+    # -> hinge mean 0.45, + 0.01 * (1 + 1) = 0.47
+    loss = triplet_weight_loss(np.array([1.0, 1.0]), np.array([[0.0, 1.0], [1.0, 0.0]]),
+                               np.array([[1.0, 0.0], [0.0, 0.0]]), np.array([0.2, -0.5]), 0.1, 0.01)
+    assert loss == pytest.approx(0.47)
+
+
+def test_weights_favour_the_attribute_that_separates_people():
+    rng = np.random.default_rng(0)
+    n = 400
+    t_ap = np.stack([np.zeros(n), rng.uniform(0, 1, n)], 1)  # attribute 0: same for the same person
+    t_an = np.stack([np.ones(n), rng.uniform(0, 1, n)], 1)  # attribute 0: differs for another person
+    w = fit_attribute_weights(t_ap, t_an, base=0.0, margin=0.2, decay=1e-3)
+    assert w[0] > 0.1 and w[1] < 0.05 * w[0] and (w >= 0).all()
+
+
+def test_uninformative_probabilities_give_zero_weights_without_nan():
+    p = np.full((50, 3), 0.5)  # every probability exactly 0.5: no attribute says anything
+    t = attribute_terms(p[:25], p[25:])
+    w = fit_attribute_weights(t, t, base=np.full(25, -0.1), margin=0.05)
+    assert np.all(np.isfinite(w)) and np.all(w == 0)
+    noisy = 0.5 + np.random.default_rng(0).normal(0, 1e-3, (50, 3))  # near 0.5: terms ~1e-6
+    w = fit_attribute_weights(attribute_terms(noisy[:25], noisy[25:]), attribute_terms(noisy[25:], noisy[:25]),
+                              margin=0.05, decay=1e-3)
+    assert np.all(np.isfinite(w)) and (w >= 0).all()
+    d = attribute_distance(noisy[:5], noisy[5:10], w)
+    assert np.all(d < 1e-4)  # the attribute part of the distance is nothing
+
+
+def test_hard_triplets_pick_the_nearest_other_person():
+    feats = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2], [0.0, 1.0], [0.1, 0.9]])
+    a, p, n = hard_triplets(["x", "x", "y", "z", "z"], feats, negatives=1, positives=1)
+    triplets = set(zip(a.tolist(), p.tolist(), n.tolist()))
+    assert (0, 1, 2) in triplets and (1, 0, 2) in triplets  # y is x's nearest impostor
+    assert (3, 4, 2) in triplets  # z's nearest other person is y
+    assert all(anchor != 2 for anchor in a)  # y has no second image: no triplet
+
+
+def test_kissme_by_hand_and_metric_distance():
+    pos = np.array([[1.0], [-1.0]])  # variance 1
+    neg = np.array([[2.0], [-2.0]])  # variance 4
+    m = kissme(pos, neg, ridge=0.0)
+    assert m[0, 0] == pytest.approx(1 - 1 / 4)
+    x, y = np.array([[0.0, 1.0]]), np.array([[1.0, 1.0], [0.0, 3.0]])
+    assert np.allclose(metric_distance(x, y, np.eye(2)), [[1.0, 4.0]])
+    # covariances whose difference is indefinite: the metric is made positive semi-definite
+    m = kissme(np.array([[1.0, 0], [0, 3.0]]), np.array([[2.0, 0], [0, 1.0]]), ridge=0.0)
+    assert np.linalg.eigvalsh(m).min() >= -1e-12
+
+
+def test_fusion_file_round_trip_and_refusals(tmp_path):
+    fusion = _fusion()
+    fusion.save(tmp_path / "f.npz")
+    back = Fusion.load(tmp_path / "f.npz")
+    assert back.names == NAMES and back.mixing == 0.5 and np.allclose(back.weights, [2.0, 1.0])
+    assert back.model == {"name": "modelA", "fingerprint": "aaaa"}
+
+    class Other:
+        name, fingerprint = "modelB", "bbbb"
+
+    with pytest.raises(ValueError, match="modelA.*aaaa.*modelB.*bbbb"):
+        back.check_model(Other())
+    with pytest.raises(ValueError, match="missing hairLong"):
+        back.check_vocabulary(["personalMale", "carryingBackpack"])
+    with pytest.raises(ValueError, match="non-negative"):
+        _fusion(weights=(-1.0, 1.0))
+    (tmp_path / "bad.npz").write_bytes(b"not a fusion")
+    with pytest.raises(ValueError, match="bad.npz: not an xreid fusion file"):
+        Fusion.load(tmp_path / "bad.npz")
+
+
+def test_explain_ranking_with_a_fusion_reorders_and_splits_exactly():
+    head = _head()
+    q = np.array([1.0, 0.0, 0.0, 0.0])
+    gallery = np.array([[1.0, 0.1, 0.0, 0.0], [1.0, 0.2, 0.0, 0.0]])
+    fusion = _fusion(weights=(1.0, 0.0), mixing=1.0)
+    probs_q, probs_g = np.array([1.0, 0.5]), np.array([[0.0, 0.5], [1.0, 0.5]])  # item 0 differs in attribute 0
+    e = explain_ranking(q, gallery, ["g0", "g1"], head, top_k=2, fusion=fusion, fusion_probabilities=(probs_q, probs_g))
+    assert [r.key for r in e.results] == ["g1", "g0"]  # the attribute difference pushes g0 down
+    assert e.results[1].original_rank == 2
+    for r in e.results:
+        assert r.distance == pytest.approx(r.fused.model + sum(r.fused.attributes.values()))
+    assert e.results[1].fused.attributes == {"personalMale": pytest.approx(1.0)}
+    assert e.distance.startswith("fused")
+
+
+def test_cli_refuses_a_fusion_of_another_model(tmp_path, tiny_model):
+    _fusion(fingerprint="0123456789abcdef").save(tmp_path / "f.npz")
+    res = runner.invoke(app, ["eval", "--model", str(tiny_model), "--fusion", str(tmp_path / "f.npz"),
+                              "--data-root", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "modelA" in res.output and "0123456789abcdef" in res.output and "tiny" in res.output
+
+
+def test_fuse_fit_needs_a_protocol_with_a_validation_twin(tmp_path, tiny_model):
+    res = runner.invoke(app, ["fuse", "fit", "--model", str(tiny_model), "--out", str(tmp_path / "f.npz"),
+                              "--protocol", "market", "--data-root", str(tmp_path)])
+    assert res.exit_code == 2 and "no validation twin" in res.output
