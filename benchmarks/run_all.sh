@@ -40,6 +40,8 @@ run python benchmarks/bench_explain_quality.py ${data[@]+"${data[@]}"} --out "$o
 run python benchmarks/bench_explain_quality.py ${data[@]+"${data[@]}"} --model "$shared/person-reidentification-retail-0277/FP16/person-reidentification-retail-0277.xml" \
     --head runs/heads/head_0277.npz --out "$out/explain_quality_0277"
 run python benchmarks/bench_explain_speed.py --out "$out/explain_speed"
+# attribute fusion (ACRN's table): embeddings cached in runs/fusion_cache (0277, 0286, 0287, bundled)
+run python benchmarks/bench_fusion.py ${data[@]+"${data[@]}"} --out "$out/fusion"
 run python benchmarks/bench_query_check.py ${data[@]+"${data[@]}"} --out "$out/query_check"
 run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 20 --out "$out/maps"
 run python benchmarks/bench_large_gallery.py --out "$out/large_gallery"

@@ -197,10 +197,10 @@ def _fused_html(r: ResultExplanation, top: int = 4) -> str:
     if r.fused is None:
         return ""
     parts = sorted(r.fused.attributes.items(), key=lambda kv: -kv[1])
-    named = ", ".join(f"{html.escape(words(n).present)} {v:.3f}" for n, v in parts[:top])
+    named = ", ".join(f"{html.escape(words(n).present)} {v:.4f}" for n, v in parts[:top])
     more = f", {len(parts) - top} more" if len(parts) > top else ""
     return (f'<p class="muted fused">fused distance {r.distance:.3f} = model {r.fused.model:.3f} + attributes '
-            f'{sum(r.fused.attributes.values()):.3f}' + (f" ({named}{more})" if named else "") + "</p>")
+            f'{sum(r.fused.attributes.values()):.4f}' + (f" ({named}{more})" if named else "") + "</p>")
 
 
 def _result_card(e: RankingExplanation, r: ResultExplanation, gallery_paths: dict[str, str | Path],
