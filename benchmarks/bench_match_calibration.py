@@ -24,7 +24,7 @@ import numpy as np
 from common import M0277, REPO, Report, parse, parser, relative
 from xreid.data.protocol import load_protocol
 from xreid.distance import cosine_distance, l2_normalise
-from xreid.explain.calibration import apply_platt, fit_platt
+from xreid.explain.calibration import apply_platt, fit_platt, sigmoid
 from xreid.explain.match_probability import (
     CONTEXT,
     MatchCalibration,
@@ -37,7 +37,6 @@ from xreid.explain.match_probability import (
     reliability_diagram,
     search_pairs,
 )
-from xreid.explain.calibration import sigmoid
 from xreid.models.loading import load_embedder
 from xreid.workflows.match_calibration import BUNDLED_MATCH_CALIBRATION, embed_keys
 
@@ -85,8 +84,8 @@ def fit_variant(name: str, d11: np.ndarray, same: np.ndarray):
     if name == "distance (isotonic)":
         starts, values = pav_decreasing(d.ravel(), same.ravel())
         return lambda e: values[np.clip(np.searchsorted(starts, e[:, :CONTEXT], side="right") - 1, 0, None)]
-    w = fit_logistic(variant_features(name, d11).reshape(-1, len(variant_features(name, d11[:1])[0, 0])),
-                     same.ravel())
+    x = variant_features(name, d11)
+    w = fit_logistic(x.reshape(-1, x.shape[-1]), same.ravel())
     return lambda e: sigmoid(variant_features(name, e) @ w[:-1] + w[-1])
 
 
@@ -132,7 +131,7 @@ def scores(predict, sets: dict[str, tuple[np.ndarray, np.ndarray]], interval: bo
     return out
 
 
-def all_pairs_figures(feats: dict[str, np.ndarray], val, test, train_idx, keys) -> dict:
+def all_pairs_figures(feats: dict[str, np.ndarray], test, train_idx, keys) -> dict:
     """The naive calibration: Platt on the distance over every query-gallery pair of the training
     episodes, scored on every pair of the test galleries, and on the top-10 pairs."""
     x = np.stack([feats[k] for k in keys])
@@ -236,7 +235,7 @@ def run_model(name: str, spec: str, data_root: Path, cache: Path, report: Report
     report.print("\nFor the record (not used to choose): the other variants on PETA-ReID test")
     report.table(["variant", *tnames, "pooled"],
                  [[v, *(f"{others[v][n]:.3f}" for n in tnames), f"{others[v]['pooled']:.3f}"] for v in VARIANTS])
-    naive = all_pairs_figures(feats, val, test, train, [r.path for r in train])
+    naive = all_pairs_figures(feats, test, train, [r.path for r in train])
     report.print(f"\nThe naive P(same | distance) over all pairs (Platt, fitted on every pair of the same episodes): "
                  f"on all {naive['pairs']} test pairs ({100 * naive['match_share']:.2f} % true matches) its ECE is "
                  f"{naive['ece_all_pairs']:.4f}, yet it gives true matches {naive['mean_p_true_matches']:.3f} on "
