@@ -33,8 +33,9 @@ TOKEN = "s3cret-token-for-tests-0123"
 def case(embedder, head_path, root, tmp_path):  # noqa: F811
     """An index of the 10 gallery crops with cameras, times and person ids from a CSV."""
     listing = tmp_path / "gallery.csv"
-    listing.write_text("path,cam,timestamp,pid\n" + "".join(
-        f"gallery/img{i:02d}.jpg,{1 + i % 2},2024-05-01T12:{i:02d}:00Z,P{i // 2}\n" for i in range(10)))
+    listing.write_text("path,cam,timestamp,pid,site\n" + "".join(
+        f"gallery/img{i:02d}.jpg,{1 + i % 2},2024-05-01T12:{i:02d}:00Z,P{i // 2},{'north' if i < 3 else 'south'}\n"
+        for i in range(10)))
     build_index(embedder, AttributeHead.load(head_path), root, tmp_path / "case", list_file=listing, batch_size=4,
                 progress=False)
     return tmp_path / "case"
@@ -103,6 +104,13 @@ def test_filters_act_inside_the_search(client, session):
     res = _search(client, uploads=[uid], k=10, filters={"camera": ["2"], "after": "2024-05-01T12:04:00Z"}).json()
     assert {r["key"] for r in res["results"]} == {"gallery/img05.jpg", "gallery/img07.jpg", "gallery/img09.jpg"}
     assert res["candidates"] == 3
+    res = _search(client, uploads=[uid], k=10, filters={"fields": {"site": "north"}}).json()
+    assert sorted(r["key"] for r in res["results"]) == [f"gallery/img{i:02d}.jpg" for i in range(3)]
+    assert all(r["site"] == "north" for r in res["results"])
+    info = client.get("/api/info").json()
+    assert info["fields"] == [{"name": "site", "values": [{"value": "south", "count": 7}, {"value": "north", "count": 3}]}]
+    assert info["cameras"] == [{"value": "1", "count": 5}, {"value": "2", "count": 5}]
+    assert info["time"] == {"first": "2024-05-01T12:00:00Z", "last": "2024-05-01T12:09:00Z", "known": 10}
     probs = session.index.probabilities()
     res = _search(client, uploads=[uid], k=10, filters={"attributes": {NAMES[0]: True}}).json()
     assert {r["id"] for r in res["results"]} == set(np.flatnonzero(probs[:, 0] >= 0.5).tolist())

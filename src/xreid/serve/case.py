@@ -194,11 +194,8 @@ class CaseSession:
         index = self.index
         names = index.attribute_names
         codes = index.attribute_codes
-        cameras = []
-        if CAMERA in index.columns:
-            vocab, cam_codes = index.columns[CAMERA]
-            counts = np.bincount(cam_codes, minlength=len(vocab))
-            cameras = [{"value": str(v), "count": int(c)} for v, c in zip(vocab.tolist(), counts) if v and c]
+        cameras = sorted(_value_counts(*index.columns[CAMERA], most=1000), key=lambda c: c["value"]) \
+            if CAMERA in index.columns else []
         times = index.times[np.isfinite(index.times)]
         from xreid.index.metadata import format_time
 
@@ -211,7 +208,8 @@ class CaseSession:
             "time": {"first": format_time(float(times.min())) if len(times) else None,
                      "last": format_time(float(times.max())) if len(times) else None,
                      "known": int(len(times))},
-            "fields": [n for n in index.field_names if n not in (CAMERA, PID)],
+            "fields": [{"name": n, "values": _value_counts(*index.columns[n])}
+                       for n in index.field_names if n not in (CAMERA, PID)],
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "threshold": self.threshold,
             "limits": {"max_upload_bytes": self.limits.max_upload_bytes, "max_pixels": self.limits.max_pixels,
@@ -499,6 +497,13 @@ class CaseSession:
 
     def close(self) -> None:
         self.audit.close()
+
+
+def _value_counts(vocab: np.ndarray, codes: np.ndarray, most: int = 200) -> list[dict]:
+    """The most frequent values of a string column (empty values left out), for a facet."""
+    counts = np.bincount(codes, minlength=len(vocab))
+    order = np.argsort(-counts, kind="stable")
+    return [{"value": str(vocab[i]), "count": int(counts[i])} for i in order[:most] if counts[i] and vocab[i]]
 
 
 def _jpeg(image: np.ndarray) -> bytes:

@@ -47,6 +47,11 @@ function drawFacets() {
   $("time-range").textContent = info.time.known
     ? `${info.time.known.toLocaleString()} images with a time, ${info.time.first} to ${info.time.last} (UTC)`
     : "no image of this case has a time";
+  $("fields").replaceChildren(...info.fields.map((f) => el("div", {},
+    el("h3", {}, f.name),
+    el("select", {class: "field", dataset: {name: f.name}, "aria-label": f.name},
+      el("option", {value: ""}, "any"),
+      ...f.values.map((v) => el("option", {value: v.value}, `${v.value} (${v.count.toLocaleString()})`))))));
   const byGroup = new Map();
   for (const a of info.attributes) {
     if (!byGroup.has(a.group)) byGroup.set(a.group, []);
@@ -78,6 +83,8 @@ function filters() {
   if ($("after").value) f.after = $("after").value;
   if ($("before").value) f.before = $("before").value;
   if (state.attrFilter.size) f.attributes = Object.fromEntries(state.attrFilter);
+  const fields = [...document.querySelectorAll("select.field")].filter((s) => s.value);
+  if (fields.length) f.fields = Object.fromEntries(fields.map((s) => [s.dataset.name, s.value]));
   return f;
 }
 
