@@ -105,12 +105,13 @@ def fail(message: str, code: int = 2) -> None:
 
 def _head(model: str, head: Path | None):
     from xreid.explain.attribute_head import AttributeHead
-    from xreid.models.loading import BUNDLED_HEAD
+    from xreid.models.loading import BUNDLED_HEAD, model_head_path
 
-    if head is None:
-        if model != "default":
+    if head is None:  # the model's own head: the bundled one, or the one a multi-task run wrote beside it
+        own = BUNDLED_HEAD if model == "default" else model_head_path(model)
+        if not own.is_file():
             fail("this model needs --head HEAD.npz (fit one with `xreid attributes fit --model ...`)")
-        head = BUNDLED_HEAD
+        head = own
     try:
         return AttributeHead.load(head)
     except (FileNotFoundError, ValueError) as exc:

@@ -35,6 +35,26 @@ def load_resized(paths: Sequence[Path], size: tuple[int, int], workers: int = 2
     return images, errors
 
 
+def decode_all(paths: Sequence[Path], size: tuple[int, int], progress: bool = True, desc: str = "decoding images"
+               ) -> tuple[np.ndarray, list[int], list[ImageError]]:
+    """(images N x H x W x 3 uint8 of the files that load, their positions in ``paths``, the errors),
+    decoded in chunks with a progress bar; bad files are logged and skipped."""
+    from tqdm import tqdm
+
+    images: list[np.ndarray | None] = []
+    skipped: list[ImageError] = []
+    chunk = 512
+    for start in tqdm(range(0, len(paths), chunk), desc=desc, unit="chunk", disable=not progress):
+        imgs, errs = load_resized(paths[start:start + chunk], size)
+        images += imgs
+        skipped += errs
+    keep = [i for i, im in enumerate(images) if im is not None]
+    for err in skipped:
+        log.warning("skipped %s", err)
+    stacked = np.stack([images[i] for i in keep]) if keep else np.zeros((0, *size, 3), np.uint8)
+    return stacked, keep, skipped
+
+
 class InMemoryReIDSet:
     """Training images decoded once, resized to the input size and kept as uint8 in memory.
 
@@ -43,23 +63,10 @@ class InMemoryReIDSet:
     """
 
     def __init__(self, records: Sequence[ImageRecord], root: Path, size: tuple[int, int], progress: bool = True):
-        from tqdm import tqdm
-
         records = [r for r in records if r.pid is not None]
-        paths = [root / r.path for r in records]
-        images: list[np.ndarray | None] = []
-        self.skipped: list[ImageError] = []
-        chunk = 512
-        for start in tqdm(range(0, len(paths), chunk), desc="decoding train images", unit="chunk",
-                          disable=not progress):
-            imgs, errs = load_resized(paths[start:start + chunk], size)
-            images += imgs
-            self.skipped += errs
-        keep = [i for i, im in enumerate(images) if im is not None]
-        for err in self.skipped:
-            log.warning("skipped %s", err)
+        self.images, keep, self.skipped = decode_all([root / r.path for r in records], size, progress,
+                                                     "decoding train images")
         self.records = [records[i] for i in keep]
-        self.images = np.stack([images[i] for i in keep]) if keep else np.zeros((0, *size, 3), np.uint8)
         pids = sorted({r.pid for r in self.records})
         self.pid_to_label = {p: i for i, p in enumerate(pids)}
         self.labels = np.array([self.pid_to_label[r.pid] for r in self.records], dtype=np.int64)
@@ -73,8 +80,12 @@ class InMemoryReIDSet:
 
     def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         idx = np.asarray(indices)
-        images = torch.from_numpy(self.images[idx]).permute(0, 3, 1, 2).float().div_(255.0)
-        return images, torch.from_numpy(self.labels[idx])
+        return to_tensor(self.images[idx]), torch.from_numpy(self.labels[idx])
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """N x H x W x 3 uint8 images as an N x 3 x H x W float tensor in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 class IdentitySampler:

@@ -107,13 +107,15 @@ def load_model_file(path: str | Path) -> tuple[ReIDNet, dict]:
 
 def save_training_checkpoint(path: str | Path, *, spec: ModelSpec, model: torch.nn.Module,
                              optimizer: torch.optim.Optimizer, epoch: int, batch: int, history: list[dict],
-                             average: dict[str, torch.Tensor] | None, averaged: int, config: dict) -> None:
+                             average: dict[str, torch.Tensor] | None, averaged: int, config: dict,
+                             extra: dict | None = None) -> None:
     """Write everything an exact resume needs (atomically): the next batch to run is ``batch`` of
-    ``epoch``; ``average``/``averaged`` are the weight-averaging state."""
-    save_torch(plain_data({"format": CHECKPOINT_FORMAT, "spec": spec.to_dict(), "state_dict": model.state_dict(),
-                           "optimizer": optimizer.state_dict(), "epoch": epoch, "batch": batch,
-                           "history": history, "average": average, "averaged": averaged, "config": config},
-                          str(path)), path)
+    ``epoch``; ``average``/``averaged`` are the weight-averaging state; ``extra`` holds further
+    trained state (e.g. the multi-task attribute layer) under keys of its own."""
+    save_torch(plain_data({**(extra or {}), "format": CHECKPOINT_FORMAT, "spec": spec.to_dict(),
+                           "state_dict": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                           "batch": batch, "history": history, "average": average, "averaged": averaged,
+                           "config": config}, str(path)), path)
 
 
 def load_training_checkpoint(path: str | Path) -> dict:

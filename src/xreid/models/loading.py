@@ -16,7 +16,16 @@ from xreid.models.embedders import CompiledEmbedder, Embedder, TorchEmbedder, bl
 from xreid.models.fingerprint import fingerprint
 
 BUNDLED_MODEL = Path(__file__).resolve().parent.parent / "weights" / "default.pt"
-BUNDLED_HEAD = BUNDLED_MODEL.with_name("default_head.npz")
+
+
+def model_head_path(model_file: str | Path) -> Path:
+    """Where an xreid model file's own attribute head lives: beside it, ``NAME_head.npz`` (the bundled
+    model's, and the one a multi-task `xreid train` run writes next to its ``model.pt``)."""
+    model_file = Path(model_file)
+    return model_file.with_name(f"{model_file.stem}_head.npz")
+
+
+BUNDLED_HEAD = model_head_path(BUNDLED_MODEL)
 
 BACKENDS = ("auto", "torch", "onnx", "openvino")
 PRECISIONS = ("f32", "bf16")

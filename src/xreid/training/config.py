@@ -51,6 +51,19 @@ class TrainConfig:
 
 
 @dataclass
+class AttributesConfig:
+    """Multi-task training (docs/METHODS.md#training-recipe): a bias-free linear attribute layer on the
+    L2-normalised embedding, trained with the network by class-balanced BCE. ``weight`` 0 = off."""
+
+    weight: float = 0.0
+    names: str | list[str] = "explanation"  # 'explanation' (57), 'peta35' (the 35 evaluated) or a list
+    attribute_only: bool = True  # add the attribute-only crops (CUHK, MIT; no identity) to each batch
+    attribute_only_batch: int = 16  # how many per batch
+    balance: str = "inverse"  # class balancing of the BCE (explain.formulas.class_balanced_weights)
+    lr_scale: float = 10.0  # the layer's learning rate as a multiple of train.lr (no weight decay)
+
+
+@dataclass
 class Config:
     name: str = "run"
     seed: int = 0
@@ -58,6 +71,7 @@ class Config:
     output_dir: str = "runs"
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    attributes: AttributesConfig = field(default_factory=AttributesConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -71,7 +85,8 @@ def _build(cls, data: dict, where: str):
         raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
     kwargs = {}
     for key, value in data.items():
-        sub = {"model": ModelConfig, "train": TrainConfig, "distill": DistillConfig}.get(key)
+        sub = {"model": ModelConfig, "train": TrainConfig, "distill": DistillConfig,
+               "attributes": AttributesConfig}.get(key)
         if sub is not None and isinstance(value, dict):
             value = _build(sub, value, f"{where}.{key}")
         if key == "input_size":
@@ -97,3 +112,30 @@ def load_config(path: str | Path) -> Config:
     if cfg.name == "run":
         cfg.name = path.stem
     return cfg
+
+
+#: Keys a resumed run may change: they affect neither the weights nor the batches.
+RESUMABLE_CHANGES = frozenset({"train.checkpoint_minutes", "output_dir"})
+
+
+def flatten(data: dict, prefix: str = "") -> dict:
+    """A nested config dict as {'train.lr': 0.00035, ...}."""
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def config_changes(old: dict, new: dict) -> list[str]:
+    """The dotted keys whose values differ between two configs in their ``asdict`` form (missing keys
+    take their defaults first, so a run started before a key existed compares equal on it), apart
+    from ``RESUMABLE_CHANGES`` and the run name."""
+    from dataclasses import asdict
+
+    a = flatten(asdict(config_from_dict(old, "checkpoint config")))
+    b = flatten(asdict(config_from_dict(new, "config")))
+    return sorted(k for k in a.keys() | b.keys()
+                  if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES and k != "name")

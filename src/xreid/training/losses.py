@@ -58,3 +58,30 @@ def feature_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> t
     its similarities to the other 63 images of its batch.
     """
     return (1.0 - F.cosine_similarity(student, teacher, dim=1)).mean()
+
+
+def attribute_bce(logits: torch.Tensor, labels: torch.Tensor, positive_ratio, scheme: str = "inverse") -> torch.Tensor:
+    """Class-balanced binary cross-entropy of attribute logits (M x A) against 0/1 labels, averaged over
+    every image and attribute; the per-element weights are ``explain.formulas.class_balanced_weights``
+    of the positive ratios in the training data (the same loss ``fit_attribute_head`` fits with)."""
+    from xreid.explain.formulas import class_balanced_weights
+
+    weight = class_balanced_weights(labels.detach().cpu().numpy().astype(bool), positive_ratio, scheme)
+    return F.binary_cross_entropy_with_logits(logits, labels.float(),
+                                              weight=torch.as_tensor(weight, dtype=logits.dtype))
+
+
+def identity_losses(feat: torch.Tensor, logits: torch.Tensor | None, labels: torch.Tensor, *, id_weight: float,
+                    triplet_weight: float, label_smoothing: float, margin: float, ranking: bool
+                    ) -> dict[str, torch.Tensor]:
+    """The identity terms of a training batch: weighted cross-entropy and (once ``ranking``) batch-hard
+    triplet. Rows whose label is negative have no identity (attribute-only crops) and are dropped
+    before either loss sees the batch, so they can neither count as a class nor as a negative."""
+    keep = labels >= 0
+    feat, labels = feat[keep], labels[keep]
+    out = {}
+    if logits is not None:
+        out["id"] = id_weight * id_loss(logits[keep], labels, label_smoothing)
+    if ranking:
+        out["triplet"] = triplet_weight * batch_hard_triplet_loss(feat, labels, margin)
+    return out

@@ -17,19 +17,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xreid.data.dataset import IdentitySampler, InMemoryReIDSet
+from xreid.data.dataset import IdentitySampler, InMemoryReIDSet, decode_all, to_tensor
 from xreid.data.transforms import BatchAugment, curriculum_fraction
 from xreid.distance import l2_normalise
 from xreid.io import write_json
 from xreid.models.checkpoint import load_training_checkpoint, plain_data, save_model_file, save_training_checkpoint
+from xreid.models.loading import model_head_path
 from xreid.models.reid_net import ModelSpec, build_model
 from xreid.training.averaging import accumulate_average, recompute_batchnorm
-from xreid.training.config import Config
+from xreid.training.config import Config, config_changes
 from xreid.training.losses import (
-    batch_hard_triplet_loss,
+    attribute_bce,
     feature_distillation_loss,
-    id_loss,
+    identity_losses,
     similarity_distillation_loss,
+)
+from xreid.training.multitask import (
+    AttributeLayer,
+    AttributeTargets,
+    attribute_names,
+    attribute_only_indices,
+    finish_head,
+    split_attribute_only,
 )
 
 log = logging.getLogger(__name__)
@@ -51,31 +60,37 @@ def teacher_features(cfg: Config, dataset: InMemoryReIDSet, run_dir: Path) -> to
     """Teacher embeddings of the training images (mean of the image and its mirror; cached), centred
     on their mean and L2-normalised: the student's BNNeck output is zero-mean per dimension, so an
     uncentred target could never be matched exactly."""
+    feats = teacher_embeddings(cfg, dataset.images, run_dir / "teacher_features.npy")
+    return None if feats is None else centred_targets(feats)
+
+
+def teacher_embeddings(cfg: Config, images: np.ndarray, cache: Path) -> np.ndarray | None:
+    """The teacher's raw embeddings of ``images`` (image and mirror averaged, normalised), cached in
+    ``cache``; None when the config distils from no teacher."""
     distill = cfg.train.distill
     if not distill.teacher or not (distill.feature_weight or distill.relational_weight):
         return None
     from xreid.data.transforms import resize_rgb
     from xreid.models.loading import load_embedder
 
-    cache = run_dir / "teacher_features.npy"
     if cache.is_file():
         feats = np.load(cache)
-        if len(feats) == len(dataset):
-            return centred_targets(feats)
+        if len(feats) == len(images):
+            return feats
     teacher = load_embedder(distill.teacher)
     size = teacher.preprocess.size
     out = []
     from tqdm import tqdm
 
-    for start in tqdm(range(0, len(dataset), 64), desc="teacher embeddings", unit="batch"):
-        imgs = [resize_rgb(im, size) for im in dataset.images[start:start + 64]]
+    for start in tqdm(range(0, len(images), 64), desc=f"teacher embeddings ({cache.stem})", unit="batch"):
+        imgs = [resize_rgb(im, size) for im in images[start:start + 64]]
         f = teacher.embed_arrays(imgs) + teacher.embed_arrays([im[:, ::-1] for im in imgs])
         out.append(l2_normalise(f))
     feats = np.concatenate(out).astype(np.float32)
     from xreid.io import atomic_write
 
     atomic_write(cache, lambda fh: np.save(fh, feats))
-    return centred_targets(feats)
+    return feats
 
 
 def centred_targets(feats: np.ndarray, mean: np.ndarray | None = None) -> torch.Tensor:
@@ -85,12 +100,17 @@ def centred_targets(feats: np.ndarray, mean: np.ndarray | None = None) -> torch.
 
 
 def draw_batch(dataset: InMemoryReIDSet, augment: BatchAugment, cfg: Config, epoch: int, batch: int,
-               indices) -> tuple[torch.Tensor, torch.Tensor]:
+               indices, extra: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The images (augmented, channels-last) and labels of ``batch`` in ``epoch``, seeded by
-    (seed, epoch, batch): a resumed run draws exactly what an uninterrupted one would have."""
+    (seed, epoch, batch): a resumed run draws exactly what an uninterrupted one would have.
+    ``extra`` (uint8 images without identity, e.g. attribute-only crops) follow the identity images,
+    with label -1."""
     t = cfg.train
     torch.manual_seed(hash((cfg.seed, epoch, batch)) & 0x7FFFFFFF)
     images, labels = dataset.batch(indices)
+    if extra is not None and len(extra):
+        images = torch.cat([images, to_tensor(extra)])
+        labels = torch.cat([labels, torch.full((len(extra),), -1, dtype=labels.dtype)])
     fraction = curriculum_fraction(epoch, t.epochs, t.cutout_start, t.cutout_end) if t.cutout_prob > 0 else 0.0
     return augment(images, fraction).contiguous(memory_format=torch.channels_last), labels
 
@@ -131,6 +151,13 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                               f"or change 'name'/'output_dir' in the config")
     # read (weights-only) before the slow set-up, so an unusable checkpoint fails at once
     ckpt = load_training_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
+    config = plain_data(asdict(cfg), "config")  # paths as strings: JSON- and weights-only-safe
+    if ckpt is not None and ckpt.get("config") is not None:
+        changed = config_changes(ckpt["config"], config)
+        if changed:
+            raise ValueError(f"{ckpt_path}: the config differs from the one this run started with "
+                             f"({', '.join(changed)}); resume with the run's own config "
+                             f"({run_dir / 'config.json'}) or start a new run under another name")
     protocol = load_protocol(cfg.protocol, data_root)
     m = cfg.model
     dataset = InMemoryReIDSet(protocol.train, protocol.image_root, m.input_size, progress=progress)
@@ -142,7 +169,23 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
     model.backbone.freeze_stages(m.freeze_stages)
     model = model.to(memory_format=torch.channels_last)  # 1.5x faster steps on CPU: benchmarks/bench_train_step.py
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    a = cfg.attributes
+    layer, targets, ao_images, calibration = None, None, None, []
+    if a.weight:  # multi-task: the attribute layer and the labelled images it learns from
+        names = attribute_names(a.names, where=f"{cfg.name}: attributes.names")
+        ao_train, calibration = split_attribute_only(protocol.attribute_only)
+        ao_train = ao_train if a.attribute_only else []
+        ao_images, keep, _ = decode_all([protocol.image_root / r.path for r in ao_train], m.input_size, progress,
+                                        "decoding attribute-only images")
+        targets = AttributeTargets(names, dataset.records, [ao_train[i] for i in keep])
+        if targets.never_positive:
+            log.warning("never positive in the training images (no attribute signal; left out of mA): %s",
+                        ", ".join(targets.never_positive))
+        layer = AttributeLayer(model.embedding_dim, len(names))
+    groups = [{"params": params}]
+    if layer is not None:  # its own rate, no weight decay (as the post-hoc fit)
+        groups.append({"params": list(layer.parameters()), "weight_decay": 0.0, "lr_scale": a.lr_scale})
+    optimizer = torch.optim.Adam(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     sampler = IdentitySampler(dataset.labels, cfg.train.p, cfg.train.k, seed=cfg.seed)
     augment = BatchAugment(m.input_size, pad=cfg.train.crop_pad, color=cfg.train.color_jitter)
     teacher = teacher_features(cfg, dataset, run_dir)
@@ -150,21 +193,29 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
     if teacher is not None and distill.feature_weight and teacher.shape[1] != model.embedding_dim:
         raise ValueError(f"feature distillation needs the student's embedding size to equal the teacher's: "
                          f"set model.embedding_dim to {teacher.shape[1]} (it is {model.embedding_dim})")
+    ao_teacher = None
+    if teacher is not None and ao_images is not None and len(ao_images):  # the mimic loss sees them too
+        raw = teacher_embeddings(cfg, ao_images, run_dir / "teacher_features_attribute_only.npy")
+        ao_teacher = centred_targets(raw, np.load(run_dir / "teacher_features.npy").mean(0, keepdims=True))
 
     start_epoch, start_batch, history = 0, 0, []
     average, averaged = None, 0  # weight average over the finished averaging epochs, and their count
+    attr_average = None  # the attribute layer's, over the same epochs
     if ckpt is not None:
         model.load_state_dict(ckpt["state_dict"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch, start_batch, history = ckpt["epoch"], ckpt["batch"], ckpt["history"]
         average, averaged = ckpt.get("average"), ckpt.get("averaged", 0)
+        if layer is not None:
+            layer.load_state_dict(ckpt["attribute_layer"])
+            attr_average = ckpt.get("attribute_average")
         log.info("resumed from %s at epoch %d batch %d", ckpt_path, start_epoch, start_batch)
-    config = plain_data(asdict(cfg), "config")  # paths as strings: JSON- and weights-only-safe
     write_json(run_dir / "config.json", config)
 
     def save(epoch: int, batch: int) -> None:
+        extra = {} if layer is None else {"attribute_layer": layer.state_dict(), "attribute_average": attr_average}
         save_training_checkpoint(ckpt_path, spec=spec, model=model, optimizer=optimizer, epoch=epoch, batch=batch,
-                                 history=history, average=average, averaged=averaged, config=config)
+                                 history=history, average=average, averaged=averaged, config=config, extra=extra)
 
     t = cfg.train
     total_epochs = t.epochs + t.swa_epochs
@@ -182,19 +233,32 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
             for b, indices in enumerate(sampler.epoch(epoch)):
                 if b < start_batch:
                     continue
-                images, labels = draw_batch(dataset, augment, cfg, epoch, b, indices)
+                ao = (attribute_only_indices(len(ao_images), a.attribute_only_batch, cfg.seed, epoch, b)
+                      if ao_images is not None and len(ao_images) and a.attribute_only_batch > 0 else None)
+                images, labels = draw_batch(dataset, augment, cfg, epoch, b, indices,
+                                            None if ao is None else ao_images[ao])
                 for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(cfg, epoch + b / len(sampler))
+                    group["lr"] = learning_rate(cfg, epoch + b / len(sampler)) * group.get("lr_scale", 1.0)
                 feat, emb, logits = model(images)
-                losses = {"id": t.id_weight * id_loss(logits, labels, t.label_smoothing)}
-                targets = teacher[torch.as_tensor(indices)] if teacher is not None else None
-                if targets is not None and distill.feature_weight:  # from the first batch: a target per image
-                    losses["mimic"] = distill.feature_weight * feature_distillation_loss(emb, targets)
-                if ranking:
-                    losses["triplet"] = t.triplet_weight * batch_hard_triplet_loss(feat, labels, t.margin)
-                    if targets is not None and distill.relational_weight:
-                        losses["relational"] = distill.relational_weight * similarity_distillation_loss(
-                            feat, targets)
+                n_id = len(indices)  # identity images first; attribute-only crops (label -1) after them
+                losses = identity_losses(feat, logits, labels, id_weight=t.id_weight, triplet_weight=t.triplet_weight,
+                                         label_smoothing=t.label_smoothing, margin=t.margin, ranking=ranking)
+                mimic = teacher[torch.as_tensor(indices)] if teacher is not None else None
+                if mimic is not None and distill.feature_weight:  # from the first batch: a target per image
+                    if ao is not None and ao_teacher is not None:
+                        both = torch.cat([mimic, ao_teacher[torch.as_tensor(ao)]])
+                        losses["mimic"] = distill.feature_weight * feature_distillation_loss(emb, both)
+                    else:
+                        losses["mimic"] = distill.feature_weight * feature_distillation_loss(emb[:n_id], mimic)
+                if ranking and mimic is not None and distill.relational_weight:
+                    losses["relational"] = distill.relational_weight * similarity_distillation_loss(feat[:n_id], mimic)
+                if layer is not None:
+                    rows = np.concatenate([targets.train_labels[indices]] + ([] if ao is None else [targets.ao_labels[ao]]))
+                    has = np.concatenate([targets.train_labelled[indices], np.ones(len(rows) - n_id, bool)])
+                    if has.any():
+                        losses["attr"] = a.weight * attribute_bce(layer(emb)[torch.from_numpy(has)],
+                                                                  torch.from_numpy(rows[has]),
+                                                                  targets.positive_ratio, a.balance)
                 loss = sum(losses.values())
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1} batch {b}")
@@ -222,6 +286,8 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                             "seconds": time.monotonic() - tic})
             log.info("epoch %d: %s", epoch + 1, history[-1])
             if epoch >= t.epochs:
+                if layer is not None:
+                    attr_average = accumulate_average(attr_average, layer, averaged)
                 average, averaged = accumulate_average(average, model, averaged), averaged + 1
             start_batch = 0
             position = (epoch + 1, 0)
@@ -232,10 +298,23 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
         raise KeyboardInterrupt(f"interrupted; progress saved to {ckpt_path} (continue with --resume)") from None
     if average is not None:
         model.load_state_dict(average, strict=False)
+        if layer is not None:
+            layer.load_state_dict(attr_average)
         recompute_batchnorm(model, training_batches(dataset, sampler, augment, cfg, total_epochs, progress))
     final = run_dir / "model.pt"
     meta = {"config": config, "history": history, "averaged_epochs": averaged, "train_images": len(dataset),
             "train_identities": dataset.num_classes, "skipped": [str(e) for e in dataset.skipped]}
+    if layer is not None:
+        meta["attribute_layer"] = {"names": targets.names, "weights": layer.weight.detach().clone(),
+                                   "never_positive_in_training": targets.never_positive}
     model.eval()
     save_model_file(model, spec, final, meta)
+    if layer is not None:
+        held = calibration + (protocol.test_images() if cfg.protocol.replace("_", "-") == "peta-reid-val" else [])
+        source = (f"trained with the network on {protocol.name} train + {len(targets.ao_labels)} attribute-only "
+                  f"crops; calibrated on {len(calibration)} held-out attribute-only crops"
+                  + (f" + the {protocol.name} validation query / gallery images" if len(held) > len(calibration) else ""))
+        finish_head(final, layer.weight.detach().double().numpy(), targets, protocol.image_root, held, source,
+                    model_head_path(final), a.balance, progress)
     return final
+

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 
 from xreid.data.peta import PROTOCOL_FILES
 from xreid.data.records import ImageRecord
+from xreid.data.splits import CALIBRATION_SHARE, held_out  # noqa: F401 - re-exported (workflows.fuse)
 
 from xreid.explain.attribute_head import AttributeHead, fit_attribute_head
 from xreid.models.embedders import Embedder
@@ -17,15 +17,8 @@ from xreid.models.embedders import Embedder
 log = logging.getLogger(__name__)
 
 
-#: Share of the attribute-only images held out of the fit to calibrate on (chosen by a stable hash).
-CALIBRATION_SHARE = 0.3
 #: Fewer held-out images than this cannot calibrate 57 attributes: the head is then left uncalibrated.
 MIN_CALIBRATION_IMAGES = 50
-
-
-def held_out(key: str, share: float) -> bool:
-    """A stable, seedless split: ``key`` (a path or a person id) falls in the held-out share or not."""
-    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < share
 
 
 def calibration_split(data_root: Path, protocol: str) -> tuple[list[ImageRecord], list[ImageRecord], str]:
@@ -105,4 +98,8 @@ def evaluate_head(embedder: Embedder, head: AttributeHead, data_root: Path, prot
     head.check_model(embedder, "attribute head")
     proto = load_protocol(protocol, data_root)
     feats, labels, _ = labelled_embeddings(embedder, proto.image_root, proto.test_images(), head.names)
-    return attribute_report(head.predict(feats), labels, head.names, proto.attributes or None)
+    never = set(head.meta.get("never_positive_in_training", []))  # nothing learnt: left out of mA
+    scored = [n for n in (proto.attributes or head.names) if n not in never]
+    report = attribute_report(head.predict(feats), labels, head.names, scored)
+    report["excluded_never_positive_in_training"] = sorted(never & set(proto.attributes or head.names))
+    return report
