@@ -142,8 +142,9 @@ def test_cli_uses_the_models_own_head(mini_peta, tmp_path):
     head.save(model_head_path(model))
     res = runner.invoke(app, ["attributes", "eval", "--model", str(model), "--data-root", str(mini_peta)])
     assert res.exit_code == 0 and "mA over 2 attributes" in res.output, res.output
-    res = runner.invoke(app, ["explain", "--model", str(model), "--data-root", str(mini_peta), "--protocol", "peta-reid", "--test-set", "VIPeR",
-                              "--query-index", "1", "--out", str(tmp_path / "r.html")])
+    res = runner.invoke(app, ["explain", "--model", str(model), "--data-root", str(mini_peta), "--protocol",
+                              "peta-reid", "--test-set", "VIPeR", "--query-index", "1",
+                              "--out", str(tmp_path / "r.html")])
     assert res.exit_code == 0, res.output
 
 

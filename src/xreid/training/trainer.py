@@ -253,7 +253,8 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                 if ranking and mimic is not None and distill.relational_weight:
                     losses["relational"] = distill.relational_weight * similarity_distillation_loss(feat[:n_id], mimic)
                 if layer is not None:
-                    rows = np.concatenate([targets.train_labels[indices]] + ([] if ao is None else [targets.ao_labels[ao]]))
+                    rows = np.concatenate([targets.train_labels[indices]]
+                                          + ([] if ao is None else [targets.ao_labels[ao]]))
                     has = np.concatenate([targets.train_labelled[indices], np.ones(len(rows) - n_id, bool)])
                     if has.any():
                         losses["attr"] = a.weight * attribute_bce(layer(emb)[torch.from_numpy(has)],
@@ -310,10 +311,13 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
     model.eval()
     save_model_file(model, spec, final, meta)
     if layer is not None:
-        held = calibration + (protocol.test_images() if cfg.protocol.replace("_", "-") == "peta-reid-val" else [])
+        # held-out images only: the attribute-only crops kept out of training, and the validation sets
+        # when training on PETA-ReID-val (their identities are not in its train list)
+        validation = protocol.test_images() if cfg.protocol.replace("_", "-") == "peta-reid-val" else []
         source = (f"trained with the network on {protocol.name} train + {len(targets.ao_labels)} attribute-only "
                   f"crops; calibrated on {len(calibration)} held-out attribute-only crops"
-                  + (f" + the {protocol.name} validation query / gallery images" if len(held) > len(calibration) else ""))
+                  + (f" + the {protocol.name} validation query / gallery images" if validation else ""))
+        held = calibration + validation
         finish_head(final, layer.weight.detach().double().numpy(), targets, protocol.image_root, held, source,
                     model_head_path(final), a.balance, progress)
     return final
