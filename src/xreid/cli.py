@@ -66,7 +66,8 @@ class ModelOptions:
 _MODEL_PARAMETERS = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
                      for name, default, annotation in [
     ("model", "default", Annotated[str, typer.Option(
-        "--model", help="'default' (bundled), a .pt checkpoint, a .onnx file or an OpenVINO .xml file.")]),
+        "--model", help="'default' (bundled), a .pt checkpoint, a .onnx file or an OpenVINO .xml file; several "
+                        "separated by commas run as one model (each embedding L2-normalised, concatenated).")]),
     ("height", None, Annotated[Optional[int], typer.Option(help="Black-box models: input height (default: the model's).")]),
     ("width", None, Annotated[Optional[int], typer.Option(help="Black-box models: input width (default: the model's).")]),
     ("channel_order", None, Annotated[Optional[str], typer.Option(
@@ -467,7 +468,8 @@ def interpret_fit(
 
 
 def _is_xreid_model(model: str) -> bool:
-    return model == "default" or Path(model).suffix in (".pt", ".pth")
+    """One xreid model (Grad-CAM needs its PyTorch module; a comma-separated list is a concatenation)."""
+    return "," not in model and (model == "default" or Path(model).suffix in (".pt", ".pth"))
 
 
 @app.command()

@@ -73,7 +73,9 @@ def choose_backend(path: Path, backend: str, precision: str | None) -> str:
 
 def load_embedder(spec: str | Path, flip_average: bool = False, backend: str = "auto", precision: str | None = None,
                   **preprocess_overrides) -> Embedder:
-    """The embedder for ``spec``: 'default', a .pt checkpoint, a .onnx or an OpenVINO .xml file.
+    """The embedder for ``spec``: 'default', a .pt checkpoint, a .onnx or an OpenVINO .xml file, or
+    several of them separated by commas ('a.xml,b.xml': their concatenation, ``ConcatEmbedder``;
+    every option applies to each part).
 
     ``backend`` ('auto', 'torch', 'onnx', 'openvino', see ``choose_backend``): xreid models run in
     a cached compiled copy under 'auto' (``model_cache``), in PyTorch under 'torch'; every xreid
@@ -81,6 +83,14 @@ def load_embedder(spec: str | Path, flip_average: bool = False, backend: str = "
     OpenVINO's inference precision. ``flip_average`` turns on flip test-time augmentation (see
     ``Embedder.flip_average``). ``preprocess_overrides`` apply to black-box models.
     """
+    specs = [s.strip() for s in str(spec).split(",")]
+    if len(specs) > 1:
+        from xreid.models.concat import ConcatEmbedder
+
+        if not all(specs):
+            raise ValueError(f"model list {str(spec)!r}: an empty name between commas")
+        return ConcatEmbedder([load_embedder(s, flip_average, backend, precision, **preprocess_overrides)
+                               for s in specs])
     path = resolve_model_path(spec)
     chosen = choose_backend(path, backend, precision)
     fp = fingerprint(path)
