@@ -1,0 +1,148 @@
+"""AANet (seed 003) building blocks: part bands from peak activations, band-pooled attribute features,
+per-attribute class activation maps (CAMs), the attribute attention map (AAM), and the
+homoscedastic-uncertainty loss weighting (docs/METHODS.md#aanet-skeleton).
+
+A skeleton for issue 17 item 2: the pieces are pure functions with hand-computed tests and one
+module (``AANetHeads``) that wires them onto a backbone's feature map; the trainer does not use it
+yet. Where the paper is vague the choices are:
+
+- **part bands**: each channel's peak-activation row (the row of its largest value) is computed per
+  image; the 6 bands are contiguous row ranges whose edges sit at the 1/6 ... 5/6 quantiles of those
+  peak rows (equal numbers of channel peaks per band), each band at least one row tall, so a map of
+  fewer than 6 rows is refused. The paper says "clustered into 6 bins based on their vertical
+  positions"; quantile bins are that clustering in one dimension without iterations or ties to break.
+- **AAM threshold**: the CAMs of the chosen attributes, each min-max scaled to [0, 1] per image,
+  merged by maximum; values below the merged map's own mean are set to 0 (the paper's "adaptive
+  thresholding" without a stated rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+PARTS = 6
+
+
+def uncertainty_weighted_loss(losses: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """Kendall et al.'s homoscedastic weighting as AANet uses it: L = sum_i L_i / sigma_i^2 + log sigma_i,
+    with s_i = log sigma_i learnt (so sigma stays positive): sum_i L_i exp(-2 s_i) + s_i."""
+    if losses.shape != log_sigma.shape:
+        raise ValueError(f"{tuple(losses.shape)} losses but {tuple(log_sigma.shape)} uncertainties")
+    return (losses * torch.exp(-2.0 * log_sigma) + log_sigma).sum()
+
+
+def peak_rows(feature_map: torch.Tensor) -> torch.Tensor:
+    """B x Z x H x W -> B x Z: the row of each channel's largest activation (first one on ties)."""
+    b, z, h, w = feature_map.shape
+    return feature_map.reshape(b, z, h * w).argmax(-1) // w
+
+
+def band_edges(rows: torch.Tensor, height: int, parts: int = PARTS) -> torch.Tensor:
+    """Row edges (B x parts+1: 0, e_1, ..., height) of ``parts`` contiguous bands whose inner edges sit at
+    the quantiles k / parts of each image's channel peak rows (``rows``, B x Z), moved apart so that
+    every band holds at least one row."""
+    if height < parts:
+        raise ValueError(f"a feature map of {height} rows cannot be cut into {parts} bands of at least one row")
+    q = torch.arange(1, parts, dtype=torch.float32, device=rows.device) / parts
+    inner = torch.quantile(rows.float(), q, dim=1).T  # B x parts-1, rows in [0, height - 1]
+    inner = torch.floor(inner + 0.5).long() + 1  # band k ends with the row nearest its quantile
+    edges = [torch.zeros(len(rows), dtype=torch.long, device=rows.device)]
+    for k in range(parts - 1):  # at least one row above each edge and one for each band still to come
+        edge = torch.maximum(inner[:, k], edges[-1] + 1)
+        edges.append(torch.minimum(edge, torch.full_like(edge, height - (parts - 1 - k))))
+    edges.append(torch.full_like(edges[0], height))
+    return torch.stack(edges, 1)
+
+
+def band_pool(feature_map: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Average-pool each image's feature map (B x C x H x W) over its bands (edges B x P+1) -> B x P x C."""
+    b, c, h, w = feature_map.shape
+    rows = torch.arange(h, device=feature_map.device)
+    inside = (rows[None, None] >= edges[:, :-1, None]) & (rows[None, None] < edges[:, 1:, None])  # B x P x H
+    weights = inside.float() / inside.sum(-1, keepdim=True).clamp_min(1) / w
+    return torch.einsum("bph,bchw->bpc", weights, feature_map)
+
+
+def region_pool(feature_map: torch.Tensor) -> torch.Tensor:
+    """AANet's attribute regions: the top, middle and bottom thirds of the rows and the whole map,
+    average-pooled: B x C x H x W -> B x 4 x C."""
+    h = feature_map.shape[2]
+    cuts = [0, round(h / 3), round(2 * h / 3), h]
+    thirds = [feature_map[:, :, cuts[i]:cuts[i + 1]].mean((2, 3)) for i in range(3)]
+    return torch.stack(thirds + [feature_map.mean((2, 3))], 1)
+
+
+def class_activation_maps(feature_map: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Zhou et al.'s CAM for a linear classifier on average-pooled features: CAM_a(h, w) =
+    sum_c w_c,a F_c(h, w). feature_map B x C x H x W, weights C x A -> B x A x H x W; the CAM's mean
+    over the map is the classifier's logit."""
+    return torch.einsum("bchw,ca->bahw", feature_map, weights)
+
+
+def attention_map(cams: torch.Tensor, selected: Sequence[int]) -> torch.Tensor:
+    """The attribute attention map (B x H x W) from the CAMs (B x A x H x W) of the ``selected``
+    attributes: each scaled to [0, 1] per image, merged by maximum, values below the merged map's
+    mean set to zero (the module docstring says why)."""
+    maps = cams[:, list(selected)]
+    low = maps.amin((2, 3), keepdim=True)
+    high = maps.amax((2, 3), keepdim=True)
+    scaled = (maps - low) / (high - low).clamp_min(1e-12)
+    merged = scaled.amax(1)
+    return torch.where(merged >= merged.mean((1, 2), keepdim=True), merged, torch.zeros_like(merged))
+
+
+class Classifier(nn.Module):
+    """AANet's classifier block: global average pooling (done by the caller), Z -> V, BN, ReLU, V -> C.
+    Returns (the V-layer vector, which the test descriptor concatenates, and the logits)."""
+
+    def __init__(self, channels: int, hidden: int, classes: int):
+        super().__init__()
+        self.reduce = nn.Sequential(nn.Linear(channels, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU())
+        self.fc = nn.Linear(hidden, classes)
+
+    def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v = self.reduce(pooled)
+        return v, self.fc(v)
+
+
+class AANetHeads(nn.Module):
+    """The three AANet branches over a backbone's feature map X (B x Z x H x W): global (ID), part (6
+    bands from peak rows, each classified by ID), attribute (1x1 conv Z -> V, 4 region vectors each
+    predicting its attributes, a CAM per attribute, the AAM-weighted map classified by ID), and the
+    four learnt log-uncertainties of the loss weighting. ``regions[a]`` in 0..3 (top, middle, bottom,
+    whole) says which region vector predicts attribute a; ``aam_attributes`` which CAMs form the AAM."""
+
+    def __init__(self, channels: int, classes: int, regions: Sequence[int], aam_attributes: Sequence[int],
+                 hidden: int = 256):
+        super().__init__()
+        if any(r not in (0, 1, 2, 3) for r in regions):
+            raise ValueError("attribute regions must be 0 (top), 1 (middle), 2 (bottom) or 3 (whole)")
+        self.regions = list(regions)
+        self.aam_attributes = list(aam_attributes)
+        self.global_id = Classifier(channels, hidden, classes)
+        self.parts = nn.ModuleList(Classifier(channels, hidden, classes) for _ in range(PARTS))
+        self.attribute_conv = nn.Conv2d(channels, hidden, 1, bias=False)
+        self.attribute_fc = nn.Parameter(torch.randn(hidden, len(self.regions)) * 0.01)  # one column per attribute
+        self.aam_id = Classifier(channels, hidden, classes)
+        self.log_sigma = nn.Parameter(torch.zeros(4))  # global, part, attribute, AAM
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        out["global_v"], out["global_logits"] = self.global_id(x.mean((2, 3)))
+        edges = band_edges(peak_rows(x.detach()), x.shape[2])
+        pooled = band_pool(x, edges)  # B x 6 x Z
+        parts = [head(pooled[:, i]) for i, head in enumerate(self.parts)]
+        out["part_v"] = torch.cat([v for v, _ in parts], 1)
+        out["part_logits"] = torch.stack([logit for _, logit in parts], 1)  # B x 6 x classes
+        v_map = self.attribute_conv(x)  # B x V x H x W
+        region_vectors = region_pool(v_map)  # B x 4 x V
+        out["attribute_logits"] = torch.einsum("bav,va->ba", region_vectors[:, self.regions], self.attribute_fc)
+        out["cams"] = class_activation_maps(v_map, self.attribute_fc)
+        aam = attention_map(out["cams"], self.aam_attributes) if self.aam_attributes else torch.ones_like(x[:, 0])
+        out["aam"] = aam
+        out["aam_v"], out["aam_logits"] = self.aam_id((x * aam[:, None]).mean((2, 3)))
+        out["descriptor"] = torch.cat([out["global_v"], out["part_v"], region_vectors.flatten(1), out["aam_v"]], 1)
+        return out
