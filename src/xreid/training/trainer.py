@@ -269,7 +269,7 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
                 n = b - start_batch + 1
-                speed = n * len(indices) / max(time.monotonic() - tic, 1e-9)
+                speed = n * len(labels) / max(time.monotonic() - tic, 1e-9)  # every image through the network
                 bar.set_postfix({**{k: f"{v / n:.3f}" for k, v in sums.items()}, "img/s": f"{speed:.0f}"})
                 bar.update(1)
                 done_batches += 1
