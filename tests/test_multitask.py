@@ -170,6 +170,28 @@ def test_multitask_resume_is_exact_and_refuses_a_changed_config(mini_peta, tmp_p
     assert b["meta"]["averaged_epochs"] == 1  # the shipped layer is the averaged one, equal either way
 
 
+def test_cli_train_reports_the_head_and_refuses_a_changed_resume(mini_peta, tmp_path):
+    from typer.testing import CliRunner
+
+    from xreid.cli import app
+
+    torch.set_num_threads(1)
+    cfg = _config(tmp_path, "cli", epochs=1)
+    runner = CliRunner()
+    args = ["train", "--config", str(tmp_path / "cli.yaml"), "--data-root", str(mini_peta)]
+    res = runner.invoke(app, args + ["--max-batches", "1"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, args + ["--resume"])
+    assert res.exit_code == 0, res.output
+    assert "attribute head (4 attributes) written to" in res.output
+    assert "never positive in training (left out of mA): accessoryHat" in res.output
+    text = (tmp_path / "cli.yaml").read_text().replace("attribute_only_batch: 2", "attribute_only_batch: 3")
+    (tmp_path / "cli.yaml").write_text(text)
+    (cfg.run_dir / "model.pt").unlink()
+    res = runner.invoke(app, args + ["--resume"])
+    assert res.exit_code == 2 and "attributes.attribute_only_batch" in res.output, res.output
+
+
 def test_vocabulary_mismatch_is_a_clear_error(mini_peta, tmp_path):
     cfg = _config(tmp_path, attributes="{weight: 1.0, names: [personalMale, personalTall]}")
     with pytest.raises(ValueError, match="personalTall"):

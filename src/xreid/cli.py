@@ -183,6 +183,18 @@ def train(
     except KeyboardInterrupt as exc:
         fail(str(exc) or "interrupted", code=130)
     typer.echo(f"model written to {out}")
+    from xreid.models.loading import model_head_path
+
+    if model_head_path(out).is_file():  # a multi-task run: its trained attribute layer
+        from xreid.explain.attribute_head import AttributeHead
+
+        head = AttributeHead.load(model_head_path(out))
+        held = head.meta.get("held_out_mA")
+        typer.echo(f"attribute head ({len(head.names)} attributes) written to {model_head_path(out)}"
+                   + (f"; mA on {head.meta['calibration_images']} held-out images: {held:.1f} %" if held else ""))
+        if head.meta["never_positive_in_training"]:
+            never = ", ".join(head.meta["never_positive_in_training"])
+            typer.echo(f"never positive in training (left out of mA): {never}")
 
 
 @app.command("eval")
