@@ -67,7 +67,7 @@ def test_amd_metrics_by_hand():
 
 def test_losses_by_hand():
     parts = torch.tensor([[0.2, 0.3], [0.1, 0.1]])
-    assert float(distillation_loss(parts, torch.tensor([0.5, 0.4]))) == pytest.approx(0.02 / 0.205)
+    assert float(distillation_loss(parts, torch.tensor([0.5, 0.4]))) == pytest.approx(0.02 / 0.205)  # mean d^2 0.205
     prior = attribute_prior_loss(torch.tensor([[1.0, 1.0, 2.0], [5.0, 1.0, 1.0]]),
                                  torch.tensor([[False, False, True], [False, False, False]]))
     assert float(prior) == pytest.approx(-math.log(0.5), rel=1e-5)  # the pair without a difference is left out

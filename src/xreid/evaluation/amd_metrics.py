@@ -1,4 +1,4 @@
-"""AMD's explanation metrics (docs/METHODS.md#amd-metrics), over pairs of images with ground-truth
+"""AMD's explanation metrics (docs/METHODS.md#interpreter), over pairs of images with ground-truth
 attribute labels and per-attribute contributions to their distance.
 
 For a pair, D = the attributes whose labels truly differ (k = |D|), S = those that match (k' = |S|),

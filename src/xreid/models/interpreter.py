@@ -6,9 +6,8 @@ Two parts:
 - ``InterpreterTrunk``: the bundled MobileNetV2 re-id backbone, frozen, up to its last bottleneck
   (320 channels, 1/32 of the input). Its maps of the training crops are computed once and cached
   (``xreid.training.interpreter``); nothing in it is trained.
-- ``InterpreterNet``: what is trained, on those maps. The backbone's last 1x1 layer (320 -> 1280,
-  frozen, so the map is the re-id network's own) and a learnt 1x1 reduction to ``width`` channels
-  F, then per attribute a: a spatial attention att_a = softmax over positions of a 1x1
+- ``InterpreterNet``: what is trained, on those maps. A learnt 1x1 convolution with ReLU to
+  ``width`` channels F, then per attribute a: a spatial attention att_a = softmax over positions of a 1x1
   convolution of F, the attended feature v_a = sum_s att_a(s) F(s) (L2-normalised),
   and a projection z_a = P_a v_a (``dim`` numbers). The distance component of attribute a between
   two images is d_a(x, y) = ||z_a(x) - z_a(y)||^2 >= 0 and their sum reconstructs the target
@@ -64,37 +63,22 @@ class InterpreterTrunk(nn.Module):
         return self.features((images - self.pixel_mean) / self.pixel_std)
 
 
-def last_layer(reid_net: nn.Module) -> nn.Module:
-    """The bundled backbone's last 1x1 layer (320 -> 1280, BN, ReLU6): the start of InterpreterNet."""
-    return copy.deepcopy(reid_net.backbone.features[TRUNK_END]).float()
-
-
 class InterpreterNet(nn.Module):
     """Cached trunk maps (B x 320 x H x W) -> per-attribute components z (B x A x dim), attention
     maps (B x A x H x W) and attribute logits (B x A)."""
 
-    def __init__(self, spec: InterpreterSpec, lift: nn.Module):
+    def __init__(self, spec: InterpreterSpec):
         super().__init__()
         self.spec = spec
-        self.lift = lift.eval()
-        for p in self.lift.parameters():
-            p.requires_grad_(False)
         a = spec.attributes
-        self.reduce = nn.Conv2d(1280, spec.width, 1)
+        self.reduce = nn.Sequential(nn.Conv2d(spec.in_channels, spec.width, 1), nn.ReLU(inplace=True))
         self.attention = nn.Conv2d(spec.width, a, 1)
         self.project = nn.Parameter(torch.randn(a, spec.width, spec.dim) * 0.05)
         self.classifier_weight = nn.Parameter(torch.zeros(a, spec.dim))
         self.classifier_bias = nn.Parameter(torch.zeros(a))
 
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.lift.eval()  # frozen: batch-norm statistics kept
-        return self
-
     def forward(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        with torch.no_grad():
-            feat = self.lift(maps.float())
-        feat = self.reduce(feat)
+        feat = self.reduce(maps.float())
         b, c, h, w = feat.shape
         att = torch.softmax(self.attention(feat).flatten(2), dim=-1)  # B x A x S
         pooled = nn.functional.normalize(torch.bmm(att, feat.flatten(2).transpose(1, 2)), dim=-1)  # B x A x C
@@ -163,10 +147,7 @@ class Interpreter:
             raise ValueError(f"{path}: not an xreid interpreter ({type(exc).__name__}: {str(exc)[:200]})") from None
         if not isinstance(state, dict) or state.get("format") != INTERPRETER_FORMAT:
             raise ValueError(f"{path}: not an xreid interpreter (format {state.get('format') if isinstance(state, dict) else None!r})")
-        from xreid.models.checkpoint import load_model_file
-        from xreid.models.loading import BUNDLED_MODEL
-
-        net = InterpreterNet(InterpreterSpec.from_dict(state["spec"]), last_layer(load_model_file(BUNDLED_MODEL)[0]))
+        net = InterpreterNet(InterpreterSpec.from_dict(state["spec"]))
         try:
             net.load_state_dict(state["state_dict"])
         except RuntimeError as exc:

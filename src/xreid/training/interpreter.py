@@ -45,7 +45,7 @@ class FitConfig:
 
     dim: int = 8
     width: int = 256
-    epochs: int = 20
+    epochs: int = 8
     batch_size: int = 128
     neighbours: int = 10
     lr: float = 2e-3
@@ -71,7 +71,8 @@ def batch_components(z: torch.Tensor) -> torch.Tensor:
 
 def distillation_loss(parts: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error between the summed components (P x A -> P) and the target distances (P),
-    relative to the mean squared target distance (scale-free across models)."""
+    relative to the mean squared target distance (scale-free across models). Dividing by the
+    variance instead (1 - R^2) was measured on PETA-ReID-val and not chosen (docs/RESULTS.md#interpreter)."""
     return (parts.sum(-1) - target).pow(2).mean() / target.pow(2).mean().clamp_min(1e-12)
 
 
@@ -144,15 +145,6 @@ def _batches(n: int, batch_size: int, neighbours: np.ndarray, rng: np.random.Gen
 
 # --- the fit --------------------------------------------------------------------------------------
 
-def build_net(spec: InterpreterSpec) -> InterpreterNet:
-    """An InterpreterNet on the bundled model's last layer."""
-    from xreid.models.checkpoint import load_model_file
-    from xreid.models.interpreter import last_layer
-    from xreid.models.loading import BUNDLED_MODEL
-
-    return InterpreterNet(spec, last_layer(load_model_file(BUNDLED_MODEL)[0]))
-
-
 def fit_interpreter(data: FitData, config: FitConfig, checkpoint: Path | None = None, progress: bool = True,
                     net: InterpreterNet | None = None) -> tuple[InterpreterNet, list[dict]]:
     """Train the interpreter on ``data``; resumes from ``checkpoint`` when it exists (and writes it
@@ -162,7 +154,7 @@ def fit_interpreter(data: FitData, config: FitConfig, checkpoint: Path | None = 
     n, a = len(data.maps), data.labels.shape[1]
     spec = InterpreterSpec(attributes=a, dim=config.dim, width=config.width, in_channels=data.maps.shape[1])
     torch.manual_seed(config.seed)
-    net = net if net is not None else build_net(spec)
+    net = net if net is not None else InterpreterNet(spec)
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, n // max(2, config.batch_size // 2))

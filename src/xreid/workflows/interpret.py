@@ -35,6 +35,12 @@ def trunk_identity(trunk) -> dict:
             "fingerprint": fingerprint(BUNDLED_MODEL), "input_size": list(trunk.input_size)}
 
 
+#: Threads the fit's PyTorch steps use. Its steps are small (a batch of 128 cached 7 x 4 maps): on
+#: this shared 2-core machine a batch took ~7 s with 2 threads and 0.2-0.7 s with 1 in the same busy
+#: hour (threads spinning for each other), so 1.
+FIT_THREADS = 1
+
+
 def fit(embedder: Embedder, data_root: Path, out: Path, protocol: str = "peta-reid", config: FitConfig | None = None,
         cache: Path | None = None, progress: bool = True, model_name: str = "") -> Interpreter:
     """Fit an interpreter of ``embedder``'s distances on ``protocol``'s training crops and save it to
@@ -62,7 +68,14 @@ def fit(embedder: Embedder, data_root: Path, out: Path, protocol: str = "peta-re
     targets = target_embeddings(embedder, proto.image_root, keys, cache / "target.npz", progress)
     labels, labelled = label_matrix(records, names)
     data = FitData(maps, targets, labels, labelled, [r.pid for r in records])
-    net, history = fit_interpreter(data, config, checkpoint=cache / "checkpoint.pt", progress=progress)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(FIT_THREADS)
+    try:
+        net, history = fit_interpreter(data, config, checkpoint=cache / "checkpoint.pt", progress=progress)
+    finally:
+        torch.set_num_threads(threads)
     seen = labels[labelled].any(0) if labelled.any() else np.zeros(len(names), bool)
     absent = [n for n, s in zip(names, seen) if not s]
     meta = {"model": model_name or embedder.name, "protocol": proto.name, "train_images": len(keys),
