@@ -32,7 +32,7 @@ class InterpreterSpec:
     """Everything needed to rebuild an InterpreterNet (stored in every interpreter file)."""
 
     attributes: int
-    dim: int = 8  # numbers per attribute component z_a
+    dim: int = 16  # numbers per attribute component z_a
     width: int = 256  # channels of the learnt 1x1 reduction of the 1280-channel map
     in_channels: int = 320  # channels of the cached trunk map
 

@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 class FitConfig:
     """Hyper-parameters of the fit (defaults chosen on PETA-ReID-val: docs/RESULTS.md#interpreter)."""
 
-    dim: int = 8
+    dim: int = 16
     width: int = 256
-    epochs: int = 8
+    epochs: int = 15
     batch_size: int = 128
     neighbours: int = 10
     lr: float = 2e-3
