@@ -39,6 +39,9 @@ run python benchmarks/bench_explain_quality.py ${data[@]+"${data[@]}"} --out "$o
 # OMZ 0277 with its own head (fitted into runs/heads/ by bench_attributes above)
 run python benchmarks/bench_explain_quality.py ${data[@]+"${data[@]}"} --model "$shared/person-reidentification-retail-0277/FP16/person-reidentification-retail-0277.xml" \
     --head runs/heads/head_0277.npz --out "$out/explain_quality_0277"
+# the distilled interpreter of the bundled model and of 0277 (fitted into runs/interpreters/ when absent,
+# ~10 min each on a busy machine; reused when present)
+run python benchmarks/bench_interpreter.py ${data[@]+"${data[@]}"} --out "$out/interpreter"
 run python benchmarks/bench_explain_speed.py --out "$out/explain_speed"
 # attribute fusion (ACRN's table): embeddings cached in runs/fusion_cache (0277, 0286, 0287, bundled)
 run python benchmarks/bench_fusion.py ${data[@]+"${data[@]}"} --out "$out/fusion"
