@@ -8,6 +8,7 @@ import html
 from xreid.data.vocabulary import words
 from xreid.explain.interpretation import InterpretedPair
 from xreid.explain.maps.base import QUERY
+from xreid.rendering.charts import OTHER_COLOUR, PALETTE, bar_svg
 from xreid.rendering.maps import MapPicture, data_uri
 
 TOP = 5
@@ -15,8 +16,6 @@ TOP = 5
 
 def interpreter_block(pair: InterpretedPair, pictures: list[MapPicture]) -> str:
     """HTML for one result: the fit line, the shares bar and the attention maps (query | result)."""
-    from xreid.rendering.report import OTHER_COLOUR, PALETTE, bar_svg
-
     esc = html.escape
     fit = pair.fit
     off = "" if fit["relative_error"] is None else f" ({100 * fit['relative_error']:.0f} % off)"

@@ -35,7 +35,7 @@ from xreid.index.gallery import Filter, GalleryIndex, read_manifest
 from xreid.index.metadata import CAMERA, PID
 from xreid.io import atomic_write
 from xreid.models.embedders import Embedder
-from xreid.rendering.report import composition
+from xreid.rendering.charts import composition
 from xreid.rendering.words import CHIP_AT, query_chips, result_line
 from xreid.serve.audit import AuditLog
 from xreid.workflows.explain import Explained, Gallery, explain_gallery
