@@ -39,7 +39,7 @@ def load_image(path: str | Path) -> np.ndarray:
         raise ImageError(path, "file not found" if not path.is_dir() else "a folder, not an image file")
     if path.stat().st_size == 0:
         raise ImageError(path, "empty file")
-    return _decode(path, path)
+    return _decode(path, path)[0]
 
 
 def decode_image(data: bytes, name: str, max_pixels: int | None = None,
@@ -50,11 +50,12 @@ def decode_image(data: bytes, name: str, max_pixels: int | None = None,
     ImageError names ``name`` and the problem."""
     if not data:
         raise ImageError(name, "empty file")
-    return _decode(io.BytesIO(data), name, max_pixels, formats, with_format=True)
+    return _decode(io.BytesIO(data), name, max_pixels, formats)
 
 
-def _decode(source, name, max_pixels: int | None = None, formats: tuple[str, ...] | None = None,
-            with_format: bool = False):
+def _decode(source, name, max_pixels: int | None = None, formats: tuple[str, ...] | None = None
+            ) -> tuple[np.ndarray, str]:
+    """(H x W x 3 uint8 RGB, the format PIL found) of a file or a byte stream; ImageError names ``name``."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -81,4 +82,4 @@ def _decode(source, name, max_pixels: int | None = None, formats: tuple[str, ...
     arr = np.asarray(rgb, dtype=np.uint8)
     if arr.ndim != 3 or arr.shape[0] < 2 or arr.shape[1] < 2:
         raise ImageError(name, f"image too small ({arr.shape[1]}x{arr.shape[0]})")
-    return (arr, fmt) if with_format else arr
+    return arr, fmt

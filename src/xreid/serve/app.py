@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from xreid.serve.case import CaseSession, Problem
+from xreid.workflows.explain import render_explained
 
 log = logging.getLogger(__name__)
 
@@ -279,26 +280,12 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
     @app.get("/api/searches/{search_id}/items/{item}/explanation.html", response_class=HTMLResponse,
              summary="One result explained (the report's card: every attribute, the composition, maps)")
     def explanation_html(search_id: str, item: int, maps: str = maps_query):
-        page, _ = _explained(search_id, item, maps)
-        return _html(page)
+        return _html(render_explained(session.explain(search_id, [item], maps)))
 
     @app.get("/api/searches/{search_id}/items/{item}/explanation.json",
              summary="One result explained: every number (matching scores, decomposition, maps' summaries)")
     def explanation_json(search_id: str, item: int, maps: str = Query("none", description=maps_query.description)):
-        _, data = _explained(search_id, item, maps, html=False)
-        return data
-
-    def _explained(search_id: str, item: int, maps: str, html: bool = True):
-        from xreid.rendering.maps import draw_maps
-        from xreid.rendering.report import render_report
-
-        ex = session.explain(search_id, [item], maps)
-        if not html:
-            return None, ex.to_dict()
-        pictures = draw_maps(ex.maps.maps, ex.images) if ex.maps else []
-        page = render_report(ex.explanation, ex.query_path, dict(zip(ex.gallery.keys, ex.gallery.paths)), pictures,
-                             notes=ex.notes)
-        return page, None
+        return session.explain(search_id, [item], maps).to_dict()
 
     @app.get("/api/searches/{search_id}/report.html", response_class=HTMLResponse,
              summary="The search's self-contained HTML report (download), with the analyst's marks")
@@ -308,7 +295,7 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
 
     @app.get("/api/searches/{search_id}/report.json", summary="The search's every number as JSON (download)")
     def report_json(search_id: str):
-        _, data = session.report(search_id, "none")
+        _, data = session.report(search_id, "none", html=False)
         return JSONResponse(data, headers={"content-disposition": f'attachment; filename="xreid-{search_id}.json"'})
 
     return Guard(app, token, allowed_hosts, session.limits.max_upload_bytes)

@@ -23,22 +23,24 @@ from pathlib import Path
 import numpy as np
 
 from xreid.data.images import ImageError, decode_image, load_image
+from xreid.data.transforms import resize_rgb
 from xreid.data.vocabulary import words
 from xreid.distance import l2_normalise
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.formulas import orthonormal_attribute_basis
 from xreid.explain.maps.compute import parse_kinds
 from xreid.explain.naming import RELIABLE_AT
+from xreid.explain.query_check import check_query
 from xreid.explain.ranking import IDENTICAL_BELOW, explain_ranking
 from xreid.index.features import MODEL_FIELDS, check_same_model
 from xreid.index.gallery import Filter, GalleryIndex, read_manifest
-from xreid.index.metadata import CAMERA, PID
+from xreid.index.metadata import CAMERA, PID, format_time
 from xreid.io import atomic_write
 from xreid.models.embedders import Embedder
 from xreid.rendering.charts import composition
 from xreid.rendering.words import CHIP_AT, query_chips, result_line
 from xreid.serve.audit import AuditLog
-from xreid.workflows.explain import Explained, Gallery, explain_gallery
+from xreid.workflows.explain import Explained, Gallery, explain_gallery, render_explained
 from xreid.workflows.index import head_fingerprint
 
 log = logging.getLogger(__name__)
@@ -197,8 +199,6 @@ class CaseSession:
         cameras = sorted(_value_counts(*index.columns[CAMERA], most=1000), key=lambda c: c["value"]) \
             if CAMERA in index.columns else []
         times = index.times[np.isfinite(index.times)]
-        from xreid.index.metadata import format_time
-
         return {
             "case": self.case.name, "count": len(index), "model": index.identity.get("model"),
             "attributes": [{"name": n, "text": words(n).present, "group": words(n).group,
@@ -239,8 +239,6 @@ class CaseSession:
         return self._upload_info(up)
 
     def _embed(self, image: np.ndarray) -> np.ndarray:
-        from xreid.data.transforms import resize_rgb
-
         return self.embedder.embed_arrays([resize_rgb(image, self.embedder.preprocess.size)])[0]
 
     def _remember(self, up: Upload) -> Upload:
@@ -266,8 +264,6 @@ class CaseSession:
 
     def _upload_info(self, up: Upload) -> dict:
         probs = self.head.calibrated(up.vector[None])[0]
-        from xreid.explain.query_check import check_query
-
         check = check_query(up.image)
         return {"id": up.id, "name": up.name, "image": f"/api/uploads/{up.id}/image",
                 "chips": self._chips(probs), "check": {"usable": check.usable, "problems": list(check.problems)}}
@@ -298,15 +294,18 @@ class CaseSession:
                 raise Problem(404, f"no gallery item {i} (the index has {len(index)})")
         try:
             where = parse_filters(filters)
-            index.mask(where)  # unknown attributes and fields, bad times: a 400 before any work
         except ValueError as exc:
             raise Problem(400, str(exc)) from None
         vectors = [self.get_upload(u).vector for u in uploads] + [index.vectors[i] for i in items]
         query = l2_normalise(np.mean(l2_normalise(np.stack(vectors).astype(np.float64)), axis=0)).astype(np.float32)
         # the probability of a result reads the search's first `context` distances: fetch them even for a smaller k
         context = getattr(self.calibration, "context", 0)
-        found = index.search(query, max(k, context) + len(items), where=where)
-        keep = [j for j, i in enumerate(found.ids.tolist()) if i not in set(items)]
+        try:  # the filter is applied (and its unknown names or bad times found) inside the search
+            found = index.search(query, max(k, context) + len(items), where=where)
+        except ValueError as exc:
+            raise Problem(400, str(exc)) from None
+        in_query = set(items)
+        keep = [j for j, i in enumerate(found.ids.tolist()) if i not in in_query]
         probs = self._probabilities([float(found.distances[j]) for j in keep])[:k]
         keep = keep[:k]
         ids = [int(found.ids[j]) for j in keep]
@@ -426,9 +425,11 @@ class CaseSession:
         except ValueError as exc:
             raise Problem(400, str(exc)) from None
         original, qpath, qkey, qpid = self._query_image(s)
-        for i in items:
-            self._gallery_image(i)  # a clear 404 before any work when an image is missing
         rows = [index.row(i, attributes=False) for i in items]
+        for row in rows:  # a clear 404 before any work when an image is missing
+            if not (self.data_root / row["path"]).is_file():
+                raise Problem(404, f"gallery image {row['id']} ({row['path']}) not found under the data root "
+                                   f"{self.data_root}")
         gal = Gallery([r["path"] for r in rows], [self.data_root / r["path"] for r in rows], index.vectors[items],
                       [r.get(PID) for r in rows])
         notes = []
@@ -445,25 +446,16 @@ class CaseSession:
         self.audit.write("explain", search=sid, items=list(items), maps=kinds)
         return out
 
-    def report(self, sid: str, maps: str | None = None) -> tuple[str, dict]:
-        """The self-contained HTML report and the JSON of a search's results, with marks,
-        probabilities and filters."""
-        from xreid.rendering.report import render_report
-
+    def report(self, sid: str, maps: str | None = None, html: bool = True) -> tuple[str | None, dict]:
+        """The self-contained HTML report (None without ``html``) and the JSON of a search's results,
+        with marks, probabilities and filters."""
         s = self.get_search(sid)
         ex = self.explain(sid, None, maps)
-        from xreid.rendering.maps import draw_maps
-
-        pictures = draw_maps(ex.maps.maps, ex.images) if ex.maps else []
         marks = self.marks.get(s.case_query, {})
-        notes = list(ex.notes)
-        if marks:
-            notes.append("Marked by the analyst: " + "; ".join(
-                f"#{s.ids.index(i) + 1} {'same person' if m == 'match' else 'not the person'}"
-                for i, m in sorted(marks.items(), key=lambda kv: s.ids.index(kv[0]) if kv[0] in s.ids else 1e9)
-                if i in s.ids) + ".")
-        page = render_report(ex.explanation, ex.query_path, dict(zip(ex.gallery.keys, ex.gallery.paths)), pictures,
-                             notes=notes)
+        marked = [f"#{rank} {'same person' if marks[i] == 'match' else 'not the person'}"
+                  for rank, i in enumerate(s.ids, start=1) if i in marks]
+        notes = ex.notes + (["Marked by the analyst: " + "; ".join(marked) + "."] if marked else [])
+        page = render_explained(ex, notes=notes) if html else None
         data = {"search": {"id": s.id, "created": s.created, "query": {"uploads": s.uploads, "items": s.items},
                            "k": s.k, "filters": s.filters, "threshold": s.threshold,
                            "calibration": None if self.calibration is None else self.calibration.to_dict()},

@@ -319,7 +319,6 @@ def write_report(explained: Explained, out_html: Path | str | None = None, out_j
     import re
 
     from xreid.rendering.maps import draw_maps
-    from xreid.rendering.report import render_report
 
     pictures = draw_maps(explained.maps.maps, explained.images) if explained.maps else []
     files: list[str] = []
@@ -333,8 +332,19 @@ def write_report(explained: Explained, out_html: Path | str | None = None, out_j
     if out_json is not None:
         write_json(out_json, explained.to_dict(files or None))
     if out_html is not None:
-        paths = dict(zip(explained.gallery.keys, explained.gallery.paths))
-        page = render_report(explained.explanation, explained.query_path, paths, pictures,
-                             skipped=explained.skipped, notes=explained.notes,
-                             interpretation=explained.interpretation)
+        page = render_explained(explained, pictures)
         atomic_write(out_html, lambda fh: fh.write(page.encode()))
+
+
+def render_explained(explained: Explained, pictures: list | None = None, notes: list[str] | None = None) -> str:
+    """The self-contained HTML report of ``explained`` (its maps drawn unless ``pictures`` are given;
+    ``notes`` replace its notes)."""
+    from xreid.rendering.maps import draw_maps
+    from xreid.rendering.report import render_report
+
+    if pictures is None:
+        pictures = draw_maps(explained.maps.maps, explained.images) if explained.maps else []
+    return render_report(explained.explanation, explained.query_path,
+                         dict(zip(explained.gallery.keys, explained.gallery.paths)), pictures,
+                         skipped=explained.skipped, notes=explained.notes if notes is None else notes,
+                         interpretation=explained.interpretation)
