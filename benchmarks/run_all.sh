@@ -45,6 +45,13 @@ run python benchmarks/bench_interpreter.py ${data[@]+"${data[@]}"} --out "$out/i
 run python benchmarks/bench_explain_speed.py --out "$out/explain_speed"
 # attribute fusion (ACRN's table): embeddings cached in runs/fusion_cache (0277, 0286, 0287, bundled)
 run python benchmarks/bench_fusion.py ${data[@]+"${data[@]}"} --out "$out/fusion"
+# ACRN training of the own CNN against the same recipe without the complementary loss: needs the two runs
+# (docs/RESULTS.md#acrn-training: two `xreid train` commands, about 40 min each on 1 core)
+if [ -f runs/acrn/acrn_e16/model.pt ] && [ -f runs/acrn/acrn_off_e16/model.pt ]; then
+    run python benchmarks/bench_acrn.py ${data[@]+"${data[@]}"} --out "$out/acrn"
+else
+    echo "runs/acrn/acrn_e16 or acrn_off_e16 not trained (docs/RESULTS.md#acrn-training): acrn not regenerated" >&2
+fi
 run python benchmarks/bench_query_check.py ${data[@]+"${data[@]}"} --out "$out/query_check"
 run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 20 --out "$out/maps"
 run python benchmarks/bench_large_gallery.py --out "$out/large_gallery"

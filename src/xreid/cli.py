@@ -163,6 +163,11 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run's last checkpoint.")] = False,
     data_root: DataRoot = None,
     max_batches: Annotated[Optional[int], typer.Option(help="Stop after this many batches (smoke test).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override a config value, KEY.PATH=VALUE (repeatable), e.g. --set train.epochs=12; "
+                      "a resumed run needs the same overrides.")] = None,
+    cache: Annotated[Optional[Path], typer.Option(help="Embedding cache folder for an ACRN run's attribute "
+                                                       "classifier (default: DATA_ROOT/embeddings).")] = None,
 ) -> None:
     """Train a re-id model; checkpoints atomically and resumes after interruption."""
     import signal
@@ -175,14 +180,28 @@ def train(
     signal.signal(signal.SIGTERM, stop)
     from xreid.training.trainer import train as run_training
 
+    from xreid.workflows.acrn import finish_acrn, prepare_acrn
+
+    root = resolve_data_root(data_root)
+    cache = cache or root / "embeddings"
     try:
-        cfg = load_config(config)
-        out = run_training(cfg, resolve_data_root(data_root), resume=resume, max_batches=max_batches)
+        cfg = load_config(config, set_)
+        if not resume and (cfg.run_dir / "last.pt").exists():  # before any slow preparation
+            raise FileExistsError(f"{cfg.run_dir / 'last.pt'}: a run already exists here; pass --resume to "
+                                  f"continue it or change 'name'/'output_dir' in the config")
+        prepare_acrn(cfg, root, cache)
+        out = run_training(cfg, root, resume=resume, max_batches=max_batches)
+        acrn = finish_acrn(cfg, out, root, cache) if out.name == "model.pt" else None  # not after --max-batches
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         fail(str(exc))
     except KeyboardInterrupt as exc:
         fail(str(exc) or "interrupted", code=130)
     typer.echo(f"model written to {out}")
+    if acrn is not None:
+        path, scores = acrn
+        typer.echo(f"ACRN fusion (learnt attribute weights + mixing) written to {path}"
+                   + (": validation mean mAP by mixing " + ", ".join(f"{m:g}: {v:.1f}" for m, v in scores.items())
+                      if scores else "") + f"; rank with --fusion {path}")
     from xreid.models.loading import model_head_path
 
     if model_head_path(out).is_file():  # a multi-task run: its trained attribute layer

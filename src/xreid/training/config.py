@@ -64,6 +64,22 @@ class AttributesConfig:
 
 
 @dataclass
+class AcrnConfig:
+    """ACRN training (seed 001, docs/METHODS.md#acrn-training): the triplet loss's margin shifted by an
+    attribute classifier's distances, and a per-attribute weight layer learnt beside the network.
+    ``gamma`` 0 = off."""
+
+    gamma: float = 0.0  # weight of the attribute distances in the complementary triplet loss (paper: 0.5)
+    classifier: str | None = None  # the model whose embedding the attribute head reads (a model spec)
+    head: str | None = None  # its attribute head (.npz); None: fitted like `xreid attributes fit`, in the run
+    weight_margin: float = 0.05  # the weight layer's triplet margin (on sum_a w_a dp_a^2)
+    weight_decay: float = 1e-3  # its L2 pull towards zero
+    weight_lr_scale: float = 10.0  # its learning rate, x train.lr
+    mixings: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0, 2.0])  # test-time choices
+    default_mixing: float = 1.0  # used when the protocol has no validation sets to choose on (paper: 1)
+
+
+@dataclass
 class Config:
     name: str = "run"
     seed: int = 0
@@ -72,6 +88,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     attributes: AttributesConfig = field(default_factory=AttributesConfig)
+    acrn: AcrnConfig = field(default_factory=AcrnConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -86,7 +103,7 @@ def _build(cls, data: dict, where: str):
     kwargs = {}
     for key, value in data.items():
         sub = {"model": ModelConfig, "train": TrainConfig, "distill": DistillConfig,
-               "attributes": AttributesConfig}.get(key)
+               "attributes": AttributesConfig, "acrn": AcrnConfig}.get(key)
         if sub is not None and isinstance(value, dict):
             value = _build(sub, value, f"{where}.{key}")
         if key == "input_size":
@@ -101,14 +118,37 @@ def config_from_dict(data: dict, where: str = "config") -> Config:
     return _build(Config, data, where)
 
 
-def load_config(path: str | Path) -> Config:
+def apply_overrides(data: dict, overrides: list[str], where: str = "--set") -> dict:
+    """``data`` with each ``KEY.PATH=VALUE`` of ``overrides`` set (VALUE read as YAML: 12, 0.5, null,
+    [1, 2], text), e.g. ``train.epochs=12``; unknown keys are caught when the config is built."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{where} {item!r}: expected KEY=VALUE, e.g. train.epochs=12")
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{where} {item!r}: {part} is not a section")
+        node[leaf] = yaml.safe_load(value)
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """The config of a YAML file, with ``overrides`` (``KEY.PATH=VALUE``, see ``apply_overrides``) applied."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: config file not found")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config must be a YAML mapping")
-    cfg = config_from_dict(data, str(path))
+    if overrides:
+        data = apply_overrides(data, overrides)
+    cfg = config_from_dict(data, str(path) + (" with --set " + " ".join(overrides) if overrides else ""))
     if cfg.name == "run":
         cfg.name = path.stem
     return cfg

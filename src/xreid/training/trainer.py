@@ -24,10 +24,13 @@ from xreid.io import write_json
 from xreid.models.checkpoint import load_training_checkpoint, plain_data, save_model_file, save_training_checkpoint
 from xreid.models.loading import model_head_path
 from xreid.models.reid_net import ModelSpec, build_model
+from xreid.training.acrn import TABLE_FILE, AttributeTable, AttributeWeights
 from xreid.training.averaging import accumulate_average, recompute_batchnorm
 from xreid.training.config import Config, config_changes
 from xreid.training.losses import (
     attribute_bce,
+    attribute_distances,
+    attribute_weight_triplet_loss,
     feature_distillation_loss,
     identity_losses,
     similarity_distillation_loss,
@@ -182,9 +185,17 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
             log.warning("never positive in the training images (no attribute signal; left out of mA): %s",
                         ", ".join(targets.never_positive))
         layer = AttributeLayer(model.embedding_dim, len(names))
+    c = cfg.acrn
+    acrn_probs, acrn_layer, acrn_names = None, None, []
+    if c.gamma:  # ACRN: the attribute classifier's probabilities of every training image (prepared before)
+        table = AttributeTable.load(run_dir / TABLE_FILE)
+        acrn_probs = torch.from_numpy(table.rows([r.path for r in dataset.records], str(run_dir / TABLE_FILE)))
+        acrn_layer, acrn_names = AttributeWeights(len(table.names)), table.names
     groups = [{"params": params}]
     if layer is not None:  # its own rate, no weight decay (as the post-hoc fit)
         groups.append({"params": list(layer.parameters()), "weight_decay": 0.0, "lr_scale": a.lr_scale})
+    if acrn_layer is not None:  # its L2 pull is in its loss
+        groups.append({"params": list(acrn_layer.parameters()), "weight_decay": 0.0, "lr_scale": c.weight_lr_scale})
     optimizer = torch.optim.Adam(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     sampler = IdentitySampler(dataset.labels, cfg.train.p, cfg.train.k, seed=cfg.seed)
     augment = BatchAugment(m.input_size, pad=cfg.train.crop_pad, color=cfg.train.color_jitter)
@@ -209,11 +220,15 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
         if layer is not None:
             layer.load_state_dict(ckpt["attribute_layer"])
             attr_average = ckpt.get("attribute_average")
+        if acrn_layer is not None:
+            acrn_layer.load_state_dict(ckpt["acrn_weights"])
         log.info("resumed from %s at epoch %d batch %d", ckpt_path, start_epoch, start_batch)
     write_json(run_dir / "config.json", config)
 
     def save(epoch: int, batch: int) -> None:
         extra = {} if layer is None else {"attribute_layer": layer.state_dict(), "attribute_average": attr_average}
+        if acrn_layer is not None:
+            extra["acrn_weights"] = acrn_layer.state_dict()
         save_training_checkpoint(ckpt_path, spec=spec, model=model, optimizer=optimizer, epoch=epoch, batch=batch,
                                  history=history, average=average, averaged=averaged, config=config, extra=extra)
 
@@ -241,8 +256,14 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                     group["lr"] = learning_rate(cfg, epoch + b / len(sampler)) * group.get("lr_scale", 1.0)
                 feat, emb, logits = model(images)
                 n_id = len(indices)  # identity images first; attribute-only crops (label -1) after them
+                p_attr = None if acrn_probs is None else acrn_probs[torch.as_tensor(indices)]
                 losses = identity_losses(feat, logits, labels, id_weight=t.id_weight, triplet_weight=t.triplet_weight,
-                                         label_smoothing=t.label_smoothing, margin=t.margin, ranking=ranking)
+                                         label_smoothing=t.label_smoothing, margin=t.margin, ranking=ranking,
+                                         attribute_distance=None if p_attr is None else attribute_distances(p_attr),
+                                         gamma=c.gamma)
+                if p_attr is not None:  # the weight layer, from the first batch (it is not connected to the image)
+                    losses["attr_weights"] = attribute_weight_triplet_loss(p_attr, labels[:n_id], acrn_layer.weight,
+                                                                           c.weight_margin, c.weight_decay)
                 mimic = teacher[torch.as_tensor(indices)] if teacher is not None else None
                 if mimic is not None and distill.feature_weight:  # from the first batch: a target per image
                     if ao is not None and ao_teacher is not None:
@@ -266,6 +287,8 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if acrn_layer is not None:
+                    acrn_layer.project()
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
                 n = b - start_batch + 1
@@ -308,6 +331,8 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
     if layer is not None:
         meta["attribute_layer"] = {"names": targets.names, "weights": layer.weight.detach().clone(),
                                    "never_positive_in_training": targets.never_positive}
+    if acrn_layer is not None:
+        meta["acrn"] = {"names": acrn_names, "weights": acrn_layer.weight.detach().clone(), "gamma": c.gamma}
     model.eval()
     save_model_file(model, spec, final, meta)
     if layer is not None:
