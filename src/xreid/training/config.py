@@ -75,7 +75,7 @@ class AcrnConfig:
     weight_margin: float = 0.05  # the weight layer's triplet margin (on sum_a w_a dp_a^2)
     weight_decay: float = 1e-3  # its L2 pull towards zero
     weight_lr_scale: float = 10.0  # its learning rate, x train.lr
-    mixings: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0, 2.0])  # test-time choices
+    mixings: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0])  # test-time choices
     default_mixing: float = 1.0  # used when the protocol has no validation sets to choose on (paper: 1)
 
 
@@ -155,7 +155,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 
 #: Keys a resumed run may change: they affect neither the weights nor the batches.
-RESUMABLE_CHANGES = frozenset({"train.checkpoint_minutes", "output_dir"})
+RESUMABLE_CHANGES = frozenset({"train.checkpoint_minutes", "output_dir",
+                               "acrn.mixings", "acrn.default_mixing"})  # test-time choices, after training
 
 
 def flatten(data: dict, prefix: str = "") -> dict:
