@@ -181,3 +181,44 @@ def test_cli_eval_with_a_fusion_ranks_by_the_fused_distance(tmp_path, tiny_model
     assert results[0.0]["mean"]["mAP"] == pytest.approx(plain["mean"]["mAP"])
     assert results[10.0]["mean"]["mAP"] == pytest.approx(50.0) and results[10.0]["mean"]["R1"] == 0.0
     assert results[10.0]["options"]["fusion"]["mixing"] == 10.0
+
+
+def _with_validation_twin(data_root):
+    """mini_peta plus a PETA-ReID-val twin: train on VIPeR persons 0-1, validate on persons 2-3."""
+    import json
+
+    from xreid.data.peta import PROTOCOL_FILES
+
+    peta = data_root / "peta"
+    full = json.loads((peta / PROTOCOL_FILES["peta-reid"]).read_text())
+    train = [e for e in full["train"] if e["pid"] in ("VIPeR/000", "VIPeR/001")]
+    val = [e for e in full["train"] if e not in train]
+    sets = {"VIPeR-val": {"query": [e for e in val if e["cam"].endswith("1")],
+                          "gallery": [e for e in val if e["cam"].endswith("2")]}}
+    (peta / PROTOCOL_FILES["peta-reid-val"]).write_text(json.dumps({**full, "name": "mini-val", "train": train,
+                                                                     "test": sets}))
+    return data_root
+
+
+@pytest.mark.parametrize("objective", ["complementary", "attributes"])
+def test_fit_fusion_chooses_on_validation(tmp_path, tiny_model, mini_peta, objective):
+    """Both objectives end with a fused candidate; 'attributes' chooses its weights by the attributes' own
+    validation mAP (one row per margin x L2, mixing None) and only then the mixing by the fused one."""
+    from xreid.models.loading import load_embedder
+    from xreid.workflows.attributes import fit_head
+    from xreid.workflows.fuse import fit_fusion
+
+    root = _with_validation_twin(mini_peta)
+    emb = load_embedder(tiny_model)
+    head = fit_head(emb, root, "peta-reid", epochs=20)
+    fusion, meta = fit_fusion(emb, emb, head, root, tmp_path / "cache", objective=objective, margins=(0.0, 0.05),
+                              decays=(1e-3,), mixings=(0.0, 1.0), progress=False)
+    assert np.all(fusion.weights >= 0) and np.isfinite(fusion.weights).all()
+    assert meta["chosen"]["mixing"] in (0.0, 1.0) and fusion.mixing == meta["chosen"]["mixing"]
+    alone = [c for c in meta["candidates"] if c["mixing"] is None]
+    if objective == "complementary":
+        assert not alone and len(meta["candidates"]) == 4
+    else:
+        assert len(alone) == 2 and len(meta["candidates"]) == 4
+        best_alone = max(c["val_mAP"] for c in alone)
+        assert meta["chosen"]["attributes_alone_val_mAP"] == best_alone

@@ -28,7 +28,7 @@ from xreid.evaluation.evaluate import METRIC_KEYS, ProtocolResult
 from xreid.evaluation.metrics import evaluate_distances
 from xreid.explain.attribute_head import AttributeHead, fit_attribute_head
 from xreid.explain.calibration import apply_platt, sigmoid
-from xreid.explain.fusion import Fusion, attribute_terms
+from xreid.explain.fusion import Fusion, attribute_distance, attribute_terms
 from xreid.models.embedders import Embedder
 from xreid.training.fusion import OBJECTIVES, fit_attribute_weights, hard_triplets
 from xreid.workflows.attributes import CALIBRATION_SHARE, held_out
@@ -166,19 +166,37 @@ def fit_fusion(embedder: Embedder, attribute_embedder: Embedder, head: Attribute
     def d_model(q, g):
         return cosine_distance(model(q), model(g))
 
+    def validation(w: np.ndarray, mix: float | None) -> dict[str, float]:
+        """Validation mean figures of weights ``w`` fused at ``mix``, or of the attributes alone (None)."""
+        if mix is None:
+            return score_sets(split.val_sets, lambda q, g: attribute_distance(val_probs(q), val_probs(g), w))[1]
+        cand = Fusion(w, mix, head, model_identity(embedder), {})
+        return score_sets(split.val_sets, lambda q, g: cand.distances(d_model(q, g), val_probs(q), val_probs(g)))[1]
+
+    # 'complementary': margin, L2 and mixing together by the fused validation mAP. 'attributes' (ACRN's
+    # weight layer: weights of the attributes alone): margin and L2 by the attributes' own validation mAP,
+    # then the mixing of those weights by the fused one.
     candidates, best = [], None
     for margin in margins:
         for decay in decays:
             w = fit_attribute_weights(t_ap, t_an, base, margin=margin, decay=decay)
-            for mix in mixings:
-                cand = Fusion(w, mix, head, model_identity(embedder), {})
-                _, mean = score_sets(split.val_sets, lambda q, g: cand.distances(d_model(q, g), val_probs(q),
-                                                                                  val_probs(g)))
+            for mix in (mixings if objective == "complementary" else [None]):
+                mean = validation(w, mix)
                 row = {"margin": margin, "decay": decay, "mixing": mix, "val_mAP": mean["mAP"], "val_R1": mean["R1"],
                        "weight_sum": float(w.sum()), "nonzero_weights": int((w > 0).sum())}
                 candidates.append(row)
                 if best is None or row["val_mAP"] > best[0]["val_mAP"] + 1e-9:
                     best = (row, w)
+    if objective != "complementary":
+        alone, w = best
+        best = None
+        for mix in mixings:
+            mean = validation(w, mix)
+            row = {**alone, "mixing": mix, "val_mAP": mean["mAP"], "val_R1": mean["R1"],
+                   "attributes_alone_val_mAP": alone["val_mAP"]}
+            candidates.append(row)
+            if best is None or row["val_mAP"] > best[0]["val_mAP"] + 1e-9:
+                best = (row, w)
     row, w = best
     fitted = time.perf_counter() - tic
     meta = {"objective": objective, "protocol": split.name, "chosen": row, "candidates": candidates,
