@@ -21,7 +21,9 @@ Every figure is read from the library's own explanation of each query's ranking
    each scored on its plain-words line (the first difference the report lists, if any).
 2. Mean matching score (docs/METHODS.md#matching-scores) of the query's confident attributes over its
    true matches.
-3. Attribute filtering: re-rank each query's gallery with the query's true gender, hair length and
+3. Explained share: the median share of each top-10 result's distance that the exact decomposition
+   gives to the attributes (docs/METHODS.md#distance-decomposition).
+4. Attribute filtering: re-rank each query's gallery with the query's true gender, hair length and
    upper/lower-body colours; how often the first true match moves up, and by how many ranks.
 """
 
@@ -84,6 +86,7 @@ def main() -> None:
     kinds = ("named", "named_coverage", "pdiff_all", "raw_dp", "eq32", "exact", "random", "frequency")
     results, stats = {}, {k: [] for k in kinds}
     lines = []  # (is the line's first listed difference real, or None when the line lists none)
+    shares: dict[str, list[float]] = {}  # explained share of each top-k result's distance, per test set
     for ts in proto.test_sets:
         q_recs, g_recs = ts.query, ts.gallery
         res = emb.embed_paths([proto.image_root / r.path for r in q_recs + g_recs])
@@ -104,6 +107,7 @@ def main() -> None:
                                  gallery_probabilities=g_probs, include_vectors=False)
             top = sorted((r for r in ex.results if r.original_rank <= args.top_k), key=lambda r: r.original_rank)
             impostors = [r for r in top if not r.is_match]
+            shares.setdefault(ts.name, []).extend(r.explained_share for r in top)
             if impostors:
                 differs = q_lab[i][None, :] != g_lab[[row_of[r.key] for r in impostors]]
                 rows = np.arange(len(impostors))
@@ -156,6 +160,9 @@ def main() -> None:
     results["all"] = {f"precision_{k}": 100 * float(np.mean(v)) for k, v in stats.items() if k != "named_coverage"}
     results["all"]["named_pairs_pct"] = 100 * float(np.mean(stats["named_coverage"]))
     results["frequency_attribute"] = names[freq]
+    every = [x for v in shares.values() for x in v]
+    results["explained_share_median_pct"] = {**{k: 100 * float(np.median(v)) for k, v in shares.items()},
+                                             "all": 100 * float(np.median(every))}
     sample = np.random.default_rng(0).choice(len(lines), size=min(20, len(lines)), replace=False)
     drawn = [lines[i] for i in sample]
     stated = [x for x in drawn if x is not None]
@@ -168,7 +175,7 @@ def main() -> None:
                  f"frequency baseline = {names[freq]}")
     rows = []
     for name, r in results.items():
-        if name in ("all", "frequency_attribute", "reader_check"):
+        if name in ("all", "frequency_attribute", "reader_check", "explained_share_median_pct"):
             continue
         rows.append([name, f"{r['precision_named']:.1f}", f"{r['precision_pdiff_all']:.1f}", f"{r['precision_raw_dp']:.1f}",
                      f"{r['precision_eq32']:.1f}",
@@ -187,6 +194,9 @@ def main() -> None:
     report.print(f"named: the first named difference, given for {a['named_pairs_pct']:.1f} % of the impostor pairs; "
                  f"P(differ), all: calibrated, every attribute; |dp| raw: largest uncalibrated probability difference; "
                  f"published, exact: the attribute with the largest part of the distance")
+    es = results["explained_share_median_pct"]
+    report.print(f"explained share of the distance (exact decomposition), median over every test query's top-{args.top_k}: "
+                 f"{es['all']:.1f} % (" + ", ".join(f"{k} {v:.1f} %" for k, v in es.items() if k != "all") + ")")
     rc = results["reader_check"]
     report.print(f"reader check, 20 impostor results drawn at random: {rc['lines_naming_a_difference']} lines name a "
                  f"difference, {rc['named_difference_real']} of them real; over all impostor results "

@@ -178,6 +178,7 @@ def train(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    from xreid.training.trainer import check_new_run
     from xreid.training.trainer import train as run_training
 
     from xreid.workflows.acrn import finish_acrn, prepare_acrn
@@ -186,9 +187,7 @@ def train(
     cache = cache or root / "embeddings"
     try:
         cfg = load_config(config, set_)
-        if not resume and (cfg.run_dir / "last.pt").exists():  # before any slow preparation
-            raise FileExistsError(f"{cfg.run_dir / 'last.pt'}: a run already exists here; pass --resume to "
-                                  f"continue it or change 'name'/'output_dir' in the config")
+        check_new_run(cfg, resume)  # before any slow preparation
         prepare_acrn(cfg, root, cache)
         out = run_training(cfg, root, resume=resume, max_batches=max_batches)
         acrn = finish_acrn(cfg, out, root, cache) if out.name == "model.pt" else None  # not after --max-batches

@@ -130,6 +130,14 @@ def training_batches(dataset: InMemoryReIDSet, sampler: IdentitySampler, augment
         yield draw_batch(dataset, augment, cfg, epoch, b, indices)[0]
 
 
+def check_new_run(cfg: Config, resume: bool) -> None:
+    """Refuse to start a run over an existing one unless resuming it."""
+    ckpt_path = cfg.run_dir / "last.pt"
+    if ckpt_path.exists() and not resume:
+        raise FileExistsError(f"{ckpt_path}: a run already exists here; pass --resume to continue it "
+                              f"or change 'name'/'output_dir' in the config")
+
+
 def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = True,
           max_batches: int | None = None) -> Path:
     """Train per ``cfg``; returns the path of the final model file (``run_dir/model.pt``).
@@ -149,9 +157,7 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "last.pt"
-    if ckpt_path.exists() and not resume:
-        raise FileExistsError(f"{ckpt_path}: a run already exists here; pass --resume to continue it "
-                              f"or change 'name'/'output_dir' in the config")
+    check_new_run(cfg, resume)
     # read (weights-only) before the slow set-up, so an unusable checkpoint fails at once
     ckpt = load_training_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
     config = plain_data(asdict(cfg), "config")  # paths as strings: JSON- and weights-only-safe
