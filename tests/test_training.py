@@ -181,3 +181,13 @@ def test_swa_epochs_run_at_constant_rate_and_resume_exactly(mini_peta, tmp_path)
     b = torch.load(resumed, weights_only=True)["state_dict"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], msg=k)
+
+
+def test_exclude_subsets_leaves_the_named_cameras_out():
+    from xreid.data.protocol import without_subsets
+    from xreid.data.records import ImageRecord
+
+    recs = [ImageRecord(path=p, pid=p.split("/")[0]) for p in ("VIPeR/a.bmp", "3DPeS/b.bmp", "PRID/c.png")]
+    assert [r.path for r in without_subsets(recs, ["VIPeR", "PRID"])] == ["3DPeS/b.bmp"]
+    with pytest.raises(ValueError, match="GRID.*3DPeS, PRID, VIPeR"):
+        without_subsets(recs, ["GRID"])

@@ -88,3 +88,14 @@ def load_protocol(protocol: str, data_root: Path, image_root: Path | None = None
     return Protocol(spec.get("name", path.stem), root, tests, _records(spec["train"], labels, f"{path}:train"),
                     _records(spec.get("attribute_only", []), labels, f"{path}:attribute_only"),
                     list(spec.get("attributes", [])))
+
+
+def without_subsets(records: list[ImageRecord], subsets: list[str], where: str = "exclude_subsets") -> list[ImageRecord]:
+    """``records`` less those of the named data subsets (a record's subset is the first folder of its
+    path, e.g. 'VIPeR'); a subset no record belongs to is an error naming it and the ones present."""
+    present = {r.path.split("/")[0] for r in records}
+    unknown = [s for s in subsets if s not in present]
+    if unknown:
+        raise ValueError(f"{where}: no training image from {', '.join(unknown)} (the training images come from "
+                         f"{', '.join(sorted(present))})")
+    return [r for r in records if r.path.split("/")[0] not in set(subsets)]

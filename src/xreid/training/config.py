@@ -47,6 +47,7 @@ class TrainConfig:
     swa_epochs: int = 0  # extra constant-rate epochs whose end-of-epoch weights are averaged (0 = off)
     swa_lr: float = 0.2  # their learning rate, as a fraction of ``lr``
     checkpoint_minutes: float = 5.0
+    exclude_subsets: list[str] = field(default_factory=list)  # data subsets left out of training (cross-domain)
     distill: DistillConfig = field(default_factory=DistillConfig)
 
 

@@ -146,7 +146,7 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
     """
     from tqdm import tqdm
 
-    from xreid.data.protocol import load_protocol
+    from xreid.data.protocol import load_protocol, without_subsets
 
     torch.manual_seed(cfg.seed)
     # Weight decay drives many weights and gradients into the subnormal range as training goes on;
@@ -169,7 +169,10 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                              f"({run_dir / 'config.json'}) or start a new run under another name")
     protocol = load_protocol(cfg.protocol, data_root)
     m = cfg.model
-    dataset = InMemoryReIDSet(protocol.train, protocol.image_root, m.input_size, progress=progress)
+    train_records = protocol.train
+    if cfg.train.exclude_subsets:  # e.g. the test sets' cameras, for a cross-domain figure
+        train_records = without_subsets(train_records, cfg.train.exclude_subsets, f"{cfg.name}: train.exclude_subsets")
+    dataset = InMemoryReIDSet(train_records, protocol.image_root, m.input_size, progress=progress)
     if len(dataset) == 0:
         raise ValueError(f"no usable training images in protocol {cfg.protocol}")
     spec = ModelSpec(backbone=m.backbone, pooling=m.pooling, embedding_dim=m.embedding_dim,
