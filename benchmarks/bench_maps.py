@@ -1,6 +1,7 @@
 """Faithfulness and cost of the visual maps: a deletion test on PETA-ReID true-match pairs.
 
-    python benchmarks/bench_maps.py [--data-root DATA_ROOT] [--pairs 60] [--out STEM]
+    python benchmarks/bench_maps.py [--data-root DATA_ROOT] [--pairs 60] [--model M --head H] [--only attribute]
+                                    [--out STEM]
 
 For each (query, true match) pair and map type, the gallery image is cut into a grid of cells;
 cells are mean-filled most-salient first, in steps, and the explained score is recorded after each
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import M0277, Report, parse, parser
+from common import M0277, Report, parse, parser, relative
 
 from xreid.data.images import load_image
 from xreid.data.protocol import load_protocol
@@ -29,10 +30,9 @@ from xreid.distance import cosine_similarity, l2_normalise
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.maps.attention import implicit_attention
 from xreid.explain.maps.attribute import attribute_maps
-from xreid.explain.maps.pair import summed_pair_maps
 from xreid.explain.maps.occlusion import occlusion_pair
-from xreid.explain.maps.pair import pair_maps
-from xreid.models.loading import BUNDLED_HEAD, load_embedder
+from xreid.explain.maps.pair import pair_maps, summed_pair_maps
+from xreid.models.loading import BUNDLED_HEAD, load_embedder, model_head_path
 
 GRID = (8, 4)  # cells: rows x cols
 STEPS = 16
@@ -71,11 +71,27 @@ def deletion_ratio(score_fn, image: np.ndarray, saliency: np.ndarray, rng) -> fl
     return base / rand if rand > 1e-9 else float("nan")
 
 
+def pair_and_attention(model, tq, tg, gi: np.ndarray, similarity, rng, record) -> None:
+    """Score the report's summed Grad-CAM pair map and the implicit attention map of one pair."""
+    t = time.perf_counter()
+    _, _, g_maps = pair_maps(model, tq, tg, k=5)
+    pair_sal = summed_pair_maps(g_maps[0])[0]  # the report's pair map: the sum over the 5 dims
+    record("Grad-CAM pair (5 dims)", deletion_ratio(similarity, gi, pair_sal.values, rng), time.perf_counter() - t)
+    t = time.perf_counter()
+    att = implicit_attention(model, tg)
+    record("implicit attention (50 dims)", deletion_ratio(similarity, gi, att.values, rng), time.perf_counter() - t)
+
+
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--pairs", type=int, default=60)
     ap.add_argument("--occlusion-model", type=Path, default=M0277,
                     help="a black-box model explained by occlusion too (default: OMZ 0277; skipped if absent)")
+    ap.add_argument("--model", default="default", help="the xreid model whose maps are scored ('default' or a .pt)")
+    ap.add_argument("--head", type=Path, default=None,
+                    help="its attribute head (default: the bundled head, or the model's own NAME_head.npz)")
+    ap.add_argument("--only", choices=("attribute",), default=None,
+                    help="score only the attribute maps (no pair maps, attention or occlusion)")
     args = parse(ap)
     report = Report(args.out)
     torch.manual_seed(0)
@@ -86,9 +102,11 @@ def main() -> None:
         gal = {r.pid: r for r in ts.gallery}
         pairs += [(q, gal[q.pid]) for q in ts.query if q.pid in gal]
     pairs = [pairs[i] for i in rng.permutation(len(pairs))[:args.pairs]]
-    head = AttributeHead.load(BUNDLED_HEAD)
-    models = {"default": load_embedder("default", backend="torch")}
-    if args.occlusion_model.is_file():
+    head_path = args.head or (BUNDLED_HEAD if args.model == "default" else model_head_path(args.model))
+    head = AttributeHead.load(head_path)
+    models = {"default": load_embedder(args.model, backend="torch")}
+    head.check_model(models["default"], "--head")
+    if args.occlusion_model.is_file() and args.only is None:
         models["0277 (black box)"] = load_embedder(args.occlusion_model)
     ratios: dict[str, list[float]] = {}
     costs: dict[str, list[float]] = {}
@@ -106,20 +124,17 @@ def main() -> None:
             def similarity(batch: np.ndarray, emb=emb, fq=fq) -> np.ndarray:
                 return cosine_similarity(emb.embed_arrays(batch), fq[None])[:, 0]
 
-            t = time.perf_counter()
-            occ = occlusion_pair(emb, gi, fq, "g")
-            record(f"occlusion pair [{label}]", deletion_ratio(similarity, gi, occ.values, rng), time.perf_counter() - t)
-            if label != "default":
-                continue
-            model = emb.model
+            model = emb.model if label == "default" else None
             tq, tg = to_tensor_batch(qi[None]), to_tensor_batch(gi[None])
-            t = time.perf_counter()
-            _, _, g_maps = pair_maps(model, tq, tg, k=5)
-            pair_sal = summed_pair_maps(g_maps[0])[0]  # the report's pair map: the sum over the 5 dims
-            record("Grad-CAM pair (5 dims)", deletion_ratio(similarity, gi, pair_sal.values, rng), time.perf_counter() - t)
-            t = time.perf_counter()
-            att = implicit_attention(model, tg)
-            record("implicit attention (50 dims)", deletion_ratio(similarity, gi, att.values, rng), time.perf_counter() - t)
+            if args.only is None:
+                t = time.perf_counter()
+                occ = occlusion_pair(emb, gi, fq, "g")
+                record(f"occlusion pair [{label}]", deletion_ratio(similarity, gi, occ.values, rng),
+                       time.perf_counter() - t)
+            if model is None:
+                continue
+            if args.only is None:
+                pair_and_attention(model, tq, tg, gi, similarity, rng, record)
             probs = head.predict(emb.embed_arrays(gi[None]))[0]
             a = int(np.argmax(probs))
             t = time.perf_counter()
@@ -127,6 +142,8 @@ def main() -> None:
             attr_score = lambda batch, a=a, emb=emb: head.predict(emb.embed_arrays(batch))[:, a]  # noqa: E731
             record("attribute map (most probable attribute)", deletion_ratio(attr_score, gi, am.values, rng),
                    time.perf_counter() - t)
+    if args.model != "default" or args.head is not None:
+        report.print(f"model {relative(args.model)}, head {relative(head_path)}")
     report.print(f"{len(pairs)} true-match pairs from the PETA-ReID test sets; grid {GRID[0]}x{GRID[1]} cells, {STEPS} steps")
     out, rows = {}, []
     for name, vals in ratios.items():
