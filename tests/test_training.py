@@ -114,6 +114,49 @@ def test_feature_distillation_trains_towards_cached_teacher(mini_peta, tmp_path)
     assert load_embedder(model).embed_arrays(np.zeros((1, 64, 32, 3), np.uint8)).shape == (1, 16)
 
 
+def test_teacher_embeddings_resume_after_interruption(tmp_path, monkeypatch):
+    """An interrupted teacher stage keeps the batches saved in its partial file; the rerun embeds
+    only the rest and gives exactly the uninterrupted result."""
+    from types import SimpleNamespace
+
+    import xreid.models.loading as loading
+    from xreid.training.trainer import teacher_embeddings
+
+    calls = []
+
+    class Teacher:
+        preprocess = SimpleNamespace(size=(8, 4))
+
+        def embed_arrays(self, imgs, fail_after=None):
+            calls.append(len(imgs))
+            if fail_after is not None and len(calls) > fail_after:
+                raise KeyboardInterrupt
+            return np.stack([im.astype(np.float32).reshape(-1)[:6] + np.arange(6) for im in imgs])
+
+    cfg = _config(tmp_path, "teacher")
+    cfg.train.distill.teacher, cfg.train.distill.feature_weight = "fake.xml", 1.0
+    images = np.random.default_rng(0).integers(0, 255, size=(64 * 5 + 7, 8, 4, 3), dtype=np.uint8)
+    monkeypatch.setattr(loading, "load_embedder", lambda spec: Teacher())
+    whole = teacher_embeddings(cfg, images, tmp_path / "whole.npy", save_every=2)
+    assert whole.shape == (len(images), 6) and len(calls) == 2 * 6
+
+    class Interrupted(Teacher):
+        def embed_arrays(self, imgs):
+            return super().embed_arrays(imgs, fail_after=2 * 3)  # dies in the 4th batch
+
+    calls.clear()
+    monkeypatch.setattr(loading, "load_embedder", lambda spec: Interrupted())
+    with pytest.raises(KeyboardInterrupt):
+        teacher_embeddings(cfg, images, tmp_path / "cut.npy", save_every=2)
+    assert len(np.load(tmp_path / "cut.partial.npy")) == 2 * 64 and not (tmp_path / "cut.npy").exists()
+    calls.clear()
+    monkeypatch.setattr(loading, "load_embedder", lambda spec: Teacher())
+    resumed = teacher_embeddings(cfg, images, tmp_path / "cut.npy", save_every=2)
+    assert len(calls) == 2 * 4  # batches 3-6 only
+    np.testing.assert_array_equal(resumed, whole)
+    assert not (tmp_path / "cut.partial.npy").exists()
+
+
 def test_committed_config_is_the_bundled_models_recipe():
     """`xreid train --config configs/peta_mobilenetv2.yaml` must reproduce the bundled model: its
     training config (stored in the model file) equals the committed one, apart from the run name."""

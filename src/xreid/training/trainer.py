@@ -67,32 +67,44 @@ def teacher_features(cfg: Config, dataset: InMemoryReIDSet, run_dir: Path) -> to
     return None if feats is None else centred_targets(feats)
 
 
-def teacher_embeddings(cfg: Config, images: np.ndarray, cache: Path) -> np.ndarray | None:
+def teacher_embeddings(cfg: Config, images: np.ndarray, cache: Path, save_every: int = 8) -> np.ndarray | None:
     """The teacher's raw embeddings of ``images`` (image and mirror averaged, normalised), cached in
-    ``cache``; None when the config distils from no teacher."""
+    ``cache``; None when the config distils from no teacher. The batches done are saved to
+    ``cache``'s ``.partial.npy`` every ``save_every`` batches (atomically), so an interrupted run
+    continues where it stopped."""
     distill = cfg.train.distill
     if not distill.teacher or not (distill.feature_weight or distill.relational_weight):
         return None
     from xreid.data.transforms import resize_rgb
+    from xreid.io import atomic_write
     from xreid.models.loading import load_embedder
 
     if cache.is_file():
         feats = np.load(cache)
         if len(feats) == len(images):
             return feats
+    partial = cache.with_name(cache.stem + ".partial.npy")
+    out = [np.load(partial)] if partial.is_file() else []
+    done = len(out[0]) if out else 0
+    if done > len(images) or done % 64:
+        out, done = [], 0  # another image list's leftovers
     teacher = load_embedder(distill.teacher)
     size = teacher.preprocess.size
-    out = []
     from tqdm import tqdm
 
-    for start in tqdm(range(0, len(images), 64), desc=f"teacher embeddings ({cache.stem})", unit="batch"):
+    total = -(-len(images) // 64)
+    for start in tqdm(range(done, len(images), 64), desc=f"teacher embeddings ({cache.stem})", unit="batch",
+                      initial=done // 64, total=total):
         imgs = [resize_rgb(im, size) for im in images[start:start + 64]]
         f = teacher.embed_arrays(imgs) + teacher.embed_arrays([im[:, ::-1] for im in imgs])
-        out.append(l2_normalise(f))
+        out.append(l2_normalise(f).astype(np.float32))
+        if (start // 64 + 1) % save_every == 0 and start + 64 < len(images):
+            so_far = np.concatenate(out)
+            out = [so_far]
+            atomic_write(partial, lambda fh: np.save(fh, so_far))
     feats = np.concatenate(out).astype(np.float32)
-    from xreid.io import atomic_write
-
     atomic_write(cache, lambda fh: np.save(fh, feats))
+    partial.unlink(missing_ok=True)
     return feats
 
 
