@@ -11,7 +11,9 @@ order (mean of 3 orders): ratio = AUC(map) / AUC(random); below 1 means the map 
 that matter faster than chance. Also reports seconds per pair per map type on this CPU. The maps
 and the scores are the library's (``xreid.explain.maps``; the pair similarity is
 ``xreid.distance.cosine_similarity``, as the occlusion map explains it); the bundled model runs in
-PyTorch, which Grad-CAM needs.
+PyTorch, which Grad-CAM needs. A model with its own attribute maps (AANet) has its attribute maps
+scored twice, Grad-CAM of its attribute head and its own class activation maps, each by the head's
+probability (what the report shows).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from xreid.data.transforms import resize_rgb, to_tensor_batch
 from xreid.distance import cosine_similarity, l2_normalise
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.maps.attention import implicit_attention
-from xreid.explain.maps.attribute import attribute_maps
+from xreid.explain.maps.attribute import attribute_maps, has_native_maps, native_attribute_maps
 from xreid.explain.maps.occlusion import occlusion_pair
 from xreid.explain.maps.pair import pair_maps, summed_pair_maps
 from xreid.models.loading import BUNDLED_HEAD, load_embedder, model_head_path
@@ -138,10 +140,15 @@ def main() -> None:
             probs = head.predict(emb.embed_arrays(gi[None]))[0]
             a = int(np.argmax(probs))
             t = time.perf_counter()
-            am = attribute_maps(model, head, tg, [head.names[a]])[0]
+            am = attribute_maps(model, head, tg, [head.names[a]], native=False)[0]
             attr_score = lambda batch, a=a, emb=emb: head.predict(emb.embed_arrays(batch))[:, a]  # noqa: E731
             record("attribute map (most probable attribute)", deletion_ratio(attr_score, gi, am.values, rng),
                    time.perf_counter() - t)
+            if has_native_maps(model, [head.names[a]]):  # an AANet model's own CAM of that attribute
+                t = time.perf_counter()
+                nm = native_attribute_maps(model, tg, [head.names[a]])[0]
+                record("attribute map, the model's own CAM", deletion_ratio(attr_score, gi, nm.values, rng),
+                       time.perf_counter() - t)
     if args.model != "default" or args.head is not None:
         report.print(f"model {relative(args.model)}, head {relative(head_path)}")
     report.print(f"{len(pairs)} true-match pairs from the PETA-ReID test sets; grid {GRID[0]}x{GRID[1]} cells, {STEPS} steps")

@@ -1,20 +1,26 @@
-"""AANet building blocks (issue 17 item 2, skeleton): hand-computed values."""
+"""AANet (issue 17 item 2): building blocks by hand, the network, its losses and its training."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from xreid.models.aanet import (
     AANetHeads,
+    _quantiles,
+    aanet_extra,
     attention_map,
+    attribute_region,
     band_edges,
     band_pool,
     class_activation_maps,
+    in_attention_map,
     peak_rows,
     region_pool,
     uncertainty_weighted_loss,
 )
+from xreid.training.losses import aanet_losses
 
 
 def test_uncertainty_weighting_by_hand():
@@ -86,3 +92,148 @@ def test_aanet_heads_shapes_and_losses_train():
     assert heads.log_sigma.grad.abs().min() > 0 and x.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="regions"):
         AANetHeads(channels=8, classes=5, regions=[4], aam_attributes=[])
+
+
+def test_attribute_regions_and_attention_members():
+    region = {n: attribute_region(n) for n in ["hairLong", "accessoryHat", "upperBodyJacket", "carryingBackpack",
+                                               "lowerBodyJeans", "footwearShoes", "personalMale", "personalLess30",
+                                               "notAnAttribute"]}
+    assert region == {"hairLong": 0, "accessoryHat": 0, "upperBodyJacket": 1, "carryingBackpack": 1,
+                      "lowerBodyJeans": 2, "footwearShoes": 2, "personalMale": 3, "personalLess30": 3,
+                      "notAnAttribute": 3}
+    members = ["personalMale", "hairShort", "upperBodyRed", "lowerBodyBlue", "lowerBodyShorts", "female", "upGray"]
+    others = ["personalLess30", "upperBodyJacket", "carryingBackpack", "footwearBlack", "accessoryHat", "backpack",
+              "notAnAttribute"]
+    assert all(in_attention_map(n) for n in members) and not any(in_attention_map(n) for n in others)
+    extra = aanet_extra(["hairLong", "carryingBackpack", "personalMale"], hidden=8)
+    assert extra == {"attributes": ["hairLong", "carryingBackpack", "personalMale"], "regions": [0, 1, 3],
+                     "aam": [0, 2], "hidden": 8}
+
+
+def test_quantiles_equal_torch_quantile():
+    values = torch.tensor([[3.0, 0.0, 6.0, 6.0, 1.0], [2.0, 2.0, 2.0, 2.0, 9.0]])
+    q = torch.tensor([0.0, 1 / 6, 0.5, 0.9, 1.0])
+    torch.testing.assert_close(_quantiles(values, q), torch.quantile(values, q, dim=1).T)
+
+
+def _aanet_spec(classes=3):
+    from xreid.models.reid_net import ModelSpec
+
+    return ModelSpec(input_size=(96, 32), last_stride=1, num_classes=classes, head="aanet",
+                     extra=aanet_extra(["hairLong", "upperBodyRed", "lowerBodyJeans"], hidden=8))
+
+
+def test_aanet_network_embeds_its_descriptor_and_ships_without_classifiers(tmp_path):
+    from xreid.models.checkpoint import load_model_file, save_model_file
+    from xreid.models.reid_net import build_model
+
+    torch.manual_seed(0)
+    net = build_model(_aanet_spec()).eval()
+    images = torch.rand(2, 3, 96, 32)
+    emb = net(images)
+    assert emb.shape == (2, 12 * 8) and net.embedding_dim == 96
+    net.train()
+    out = net(images)
+    assert out["global_logits"].shape == (2, 3) and out["cams"].shape == (2, 3, 6, 2)
+    net.eval()
+    save_model_file(net, net.spec, tmp_path / "m.pt", {})
+    state = torch.load(tmp_path / "m.pt", weights_only=True)["state_dict"]
+    assert not [k for k in state if "classifier" in k] and "heads.log_sigma" in state
+    loaded, _ = load_model_file(tmp_path / "m.pt")
+    assert loaded.heads.global_id.classifier is None
+    torch.testing.assert_close(loaded(images), net(images), atol=2e-2, rtol=2e-2)  # fp16 weights
+    assert loaded.attribute_maps(images).shape == (2, 3, 6, 2)
+    # the report's attribute maps of this model are its own CAMs, upsampled, negative part dropped
+    from xreid.explain.attribute_head import AttributeHead
+    from xreid.explain.maps.attribute import attribute_maps, has_native_maps
+
+    head = AttributeHead(["hairLong", "personalMale"], np.random.default_rng(0).normal(size=(96, 2)), np.full(2, 0.5))
+    assert has_native_maps(loaded, ["hairLong"]) and not has_native_maps(loaded, ["personalMale"])
+    native = attribute_maps(loaded, head, images[:1], ["hairLong"])[0]
+    cam = loaded.attribute_maps(images[:1])[0, 0]
+    assert native.values.shape == (96, 32) and native.values.min() >= 0
+    # bilinear upsampling by 16 keeps each cell's value at its centre pixel
+    assert native.values[8 + 16 * 2, 8 + 16 * 1] == pytest.approx(max(float(cam[2, 1]), 0.0), abs=1e-5)
+    gradcam = attribute_maps(loaded, head, images[:1], ["hairLong"], native=False)[0]
+    assert not np.allclose(gradcam.values, native.values)
+    assert attribute_maps(loaded, head, images[:1], ["personalMale"])[0].values.shape == (96, 32)  # Grad-CAM
+    bad = _aanet_spec()
+    bad.extra = {"attributes": ["hairLong"]}
+    with pytest.raises(ValueError, match="regions, aam"):
+        build_model(bad)
+
+
+def test_aanet_losses_leave_crops_without_identity_out():
+    torch.manual_seed(0)
+    net = build_model_train()
+    images = torch.rand(5, 3, 96, 32)
+    labels = torch.tensor([0, 0, 1, 1, -1])
+    out = net(images)
+    has = torch.tensor([True, False, True, True, True])
+    attr = torch.randint(0, 2, (4, 3))
+    terms = aanet_losses(out, labels, attr, has, net.heads.log_sigma, np.full(3, 0.4))
+    assert set(terms) == {"global", "part", "attr_branch", "aam", "aanet"}
+    # log sigma 0: the weighted sum is the plain sum
+    assert terms["aanet"].item() == pytest.approx(sum(terms[k].item() for k in ["global", "part", "attr_branch", "aam"]))
+    ids_only = {k: v[:4] for k, v in out.items() if k.endswith("logits")}
+    alone = aanet_losses({**out, **ids_only}, labels[:4], attr[:3], has[:4], net.heads.log_sigma, np.full(3, 0.4))
+    for k in ["global", "part", "aam"]:
+        assert alone[k].item() == pytest.approx(terms[k].item())
+    terms["aanet"].backward()
+    assert net.heads.log_sigma.grad.abs().min() > 0
+
+
+def build_model_train():
+    from xreid.models.reid_net import build_model
+
+    return build_model(_aanet_spec()).train()
+
+
+def _train_config(tmp_path, name="aanet", attributes="{weight: 1.0, names: [personalMale, hairLong, carryingBackpack], "
+                  "attribute_only_batch: 2}"):
+    import textwrap
+
+    from xreid.training.config import load_config
+
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(textwrap.dedent(f"""
+        name: {name}
+        output_dir: {tmp_path / 'runs'}
+        model: {{backbone: mobilenetv2, input_size: [96, 32], last_stride: 1, freeze_stages: 3, head: aanet,
+                 aanet_hidden: 8}}
+        train: {{epochs: 2, id_warm_epochs: 1, p: 2, k: 2, warmup_epochs: 1, checkpoint_minutes: 0.0, swa_epochs: 1}}
+        attributes: {attributes}
+    """))
+    return load_config(path)
+
+
+def test_aanet_trains_resumes_and_ships_its_attribute_layer(mini_peta, tmp_path):
+    """`model.head: aanet` trains end to end: the four task losses logged per epoch, exact resume, a model
+    file whose embedding is the 12 x V descriptor (also through the compiled runtime the CLI uses) and
+    the bias-free attribute layer on that descriptor shipped as the model's head."""
+    from xreid.explain.attribute_head import AttributeHead
+    from xreid.models.loading import load_embedder, model_head_path
+    from xreid.training.trainer import train
+
+    torch.set_num_threads(1)
+    straight = train(_train_config(tmp_path, "straight"), mini_peta, progress=False)
+    meta = torch.load(straight, weights_only=True)["meta"]
+    assert all({"global", "part", "attr_branch", "aam", "aanet", "attr"} <= set(h) for h in meta["history"])
+    cfg = _train_config(tmp_path, "resumed")
+    train(cfg, mini_peta, progress=False, max_batches=3)
+    resumed = train(cfg, mini_peta, resume=True, progress=False)
+    a, b = (torch.load(p, weights_only=True)["state_dict"] for p in (straight, resumed))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    head = AttributeHead.load(model_head_path(straight))
+    assert head.weights.shape == (96, 3)
+    torch_embedder = load_embedder(straight, backend="torch")
+    compiled = load_embedder(straight)
+    crops = np.random.default_rng(0).integers(0, 255, size=(3, 96, 32, 3), dtype=np.uint8)
+    x = torch_embedder.embed_arrays(crops)
+    assert x.shape == (3, 96)
+    for batch in (crops, crops[:1]):  # the exported graph takes any batch size
+        np.testing.assert_allclose(compiled.embed_arrays(batch), x[:len(batch)], atol=1e-3, rtol=1e-3)
+    assert head.predict(x).shape == (3, 3)
+    with pytest.raises(ValueError, match="attributes section"):
+        train(_train_config(tmp_path, "bare", attributes="{weight: 0.0}"), mini_peta, progress=False)

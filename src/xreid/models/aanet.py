@@ -1,10 +1,7 @@
-"""AANet (seed 003) building blocks: part bands from peak activations, band-pooled attribute features,
-per-attribute class activation maps (CAMs), the attribute attention map (AAM), and the
-homoscedastic-uncertainty loss weighting (docs/METHODS.md#aanet-skeleton).
-
-A skeleton for issue 17 item 2: the pieces are pure functions with hand-computed tests and one
-module (``AANetHeads``) that wires them onto a backbone's feature map; the trainer does not use it
-yet. Where the paper is vague the choices are:
+"""AANet (seed 003): part bands from peak activations, band-pooled attribute features, per-attribute
+class activation maps (CAMs), the attribute attention map (AAM), the homoscedastic-uncertainty loss
+weighting (docs/METHODS.md#aanet), ``AANetHeads`` wiring them onto a backbone's feature map, and
+``AANet``, the network ``model.head: aanet`` trains. Where the paper is vague the choices are:
 
 - **part bands**: each channel's peak-activation row (the row of its largest value) is computed per
   image; the 6 bands are contiguous row ranges whose edges sit at the 1/6 ... 5/6 quantiles of those
@@ -23,7 +20,41 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from xreid.data.vocabulary import WORDS
+from xreid.models.reid_net import BackboneNet, ModelSpec
+
 PARTS = 6
+REGIONS = ("top", "middle", "bottom", "whole")
+_REGION_OF_GROUP = {"hair": 0, "accessories": 0, "upper body": 1, "carrying": 1, "lower body": 2, "footwear": 2}
+_AAM_PERSON = {"personalMale", "personalFemale", "female"}
+
+
+def attribute_region(name: str) -> int:
+    """Which region vector predicts attribute ``name``: 0 top (hair, head accessories), 1 middle (upper
+    body, carried things), 2 bottom (lower body, footwear), 3 whole (gender, age, anything else)."""
+    word = WORDS.get(name)
+    return _REGION_OF_GROUP.get(word.group, 3) if word else 3
+
+
+def in_attention_map(name: str) -> bool:
+    """Whether attribute ``name``'s CAM joins the attribute attention map: the paper's reliably visible
+    attributes -- gender, hair, upper and lower clothing colour, lower clothing type and length."""
+    word = WORDS.get(name)
+    if word is None:
+        return False
+    return (name in _AAM_PERSON or word.group in ("hair", "lower body")
+            or (word.group == "upper body" and word.part is not None))
+
+
+def _quantiles(values: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """torch.quantile (linear interpolation) of each row of ``values`` at ``q``, written with sort and
+    gather so the network exports to ONNX: B x N, Q -> B x Q."""
+    ordered = values.sort(dim=1).values
+    position = q * (values.shape[1] - 1)
+    low = position.floor().long()
+    high = torch.clamp(low + 1, max=values.shape[1] - 1)
+    frac = position - low.float()
+    return ordered[:, low] * (1 - frac) + ordered[:, high] * frac
 
 
 def uncertainty_weighted_loss(losses: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
@@ -47,9 +78,9 @@ def band_edges(rows: torch.Tensor, height: int, parts: int = PARTS) -> torch.Ten
     if height < parts:
         raise ValueError(f"a feature map of {height} rows cannot be cut into {parts} bands of at least one row")
     q = torch.arange(1, parts, dtype=torch.float32, device=rows.device) / parts
-    inner = torch.quantile(rows.float(), q, dim=1).T  # B x parts-1, rows in [0, height - 1]
+    inner = _quantiles(rows.float(), q)  # B x parts-1, rows in [0, height - 1]
     inner = torch.floor(inner + 0.5).long() + 1  # band k ends with the row nearest its quantile
-    edges = [torch.zeros(len(rows), dtype=torch.long, device=rows.device)]
+    edges = [torch.zeros_like(rows[:, 0])]
     for k in range(parts - 1):  # at least one row above each edge and one for each band still to come
         edge = torch.maximum(inner[:, k], edges[-1] + 1)
         edges.append(torch.minimum(edge, torch.full_like(edge, height - (parts - 1 - k))))
@@ -96,16 +127,18 @@ def attention_map(cams: torch.Tensor, selected: Sequence[int]) -> torch.Tensor:
 
 class Classifier(nn.Module):
     """AANet's classifier block: global average pooling (done by the caller), Z -> V, BN, ReLU, V -> C.
-    Returns (the V-layer vector, which the test descriptor concatenates, and the logits)."""
+    Returns (the batch-normed V vector before the ReLU, the V-layer vector, which the test descriptor
+    concatenates, and the logits: None without classes, as in a model file)."""
 
     def __init__(self, channels: int, hidden: int, classes: int):
         super().__init__()
-        self.reduce = nn.Sequential(nn.Linear(channels, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU())
-        self.fc = nn.Linear(hidden, classes)
+        self.reduce = nn.Sequential(nn.Linear(channels, hidden, bias=False), nn.BatchNorm1d(hidden))
+        self.classifier = nn.Linear(hidden, classes) if classes else None
 
-    def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        v = self.reduce(pooled)
-        return v, self.fc(v)
+    def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        normed = self.reduce(pooled)
+        v = torch.relu(normed)
+        return normed, v, (self.classifier(v) if self.classifier is not None else None)
 
 
 class AANetHeads(nn.Module):
@@ -129,20 +162,58 @@ class AANetHeads(nn.Module):
         self.aam_id = Classifier(channels, hidden, classes)
         self.log_sigma = nn.Parameter(torch.zeros(4))  # global, part, attribute, AAM
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = {}
-        out["global_v"], out["global_logits"] = self.global_id(x.mean((2, 3)))
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        out: dict[str, torch.Tensor | None] = {}
+        out["global_bn"], out["global_v"], out["global_logits"] = self.global_id(x.mean((2, 3)))
         edges = band_edges(peak_rows(x.detach()), x.shape[2])
         pooled = band_pool(x, edges)  # B x 6 x Z
         parts = [head(pooled[:, i]) for i, head in enumerate(self.parts)]
-        out["part_v"] = torch.cat([v for v, _ in parts], 1)
-        out["part_logits"] = torch.stack([logit for _, logit in parts], 1)  # B x 6 x classes
+        out["part_v"] = torch.cat([v for _, v, _ in parts], 1)
+        out["part_logits"] = None if parts[0][2] is None else torch.stack([logit for _, _, logit in parts], 1)
         v_map = self.attribute_conv(x)  # B x V x H x W
         region_vectors = region_pool(v_map)  # B x 4 x V
         out["attribute_logits"] = torch.einsum("bav,va->ba", region_vectors[:, self.regions], self.attribute_fc)
         out["cams"] = class_activation_maps(v_map, self.attribute_fc)
         aam = attention_map(out["cams"], self.aam_attributes) if self.aam_attributes else torch.ones_like(x[:, 0])
         out["aam"] = aam
-        out["aam_v"], out["aam_logits"] = self.aam_id((x * aam[:, None]).mean((2, 3)))
+        _, out["aam_v"], out["aam_logits"] = self.aam_id((x * aam[:, None]).mean((2, 3)))
         out["descriptor"] = torch.cat([out["global_v"], out["part_v"], region_vectors.flatten(1), out["aam_v"]], 1)
         return out
+
+
+class AANet(BackboneNet):
+    """The backbone and AANet's heads (``ModelSpec.head == 'aanet'``; ``spec.extra``: ``attributes``
+    (names), ``regions`` and ``aam`` (indices into them), ``hidden`` (V)). Its embedding is the test
+    descriptor, the V-layer vectors of every classifier concatenated (12 x V); training outputs are
+    the heads' dict."""
+
+    def __init__(self, spec: ModelSpec, pretrained: bool | str = False):
+        super().__init__(spec, pretrained)
+        extra = spec.extra
+        missing = [k for k in ("attributes", "regions", "aam") if k not in extra]
+        if missing:
+            raise ValueError(f"an AANet spec needs {', '.join(missing)} in its 'extra' (see aanet_extra)")
+        if len(extra["regions"]) != len(extra["attributes"]):
+            raise ValueError(f"AANet spec: {len(extra['attributes'])} attributes but {len(extra['regions'])} regions")
+        hidden = int(extra.get("hidden", 256))
+        self.attributes = list(extra["attributes"])
+        self.heads = AANetHeads(self.backbone.out_channels, spec.num_classes, extra["regions"], extra["aam"], hidden)
+        self.embedding_dim = hidden * (1 + PARTS + len(REGIONS) + 1)
+
+    def embed_feature_map(self, feature_map: torch.Tensor) -> torch.Tensor:
+        return self.heads(feature_map)["descriptor"]
+
+    def training_outputs(self, feature_map: torch.Tensor) -> dict[str, torch.Tensor | None]:
+        return self.heads(feature_map)
+
+    def attribute_maps(self, images: torch.Tensor) -> torch.Tensor:
+        """The native per-attribute class activation maps (B x A x H x W, feature-map resolution)."""
+        return self.heads(self.feature_map(images))["cams"]
+
+
+def aanet_extra(attributes: Sequence[str], hidden: int = 256) -> dict:
+    """The ``ModelSpec.extra`` of an AANet predicting ``attributes``: regions and AAM members chosen by
+    ``attribute_region`` and ``in_attention_map``."""
+    names = list(attributes)
+    return {"attributes": names, "regions": [attribute_region(n) for n in names],
+            "aam": [i for i, n in enumerate(names) if in_attention_map(n)], "hidden": hidden}

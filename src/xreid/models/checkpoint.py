@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from xreid.io import save_torch
-from xreid.models.reid_net import ModelSpec, ReIDNet, build_model
+from xreid.models.reid_net import BackboneNet, ModelSpec, build_model, is_identity_classifier
 
 MODEL_FORMAT = "xreid-model"
 CHECKPOINT_FORMAT = "xreid-checkpoint"
@@ -83,20 +83,20 @@ def save_model_file(model: torch.nn.Module, spec: ModelSpec, path: str | Path, m
     """Write the slim, shareable model (atomically): fp16 weights without the ID classifier, its spec
     with no classes, and ``meta``."""
     state = {k: (v.half() if v.is_floating_point() else v)
-             for k, v in model.state_dict().items() if not k.startswith("classifier.")}
+             for k, v in model.state_dict().items() if not is_identity_classifier(k)}
     save_torch({"format": MODEL_FORMAT, "spec": replace(spec, num_classes=0).to_dict(), "state_dict": state,
                 "meta": plain_data(meta, "meta")}, path)
 
 
-def load_model_file(path: str | Path) -> tuple[ReIDNet, dict]:
-    """The ReIDNet (eval mode, float32, no classifier) of a model file or a training checkpoint, and
+def load_model_file(path: str | Path) -> tuple[BackboneNet, dict]:
+    """The network (eval mode, float32, no classifier) of a model file or a training checkpoint, and
     the file's contents."""
     path = Path(path)
     ckpt = load_safely(path)
     if not isinstance(ckpt, dict) or "spec" not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{path}: not an xreid model file (no 'spec'/'state_dict')")
     spec = replace(ModelSpec.from_dict(ckpt["spec"]), num_classes=0)
-    state = {k: v.float() for k, v in ckpt["state_dict"].items() if not k.startswith("classifier.")}
+    state = {k: v.float() for k, v in ckpt["state_dict"].items() if not is_identity_classifier(k)}
     model = build_model(spec, pretrained=False)
     try:
         model.load_state_dict(state)

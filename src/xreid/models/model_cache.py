@@ -25,7 +25,7 @@ from xreid.models.checkpoint import load_model_file
 from xreid.models.embedders import Embedder, Preprocess, TorchEmbedder, runtime_embedder, sidecar_path
 from xreid.models.export import EXPORTERS, SUFFIXES, embedding_agreement, export_sidecar, random_crops
 from xreid.models.fingerprint import files_sha256, model_files
-from xreid.models.reid_net import ReIDNet
+from xreid.models.reid_net import BackboneNet
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def intact_entry(path: Path, fingerprint: str) -> dict | None:
         return None
 
 
-def build_entry(model: ReIDNet, fingerprint: str, fmt: str) -> dict:
+def build_entry(model: BackboneNet, fingerprint: str, fmt: str) -> dict:
     """Export ``model`` to the cache, check it against PyTorch and write the sidecar; returns the sidecar.
     Raises OSError when the cache is not writable, and whatever the exporter raises."""
     path = cached_model_path(fingerprint, fmt)
@@ -82,7 +82,7 @@ def build_entry(model: ReIDNet, fingerprint: str, fmt: str) -> dict:
 
 
 def compiled_runtime(source: Path, fingerprint: str, fmt: str,
-                     precision: str | None) -> tuple[Embedder | None, ReIDNet | None]:
+                     precision: str | None) -> tuple[Embedder | None, BackboneNet | None]:
     """(runtime, model): the ONNX Runtime / OpenVINO embedder running the xreid model in ``source``,
     from the cache (built on a miss), and the PyTorch model when this call had to load it.
 

@@ -17,6 +17,8 @@ class ModelConfig:
     last_stride: int = 2
     embedding_dim: int = 0
     freeze_stages: int = 0
+    head: str = "bnneck"  # 'bnneck' (the bundled recipe) or 'aanet' (AANet's branches; needs an attributes section)
+    aanet_hidden: int = 256  # AANet's V: each classifier's width (the descriptor is 12 x V)
 
 
 @dataclass

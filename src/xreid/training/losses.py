@@ -127,3 +127,25 @@ def attribute_weight_triplet_loss(probabilities: torch.Tensor, labels: torch.Ten
     loss = batch_hard(diff2 @ weights, labels, margin)
     penalty = decay * (weights * weights).sum()
     return penalty if loss is None else loss + penalty
+
+
+def aanet_losses(out: dict, labels: torch.Tensor, attribute_labels: torch.Tensor, attribute_rows: torch.Tensor,
+                 log_sigma: torch.Tensor, positive_ratio, balance: str = "inverse",
+                 label_smoothing: float = 0.1) -> dict[str, torch.Tensor]:
+    """AANet's four task losses on a batch (docs/METHODS.md#aanet) -- identity cross-entropy of the
+    global branch, the mean over the six part classifiers, class-balanced BCE of the attribute branch
+    on the rows with labels (``attribute_rows``, a boolean mask; ``attribute_labels`` their 0/1 labels),
+    identity cross-entropy of the attention-weighted branch -- and, under ``"aanet"``, their sum
+    weighted by the learnt uncertainties (``models.aanet.uncertainty_weighted_loss``). Rows with a
+    negative label have no identity and reach only the attribute loss."""
+    from xreid.models.aanet import uncertainty_weighted_loss
+
+    keep = labels >= 0
+    ids = labels[keep]
+    parts = out["part_logits"][keep]
+    tasks = {"global": id_loss(out["global_logits"][keep], ids, label_smoothing),
+             "part": id_loss(parts.flatten(0, 1), ids.repeat_interleave(parts.shape[1]), label_smoothing),
+             "attr_branch": (attribute_bce(out["attribute_logits"][attribute_rows], attribute_labels, positive_ratio,
+                                           balance) if attribute_rows.any() else out["attribute_logits"].sum() * 0),
+             "aam": id_loss(out["aam_logits"][keep], ids, label_smoothing)}
+    return {**tasks, "aanet": uncertainty_weighted_loss(torch.stack(list(tasks.values())), log_sigma)}

@@ -23,6 +23,7 @@ from xreid.distance import l2_normalise
 from xreid.io import write_json
 from xreid.models.checkpoint import load_training_checkpoint, plain_data, save_model_file, save_training_checkpoint
 from xreid.models.loading import model_head_path
+from xreid.models.aanet import aanet_extra
 from xreid.models.reid_net import ModelSpec, build_model
 from xreid.training.acrn import TABLE_FILE, AttributeTable, AttributeWeights
 from xreid.training.averaging import accumulate_average, recompute_batchnorm
@@ -30,6 +31,7 @@ from xreid.training.config import Config, config_changes
 from xreid.training.losses import (
     attribute_bce,
     attribute_distances,
+    aanet_losses,
     attribute_weight_triplet_loss,
     feature_distillation_loss,
     identity_losses,
@@ -187,13 +189,20 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
     dataset = InMemoryReIDSet(train_records, protocol.image_root, m.input_size, progress=progress)
     if len(dataset) == 0:
         raise ValueError(f"no usable training images in protocol {cfg.protocol}")
+    a = cfg.attributes
+    aanet = m.head == "aanet"
+    if aanet and not a.weight:
+        raise ValueError(f"{cfg.name}: model.head aanet learns attributes: give an attributes section with a "
+                         f"weight above 0 (its names are the attribute branch's)")
     spec = ModelSpec(backbone=m.backbone, pooling=m.pooling, embedding_dim=m.embedding_dim,
-                     last_stride=m.last_stride, input_size=m.input_size, num_classes=dataset.num_classes)
+                     last_stride=m.last_stride, input_size=m.input_size, num_classes=dataset.num_classes, head=m.head,
+                     extra=aanet_extra(attribute_names(a.names, where=f"{cfg.name}: attributes.names"),
+                                       m.aanet_hidden) if aanet else {})
     model = build_model(spec, pretrained=m.backbone_weights or True)
     model.backbone.freeze_stages(m.freeze_stages)
     model = model.to(memory_format=torch.channels_last)  # 1.5x faster steps on CPU: benchmarks/bench_train_step.py
-    params = [p for p in model.parameters() if p.requires_grad]
-    a = cfg.attributes
+    uncertainties = [model.heads.log_sigma] if aanet else []  # no weight decay on the log-uncertainties
+    params = [p for p in model.parameters() if p.requires_grad and all(p is not u for u in uncertainties)]
     layer, targets, ao_images, calibration = None, None, None, []
     if a.weight:  # multi-task: the attribute layer and the labelled images it learns from
         names = attribute_names(a.names, where=f"{cfg.name}: attributes.names")
@@ -212,7 +221,7 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
         table = AttributeTable.load(run_dir / TABLE_FILE)
         acrn_probs = torch.from_numpy(table.rows([r.path for r in dataset.records], str(run_dir / TABLE_FILE)))
         acrn_layer, acrn_names = AttributeWeights(len(table.names)), table.names
-    groups = [{"params": params}]
+    groups = [{"params": params}] + ([{"params": uncertainties, "weight_decay": 0.0}] if uncertainties else [])
     if layer is not None:  # its own rate, no weight decay (as the post-hoc fit)
         groups.append({"params": list(layer.parameters()), "weight_decay": 0.0, "lr_scale": a.lr_scale})
     if acrn_layer is not None:  # its L2 pull is in its loss
@@ -222,9 +231,11 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
     augment = BatchAugment(m.input_size, pad=cfg.train.crop_pad, color=cfg.train.color_jitter)
     teacher = teacher_features(cfg, dataset, run_dir)
     distill = cfg.train.distill
-    if teacher is not None and distill.feature_weight and teacher.shape[1] != model.embedding_dim:
+    mimic_dim = m.aanet_hidden if aanet else model.embedding_dim  # AANet: its global branch mimics
+    if teacher is not None and distill.feature_weight and teacher.shape[1] != mimic_dim:
+        setting = "model.aanet_hidden" if aanet else "model.embedding_dim"
         raise ValueError(f"feature distillation needs the student's embedding size to equal the teacher's: "
-                         f"set model.embedding_dim to {teacher.shape[1]} (it is {model.embedding_dim})")
+                         f"set {setting} to {teacher.shape[1]} (it is {mimic_dim})")
     ao_teacher = None
     if teacher is not None and ao_images is not None and len(ao_images):  # the mimic loss sees them too
         raw = teacher_embeddings(cfg, ao_images, run_dir / "teacher_features_attribute_only.npy")
@@ -275,13 +286,27 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                                             None if ao is None else ao_images[ao])
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(cfg, epoch + b / len(sampler)) * group.get("lr_scale", 1.0)
-                feat, emb, logits = model(images)
                 n_id = len(indices)  # identity images first; attribute-only crops (label -1) after them
+                if layer is not None:  # the attribute labels of the batch's rows that have them
+                    rows = np.concatenate([targets.train_labels[indices]]
+                                          + ([] if ao is None else [targets.ao_labels[ao]]))
+                    has = np.concatenate([targets.train_labelled[indices], np.ones(len(rows) - n_id, bool)])
                 p_attr = None if acrn_probs is None else acrn_probs[torch.as_tensor(indices)]
-                losses = identity_losses(feat, logits, labels, id_weight=t.id_weight, triplet_weight=t.triplet_weight,
-                                         label_smoothing=t.label_smoothing, margin=t.margin, ranking=ranking,
-                                         attribute_distance=None if p_attr is None else attribute_distances(p_attr),
-                                         gamma=c.gamma)
+                if aanet:
+                    out = model(images)
+                    emb, mimic_emb = out["descriptor"], out["global_bn"]
+                    feat = mimic_emb  # the relational loss's input too
+                    terms = aanet_losses(out, labels, torch.from_numpy(rows[has]), torch.from_numpy(has),
+                                         model.heads.log_sigma, targets.positive_ratio, a.balance, t.label_smoothing)
+                    losses = {"aanet": terms.pop("aanet")}
+                    logged = {k: v.detach() for k, v in terms.items()}
+                else:
+                    feat, emb, logits = model(images)
+                    mimic_emb, logged = emb, {}
+                    losses = identity_losses(feat, logits, labels, id_weight=t.id_weight,
+                                             triplet_weight=t.triplet_weight, label_smoothing=t.label_smoothing,
+                                             margin=t.margin, ranking=ranking, gamma=c.gamma,
+                                             attribute_distance=None if p_attr is None else attribute_distances(p_attr))
                 if p_attr is not None:  # the weight layer, from the first batch (it is not connected to the image)
                     losses["attr_weights"] = attribute_weight_triplet_loss(p_attr, labels[:n_id], acrn_layer.weight,
                                                                            c.weight_margin, c.weight_decay)
@@ -289,19 +314,15 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                 if mimic is not None and distill.feature_weight:  # from the first batch: a target per image
                     if ao is not None and ao_teacher is not None:
                         both = torch.cat([mimic, ao_teacher[torch.as_tensor(ao)]])
-                        losses["mimic"] = distill.feature_weight * feature_distillation_loss(emb, both)
+                        losses["mimic"] = distill.feature_weight * feature_distillation_loss(mimic_emb, both)
                     else:
-                        losses["mimic"] = distill.feature_weight * feature_distillation_loss(emb[:n_id], mimic)
+                        losses["mimic"] = distill.feature_weight * feature_distillation_loss(mimic_emb[:n_id], mimic)
                 if ranking and mimic is not None and distill.relational_weight:
                     losses["relational"] = distill.relational_weight * similarity_distillation_loss(feat[:n_id], mimic)
-                if layer is not None:
-                    rows = np.concatenate([targets.train_labels[indices]]
-                                          + ([] if ao is None else [targets.ao_labels[ao]]))
-                    has = np.concatenate([targets.train_labelled[indices], np.ones(len(rows) - n_id, bool)])
-                    if has.any():
-                        losses["attr"] = a.weight * attribute_bce(layer(emb)[torch.from_numpy(has)],
-                                                                  torch.from_numpy(rows[has]),
-                                                                  targets.positive_ratio, a.balance)
+                if layer is not None and has.any():
+                    losses["attr"] = a.weight * attribute_bce(layer(emb)[torch.from_numpy(has)],
+                                                              torch.from_numpy(rows[has]),
+                                                              targets.positive_ratio, a.balance)
                 loss = sum(losses.values())
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1} batch {b}")
@@ -310,7 +331,7 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                 optimizer.step()
                 if acrn_layer is not None:
                     acrn_layer.project()
-                for k, v in losses.items():
+                for k, v in {**losses, **logged}.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
                 n = b - start_batch + 1
                 speed = n * len(labels) / max(time.monotonic() - tic, 1e-9)  # every image through the network
