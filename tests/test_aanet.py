@@ -237,3 +237,17 @@ def test_aanet_trains_resumes_and_ships_its_attribute_layer(mini_peta, tmp_path)
     assert head.predict(x).shape == (3, 3)
     with pytest.raises(ValueError, match="attributes section"):
         train(_train_config(tmp_path, "bare", attributes="{weight: 0.0}"), mini_peta, progress=False)
+    # the CLI explains with it, attribute maps included (its own CAMs)
+    import json
+
+    from typer.testing import CliRunner
+
+    from xreid.cli import app
+
+    res = CliRunner().invoke(app, ["explain", "--model", str(straight), "--data-root", str(mini_peta), "--protocol",
+                                   "peta-reid", "--test-set", "VIPeR", "--query-index", "1", "--maps",
+                                   "pair,attributes", "--out", str(tmp_path / "r.html"), "--json",
+                                   str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    kinds = {m["kind"] for m in json.loads((tmp_path / "r.json").read_text())["maps"]["maps"]}
+    assert {"pair", "attribute"} <= kinds
