@@ -23,7 +23,8 @@ import torch
 from common import Report, parse, parser, relative
 
 from xreid.models.checkpoint import load_training_checkpoint
-from xreid.models.reid_net import ModelSpec, build_model
+from xreid.models.networks import build_model
+from xreid.models.reid_net import ModelSpec
 
 
 def seconds_per_step(size: tuple[int, int], freeze: int, channels_last: bool, steps: int,

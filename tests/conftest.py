@@ -95,7 +95,8 @@ def tiny_model(tmp_path: Path) -> Path:
     """A small-input xreid model file (ImageNet MobileNetV2, untrained head), as `xreid train` writes it."""
     import torch
 
-    from xreid.models.reid_net import ModelSpec, build_model
+    from xreid.models.networks import build_model
+    from xreid.models.reid_net import ModelSpec
     from xreid.models.checkpoint import save_model_file
 
     torch.manual_seed(0)

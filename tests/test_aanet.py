@@ -125,7 +125,7 @@ def _aanet_spec(classes=3):
 
 def test_aanet_network_embeds_its_descriptor_and_ships_without_classifiers(tmp_path):
     from xreid.models.checkpoint import load_model_file, save_model_file
-    from xreid.models.reid_net import build_model
+    from xreid.models.networks import build_model
 
     torch.manual_seed(0)
     net = build_model(_aanet_spec()).eval()
@@ -184,7 +184,7 @@ def test_aanet_losses_leave_crops_without_identity_out():
 
 
 def build_model_train():
-    from xreid.models.reid_net import build_model
+    from xreid.models.networks import build_model
 
     return build_model(_aanet_spec()).train()
 

@@ -16,7 +16,8 @@ from xreid.models.checkpoint import (
     save_model_file,
 )
 from xreid.models.loading import BUNDLED_MODEL, load_embedder
-from xreid.models.reid_net import ModelSpec, build_model
+from xreid.models.networks import build_model
+from xreid.models.reid_net import ModelSpec
 from xreid.training.config import load_config
 from xreid.training.trainer import train
 

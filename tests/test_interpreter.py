@@ -123,7 +123,8 @@ def test_an_interrupted_fit_resumes_exactly(tmp_path, monkeypatch):
 @pytest.fixture()
 def other_model(tmp_path):
     from xreid.models.checkpoint import save_model_file
-    from xreid.models.reid_net import ModelSpec, build_model
+    from xreid.models.networks import build_model
+    from xreid.models.reid_net import ModelSpec
 
     torch.manual_seed(1)
     model = build_model(ModelSpec(input_size=(64, 32)), pretrained=False).eval()

@@ -15,7 +15,8 @@ from xreid.explain.maps.pair import pair_maps, top_contributing_dims
 from xreid.rendering.maps import overlay_jpeg
 from xreid.models.embedders import Embedder, Preprocess
 from xreid.workflows.export import export_model
-from xreid.models.reid_net import ModelSpec, build_model
+from xreid.models.networks import build_model
+from xreid.models.reid_net import ModelSpec
 from xreid.models.checkpoint import save_model_file
 
 runner = CliRunner()

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from xreid.io import save_torch
-from xreid.models.reid_net import BackboneNet, ModelSpec, build_model, is_identity_classifier
+from xreid.models.networks import build_model
+from xreid.models.reid_net import BackboneNet, ModelSpec, is_identity_classifier
 
 MODEL_FORMAT = "xreid-model"
 CHECKPOINT_FORMAT = "xreid-checkpoint"

@@ -5,6 +5,8 @@
   feature and the ID classifier the post-BN one.
 - ``aanet`` (``xreid.models.aanet.AANet``): AANet's global, part and attribute branches.
 
+``xreid.models.networks.build_model`` builds either from a spec.
+
 Pixel normalisation lives inside the network (input: RGB in [0, 1]) so exported models need no extra
 preprocessing. Identity classifiers are modules named ``classifier``: a model file drops them
 (``is_identity_classifier``).
@@ -114,13 +116,3 @@ class ReIDNet(BackboneNet):
         feat = self.reduction(self.pool(feature_map))
         emb = self.bnneck(feat)
         return feat, emb, (self.classifier(emb) if self.classifier is not None else None)
-
-
-def build_model(spec: ModelSpec, pretrained: bool | str = False) -> BackboneNet:
-    if spec.head == "bnneck":
-        return ReIDNet(spec, pretrained)
-    if spec.head == "aanet":
-        from xreid.models.aanet import AANet
-
-        return AANet(spec, pretrained)
-    raise ValueError(f"unknown model head {spec.head!r}; choose 'bnneck' or 'aanet'")

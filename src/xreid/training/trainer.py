@@ -24,7 +24,8 @@ from xreid.io import write_json
 from xreid.models.checkpoint import load_training_checkpoint, plain_data, save_model_file, save_training_checkpoint
 from xreid.models.loading import model_head_path
 from xreid.models.aanet import aanet_extra
-from xreid.models.reid_net import ModelSpec, build_model
+from xreid.models.networks import build_model
+from xreid.models.reid_net import ModelSpec
 from xreid.training.acrn import TABLE_FILE, AttributeTable, AttributeWeights
 from xreid.training.averaging import accumulate_average, recompute_batchnorm
 from xreid.training.config import Config, config_changes
