@@ -161,6 +161,10 @@ def test_aanet_network_embeds_its_descriptor_and_ships_without_classifiers(tmp_p
     bad.extra = {"attributes": ["hairLong"]}
     with pytest.raises(ValueError, match="regions, aam"):
         build_model(bad)
+    short = _aanet_spec()
+    short.input_size = (64, 32)  # 4 rows at 1/16
+    with pytest.raises(ValueError, match="64 pixels tall gives 4 rows with last_stride 1"):
+        build_model(short)
 
 
 def test_aanet_losses_leave_crops_without_identity_out():

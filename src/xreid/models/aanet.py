@@ -195,10 +195,25 @@ class AANet(BackboneNet):
             raise ValueError(f"an AANet spec needs {', '.join(missing)} in its 'extra' (see aanet_extra)")
         if len(extra["regions"]) != len(extra["attributes"]):
             raise ValueError(f"AANet spec: {len(extra['attributes'])} attributes but {len(extra['regions'])} regions")
+        rows = self._feature_rows(spec.input_size[0])
+        if rows < PARTS:
+            raise ValueError(f"AANet cuts the last feature map into {PARTS} bands of at least one row, but an input "
+                             f"{spec.input_size[0]} pixels tall gives {rows} rows with last_stride {spec.last_stride}: "
+                             f"use a taller model.input_size or model.last_stride 1")
         hidden = int(extra.get("hidden", 256))
         self.attributes = list(extra["attributes"])
         self.heads = AANetHeads(self.backbone.out_channels, spec.num_classes, extra["regions"], extra["aam"], hidden)
         self.embedding_dim = hidden * (1 + PARTS + len(REGIONS) + 1)
+
+    def _feature_rows(self, height: int) -> int:
+        """Rows of the backbone's last map for inputs ``height`` pixels tall (one narrow pass, no statistics
+        updated)."""
+        was_training = self.backbone.training
+        self.backbone.eval()
+        with torch.no_grad():
+            rows = self.backbone(torch.zeros(1, 3, height, 16)).shape[2]
+        self.backbone.train(was_training)
+        return rows
 
     def embed_feature_map(self, feature_map: torch.Tensor) -> torch.Tensor:
         return self.heads(feature_map)["descriptor"]
