@@ -30,9 +30,9 @@ from xreid.training.acrn import TABLE_FILE, AttributeTable, AttributeWeights
 from xreid.training.averaging import accumulate_average, recompute_batchnorm
 from xreid.training.config import Config, config_changes
 from xreid.training.losses import (
+    aanet_losses,
     attribute_bce,
     attribute_distances,
-    aanet_losses,
     attribute_weight_triplet_loss,
     feature_distillation_loss,
     identity_losses,
