@@ -52,8 +52,23 @@ if [ -f runs/acrn/acrn_e16/model.pt ] && [ -f runs/acrn/acrn_off_e16/model.pt ];
 else
     echo "runs/acrn/acrn_e16 or acrn_off_e16 not trained (docs/RESULTS.md#acrn-training): acrn not regenerated" >&2
 fi
+if [ -f runs/acrn/acrn_e16_s1/model.pt ] && [ -f runs/acrn/acrn_off_e16_s1/model.pt ]; then  # the second seed
+    run python benchmarks/bench_acrn.py ${data[@]+"${data[@]}"} --acrn runs/acrn/acrn_e16_s1/model.pt \
+        --baseline runs/acrn/acrn_off_e16_s1/model.pt --out "$out/acrn_s1"
+else
+    echo "runs/acrn/acrn_e16_s1 or acrn_off_e16_s1 not trained (--set seed=1): acrn_s1 not regenerated" >&2
+fi
 run python benchmarks/bench_query_check.py ${data[@]+"${data[@]}"} --out "$out/query_check"
 run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 20 --out "$out/maps"
+# attribute maps on 100 pairs, for the ablation table of docs/RESULTS.md#multi-task-training-issue-17 (runs
+# of configs/peta_mobilenetv2_multitask.yaml and _aanet.yaml when trained)
+run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 100 --only attribute --out "$out/maps_attribute_default"
+if [ -f runs/multitask/peta_mobilenetv2_multitask/model.pt ]; then
+    run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 100 --only attribute \
+        --model runs/multitask/peta_mobilenetv2_multitask/model.pt --out "$out/maps_attribute_multitask"
+else
+    echo "runs/multitask/peta_mobilenetv2_multitask not trained: maps_attribute_multitask not regenerated" >&2
+fi
 run python benchmarks/bench_large_gallery.py --out "$out/large_gallery"
 run python benchmarks/bench_index.py ${data[@]+"${data[@]}"} --out "$out/index"
 run python benchmarks/bench_match_calibration.py ${data[@]+"${data[@]}"} --out "$out/match_calibration"
