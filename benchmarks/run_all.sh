@@ -69,6 +69,12 @@ if [ -f runs/multitask/peta_mobilenetv2_multitask/model.pt ]; then
 else
     echo "runs/multitask/peta_mobilenetv2_multitask not trained: maps_attribute_multitask not regenerated" >&2
 fi
+if [ -f runs/aanet/peta_mobilenetv2_aanet/model.pt ]; then  # Grad-CAM and the model's own CAMs
+    run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 100 --only attribute \
+        --model runs/aanet/peta_mobilenetv2_aanet/model.pt --out "$out/maps_attribute_aanet"
+else
+    echo "runs/aanet/peta_mobilenetv2_aanet not trained: maps_attribute_aanet not regenerated" >&2
+fi
 run python benchmarks/bench_large_gallery.py --out "$out/large_gallery"
 run python benchmarks/bench_index.py ${data[@]+"${data[@]}"} --out "$out/index"
 run python benchmarks/bench_match_calibration.py ${data[@]+"${data[@]}"} --out "$out/match_calibration"
