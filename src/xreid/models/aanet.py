@@ -222,8 +222,9 @@ class AANet(BackboneNet):
         return self.heads(feature_map)
 
     def attribute_maps(self, images: torch.Tensor) -> torch.Tensor:
-        """The native per-attribute class activation maps (B x A x H x W, feature-map resolution)."""
-        return self.heads(self.feature_map(images))["cams"]
+        """The native per-attribute class activation maps (B x A x H x W, feature-map resolution); only
+        the attribute branch runs."""
+        return class_activation_maps(self.heads.attribute_conv(self.feature_map(images)), self.heads.attribute_fc)
 
 
 def aanet_extra(attributes: Sequence[str], hidden: int = 256) -> dict:

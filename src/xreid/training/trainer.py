@@ -195,10 +195,10 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
     if aanet and not a.weight:
         raise ValueError(f"{cfg.name}: model.head aanet learns attributes: give an attributes section with a "
                          f"weight above 0 (its names are the attribute branch's)")
+    names = attribute_names(a.names, where=f"{cfg.name}: attributes.names") if a.weight else []
     spec = ModelSpec(backbone=m.backbone, pooling=m.pooling, embedding_dim=m.embedding_dim,
                      last_stride=m.last_stride, input_size=m.input_size, num_classes=dataset.num_classes, head=m.head,
-                     extra=aanet_extra(attribute_names(a.names, where=f"{cfg.name}: attributes.names"),
-                                       m.aanet_hidden) if aanet else {})
+                     extra=aanet_extra(names, m.aanet_hidden) if aanet else {})
     model = build_model(spec, pretrained=m.backbone_weights or True)
     model.backbone.freeze_stages(m.freeze_stages)
     model = model.to(memory_format=torch.channels_last)  # 1.5x faster steps on CPU: benchmarks/bench_train_step.py
@@ -206,7 +206,6 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
     params = [p for p in model.parameters() if p.requires_grad and all(p is not u for u in uncertainties)]
     layer, targets, ao_images, calibration = None, None, None, []
     if a.weight:  # multi-task: the attribute layer and the labelled images it learns from
-        names = attribute_names(a.names, where=f"{cfg.name}: attributes.names")
         ao_train, calibration = split_attribute_only(protocol.attribute_only)
         ao_train = ao_train if a.attribute_only else []
         ao_images, keep, _ = decode_all([protocol.image_root / r.path for r in ao_train], m.input_size, progress,
