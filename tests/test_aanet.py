@@ -58,6 +58,11 @@ def test_band_and_region_pooling_by_hand():
     x = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).view(1, 1, 6, 1).expand(1, 1, 6, 2)
     assert band_pool(x, torch.tensor([[0, 1, 6]])).flatten().tolist() == [1.0, 4.0]
     assert region_pool(x).flatten().tolist() == [1.5, 3.5, 5.5, 3.5]  # top, middle, bottom, whole
+    for h in range(3, 40):  # the thirds' edges sit at round(h / 3) and round(2 h / 3) rows
+        rows = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1)
+        top, middle = round(h / 3), round(2 * h / 3)
+        expected = [rows[..., :top, :].mean(), rows[..., top:middle, :].mean(), rows[..., middle:, :].mean()]
+        torch.testing.assert_close(region_pool(rows)[0, :3, 0], torch.stack(expected), msg=str(h))
 
 
 def test_cam_mean_is_the_logit_and_aam_by_hand():
@@ -216,6 +221,7 @@ def test_aanet_trains_resumes_and_ships_its_attribute_layer(mini_peta, tmp_path)
     file whose embedding is the 12 x V descriptor (also through the compiled runtime the CLI uses) and
     the bias-free attribute layer on that descriptor shipped as the model's head."""
     from xreid.explain.attribute_head import AttributeHead
+    from xreid.models.embedders import CompiledEmbedder
     from xreid.models.loading import load_embedder, model_head_path
     from xreid.training.trainer import train
 
@@ -233,6 +239,7 @@ def test_aanet_trains_resumes_and_ships_its_attribute_layer(mini_peta, tmp_path)
     assert head.weights.shape == (96, 3)
     torch_embedder = load_embedder(straight, backend="torch")
     compiled = load_embedder(straight)
+    assert isinstance(compiled, CompiledEmbedder), "the AANet network did not export; it ran in PyTorch"
     crops = np.random.default_rng(0).integers(0, 255, size=(3, 96, 32, 3), dtype=np.uint8)
     x = torch_embedder.embed_arrays(crops)
     assert x.shape == (3, 96)

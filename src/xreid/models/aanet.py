@@ -100,8 +100,8 @@ def band_pool(feature_map: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
 def region_pool(feature_map: torch.Tensor) -> torch.Tensor:
     """AANet's attribute regions: the top, middle and bottom thirds of the rows and the whole map,
     average-pooled: B x C x H x W -> B x 4 x C."""
-    h = feature_map.shape[2]
-    cuts = [0, round(h / 3), round(2 * h / 3), h]
+    h = feature_map.shape[2]  # a traced tensor while exporting to ONNX: integer arithmetic, no round()
+    cuts = [0, (2 * h + 3) // 6, (4 * h + 3) // 6, h]  # round(h / 3), round(2 h / 3): never a tie
     thirds = [feature_map[:, :, cuts[i]:cuts[i + 1]].mean((2, 3)) for i in range(3)]
     return torch.stack(thirds + [feature_map.mean((2, 3))], 1)
 
