@@ -39,11 +39,11 @@ from xreid.evaluation.amd_metrics import difference_rates
 from xreid.evaluation.interpreter_eval import evaluate_interpretation, test_pairs
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.formulas import attribute_error, exact_decomposition, orthonormal_attribute_basis
-from xreid.models.interpreter import Interpreter, bundled_trunk
+from xreid.models.interpreter import Interpreter, bundled_trunk, trunk_identity
 from xreid.models.loading import BUNDLED_HEAD, load_embedder
 from xreid.training.interpreter import FitConfig, interpret_maps
 from xreid.training.interpreter_data import cache_trunk_maps, target_embeddings
-from xreid.workflows.interpret import MAPS_PER_RESULT, check_target, fit, interpret_ranking, trunk_identity
+from xreid.workflows.interpret import MAPS_PER_RESULT, check_target, fit, interpret_ranking
 
 #: The re-weighting mix chosen on PETA-ReID-val (docs/RESULTS.md#interpreter-amd), per model.
 CHOSEN_MIX = {"default": 0.0, "0277": 0.5}

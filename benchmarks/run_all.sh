@@ -60,8 +60,8 @@ else
 fi
 run python benchmarks/bench_query_check.py ${data[@]+"${data[@]}"} --out "$out/query_check"
 run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 20 --out "$out/maps"
-# attribute maps on 100 pairs, for the ablation table of docs/RESULTS.md#multi-task-training-issue-17 (runs
-# of configs/peta_mobilenetv2_multitask.yaml and _aanet.yaml when trained)
+# attribute maps on 100 pairs, for the ablation table of docs/RESULTS.md#multi-task-training-issue-17: the bundled
+# AANet model, then the validation-list runs of configs/peta_mobilenetv2_multitask.yaml and _aanet.yaml when trained
 run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 100 --only attribute --out "$out/maps_attribute_default"
 if [ -f runs/multitask/peta_mobilenetv2_multitask/model.pt ]; then
     run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 100 --only attribute \
@@ -69,11 +69,11 @@ if [ -f runs/multitask/peta_mobilenetv2_multitask/model.pt ]; then
 else
     echo "runs/multitask/peta_mobilenetv2_multitask not trained: maps_attribute_multitask not regenerated" >&2
 fi
-if [ -f runs/aanet/peta_mobilenetv2_aanet/model.pt ]; then  # Grad-CAM and the model's own CAMs
+if [ -f runs/aanet/aanet_val/model.pt ]; then  # the validation-list run: Grad-CAM and its own CAMs
     run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 100 --only attribute \
-        --model runs/aanet/peta_mobilenetv2_aanet/model.pt --out "$out/maps_attribute_aanet"
+        --model runs/aanet/aanet_val/model.pt --out "$out/maps_attribute_aanet"
 else
-    echo "runs/aanet/peta_mobilenetv2_aanet not trained: maps_attribute_aanet not regenerated" >&2
+    echo "runs/aanet/aanet_val not trained (configs/peta_mobilenetv2_aanet.yaml header): maps_attribute_aanet not regenerated" >&2
 fi
 run python benchmarks/bench_large_gallery.py --out "$out/large_gallery"
 run python benchmarks/bench_index.py ${data[@]+"${data[@]}"} --out "$out/index"

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from xreid.distance import cosine_distance, cosine_similarity, l2_normalise, pair_distance, rank_gallery
+from xreid.distance import cosine_distance, cosine_similarity, l2_normalise, pair_distance, rank_gallery, row_norms
 
 
 def test_l2_normalise_hand_computed_numpy_and_torch():
@@ -21,6 +21,16 @@ def test_cosine_distance_hand_computed():
     np.testing.assert_allclose(cosine_similarity(q[None], g), [[1.0, 0.0, -1.0, 1 / np.sqrt(2)]])
     # on unit vectors it is half the squared Euclidean distance
     np.testing.assert_allclose(pair_distance(l2_normalise(q), l2_normalise(g)), cosine_distance(q, g))
+
+
+def test_row_norms_and_an_unnormalised_gallery_match_the_definition():
+    np.testing.assert_allclose(row_norms(np.array([[3.0, 4.0], [0.0, 0.0]])), [5.0, 1e-12])
+    rng = np.random.default_rng(0)
+    q, g = rng.normal(size=(3, 16)), 7 * rng.normal(size=(40, 16))
+    by_definition = l2_normalise(q) @ l2_normalise(g).T
+    np.testing.assert_allclose(cosine_similarity(q, g), by_definition, rtol=1e-12)
+    t = cosine_similarity(torch.from_numpy(q), torch.from_numpy(g))  # torch keeps its own path
+    np.testing.assert_allclose(t.numpy(), by_definition, rtol=1e-12)
 
 
 def test_rank_gallery_nearest_first_ties_in_gallery_order():

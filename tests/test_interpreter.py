@@ -192,3 +192,8 @@ def test_a_pair_at_distance_zero_and_a_file_that_is_no_interpreter(mini_peta, ti
     pair = ranking.pairs[0]
     assert pair.fit["relative_error"] is None and max(pair.parts) < 1e-6
     assert np.isfinite(pair.shares).all() and len(maps) == 6  # 3 attributes x (query, result)
+
+    interp.meta["trunk"]["fingerprint"] = "0" * 16  # as if fitted on an earlier xreid's bundled model
+    interp.save(tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="old.pt: this interpreter was fitted on the trunk of another bundled model"):
+        Interpreter.load(tmp_path / "old.pt")

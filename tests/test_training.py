@@ -158,7 +158,7 @@ def test_teacher_embeddings_resume_after_interruption(tmp_path, monkeypatch):
 
 
 def test_committed_config_is_the_bundled_models_recipe():
-    """`xreid train --config configs/peta_mobilenetv2.yaml` must reproduce the bundled model: its
+    """`xreid train --config configs/peta_mobilenetv2_aanet.yaml` must reproduce the bundled model: its
     training config (stored in the model file) equals the committed one, apart from the run name."""
     from dataclasses import asdict
     from pathlib import Path
@@ -166,7 +166,7 @@ def test_committed_config_is_the_bundled_models_recipe():
     from xreid.training.config import config_from_dict
 
     root = Path(__file__).resolve().parents[1]
-    committed = asdict(load_config(root / "configs" / "peta_mobilenetv2.yaml"))
+    committed = asdict(load_config(root / "configs" / "peta_mobilenetv2_aanet.yaml"))
     bundled = torch.load(root / "src" / "xreid" / "weights" / "default.pt", weights_only=True)
     used = asdict(config_from_dict(bundled["meta"]["config"], "default.pt meta"))  # defaults fill new keys
     for cfg in (committed, used):

@@ -26,10 +26,20 @@ def l2_normalise(x: Array, axis: int = -1) -> Array:
     return F.normalize(x, dim=axis, eps=EPS)
 
 
+def row_norms(x: np.ndarray) -> np.ndarray:
+    """The length of each row of a 2-d array (clipped at EPS), without a squared or normalised copy
+    of it: what lets a large gallery be compared without normalising it first."""
+    return np.sqrt(np.einsum("gd,gd->g", x, x)).clip(EPS)
+
+
 def cosine_similarity(q: Array, g: Array, normalised: bool = False) -> Array:
     """Cosine similarity between every row of ``q`` (... x D or D) and every row of ``g`` (G x D).
     ``normalised=True`` says both are unit rows already (a large gallery normalised once)."""
-    return (q @ g.T) if normalised else l2_normalise(q) @ l2_normalise(g).T
+    if normalised:
+        return q @ g.T
+    if isinstance(g, np.ndarray) and g.ndim == 2:  # divide by the row norms: no normalised copy of a large gallery
+        return (l2_normalise(np.asarray(q)) @ g.T) / row_norms(g)
+    return l2_normalise(q) @ l2_normalise(g).T
 
 
 def cosine_distance(q: Array, g: Array, normalised: bool = False) -> Array:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xreid.distance import l2_normalise
+from xreid.distance import l2_normalise, row_norms
 from xreid.explain.formulas import class_balanced_weights
 from xreid.io import atomic_write
 
@@ -87,7 +87,12 @@ class AttributeHead:
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         self.check_embedding(features)
-        return l2_normalise(np.asarray(features, np.float64)) @ self.weights
+        x = np.asarray(features)
+        if x.dtype != np.float32 or x.ndim != 2:
+            return l2_normalise(np.asarray(x, np.float64)) @ self.weights
+        # a float32 gallery: one float32 product divided by the row norms, no float64 copy of it
+        logits = (x @ self.weights.astype(np.float32)) / row_norms(x)[:, None]
+        return logits.astype(np.float64)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Attribute probabilities (... x A) of raw (not necessarily normalised) embeddings."""

@@ -201,7 +201,7 @@ def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gal
     original_rank = np.empty(len(dist), int)
     original_rank[by_distance] = np.arange(1, len(dist) + 1)
     top = order[:top_k]
-    g = l2_normalise(np.asarray(gallery_features, np.float64)[top])
+    g = l2_normalise(np.asarray(gallery_features)[top].astype(np.float64))  # the top only: no float64 gallery copy
     x_q = head.predict(q[None])[0]
     x_g = probs_all[top] if probs_all is not None else head.predict(g)
     confident = confident_attributes(x_q, threshold)

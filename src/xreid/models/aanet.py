@@ -75,7 +75,7 @@ def band_edges(rows: torch.Tensor, height: int, parts: int = PARTS) -> torch.Ten
     """Row edges (B x parts+1: 0, e_1, ..., height) of ``parts`` contiguous bands whose inner edges sit at
     the quantiles k / parts of each image's channel peak rows (``rows``, B x Z), moved apart so that
     every band holds at least one row."""
-    if height < parts:
+    if not torch.jit.is_tracing() and height < parts:  # (an export traces the size checked when the model ran)
         raise ValueError(f"a feature map of {height} rows cannot be cut into {parts} bands of at least one row")
     q = torch.arange(1, parts, dtype=torch.float32, device=rows.device) / parts
     inner = _quantiles(rows.float(), q)  # B x parts-1, rows in [0, height - 1]

@@ -98,6 +98,28 @@ def bundled_trunk() -> InterpreterTrunk:
     return InterpreterTrunk(load_model_file(BUNDLED_MODEL)[0])
 
 
+def trunk_identity(trunk: InterpreterTrunk) -> dict:
+    """Who made the trunk's maps: stored with every cache and interpreter, checked when one loads."""
+    from xreid.models.fingerprint import fingerprint
+    from xreid.models.loading import BUNDLED_MODEL
+
+    return {"trunk": "bundled MobileNetV2 re-id backbone to its last bottleneck",
+            "fingerprint": fingerprint(BUNDLED_MODEL), "input_size": list(trunk.input_size)}
+
+
+def check_trunk(meta: dict, path) -> None:
+    """Refuse an interpreter fitted on another bundled model's trunk (one shipped by an earlier
+    xreid): its components would be read from maps of a network it never saw."""
+    from xreid.models.fingerprint import fingerprint
+    from xreid.models.loading import BUNDLED_MODEL
+
+    fitted = (meta.get("trunk") or {}).get("fingerprint")
+    if fitted and fitted != fingerprint(BUNDLED_MODEL):
+        raise ValueError(f"{path}: this interpreter was fitted on the trunk of another bundled model (fingerprint "
+                         f"{fitted}; this xreid ships {fingerprint(BUNDLED_MODEL)}); fit it again with "
+                         f"`xreid interpret fit`")
+
+
 class Interpreter:
     """A fitted interpreter: the frozen trunk, the trained network, the attribute vocabulary (with
     the attributes never seen positive in training, whose components carry no attribute meaning)
@@ -152,4 +174,5 @@ class Interpreter:
             net.load_state_dict(state["state_dict"])
         except RuntimeError as exc:
             raise ValueError(f"{path}: interpreter weights do not fit its spec ({str(exc)[:200]})") from None
+        check_trunk(state["meta"], path)
         return cls(net, state["attributes"], state["absent"], state["target"], state["meta"])

@@ -13,7 +13,7 @@ import numpy as np
 
 from xreid.explain.interpretation import InterpretedPair, InterpretedRanking, contributions, pair_fit
 from xreid.models.embedders import Embedder
-from xreid.models.interpreter import Interpreter, bundled_trunk
+from xreid.models.interpreter import Interpreter, bundled_trunk, trunk_identity
 from xreid.training.interpreter import FitConfig
 
 log = logging.getLogger(__name__)
@@ -25,14 +25,6 @@ MAPS_PER_RESULT = 3
 def cache_folder(out: Path) -> Path:
     """Where a fit keeps its cached inputs and checkpoint: ``INTERP.cache/`` beside ``INTERP``."""
     return out.with_name(out.name + ".cache")
-
-
-def trunk_identity(trunk) -> dict:
-    from xreid.models.fingerprint import fingerprint
-    from xreid.models.loading import BUNDLED_MODEL
-
-    return {"trunk": "bundled MobileNetV2 re-id backbone to its last bottleneck",
-            "fingerprint": fingerprint(BUNDLED_MODEL), "input_size": list(trunk.input_size)}
 
 
 #: Threads the fit's PyTorch steps use. Its steps are small (a batch of 128 cached 7 x 4 maps): on
