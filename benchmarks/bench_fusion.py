@@ -7,9 +7,10 @@
 Attribute classifiers (each an attribute head on some model's embedding; mA on the PETA-ReID test
 images printed for each):
 
-- the bundled head on the bundled model's embedding (fitted on PETA-ReID-val's train list and 70 %
-  of the CUHK / MIT attribute-only crops, calibrated on the rest; docs/METHODS.md#attribute-calibration).
-  The bundled network was trained on the PETA-ReID-val identities, so validation overrates it;
+- the bundled head on the bundled model's embedding (the AANet default's attribute layer, trained with
+  the network on the PETA-ReID train split and 70 % of the CUHK / MIT attribute-only crops, calibrated
+  on the rest; docs/METHODS.md#training-recipe). The bundled network was trained on the PETA-ReID-val
+  identities, so validation overrates it;
 - clean ones: a head on 0277's own embedding and a head on the 0277 + 0286 + 0287 concatenation,
   fitted here exactly as `xreid attributes fit --model ...` fits them (same images); none of those
   networks saw PETA.
@@ -122,7 +123,9 @@ class Bench:
         """How the attribute classifier was made and its mA on the PETA-ReID test images."""
         ma = evaluate_head(CachedEmbedder(embedder, self.test.image_root, self.cache, progress=False), head,
                            self.root)["mA"]
-        self.report.print(f"attribute classifier: {how} on {embedder.name}; fitted on {head.meta.get('source')}; "
+        source = str(head.meta.get("source"))
+        made = source if source.startswith("trained with the network") else f"fitted on {source}"
+        self.report.print(f"attribute classifier: {how} on {embedder.name}; {made}; "
                           f"mA on the PETA-ReID test images {ma:.1f} %")
         return {"model": embedder.name, "head": how, "fit_images": head.meta.get("source"), "test_mA": ma}
 

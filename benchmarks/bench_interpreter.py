@@ -96,7 +96,7 @@ def explain_speed(interp: Interpreter, proto, queries: int = 20, top_k: int = 10
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--work", type=Path, default=Path("runs/interpreters"),
-                    help="where the interpreters and their cached inputs are kept (reused when present)")
+                    help="where the interpreters and their cached inputs are kept, per bundled trunk (reused when present)")
     ap.add_argument("--head-0277", type=Path, default=Path("runs/heads/head_0277.npz"),
                     help="0277's attribute layer (bench_attributes.py fits it)")
     ap.add_argument("--models", default="default,0277")
@@ -106,6 +106,7 @@ def main() -> None:
     proto = load_protocol("peta-reid", args.data_root)
     keys, sets = test_pairs(proto)
     trunk = bundled_trunk()
+    args.work = args.work / f"trunk-{trunk_identity(trunk)['fingerprint'][:12]}"  # a new bundled model fits anew
     test_maps = cache_trunk_maps(trunk, trunk_identity(trunk), proto.image_root, keys, args.work / "test_maps")
     recs = proto.test_images()
     figures = {}

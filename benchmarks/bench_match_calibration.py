@@ -12,7 +12,7 @@ expected calibration error (15 equal-width bins) per set and pooled, the reliabi
 rank-1 probability against rank-1 accuracy, and the open-set threshold 0.5 (true matches flagged
 "probably not the person", impostors not flagged). Test figures of the other variants and of the
 naive all-pairs calibration are printed for the record, never to choose. Embeddings are cached in
-``runs/match_calibration/`` (resumable).
+``runs/match_calibration/``, one file per model and fingerprint (resumable; a new bundled model embeds anew).
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def run_model(name: str, spec: str, data_root: Path, cache: Path, report: Report
     keys = list(dict.fromkeys([r.path for r in train] + [r.path for p in (val, test) for r in p.test_images()]))
     embedder = load_embedder(spec)
     report.progress(f"{name}: embedding {len(keys)} crops (cached in {relative(cache)})")
-    x, kept = embed_keys(embedder, val.image_root, keys, cache / f"{name}.npz")
+    x, kept = embed_keys(embedder, val.image_root, keys, cache / f"{name}-{embedder.fingerprint[:12]}.npz")
     feats = dict(zip(kept, x))
     missing = [k for k in keys if k not in feats]
     if missing:

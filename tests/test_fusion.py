@@ -9,7 +9,7 @@ from xreid.cli import app
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.fusion import Fusion, attribute_distance, attribute_terms, fused_distance, fused_parts
 from xreid.explain.ranking import explain_ranking
-from xreid.training.fusion import (fit_attribute_weights, hard_triplets, kissme, metric_distance,
+from xreid.training.fusion import (fit_attribute_weights, hard_triplets, kissme, metric_distance, model_margins,
                                    triplet_weight_loss)
 
 runner = CliRunner()
@@ -80,6 +80,12 @@ def test_hard_triplets_pick_the_nearest_other_person():
     assert (0, 1, 2) in triplets and (1, 0, 2) in triplets  # y is x's nearest impostor
     assert (3, 4, 2) in triplets  # z's nearest other person is y
     assert all(anchor != 2 for anchor in a)  # y has no second image: no triplet
+
+
+def test_model_margins_by_hand_in_chunks():
+    feats = np.array([[2.0, 0.0], [1.0, 1.0], [0.0, 3.0]])  # cos(0, 1) = 1/sqrt(2), cos(0, 2) = 0
+    a, p, n = np.array([0, 0, 0]), np.array([1, 1, 2]), np.array([2, 1, 1])
+    np.testing.assert_allclose(model_margins(feats, a, p, n, chunk=2), [-1 / np.sqrt(2), 0.0, 1 / np.sqrt(2)])
 
 
 def test_kissme_by_hand_and_metric_distance():

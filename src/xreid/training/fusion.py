@@ -53,6 +53,19 @@ def hard_triplets(pids: Sequence[str], features: np.ndarray, negatives: int = 20
     return np.array(a, int), np.array(p_, int), np.array(n, int)
 
 
+def model_margins(features: np.ndarray, a: np.ndarray, p: np.ndarray, n: np.ndarray,
+                  chunk: int = 8192) -> np.ndarray:
+    """d(a, p) - d(a, n) = cos(a, n) - cos(a, p) of every (anchor, positive, negative) triplet, the
+    model's part of ``triplet_weight_loss``; in chunks, so that hundreds of thousands of triplets of
+    a 3,072-d descriptor never stand in memory as T x D arrays."""
+    f = l2_normalise(np.asarray(features, np.float64))
+    out = np.empty(len(a))
+    for s in range(0, len(a), chunk):
+        fa = f[a[s:s + chunk]]
+        out[s:s + chunk] = np.einsum("td,td->t", fa, f[n[s:s + chunk]]) - np.einsum("td,td->t", fa, f[p[s:s + chunk]])
+    return out
+
+
 def triplet_weight_loss(w: np.ndarray, t_ap: np.ndarray, t_an: np.ndarray, base: np.ndarray | float,
                         margin: float, decay: float) -> float:
     """mean_i max(0, margin + base_i + w . (t_ap,i - t_an,i)) + decay ||w||^2 (numpy; the loss

@@ -23,14 +23,14 @@ import numpy as np
 from xreid.data.labels import label_matrix
 from xreid.data.protocol import Protocol, TestSet, load_protocol
 from xreid.data.records import ImageRecord
-from xreid.distance import cosine_distance, l2_normalise
+from xreid.distance import cosine_distance
 from xreid.evaluation.evaluate import METRIC_KEYS, ProtocolResult
 from xreid.evaluation.metrics import evaluate_distances
 from xreid.explain.attribute_head import AttributeHead, fit_attribute_head
 from xreid.explain.calibration import apply_platt, sigmoid
 from xreid.explain.fusion import Fusion, attribute_distance, attribute_terms
 from xreid.models.embedders import Embedder
-from xreid.training.fusion import OBJECTIVES, fit_attribute_weights, hard_triplets
+from xreid.training.fusion import OBJECTIVES, fit_attribute_weights, hard_triplets, model_margins
 from xreid.workflows.attributes import CALIBRATION_SHARE, held_out
 from xreid.workflows.embedding_cache import cached_embeddings
 
@@ -158,8 +158,7 @@ def fit_fusion(embedder: Embedder, attribute_embedder: Embedder, head: Attribute
     tic = time.perf_counter()
     probs = out_of_fold_probabilities(head, attrs(train), train, attrs(ao), ao_labels, progress=progress)
     a, p, n = hard_triplets([r.pid for r in train], model(train))
-    f = l2_normalise(model(train).astype(np.float64))
-    base = ((f[a] * f[n]).sum(1) - (f[a] * f[p]).sum(1)) if objective == "complementary" else 0.0
+    base = model_margins(model(train), a, p, n) if objective == "complementary" else 0.0
     t_ap, t_an = attribute_terms(probs[a], probs[p]), attribute_terms(probs[a], probs[n])
     val_probs = Lookup([r.path for r in val_images], head.calibrated(attrs(val_images)))
 
