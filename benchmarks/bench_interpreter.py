@@ -106,8 +106,9 @@ def main() -> None:
     proto = load_protocol("peta-reid", args.data_root)
     keys, sets = test_pairs(proto)
     trunk = bundled_trunk()
-    args.work = args.work / f"trunk-{trunk_identity(trunk)['fingerprint'][:12]}"  # a new bundled model fits anew
-    test_maps = cache_trunk_maps(trunk, trunk_identity(trunk), proto.image_root, keys, args.work / "test_maps")
+    identity = trunk_identity(trunk)
+    args.work = args.work / f"trunk-{identity['fingerprint'][:12]}"  # a new bundled model fits anew
+    test_maps = cache_trunk_maps(trunk, identity, proto.image_root, keys, args.work / "test_maps")
     recs = proto.test_images()
     figures = {}
     for name in args.models.split(","):

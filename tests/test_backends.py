@@ -79,7 +79,8 @@ def test_unwritable_cache_falls_back_to_pytorch(tmp_path, monkeypatch, caplog):
     with caplog.at_level(logging.WARNING):
         embedder = load_embedder("default")
     assert type(embedder) is TorchEmbedder and embedder.identity()["backend"] == "torch"
-    assert "running it in PyTorch" in caplog.text and embedder.embed_arrays(crops(1)).shape == (1, load_head("default").weights.shape[0])
+    dim = load_head("default").weights.shape[0]  # the bundled model's embedding size
+    assert "running it in PyTorch" in caplog.text and embedder.embed_arrays(crops(1)).shape == (1, dim)
 
 
 def test_export_that_disagrees_is_remembered_and_pytorch_runs(cache, caplog):

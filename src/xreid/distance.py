@@ -27,9 +27,9 @@ def l2_normalise(x: Array, axis: int = -1) -> Array:
 
 
 def row_norms(x: np.ndarray) -> np.ndarray:
-    """The length of each row of a 2-d array (clipped at EPS), without a squared or normalised copy
-    of it: what lets a large gallery be compared without normalising it first."""
-    return np.sqrt(np.einsum("gd,gd->g", x, x)).clip(EPS)
+    """The length of each row (last axis) of ``x``, clipped at EPS, without a squared or normalised
+    copy of it: what lets a large gallery be compared without normalising it first."""
+    return np.sqrt(np.einsum("...d,...d->...", x, x)).clip(EPS)
 
 
 def cosine_similarity(q: Array, g: Array, normalised: bool = False) -> Array:

@@ -88,11 +88,8 @@ class AttributeHead:
     def logits(self, features: np.ndarray) -> np.ndarray:
         self.check_embedding(features)
         x = np.asarray(features)
-        if x.dtype != np.float32 or x.ndim != 2:
-            return l2_normalise(np.asarray(x, np.float64)) @ self.weights
-        # a float32 gallery: one float32 product divided by the row norms, no float64 copy of it
-        logits = (x @ self.weights.astype(np.float32)) / row_norms(x)[:, None]
-        return logits.astype(np.float64)
+        x = x if x.dtype == np.float32 else x.astype(np.float64)  # a float32 gallery is read without a float64 copy
+        return ((x @ self.weights.astype(x.dtype)) / row_norms(x)[..., None]).astype(np.float64)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Attribute probabilities (... x A) of raw (not necessarily normalised) embeddings."""

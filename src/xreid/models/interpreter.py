@@ -98,26 +98,26 @@ def bundled_trunk() -> InterpreterTrunk:
     return InterpreterTrunk(load_model_file(BUNDLED_MODEL)[0])
 
 
-def trunk_identity(trunk: InterpreterTrunk) -> dict:
-    """Who made the trunk's maps: stored with every cache and interpreter, checked when one loads."""
+def _bundled_fingerprint() -> str:
     from xreid.models.fingerprint import fingerprint
     from xreid.models.loading import BUNDLED_MODEL
 
+    return fingerprint(BUNDLED_MODEL)
+
+
+def trunk_identity(trunk: InterpreterTrunk) -> dict:
+    """Who made the trunk's maps: stored with every cache and interpreter, checked when one loads."""
     return {"trunk": "bundled MobileNetV2 re-id backbone to its last bottleneck",
-            "fingerprint": fingerprint(BUNDLED_MODEL), "input_size": list(trunk.input_size)}
+            "fingerprint": _bundled_fingerprint(), "input_size": list(trunk.input_size)}
 
 
 def check_trunk(meta: dict, path) -> None:
     """Refuse an interpreter fitted on another bundled model's trunk (one shipped by an earlier
     xreid): its components would be read from maps of a network it never saw."""
-    from xreid.models.fingerprint import fingerprint
-    from xreid.models.loading import BUNDLED_MODEL
-
-    fitted = (meta.get("trunk") or {}).get("fingerprint")
-    if fitted and fitted != fingerprint(BUNDLED_MODEL):
+    fitted, shipped = (meta.get("trunk") or {}).get("fingerprint"), _bundled_fingerprint()
+    if fitted and fitted != shipped:
         raise ValueError(f"{path}: this interpreter was fitted on the trunk of another bundled model (fingerprint "
-                         f"{fitted}; this xreid ships {fingerprint(BUNDLED_MODEL)}); fit it again with "
-                         f"`xreid interpret fit`")
+                         f"{fitted}; this xreid ships {shipped}); fit it again with `xreid interpret fit`")
 
 
 class Interpreter:
