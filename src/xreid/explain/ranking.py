@@ -19,6 +19,8 @@ from xreid.explain.naming import RELIABLE_AT, PairSummary, summarise_pair
 from xreid.explain.query_check import QueryCheck
 
 if TYPE_CHECKING:  # the types of the hits explained; explanations import nothing from xreid.index
+    from collections.abc import Sequence
+
     from xreid.index.base import Gallery, Hits
     from xreid.index.filters import Filter
 
@@ -126,7 +128,7 @@ def explain_ranking(query_feature: np.ndarray, hits: "Hits", gallery: "Gallery",
                     basis: np.ndarray | None = None, include_vectors: bool = True, model: str = "",
                     query_check: QueryCheck | None = None, fusion: Fusion | None = None,
                     fusion_probabilities: tuple[np.ndarray, np.ndarray] | None = None,
-                    filter: "Filter | None" = None) -> RankingExplanation:
+                    filter: "Filter | None" = None, pids: "Sequence[str | None] | None" = None) -> RankingExplanation:
     """Explain ``hits``, the ranked results of ``gallery.search`` (``xreid.index.base``), for the query
     embedding ``query_feature``; nothing is ranked again. Reads the hits' vectors, calibrated
     attribute probabilities and person ids from the gallery (``vectors_of``, ``probabilities``,
@@ -138,6 +140,7 @@ def explain_ranking(query_feature: np.ndarray, hits: "Hits", gallery: "Gallery",
     With a fused ranking (``fusion``; ``hits.model_distances`` the model's own distances), each
     result carries its exact split (``fused``); ``fusion_probabilities`` are the fusion's attribute
     probabilities of the query (A) and of the hits (k x A). ``filter``: the search's filter, recorded.
+    ``pids``: the hits' person ids, when the caller has read their metadata already.
     """
     if len(gallery) == 0:
         raise ValueError("the gallery is empty")
@@ -165,7 +168,7 @@ def explain_ranking(query_feature: np.ndarray, hits: "Hits", gallery: "Gallery",
         f_q, f_g = fusion_probabilities
     results = []
     for i, j in enumerate(ids):
-        pid = gallery.metadata(int(j)).get("pid")
+        pid = pids[i] if pids is not None else gallery.metadata(int(j)).get("pid")
         dist = float(hits.distances[i])
         results.append(ResultExplanation(
             rank=int(hits.ranks[i]), key=hits.keys[i], distance=dist, original_rank=int(hits.original_ranks[i]),

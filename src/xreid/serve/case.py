@@ -315,15 +315,15 @@ class CaseSession:
         """Per result: metadata, distance, probability, matching scores, composition and the line."""
         if not s.ids:
             return []
+        rows = [index.metadata(i) for i in s.ids]
         e = explain_ranking(s.vector, s.hits, index, self.head, include_vectors=False, model=self.embedder.name,
-                            basis=self.basis)
+                            basis=self.basis, pids=[row.get(PID) for row in rows])
         names = e.attribute_names
         marks = self.marks.get(s.case_query, {})
         # matching scores of what the model sees in the query (the query's chips), not of every absence
         seen = {n for n, p in zip(names, e.query_calibrated) if p >= CHIP_AT}
         out = []
-        for i, d, p, r in zip(s.ids, s.distances, s.probabilities, e.results):
-            row = index.metadata(i)
+        for i, d, p, r, row in zip(s.ids, s.distances, s.probabilities, e.results, rows):
             out.append({
                 "id": i, "rank": r.rank, "key": row.pop("path"), "distance": round(d, 6),
                 "probability": None if p is None else round(p, 4),
