@@ -172,11 +172,6 @@ def read_query(path: Path) -> np.ndarray:
         raise ValueError(f"query image unusable: {exc}") from None
 
 
-def model_input(embedder: Embedder, path: Path) -> np.ndarray:
-    """The image at ``path`` resized to the model's input (H x W x 3 uint8 RGB); ValueError if unusable."""
-    return resize_rgb(read_query(path), embedder.preprocess.size)
-
-
 def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = None,
             gallery: GallerySpec | None = None, *, data_root: Path | str | None = None,
             protocol: str | None = None, test_set: str | None = None, query_index: int = 0,
