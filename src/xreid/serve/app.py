@@ -21,9 +21,10 @@ from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
-
-from xreid.serve.case import CaseSession, Problem
+from xreid.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia, XreidError
+from xreid.serve.case import CaseSession
+from xreid.serve.schemas import (ErrorReply, InfoReply, ItemReply, MarkReply, MarkRequest, SearchReply, SearchRequest,
+                                 UploadReply)
 from xreid.workflows.explain import render_explained
 
 log = logging.getLogger(__name__)
@@ -58,26 +59,6 @@ def check_bind(host: str, token: str | None) -> None:
         raise ValueError(f"--host {host} makes the case reachable from other machines: give a token with --token "
                          f"or $XREID_TOKEN (make one with: python3 -c 'import secrets; print(secrets.token_urlsafe())')"
                          f", or serve on 127.0.0.1")
-
-
-# -- request bodies --
-
-class SearchRequest(BaseModel):
-    uploads: list[str] = Field(default_factory=list, description="ids of uploaded query images (POST /api/uploads)")
-    items: list[int] = Field(default_factory=list, description="gallery item ids used as query images "
-                                                                 "(e.g. confirmed matches); left out of the results")
-    k: int = Field(20, description="how many results")
-    filters: dict = Field(default_factory=dict, description=(
-        '{"attributes": {"carryingBackpack": true, "personalMale": false, "upperBodyRed": 0.7}, '
-        '"camera": ["3"], "after": "2024-05-01T14:00", "before": "...", "fields": {"column": "value"}}'))
-    threshold: Optional[float] = Field(None, description="open-set threshold: results whose same-person "
-                                                         "probability is below it are flagged")
-
-
-class MarkRequest(BaseModel):
-    search: str
-    item: int
-    mark: Optional[str] = Field(None, description="'match', 'not_match' or null to clear")
 
 
 # -- middleware --
@@ -194,6 +175,18 @@ def _html(page: str, download: str | None = None) -> HTMLResponse:
     return HTMLResponse(page, headers=headers)
 
 
+#: domain errors -> HTTP status, most specific first
+STATUS = ((TooLarge, 413), (UnsupportedMedia, 415), (NotFound, 404), (InvalidInput, 400))
+#: what the routes' documentation lists as their error replies
+ERRORS = {400: {"model": ErrorReply, "description": "invalid input"},
+          404: {"model": ErrorReply, "description": "not found"}}
+
+
+def status_of(exc: XreidError) -> int:
+    """The HTTP status of a domain error (400 for a kind not listed)."""
+    return next((status for kind, status in STATUS if isinstance(exc, kind)), 400)
+
+
 def create_app(session: CaseSession, token: str | None = None, allowed_hosts: list[str] | None = None):
     """The ASGI app for ``session``. ``allowed_hosts``: Host header names accepted (None: any;
     ``xreid serve`` passes the loopback names when it binds the loopback)."""
@@ -202,9 +195,9 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
                               "filters; explain results; mark them; export reports. Images are named by id.",
                   docs_url=None, redoc_url=None)
 
-    @app.exception_handler(Problem)
-    async def problem(request: Request, exc: Problem):
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+    @app.exception_handler(XreidError)
+    async def domain_error(request: Request, exc: XreidError):
+        return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))
 
     static = _static_dir()
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
@@ -236,11 +229,13 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
                                    swagger_css_url="/docs-assets/swagger-ui.css",
                                    swagger_favicon_url="/docs-assets/favicon-32x32.png")
 
-    @app.get("/api/info", summary="The case: size, model, attributes, cameras, time range, calibration, limits")
+    @app.get("/api/info", response_model=InfoReply, summary="The case: size, model, attributes, cameras, time range, calibration, limits")
     def info():
         return session.info()
 
-    @app.post("/api/uploads", status_code=201,
+    @app.post("/api/uploads", status_code=201, response_model=UploadReply,
+              responses={**ERRORS, 413: {"model": ErrorReply, "description": "too large"},
+                         415: {"model": ErrorReply, "description": "not an accepted image"}},
               summary="Upload a query image (the request body is the image file; JPEG, PNG, BMP, WebP, GIF, TIFF)",
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
@@ -248,52 +243,50 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
         data = await request.body()
         return await run_in_threadpool(session.upload, data, name)
 
-    @app.get("/api/uploads/{upload_id}/image", summary="An uploaded image (JPEG)")
+    @app.get("/api/uploads/{upload_id}/image", response_class=Response, responses=ERRORS, summary="An uploaded image (JPEG)")
     def upload_image(upload_id: str):
         return _jpeg(session.upload_image(upload_id))
 
-    @app.post("/api/search", summary="Search with uploaded images and / or gallery items as the query")
+    @app.post("/api/search", response_model=SearchReply, responses=ERRORS, summary="Search with uploaded images and / or gallery items as the query")
     def search(req: SearchRequest):
         return session.search(req.uploads, req.items, req.k, req.filters, req.threshold)
 
-    @app.get("/api/items/{item}", summary="A gallery item's metadata and attribute probabilities")
+    @app.get("/api/items/{item}", response_model=ItemReply, response_model_exclude_unset=True, responses=ERRORS,
+             summary="A gallery item's metadata and attribute probabilities")
     def item(item: int):
-        index = session.index
-        if not 0 <= item < len(index):
-            raise Problem(404, f"no gallery item {item}")
-        return index.row(item)
+        return session.item(item)
 
-    @app.get("/api/items/{item}/thumbnail", summary="A gallery item's thumbnail (JPEG, 128 px high)")
+    @app.get("/api/items/{item}/thumbnail", response_class=Response, responses=ERRORS, summary="A gallery item's thumbnail (JPEG, 128 px high)")
     def thumbnail(item: int):
         return _jpeg(session.thumbnail(item))
 
-    @app.get("/api/items/{item}/image", summary="A gallery item's image (JPEG)")
+    @app.get("/api/items/{item}/image", response_class=Response, responses=ERRORS, summary="A gallery item's image (JPEG)")
     def image(item: int):
         return _jpeg(session.image(item))
 
-    @app.post("/api/marks", summary="Mark a result as the person ('match') or not ('not_match'); null clears")
+    @app.post("/api/marks", response_model=MarkReply, responses=ERRORS, summary="Mark a result as the person ('match') or not ('not_match'); null clears")
     def mark(req: MarkRequest):
         return session.mark(req.search, req.item, req.mark)
 
     maps_query = Query("pair", description="maps to compute: none, or any of pair, attention, attributes, occlusion")
 
-    @app.get("/api/searches/{search_id}/items/{item}/explanation.html", response_class=HTMLResponse,
+    @app.get("/api/searches/{search_id}/items/{item}/explanation.html", response_class=HTMLResponse, responses=ERRORS,
              summary="One result explained (the report's card: every attribute, the composition, maps)")
     def explanation_html(search_id: str, item: int, maps: str = maps_query):
         return _html(render_explained(session.explain(search_id, [item], maps)))
 
-    @app.get("/api/searches/{search_id}/items/{item}/explanation.json",
+    @app.get("/api/searches/{search_id}/items/{item}/explanation.json", response_model=dict, responses=ERRORS,
              summary="One result explained: every number (matching scores, decomposition, maps' summaries)")
     def explanation_json(search_id: str, item: int, maps: str = Query("none", description=maps_query.description)):
         return session.explain(search_id, [item], maps).to_dict()
 
-    @app.get("/api/searches/{search_id}/report.html", response_class=HTMLResponse,
+    @app.get("/api/searches/{search_id}/report.html", response_class=HTMLResponse, responses=ERRORS,
              summary="The search's self-contained HTML report (download), with the analyst's marks")
     def report_html(search_id: str, maps: str = Query("none", description=maps_query.description)):
         page, _ = session.report(search_id, maps)
         return _html(page, download=f"xreid-{search_id}.html")
 
-    @app.get("/api/searches/{search_id}/report.json", summary="The search's every number as JSON (download)")
+    @app.get("/api/searches/{search_id}/report.json", response_model=dict, responses=ERRORS, summary="The search's every number as JSON (download)")
     def report_json(search_id: str):
         _, data = session.report(search_id, "none", html=False)
         return JSONResponse(data, headers={"content-disposition": f'attachment; filename="xreid-{search_id}.json"'})

@@ -25,6 +25,7 @@ import numpy as np
 from xreid.data.images import ImageError, decode_image, load_image
 from xreid.data.vocabulary import words
 from xreid.distance import l2_normalise
+from xreid.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.formulas import orthonormal_attribute_basis
 from xreid.explain.maps.compute import parse_kinds
@@ -62,14 +63,6 @@ class Limits:
     max_pixels: int = 40_000_000
     max_k: int = 200
     max_query_images: int = 32
-
-
-class Problem(ValueError):
-    """A request that cannot be served, with the HTTP status that says why (400, 404, 413, 415)."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -198,13 +191,13 @@ class CaseSession:
         """Check, keep and embed an uploaded query image; its id is its content's hash."""
         name = _clean_name(name)
         if len(data) > self.limits.max_upload_bytes:
-            raise Problem(413, f"{name or 'upload'}: {len(data):,} bytes, at most {self.limits.max_upload_bytes:,}")
+            raise TooLarge(f"{name or 'upload'}: {len(data):,} bytes, at most {self.limits.max_upload_bytes:,}")
         try:
             image, fmt = decode_image(data, name or "upload", self.limits.max_pixels, ACCEPTED_FORMATS)
         except ImageError as exc:
-            status = 413 if "too many pixels" in exc.problem or "too large" in exc.problem else (
-                415 if "not an image" in exc.problem or "not accepted" in exc.problem else 400)
-            raise Problem(status, str(exc)) from None
+            kind = TooLarge if "too many pixels" in exc.problem or "too large" in exc.problem else (
+                UnsupportedMedia if "not an image" in exc.problem or "not accepted" in exc.problem else InvalidInput)
+            raise kind(str(exc)) from None
         uid = hashlib.sha256(data).hexdigest()[:20]
         path = self.workdir / "queries" / f"{uid}{_EXT[fmt]}"
         if not path.exists():
@@ -231,10 +224,10 @@ class CaseSession:
         if up is not None:
             return up
         if not (len(uid) == 20 and all(c in "0123456789abcdef" for c in uid)):
-            raise Problem(404, f"no upload {uid!r}")
+            raise NotFound(f"no upload {uid!r}")
         found = sorted((self.workdir / "queries").glob(f"{uid}.*"))
         if not found:
-            raise Problem(404, f"no upload {uid!r} (upload the image again)")
+            raise NotFound(f"no upload {uid!r} (upload the image again)")
         image = load_image(found[0])
         return self._remember(Upload(uid, found[0], image, self._embed(image)))
 
@@ -256,22 +249,22 @@ class CaseSession:
         items given; items used as the query are left out of the results."""
         uploads, items = list(uploads or []), [int(i) for i in (items or [])]
         if not uploads and not items:
-            raise Problem(400, "give at least one uploaded image or gallery item as the query")
+            raise InvalidInput("give at least one uploaded image or gallery item as the query")
         if len(uploads) + len(items) > self.limits.max_query_images:
-            raise Problem(400, f"at most {self.limits.max_query_images} query images")
+            raise InvalidInput(f"at most {self.limits.max_query_images} query images")
         if not 1 <= k <= self.limits.max_k:
-            raise Problem(400, f"k must be in 1..{self.limits.max_k} (got {k})")
+            raise InvalidInput(f"k must be in 1..{self.limits.max_k} (got {k})")
         threshold = self.threshold if threshold is None else float(threshold)
         if not 0.0 <= threshold <= 1.0:
-            raise Problem(400, f"threshold must be a probability in [0, 1] (got {threshold})")
+            raise InvalidInput(f"threshold must be a probability in [0, 1] (got {threshold})")
         index = self.index
         for i in items:
             if not 0 <= i < len(index):
-                raise Problem(404, f"no gallery item {i} (the index has {len(index)})")
+                raise NotFound(f"no gallery item {i} (the index has {len(index)})")
         try:
             where = parse_filter(filters, index.attribute_names, index.field_names)
         except ValueError as exc:
-            raise Problem(400, str(exc)) from None
+            raise InvalidInput(str(exc)) from None
         vectors = [self.get_upload(u).vector for u in uploads] + list(index.vectors_of(items))
         query = l2_normalise(np.mean(l2_normalise(np.stack(vectors).astype(np.float64)), axis=0)).astype(np.float32)
         # the probability of a result reads the search's first `context` distances: fetch them even for a smaller k
@@ -279,7 +272,7 @@ class CaseSession:
         try:  # the filter is applied (and its unknown names or bad times found) inside the search
             found = index.search(query, max(k, context) + len(items), where=where)
         except ValueError as exc:
-            raise Problem(400, str(exc)) from None
+            raise InvalidInput(str(exc)) from None
         in_query = set(items)
         keep = [j for j, i in enumerate(found.ids.tolist()) if i not in in_query]
         probs = self._probabilities([float(found.distances[j]) for j in keep])[:k]
@@ -341,7 +334,7 @@ class CaseSession:
         with self._lock:
             s = self._searches.get(sid)
         if s is None:
-            raise Problem(404, f"no search {sid!r} (searches are kept while the server runs; search again)")
+            raise NotFound(f"no search {sid!r} (searches are kept while the server runs; search again)")
         return s
 
     # -- marks --
@@ -349,9 +342,9 @@ class CaseSession:
     def mark(self, sid: str, item: int, mark: str | None) -> dict:
         s = self.get_search(sid)
         if mark not in MARKS and mark is not None:
-            raise Problem(400, f"mark must be one of {', '.join(MARKS)} or null (got {mark!r})")
+            raise InvalidInput(f"mark must be one of {', '.join(MARKS)} or null (got {mark!r})")
         if item not in s.ids:
-            raise Problem(400, f"item {item} is not a result of search {sid}")
+            raise InvalidInput(f"item {item} is not a result of search {sid}")
         with self._lock:
             marks = self.marks.setdefault(s.case_query, {})
             if mark is None:
@@ -378,7 +371,7 @@ class CaseSession:
         try:
             return index.image(i)
         except ImageError as exc:
-            raise Problem(404, f"gallery image {i} ({key}) cannot be read under the data root {self.data_root}: "
+            raise NotFound(f"gallery image {i} ({key}) cannot be read under the data root {self.data_root}: "
                                f"{exc.problem}") from None
 
     def explain(self, sid: str, items: list[int] | None = None, maps: str | None = "pair") -> Explained:
@@ -388,18 +381,18 @@ class CaseSession:
         items = s.ids if items is None else items
         for i in items:
             if i not in s.ids:
-                raise Problem(404, f"item {i} is not a result of search {sid}")
+                raise NotFound(f"item {i} is not a result of search {sid}")
         if not items:
-            raise Problem(400, f"search {sid} has no results to explain")
+            raise InvalidInput(f"search {sid} has no results to explain")
         index = self.index
         try:
             kinds = parse_kinds(maps) if maps and maps != "none" else []
         except ValueError as exc:
-            raise Problem(400, str(exc)) from None
+            raise InvalidInput(str(exc)) from None
         original, qpath, qkey, qpid = self._query_image(s)
         for i in items:  # a clear 404 before any work when an image is missing
             if not index.image_path(i).is_file():
-                raise Problem(404, f"gallery image {i} ({index.key(i)}) not found under the data root "
+                raise NotFound(f"gallery image {i} ({index.key(i)}) not found under the data root "
                                    f"{self.data_root}")
         hits = s.hits.take([s.ids.index(i) for i in items])  # ranks as the search gave them
         notes = []
@@ -434,20 +427,27 @@ class CaseSession:
 
     # -- images by id --
 
+    def item(self, i: int) -> dict:
+        """Gallery item ``i``'s metadata and calibrated attribute probabilities."""
+        index = self.index
+        if not 0 <= i < len(index):
+            raise NotFound(f"no gallery item {i}")
+        return index.row(i)
+
     def thumbnail(self, i: int) -> bytes:
         index = self.index
         if not 0 <= i < len(index):
-            raise Problem(404, f"no gallery item {i}")
+            raise NotFound(f"no gallery item {i}")
         data = index.thumbnail(i)
         if data is None:
-            raise Problem(404, f"gallery item {i} has no thumbnail")
+            raise NotFound(f"gallery item {i} has no thumbnail")
         return data
 
     def image(self, i: int) -> bytes:
         """Gallery item ``i``'s image as a JPEG (decoded and re-encoded: whatever the file holds, what
         is sent is an image)."""
         if not 0 <= i < len(self.index):
-            raise Problem(404, f"no gallery item {i}")
+            raise NotFound(f"no gallery item {i}")
         return _jpeg(self._gallery_image(i))
 
     def upload_image(self, uid: str) -> bytes:
