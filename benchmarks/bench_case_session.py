@@ -51,7 +51,7 @@ def build(work: Path, rows: int, head, embedder) -> Path:
     from PIL import Image
 
     from xreid.index.gallery import IndexWriter, Rows
-    from xreid.workflows.index import head_info
+    from xreid.binding import head_binding
 
     case = work / f"case_{rows}"
     if (case / "manifest.json").is_file():
@@ -63,7 +63,7 @@ def build(work: Path, rows: int, head, embedder) -> Path:
         if not (work / "data" / "img" / f"{i:06d}.jpg").is_file():
             picture.save(work / "data" / "img" / f"{i:06d}.jpg")
     vectors = rng.normal(size=(rows, DIM)).astype(np.float32)
-    with IndexWriter.create(case, embedder.identity(), head.names, head_info(head, "synthetic"), DIM) as writer:
+    with IndexWriter.create(case, embedder.identity(), head.names, head_binding(head, "synthetic"), DIM) as writer:
         for start in range(0, rows, 5000):
             part = range(start, min(rows, start + 5000))
             writer.commit(Rows([f"img/{i:06d}.jpg" for i in part], vectors[start:part.stop],

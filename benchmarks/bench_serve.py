@@ -49,13 +49,13 @@ FILTERS = [{}, {"camera": ["2"]}, {"attributes": {"carryingBackpack": True}},
 def build_case(root: Path, case: Path, rows: int, report: Report) -> Path:
     """The real PETA index, topped up with derived rows (see the module docstring); resumable."""
     from xreid.explain.attribute_head import AttributeHead
-    from xreid.index.features import MODEL_FIELDS, identity_differences
+    from xreid.binding import MODEL_FIELDS, differences, head_binding
     from xreid.index.gallery import GalleryIndex, IndexWriter, Rows, read_manifest
     from xreid.models.loading import BUNDLED_HEAD, load_embedder
-    from xreid.workflows.index import build_index, head_info
+    from xreid.workflows.index import build_index
 
     embedder, head = load_embedder("default"), AttributeHead.load(BUNDLED_HEAD)
-    if (case / "manifest.json").is_file() and identity_differences(read_manifest(case)["identity"],
+    if (case / "manifest.json").is_file() and differences(read_manifest(case)["identity"],
                                                                    embedder.identity(), MODEL_FIELDS):
         report.progress(f"{relative(case)} was built by another bundled model: building it again")
         shutil.rmtree(case)  # this benchmark's own case, rebuilt whole
@@ -67,7 +67,7 @@ def build_case(root: Path, case: Path, rows: int, report: Report) -> Path:
     if len(index) < rows:
         report.progress(f"adding {rows - len(index):,} derived rows")
         rng = np.random.default_rng(len(index))
-        with IndexWriter.append(case, embedder.identity(), head.names, head_info(head, "bundled")) as writer:
+        with IndexWriter.append(case, embedder.identity(), head.names, head_binding(head, "bundled")) as writer:
             base = index.vectors[:real]
             thumbs = [index.thumbnail(i) for i in range(real)]
             start = len(index)

@@ -4,11 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import write_image
+from xreid.binding import MODEL_FIELDS, IdentityMismatch, check_binding
 from xreid.index.features import (
     IDENTITY_KEY,
-    IdentityMismatch,
-    MODEL_FIELDS,
-    check_same_model,
     embed_to_file,
     load_features,
     load_features_with_identity,
@@ -135,6 +133,6 @@ def test_final_file_records_identity_and_old_files_still_load(gallery, tmp_path)
 def test_gallery_check_ignores_backend_but_not_model():
     stored = MeanColour().identity()
     other_backend = dict(stored, backend="onnx", precision="f32")
-    check_same_model("g.npz", stored, other_backend, fields=MODEL_FIELDS)
+    check_binding("g.npz", stored, other_backend, fields=MODEL_FIELDS)
     with pytest.raises(IdentityMismatch, match=r"g\.npz: made by another model set-up \(fingerprint differ\)"):
-        check_same_model("g.npz", stored, dict(stored, fingerprint="x"), fields=MODEL_FIELDS, remedy="re-embed")
+        check_binding("g.npz", stored, dict(stored, fingerprint="x"), fields=MODEL_FIELDS, remedy="re-embed")

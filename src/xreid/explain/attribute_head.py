@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xreid.binding import check_binding, record
 from xreid.distance import l2_normalise, row_norms
 from xreid.explain.formulas import class_balanced_weights
 from xreid.io import atomic_write
@@ -69,11 +70,14 @@ class AttributeHead:
     def check_model(self, embedder, where: str = "") -> None:
         """Refuse a head fitted on another model: embeddings of the same width from two models
         mean different things, so the attributes would be read from the wrong directions."""
-        mine, theirs = self.model_fingerprint, getattr(embedder, "fingerprint", None)
-        if mine and theirs and mine != theirs:
-            raise ValueError(f"{where or 'attribute head'}: fitted on model {self.meta.get('model', '?')} "
-                             f"(fingerprint {mine}), but the model in use is {embedder.name} (fingerprint "
-                             f"{theirs}); fit a head for it with `xreid attributes fit --model ...`")
+        check_binding(where or "attribute head", self.binding, record(embedder), fields=("fingerprint",), strict=False,
+                      what="fitted on another model", verb="fitted on model",
+                      remedy="Fit a head for it with `xreid attributes fit --model ...`.")
+
+    @property
+    def binding(self) -> dict:
+        """The model the head was fitted on (``xreid.binding``)."""
+        return {"model": self.meta.get("model", "?"), "fingerprint": self.model_fingerprint}
 
     @property
     def embedding_dim(self) -> int:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xreid.binding import check_binding, record
 from xreid.explain.attribute_head import AttributeHead
 from xreid.io import atomic_write
 
@@ -75,11 +76,9 @@ class Fusion:
 
     def check_model(self, embedder, where: str = "fusion") -> None:
         """Refuse a fusion fitted for another model (its weights complement that model's distance)."""
-        mine, theirs = self.model.get("fingerprint"), getattr(embedder, "fingerprint", None)
-        if mine and theirs and mine != theirs:
-            raise ValueError(f"{where}: fitted for model {self.model.get('name', '?')} (fingerprint {mine}), "
-                             f"but the model in use is {embedder.name} (fingerprint {theirs}); fit one for it "
-                             f"with `xreid fuse fit --model ...`")
+        check_binding(where, self.model, record(embedder), fields=("fingerprint",), strict=False,
+                      what="fitted for another model", verb="fitted for model",
+                      remedy="Fit one for it with `xreid fuse fit --model ...`.")
 
     def check_vocabulary(self, names: list[str], where: str = "attribute head") -> None:
         """Refuse an attribute classifier whose attributes are not the fusion's, in the same order."""

@@ -32,7 +32,7 @@ import numpy as np
 
 from xreid.distance import rank_gallery
 from xreid.explain.calibration import sigmoid
-from xreid.index.features import MODEL_FIELDS, check_same_model
+from xreid.binding import check_binding
 from xreid.io import atomic_write
 
 FORMAT, VERSION = "xreid-match-calibration", 1
@@ -244,9 +244,9 @@ class MatchCalibration:
     def check_model(self, identity: dict, where: str | Path = "match calibration") -> None:
         """IdentityMismatch naming both model set-ups unless ``identity`` (``Embedder.identity()`` or an
         index's) agrees with the one this was fitted for on what decides the embeddings."""
-        check_same_model(Path(where), self.identity, identity, fields=MODEL_FIELDS,
-                         remedy="A match calibration holds only for the model it was fitted on: fit one with "
-                                "`xreid index calibrate CASE` and that model's options.")
+        check_binding(where, self.identity, identity,
+                      remedy="A match calibration holds only for the model it was fitted on: fit one with "
+                             "`xreid index calibrate CASE` and that model's options.")
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "features": list(FEATURES),

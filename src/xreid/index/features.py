@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xreid.binding import MODEL_FIELDS, IdentityMismatch, check_binding  # noqa: F401  (the two names kept here too)
 from xreid.io import atomic_write
 from xreid.models.embedders import Embedder
 
@@ -30,9 +31,6 @@ log = logging.getLogger(__name__)
 
 IDENTITY_KEY = "__xreid_identity__"
 KEYS_KEY, MATRIX_KEY = "__keys__", "__features__"
-#: identity fields that decide the vectors themselves (the backend and its precision move them only
-#: within float tolerance): what a gallery check compares
-MODEL_FIELDS = ("fingerprint", "preprocess", "flip")
 
 
 @dataclass
@@ -41,10 +39,6 @@ class EmbedReport:
     embedded: int
     reused: int
     skipped: list[str] = field(default_factory=list)
-
-
-class IdentityMismatch(ValueError):
-    """Stored embeddings were made by another model (or model set-up) than the one at hand."""
 
 
 def partial_path(out: Path) -> Path:
@@ -91,30 +85,10 @@ def load_features(path: str | Path) -> dict[str, np.ndarray]:
     return load_features_with_identity(path)[0]
 
 
-def identity_differences(stored: dict, current: dict, fields: Sequence[str] | None = None) -> list[str]:
-    """The identity fields (all, or ``fields``) whose values differ between two identities."""
-    names = fields if fields is not None else sorted(set(stored) | set(current))
-    return [k for k in names if stored.get(k) != current.get(k)]
-
-
-def check_same_model(path: Path, stored: dict | None, current: dict, fields: Sequence[str] | None = None,
-                     remedy: str = "") -> None:
-    """An IdentityMismatch naming ``path``, both identities and what differs, unless ``stored``
-    agrees with ``current`` on ``fields`` (default: every field)."""
-    if stored is None:
-        raise IdentityMismatch(f"{path}: records no model identity (an older xreid wrote it), so it cannot be "
-                               f"checked against this run's model {json.dumps(current, sort_keys=True)}. {remedy}")
-    diff = identity_differences(stored, current, fields)
-    if diff:
-        raise IdentityMismatch(f"{path}: made by another model set-up ({', '.join(diff)} differ):\n"
-                               f"  in the file: {json.dumps(stored, sort_keys=True)}\n"
-                               f"  this run:    {json.dumps(current, sort_keys=True)}\n{remedy}")
-
-
 def _resume(part: Path, identity: dict) -> dict[str, np.ndarray]:
     """The embeddings an interrupted run saved, after checking it used the same embedder."""
     done, stored = load_features_with_identity(part)
-    check_same_model(part, stored, identity, remedy=f"Resuming would mix two models' embeddings in one file: "
+    check_binding(part, stored, identity, fields=None, remedy=f"Resuming would mix two models' embeddings in one file: "
                                                     f"delete {part} or run with --no-resume to start over.")
     return done
 

@@ -42,7 +42,8 @@ import numpy as np
 from xreid.distance import cosine_distance, l2_normalise
 from xreid.index.ann import AnnIndex
 from xreid.index.base import Gallery, Hits
-from xreid.index.features import MODEL_FIELDS, check_same_model, save_features
+from xreid.binding import HEAD_FIELDS, check_binding
+from xreid.index.features import save_features
 from xreid.index.filters import Filter, _as_list, check_attribute_names
 from xreid.index.metadata import CAMERA, PID, TIME, check_column_name, format_time, parse_time
 from xreid.io import atomic_write
@@ -454,14 +455,10 @@ class IndexWriter:
 
 def _check_model(case: Path, manifest: dict, identity: dict, attribute_names: Sequence[str], head: dict,
                  remedy: str) -> None:
-    check_same_model(case, manifest["identity"], identity, fields=MODEL_FIELDS, remedy=remedy)
-    stored = manifest["attributes"]
-    if list(attribute_names) != stored["names"] or head.get("head_fingerprint") != stored.get("head_fingerprint"):
-        raise GalleryIndexError(f"{case}: built with another attribute head:\n"
-                                f"  in the index: {stored.get('head', '?')} (fingerprint {stored.get('head_fingerprint')}, "
-                          f"{len(stored['names'])} attributes)\n"
-                          f"  this run:     {head.get('head', '?')} (fingerprint {head.get('head_fingerprint')}, "
-                          f"{len(attribute_names)} attributes)\n{remedy}")
+    check_binding(case, manifest["identity"], identity, remedy=remedy)
+    check_binding(case, manifest["attributes"], {**head, "names": list(attribute_names)}, remedy=remedy,
+                  fields=HEAD_FIELDS, what="built with another attribute head", verb="built with head",
+                  error=GalleryIndexError)
 
 
 def _load_segment(path: Path) -> dict[str, np.ndarray]:

@@ -114,10 +114,12 @@ def trunk_identity(trunk: InterpreterTrunk) -> dict:
 def check_trunk(meta: dict, path) -> None:
     """Refuse an interpreter fitted on another bundled model's trunk (one shipped by an earlier
     xreid): its components would be read from maps of a network it never saw."""
-    fitted, shipped = (meta.get("trunk") or {}).get("fingerprint"), _bundled_fingerprint()
-    if fitted and fitted != shipped:
-        raise ValueError(f"{path}: this interpreter was fitted on the trunk of another bundled model (fingerprint "
-                         f"{fitted}; this xreid ships {shipped}); fit it again with `xreid interpret fit`")
+    from xreid.binding import check_binding
+
+    check_binding(path, meta.get("trunk"), {"trunk": "bundled model", "fingerprint": _bundled_fingerprint()},
+                  fields=("fingerprint",), strict=False, verb="fitted on the trunk of",
+                  what="this interpreter was fitted on the trunk of another bundled model",
+                  remedy="Fit it again with `xreid interpret fit`.")
 
 
 class Interpreter:

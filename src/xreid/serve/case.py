@@ -33,7 +33,7 @@ from xreid.explain.naming import RELIABLE_AT
 from xreid.explain.query_check import check_query
 from xreid.explain.ranking import IDENTICAL_BELOW, explain_ranking
 from xreid.index.base import Hits
-from xreid.index.features import MODEL_FIELDS, check_same_model
+from xreid.binding import HEAD_FIELDS, check_binding, head_binding
 from xreid.index.filters import parse_filter
 from xreid.index.gallery import GalleryIndex, read_manifest
 from xreid.index.metadata import PID
@@ -43,7 +43,6 @@ from xreid.rendering.charts import composition
 from xreid.rendering.words import CHIP_AT, query_chips, result_line
 from xreid.serve.audit import AuditLog
 from xreid.workflows.explain import Explained, embed_query, explain_hits, render_explained
-from xreid.workflows.index import head_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +118,11 @@ class CaseSession:
                  threshold: float | None = None):
         self.case = Path(case)
         manifest = read_manifest(self.case)
-        check_same_model(self.case, manifest.get("identity"), embedder.identity(), fields=MODEL_FIELDS,
-                         remedy="Serve the index with the model options it was built with.")
-        stored = manifest.get("attributes", {}).get("head_fingerprint")
-        if stored and stored != head_fingerprint(head):
-            raise ValueError(f"{self.case}: indexed with another attribute head (fingerprint {stored}, this one "
-                             f"{head_fingerprint(head)}); serve it with the --head it was built with")
+        check_binding(self.case, manifest.get("identity"), embedder.identity(),
+                      remedy="Serve the index with the model options it was built with.")
+        check_binding(self.case, manifest.get("attributes"), head_binding(head), fields=HEAD_FIELDS, strict=False,
+                      what="indexed with another attribute head", verb="built with head",
+                      remedy="Serve it with the --head it was built with.")
         self.embedder, self.head, self.data_root, self.limits = embedder, head, Path(data_root), limits
         self.calibration = calibration
         self.threshold = float(threshold if threshold is not None else getattr(calibration, "threshold", 0.5))

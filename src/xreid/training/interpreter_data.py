@@ -77,13 +77,14 @@ def cache_trunk_maps(trunk: torch.nn.Module, identity: dict, root: Path, keys: S
 def target_embeddings(embedder, root: Path, keys: Sequence[str], path: Path, progress: bool = True) -> np.ndarray:
     """The target model's embeddings of ``root/key`` (N x D float32, rows in ``keys`` order), cached in
     ``path`` (resumable; refused if another model set-up made it)."""
-    from xreid.index.features import MODEL_FIELDS, check_same_model, embed_to_file, load_features_with_identity
+    from xreid.binding import check_binding
+    from xreid.index.features import embed_to_file, load_features_with_identity
 
     path = Path(path)
     if path.is_file():
         feats, stored = load_features_with_identity(path)
-        check_same_model(path, stored, embedder.identity(), fields=MODEL_FIELDS,
-                         remedy=f"delete {path} (or choose another cache folder) to embed with this model")
+        check_binding(path, stored, embedder.identity(),
+                      remedy=f"delete {path} (or choose another cache folder) to embed with this model")
     if not path.is_file() or any(k not in feats for k in keys):
         report = embed_to_file(embedder, root, keys, path, progress=progress)
         if report.skipped:

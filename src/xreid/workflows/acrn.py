@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xreid.binding import check_binding, record
 from xreid.data.labels import label_matrix
 from xreid.data.protocol import load_protocol
 from xreid.distance import cosine_distance
@@ -27,7 +28,7 @@ from xreid.training.acrn import TABLE_FILE, AttributeTable
 from xreid.training.config import Config
 from xreid.workflows.attributes import CALIBRATION_SHARE, fit_head, held_out
 from xreid.workflows.embedding_cache import CachedEmbedder, cached_embeddings
-from xreid.workflows.fuse import Lookup, model_identity, out_of_fold_probabilities, score_sets
+from xreid.workflows.fuse import Lookup, out_of_fold_probabilities, score_sets
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,10 @@ def prepare_acrn(cfg: Config, data_root: Path, cache_dir: Path, progress: bool =
     embedder, head = _classifier(cfg, data_root, cache_dir, progress)
     if out.is_file():
         table = AttributeTable.load(out)
-        if table.names != head.names or table.meta.get("classifier_fingerprint") != embedder.fingerprint:
-            raise ValueError(f"{out}: made with another attribute classifier than the config's "
-                             f"({table.meta.get('classifier')}); delete it to recompute")
+        check_binding(out, {"model": table.meta.get("classifier"), "fingerprint": table.meta.get("classifier_fingerprint"),
+                            "names": table.names}, {**record(embedder), "names": head.names}, fields=("fingerprint", "names"),
+                      what="made with another attribute classifier than the config's", verb="made with",
+                      remedy="Delete it to recompute.")
         return out
     protocol = load_protocol(cfg.protocol, data_root)
     train = [r for r in protocol.train if r.pid]
@@ -131,15 +133,15 @@ def finish_acrn(cfg: Config, model_file: Path, data_root: Path, cache_dir: Path,
         a_feats, a_kept, _ = cached_embeddings(classifier, protocol.image_root, keys, cache_dir, progress)
         probs = Lookup(a_kept, head.calibrated(a_feats))
         for mix in c.mixings:
-            cand = Fusion(weights, float(mix), head, model_identity(embedder), {})
+            cand = Fusion(weights, float(mix), head, record(embedder), {})
             _, mean = score_sets(protocol.test_sets, lambda q, g: cand.distances(
                 cosine_distance(model(q), model(g)), probs(q), probs(g)))
             scores[float(mix)] = mean["mAP"]
         mixing = max(scores, key=lambda m: (scores[m], -m))
     meta = {"objective": "acrn", "gamma": c.gamma, "protocol": cfg.protocol, "validation_mAP": scores,
             "chosen": {"mixing": mixing, "how": "best validation mean mAP" if scores else "acrn.default_mixing"}}
-    fusion = Fusion(weights, float(mixing), head, model_identity(embedder),
-                    {"spec": c.classifier, **model_identity(classifier)}, meta)
+    fusion = Fusion(weights, float(mixing), head, record(embedder),
+                    {"spec": c.classifier, **record(classifier)}, meta)
     out = fusion_path(model_file)
     fusion.save(out)
     return out, scores

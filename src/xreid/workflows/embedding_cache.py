@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from xreid.data.images import ImageError
-from xreid.index.features import check_same_model, embed_to_file, load_features_with_identity, save_features
+from xreid.binding import check_binding
+from xreid.index.features import embed_to_file, load_features_with_identity, save_features
 from xreid.models.concat import ConcatEmbedder, concatenate_embeddings
 from xreid.models.embedders import Embedder, EmbedResult
 
@@ -46,7 +47,7 @@ def cached_embeddings(embedder: Embedder, root: Path, keys: Sequence[str], cache
     store: dict[str, np.ndarray] = {}
     if path.is_file():
         store, stored = load_features_with_identity(path)
-        check_same_model(path, stored, identity, remedy=f"Delete {path} to rebuild the cache.")
+        check_binding(path, stored, identity, fields=None, remedy=f"Delete {path} to rebuild the cache.")
     missing = list(dict.fromkeys(k for k in keys if k not in store))
     skipped: list[str] = []
     if missing:

@@ -124,7 +124,8 @@ def load_gallery(embedder: Embedder, gallery: GallerySpec, root: Path, head: Att
         return _embed_files(embedder, paths, keys, [pid_from_name(k) for k in keys], [], head)
     gallery = Path(gallery)
     if gallery.suffix == ".npz":
-        from xreid.index.features import MODEL_FIELDS, check_same_model, load_features_with_identity
+        from xreid.binding import check_binding
+        from xreid.index.features import load_features_with_identity
 
         feats, stored = load_features_with_identity(gallery)
         if not feats:
@@ -133,9 +134,9 @@ def load_gallery(embedder: Embedder, gallery: GallerySpec, root: Path, head: Att
             log.warning("%s records no model identity (an older xreid wrote it): cannot check that %s embedded it",
                         gallery, embedder.name)
         else:
-            check_same_model(gallery, stored, embedder.identity(), fields=MODEL_FIELDS,
-                             remedy=f"Its vectors cannot be compared with this model's: embed the gallery again with "
-                                    f"`xreid embed --model {embedder.name} ...`.")
+            check_binding(gallery, stored, embedder.identity(),
+                          remedy=f"Its vectors cannot be compared with this model's: embed the gallery again with "
+                                 f"`xreid embed --model {embedder.name} ...`.")
         keys = list(feats)
         return MemoryGallery(keys, np.stack([feats[k] for k in keys]), [root / k for k in keys],
                              [pid_from_name(k) for k in keys], head)

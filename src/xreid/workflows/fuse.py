@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xreid.binding import record
 from xreid.data.labels import label_matrix
 from xreid.data.protocol import Protocol, TestSet, load_protocol
 from xreid.data.records import ImageRecord
@@ -122,10 +123,6 @@ class Lookup:
         return self.values[[self.row[r.path] for r in records]]
 
 
-def model_identity(embedder: Embedder) -> dict:
-    return {"name": embedder.name, "fingerprint": embedder.fingerprint}
-
-
 def fit_fusion(embedder: Embedder, attribute_embedder: Embedder, head: AttributeHead, data_root: Path,
                cache_dir: Path, protocol: str = "peta-reid", attribute_spec: str = "default",
                objective: str = "complementary", margins: Sequence[float] = MARGINS,
@@ -169,7 +166,7 @@ def fit_fusion(embedder: Embedder, attribute_embedder: Embedder, head: Attribute
         """Validation mean figures of weights ``w`` fused at ``mix``, or of the attributes alone (None)."""
         if mix is None:
             return score_sets(split.val_sets, lambda q, g: attribute_distance(val_probs(q), val_probs(g), w))[1]
-        cand = Fusion(w, mix, head, model_identity(embedder), {})
+        cand = Fusion(w, mix, head, record(embedder), {})
         return score_sets(split.val_sets, lambda q, g: cand.distances(d_model(q, g), val_probs(q), val_probs(g)))[1]
 
     # 'complementary': margin, L2 and mixing together by the fused validation mAP. 'attributes' (ACRN's
@@ -204,8 +201,8 @@ def fit_fusion(embedder: Embedder, attribute_embedder: Embedder, head: Attribute
                           f"identities); chosen on {split.name} validation sets ({', '.join(t.name for t in split.val_sets)})",
             "seconds": {"embedding": round(embedded, 1), "fit": round(fitted, 1)},
             "skipped_images": sorted(set(skipped) | set(a_skipped))}
-    attribute_model = {"spec": attribute_spec, **model_identity(attribute_embedder)}
-    return Fusion(w, float(row["mixing"]), head, model_identity(embedder), attribute_model, meta), meta
+    attribute_model = {"spec": attribute_spec, **record(attribute_embedder)}
+    return Fusion(w, float(row["mixing"]), head, record(embedder), attribute_model, meta), meta
 
 
 def load_attribute_embedder(fusion: Fusion, embedder: Embedder, spec: str | None = None) -> Embedder:

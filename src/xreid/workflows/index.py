@@ -8,9 +8,7 @@ interrupted build keeps every finished batch and the same command continues wher
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +17,7 @@ import numpy as np
 
 from xreid.data.images import ImageError, load_image
 from xreid.explain.attribute_head import AttributeHead
-from xreid.index.features import MODEL_FIELDS, check_same_model
+from xreid.binding import check_binding, head_binding
 from xreid.index.filters import parse_filter
 from xreid.index.gallery import THUMB_HEIGHT, Filter, GalleryIndex, IndexWriter, Rows, SearchResult, export_features
 from xreid.index.metadata import Entry, fields_from_name, read_gallery_csv
@@ -38,21 +36,6 @@ class IndexReport:
     count: int  # rows in the index now
     skipped: list[str] = field(default_factory=list)
     ann: dict | None = None
-
-
-def head_fingerprint(head: AttributeHead) -> str:
-    """16 hex digits of the sha256 of what decides the head's probabilities (names, weights,
-    calibration), whatever file it came from."""
-    h = hashlib.sha256(json.dumps(head.names).encode())
-    for arr in (head.weights, head.calibration):
-        if arr is not None:
-            h.update(np.ascontiguousarray(arr, np.float64).tobytes())
-    return h.hexdigest()[:16]
-
-
-def head_info(head: AttributeHead, name: str) -> dict:
-    return {"head": name, "head_fingerprint": head_fingerprint(head),
-            "calibrated": head.calibration is not None}
 
 
 def thumbnail(path: Path, height: int = THUMB_HEIGHT) -> bytes:
@@ -137,7 +120,7 @@ def build_index(embedder: Embedder, head: AttributeHead, root: Path, out: Path, 
     _check_head(embedder, head)
     entries, problems = gallery_entries(root, images, list_file)
     source = str(images if images is not None else list_file)
-    with IndexWriter.create(out, embedder.identity(), head.names, head_info(head, head_name), head.embedding_dim,
+    with IndexWriter.create(out, embedder.identity(), head.names, head_binding(head, head_name), head.embedding_dim,
                             source=source) as writer:
         before = writer.count
         added, skipped = _index_entries(writer, embedder, head, root, entries, batch_size, progress)
@@ -151,7 +134,7 @@ def add_to_index(embedder: Embedder, head: AttributeHead, root: Path, case: Path
     """Append images to a finished index (same model set-up and head); images it holds are skipped."""
     _check_head(embedder, head)
     entries, problems = gallery_entries(root, images, list_file)
-    with IndexWriter.append(case, embedder.identity(), head.names, head_info(head, head_name)) as writer:
+    with IndexWriter.append(case, embedder.identity(), head.names, head_binding(head, head_name)) as writer:
         known = sum(e.key in writer.keys for e in entries)
         added, skipped = _index_entries(writer, embedder, head, root, entries, batch_size, progress)
         manifest = writer.finish()
@@ -171,7 +154,7 @@ def search_index(embedder: Embedder, case: Path | GalleryIndex, query: Path, whe
     from xreid.workflows.explain import embed_query, read_query
 
     index = case if isinstance(case, GalleryIndex) else GalleryIndex.open(case)
-    check_same_model(index.case, index.identity, embedder.identity(), fields=MODEL_FIELDS,
-                     remedy="Search with the model options the index was built with.")
+    check_binding(index.case, index.identity, embedder.identity(),
+                  remedy="Search with the model options the index was built with.")
     where = parse_filter(where, index.attribute_names, index.field_names, source="index")
     return index.search(embed_query(embedder, read_query(Path(query))), top_k, where=where, exact=exact)

@@ -81,14 +81,11 @@ def fit(embedder: Embedder, data_root: Path, out: Path, protocol: str = "peta-re
 def check_target(interp: Interpreter, embedder: Embedder, path: Path | str) -> None:
     """Refuse an interpreter fitted on another model: its components decompose that model's
     distances, not this one's. The message names both models."""
-    from xreid.index.features import MODEL_FIELDS, identity_differences
+    from xreid.binding import check_binding
 
-    diff = identity_differences(interp.target, embedder.identity(), MODEL_FIELDS)
-    if diff:
-        raise ValueError(f"{path}: this interpreter explains model {interp.meta.get('model', '?')} (fingerprint "
-                         f"{interp.target.get('fingerprint')}), not {embedder.name} (fingerprint "
-                         f"{embedder.fingerprint}; {', '.join(diff)} differ); fit one for it with "
-                         f"`xreid interpret fit --model ...`")
+    check_binding(path, {"model": interp.meta.get("model"), **interp.target}, embedder.identity(),
+                  what="this interpreter explains another model", verb="it explains",
+                  remedy="Fit one for it with `xreid interpret fit --model ...`.")
 
 
 def interpret_ranking(interp: Interpreter, query_image: np.ndarray, result_images: list[np.ndarray],

@@ -18,7 +18,8 @@ import numpy as np
 
 from xreid.data.protocol import load_protocol
 from xreid.explain.match_probability import CONTEXT, THRESHOLD, MatchCalibration, fit_match_calibration
-from xreid.index.features import MODEL_FIELDS, check_same_model, embed_to_file, load_features_with_identity
+from xreid.binding import MODEL_FIELDS, check_binding, differences
+from xreid.index.features import embed_to_file, load_features_with_identity
 from xreid.index.gallery import read_manifest
 from xreid.models.embedders import Embedder
 from xreid.models.loading import BUNDLED_MODEL
@@ -40,7 +41,7 @@ def embed_keys(embedder: Embedder, root: Path, keys: list[str], path: Path, prog
     feats: dict[str, np.ndarray] = {}
     if path.is_file():
         feats, stored = load_features_with_identity(path)
-        check_same_model(path, stored, embedder.identity(), remedy=f"Delete {path} to embed again.")
+        check_binding(path, stored, embedder.identity(), fields=None, remedy=f"Delete {path} to embed again.")
     if any(k not in feats for k in keys):
         embed_to_file(embedder, root, keys, path, progress=progress)
         feats, _ = load_features_with_identity(path)
@@ -56,8 +57,8 @@ def calibrate_index(embedder: Embedder, case: Path, data_root: Path, protocol: s
     set-up), fit the same-person probability and write it to ``CASE/match_calibration.json``."""
     case = Path(case)
     manifest = read_manifest(case)
-    check_same_model(case, manifest.get("identity"), embedder.identity(), fields=MODEL_FIELDS,
-                     remedy="Calibrate with the model options the index was built with.")
+    check_binding(case, manifest.get("identity"), embedder.identity(),
+                  remedy="Calibrate with the model options the index was built with.")
     proto = load_protocol(protocol, data_root)
     records = [r for r in proto.train if r.pid is not None]
     if not records:
@@ -87,6 +88,6 @@ def load_match_calibration(case: Path, identity: dict) -> MatchCalibration | Non
         return calibration
     if BUNDLED_MATCH_CALIBRATION.is_file():
         bundled = MatchCalibration.load(BUNDLED_MATCH_CALIBRATION)
-        if all(bundled.identity.get(k) == identity.get(k) for k in MODEL_FIELDS):
+        if not differences(bundled.identity, identity, MODEL_FIELDS):
             return bundled
     return None
