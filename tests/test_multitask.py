@@ -128,11 +128,12 @@ def test_multitask_training_ships_its_attribute_layer(mini_peta, tmp_path):
 def test_cli_uses_the_models_own_head(mini_peta, tmp_path):
     from typer.testing import CliRunner
 
-    from xreid.cli import _head, app
+    from xreid.cli import app
+    from xreid.workflows.loading import load_head
 
     torch.set_num_threads(1)
     model = train(_config(tmp_path, epochs=1), mini_peta, progress=False)
-    assert _head(str(model), None).names == NAMES
+    assert load_head(str(model), None).names == NAMES
     runner = CliRunner()
     res = runner.invoke(app, ["attributes", "eval", "--model", str(model), "--data-root", str(mini_peta)])
     assert res.exit_code == 0, res.output

@@ -1,18 +1,21 @@
-"""The ``xreid`` command line: data preparation, training, evaluation, embedding, export."""
+"""The ``xreid`` command line: options and messages only. Every command calls its workflow
+(``xreid.workflows``, or ``xreid.serve`` for the server); ``xreid index`` and ``xreid serve`` are in
+``xreid.cli_index``, what the commands share in ``xreid.cli_options``."""
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from xreid.cli_index import index_app, serve
+from xreid.cli_options import (DataRoot, FusionOpt, HeadOpt, ImagesOpt, ModelOptions, bullets, command, echo, fail,
+                               list_skipped, one_source, outputs)
 from xreid.paths import resolve_data_root
+from xreid.workflows.loading import load_fusion, load_head
 
 app = typer.Typer(help="xreid: explainable person re-identification.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -21,143 +24,25 @@ app.add_typer(data_app, name="data")
 attr_app = typer.Typer(help="Fit and evaluate the attribute layer on a model's embeddings.", no_args_is_help=True)
 app.add_typer(attr_app, name="attributes")
 
-DataRoot = Annotated[Optional[Path], typer.Option(
-    "--data-root", help="Dataset folder (default: $XREID_DATA_ROOT, else ~/.cache/xreid).")]
-HeadOpt = Annotated[Optional[Path], typer.Option(
-    "--head", help="Attribute head (.npz from `xreid attributes fit`); --model default has its own.")]
-FusionOpt = Annotated[Optional[Path], typer.Option(
-    "--fusion", help="Rank by the fused distance of `xreid fuse fit` (model distance + weighted attributes).")]
 
-
-@dataclass
-class ModelOptions:
-    """The options every command that embeds shares: which model, how its input is prepared."""
-
-    model: str = "default"
-    height: Optional[int] = None
-    width: Optional[int] = None
-    channel_order: Optional[str] = None
-    scale: Optional[float] = None
-    flip: bool = False
-    precision: Optional[str] = None
-    backend: str = "auto"
-
-    def load(self):
-        """The embedder; a bad option or model file ends the command with a message naming it."""
-        from xreid.models.loading import load_embedder
-
-        if self.channel_order not in (None, "rgb", "bgr"):
-            fail(f"--channel-order must be 'rgb' or 'bgr', not {self.channel_order!r}")
-        if self.precision not in (None, "f32", "bf16"):
-            fail(f"--precision must be 'f32' or 'bf16', not {self.precision!r}")
-        if self.backend not in ("auto", "torch", "onnx", "openvino"):
-            fail(f"--backend must be auto, torch, onnx or openvino, not {self.backend!r}")
-        for name, value in (("--height", self.height), ("--width", self.width), ("--scale", self.scale)):
-            if value is not None and value <= 0:
-                fail(f"{name} must be positive (got {value})")
-        try:
-            return load_embedder(self.model, flip_average=self.flip, backend=self.backend, precision=self.precision,
-                                 height=self.height, width=self.width, channel_order=self.channel_order,
-                                 scale=self.scale)
-        except (FileNotFoundError, ValueError) as exc:
-            fail(str(exc))
-
-
-_MODEL_PARAMETERS = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-                     for name, default, annotation in [
-    ("model", "default", Annotated[str, typer.Option(
-        "--model", help="'default' (bundled), a .pt checkpoint, a .onnx file or an OpenVINO .xml file; several "
-                        "separated by commas run as one model (each embedding L2-normalised, concatenated).")]),
-    ("height", None, Annotated[Optional[int], typer.Option(help="Black-box models: input height (default: the model's).")]),
-    ("width", None, Annotated[Optional[int], typer.Option(help="Black-box models: input width (default: the model's).")]),
-    ("channel_order", None, Annotated[Optional[str], typer.Option(
-        "--channel-order", help="Black-box models: 'rgb' or 'bgr' (default: sidecar JSON, else bgr as in Open Model Zoo).")]),
-    ("scale", None, Annotated[Optional[float], typer.Option(
-        help="Black-box models: multiply 0-255 pixels by this (default: sidecar, else 1.0 = raw 0-255).")]),
-    ("flip", False, Annotated[bool, typer.Option(
-        "--flip", help="Average each crop's embedding with its mirror image's (test-time augmentation; 2x the compute).")]),
-    ("precision", None, Annotated[Optional[str], typer.Option(
-        help="OpenVINO inference precision: f32 (default, exact) or bf16 (1.5-2x faster on CPUs with bf16; "
-             "bundled model -0.4 mAP); bf16 selects OpenVINO under --backend auto.")]),
-    ("backend", "auto", Annotated[str, typer.Option(
-        help="What runs the model: auto (xreid models: a cached ONNX Runtime copy, PyTorch where gradients are "
-             "needed; .onnx: ONNX Runtime; .xml: OpenVINO; $XREID_BACKEND overrides), torch, onnx, openvino.")]),
-]]
-
-
-def model_options(command):
-    """Give ``command`` the shared model options, collected into its ``opts: ModelOptions`` argument."""
-    signature = inspect.signature(command, eval_str=True)  # typer reads the annotations as objects
-    own = [p for p in signature.parameters.values() if p.name != "opts"]
-
-    @functools.wraps(command)
-    def wrapper(**kwargs):
-        opts = ModelOptions(**{p.name: kwargs.pop(p.name) for p in _MODEL_PARAMETERS})
-        return command(opts=opts, **kwargs)
-
-    wrapper.__signature__ = signature.replace(parameters=own + _MODEL_PARAMETERS)
-    return wrapper
-
-
-def fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-def _head(model: str, head: Path | None):
-    from xreid.explain.attribute_head import AttributeHead
-    from xreid.models.loading import BUNDLED_HEAD, model_head_path
-
-    if head is None:  # the model's own head: the bundled one, or the one a multi-task run wrote beside it
-        own = BUNDLED_HEAD if model == "default" else model_head_path(model)
-        if not own.is_file():
-            fail("this model needs --head HEAD.npz (fit one with `xreid attributes fit --model ...`)")
-        head = own
-    try:
-        return AttributeHead.load(head)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-
-
-def _outputs(*files: Optional[Path], folders: tuple[Optional[Path], ...] = ()) -> None:
-    """Check every output can be written before any work starts."""
-    from xreid.workflows.outputs import check_writable
-
-    try:
-        check_writable(*files, folders=folders)
-    except ValueError as exc:
-        fail(str(exc))
-
-
-@data_app.command("prepare")
+@command(data_app, "prepare")
 def data_prepare(
     dataset: Annotated[str, typer.Argument(help="Dataset name: 'peta'.")],
     source: Annotated[Path, typer.Option(help="PETA archive (.tar.zst/.tar.gz/...) or extracted folder.")],
     data_root: DataRoot = None,
 ) -> None:
     """Extract / link a dataset into the data root and check its labels."""
-    from xreid.data.peta import LoadReport, load_peta, prepare_peta
+    from xreid.workflows.data import prepare_dataset
 
-    if dataset.lower() != "peta":
-        fail(f"unknown dataset {dataset!r}; supported: peta (Market-1501 and plain folders need no preparation)")
-    root = resolve_data_root(data_root)
-    try:
-        folder = prepare_peta(source, root)
-        report = LoadReport()
-        records = load_peta(folder, report=report)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-    ids = {r.pid for r in records if r.pid}
-    typer.echo(f"PETA ready at {folder}: {len(records)} images, {len(ids)} identities")
-    if report.problems:
-        typer.echo(f"{len(report.problems)} problem(s) found (images without labels are kept unlabelled):")
-        for p in report.problems:
-            typer.echo(f"  - {p}")
-    protocol = folder.parent / "peta_reid_protocol.json"
-    typer.echo(f"PETA-ReID protocol: {protocol if protocol.is_file() else 'not found beside the source'}")
+    ready = prepare_dataset(dataset, source, resolve_data_root(data_root))
+    typer.echo(f"PETA ready at {ready.folder}: {ready.images} images, {ready.identities} identities")
+    if ready.problems:
+        typer.echo(f"{len(ready.problems)} problem(s) found (images without labels are kept unlabelled):")
+        bullets(ready.problems)
+    typer.echo(f"PETA-ReID protocol: {ready.protocol or 'not found beside the source'}")
 
 
-@app.command()
+@command(app)
 def train(
     config: Annotated[Path, typer.Option(help="YAML training config, e.g. configs/peta_mobilenetv2.yaml.")],
     resume: Annotated[bool, typer.Option(help="Continue the run's last checkpoint.")] = False,
@@ -170,53 +55,25 @@ def train(
                                                        "classifier (default: DATA_ROOT/embeddings).")] = None,
 ) -> None:
     """Train a re-id model; checkpoints atomically and resumes after interruption."""
-    import signal
+    from xreid.workflows.train import train_model
 
-    from xreid.training.config import load_config
-
-    def stop(signum, frame):  # SIGTERM (kill, job schedulers) saves progress like Ctrl-C does
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    from xreid.training.trainer import check_new_run
-    from xreid.training.trainer import train as run_training
-
-    from xreid.workflows.acrn import finish_acrn, prepare_acrn
-
-    root = resolve_data_root(data_root)
-    cache = cache or root / "embeddings"
-    try:
-        cfg = load_config(config, set_)
-        check_new_run(cfg, resume)  # before any slow preparation
-        prepare_acrn(cfg, root, cache)
-        out = run_training(cfg, root, resume=resume, max_batches=max_batches)
-        acrn = finish_acrn(cfg, out, root, cache) if out.name == "model.pt" else None  # not after --max-batches
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
-        fail(str(exc))
-    except KeyboardInterrupt as exc:
-        fail(str(exc) or "interrupted", code=130)
-    typer.echo(f"model written to {out}")
-    if acrn is not None:
-        path, scores = acrn
+    report = train_model(config, resolve_data_root(data_root), resume, max_batches, set_, cache)
+    typer.echo(f"model written to {report.model}")
+    if report.acrn is not None:
+        path, scores = report.acrn
         typer.echo(f"ACRN fusion (learnt attribute weights + mixing) written to {path}"
                    + (": validation mean mAP by mixing " + ", ".join(f"{m:g}: {v:.1f}" for m, v in scores.items())
                       if scores else "") + f"; rank with --fusion {path}")
-    from xreid.models.loading import model_head_path
-
-    if model_head_path(out).is_file():  # a multi-task run: its trained attribute layer
-        from xreid.explain.attribute_head import AttributeHead
-
-        head = AttributeHead.load(model_head_path(out))
+    if report.head is not None:
+        head = report.head
         held = head.meta.get("held_out_mA")
-        typer.echo(f"attribute head ({len(head.names)} attributes) written to {model_head_path(out)}"
+        typer.echo(f"attribute head ({len(head.names)} attributes) written to {report.head_path}"
                    + (f"; mA on {head.meta['calibration_images']} held-out images: {held:.1f} %" if held else ""))
         if head.meta["never_positive_in_training"]:
-            never = ", ".join(head.meta["never_positive_in_training"])
-            typer.echo(f"never positive in training (left out of mA): {never}")
+            typer.echo(f"never positive in training (left out of mA): {', '.join(head.meta['never_positive_in_training'])}")
 
 
-@app.command("eval")
-@model_options
+@command(app, "eval", models=True)
 def evaluate(
     opts: ModelOptions,
     protocol: Annotated[str, typer.Option(help="'peta-reid' (found in the data root) or a protocol JSON path.")] = "peta-reid",
@@ -228,49 +85,33 @@ def evaluate(
     fusion: FusionOpt = None,
 ) -> None:
     """Evaluate a model: CMC rank-1/5/10/20, mAP and mINP per test set and their mean."""
-    from xreid.data.protocol import load_protocol
-    from xreid.evaluation.evaluate import evaluate_protocol, format_result
+    from xreid.evaluation.evaluate import format_result
     from xreid.io import write_json
+    from xreid.workflows.evaluate import evaluate_model
 
-    _outputs(json_out)
-    if fusion is not None and (rerank or query_expansion):
+    outputs(json_out)
+    if fusion is not None and (rerank or query_expansion):  # before the model loads
         fail("--fusion ranks by the fused distance: it cannot be combined with --rerank or --query-expansion")
     embedder = opts.load()
-    fused, attr_embedder = _fusion(fusion, embedder)
-    try:
-        proto = load_protocol(protocol, resolve_data_root(data_root))
-        if fused is not None:
-            from xreid.workflows.fuse import evaluate_fused
-
-            result = evaluate_fused(embedder, attr_embedder, fused, proto, batch_size=batch_size)
-        else:
-            result = evaluate_protocol(embedder, proto, rerank=rerank, query_expansion=query_expansion,
-                                       batch_size=batch_size)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
+    fused, attr_embedder = load_fusion(fusion, embedder)
+    result = evaluate_model(embedder, protocol, resolve_data_root(data_root), rerank=rerank,
+                            query_expansion=query_expansion, batch_size=batch_size, fusion=fused,
+                            attribute_embedder=attr_embedder)
     typer.echo(f"{result.model} on {result.protocol} ({result.images_embedded} images, "
                f"{result.images_embedded / max(result.embed_seconds, 1e-9):.0f} img/s incl. decoding)")
     typer.echo(format_result(result))
-    _list_skipped(result.skipped_images, "unreadable image(s)")
+    list_skipped(result.skipped_images, "unreadable image(s)")
     if json_out:
         write_json(json_out, result.to_dict())
         typer.echo(f"figures written to {json_out}")
 
 
-def _list_skipped(skipped: list[str], what: str = "file(s)") -> None:
-    if skipped:
-        typer.echo(f"skipped {len(skipped)} {what}:")
-        for s in skipped:
-            typer.echo(f"  - {s}")
-
-
-@app.command()
-@model_options
+@command(app, models=True)
 def embed(
     opts: ModelOptions,
     out: Annotated[Path, typer.Option(help="Output .npz: one float32 vector per image, key = path relative to the data root.")],
     data_root: DataRoot = None,
-    images: Annotated[Optional[Path], typer.Option(help="Folder of images (searched recursively).")] = None,
+    images: ImagesOpt = None,
     list_file: Annotated[Optional[Path], typer.Option("--list", help="Text/CSV file of image paths relative to the data root.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT.partial.npz if an earlier run was interrupted.")] = True,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
@@ -278,25 +119,18 @@ def embed(
     """Embed images to an .npz file; unreadable images are skipped and listed. Interrupted runs resume."""
     from xreid.workflows.embed import embed_images
 
-    if (images is None) == (list_file is None):
-        fail("give exactly one of --images DIR or --list FILE")
-    _outputs(out)
-    embedder = opts.load()
-    try:
-        report = embed_images(embedder, resolve_data_root(data_root), out, images=images, list_file=list_file,
-                              resume=resume, batch_size=batch_size)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-    except KeyboardInterrupt as exc:
-        fail(str(exc) or "interrupted", code=130)
+    one_source(images, list_file)
+    outputs(out)
+    report = embed_images(opts.load(), resolve_data_root(data_root), out, images=images, list_file=list_file,
+                          resume=resume, batch_size=batch_size)
     typer.echo(f"{report.embedded + report.reused} embeddings written to {report.out}"
                + (f" ({report.reused} reused from an interrupted run)" if report.reused else ""))
-    _list_skipped(report.skipped, "image(s)")
+    list_skipped(report.skipped, "image(s)")
     if report.embedded + report.reused == 0:
         fail("no usable image", code=1)
 
 
-@app.command()
+@command(app)
 def export(
     out: Annotated[Path, typer.Option(help="Output path (.onnx, or .xml for OpenVINO).")],
     model: Annotated[str, typer.Option("--model", help="'default' (bundled) or a .pt checkpoint from `xreid train`.")] = "default",
@@ -305,19 +139,15 @@ def export(
     """Export an xreid model for fast inference and check it gives the same embeddings."""
     from xreid.workflows.export import export_model
 
-    _outputs(out)
-    try:
-        report = export_model(model, fmt, out)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
+    outputs(out)
+    report = export_model(model, fmt, out)
     typer.echo(f"exported {report['format']} model to {report['path']}; "
                f"cosine to PyTorch embeddings: min {report['min_cosine']:.6f}")
     if report["min_cosine"] < 0.999:
         fail("exported model disagrees with the PyTorch model (cosine < 0.999)", code=1)
 
 
-@attr_app.command("fit")
-@model_options
+@command(attr_app, "fit", models=True)
 def attributes_fit(
     opts: ModelOptions,
     out: Annotated[Path, typer.Option(help="Output attribute head (.npz).")],
@@ -330,13 +160,9 @@ def attributes_fit(
     """Train the bias-free linear attribute layer on frozen embeddings (class-balanced BCE)."""
     from xreid.workflows.attributes import fit_head
 
-    _outputs(out)
-    embedder = opts.load()
-    try:
-        head = fit_head(embedder, resolve_data_root(data_root), protocol, market_root, market_attributes,
-                        epochs=epochs, model_name=opts.model)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
+    outputs(out)
+    head = fit_head(opts.load(), resolve_data_root(data_root), protocol, market_root, market_attributes,
+                    epochs=epochs, model_name=opts.model)
     head.save(out)
     typer.echo(f"attribute head ({len(head.names)} attributes, {head.embedding_dim}-d embeddings, "
                f"{head.meta['train_images']} images) written to {out}")
@@ -345,8 +171,7 @@ def attributes_fit(
                    f"{', '.join(head.meta['never_positive_in_training'])}")
 
 
-@attr_app.command("eval")
-@model_options
+@command(attr_app, "eval", models=True)
 def attributes_eval(
     opts: ModelOptions,
     head: HeadOpt = None,
@@ -356,26 +181,18 @@ def attributes_eval(
 ) -> None:
     """Attribute recognition on the protocol's test images: mA and per-attribute TPR / TNR / accuracy."""
     from xreid.io import write_json
+    from xreid.rendering.text import attribute_table
     from xreid.workflows.attributes import evaluate_head
 
-    _outputs(json_out)
+    outputs(json_out)
     embedder = opts.load()
-    attr_head = _head(opts.model, head)
-    try:
-        report = evaluate_head(embedder, attr_head, resolve_data_root(data_root), protocol)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-    typer.echo(f"{'attribute':<24}{'mA':>7}{'TPR':>7}{'TNR':>7}{'acc':>7}{'pos':>6}")
-    for name, r in report["per_attribute"].items():
-        f = lambda v: f"{100 * v:7.1f}" if v is not None else "      -"  # noqa: E731
-        typer.echo(f"{name:<24}{f(r['mA'])}{f(r['TPR'])}{f(r['TNR'])}{f(r['accuracy'])}{r['positives']:6d}")
-    typer.echo(f"mA over {report['attributes']} attributes on {report['images']} test images: {report['mA']:.1f} %")
+    report = evaluate_head(embedder, load_head(opts.model, head), resolve_data_root(data_root), protocol)
+    echo(attribute_table(report))
     if json_out:
         write_json(json_out, {"model": opts.model, "head": str(head or "bundled"), **report})
 
 
-@app.command()
-@model_options
+@command(app, models=True)
 def explain(
     opts: ModelOptions,
     out: Annotated[Path, typer.Option(help="Output HTML report (self-contained).")],
@@ -409,58 +226,26 @@ def explain(
     fusion: FusionOpt = None,
 ) -> None:
     """Rank a gallery for a query and explain the top results in attributes (HTML + JSON)."""
-    from xreid.explain.maps.compute import parse_kinds
-    from xreid.rendering.words import query_chips, result_line
+    from xreid.rendering.text import ranking_lines
     from xreid.workflows.explain import explain as run_explain
-    from xreid.workflows.explain import maps_folder, write_report
+    from xreid.workflows.explain import map_kinds, maps_folder, write_report
+    from xreid.workflows.loading import load_interpreter
 
-    try:  # the other options are checked once, by the workflow, before any image is embedded
-        if maps is None:
-            kinds = ["pair"] if _is_xreid_model(opts.model) else []
-        else:
-            kinds = [] if maps.strip() == "none" else parse_kinds(maps)
-    except ValueError as exc:
-        fail(str(exc))
-    _outputs(out, json_out, folders=(maps_folder(out) if kinds or interpreter else None,))
-    interp = _interpreter(interpreter) if interpreter is not None else None
+    kinds = map_kinds(maps, opts.model)  # the other options are checked once, by the workflow, before any embedding
+    outputs(out, json_out, folders=(maps_folder(out) if kinds or interpreter else None,))
+    interp = load_interpreter(interpreter)
     embedder = opts.load()  # xreid models keep their PyTorch module at hand for Grad-CAM maps
-    attr_head = _head(opts.model, head)
-    fused, attr_embedder = _fusion(fusion, embedder)
-    try:
-        result = run_explain(embedder, attr_head, query, gallery, data_root=data_root, protocol=protocol,
-                             test_set=test_set, query_index=query_index, query_id=query_id, top_k=top_k,
-                             threshold=threshold, filter=filter_text, filter_mode=filter_mode, maps=kinds,
-                             map_dims=map_dims, model_name=opts.model, interpreter=interp, fusion=fused,
-                             attribute_embedder=attr_embedder)
-        write_report(result, out, json_out)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-    e = result.explanation
-    chips = query_chips(e.attribute_names, e.query_calibrated, e.attribute_reliable)
-    typer.echo(f"query {e.query}: {', '.join(c.text for c in chips if c.reliable) or 'no clear attribute'}")
-    for r in e.results:
-        mark = "" if r.is_match is None else (" (same person, known)" if r.is_match else " (different person, known)")
-        typer.echo(f"  {r.rank:>2}. {r.key}  d={r.distance:.4f}  explained {100 * r.explained_share:.0f} %{mark}")
-        if r.fused is not None:
-            top = sorted(r.fused.attributes.items(), key=lambda kv: -kv[1])[:3]
-            typer.echo(f"      fused: model {r.fused.model:.4f} + attributes {sum(r.fused.attributes.values()):.4f}"
-                       + (f" ({', '.join(f'{n} {v:.4f}' for n, v in top)})" if top else ""))
-        if r.summary is not None:
-            typer.echo(f"      {result_line(r.summary, e.attribute_names, e.query_calibrated, r.calibrated)}")
-    typer.echo(e.reliability)
-    for note in result.notes:
-        typer.echo(f"note: {note}")
-    _list_skipped(result.skipped)
+    attr_head = load_head(opts.model, head)
+    fused, attr_embedder = load_fusion(fusion, embedder)
+    result = run_explain(embedder, attr_head, query, gallery, data_root=data_root, protocol=protocol,
+                         test_set=test_set, query_index=query_index, query_id=query_id, top_k=top_k,
+                         threshold=threshold, filter=filter_text, filter_mode=filter_mode, maps=kinds,
+                         map_dims=map_dims, model_name=opts.model, interpreter=interp, fusion=fused,
+                         attribute_embedder=attr_embedder)
+    write_report(result, out, json_out)
+    echo(ranking_lines(result.explanation) + [f"note: {note}" for note in result.notes])
+    list_skipped(result.skipped)
     typer.echo(f"report: {out}" + (f", data: {json_out}" if json_out else ""))
-
-
-def _interpreter(path: Path):
-    from xreid.models.interpreter import Interpreter
-
-    try:
-        return Interpreter.load(path)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
 
 
 interpret_app = typer.Typer(help="The distilled interpreter: per-attribute parts of any model's distances.",
@@ -468,8 +253,7 @@ interpret_app = typer.Typer(help="The distilled interpreter: per-attribute parts
 app.add_typer(interpret_app, name="interpret")
 
 
-@interpret_app.command("fit")
-@model_options
+@command(interpret_app, "fit", models=True)
 def interpret_fit(
     opts: ModelOptions,
     out: Annotated[Path, typer.Option(help="Output interpreter file.")],
@@ -485,26 +269,16 @@ def interpret_fit(
     from xreid.training.interpreter import FitConfig
     from xreid.workflows.interpret import fit as run_fit
 
-    _outputs(out)
-    embedder = opts.load()
+    outputs(out)
     config = FitConfig() if epochs is None else replace(FitConfig(), epochs=epochs)
-    try:
-        interp = run_fit(embedder, resolve_data_root(data_root), out, protocol, config, cache, model_name=opts.model)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
+    interp = run_fit(opts.load(), resolve_data_root(data_root), out, protocol, config, cache, model_name=opts.model)
     typer.echo(f"interpreter of {opts.model} ({len(interp.names)} attributes, {interp.meta['train_images']} "
                f"training crops) written to {out}")
     if interp.absent:
         typer.echo(f"never positive in training (their parts carry no attribute meaning): {', '.join(interp.absent)}")
 
 
-def _is_xreid_model(model: str) -> bool:
-    """One xreid model (Grad-CAM needs its PyTorch module; a comma-separated list is a concatenation)."""
-    return "," not in model and (model == "default" or Path(model).suffix in (".pt", ".pth"))
-
-
-@app.command()
-@model_options
+@command(app, models=True)
 def analyze(
     opts: ModelOptions,
     out: Annotated[Path, typer.Option(help="Output folder (index.html, CSV, charts).")],
@@ -517,242 +291,22 @@ def analyze(
     from xreid.workflows.analyze import analyze as run_analyze
     from xreid.workflows.analyze import parse_dims
 
-    attr_head = _head(opts.model, head)
-    try:
-        parse_dims(dims, attr_head)
-    except ValueError as exc:
-        fail(str(exc))
-    _outputs(folders=(out,))
-    embedder = opts.load()
-    try:
-        index = run_analyze(embedder, attr_head, protocol, resolve_data_root(data_root), out, dims)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
+    attr_head = load_head(opts.model, head)
+    parse_dims(dims, attr_head)
+    outputs(folders=(out,))
+    index = run_analyze(opts.load(), attr_head, protocol, resolve_data_root(data_root), out, dims)
     typer.echo(f"analysis written to {index}")
 
 
-index_app = typer.Typer(help="A persistent gallery index: build it from images, add to it, export, search.",
-                        no_args_is_help=True)
 app.add_typer(index_app, name="index")
-CaseArg = Annotated[Path, typer.Argument(help="The index folder (from `xreid index build --out`).")]
-
-
-def _head_name(model: str, head: Path | None) -> str:
-    return "bundled" if head is None and model == "default" else str(head)
-
-
-@index_app.command("build")
-@model_options
-def index_build(
-    opts: ModelOptions,
-    out: Annotated[Path, typer.Option(help="Index folder to create (an interrupted build there is continued).")],
-    images: Annotated[Optional[Path], typer.Option(help="Folder of images (searched recursively).")] = None,
-    list_file: Annotated[Optional[Path], typer.Option(
-        "--list", help="CSV with a header row: a 'path' column (relative to the data root), optional camera/cam, "
-                       "time/timestamp (ISO 8601 or seconds) and any other columns (kept as searchable fields).")] = None,
-    head: HeadOpt = None,
-    data_root: DataRoot = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per committed batch.")] = 256,
-) -> None:
-    """Index images: embeddings, calibrated attribute probabilities, thumbnails and metadata, committed
-    batch by batch (rerun the same command to resume an interrupted build)."""
-    from xreid.workflows.index import build_index
-
-    _outputs(folders=(out,))
-    _index_images(build_index, opts, head, data_root, out, images, list_file, batch_size,
-                  interrupted=f"every finished batch is committed in {out}: run the same command to resume")
-
-
-@index_app.command("add")
-@model_options
-def index_add(
-    opts: ModelOptions,
-    case: CaseArg,
-    images: Annotated[Optional[Path], typer.Option(help="Folder of images (searched recursively).")] = None,
-    list_file: Annotated[Optional[Path], typer.Option("--list", help="CSV list as for `xreid index build`.")] = None,
-    head: HeadOpt = None,
-    data_root: DataRoot = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per committed batch.")] = 256,
-) -> None:
-    """Append images to an index (the model and attribute head must be the index's); images it already
-    holds are skipped."""
-    from xreid.workflows.index import add_to_index
-
-    _index_images(add_to_index, opts, head, data_root, case, images, list_file, batch_size,
-                  interrupted=f"the batches committed so far are in {case}")
-
-
-def _index_images(job, opts: ModelOptions, head, data_root, case: Path, images, list_file, batch_size: int,
-                  interrupted: str) -> None:
-    """What `index build` and `index add` share: check the inputs, load model and head, run ``job``
-    (build_index or add_to_index), report; an interruption says what is kept."""
-    if (images is None) == (list_file is None):
-        fail("give exactly one of --images DIR or --list FILE.csv")
-    embedder = opts.load()
-    attr_head = _head(opts.model, head)
-    try:
-        report = job(embedder, attr_head, resolve_data_root(data_root), case, images=images, list_file=list_file,
-                     head_name=_head_name(opts.model, head), batch_size=batch_size)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail(f"interrupted; {interrupted}", code=130)
-    _index_summary(report)
-
-
-def _index_summary(report) -> None:
-    typer.echo(f"{report.case}: {report.count} images indexed ({report.added} added"
-               + (f", {report.already} already there" if report.already else "") + ")"
-               + (f"; ANN {report.ann['spec']}, nprobe {report.ann['nprobe']}" if report.ann else "; exact search"))
-    _list_skipped(report.skipped, "image(s)")
-
-
-@index_app.command("export")
-def index_export(
-    case: CaseArg,
-    out: Annotated[Path, typer.Option(help="Output .npz in `xreid embed`'s format (with the model identity).")],
-) -> None:
-    """Write the index's embeddings as an .npz, as `xreid embed` writes them."""
-    from xreid.workflows.index import export_index
-
-    _outputs(out)
-    try:
-        n = export_index(case, out)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-    typer.echo(f"{n} embeddings written to {out}")
-
-
-@index_app.command("calibrate")
-@model_options
-def index_calibrate(
-    opts: ModelOptions,
-    case: CaseArg,
-    protocol: Annotated[str, typer.Option(help="Protocol whose train split calibrates: 'peta-reid-val' or a JSON path.")]
-    = "peta-reid-val",
-    data_root: DataRoot = None,
-    threshold: Annotated[float, typer.Option(
-        min=0.0, max=1.0, help="Default open-set threshold: results below this probability are flagged "
-                               "'probably not the person'.")] = 0.5,
-) -> None:
-    """Fit the same-person probability of the index's model (results' distances -> calibrated P(same
-    person)) on a protocol's training crops and store it with the index (match_calibration.json)."""
-    from xreid.workflows.match_calibration import CALIBRATION_FILE, calibrate_index
-
-    embedder = opts.load()
-    try:
-        cal = calibrate_index(embedder, case, resolve_data_root(data_root), protocol, threshold=threshold)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted; the training crops embedded so far are kept in the index folder: run the same "
-             "command to resume", code=130)
-    m = cal.meta
-    typer.echo(f"{case / CALIBRATION_FILE}: same-person probability fitted on {m['searches']} simulated searches of "
-               f"{m['protocol']} train ({m['pairs']} top-{cal.context} pairs, {m['true_matches']} true matches, "
-               f"rank-1 {100 * m['rank1']:.1f} %); threshold {cal.threshold:g}")
-
-
-@index_app.command("search")
-@model_options
-def index_search(
-    opts: ModelOptions,
-    case: CaseArg,
-    query: Annotated[Path, typer.Option(help="Query image.")],
-    filter_text: Annotated[Optional[str], typer.Option(
-        "--filter", help="Conditions, e.g. 'carryingBackpack=yes,personalMale=no,site=north' (attributes take "
-                         "yes/no: calibrated probability >= 0.5 or < 0.5, raw where the head had no calibration; as "
-                         "`xreid explain` and the server; fields take a value).")] = None,
-    camera: Annotated[Optional[list[str]], typer.Option(help="Camera (repeat for several); '3' also matches 'market/3'.")] = None,
-    after: Annotated[Optional[str], typer.Option(help="Only images taken at or after this time (ISO 8601 or seconds).")] = None,
-    before: Annotated[Optional[str], typer.Option(help="Only images taken before this time (ISO 8601 or seconds).")] = None,
-    top_k: Annotated[int, typer.Option(min=1, help="Results to print.")] = 10,
-    exact: Annotated[bool, typer.Option(help="Exact search (no ANN).")] = False,
-) -> None:
-    """Search an index for a query image (for checking an index; prints the top results)."""
-    from xreid.index.filters import parse_filter
-    from xreid.index.gallery import GalleryIndex
-    from xreid.workflows.index import search_index
-
-    try:
-        index = GalleryIndex.open(case)
-        spec = parse_filter(filter_text, index.attribute_names, index.field_names, source="index")
-        where = parse_filter({"attributes": spec.attributes, "fields": spec.fields, "camera": camera or None,
-                              "after": after, "before": before})
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-    embedder = opts.load()
-    try:
-        result = search_index(embedder, index, query, where, top_k, exact=exact)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-    typer.echo(f"{len(index)} images, {result.candidates} pass the filter; {result.method} search")
-    for rank, (d, row) in enumerate(zip(result.distances, result.rows), 1):
-        extra = ", ".join(f"{k}={v}" for k, v in row.items()
-                          if k not in ("id", "path", "attributes") and v not in (None, ""))
-        typer.echo(f"  {rank:>2}. id {row['id']}  d={d:.4f}  {row['path']}" + (f"  ({extra})" if extra else ""))
-    if not result.rows:
-        typer.echo("  no image passes the filter")
-
-
-@app.command()
-@model_options
-def serve(
-    opts: ModelOptions,
-    case: CaseArg,
-    host: Annotated[str, typer.Option(help="Address to listen on; anything but the loopback needs a token.")]
-    = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
-    token: Annotated[Optional[str], typer.Option(
-        envvar="XREID_TOKEN", help="Every request must carry it (required beyond the loopback; $XREID_TOKEN).")] = None,
-    head: HeadOpt = None,
-    data_root: DataRoot = None,
-    workdir: Annotated[Optional[Path], typer.Option(
-        help="Where uploads and the audit log go (default: CASE/serve).")] = None,
-    threshold: Annotated[Optional[float], typer.Option(
-        min=0.0, max=1.0, help="Open-set threshold: results below this same-person probability are flagged "
-                               "(default: the calibration's).")] = None,
-    max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest upload accepted, in MB.")] = 10.0,
-    max_pixels: Annotated[int, typer.Option(min=1, help="Largest upload accepted, in pixels.")] = 40_000_000,
-) -> None:
-    """Serve a gallery index: REST API (/docs) and a search page for analysts, offline, at http://HOST:PORT/."""
-    from xreid.serve.app import check_bind, serve as run_server
-    from xreid.serve.case import CaseSession, Limits
-    from xreid.workflows.match_calibration import load_match_calibration
-
-    try:
-        check_bind(host, token)
-    except ValueError as exc:
-        fail(str(exc))
-    embedder = opts.load()
-    attr_head = _head(opts.model, head)
-    try:
-        calibration = load_match_calibration(case, embedder.identity())
-        session = CaseSession(case, embedder, attr_head, resolve_data_root(data_root), workdir=workdir,
-                              calibration=calibration, threshold=threshold,
-                              limits=Limits(max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels))
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-    if calibration is None:
-        typer.echo(f"note: {case} has no same-person calibration (run `xreid index calibrate {case}` with the same "
-                   f"model options); results are shown without a probability")
-    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
-    typer.echo(f"serving {case} ({len(session.index):,} images) at {url}"
-               + (f"?token=... (open it once with the token)" if token else "")
-               + f"; API: {url}docs; audit log: {session.audit.path}")
-    try:
-        run_server(session, host, port, token)
-    finally:
-        session.close()
-
+app.command("serve")(serve)
 
 fuse_app = typer.Typer(help="Attribute fusion (ACRN-style): learned attribute weights and mixing for a frozen model.",
                        no_args_is_help=True)
 app.add_typer(fuse_app, name="fuse")
 
 
-@fuse_app.command("fit")
-@model_options
+@command(fuse_app, "fit", models=True)
 def fuse_fit(
     opts: ModelOptions,
     out: Annotated[Path, typer.Option(help="Output fusion file (.npz).")],
@@ -774,21 +328,15 @@ def fuse_fit(
 
     from xreid.workflows.fuse import check_fusion_protocol, fit_fusion
 
-    _outputs(out)
-    try:
-        check_fusion_protocol(protocol)
-    except ValueError as exc:
-        fail(str(exc))
+    outputs(out)
+    check_fusion_protocol(protocol)
     root = resolve_data_root(data_root)
     embedder = opts.load()
-    attr_opts = ModelOptions(model=attributes_model)
-    attr_embedder = embedder if attributes_model == opts.model else attr_opts.load()
-    attr_head = _head(attributes_model, attributes_head)
+    attr_embedder = embedder if attributes_model == opts.model else ModelOptions(model=attributes_model).load()
+    attr_head = load_head(attributes_model, attributes_head)
     try:
         fusion, report = fit_fusion(embedder, attr_embedder, attr_head, root, cache or root / "embeddings",
                                     protocol=protocol, attribute_spec=attributes_model, objective=objective)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted; the embeddings done so far are cached: run the same command to resume", code=130)
     fusion.save(out)
@@ -801,21 +349,6 @@ def fuse_fit(
                                                 if fusion.weights[i] > 0))
 
 
-def _fusion(path: Optional[Path], embedder, attributes_model: Optional[str] = None):
-    """(fusion, the embedder its attributes read) or (None, None); errors end the command."""
-    if path is None:
-        return None, None
-    from xreid.explain.fusion import Fusion
-    from xreid.workflows.fuse import load_attribute_embedder
-
-    try:
-        fusion = Fusion.load(path)
-        fusion.check_model(embedder, str(path))
-        return fusion, load_attribute_embedder(fusion, embedder, attributes_model)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-
-
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("xreid.data.peta",):
@@ -825,3 +358,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+

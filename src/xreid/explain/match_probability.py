@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from xreid.binding import check_binding
 from xreid.distance import rank_gallery
 from xreid.explain.calibration import sigmoid
-from xreid.binding import check_binding
 from xreid.io import atomic_write
 
 FORMAT, VERSION = "xreid-match-calibration", 1

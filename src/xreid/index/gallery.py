@@ -39,10 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
+from xreid.binding import HEAD_FIELDS, check_binding
 from xreid.distance import cosine_distance, l2_normalise
 from xreid.index.ann import AnnIndex
 from xreid.index.base import Gallery, Hits
-from xreid.binding import HEAD_FIELDS, check_binding
 from xreid.index.features import save_features
 from xreid.index.filters import Filter, _as_list, check_attribute_names
 from xreid.index.metadata import CAMERA, PID, TIME, check_column_name, format_time, parse_time

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xreid.binding import HEAD_FIELDS, check_binding, head_binding
 from xreid.data.images import ImageError, decode_image, load_image
 from xreid.data.vocabulary import words
 from xreid.distance import l2_normalise
@@ -33,7 +34,6 @@ from xreid.explain.naming import RELIABLE_AT
 from xreid.explain.query_check import check_query
 from xreid.explain.ranking import IDENTICAL_BELOW, explain_ranking
 from xreid.index.base import Hits
-from xreid.binding import HEAD_FIELDS, check_binding, head_binding
 from xreid.index.filters import parse_filter
 from xreid.index.gallery import GalleryIndex, read_manifest
 from xreid.index.metadata import PID
@@ -143,6 +143,17 @@ class CaseSession:
         self.marks: dict[str, dict[int, str]] = {}
         self.reliable = head.reliable(RELIABLE_AT)
         self.basis = orthonormal_attribute_basis(head.weights)  # once, not per search
+
+    @classmethod
+    def open(cls, case: str | Path, embedder: Embedder, head: AttributeHead, data_root: Path,
+             workdir: str | Path | None = None, threshold: float | None = None,
+             limits: Limits = Limits()) -> "CaseSession":
+        """A session on ``case`` with its same-person calibration: the case's own, else the one shipped
+        for the bundled model, else none (results are then shown without a probability)."""
+        from xreid.workflows.match_calibration import load_match_calibration
+
+        return cls(case, embedder, head, data_root, workdir=workdir, threshold=threshold, limits=limits,
+                   calibration=load_match_calibration(Path(case), embedder.identity()))
 
     # -- the index, kept current --
 

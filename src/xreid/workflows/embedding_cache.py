@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xreid.data.images import ImageError
 from xreid.binding import check_binding
+from xreid.data.images import ImageError
 from xreid.index.features import embed_to_file, load_features_with_identity, save_features
 from xreid.models.concat import ConcatEmbedder, concatenate_embeddings
 from xreid.models.embedders import Embedder, EmbedResult

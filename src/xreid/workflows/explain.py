@@ -173,6 +173,15 @@ def read_query(path: Path) -> np.ndarray:
         raise ValueError(f"query image unusable: {exc}") from None
 
 
+def map_kinds(maps: str | None, model: str) -> list[str]:
+    """The maps ``--maps`` asks for; by default pair maps for one xreid model, none for black boxes."""
+    from xreid.workflows.loading import is_xreid_model
+
+    if maps is None:
+        return ["pair"] if is_xreid_model(model) else []
+    return [] if maps.strip() == "none" else parse_kinds(maps)
+
+
 def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = None,
             gallery: GallerySpec | None = None, *, data_root: Path | str | None = None,
             protocol: str | None = None, test_set: str | None = None, query_index: int = 0,

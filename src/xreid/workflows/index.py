@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from xreid.binding import check_binding, head_binding
 from xreid.data.images import ImageError, load_image
 from xreid.explain.attribute_head import AttributeHead
-from xreid.binding import check_binding, head_binding
 from xreid.index.filters import parse_filter
 from xreid.index.gallery import THUMB_HEIGHT, Filter, GalleryIndex, IndexWriter, Rows, SearchResult, export_features
 from xreid.index.metadata import Entry, fields_from_name, read_gallery_csv
@@ -144,6 +144,15 @@ def add_to_index(embedder: Embedder, head: AttributeHead, root: Path, case: Path
 def export_index(case: Path, out: Path) -> int:
     """Write the index's embeddings in ``xreid embed``'s ``.npz`` format; returns how many."""
     return export_features(case, out)
+
+
+def search_filter(index: GalleryIndex, text: str | None, camera: list[str] | None = None, after: str | None = None,
+                  before: str | None = None) -> Filter:
+    """The command line's conditions as one filter: ``text``'s attributes and fields (checked against
+    the index's names), plus cameras and a time window."""
+    spec = parse_filter(text, index.attribute_names, index.field_names, source="index")
+    return parse_filter({"attributes": spec.attributes, "fields": spec.fields, "camera": camera or None,
+                         "after": after, "before": before})
 
 
 def search_index(embedder: Embedder, case: Path | GalleryIndex, query: Path, where: Filter | str | dict | None = None,

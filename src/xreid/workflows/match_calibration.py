@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from xreid.binding import MODEL_FIELDS, check_binding, differences
 from xreid.data.protocol import load_protocol
 from xreid.explain.match_probability import CONTEXT, THRESHOLD, MatchCalibration, fit_match_calibration
-from xreid.binding import MODEL_FIELDS, check_binding, differences
 from xreid.index.features import embed_to_file, load_features_with_identity
 from xreid.index.gallery import read_manifest
 from xreid.models.embedders import Embedder

@@ -1,0 +1,190 @@
+"""The ``xreid index`` commands (build, add, export, calibrate, search) and ``xreid serve``:
+options and messages only; the work is in ``xreid.workflows.index``, ``xreid.workflows.match_calibration``
+and ``xreid.serve``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from xreid.cli_options import DataRoot, HeadOpt, ImagesOpt, ModelOptions, command, fail, list_skipped, one_source, outputs
+from xreid.paths import resolve_data_root
+from xreid.workflows.loading import load_head
+
+index_app = typer.Typer(help="A persistent gallery index: build it from images, add to it, export, search.",
+                        no_args_is_help=True)
+CaseArg = Annotated[Path, typer.Argument(help="The index folder (from `xreid index build --out`).")]
+
+
+@command(index_app, "build", models=True)
+def index_build(
+    opts: ModelOptions,
+    out: Annotated[Path, typer.Option(help="Index folder to create (an interrupted build there is continued).")],
+    images: ImagesOpt = None,
+    list_file: Annotated[Optional[Path], typer.Option(
+        "--list", help="CSV with a header row: a 'path' column (relative to the data root), optional camera/cam, "
+                       "time/timestamp (ISO 8601 or seconds) and any other columns (kept as searchable fields).")] = None,
+    head: HeadOpt = None,
+    data_root: DataRoot = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per committed batch.")] = 256,
+) -> None:
+    """Index images: embeddings, calibrated attribute probabilities, thumbnails and metadata, committed
+    batch by batch (rerun the same command to resume an interrupted build)."""
+    from xreid.workflows.index import build_index
+
+    outputs(folders=(out,))
+    _index_images(build_index, opts, head, data_root, out, images, list_file, batch_size,
+                  interrupted=f"every finished batch is committed in {out}: run the same command to resume")
+
+
+@command(index_app, "add", models=True)
+def index_add(
+    opts: ModelOptions,
+    case: CaseArg,
+    images: ImagesOpt = None,
+    list_file: Annotated[Optional[Path], typer.Option("--list", help="CSV list as for `xreid index build`.")] = None,
+    head: HeadOpt = None,
+    data_root: DataRoot = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per committed batch.")] = 256,
+) -> None:
+    """Append images to an index (the model and attribute head must be the index's); images it already
+    holds are skipped."""
+    from xreid.workflows.index import add_to_index
+
+    _index_images(add_to_index, opts, head, data_root, case, images, list_file, batch_size,
+                  interrupted=f"the batches committed so far are in {case}")
+
+
+def _index_images(job, opts: ModelOptions, head, data_root, case: Path, images, list_file, batch_size: int,
+                  interrupted: str) -> None:
+    """What `index build` and `index add` share: run ``job`` (build_index or add_to_index), report;
+    an interruption says what is kept."""
+    from xreid.workflows.loading import head_name
+
+    one_source(images, list_file, "FILE.csv")
+    embedder = opts.load()
+    attr_head = load_head(opts.model, head)
+    try:
+        report = job(embedder, attr_head, resolve_data_root(data_root), case, images=images, list_file=list_file,
+                     head_name=head_name(opts.model, head), batch_size=batch_size)
+    except KeyboardInterrupt:
+        fail(f"interrupted; {interrupted}", code=130)
+    typer.echo(f"{report.case}: {report.count} images indexed ({report.added} added"
+               + (f", {report.already} already there" if report.already else "") + ")"
+               + (f"; ANN {report.ann['spec']}, nprobe {report.ann['nprobe']}" if report.ann else "; exact search"))
+    list_skipped(report.skipped, "image(s)")
+
+
+@command(index_app, "export")
+def index_export(
+    case: CaseArg,
+    out: Annotated[Path, typer.Option(help="Output .npz in `xreid embed`'s format (with the model identity).")],
+) -> None:
+    """Write the index's embeddings as an .npz, as `xreid embed` writes them."""
+    from xreid.workflows.index import export_index
+
+    outputs(out)
+    typer.echo(f"{export_index(case, out)} embeddings written to {out}")
+
+
+@command(index_app, "calibrate", models=True)
+def index_calibrate(
+    opts: ModelOptions,
+    case: CaseArg,
+    protocol: Annotated[str, typer.Option(help="Protocol whose train split calibrates: 'peta-reid-val' or a JSON path.")]
+    = "peta-reid-val",
+    data_root: DataRoot = None,
+    threshold: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Default open-set threshold: results below this probability are flagged "
+                               "'probably not the person'.")] = 0.5,
+) -> None:
+    """Fit the same-person probability of the index's model (results' distances -> calibrated P(same
+    person)) on a protocol's training crops and store it with the index (match_calibration.json)."""
+    from xreid.workflows.match_calibration import CALIBRATION_FILE, calibrate_index
+
+    embedder = opts.load()
+    try:
+        cal = calibrate_index(embedder, case, resolve_data_root(data_root), protocol, threshold=threshold)
+    except KeyboardInterrupt:
+        fail("interrupted; the training crops embedded so far are kept in the index folder: run the same "
+             "command to resume", code=130)
+    m = cal.meta
+    typer.echo(f"{case / CALIBRATION_FILE}: same-person probability fitted on {m['searches']} simulated searches of "
+               f"{m['protocol']} train ({m['pairs']} top-{cal.context} pairs, {m['true_matches']} true matches, "
+               f"rank-1 {100 * m['rank1']:.1f} %); threshold {cal.threshold:g}")
+
+
+@command(index_app, "search", models=True)
+def index_search(
+    opts: ModelOptions,
+    case: CaseArg,
+    query: Annotated[Path, typer.Option(help="Query image.")],
+    filter_text: Annotated[Optional[str], typer.Option(
+        "--filter", help="Conditions, e.g. 'carryingBackpack=yes,personalMale=no,site=north' (attributes take "
+                         "yes/no: calibrated probability >= 0.5 or < 0.5, raw where the head had no calibration; as "
+                         "`xreid explain` and the server; fields take a value).")] = None,
+    camera: Annotated[Optional[list[str]], typer.Option(help="Camera (repeat for several); '3' also matches 'market/3'.")] = None,
+    after: Annotated[Optional[str], typer.Option(help="Only images taken at or after this time (ISO 8601 or seconds).")] = None,
+    before: Annotated[Optional[str], typer.Option(help="Only images taken before this time (ISO 8601 or seconds).")] = None,
+    top_k: Annotated[int, typer.Option(min=1, help="Results to print.")] = 10,
+    exact: Annotated[bool, typer.Option(help="Exact search (no ANN).")] = False,
+) -> None:
+    """Search an index for a query image (for checking an index; prints the top results)."""
+    from xreid.index.gallery import GalleryIndex
+    from xreid.workflows.index import search_filter, search_index
+
+    index = GalleryIndex.open(case)
+    where = search_filter(index, filter_text, camera, after, before)  # bad conditions fail before the model loads
+    result = search_index(opts.load(), index, query, where, top_k, exact=exact)
+    typer.echo(f"{len(index)} images, {result.candidates} pass the filter; {result.method} search")
+    for rank, (d, row) in enumerate(zip(result.distances, result.rows), 1):
+        extra = ", ".join(f"{k}={v}" for k, v in row.items()
+                          if k not in ("id", "path", "attributes") and v not in (None, ""))
+        typer.echo(f"  {rank:>2}. id {row['id']}  d={d:.4f}  {row['path']}" + (f"  ({extra})" if extra else ""))
+    if not result.rows:
+        typer.echo("  no image passes the filter")
+
+
+@command(None, models=True)
+def serve(
+    opts: ModelOptions,
+    case: CaseArg,
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but the loopback needs a token.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
+    token: Annotated[Optional[str], typer.Option(
+        envvar="XREID_TOKEN", help="Every request must carry it (required beyond the loopback; $XREID_TOKEN).")] = None,
+    head: HeadOpt = None,
+    data_root: DataRoot = None,
+    workdir: Annotated[Optional[Path], typer.Option(
+        help="Where uploads and the audit log go (default: CASE/serve).")] = None,
+    threshold: Annotated[Optional[float], typer.Option(
+        min=0.0, max=1.0, help="Open-set threshold: results below this same-person probability are flagged "
+                               "(default: the calibration's).")] = None,
+    max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest upload accepted, in MB.")] = 10.0,
+    max_pixels: Annotated[int, typer.Option(min=1, help="Largest upload accepted, in pixels.")] = 40_000_000,
+) -> None:
+    """Serve a gallery index: REST API (/docs) and a search page for analysts, offline, at http://HOST:PORT/."""
+    from xreid.serve.app import check_bind, serve as run_server
+    from xreid.serve.case import CaseSession, Limits
+
+    check_bind(host, token)
+    embedder = opts.load()
+    session = CaseSession.open(case, embedder, load_head(opts.model, head), resolve_data_root(data_root),
+                               workdir=workdir, threshold=threshold,
+                               limits=Limits(max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels))
+    if session.calibration is None:
+        typer.echo(f"note: {case} has no same-person calibration (run `xreid index calibrate {case}` with the same "
+                   f"model options); results are shown without a probability")
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    typer.echo(f"serving {case} ({len(session.index):,} images) at {url}"
+               + (f"?token=... (open it once with the token)" if token else "")
+               + f"; API: {url}docs; audit log: {session.audit.path}")
+    try:
+        run_server(session, host, port, token)
+    finally:
+        session.close()
+
+
