@@ -6,7 +6,7 @@ bundled model and Open Model Zoo 0277 as a black box.
 For each model, the interpreter is fitted on PETA-ReID's training crops with the library's own
 fit (``xreid.workflows.interpret.fit``, the settings chosen on PETA-ReID-val; kept in ``--work``
 and reused when present, its inputs cached there), then scored over every query x gallery pair of
-the three test sets (``xreid.evaluation.interpreter_eval``):
+the three test sets (``xreid.workflows.interpreter_eval``):
 
 1. fidelity: Pearson and Spearman correlation and the relative error |d_hat - d| / d between the
    summed components and the target's distance; the target's mAP when ranking by the summed
@@ -36,7 +36,7 @@ from common import M0277, Report, parse, parser, relative
 from xreid.data.labels import label_matrix
 from xreid.data.protocol import load_protocol
 from xreid.evaluation.amd_metrics import difference_rates
-from xreid.evaluation.interpreter_eval import evaluate_interpretation, test_pairs
+from xreid.workflows.interpreter_eval import evaluate_interpretation, test_pairs
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.formulas import attribute_error, exact_decomposition, orthonormal_attribute_basis
 from xreid.models.interpreter import Interpreter, bundled_trunk, trunk_identity

@@ -10,7 +10,8 @@ from PIL import Image, ImageFilter
 from xreid.data.market import MARKET_ATTRIBUTES
 from xreid.data.peta import VOCABULARY
 from xreid.data.vocabulary import GROUPS, WORDS, words
-from xreid.explain.calibration import apply_platt, fit_platt, reliability, sigmoid
+from xreid.evaluation.attributes import reliability
+from xreid.explain.calibration import apply_platt, fit_platt, sigmoid
 from xreid.explain.naming import (VERDICT_AT, candidates, difference_probability, first_named, rank_differences,
                                   summarise_pair)
 from xreid.explain.query_check import check_query

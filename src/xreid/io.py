@@ -1,7 +1,10 @@
-"""Atomic file output: write to a temporary file beside the target, then rename over it.
+"""File output and the artefact readers.
 
-An interrupted job therefore leaves either the previous complete file or the new complete file,
-never a truncated one.
+Output is atomic: written to a temporary file beside the target, then renamed over it, so an
+interrupted job leaves either the previous complete file or the new complete file, never a
+truncated one. The readers (``read_arrays``, ``read_json``) are how fitted artefacts (attribute
+heads, fusions, match calibrations) are read: ``.npz`` files are never unpickled, and a missing or
+unreadable file is an error naming it.
 """
 
 from __future__ import annotations
@@ -38,11 +41,46 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
         write(fh)
 
 
-def write_json(path: str | Path, data: Any) -> None:
-    atomic_write(path, lambda fh: fh.write(json.dumps(data, indent=2).encode()))
+def write_json(path: str | Path, data: Any, indent: int = 2, allow_nan: bool = True) -> None:
+    """JSON, written atomically (``allow_nan=False``: NaN is refused, never written)."""
+    text = json.dumps(data, indent=indent, allow_nan=allow_nan)  # refused before the file is touched
+    atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def save_torch(obj: Any, path: str | Path) -> None:
     import torch
 
     atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def write_arrays(path: str | Path, arrays: dict) -> None:
+    """An ``.npz`` of named arrays, written atomically (what a fitted artefact's ``to_arrays`` gives)."""
+    import numpy as np
+
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+
+def read_arrays(path: str | Path, what: str, hint: str = "") -> dict:
+    """The named arrays of an ``.npz`` (never unpickled). FileNotFoundError "PATH: WHAT not found",
+    ValueError "PATH: not an xreid WHAT (why)"."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found{hint}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (ValueError, OSError, KeyError) as exc:
+        raise ValueError(f"{path}: not an xreid {what} ({exc})") from None
+
+
+def read_json(path: str | Path, what: str) -> Any:
+    """A JSON file's content. FileNotFoundError "PATH: WHAT not found", ValueError when unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a JSON {what} ({exc})") from None

@@ -42,3 +42,10 @@ def attribute_report(probs: np.ndarray, labels: np.ndarray, names: Sequence[str]
 
 def _num(v: float) -> float | None:
     return None if np.isnan(v) else float(v)
+
+
+def reliability(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Balanced accuracy (TPR + TNR) / 2 of the decisions logit > 0, per attribute; NaN where the
+    images hold only one class (reliability cannot be measured)."""
+    _, tpr, tnr = attribute_mean_accuracy(np.asarray(logits) > 0, labels)
+    return (tpr + tnr) / 2

@@ -21,7 +21,7 @@ import numpy as np
 from xreid.binding import check_binding, record
 from xreid.distance import l2_normalise, row_norms
 from xreid.explain.formulas import class_balanced_weights
-from xreid.io import atomic_write
+from xreid.io import read_arrays, write_arrays
 
 
 @dataclass
@@ -99,30 +99,32 @@ class AttributeHead:
         """Attribute probabilities (... x A) of raw (not necessarily normalised) embeddings."""
         return 1.0 / (1.0 + np.exp(-np.clip(self.logits(features), -50, 50)))
 
-    def save(self, path: str | Path) -> None:
-        def write(fh):
-            extra = {k: v for k, v in (("calibration", self.calibration), ("reliability", self.reliability))
-                     if v is not None}
-            np.savez(fh, weights=self.weights.astype(np.float32), positive_ratio=self.positive_ratio, **extra,
-                     names=np.array(self.names), meta=np.array(json.dumps(self.meta)))
-        atomic_write(path, write)
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The head as named arrays (its file's content)."""
+        extra = {k: v for k, v in (("calibration", self.calibration), ("reliability", self.reliability))
+                 if v is not None}
+        return dict(weights=self.weights.astype(np.float32), positive_ratio=self.positive_ratio, **extra,
+                    names=np.array(self.names), meta=np.array(json.dumps(self.meta)))
 
     @classmethod
-    def load(cls, path: str | Path) -> "AttributeHead":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: attribute head not found")
+    def from_arrays(cls, d: dict[str, np.ndarray], where: str = "attribute head") -> "AttributeHead":
         try:
-            with np.load(path, allow_pickle=False) as d:
-                names, weights = [str(n) for n in d["names"]], d["weights"].astype(np.float64)
-                ratio, meta = d["positive_ratio"].astype(np.float64), json.loads(str(d["meta"]))
-                optional = {k: d[k].astype(np.float64) for k in ("calibration", "reliability") if k in d.files}
-        except (KeyError, ValueError, OSError) as exc:
-            raise ValueError(f"{path}: not an xreid attribute head ({exc})") from None
+            names, weights = [str(n) for n in d["names"]], d["weights"].astype(np.float64)
+            ratio, meta = d["positive_ratio"].astype(np.float64), json.loads(str(d["meta"]))
+            optional = {k: d[k].astype(np.float64) for k in ("calibration", "reliability") if k in d}
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"{where}: not an xreid attribute head ({exc})") from None
         try:
             return cls(names, weights, ratio, meta, **optional)
         except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise ValueError(f"{where}: {exc}") from None
+
+    def save(self, path: str | Path) -> None:
+        write_arrays(path, self.to_arrays())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AttributeHead":
+        return cls.from_arrays(read_arrays(path, "attribute head"), str(path))
 
 
 def fit_attribute_head(features: np.ndarray, labels: np.ndarray, names: Sequence[str], epochs: int = 300,

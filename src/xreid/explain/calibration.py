@@ -4,15 +4,14 @@ The attribute layer is trained with a class-balanced loss, so its probabilities 
 rare attributes (a balanced decision says "sunglasses" far more often than people wear them). For
 naming what differs between two people, a probability must mean what it says: per attribute, a
 logistic (Platt) recalibration p = sigmoid(slope * z + intercept) of the layer's logit z is fitted
-on validation images the layer never trained on. Reliability is the balanced accuracy of the
-layer's own decisions (z > 0) on the same images.
+on validation images the layer never trained on. Reliability, the balanced accuracy of the
+layer's own decisions (z > 0) on the same images, is measured by ``xreid.evaluation.attributes.reliability``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from xreid.evaluation.metrics import attribute_mean_accuracy
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -65,10 +64,3 @@ def fit_platt(logits: np.ndarray, labels: np.ndarray, steps: int = 100, l2: floa
 def apply_platt(logits: np.ndarray, calibration: np.ndarray) -> np.ndarray:
     """Calibrated probabilities (... x A) from logits and the A x 2 (slope, intercept) of ``fit_platt``."""
     return sigmoid(np.asarray(logits, np.float64) * calibration[:, 0] + calibration[:, 1])
-
-
-def reliability(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Balanced accuracy (TPR + TNR) / 2 of the decisions logit > 0, per attribute; NaN where the
-    images hold only one class (reliability cannot be measured)."""
-    _, tpr, tnr = attribute_mean_accuracy(np.asarray(logits) > 0, labels)
-    return (tpr + tnr) / 2

@@ -22,7 +22,7 @@ import numpy as np
 
 from xreid.binding import check_binding, record
 from xreid.explain.attribute_head import AttributeHead
-from xreid.io import atomic_write
+from xreid.io import read_arrays, write_arrays
 
 
 def attribute_terms(p_q: np.ndarray, p_g: np.ndarray) -> np.ndarray:
@@ -104,26 +104,21 @@ class Fusion:
                  if v is not None}
         info = {"mixing": self.mixing, "model": self.model, "attribute_model": self.attribute_model,
                 "head_meta": h.meta, **self.meta}
-        atomic_write(path, lambda fh: np.savez(
-            fh, weights=self.weights, names=np.array(h.names), head_weights=h.weights,
-            head_positive_ratio=h.positive_ratio, meta=np.array(json.dumps(info)), **extra))
+        write_arrays(path, dict(weights=self.weights, names=np.array(h.names), head_weights=h.weights,
+                                head_positive_ratio=h.positive_ratio, meta=np.array(json.dumps(info)), **extra))
 
     @classmethod
     def load(cls, path: str | Path) -> "Fusion":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: fusion file not found (make one with `xreid fuse fit`)")
+        d = read_arrays(path, "fusion file", " (make one with `xreid fuse fit`)")
         try:
-            with np.load(path, allow_pickle=False) as d:
-                info = json.loads(str(d["meta"]))
-                names = [str(n) for n in d["names"]]
-                optional = {k: d[f"head_{k}"].astype(np.float64) for k in ("calibration", "reliability")
-                            if f"head_{k}" in d.files}
-                head = AttributeHead(names, d["head_weights"].astype(np.float64),
-                                     d["head_positive_ratio"].astype(np.float64), info.pop("head_meta", {}),
-                                     **optional)
-                weights = d["weights"].astype(np.float64)
+            info = json.loads(str(d["meta"]))
+            names = [str(n) for n in d["names"]]
+            optional = {k: d[f"head_{k}"].astype(np.float64) for k in ("calibration", "reliability")
+                        if f"head_{k}" in d}
+            head = AttributeHead(names, d["head_weights"].astype(np.float64),
+                                 d["head_positive_ratio"].astype(np.float64), info.pop("head_meta", {}), **optional)
+            weights = d["weights"].astype(np.float64)
             mixing, model, attr_model = info.pop("mixing"), info.pop("model"), info.pop("attribute_model")
             return cls(weights, float(mixing), head, model, attr_model, info)
-        except (KeyError, ValueError, OSError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:
             raise ValueError(f"{path}: not an xreid fusion file ({exc})") from None

@@ -33,7 +33,7 @@ import numpy as np
 from xreid.binding import check_binding
 from xreid.distance import rank_gallery
 from xreid.explain.calibration import sigmoid
-from xreid.io import atomic_write
+from xreid.io import read_json, write_json
 
 FORMAT, VERSION = "xreid-match-calibration", 1
 #: results of a search the probability reads (the top-10 an analyst sees)
@@ -272,19 +272,11 @@ class MatchCalibration:
 
     def save(self, path: str | Path) -> None:
         """JSON, written atomically; NaN is never written (refused)."""
-        text = json.dumps(self.to_dict(), indent=1, allow_nan=False)
-        atomic_write(path, lambda fh: fh.write(text.encode()))
+        write_json(path, self.to_dict(), indent=1, allow_nan=False)
 
     @classmethod
     def load(cls, path: str | Path) -> "MatchCalibration":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: match calibration not found")
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise ValueError(f"{path}: not a JSON match calibration ({exc})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_json(path, "match calibration"), str(path))
 
 
 def fit_match_calibration(features: np.ndarray, pids: Sequence, cams: Sequence, identity: dict,

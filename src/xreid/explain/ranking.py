@@ -5,8 +5,9 @@ scores, both distance decompositions, the filter's effect, and a reliability ver
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
@@ -18,11 +19,35 @@ from xreid.explain.fusion import Fusion, fused_parts
 from xreid.explain.naming import RELIABLE_AT, PairSummary, summarise_pair
 from xreid.explain.query_check import QueryCheck
 
-if TYPE_CHECKING:  # the types of the hits explained; explanations import nothing from xreid.index
-    from collections.abc import Sequence
 
-    from xreid.index.base import Gallery, Hits
-    from xreid.index.filters import Filter
+
+class RankedHits(Protocol):
+    """What an explanation reads of a search's ranked hits (``xreid.index.base.Hits`` has it)."""
+
+    ids: np.ndarray
+    keys: list[str]
+    distances: np.ndarray
+    ranks: np.ndarray
+    original_ranks: np.ndarray
+    violations: np.ndarray
+    model_distances: np.ndarray | None
+
+
+class GalleryRows(Protocol):
+    """What an explanation reads of a gallery (``xreid.index.base.Gallery`` has it)."""
+
+    def vectors_of(self, ids: Sequence[int] | np.ndarray) -> np.ndarray: ...
+
+    def probabilities(self, ids: Sequence[int] | np.ndarray) -> np.ndarray: ...
+
+    def metadata(self, i: int) -> dict: ...
+
+
+class FilterSpec(Protocol):
+    """What an explanation records of the search's filter (``xreid.index.filters.Filter`` has it)."""
+
+    attributes: dict  # {name: True / False / minimum probability}
+    mode: str
 
 #: A calibrated probability this far from 0.5 (above it, or below 1 minus it) counts as sure.
 SURE_AT = 0.8
@@ -123,12 +148,12 @@ def reliability_verdict(check: QueryCheck | None, n_sure: int) -> tuple[bool, st
     return True, "The query looks like a usable person crop."
 
 
-def explain_ranking(query_feature: np.ndarray, hits: "Hits", gallery: "Gallery", head: AttributeHead,
+def explain_ranking(query_feature: np.ndarray, hits: RankedHits, gallery: GalleryRows, head: AttributeHead,
                     threshold: float = DEFAULT_CONFIDENCE, query_pid: str | None = None, query_key: str = "query",
                     basis: np.ndarray | None = None, include_vectors: bool = True, model: str = "",
                     query_check: QueryCheck | None = None, fusion: Fusion | None = None,
                     fusion_probabilities: tuple[np.ndarray, np.ndarray] | None = None,
-                    filter: "Filter | None" = None, pids: "Sequence[str | None] | None" = None) -> RankingExplanation:
+                    filter: FilterSpec | None = None, pids: Sequence[str | None] | None = None) -> RankingExplanation:
     """Explain ``hits``, the ranked results of ``gallery.search`` (``xreid.index.base``), for the query
     embedding ``query_feature``; nothing is ranked again. Reads the hits' vectors, calibrated
     attribute probabilities and person ids from the gallery (``vectors_of``, ``probabilities``,

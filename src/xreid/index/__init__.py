@@ -1,3 +1,4 @@
-"""Stored embeddings of galleries: ``features`` (the ``.npz`` files ``xreid embed`` writes, read by
-ranking and explanations) and the persistent gallery index of ``xreid index`` (``gallery``: format,
-writer, search with filters; ``ann``: the faiss structure; ``metadata``: CSV lists, camera, time)."""
+"""Galleries and stored embeddings: the ``Gallery`` interface (``base``) with its in-memory
+(``memory``) and persistent (``gallery``: format, writer, search with filters; ``ann``: the faiss
+structure) backends, the one filter parser (``filters``), ``features`` (the ``.npz`` files ``xreid
+embed`` writes) and ``metadata`` (CSV lists, camera, time)."""

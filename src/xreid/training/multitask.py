@@ -105,7 +105,8 @@ def finish_head(model_path: Path, weights: np.ndarray, targets: AttributeTargets
     ``xreid attributes fit`` does (docs/METHODS.md#attribute-calibration); returns the head."""
     from xreid.evaluation.attributes import attribute_report, labelled_embeddings
     from xreid.explain.attribute_head import AttributeHead
-    from xreid.explain.calibration import fit_platt, reliability
+    from xreid.evaluation.attributes import reliability
+    from xreid.explain.calibration import fit_platt
     from xreid.models.loading import load_embedder
 
     embedder = load_embedder(model_path, backend="torch")

@@ -51,7 +51,8 @@ def fit_head(embedder: Embedder, data_root: Path, protocol: str = "peta-reid", m
     reliability on held-out images of other identities (docs/METHODS.md#attribute-calibration)."""
     from xreid.data.peta import EXPLANATION_ATTRIBUTES
     from xreid.evaluation.attributes import labelled_embeddings
-    from xreid.explain.calibration import fit_platt, reliability
+    from xreid.evaluation.attributes import reliability
+    from xreid.explain.calibration import fit_platt
 
     if market_root is not None:
         from xreid.data.market import MARKET_ATTRIBUTES, load_market, load_market_attributes
