@@ -1,16 +1,16 @@
 """Draw the embedding analyses (docs/METHODS.md#embedding-analysis): CSV + bar chart of the embedding
-dims per attribute, one montage per dim rank list, an index page."""
+dims per attribute, one montage per dim rank list, an index page (``analysis.html.j2``)."""
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 from dataclasses import asdict
 from pathlib import Path
 
 from xreid.explain.embedding_analysis import DimRankList, DimsTableRow
 from xreid.io import atomic_write, write_json
+from xreid.rendering.templating import render
 
 
 def _save_figure(fig, path: Path) -> None:
@@ -52,7 +52,6 @@ def write_analysis(out: Path, table: list[DimsTableRow], rank_lists: list[DimRan
     _save_figure(fig, out / "dims_per_attribute.png")
     plt.close(fig)
 
-    sections = []
     for rl in rank_lists:
         fig, axes = plt.subplots(1, len(rl.keys), figsize=(1.1 * len(rl.keys), 2.6))
         for ax, key, val in zip(np.atleast_1d(axes), rl.keys, rl.values):
@@ -66,18 +65,6 @@ def write_analysis(out: Path, table: list[DimsTableRow], rank_lists: list[DimRan
                      + " | - " + ", ".join(n for n, _ in rl.bottom_attributes), fontsize=8)
         _save_figure(fig, out / f"dim_{rl.dim}.png")
         plt.close(fig)
-        tops = ", ".join(f"{html.escape(n)} ({w:+.2f})" for n, w in rl.top_attributes)
-        bots = ", ".join(f"{html.escape(n)} ({w:+.2f})" for n, w in rl.bottom_attributes)
-        sections.append(f"<h3>Embedding dim {rl.dim}</h3><p>highest weights: {tops}<br>lowest weights: {bots}</p>"
-                        f'<img src="dim_{rl.dim}.png">')
-    rows = "".join(f"<tr><td>{html.escape(r.attribute)}</td><td>{r.dims}</td><td>{100 * r.positive_ratio:.1f} %</td></tr>"
-                   for r in table)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>xreid embedding analysis</title>"
-            f"<style>body{{font-family:system-ui,Arial;margin:20px}}td,th{{padding:3px 8px;border-bottom:1px solid #ddd}}"
-            f"</style></head><body><h1>Embedding analysis: {html.escape(model)}</h1>"
-            f"<h2>Embedding dims per attribute</h2><img src='dims_per_attribute.png' style='max-width:100%'>"
-            f"<table><tr><th>attribute</th><th>dims</th><th>positive ratio</th></tr>{rows}</table>"
-            f"<p>Data: <a href='dims_per_attribute.csv'>dims_per_attribute.csv</a>, <a href='analysis.json'>analysis.json</a></p>"
-            f"<h2>Images ranked by single embedding dims</h2>{''.join(sections)}</body></html>")
+    page = render("analysis.html.j2", model=model, table=table, rank_lists=rank_lists)
     atomic_write(out / "index.html", lambda fh: fh.write(page.encode()))
     return out / "index.html"
