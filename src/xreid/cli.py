@@ -35,11 +35,12 @@ def data_prepare(
     from xreid.workflows.data import prepare_dataset
 
     ready = prepare_dataset(dataset, source, resolve_data_root(data_root))
-    typer.echo(f"PETA ready at {ready.folder}: {ready.images} images, {ready.identities} identities")
+    typer.echo(f"{ready.title} ready at {ready.folder}: {ready.images} images, {ready.identities} identities")
     if ready.problems:
         typer.echo(f"{len(ready.problems)} problem(s) found (images without labels are kept unlabelled):")
         bullets(ready.problems)
-    typer.echo(f"PETA-ReID protocol: {ready.protocol or 'not found beside the source'}")
+    if ready.title == "PETA":
+        typer.echo(f"PETA-ReID protocol: {ready.protocol or 'not found beside the source'}")
 
 
 @command(app)

@@ -8,6 +8,7 @@ from pathlib import Path
 from xreid.data.images import is_image_file
 from xreid.data.peta import LoadReport
 from xreid.data.records import ImageRecord
+from xreid.data.registry import Dataset, register
 
 
 def load_folder(folder: str | Path, root: str | Path | None = None,
@@ -79,3 +80,6 @@ def load_list(list_file: str | Path, report: LoadReport | None = None) -> list[I
     if not records:
         raise ValueError(f"{list_file}: no image paths listed")
     return records
+
+
+register(Dataset("folder", "image folder", ".", load=lambda folder, report=None: load_folder(folder, report=report)))

@@ -15,6 +15,7 @@ import numpy as np
 from xreid.data.images import is_image_file
 from xreid.data.peta import LoadReport
 from xreid.data.records import ImageRecord
+from xreid.data.registry import Dataset, register
 
 MARKET_SPLITS = ("bounding_box_train", "bounding_box_test", "query")
 _NAME = re.compile(r"^(-1|\d+)_c(\d+)")
@@ -88,3 +89,11 @@ def load_market(root: str | Path, split: str, attributes: dict[str, frozenset[st
         attrs = attributes.get(pid.split("/")[1]) if attributes else None
         records.append(ImageRecord(path.relative_to(root).as_posix(), pid, cam, attrs))
     return records
+
+
+def load_market_all(root: str | Path, report: LoadReport | None = None) -> list[ImageRecord]:
+    """Every split of a Market-1501 root (train, test, query), without attribute labels."""
+    return [r for split in MARKET_SPLITS for r in load_market(root, split, report=report)]
+
+
+register(Dataset("market-1501", "Market-1501", "Market-1501", load=load_market_all, parse_name=parse_market_name))

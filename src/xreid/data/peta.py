@@ -16,6 +16,7 @@ from pathlib import Path
 
 from xreid.data.images import is_image_file
 from xreid.data.records import ImageRecord
+from xreid.data.registry import Dataset, register
 
 log = logging.getLogger(__name__)
 
@@ -240,3 +241,20 @@ def prepare_peta(source: str | Path, data_root: str | Path) -> Path:
         if protocol_src.is_file() and not (target / name).exists():
             shutil.copyfile(protocol_src, target / name)
     return final
+
+
+def parse_peta_key(key: str) -> tuple[str, str] | None:
+    """Person id and camera of an image key under a PETA re-id subset folder (``.../VIPeR/.../001_45_1.jpg``)."""
+    from pathlib import PurePosixPath
+
+    parts = PurePosixPath(key.replace("\\", "/")).parts
+    for part in parts[:-1]:
+        if part in REID_SUBSETS:
+            try:
+                return parse_reid_name(part, parts[-1])
+            except ValueError:
+                return None  # a PETA image whose name states no identity
+    raise ValueError(f"{key}: not under a PETA re-id subset folder")
+
+
+register(Dataset("peta", "PETA", PETA_DIRNAME, load=lambda folder, report=None: load_peta(folder, report=report), prepare=prepare_peta, parse_name=parse_peta_key))

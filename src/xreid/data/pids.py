@@ -8,25 +8,12 @@ and guessing would mark results as true matches or as different people without e
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-
 
 def pid_from_name(key: str) -> str | None:
     """The person id a file name encodes (``VIPeR/archive/001_45_1.jpg`` -> ``VIPeR/001``,
-    ``0002_c1s1_000451_03.jpg`` -> ``market/0002``), or None when no convention applies."""
-    from xreid.data.market import parse_market_name
-    from xreid.data.peta import REID_SUBSETS, parse_reid_name
+    ``0002_c1s1_000451_03.jpg`` -> ``market/0002``), or None when no registered convention applies
+    (``xreid.data.registry.parse_name``)."""
+    from xreid.data.registry import parse_name
 
-    parts = PurePosixPath(key.replace("\\", "/")).parts
-    if not parts:
-        return None
-    for part in parts[:-1]:
-        if part in REID_SUBSETS:
-            try:
-                return parse_reid_name(part, parts[-1])[0]
-            except ValueError:
-                return None
-    try:
-        return parse_market_name(parts[-1])[0]
-    except ValueError:
-        return None
+    found = parse_name(key) if key else None
+    return found[0] if found else None

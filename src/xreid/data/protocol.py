@@ -2,7 +2,12 @@
 
 The PETA-ReID protocol file (``peta_reid_protocol.json``) fixes the splits; ``--protocol
 peta-reid`` finds it in ``DATA_ROOT/peta/``, ``peta-reid-val`` its validation twin (choices are made
-there, never on the test sets); any other value is read as a path.
+there, never on the test sets); any other value is read as a path, from any folder.
+
+A protocol file names its dataset (``"dataset"``, a registered name; default ``peta``) and may name
+its image folder (``"images"``, relative to the protocol file). Without one, the images are the
+dataset's folder beside the protocol file, else in the data root (``DATA_ROOT/peta/PETA dataset``
+for PETA). The dataset's loader attaches the labels.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from xreid.data.peta import PETA_DIRNAME, PROTOCOL_FILES, LoadReport, load_peta
+from xreid.data.peta import PROTOCOL_FILES, LoadReport
 from xreid.data.records import ImageRecord
+from xreid.data.registry import get_dataset
 
 
 @dataclass
@@ -67,9 +73,21 @@ def _records(entries: list[dict], labels: dict[str, ImageRecord], where: str) ->
     return out
 
 
+def image_folder(spec: dict, path: Path, data_root: Path) -> Path:
+    """Where a protocol's images are: its ``images`` entry (relative to the protocol file), else its
+    dataset's folder beside the protocol file, else that folder in the data root."""
+    if spec.get("images"):
+        return path.parent / spec["images"]
+    folder = get_dataset(spec.get("dataset", "peta")).folder
+    for candidate in (path.parent / folder, Path(data_root) / "peta" / folder, Path(data_root) / folder):
+        if candidate.is_dir():
+            return candidate
+    return path.parent / folder
+
+
 def load_protocol(protocol: str, data_root: Path, image_root: Path | None = None,
                   report: LoadReport | None = None) -> Protocol:
-    """Read a protocol file and attach PETA attribute labels to its images."""
+    """Read a protocol file (by name or from any folder) and attach its dataset's labels to its images."""
     path = find_protocol_file(protocol, data_root)
     try:
         spec = json.loads(path.read_text())
@@ -78,10 +96,15 @@ def load_protocol(protocol: str, data_root: Path, image_root: Path | None = None
     for key in ("test", "train"):
         if key not in spec:
             raise ValueError(f"{path}: protocol has no '{key}' section")
-    root = image_root or (path.parent / PETA_DIRNAME)
-    labels = {r.path: r for r in load_peta(root, report=report)} if root.is_dir() else {}
+    try:
+        dataset = get_dataset(spec.get("dataset", "peta"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    root = image_root or image_folder(spec, path, data_root)
+    labels = {r.path: r for r in dataset.load(root, report)} if root.is_dir() else {}
     if not labels:
-        raise FileNotFoundError(f"{root}: images of protocol {path.name} not found (run `xreid data prepare peta`)")
+        raise FileNotFoundError(f"{root}: images of protocol {path.name} not found (run `xreid data prepare "
+                                f"{dataset.name}`, or name the folder in the protocol's \"images\")")
     tests = [TestSet(name, _records(t["query"], labels, f"{path}:test.{name}.query"),
                      _records(t["gallery"], labels, f"{path}:test.{name}.gallery"))
              for name, t in spec["test"].items()]

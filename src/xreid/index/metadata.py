@@ -19,7 +19,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 #: the columns every index has, beside its string fields
 CAMERA, TIME, PID = "camera", "time", "pid"
@@ -74,21 +74,14 @@ def format_time(seconds: float) -> str | None:
 
 
 def fields_from_name(key: str) -> dict[str, str]:
-    """Camera and person id a file name states: PETA re-id subsets (``VIPeR/archive/001_45_1.jpg`` ->
-    camera ``VIPeR/1``, pid ``VIPeR/001``) and Market-1501 (``0002_c1s1_000451_03.jpg`` -> camera
-    ``market/1``, pid ``market/0002``); {} when no convention applies (folder names are never read)."""
-    from xreid.data.market import parse_market_name
-    from xreid.data.peta import REID_SUBSETS, parse_reid_name
+    """Camera and person id a file name states under a registered dataset's convention
+    (``xreid.data.registry.parse_name``: ``VIPeR/archive/001_45_1.jpg`` -> camera ``VIPeR/1``, pid
+    ``VIPeR/001``; ``0002_c1s1_000451_03.jpg`` -> camera ``market/1``, pid ``market/0002``); {} when no
+    convention applies (folder names are never read)."""
+    from xreid.data.registry import parse_name
 
-    parts = PurePosixPath(key.replace("\\", "/")).parts
-    if not parts:
-        return {}
-    try:
-        subset = next((p for p in parts[:-1] if p in REID_SUBSETS), None)
-        pid, cam = parse_reid_name(subset, parts[-1]) if subset else parse_market_name(parts[-1])
-    except ValueError:
-        return {}
-    return {CAMERA: cam, PID: pid}
+    found = parse_name(key) if key else None
+    return {} if found is None else {CAMERA: found[1], PID: found[0]}
 
 
 def check_column_name(name: str, where: str) -> None:
