@@ -34,6 +34,11 @@ needs_shared = pytest.mark.skipif(not PETA_ARCHIVE.is_file(),
                                   reason=f"needs the shared data ({PETA_ARCHIVE} not found)")
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """Every record of a JSON-lines file (the server's audit log), oldest first."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
 def write_image(path: Path, seed: int, size=(32, 64), colour: tuple[int, int, int] | None = None) -> None:
     rng = np.random.default_rng(seed)
     arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,11 +103,19 @@ def test_cache_folder_follows_the_environment(tmp_path, monkeypatch):
     assert model_cache.model_cache_dir() == tmp_path / "mine"
 
 
-def test_fingerprint_is_the_source_hash_computed_once(cache):
+def test_fingerprint_is_the_source_hash_computed_once(cache, monkeypatch):
     expected = hashlib.sha256(BUNDLED_MODEL.read_bytes()).hexdigest()[:16]
+    reads = []
+
+    def counting_open(name, *args, **kwargs):
+        reads.append(Path(name).resolve())
+        return open(name, *args, **kwargs)
+
+    fingerprint_module._sha256.cache_clear()
+    monkeypatch.setattr(fingerprint_module, "open", counting_open, raising=False)
     for backend in ("torch", "auto", "auto", "openvino"):
         assert load_embedder("default", backend=backend).fingerprint == expected
-    assert fingerprint_module.times_hashed(BUNDLED_MODEL) == 1  # once per process
+    assert reads.count(BUNDLED_MODEL.resolve()) == 1  # once per process
 
 
 def test_identity_of_every_backend(cache, tiny_model, tmp_path):

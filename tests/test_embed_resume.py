@@ -8,7 +8,6 @@ from xreid.binding import MODEL_FIELDS, IdentityMismatch, check_binding
 from xreid.index.features import (
     IDENTITY_KEY,
     embed_to_file,
-    load_features,
     load_features_with_identity,
     partial_path,
     save_partial,
@@ -29,7 +28,7 @@ class MeanColour(Embedder):
     def run(self, inputs):
         if self.fail_after is not None and self.seen + len(inputs) > self.fail_after:
             if self.partial is not None:
-                self.saved_when_failing = len(load_features(self.partial)) if self.partial.is_file() else 0
+                self.saved_when_failing = len(load_features_with_identity(self.partial)[0]) if self.partial.is_file() else 0
             raise self.error()
         self.seen += len(inputs)
         return inputs.mean(axis=(2, 3))
@@ -54,10 +53,10 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(gallery, tmp_path):
     part = partial_path(out)
     assert str(info.value) == (f"interrupted: 32 of 100 embeddings saved to {part}; "
                                f"run the same command again to resume")
-    assert not out.exists() and len(load_features(part)) == 32
+    assert not out.exists() and len(load_features_with_identity(part)[0]) == 32
     report = embed_to_file(MeanColour(), root, keys, out, progress=False, batch_size=16)
     assert (report.reused, report.embedded) == (32, 68) and not part.exists()
-    a, b = load_features(straight.out), load_features(out)
+    a, b = load_features_with_identity(straight.out)[0], load_features_with_identity(out)[0]
     assert list(a) == list(b) == keys
     for k in keys:
         np.testing.assert_array_equal(a[k], b[k])
@@ -70,7 +69,7 @@ def test_partial_is_saved_every_256_images_before_any_failure(gallery, tmp_path)
     with pytest.raises(RuntimeError):
         embed_to_file(embedder, root, keys, out, progress=False, batch_size=100)  # batches cut at 256
     assert embedder.saved_when_failing >= 256  # on disk before the failure, not written by the handler
-    assert len(load_features(partial_path(out))) == 256
+    assert len(load_features_with_identity(partial_path(out))[0]) == 256
 
 
 def test_partial_is_saved_when_the_time_is_up(gallery, tmp_path):
@@ -103,7 +102,7 @@ def test_resume_with_another_identity_is_refused(gallery, tmp_path, change):
     message = str(info.value)
     assert str(part) in message and f"({change} differ)" in message and "--no-resume" in message
     assert '"fingerprint": "0123456789abcdef"' in message and '"model": "mean-colour"' in message
-    assert len(load_features(part)) == 10  # the partial file is left as it was
+    assert len(load_features_with_identity(part)[0]) == 10  # the partial file is left as it was
     report = embed_to_file(other, root, keys, out, progress=False, resume=False)
     assert (report.reused, report.embedded) == (0, 20)
 
@@ -127,7 +126,7 @@ def test_final_file_records_identity_and_old_files_still_load(gallery, tmp_path)
     np.savez(tmp_path / "old.npz", a=np.ones(2))
     assert load_features_with_identity(tmp_path / "old.npz") == ({"a": pytest.approx(np.ones(2))}, None)
     save_partial(tmp_path / "p.npz", {"x": np.zeros(2)}, None)
-    assert list(load_features(tmp_path / "p.npz")) == ["x"]
+    assert list(load_features_with_identity(tmp_path / "p.npz")[0]) == ["x"]
 
 
 def test_gallery_check_ignores_backend_but_not_model():

@@ -3,7 +3,7 @@ import pytest
 from scipy.io import savemat
 
 from conftest import SHARED, write_image
-from xreid.data.market import (AGE_CLASSES, JUNK_PID, MARKET_ATTRIBUTES, load_market, load_market_attributes,
+from xreid.data.market import (AGE_CLASSES, MARKET_ATTRIBUTES, load_market, load_market_attributes,
                                parse_market_name)
 from xreid.evaluation.metrics import evaluate_ranking
 
@@ -28,7 +28,7 @@ def _write_mat(path, ids_train, ids_test):
 
 def test_market_names():
     assert parse_market_name("0002_c1s1_000451_03.jpg") == ("market/0002", "market/1")
-    assert parse_market_name("-1_c3s2_000000_00.jpg") == (JUNK_PID, "market/3")
+    assert parse_market_name("-1_c3s2_000000_00.jpg") == ("market/-1", "market/3")
     with pytest.raises(ValueError, match="Market-1501"):
         parse_market_name("foo.jpg")
 
@@ -56,7 +56,7 @@ def test_market_fixture_layout_and_attributes(tmp_path):
              "0010_c1s1_000003_00.jpg": [1, 0.01], "0000_c3s1_000001_00.jpg": [0.8, 0.6],
              "-1_c2s1_000004_00.jpg": [1, 0.02]}
     f = lambda recs: np.array([feats[r.path.split("/")[-1]] for r in recs], float)  # noqa: E731
-    junk = np.array([r.pid == JUNK_PID for r in gallery])
+    junk = np.array([r.pid == "market/-1" for r in gallery])
     m = evaluate_ranking(f(query), f(gallery), [r.pid for r in query], [r.pid for r in gallery],
                          [r.cam for r in query], [r.cam for r in gallery], g_junk=junk)
     assert m.rank(1) == 0.0 and m.rank(2) == 1.0 and m.mAP == pytest.approx(0.5)

@@ -16,13 +16,12 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from conftest import write_image
+from conftest import read_jsonl, write_image
 from test_index import NAMES, embedder, head_path, root  # noqa: F401  (fixtures)
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.match_probability import MatchCalibration
 from xreid.index.gallery import GalleryIndex, read_manifest
 from xreid.serve.app import check_bind, create_app, is_loopback
-from xreid.serve.audit import read_audit
 from xreid.serve.case import CaseSession, Limits
 from xreid.workflows.index import add_to_index, build_index
 
@@ -309,7 +308,7 @@ def test_explanation_marks_report_and_audit_log(client, session):
     # a later search of the same query shows the marks
     again = _search(client, uploads=[uid], k=4, filters={"camera": "1"}).json()
     assert [r["mark"] for r in again["results"]] == ["match", None, "not_match", None]
-    log = read_audit(session.workdir / "audit.jsonl")
+    log = read_jsonl(session.workdir / "audit.jsonl")
     events = [r["event"] for r in log]
     assert events == ["upload", "search", "explain", "explain", "mark", "mark", "explain", "export", "explain",
                       "export", "search"]

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import read_jsonl
 from test_index import embedder, head_path, root  # noqa: F401  (fixtures)
 from test_serve import _calibration, case  # noqa: F401
 from xreid.explain.attribute_head import AttributeHead
 from xreid.serve.app import create_app
-from xreid.serve.audit import read_audit
 from xreid.serve.case import CaseSession
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -114,7 +114,7 @@ def test_an_analyst_searches_filters_explains_marks_and_exports(served, page, ro
     download.value.save_as(saved)
     assert "Why these results?" in saved.read_text()
 
-    log = read_audit(session.workdir / "audit.jsonl")
+    log = read_jsonl(session.workdir / "audit.jsonl")
     assert [r["event"] for r in log if r["event"] in ("search", "mark")] == ["search", "search", "mark", "search"]
     assert [r for r in log if r["event"] == "mark"][0]["item"] == marked_id
     assert log[-1]["event"] == "export"

@@ -19,7 +19,6 @@ from xreid.data.registry import Dataset, register
 
 MARKET_SPLITS = ("bounding_box_train", "bounding_box_test", "query")
 _NAME = re.compile(r"^(-1|\d+)_c(\d+)")
-JUNK_PID = "market/-1"
 
 #: binary attribute name -> (field in market_attribute.mat, value meaning "present").
 #: Codes are 1 = no / 2 = yes, except: gender 2 = female, hair 2 = long, up 2 = short sleeve,

@@ -28,7 +28,7 @@ RELIABLE_AT = 0.6
 #: An attribute must hold at least this multiple of the mean attribute part to be named.
 MIN_SHARE = 1.5
 #: A difference is stated as a verdict ("differs in ...") when it is at least this likely: on
-#: PETA-ReID-val the lowest value at which no true match got a verdict (78 % of verdicts right there).
+#: PETA-ReID-val the lowest value at which no true match got a verdict (docs/METHODS.md#naming-differences).
 VERDICT_AT = 0.8
 #: Differences less likely than this are not listed in the plain-words line.
 LIST_AT = 0.5

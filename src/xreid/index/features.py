@@ -80,11 +80,6 @@ def load_features_with_identity(path: str | Path) -> tuple[dict[str, np.ndarray]
     return features, identity
 
 
-def load_features(path: str | Path) -> dict[str, np.ndarray]:
-    """{relative image path: float32 vector} from an npz written by ``xreid embed``."""
-    return load_features_with_identity(path)[0]
-
-
 def _resume(part: Path, identity: dict) -> dict[str, np.ndarray]:
     """The embeddings an interrupted run saved, after checking it used the same embedder."""
     done, stored = load_features_with_identity(part)

@@ -1,4 +1,4 @@
-"""AANet (seed 003): part bands from peak activations, band-pooled attribute features, per-attribute
+"""AANet: part bands from peak activations, band-pooled attribute features, per-attribute
 class activation maps (CAMs), the attribute attention map (AAM), the homoscedastic-uncertainty loss
 weighting (docs/METHODS.md#aanet), ``AANetHeads`` wiring them onto a backbone's feature map, and
 ``AANet``, the network ``model.head: aanet`` trains. Where the paper is vague the choices are:

@@ -9,13 +9,11 @@ and a file rewritten in place (a run's ``model.pt``) is hashed again.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
 FINGERPRINT_CHARS = 16
 _CHUNK = 1 << 20
-_TIMES_READ: Counter[str] = Counter()  # how often each file's bytes were hashed (cache misses)
 
 
 def model_files(path: str | Path) -> list[Path]:
@@ -31,7 +29,6 @@ def _sha256(files: tuple[tuple[str, int, int], ...]) -> str:
     changed file misses the cache."""
     digest = hashlib.sha256()
     for name, _, _ in files:
-        _TIMES_READ[name] += 1
         with open(name, "rb") as fh:
             while block := fh.read(_CHUNK):
                 digest.update(block)
@@ -51,7 +48,3 @@ def fingerprint(path: str | Path) -> str:
     """The model's fingerprint: the first 16 hex digits of the sha256 of its source file(s)."""
     return files_sha256(model_files(path))[:FINGERPRINT_CHARS]
 
-
-def times_hashed(path: str | Path) -> int:
-    """How many times this process read ``path`` to hash it (1 however often an unchanged model loads)."""
-    return _TIMES_READ[str(Path(path).resolve())]

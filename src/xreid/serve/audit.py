@@ -32,14 +32,3 @@ class AuditLog:
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
-
-
-def read_audit(path: str | Path) -> list[dict]:
-    """Every record of an audit log, oldest first (a last line cut by a crash is left out)."""
-    out = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out

@@ -1,4 +1,4 @@
-"""ACRN training (seed 001, docs/METHODS.md#acrn-training): what the training loop needs besides
+"""ACRN training (docs/METHODS.md#acrn-training): what the training loop needs besides
 its losses (``losses.complementary_triplet_loss``, ``losses.attribute_weight_triplet_loss``).
 
 ``AttributeTable``: an attribute classifier's probabilities of the training images, computed once

@@ -68,7 +68,7 @@ class AttributesConfig:
 
 @dataclass
 class AcrnConfig:
-    """ACRN training (seed 001, docs/METHODS.md#acrn-training): the triplet loss's margin shifted by an
+    """ACRN training (docs/METHODS.md#acrn-training): the triplet loss's margin shifted by an
     attribute classifier's distances, and a per-attribute weight layer learnt beside the network.
     ``gamma`` 0 = off."""
 

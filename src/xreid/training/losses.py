@@ -104,7 +104,7 @@ def attribute_distances(probabilities: torch.Tensor) -> torch.Tensor:
 
 def complementary_triplet_loss(features: torch.Tensor, labels: torch.Tensor, attribute_distance: torch.Tensor,
                                gamma: float = 0.5, margin: float = 0.3) -> torch.Tensor:
-    """ACRN's attribute-complementary triplet loss (seed 001), batch-hard:
+    """ACRN's attribute-complementary triplet loss, batch-hard:
     max(0, m + d_ap(CNN) - d_an(CNN) + gamma (d_ap(attr) - d_an(attr))), averaged over anchors.
 
     The attribute distances (M x M, no gradient) shift each pair's margin, so the hardest positive

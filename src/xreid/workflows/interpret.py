@@ -27,9 +27,8 @@ def cache_folder(out: Path) -> Path:
     return out.with_name(out.name + ".cache")
 
 
-#: Threads the fit's PyTorch steps use. Its steps are small (a batch of 128 cached 7 x 4 maps): on
-#: this shared 2-core machine a batch took ~7 s with 2 threads and 0.2-0.7 s with 1 in the same busy
-#: hour (threads spinning for each other), so 1.
+#: Threads the fit's PyTorch steps use. Its steps are small (a batch of 128 cached 7 x 4 maps), so
+#: several threads spend their time waiting for each other on a busy machine: one.
 FIT_THREADS = 1
 
 
