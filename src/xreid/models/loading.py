@@ -9,6 +9,7 @@ module sits above the embedder classes, the exporters and the cache, so none of 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from xreid.models.checkpoint import load_model_file
@@ -29,6 +30,28 @@ BUNDLED_HEAD = model_head_path(BUNDLED_MODEL)
 
 BACKENDS = ("auto", "torch", "onnx", "openvino")
 PRECISIONS = ("f32", "bf16")
+#: model formats added beside the built-in ones, by file suffix: ``load(path, preprocess_overrides)
+#: -> Embedder`` (run by its own runtime; the backend options do not apply). A new format is one
+#: module that calls ``register_format``, plus its line in ``FORMAT_MODULES``.
+MODEL_FORMATS: dict[str, Callable[[Path, dict], Embedder]] = {}
+#: the modules that register model formats (imported when a model is first loaded)
+FORMAT_MODULES: tuple[str, ...] = ()
+
+
+def register_format(suffix: str, load: Callable[[Path, dict], Embedder]) -> Callable:
+    """Load model files ending in ``suffix`` (e.g. ``.tflite``) with ``load``."""
+    if suffix in (".pt", ".pth", ".onnx", ".xml"):
+        raise ValueError(f"model format {suffix!r} is built in")
+    MODEL_FORMATS[suffix] = load
+    return load
+
+
+def _formats() -> dict[str, Callable[[Path, dict], Embedder]]:
+    import importlib
+
+    for module in FORMAT_MODULES:
+        importlib.import_module(module)
+    return MODEL_FORMATS
 
 
 def resolve_model_path(spec: str | Path) -> Path:
@@ -92,9 +115,12 @@ def load_embedder(spec: str | Path, flip_average: bool = False, backend: str = "
         return ConcatEmbedder([load_embedder(s, flip_average, backend, precision, **preprocess_overrides)
                                for s in specs])
     path = resolve_model_path(spec)
-    chosen = choose_backend(path, backend, precision)
+    added = _formats().get(path.suffix)
+    chosen = "own" if added is not None else choose_backend(path, backend, precision)
     fp = fingerprint(path)
-    if path.suffix in (".pt", ".pth"):
+    if added is not None:
+        embedder = added(path, preprocess_overrides)
+    elif path.suffix in (".pt", ".pth"):
         embedder = _xreid_embedder(path, "default" if str(spec) == "default" else path.stem, fp, chosen, precision)
     else:
         embedder = runtime_embedder(path, black_box_preprocess(path, preprocess_overrides), chosen, precision)

@@ -9,6 +9,7 @@ Returns data (``MapSet``); ``xreid.rendering.maps`` draws it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +22,29 @@ from xreid.models.embedders import Embedder, TorchEmbedder
 
 GRADIENT_KINDS = ("pair", "attention", "attributes")
 MAP_KINDS = GRADIENT_KINDS + ("occlusion",)
+#: map methods added beside the built-in kinds, by name: ``method(embedder, head, images, keys,
+#: dominant) -> list[SaliencyMap]`` (``images`` and ``dominant`` as ``compute_maps`` has them). A new
+#: method is one module that calls ``register_map``, plus its line in ``MAP_MODULES``.
+MAP_METHODS: dict[str, Callable] = {}
+#: the modules that register map methods (imported when the kinds are first needed)
+MAP_MODULES: tuple[str, ...] = ()
+
+
+def register_map(name: str, method: Callable) -> Callable:
+    """Make ``method`` a map kind called ``name`` (``--maps name``)."""
+    if name in MAP_KINDS:
+        raise ValueError(f"map kind {name!r} is built in")
+    MAP_METHODS[name] = method
+    return method
+
+
+def map_kinds() -> tuple[str, ...]:
+    """Every map kind: the built-in ones, then the registered methods."""
+    import importlib
+
+    for module in MAP_MODULES:
+        importlib.import_module(module)
+    return MAP_KINDS + tuple(MAP_METHODS)
 
 
 @dataclass
@@ -35,9 +59,10 @@ class MapSet:
 def parse_kinds(text: str | None) -> list[str]:
     """``"pair,occlusion"`` -> ["pair", "occlusion"]; unknown or repeated names are an error."""
     kinds = [k.strip() for k in (text or "").split(",") if k.strip()]
-    bad = [k for k in kinds if k not in MAP_KINDS]
+    known = map_kinds()
+    bad = [k for k in kinds if k not in known]
     if bad:
-        raise ValueError(f"--maps: unknown map type(s) {', '.join(bad)}; choose from {', '.join(MAP_KINDS)}")
+        raise ValueError(f"--maps: unknown map type(s) {', '.join(bad)}; choose from {', '.join(known)}")
     if len(set(kinds)) != len(kinds):
         raise ValueError(f"--maps: a map type is named twice ({text})")
     return kinds
@@ -130,4 +155,7 @@ def compute_maps(embedder: Embedder, head: AttributeHead, explanation: RankingEx
     out.substituted = gradient
     pairs = "occlusion" in kinds or "pair" in gradient or "attention" in gradient
     out.maps += _occlusion_maps(embedder, head, images, keys, dominant, pairs, "attributes" in gradient, out.seconds)
+    for kind in kinds:
+        if kind in MAP_METHODS:
+            out.maps += _timed(out.seconds, kind, lambda m=MAP_METHODS[kind]: m(embedder, head, images, keys, dominant))
     return out
