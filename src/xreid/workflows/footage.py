@@ -1,0 +1,516 @@
+"""``xreid index build --video``: footage -> detections -> tracks -> sightings in a case.
+
+Per video (``xreid.data.video``): every ``stride``-th frame goes through the person detector
+(``xreid.models.detector``), the boxes at or above ``confidence`` through ByteTrack (the
+``trackers`` package), and each detection of a track is scored as a crop
+(``xreid.explain.sightings.crop_quality``); a track keeps its best crops in memory (JPEG) and the
+frame of its best crop, with the box drawn, as its key frame. At the end of the video, tracks
+shorter than ``min_track_frames`` detections are dropped, the kept crops are embedded, tracks broken
+by occlusion or by leaving and coming back are linked (``link_tracks``), and each linked group
+becomes one **sighting**: one row of the gallery index (``xreid.index.gallery``) whose embedding is
+the mean of its best crops' normalised embeddings, with camera, start time, and string fields for
+the video, frames and time span; its crops, key frame and thumbnail are files in the case.
+
+Case layout added to the index folder::
+
+    footage/VIDEO_ID/chunk-NNNNNN.npz   detections and crop candidates of CHUNK frames (committed chunks)
+    footage/VIDEO_ID/tracks.npz         boxes of every sighting per frame (MOT export, timeline)
+    footage/VIDEO_ID/video.json         the video, its camera / start and where they came from, problems,
+                                        and 'done' once its sightings are committed
+    sightings/VIDEO_ID/SSSSS/crop-K.jpg, keyframe.jpg   what each sighting shows
+
+Resuming. Each chunk file is written atomically when its frames are done. A resumed build replays
+the tracker over the committed chunks' detections (ByteTrack is deterministic, so track ids are the
+same), takes their crop candidates, and goes on detecting from the first frame not committed. A
+video whose ``video.json`` says done is skipped. Nothing committed is recomputed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from xreid.data.video import Footage, FootageError, ReadStats, list_footage, read_frames
+from xreid.explain.query_check import check_query
+from xreid.explain.sightings import (LinkParams, TrackEnds, choose_crops, crop_quality, link_tracks, mean_embedding,
+                                     occluded_fraction, touches_border)
+from xreid.index.gallery import THUMB_HEIGHT, IndexWriter, Rows
+from xreid.index.metadata import format_time
+from xreid.io import atomic_write, write_json
+
+log = logging.getLogger(__name__)
+
+FOOTAGE, SIGHTINGS = "footage", "sightings"
+KEYFRAME_WIDTH = 640
+
+
+@dataclass
+class FootageOptions:
+    """How footage becomes sightings (defaults chosen on frames 1-400 of PETS09-S2L1)."""
+
+    confidence: float = 0.1  # detections at or above this go to the tracker (its low-score stage)
+    stride: int = 1  # detect on every stride-th frame
+    activation: float = 0.5  # ByteTrack: a new track needs a detection this confident
+    high: float = 0.5  # ByteTrack: first-stage (high-confidence) threshold
+    lost_seconds: float = 1.0  # ByteTrack: how long a lost track is kept for re-association
+    min_track_frames: int = 5  # tracks with fewer detections are dropped (mostly false detections)
+    crops: int = 5  # best crops kept per sighting
+    chunk_frames: int = 500  # frames per committed chunk
+    link: bool = True
+    link_params: LinkParams = field(default_factory=LinkParams)
+    fps: float | None = None  # frame rate of a folder of frame images
+
+    def tracker(self, fps: float):
+        from trackers import ByteTrackTracker
+
+        rate = fps / self.stride
+        return ByteTrackTracker(frame_rate=rate, track_activation_threshold=self.activation,
+                                high_conf_det_threshold=self.high, lost_track_buffer=max(1, round(30 * self.lost_seconds)))
+
+    def identity(self) -> dict:
+        d = asdict(self)
+        d.pop("chunk_frames")
+        return json.loads(json.dumps(d))
+
+
+@dataclass
+class Crop:
+    frame: int
+    box: np.ndarray  # x0, y0, x1, y1, conf
+    quality: float
+    measures: tuple[float, float, float, float]  # contrast, sharpness, uniform rows, occluded
+    jpeg: bytes
+
+
+@dataclass
+class Track:
+    """One ByteTrack track: its boxes per frame and its best crop candidates."""
+
+    frames: list[int] = field(default_factory=list)
+    boxes: list[np.ndarray] = field(default_factory=list)
+    crops: list[Crop] = field(default_factory=list)
+    keyframe: bytes = b""
+    keyframe_quality: float = -1.0
+    touched: bool = False  # changed in the current chunk
+
+
+def _jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _decode(jpeg: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+
+
+def keyframe_image(frame: np.ndarray, box: np.ndarray, width: int = KEYFRAME_WIDTH) -> bytes:
+    """A JPEG of ``frame`` scaled to ``width`` pixels wide with ``box`` drawn on it."""
+    from PIL import Image, ImageDraw
+
+    h, w = frame.shape[:2]
+    s = min(1.0, width / w)
+    img = Image.fromarray(frame).resize((max(1, round(w * s)), max(1, round(h * s))), Image.BILINEAR)
+    x0, y0, x1, y1 = (float(v) * s for v in box[:4])
+    ImageDraw.Draw(img).rectangle([x0, y0, x1, y1], outline=(255, 40, 40), width=3)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def thumbnail_bytes(rgb: np.ndarray, height: int = THUMB_HEIGHT) -> bytes:
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    buf = io.BytesIO()
+    Image.fromarray(rgb).resize((max(1, round(w * height / h)), height), Image.BILINEAR).save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+class VideoTracker:
+    """Detections -> ByteTrack -> tracks with crop candidates, one video; resumable by chunks."""
+
+    def __init__(self, footage: Footage, opts: FootageOptions):
+        self.footage, self.opts = footage, opts
+        self.tracker = opts.tracker(footage.fps or 10.0)
+        self.tracks: dict[int, Track] = {}
+        self.chunk_dets: list[tuple[int, np.ndarray]] = []
+
+    def step(self, n: int, dets: np.ndarray, frame: np.ndarray | None) -> None:
+        """Frame ``n``'s detections (``k x 5``) through the tracker; with the frame's pixels, score
+        the crops of tracked boxes and keep the best."""
+        import supervision as sv
+
+        self.chunk_dets.append((n, dets))
+        det = sv.Detections(xyxy=dets[:, :4].astype(np.float64), confidence=dets[:, 4].astype(np.float64),
+                            class_id=np.zeros(len(dets), int))
+        out = self.tracker.update(det)
+        ids = np.asarray(out.tracker_id, int)
+        keep = ids >= 0
+        boxes = np.concatenate([out.xyxy[keep], out.confidence[keep, None]], axis=1).astype(np.float32)
+        ids = ids[keep]
+        occ = occluded_fraction(boxes[:, :4]) if frame is not None else None
+        for k, (tid, box) in enumerate(zip(ids.tolist(), boxes)):
+            t = self.tracks.setdefault(tid, Track())
+            t.frames.append(n)
+            t.boxes.append(box)
+            t.touched = True
+            if frame is not None:
+                self._consider_crop(t, n, box, float(occ[k]), frame)
+
+    def _consider_crop(self, t: Track, n: int, box: np.ndarray, occluded: float, frame: np.ndarray) -> None:
+        h, w = frame.shape[:2]
+        x0, y0, x1, y1 = (int(round(v)) for v in box[:4])
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+        if x1 - x0 < 8 or y1 - y0 < 16:
+            return
+        border = touches_border(box, w, h)
+        # cheap part first: a crop that cannot enter the kept set is not measured
+        upper = crop_quality(float(box[4]), y1 - y0, occluded, border, True)
+        k = self.opts.crops
+        near = [c for c in t.crops if abs(c.frame - n) < 5]
+        if len(t.crops) >= 2 * k and upper <= min(c.quality for c in t.crops) and not near:
+            return
+        if near and upper <= max(c.quality for c in near):
+            return
+        crop = frame[y0:y1, x0:x1]
+        check = check_query(crop)
+        q = crop_quality(float(box[4]), y1 - y0, occluded, border, check.usable)
+        t.crops.append(Crop(n, box.copy(), q, (check.contrast, check.sharpness, check.uniform_rows, occluded),
+                            _jpeg(crop)))
+        # keep the 2k best, at least MIN_CROP_GAP apart, as candidates (the final choice is per sighting)
+        frames = np.array([c.frame for c in t.crops])
+        chosen = choose_crops(frames, np.array([c.quality for c in t.crops]), 2 * k)
+        t.crops = [t.crops[i] for i in chosen]
+        if q > t.keyframe_quality and any(c.frame == n for c in t.crops):
+            t.keyframe, t.keyframe_quality = keyframe_image(frame, box), q
+
+    # -- chunks --
+
+    def chunk_arrays(self) -> dict[str, np.ndarray]:
+        """The current chunk (detections of its frames, crop candidates and key frames of the
+        tracks it touched) as arrays for an .npz (no pickled objects)."""
+        frames = np.array([n for n, d in self.chunk_dets for _ in range(max(1, len(d)))], np.int64)
+        boxes = np.concatenate([d if len(d) else np.full((1, 5), np.nan, np.float32) for _, d in self.chunk_dets]) \
+            if self.chunk_dets else np.zeros((0, 5), np.float32)
+        crop_rows, blobs, key_tracks, key_blobs, key_q = [], [], [], [], []
+        for tid, t in self.tracks.items():
+            if not t.touched:
+                continue
+            for c in t.crops:
+                crop_rows.append([tid, c.frame, *c.box.tolist(), c.quality, *c.measures])
+                blobs.append(c.jpeg)
+            if t.keyframe:
+                key_tracks.append(tid)
+                key_blobs.append(t.keyframe)
+                key_q.append(t.keyframe_quality)
+        touched = np.array([tid for tid, t in self.tracks.items() if t.touched], np.int64)
+        return {"det_frame": frames, "det_box": boxes.astype(np.float32), "touched": touched,
+                "crop": np.array(crop_rows, np.float64).reshape(-1, 12),
+                **_pack("crop_jpeg", blobs), "key_track": np.array(key_tracks, np.int64),
+                "key_quality": np.array(key_q, np.float64), **_pack("key_jpeg", key_blobs)}
+
+    def end_chunk(self) -> None:
+        self.chunk_dets = []
+        for t in self.tracks.values():
+            t.touched = False
+
+    def replay(self, data: dict[str, np.ndarray]) -> int:
+        """Run the tracker over a committed chunk's detections and take its crops; returns its last frame."""
+        frames, boxes = data["det_frame"], data["det_box"]
+        last = 0
+        for n in np.unique(frames).tolist():
+            d = boxes[frames == n]
+            self.step(int(n), d[~np.isnan(d[:, 0])], None)
+            last = int(n)
+        crops, blobs = data["crop"], _unpack(data, "crop_jpeg")
+        for tid in data["touched"].tolist():
+            if tid in self.tracks:
+                self.tracks[tid].crops = []
+        for row, blob in zip(crops, blobs):
+            t = self.tracks.setdefault(int(row[0]), Track())
+            t.crops.append(Crop(int(row[1]), row[2:7].astype(np.float32), float(row[7]), tuple(row[8:12].tolist()),
+                                blob))
+        for tid, q, blob in zip(data["key_track"].tolist(), data["key_quality"].tolist(), _unpack(data, "key_jpeg")):
+            t = self.tracks.setdefault(int(tid), Track())
+            t.keyframe, t.keyframe_quality = blob, q
+        self.end_chunk()
+        return last
+
+
+def _pack(name: str, blobs: list[bytes]) -> dict[str, np.ndarray]:
+    lengths = np.array([len(b) for b in blobs], np.int64)
+    return {name: np.frombuffer(b"".join(blobs), np.uint8), f"{name}_len": lengths}
+
+
+def _unpack(data: dict[str, np.ndarray], name: str) -> list[bytes]:
+    raw, lengths = data[name].tobytes(), data[f"{name}_len"]
+    ends = np.cumsum(lengths)
+    return [raw[e - n:e] for e, n in zip(ends.tolist(), lengths.tolist())]
+
+
+@dataclass
+class Sighting:
+    """One person's continuous presence in one video (one or more linked tracks)."""
+
+    tracks: list[int]
+    frames: np.ndarray
+    boxes: np.ndarray  # n x 5
+    crops: list[Crop]
+    embedding: np.ndarray
+    keyframe: bytes
+
+
+def make_sightings(vt: VideoTracker, embed, opts: FootageOptions) -> list[Sighting]:
+    """Tracks -> sightings: drop short tracks, embed the candidates, link, choose crops."""
+    fps = vt.footage.fps or 10.0
+    kept = {tid: t for tid, t in sorted(vt.tracks.items()) if len(t.frames) >= opts.min_track_frames and t.crops}
+    if not kept:
+        return []
+    ids = list(kept)
+    all_crops = [(tid, c) for tid in ids for c in kept[tid].crops]
+    vectors = embed([_decode(c.jpeg) for _, c in all_crops])
+    vec_of = {id(c): v for (_, c), v in zip(all_crops, vectors)}
+    w, h = vt.footage.width or 1 << 30, vt.footage.height or 1 << 30
+    ends = []
+    for tid in ids:
+        t = kept[tid]
+        best = choose_crops(np.array([c.frame for c in t.crops]), np.array([c.quality for c in t.crops]), opts.crops)
+        ends.append(TrackEnds(t.frames[0], t.frames[-1], t.boxes[0], t.boxes[-1],
+                              mean_embedding(np.stack([vec_of[id(t.crops[i])] for i in best])),
+                              touches_border(t.boxes[0], w, h, 12), touches_border(t.boxes[-1], w, h, 12)))
+    labels = link_tracks(ends, fps, opts.link_params) if opts.link else list(range(len(ids)))
+    out = []
+    for group in sorted(set(labels)):
+        members = [ids[i] for i in range(len(ids)) if labels[i] == group]
+        frames = np.concatenate([kept[m].frames for m in members])
+        boxes = np.concatenate([np.stack(kept[m].boxes) for m in members])
+        order = np.argsort(frames, kind="stable")
+        crops = [c for m in members for c in kept[m].crops]
+        best = choose_crops(np.array([c.frame for c in crops]), np.array([c.quality for c in crops]), opts.crops)
+        chosen = [crops[i] for i in best]
+        key_track = max(members, key=lambda m: kept[m].keyframe_quality)
+        out.append(Sighting(members, frames[order], boxes[order], chosen,
+                            mean_embedding(np.stack([vec_of[id(c)] for c in chosen])), kept[key_track].keyframe))
+    out.sort(key=lambda s: (int(s.frames[0]), s.tracks[0]))
+    return out
+
+
+@dataclass
+class FootageReport:
+    case: Path
+    videos: list[dict] = field(default_factory=list)  # per video: path, camera, start, sightings, frames, problems
+    added: int = 0
+    count: int = 0
+    skipped: list[str] = field(default_factory=list)
+    frames: int = 0
+    seconds: float = 0.0  # wall time
+
+
+def _video_dir(case: Path, f: Footage) -> Path:
+    return case / FOOTAGE / f.video_id
+
+
+def _chunks(folder: Path) -> list[Path]:
+    return sorted(folder.glob("chunk-*.npz"))
+
+
+def process_video(f: Footage, detector, opts: FootageOptions, case: Path, bar=None) -> VideoTracker:
+    """Detect and track one video, committing a chunk every ``opts.chunk_frames`` frames; resumes
+    after the last committed chunk. Problems met while reading go to ``f.problems``."""
+    folder = _video_dir(case, f)
+    folder.mkdir(parents=True, exist_ok=True)
+    vt = VideoTracker(f, opts)
+    last = 0
+    for path in _chunks(folder):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                last = vt.replay({k: data[k] for k in data.files})
+        except (OSError, ValueError, KeyError) as exc:  # a damaged chunk and those after it are redone
+            log.warning("%s: unreadable chunk (%s); detecting its frames again", path, exc)
+            for later in _chunks(folder):
+                if later.name >= path.name:
+                    later.unlink()
+            break
+    if bar is not None and last:
+        bar.update(last)
+    stats = ReadStats()
+    seq = len(_chunks(folder))
+    started = time.perf_counter()
+    done = 0
+    in_chunk = 0
+    for n, frame in read_frames(f, opts.stride, first=last + 1, stats=stats):
+        if frame is not None:
+            dets = detector.detect(frame, opts.confidence)
+            vt.step(n, dets, frame)
+        in_chunk += 1
+        done += 1
+        if bar is not None:
+            bar.update(1)
+            if done % 25 == 0:
+                el = time.perf_counter() - started
+                bar.set_postfix_str(f"{n / (f.fps or 10):.0f} s of footage, {done / max(el, 1e-9):.1f} frames/s")
+        if in_chunk >= opts.chunk_frames:
+            _commit_chunk(folder, seq, vt)
+            seq, in_chunk = seq + 1, 0
+    if vt.chunk_dets:
+        _commit_chunk(folder, seq, vt)
+    f.problems += stats.problems
+    return vt
+
+
+def _commit_chunk(folder: Path, seq: int, vt: VideoTracker) -> None:
+    arrays = vt.chunk_arrays()
+    atomic_write(folder / f"chunk-{seq:06d}.npz", lambda fh: np.savez(fh, **arrays))
+    vt.end_chunk()
+
+
+def _write_sightings(case: Path, f: Footage, sightings: list[Sighting], head, writer: IndexWriter,
+                     detector_name: str) -> int:
+    """The sightings of one video as rows of the index, their crops and key frames as files."""
+    if not sightings:
+        return 0
+    fps = f.fps or 10.0
+    base = case / SIGHTINGS / f.video_id
+    keys, fields, times, thumbs = [], [], [], []
+    emb = np.stack([s.embedding for s in sightings])
+    probs = head.calibrated(emb)
+    track_rows = []
+    for i, s in enumerate(sightings):
+        folder = base / f"{i:05d}"
+        for k, c in enumerate(s.crops):
+            atomic_write(folder / f"crop-{k}.jpg", lambda fh, b=c.jpeg: fh.write(b))
+        if s.keyframe:
+            atomic_write(folder / "keyframe.jpg", lambda fh, b=s.keyframe: fh.write(b))
+        write_json(folder / "crops.json", [{"frame": c.frame, "box": [round(float(v), 1) for v in c.box[:4]],
+                                            "confidence": round(float(c.box[4]), 4), "quality": round(c.quality, 4),
+                                            "contrast": round(c.measures[0], 2), "sharpness": round(c.measures[1], 4),
+                                            "uniform_rows": round(c.measures[2], 4),
+                                            "occluded": round(c.measures[3], 4)} for c in s.crops])
+        first, last = int(s.frames[0]), int(s.frames[-1])
+        t0, t1 = (first - 1) / fps, (last - 1) / fps
+        keys.append(f"{SIGHTINGS}/{f.video_id}/{i:05d}/crop-0.jpg")
+        fields.append({"camera": f.camera, "kind": "sighting", "video": f.video_id, "sighting": str(i),
+                       "frame_start": str(first), "frame_end": str(last), "offset_start": f"{t0:.2f}",
+                       "offset_end": f"{t1:.2f}", "end": format_time(f.start + t1) or "",
+                       "crops": str(len(s.crops)), "tracks": " ".join(str(t) for t in s.tracks),
+                       "detector": detector_name})
+        times.append(f.start + t0 if not math.isnan(f.start) else math.nan)
+        thumbs.append(thumbnail_bytes(_decode(s.crops[0].jpeg)))
+        for n, b in zip(s.frames.tolist(), s.boxes):
+            track_rows.append([n, i + 1, *b.tolist()])
+    tracks = np.array(track_rows, np.float64).reshape(-1, 7)
+    atomic_write(_video_dir(case, f) / "tracks.npz", lambda fh: np.savez(fh, rows=tracks))
+    writer.commit(Rows(keys, emb, probs, fields, np.array(times, np.float64), thumbs))
+    return len(sightings)
+
+
+def _video_record(f: Footage, **extra) -> dict:
+    return {"path": str(f.path), "video_id": f.video_id, "camera": f.camera, "camera_from": f.camera_from,
+            "start": format_time(f.start), "start_from": f.start_from, "fps": f.fps, "frames": f.frames,
+            "width": f.width, "height": f.height, "problems": list(f.problems), **extra}
+
+
+def index_footage(embedder, head, detector, video: str | Path, case: Path, camera: str | None = None,
+                  start: str | None = None, opts: FootageOptions | None = None, head_name: str = "",
+                  append: bool = False, progress: bool = True, say=print) -> FootageReport:
+    """Index the footage at ``video`` into the case ``case`` (a new or interrupted build, or with
+    ``append`` a finished one). Each video's camera / start and where they came from are stated
+    with ``say``; videos that cannot be read or show nobody are reported and skipped."""
+    from tqdm import tqdm
+
+    from xreid.workflows.index import head_info
+
+    opts = opts or FootageOptions()
+    if opts.stride < 1:
+        raise ValueError(f"--stride must be at least 1 (got {opts.stride})")
+    if not 0.0 < opts.confidence <= 1.0:
+        raise ValueError(f"--confidence must be in (0, 1] (got {opts.confidence})")
+    head.check_model(embedder, where="attribute head")
+    videos = list_footage(video, camera, start, opts.fps)
+    report = FootageReport(Path(case))
+    began = time.perf_counter()
+    open_writer = (IndexWriter.append(case, embedder.identity(), head.names, head_info(head, head_name)) if append
+                   else IndexWriter.create(case, embedder.identity(), head.names, head_info(head, head_name),
+                                           head.embedding_dim, source=str(video)))
+    with open_writer as writer:
+        settings = {"detector": detector.identity(), "options": opts.identity()}
+        known = writer.manifest.get("footage")
+        if known and known != settings and not append:
+            raise ValueError(f"{case}: an interrupted build with other detector or tracking options "
+                             f"({known}); rerun it with those options or delete {case}")
+        if known != settings:
+            writer._publish({**writer.manifest, "footage": settings})
+
+        def embed(crops: list[np.ndarray]) -> np.ndarray:
+            from xreid.data.transforms import resize_rgb
+
+            return np.concatenate([embedder.embed_arrays([resize_rgb(c, embedder.preprocess.size) for c in crops[i:i + 64]])
+                                   for i in range(0, len(crops), 64)])
+
+        for f in videos:
+            say(f.describe() if not f.problems else f"{f.path}: {'; '.join(f.problems)}")
+            record_path = _video_dir(case, f) / "video.json"
+            if record_path.is_file() and json.loads(record_path.read_text()).get("done"):
+                say(f"{f.path}: already indexed, skipped")
+                report.videos.append(json.loads(record_path.read_text()))
+                continue
+            if f.problems:
+                report.skipped.append(f"{f.path}: {'; '.join(f.problems)}")
+                write_json(record_path, _video_record(f, done=True, sightings=0))
+                continue
+            bar = tqdm(total=f.frames or None, desc=f.path.name[:30], unit="frame", disable=not progress)
+            try:
+                vt = process_video(f, detector, opts, case, bar)
+            except FootageError as exc:
+                f.problems.append(exc.problem)
+                vt = None
+            finally:
+                bar.close()
+            sightings = make_sightings(vt, embed, opts) if vt is not None else []
+            if vt is not None and not sightings:
+                f.problems.append("no person detected" if not vt.tracks else "no person tracked long enough")
+            n = _write_sightings(case, f, sightings, head, writer, detector.name)
+            frames = max((max(t.frames) for t in vt.tracks.values()), default=0) if vt else 0
+            for p in f.problems:
+                report.skipped.append(f"{f.path}: {p}")
+                say(f"{f.path}: {p}")
+            record = _video_record(f, done=True, sightings=n, frames_read=frames)
+            write_json(record_path, record)
+            report.videos.append(record)
+            report.added += n
+        manifest = writer.finish()
+        report.count = manifest["count"]
+    report.seconds = time.perf_counter() - began
+    return report
+
+
+def export_mot(case: str | Path, out: str | Path) -> list[Path]:
+    """Write each indexed video's sightings in the MOTChallenge format (``frame,id,x,y,w,h,conf,-1,-1,-1``,
+    frames from 1, one id per sighting) as ``OUT/VIDEO_ID.txt``; returns the files."""
+    case, out = Path(case), Path(out)
+    written = []
+    for folder in sorted((case / FOOTAGE).glob("*/")):
+        path = folder / "tracks.npz"
+        if not path.is_file():
+            continue
+        with np.load(path, allow_pickle=False) as data:
+            rows = data["rows"]
+        rows = rows[np.lexsort((rows[:, 1], rows[:, 0]))]
+        lines = "".join(f"{int(r[0])},{int(r[1])},{r[2]:.2f},{r[3]:.2f},{r[4] - r[2]:.2f},{r[5] - r[3]:.2f},"
+                        f"{r[6]:.4f},-1,-1,-1\n" for r in rows)
+        target = out / f"{folder.name}.txt"
+        atomic_write(target, lambda fh, t=lines: fh.write(t.encode()))
+        written.append(target)
+    return written
