@@ -231,14 +231,15 @@ class ReadStats:
     problems: list[str] = field(default_factory=list)
 
 
-def read_frames(f: Footage, stride: int = 1, first: int = 1, stats: ReadStats | None = None
-                ) -> Iterator[tuple[int, np.ndarray | None]]:
+def read_frames(f: Footage, stride: int = 1, first: int = 1, stats: ReadStats | None = None,
+                only: set[int] | None = None) -> Iterator[tuple[int, np.ndarray | None]]:
     """Yield (frame number from 1, H x W x 3 uint8 RGB) for every frame from ``first`` on; frames
     not on the stride (``(n - 1) % stride != 0``) are decoded (the codec needs them) but yielded
     with None instead of pixels, so the caller still sees every frame number. Unreadable frames are
-    counted in ``stats`` and skipped; a truncated stream is noted there."""
+    counted in ``stats`` and skipped; a truncated stream is noted there. With ``only``, just those
+    frame numbers get pixels."""
     stats = stats if stats is not None else ReadStats()
-    wanted = (lambda n: n >= first and (n - 1) % stride == 0)
+    wanted = ((lambda n: n in only) if only is not None else (lambda n: n >= first and (n - 1) % stride == 0))
     if f.is_frame_folder:
         for n, p in enumerate(_frame_images(f.path), start=1):
             stats.decoded += 1

@@ -150,3 +150,25 @@ def link_tracks(tracks: list[TrackEnds], fps: float, p: LinkParams = LinkParams(
                 j = succ[j]
                 label[j] = i
     return label
+
+
+def split_points(vectors: np.ndarray, window: int, min_similarity: float, min_piece: int) -> list[int]:
+    """Where one track holds two people (the tracker swapped them at a crossing): sample indices at
+    which a new piece starts. ``vectors`` are the track's sampled embeddings in time order. At each
+    candidate index i (pieces at least ``min_piece`` samples long) the similarity is the cosine of
+    the means of the ``window`` normalised samples before and after i; the lowest one below
+    ``min_similarity`` is a split, and each side is searched again."""
+    v = np.asarray(vectors, np.float64)
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+    def search(lo: int, hi: int) -> list[int]:
+        best, where = min_similarity, None
+        for i in range(lo + min_piece, hi - min_piece + 1):
+            a = v[max(lo, i - window):i].mean(axis=0)
+            b = v[i:min(hi, i + window)].mean(axis=0)
+            sim = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
+            if sim < best:
+                best, where = sim, i
+        return [] if where is None else search(lo, where) + [where] + search(where, hi)
+
+    return search(0, len(v))

@@ -39,8 +39,8 @@ import numpy as np
 
 from xreid.data.video import Footage, FootageError, ReadStats, list_footage, read_frames
 from xreid.explain.query_check import check_query
-from xreid.explain.sightings import (LinkParams, TrackEnds, choose_crops, crop_quality, link_tracks, mean_embedding,
-                                     occluded_fraction, touches_border)
+from xreid.explain.sightings import (MIN_CROP_GAP, LinkParams, TrackEnds, choose_crops, crop_quality, link_tracks,
+                                     mean_embedding, occluded_fraction, split_points, touches_border)
 from xreid.index.gallery import THUMB_HEIGHT, IndexWriter, Rows
 from xreid.index.metadata import format_time
 from xreid.io import atomic_write, write_json
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 FOOTAGE, SIGHTINGS = "footage", "sightings"
 KEYFRAME_WIDTH = 640
+#: crop candidates are kept per block of this many frames of a track, the best CROPS_PER_BLOCK each
+CROP_BLOCK, CROPS_PER_BLOCK = 40, 2
 
 
 @dataclass
@@ -62,6 +64,11 @@ class FootageOptions:
     lost_seconds: float = 1.0  # ByteTrack: how long a lost track is kept for re-association
     min_track_frames: int = 5  # tracks with fewer detections are dropped (mostly false detections)
     crops: int = 5  # best crops kept per sighting
+    sample_every: int = 5  # embed every n-th clean detection of a track (for splitting swapped tracks and linking)
+    max_sample_occlusion: float = 0.3  # detections more hidden than this are not sampled
+    split: bool = True
+    split_window: int = 6  # samples averaged on each side of a candidate split
+    split_similarity: float = 0.5  # a track whose two sides are less similar than this is split
     chunk_frames: int = 500  # frames per committed chunk
     link: bool = True
     link_params: LinkParams = field(default_factory=LinkParams)
@@ -96,8 +103,7 @@ class Track:
     frames: list[int] = field(default_factory=list)
     boxes: list[np.ndarray] = field(default_factory=list)
     crops: list[Crop] = field(default_factory=list)
-    keyframe: bytes = b""
-    keyframe_quality: float = -1.0
+    samples: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (frame, embedding)
     touched: bool = False  # changed in the current chunk
 
 
@@ -141,11 +147,14 @@ def thumbnail_bytes(rgb: np.ndarray, height: int = THUMB_HEIGHT) -> bytes:
 class VideoTracker:
     """Detections -> ByteTrack -> tracks with crop candidates, one video; resumable by chunks."""
 
-    def __init__(self, footage: Footage, opts: FootageOptions):
-        self.footage, self.opts = footage, opts
+    def __init__(self, footage: Footage, opts: FootageOptions, embed=None):
+        self.footage, self.opts, self.embed = footage, opts, embed
         self.tracker = opts.tracker(footage.fps or 10.0)
         self.tracks: dict[int, Track] = {}
         self.chunk_dets: list[tuple[int, np.ndarray]] = []
+        self.chunk_samples: list[tuple[int, int, np.ndarray]] = []  # (track, frame, embedding) of this chunk
+        self.pending: list[tuple[int, int, np.ndarray]] = []  # (track, frame, crop) waiting to be embedded
+        self.chunk_first = 1
 
     def step(self, n: int, dets: np.ndarray, frame: np.ndarray | None) -> None:
         """Frame ``n``'s detections (``k x 5``) through the tracker; with the frame's pixels, score
@@ -168,6 +177,29 @@ class VideoTracker:
             t.touched = True
             if frame is not None:
                 self._consider_crop(t, n, box, float(occ[k]), frame)
+                if (self.embed is not None and (len(t.frames) - 1) % self.opts.sample_every == 0
+                        and occ[k] <= self.opts.max_sample_occlusion):
+                    self._sample(tid, n, box, frame)
+
+    def _sample(self, tid: int, n: int, box: np.ndarray, frame: np.ndarray) -> None:
+        h, w = frame.shape[:2]
+        x0, y0, x1, y1 = (int(round(v)) for v in box[:4])
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+        if x1 - x0 < 8 or y1 - y0 < 16:
+            return
+        self.pending.append((tid, n, frame[y0:y1, x0:x1].copy()))
+        if len(self.pending) >= 32:
+            self.flush_samples()
+
+    def flush_samples(self) -> None:
+        """Embed the sampled crops waiting (in batches, as they come)."""
+        if not self.pending:
+            return
+        vectors = self.embed([c for _, _, c in self.pending])
+        for (tid, n, _), v in zip(self.pending, vectors):
+            self.tracks[tid].samples.append((n, v))
+            self.chunk_samples.append((tid, n, v))
+        self.pending = []
 
     def _consider_crop(self, t: Track, n: int, box: np.ndarray, occluded: float, frame: np.ndarray) -> None:
         h, w = frame.shape[:2]
@@ -178,23 +210,21 @@ class VideoTracker:
         border = touches_border(box, w, h)
         # cheap part first: a crop that cannot enter the kept set is not measured
         upper = crop_quality(float(box[4]), y1 - y0, occluded, border, True)
-        k = self.opts.crops
-        near = [c for c in t.crops if abs(c.frame - n) < 5]
-        if len(t.crops) >= 2 * k and upper <= min(c.quality for c in t.crops) and not near:
+        block = n // CROP_BLOCK
+        mine = [c for c in t.crops if c.frame // CROP_BLOCK == block]
+        near = [c for c in mine if abs(c.frame - n) < MIN_CROP_GAP]
+        if len(mine) >= CROPS_PER_BLOCK and upper <= min(c.quality for c in mine) and not near:
             return
         if near and upper <= max(c.quality for c in near):
             return
         crop = frame[y0:y1, x0:x1]
         check = check_query(crop)
         q = crop_quality(float(box[4]), y1 - y0, occluded, border, check.usable)
-        t.crops.append(Crop(n, box.copy(), q, (check.contrast, check.sharpness, check.uniform_rows, occluded),
-                            _jpeg(crop)))
-        # keep the 2k best, at least MIN_CROP_GAP apart, as candidates (the final choice is per sighting)
-        frames = np.array([c.frame for c in t.crops])
-        chosen = choose_crops(frames, np.array([c.quality for c in t.crops]), 2 * k)
-        t.crops = [t.crops[i] for i in chosen]
-        if q > t.keyframe_quality and any(c.frame == n for c in t.crops):
-            t.keyframe, t.keyframe_quality = keyframe_image(frame, box), q
+        mine.append(Crop(n, box.copy(), q, (check.contrast, check.sharpness, check.uniform_rows, occluded),
+                         _jpeg(crop)))
+        # candidates: the best CROPS_PER_BLOCK of each block of frames (the final choice is per sighting)
+        chosen = choose_crops(np.array([c.frame for c in mine]), np.array([c.quality for c in mine]), CROPS_PER_BLOCK)
+        t.crops = [c for c in t.crops if c.frame // CROP_BLOCK != block] + [mine[i] for i in sorted(chosen)]
 
     # -- chunks --
 
@@ -204,25 +234,33 @@ class VideoTracker:
         frames = np.array([n for n, d in self.chunk_dets for _ in range(max(1, len(d)))], np.int64)
         boxes = np.concatenate([d if len(d) else np.full((1, 5), np.nan, np.float32) for _, d in self.chunk_dets]) \
             if self.chunk_dets else np.zeros((0, 5), np.float32)
-        crop_rows, blobs, key_tracks, key_blobs, key_q = [], [], [], [], []
+        self.flush_samples()
+        cutoff = self.crop_cutoff()
+        crop_rows, blobs = [], []
         for tid, t in self.tracks.items():
             if not t.touched:
                 continue
-            for c in t.crops:
+            for c in (c for c in t.crops if c.frame >= cutoff):
                 crop_rows.append([tid, c.frame, *c.box.tolist(), c.quality, *c.measures])
                 blobs.append(c.jpeg)
-            if t.keyframe:
-                key_tracks.append(tid)
-                key_blobs.append(t.keyframe)
-                key_q.append(t.keyframe_quality)
         touched = np.array([tid for tid, t in self.tracks.items() if t.touched], np.int64)
-        return {"det_frame": frames, "det_box": boxes.astype(np.float32), "touched": touched,
+        dim = len(self.chunk_samples[0][2]) if self.chunk_samples else 0
+        return {"sample_track": np.array([s[0] for s in self.chunk_samples], np.int64),
+                "sample_frame": np.array([s[1] for s in self.chunk_samples], np.int64),
+                "sample_vec": np.array([s[2] for s in self.chunk_samples], np.float32).reshape(len(self.chunk_samples), dim),
+                "crop_cutoff": np.array(cutoff, np.int64),
+                "det_frame": frames, "det_box": boxes.astype(np.float32), "touched": touched,
                 "crop": np.array(crop_rows, np.float64).reshape(-1, 12),
-                **_pack("crop_jpeg", blobs), "key_track": np.array(key_tracks, np.int64),
-                "key_quality": np.array(key_q, np.float64), **_pack("key_jpeg", key_blobs)}
+                **_pack("crop_jpeg", blobs)}
+
+    def crop_cutoff(self) -> int:
+        """Crop candidates from this frame on may have changed in the current chunk."""
+        return (self.chunk_first // CROP_BLOCK) * CROP_BLOCK
 
     def end_chunk(self) -> None:
-        self.chunk_dets = []
+        if self.chunk_dets:
+            self.chunk_first = self.chunk_dets[-1][0] + 1
+        self.chunk_dets, self.chunk_samples = [], []
         for t in self.tracks.values():
             t.touched = False
 
@@ -235,16 +273,16 @@ class VideoTracker:
             self.step(int(n), d[~np.isnan(d[:, 0])], None)
             last = int(n)
         crops, blobs = data["crop"], _unpack(data, "crop_jpeg")
+        cutoff = int(data["crop_cutoff"])
         for tid in data["touched"].tolist():
             if tid in self.tracks:
-                self.tracks[tid].crops = []
+                self.tracks[tid].crops = [c for c in self.tracks[tid].crops if c.frame < cutoff]
+        for tid, n, v in zip(data["sample_track"].tolist(), data["sample_frame"].tolist(), data["sample_vec"]):
+            self.tracks.setdefault(int(tid), Track()).samples.append((int(n), v))
         for row, blob in zip(crops, blobs):
             t = self.tracks.setdefault(int(row[0]), Track())
             t.crops.append(Crop(int(row[1]), row[2:7].astype(np.float32), float(row[7]), tuple(row[8:12].tolist()),
                                 blob))
-        for tid, q, blob in zip(data["key_track"].tolist(), data["key_quality"].tolist(), _unpack(data, "key_jpeg")):
-            t = self.tracks.setdefault(int(tid), Track())
-            t.keyframe, t.keyframe_quality = blob, q
         self.end_chunk()
         return last
 
@@ -269,40 +307,71 @@ class Sighting:
     boxes: np.ndarray  # n x 5
     crops: list[Crop]
     embedding: np.ndarray
-    keyframe: bytes
+    keyframe: bytes = b""
+
+
+@dataclass
+class Piece:
+    """A track, or the part of one between two splits."""
+
+    frames: list[int]
+    boxes: list[np.ndarray]
+    crops: list[Crop]
+    samples: list[np.ndarray]
+    track: int
+
+
+def track_pieces(tid: int, t: Track, opts: FootageOptions) -> list[Piece]:
+    """The track cut where its sampled embeddings say it holds two people (``split_points``)."""
+    cuts: list[int] = []
+    if opts.split and len(t.samples) >= 2 * max(2, opts.split_window // 2):
+        idx = split_points(np.stack([v for _, v in t.samples]), opts.split_window, opts.split_similarity,
+                           max(2, opts.split_window // 2))
+        cuts = [t.samples[i][0] for i in idx]
+    bounds = [min(t.frames)] + cuts + [max(t.frames) + 1]
+    frames = np.array(t.frames)
+    out = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        keep = np.flatnonzero((frames >= lo) & (frames < hi))
+        if not len(keep):
+            continue
+        out.append(Piece([t.frames[i] for i in keep], [t.boxes[i] for i in keep],
+                         [c for c in t.crops if lo <= c.frame < hi], [v for n, v in t.samples if lo <= n < hi], tid))
+    return out
 
 
 def make_sightings(vt: VideoTracker, embed, opts: FootageOptions) -> list[Sighting]:
-    """Tracks -> sightings: drop short tracks, embed the candidates, link, choose crops."""
+    """Tracks -> sightings: drop short tracks, split swapped ones, embed, link, choose crops."""
     fps = vt.footage.fps or 10.0
-    kept = {tid: t for tid, t in sorted(vt.tracks.items()) if len(t.frames) >= opts.min_track_frames and t.crops}
-    if not kept:
+    pieces = [p for tid, t in sorted(vt.tracks.items()) if len(t.frames) >= opts.min_track_frames and t.crops
+              for p in track_pieces(tid, t, opts)]
+    pieces = [p for p in pieces if p.crops]
+    if not pieces:
         return []
-    ids = list(kept)
-    all_crops = [(tid, c) for tid in ids for c in kept[tid].crops]
-    vectors = embed([_decode(c.jpeg) for _, c in all_crops])
-    vec_of = {id(c): v for (_, c), v in zip(all_crops, vectors)}
+    # every piece's best crops are embedded: they make the sighting embedding (and link pieces without samples)
+    best = [choose_crops(np.array([c.frame for c in p.crops]), np.array([c.quality for c in p.crops]), opts.crops)
+            for p in pieces]
+    all_crops = [c for p, b in zip(pieces, best) for c in (p.crops[i] for i in b)]
+    vectors = embed([_decode(c.jpeg) for c in all_crops])
+    vec_of = {id(c): v for c, v in zip(all_crops, vectors)}
     w, h = vt.footage.width or 1 << 30, vt.footage.height or 1 << 30
     ends = []
-    for tid in ids:
-        t = kept[tid]
-        best = choose_crops(np.array([c.frame for c in t.crops]), np.array([c.quality for c in t.crops]), opts.crops)
-        ends.append(TrackEnds(t.frames[0], t.frames[-1], t.boxes[0], t.boxes[-1],
-                              mean_embedding(np.stack([vec_of[id(t.crops[i])] for i in best])),
-                              touches_border(t.boxes[0], w, h, 12), touches_border(t.boxes[-1], w, h, 12)))
-    labels = link_tracks(ends, fps, opts.link_params) if opts.link else list(range(len(ids)))
+    for p, b in zip(pieces, best):
+        rows = p.samples or [vec_of[id(p.crops[i])] for i in b]
+        ends.append(TrackEnds(p.frames[0], p.frames[-1], p.boxes[0], p.boxes[-1], mean_embedding(np.stack(rows)),
+                              touches_border(p.boxes[0], w, h, 12), touches_border(p.boxes[-1], w, h, 12)))
+    labels = link_tracks(ends, fps, opts.link_params) if opts.link else list(range(len(pieces)))
     out = []
     for group in sorted(set(labels)):
-        members = [ids[i] for i in range(len(ids)) if labels[i] == group]
-        frames = np.concatenate([kept[m].frames for m in members])
-        boxes = np.concatenate([np.stack(kept[m].boxes) for m in members])
+        members = [i for i in range(len(pieces)) if labels[i] == group]
+        frames = np.concatenate([pieces[m].frames for m in members])
+        boxes = np.concatenate([np.stack(pieces[m].boxes) for m in members])
         order = np.argsort(frames, kind="stable")
-        crops = [c for m in members for c in kept[m].crops]
-        best = choose_crops(np.array([c.frame for c in crops]), np.array([c.quality for c in crops]), opts.crops)
-        chosen = [crops[i] for i in best]
-        key_track = max(members, key=lambda m: kept[m].keyframe_quality)
-        out.append(Sighting(members, frames[order], boxes[order], chosen,
-                            mean_embedding(np.stack([vec_of[id(c)] for c in chosen])), kept[key_track].keyframe))
+        crops = [pieces[m].crops[i] for m in members for i in best[m]]
+        chosen = [crops[i] for i in choose_crops(np.array([c.frame for c in crops]),
+                                                 np.array([c.quality for c in crops]), opts.crops)]
+        out.append(Sighting(sorted({pieces[m].track for m in members}), frames[order], boxes[order], chosen,
+                            mean_embedding(np.stack([vec_of[id(c)] for c in chosen]))))
     out.sort(key=lambda s: (int(s.frames[0]), s.tracks[0]))
     return out
 
@@ -326,12 +395,12 @@ def _chunks(folder: Path) -> list[Path]:
     return sorted(folder.glob("chunk-*.npz"))
 
 
-def process_video(f: Footage, detector, opts: FootageOptions, case: Path, bar=None) -> VideoTracker:
+def process_video(f: Footage, detector, opts: FootageOptions, case: Path, bar=None, embed=None) -> VideoTracker:
     """Detect and track one video, committing a chunk every ``opts.chunk_frames`` frames; resumes
     after the last committed chunk. Problems met while reading go to ``f.problems``."""
     folder = _video_dir(case, f)
     folder.mkdir(parents=True, exist_ok=True)
-    vt = VideoTracker(f, opts)
+    vt = VideoTracker(f, opts, embed)
     last = 0
     for path in _chunks(folder):
         try:
@@ -376,6 +445,25 @@ def _commit_chunk(folder: Path, seq: int, vt: VideoTracker) -> None:
     vt.end_chunk()
 
 
+def draw_keyframes(f: Footage, sightings: list[Sighting]) -> None:
+    """Each sighting's key frame: the frame of its best crop with the box drawn, read in one more
+    pass over the video that converts only those frames."""
+    wanted: dict[int, list[Sighting]] = {}
+    for s in sightings:
+        if s.crops:
+            wanted.setdefault(s.crops[0].frame, []).append(s)
+    if not wanted:
+        return
+    try:
+        for n, frame in read_frames(f, only=set(wanted)):
+            for s in wanted.get(n, []) if frame is not None else []:
+                s.keyframe = keyframe_image(frame, s.crops[0].box)
+            if n >= max(wanted):
+                break
+    except FootageError as exc:
+        log.warning("%s; key frames missing", exc)
+
+
 def _write_sightings(case: Path, f: Footage, sightings: list[Sighting], head, writer: IndexWriter,
                      detector_name: str) -> int:
     """The sightings of one video as rows of the index, their crops and key frames as files."""
@@ -412,6 +500,8 @@ def _write_sightings(case: Path, f: Footage, sightings: list[Sighting], head, wr
             track_rows.append([n, i + 1, *b.tolist()])
     tracks = np.array(track_rows, np.float64).reshape(-1, 7)
     atomic_write(_video_dir(case, f) / "tracks.npz", lambda fh: np.savez(fh, rows=tracks))
+    if all(k in writer.keys for k in keys):  # committed by a run stopped before it marked the video done
+        return len(sightings)
     writer.commit(Rows(keys, emb, probs, fields, np.array(times, np.float64), thumbs))
     return len(sightings)
 
@@ -472,13 +562,14 @@ def index_footage(embedder, head, detector, video: str | Path, case: Path, camer
                 continue
             bar = tqdm(total=f.frames or None, desc=f.path.name[:30], unit="frame", disable=not progress)
             try:
-                vt = process_video(f, detector, opts, case, bar)
+                vt = process_video(f, detector, opts, case, bar, embed)
             except FootageError as exc:
                 f.problems.append(exc.problem)
                 vt = None
             finally:
                 bar.close()
             sightings = make_sightings(vt, embed, opts) if vt is not None else []
+            draw_keyframes(f, sightings)
             if vt is not None and not sightings:
                 f.problems.append("no person detected" if not vt.tracks else "no person tracked long enough")
             n = _write_sightings(case, f, sightings, head, writer, detector.name)
