@@ -21,7 +21,7 @@ from xreid.cli import app
 from xreid.data.video import FootageError, ReadStats, cut_video, list_footage, read_footage_csv, read_frames
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.sightings import (LinkParams, TrackEnds, choose_crops, crop_quality, link_tracks, mean_embedding,
-                                     occluded_fraction)
+                                     occluded_fraction, split_points)
 from xreid.index.gallery import GalleryIndex
 from xreid.models.detector import ssd_rows_to_boxes
 from xreid.models.loading import load_embedder
@@ -231,6 +231,30 @@ def test_link_tracks_by_hand():
     # too long a gap, or overlapping in time: never
     assert link_tracks([a, _ends(70, 80, 50, 60, [1, 0])], 10, p) == [0, 1]
     assert link_tracks([a, _ends(5, 20, 50, 60, [1, 0])], 10, p) == [0, 1]
+
+
+def test_overlap_allowed_only_when_asked():
+    a = _ends(1, 20, 0, 50, [1, 0])
+    b = _ends(15, 40, 52, 90, [1, 0])  # starts 6 frames (0.6 s) before a ends
+    assert link_tracks([a, b], 10, LinkParams(max_overlap=0.0)) == [0, 1]
+    assert link_tracks([a, b], 10, LinkParams(max_overlap=1.0)) == [0, 0]
+    assert link_tracks([a, b], 10, LinkParams(max_overlap=0.5)) == [0, 1]
+
+
+def test_split_points_by_hand():
+    # six samples of one person, then six of another: one split, at sample 6
+    v = np.array([[1.0, 0.1]] * 6 + [[0.1, 1.0]] * 6)
+    assert split_points(v, window=3, min_similarity=0.5, min_piece=2) == [6]
+    assert split_points(v[:6], window=3, min_similarity=0.5, min_piece=2) == []
+    assert split_points(v, window=3, min_similarity=0.1, min_piece=2) == []  # similar enough at that threshold
+
+
+def test_merge_pieces_gives_overlap_to_the_later_piece():
+    from xreid.workflows.footage import merge_pieces
+
+    box = lambda k: np.full(5, k, np.float32)
+    frames, boxes = merge_pieces([([1, 2, 3, 4], [box(1)] * 4), ([3, 5], [box(2)] * 2)])
+    assert frames.tolist() == [1, 2, 3, 5] and boxes[:, 0].tolist() == [1, 1, 2, 2]
 
 
 # --- the workflow -------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ Linking. ByteTrack loses a person behind an occluder or out of the frame and sta
 when they reappear. Track ``b`` may continue track ``a`` when ``b`` starts after ``a`` ends, within
 ``max_gap`` seconds, their mean embeddings (of the kept crops, L2-normalised) have cosine similarity
 of at least ``min_similarity``, and ``b``'s first box lies within ``speed * gap + 1`` box heights of
-``a``'s last box (people walk at about ``speed`` box heights per second). A person who left the
+``a``'s last box (people walk at about ``speed`` box heights per second); ``b`` may start up to
+``max_overlap`` seconds before ``a`` ends (the frames both hold then go to ``b``). A person who left the
 frame and came back (``a`` ends at the edge, ``b`` starts at the edge) needs no motion agreement but
 ``min_similarity_reentry``. Pairs are joined greedily, most similar first, each track having at
 most one predecessor and one successor.
@@ -88,6 +89,7 @@ class LinkParams:
     min_similarity: float = 0.6  # cosine of the tracks' mean embeddings, for a gap inside the frame
     min_similarity_reentry: float = 0.75  # ... for a person who left the frame and came back
     speed: float = 1.5  # box heights per second a person may move during the gap
+    max_overlap: float = 0.0  # seconds b may start before a ends (a split rarely falls on the exact frame)
 
 
 @dataclass
@@ -105,9 +107,11 @@ class TrackEnds:
 
 def link_score(a: TrackEnds, b: TrackEnds, fps: float, p: LinkParams) -> float | None:
     """Cosine similarity of ``a`` and ``b`` when ``b`` may continue ``a`` under ``p``, else None."""
-    if b.first <= a.last:
+    if b.first <= a.first or b.last <= a.last:
         return None
-    gap = (b.first - a.last) / fps
+    if b.first <= a.last and (a.last - b.first + 1) / fps > p.max_overlap:
+        return None
+    gap = max(0.0, (b.first - a.last) / fps)
     if gap > p.max_gap:
         return None
     ea, eb = a.embedding / max(np.linalg.norm(a.embedding), 1e-12), b.embedding / max(np.linalg.norm(b.embedding), 1e-12)

@@ -340,6 +340,17 @@ def track_pieces(tid: int, t: Track, opts: FootageOptions) -> list[Piece]:
     return out
 
 
+def merge_pieces(parts: list[tuple[list[int], list[np.ndarray]]]) -> tuple[np.ndarray, np.ndarray]:
+    """Frames and boxes of linked pieces (in start order) as one sequence; where two overlap, the
+    frames from the later piece's start on are the later piece's."""
+    frames: list[int] = []
+    boxes: list[np.ndarray] = []
+    for fr, bx in parts:
+        cut = int(np.searchsorted(np.array(frames, np.int64), fr[0])) if frames else 0
+        frames, boxes = frames[:cut] + list(fr), boxes[:cut] + list(bx)
+    return np.array(frames, np.int64), np.stack(boxes)
+
+
 def make_sightings(vt: VideoTracker, embed, opts: FootageOptions) -> list[Sighting]:
     """Tracks -> sightings: drop short tracks, split swapped ones, embed, link, choose crops."""
     fps = vt.footage.fps or 10.0
@@ -363,14 +374,12 @@ def make_sightings(vt: VideoTracker, embed, opts: FootageOptions) -> list[Sighti
     labels = link_tracks(ends, fps, opts.link_params) if opts.link else list(range(len(pieces)))
     out = []
     for group in sorted(set(labels)):
-        members = [i for i in range(len(pieces)) if labels[i] == group]
-        frames = np.concatenate([pieces[m].frames for m in members])
-        boxes = np.concatenate([np.stack(pieces[m].boxes) for m in members])
-        order = np.argsort(frames, kind="stable")
+        members = sorted((i for i in range(len(pieces)) if labels[i] == group), key=lambda i: pieces[i].frames[0])
+        frames, boxes = merge_pieces([(pieces[m].frames, pieces[m].boxes) for m in members])
         crops = [pieces[m].crops[i] for m in members for i in best[m]]
         chosen = [crops[i] for i in choose_crops(np.array([c.frame for c in crops]),
                                                  np.array([c.quality for c in crops]), opts.crops)]
-        out.append(Sighting(sorted({pieces[m].track for m in members}), frames[order], boxes[order], chosen,
+        out.append(Sighting(sorted({pieces[m].track for m in members}), frames, boxes, chosen,
                             mean_embedding(np.stack([vec_of[id(c)] for c in chosen]))))
     out.sort(key=lambda s: (int(s.frames[0]), s.tracks[0]))
     return out
