@@ -216,7 +216,7 @@ def _ends(first, last, x0, x1, emb, b0=False, b1=False):
 
 
 def test_link_tracks_by_hand():
-    p = LinkParams(max_gap=5.0, min_similarity=0.6, min_similarity_reentry=0.9, speed=1.0)
+    p = LinkParams(max_gap=5.0, min_similarity=0.6, min_similarity_reentry=0.9, speed=1.0, max_overlap=0.0)
     a = _ends(1, 10, 0, 50, [1, 0])
     near_same = _ends(15, 30, 60, 90, [0.8, 0.6])  # 0.5 s later, 10 px away, cosine 0.8
     near_other = _ends(16, 30, 55, 90, [0, 1])  # cosine 0

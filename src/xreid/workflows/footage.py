@@ -64,11 +64,11 @@ class FootageOptions:
     lost_seconds: float = 1.0  # ByteTrack: how long a lost track is kept for re-association
     min_track_frames: int = 5  # tracks with fewer detections are dropped (mostly false detections)
     crops: int = 5  # best crops kept per sighting
-    sample_every: int = 5  # embed every n-th clean detection of a track (for splitting swapped tracks and linking)
+    sample_every: int = 4  # embed every n-th clean detection of a track (for splitting swapped tracks and linking)
     max_sample_occlusion: float = 0.3  # detections more hidden than this are not sampled
     split: bool = True
-    split_window: int = 6  # samples averaged on each side of a candidate split
-    split_similarity: float = 0.5  # a track whose two sides are less similar than this is split
+    split_window: int = 8  # samples averaged on each side of a candidate split
+    split_similarity: float = 0.55  # a track whose two sides are less similar than this is split
     chunk_frames: int = 500  # frames per committed chunk
     link: bool = True
     link_params: LinkParams = field(default_factory=LinkParams)
