@@ -417,3 +417,50 @@ def test_models_get_pinned_atomic_resumable(model_server, tmp_path):
     assert not (folder / f"{name}.xml").exists() and not list(folder.glob("*.part"))
     result = runner.invoke(app, ["models", "get", "no-such-model"])
     assert result.exit_code != 0 and "unknown model" in result.output
+
+
+# --- sightings in the search service, the timeline ----------------------------------------------------------
+
+def test_timeline_and_service_show_sightings(tmp_path, embedder, head):
+    from fastapi.testclient import TestClient
+
+    from xreid.serve.app import create_app
+    from xreid.serve.case import CaseSession
+
+    clip = write_clip(tmp_path / "cam.avi", 30)
+    _index(embedder, head, clip, tmp_path / "case", camera="gate", start="2024-05-01T12:00:00Z")
+    head.save(tmp_path / "head.npz")
+    session = CaseSession(tmp_path / "case", embedder, head, tmp_path / "no-data-root")
+    client = TestClient(create_app(session))
+    detail = client.get("/api/items/0/sighting").json()
+    assert detail["camera"] == "gate" and detail["frames"] == [2, 30] and detail["keyframe"]
+    assert detail["crops"][0]["file"] == "crop-0.jpg"
+    assert client.get("/api/items/0/keyframe").content[:2] == b"\xff\xd8"
+    assert client.get("/api/items/0/crops/0").content[:2] == b"\xff\xd8"
+    assert client.get("/api/items/0/crops/9").status_code == 404
+    assert client.get("/api/items/0/image").status_code == 200  # the key crop, read from the case
+    data = client.get("/api/timeline").json()
+    assert data["lanes"] == ["gate"] and len(data["items"]) == 2 and not data["relative"]
+    assert data["items"][0]["start"] == pytest.approx(1714564800.1)
+    assert data["items"][0]["end"] == pytest.approx(1714564802.9)
+    assert client.get("/api/timeline?items=1&format=svg").text.count("<rect") == 2  # lane + one bar
+    assert client.get("/api/timeline?format=png").content[:4] == b"\x89PNG"
+    for suffix in ("html", "json", "png"):
+        result = runner.invoke(app, ["index", "timeline", str(tmp_path / "case"), "--out", str(tmp_path / f"t.{suffix}")])
+        assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "t.json").read_text())["lanes"] == ["gate"]
+    assert "sighting-0" in (tmp_path / "t.html").read_text()
+
+
+def test_timeline_of_footage_without_start_uses_offsets():
+    from xreid.index.sightings import timeline
+
+    rows = [{"id": 0, "path": "sightings/v/00000/crop-0.jpg", "camera": "b", "time": None, "offset_start": "1.0",
+             "offset_end": "4.0"},
+            {"id": 1, "path": "sightings/v/00001/crop-0.jpg", "camera": "a", "time": None, "offset_start": "2.5",
+             "offset_end": "3.0"},
+            {"id": 2, "path": "peta/x.jpg", "camera": "a", "time": None}]
+    data = timeline(rows)
+    assert data == {"relative": True, "lanes": ["a", "b"],
+                    "items": [{"id": 1, "camera": "a", "video": None, "start": 2.5, "end": 3.0, "probability": None},
+                              {"id": 0, "camera": "b", "video": None, "start": 1.0, "end": 4.0, "probability": None}]}

@@ -695,6 +695,24 @@ def index_export(
         typer.echo(f"{len(files)} MOTChallenge file(s) written to {mot}")
 
 
+@index_app.command("timeline")
+def index_timeline(
+    case: CaseArg,
+    out: Annotated[Path, typer.Option(help="Output file: .html (page), .json (data) or .png (for printing).")],
+    items: Annotated[Optional[str], typer.Option(help="Only these rows, e.g. '3,7,12' (default: every sighting).")] = None,
+) -> None:
+    """The timeline of the case's sightings: one lane per camera, one bar per sighting."""
+    from xreid.workflows.footage import export_timeline
+
+    _outputs(out)
+    try:
+        ids = [int(v) for v in items.split(",") if v.strip()] if items else None
+        data = export_timeline(case, out, ids)
+    except (FileNotFoundError, ValueError, IndexError) as exc:
+        fail(str(exc))
+    typer.echo(f"timeline of {len(data['items'])} sighting(s) on {len(data['lanes'])} camera(s) written to {out}")
+
+
 @index_app.command("calibrate")
 @model_options
 def index_calibrate(

@@ -271,6 +271,42 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
     def image(item: int):
         return _jpeg(session.image(item))
 
+    @app.get("/api/items/{item}/sighting", summary="A sighting's crops (with their measures), frames and time span")
+    def sighting(item: int):
+        from xreid.serve.sightings import sighting as details
+
+        return details(session, item)
+
+    @app.get("/api/items/{item}/keyframe", summary="A sighting's key frame with its box drawn (JPEG)")
+    def keyframe(item: int):
+        from xreid.serve.sightings import sighting_file
+
+        return _jpeg(sighting_file(session, item, "keyframe.jpg"))
+
+    @app.get("/api/items/{item}/crops/{k}", summary="A sighting's k-th best crop (JPEG)")
+    def sighting_crop(item: int, k: int):
+        from xreid.serve.sightings import sighting_file
+
+        return _jpeg(sighting_file(session, item, f"crop-{k}.jpg"))
+
+    @app.get("/api/timeline", summary="Timeline of sightings (one lane per camera); items: '3,7,12' (default: all)")
+    def timeline(items: str | None = None, format: str = "json"):
+        from xreid.rendering.timeline import timeline_svg
+        from xreid.serve.sightings import timeline_of, timeline_png_bytes
+
+        try:
+            ids = [int(v) for v in items.split(",") if v.strip()] if items else None
+        except ValueError:
+            raise Problem(400, f"items must be comma-separated row ids, not {items!r}") from None
+        data = timeline_of(session, ids)
+        if format == "svg":
+            return Response(timeline_svg(data), media_type="image/svg+xml")
+        if format == "png":
+            return Response(timeline_png_bytes(data), media_type="image/png")
+        if format != "json":
+            raise Problem(400, f"format must be json, svg or png, not {format!r}")
+        return data
+
     @app.post("/api/marks", summary="Mark a result as the person ('match') or not ('not_match'); null clears")
     def mark(req: MarkRequest):
         return session.mark(req.search, req.item, req.mark)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from xreid.data.images import ImageError, decode_image, load_image
+from xreid.index.sightings import image_path
 from xreid.data.transforms import resize_rgb
 from xreid.data.vocabulary import words
 from xreid.distance import l2_normalise
@@ -399,12 +400,16 @@ class CaseSession:
             return up.image, up.path, f"upload {up.name or up.id}", None
         i = s.items[0]
         key = str(self.index.keys[i])
-        return self._gallery_image(i), self.data_root / key, key, self.index.row(i, attributes=False).get(PID)
+        return self._gallery_image(i), self.image_path(key), key, self.index.row(i, attributes=False).get(PID)
+
+    def image_path(self, key: str) -> Path:
+        """Where a gallery key's image lies: in the case for a sighting of footage, else under the data root."""
+        return image_path(self.case, self.data_root, key)
 
     def _gallery_image(self, i: int) -> np.ndarray:
         key = str(self.index.keys[i])
         try:
-            return load_image(self.data_root / key)
+            return load_image(self.image_path(key))
         except ImageError as exc:
             raise Problem(404, f"gallery image {i} ({key}) cannot be read under the data root {self.data_root}: "
                                f"{exc.problem}") from None
@@ -427,10 +432,10 @@ class CaseSession:
         original, qpath, qkey, qpid = self._query_image(s)
         rows = [index.row(i, attributes=False) for i in items]
         for row in rows:  # a clear 404 before any work when an image is missing
-            if not (self.data_root / row["path"]).is_file():
+            if not self.image_path(row["path"]).is_file():
                 raise Problem(404, f"gallery image {row['id']} ({row['path']}) not found under the data root "
                                    f"{self.data_root}")
-        gal = Gallery([r["path"] for r in rows], [self.data_root / r["path"] for r in rows], index.vectors[items],
+        gal = Gallery([r["path"] for r in rows], [self.image_path(r["path"]) for r in rows], index.vectors[items],
                       [r.get(PID) for r in rows])
         notes = []
         if len(s.uploads) + len(s.items) > 1:

@@ -43,11 +43,12 @@ from xreid.explain.sightings import (MIN_CROP_GAP, LinkParams, TrackEnds, choose
                                      mean_embedding, occluded_fraction, split_points, touches_border)
 from xreid.index.gallery import THUMB_HEIGHT, IndexWriter, Rows
 from xreid.index.metadata import format_time
+from xreid.index.sightings import SIGHTINGS
 from xreid.io import atomic_write, write_json
 
 log = logging.getLogger(__name__)
 
-FOOTAGE, SIGHTINGS = "footage", "sightings"
+FOOTAGE = "footage"
 KEYFRAME_WIDTH = 640
 #: crop candidates are kept per block of this many frames of a track, the best CROPS_PER_BLOCK each
 CROP_BLOCK, CROPS_PER_BLOCK = 40, 2
@@ -614,3 +615,33 @@ def export_mot(case: str | Path, out: str | Path) -> list[Path]:
         atomic_write(target, lambda fh, t=lines: fh.write(t.encode()))
         written.append(target)
     return written
+
+
+def case_timeline(case: str | Path, ids: list[int] | None = None) -> dict:
+    """The timeline data of the case's sightings (``ids``: only those rows; default every sighting)."""
+    from xreid.index.gallery import GalleryIndex
+    from xreid.index.sightings import is_sighting_key, timeline
+
+    index = GalleryIndex.open(case)
+    chosen = range(len(index)) if ids is None else ids
+    rows = [index.row(int(i), attributes=False) for i in chosen]
+    return timeline([r for r in rows if is_sighting_key(r["path"])])
+
+
+def export_timeline(case: str | Path, out: str | Path, ids: list[int] | None = None) -> dict:
+    """Write the timeline of the case's sightings to ``out``: .html (page with the SVG), .json (the
+    data) or .png (for printing). Returns the data."""
+    from xreid.rendering.timeline import timeline_html, timeline_png
+
+    out = Path(out)
+    data = case_timeline(case, ids)
+    suffix = out.suffix.lower()
+    if suffix == ".json":
+        write_json(out, data)
+    elif suffix in (".html", ".htm"):
+        atomic_write(out, lambda fh: fh.write(timeline_html(data, f"Sightings in {Path(case).name}").encode()))
+    elif suffix == ".png":
+        timeline_png(data, out, f"Sightings in {Path(case).name}")
+    else:
+        raise ValueError(f"{out}: the timeline is written as .html, .json or .png")
+    return data
