@@ -445,6 +445,13 @@ def test_timeline_and_service_show_sightings(tmp_path, embedder, head):
     assert data["items"][0]["end"] == pytest.approx(1714564802.9)
     assert client.get("/api/timeline?items=1&format=svg").text.count("<rect") == 2  # lane + one bar
     assert client.get("/api/timeline?format=png").content[:4] == b"\x89PNG"
+    # a search by a sighting: the exported report carries the timeline of the marked results
+    found = client.post("/api/search", json={"items": [0], "k": 2}).json()
+    client.post("/api/marks", json={"search": found["search"], "item": 1, "mark": "match"})
+    report = client.get(f"/api/searches/{found['search']}/report.json").json()
+    assert [i["id"] for i in report["timeline"]["items"]] == [1]
+    page = client.get(f"/api/searches/{found['search']}/report.html?maps=none").text
+    assert '<section id="timeline">' in page
     for suffix in ("html", "json", "png"):
         result = runner.invoke(app, ["index", "timeline", str(tmp_path / "case"), "--out", str(tmp_path / f"t.{suffix}")])
         assert result.exit_code == 0, result.output

@@ -163,6 +163,7 @@ function drawResults() {
   $("export").hidden = false;
   updateExport();
   drawConfirmed();
+  drawTimeline();
 }
 
 function card(r) {
@@ -175,8 +176,10 @@ function card(r) {
     span.style.background = s.colour;
     bar.append(span);
   }
-  const meta = [r.camera ? `camera ${r.camera}` : null, r.time ? r.time.replace("T", " ") : null,
-                r.pid ? `id ${r.pid}` : null, r.key].filter(Boolean).join(" · ");
+  const sighting = r.kind === "sighting";
+  const when = sighting ? sightingSpan(r) : (r.time ? r.time.replace("T", " ") : null);
+  const meta = [r.camera ? `camera ${r.camera}` : null, when,
+                r.pid ? `id ${r.pid}` : null, sighting ? null : r.key].filter(Boolean).join(" · ");
   const node = el("div", {class: `result${mark ? " " + mark : ""}${r.flagged ? " flagged" : ""}`,
                           dataset: {id: r.id, rank: r.rank}},
     el("img", {src: r.thumbnail, alt: `result ${r.rank}`, title: "open the explanation", onclick: () => openDetail(r)}),
@@ -194,8 +197,49 @@ function card(r) {
       el("div", {class: "muted"}, `attributes explain ${Math.round(100 * r.explained_share)} % of the distance`),
       el("div", {class: "marks"},
         markButton(r, "match", "✓ same person"), markButton(r, "not_match", "✗ not the person"),
-        el("button", {class: "why", onclick: () => openDetail(r)}, "Why?"))));
+        el("button", {class: "why", onclick: () => openDetail(r)}, "Why?"),
+        sighting ? el("button", {class: "frames", onclick: () => openSighting(r)}, "Key frame") : null)));
   return node;
+}
+
+// --- sightings of footage: time span, key frame with the crop strip, timeline -------------------------
+
+function sightingSpan(r) {
+  const t = (iso) => iso ? iso.replace("T", " ").replace("Z", "").replace(/\.\d+$/, "") : null;
+  if (r.time) return `${t(r.time)} – ${t(r.end).slice(11)}`;
+  return `${Number(r.offset_start).toFixed(1)}–${Number(r.offset_end).toFixed(1)} s of ${r.video}`;
+}
+
+async function openSighting(r) {
+  try {
+    const d = await api(`/api/items/${r.id}/sighting`);
+    $("sighting-title").textContent = `Sighting ${r.id} · camera ${d.camera} · frames ${d.frames[0]}–${d.frames[1]}`;
+    $("sighting-keyframe").src = `/api/items/${r.id}/keyframe`;
+    $("sighting-crops").replaceChildren(...d.crops.map((c, k) => el("img", {
+      src: `/api/items/${r.id}/crops/${k}`, alt: `crop ${k}`,
+      title: `frame ${c.frame} · detector ${Math.round(100 * c.confidence)} % · quality ${c.quality.toFixed(2)} · ` +
+             `occluded ${Math.round(100 * c.occluded)} %`})));
+    $("sighting").hidden = false;
+    $("sighting").scrollIntoView({behavior: "smooth"});
+  } catch (e) { status(e.message, true); }
+}
+
+async function drawTimeline() {
+  if (!state.search) { $("timeline").hidden = true; return; }
+  const results = state.search.results.filter((r) => r.kind === "sighting");
+  const marked = results.filter((r) => state.marks.get(r.id) === "match");
+  const shown = marked.length ? marked : results.filter((r) => r.probability !== null && r.probability >= Number($("threshold").value));
+  if (!shown.length) { $("timeline").hidden = true; return; }
+  $("timeline-note").textContent = marked.length ? "the results marked as the person" : "the results above the threshold (no mark yet)";
+  try {
+    const res = await fetch(`/api/timeline?format=svg&items=${shown.map((r) => r.id).join(",")}`, {credentials: "same-origin"});
+    $("timeline-svg").innerHTML = await res.text();
+    for (const a of $("timeline-svg").querySelectorAll("a")) {
+      const id = Number(a.getAttribute("href").split("-").pop());
+      a.addEventListener("click", (ev) => { ev.preventDefault(); const r = results.find((x) => x.id === id); if (r) openSighting(r); });
+    }
+    $("timeline").hidden = false;
+  } catch (e) { status(e.message, true); }
 }
 
 function markButton(r, value, text) {
@@ -257,6 +301,7 @@ window.addEventListener("DOMContentLoaded", async () => {
   $("research").addEventListener("click", () => runSearch(true));
   $("clear").addEventListener("click", clearQuery);
   $("threshold").addEventListener("input", () => { $("threshold-value").textContent = Number($("threshold").value).toFixed(2); });
+  $("sighting-close").addEventListener("click", () => { $("sighting").hidden = true; });
   $("export-maps").addEventListener("change", updateExport);
   $("detail-close").addEventListener("click", () => { $("detail").hidden = true; $("detail-frame").src = "about:blank"; });
   $("detail-maps").addEventListener("change", loadDetail);
