@@ -233,7 +233,8 @@ async function drawTimeline() {
   $("timeline-note").textContent = marked.length ? "the results marked as the person" : "the results above the threshold (no mark yet)";
   try {
     const res = await fetch(`/api/timeline?format=svg&items=${shown.map((r) => r.id).join(",")}`, {credentials: "same-origin"});
-    $("timeline-svg").innerHTML = await res.text();
+    const svg = new DOMParser().parseFromString(await res.text(), "image/svg+xml").documentElement;
+    $("timeline-svg").replaceChildren(document.importNode(svg, true));
     for (const a of $("timeline-svg").querySelectorAll("a")) {
       const id = Number(a.getAttribute("href").split("-").pop());
       a.addEventListener("click", (ev) => { ev.preventDefault(); const r = results.find((x) => x.id === id); if (r) openSighting(r); });
