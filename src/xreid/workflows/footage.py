@@ -145,6 +145,13 @@ def thumbnail_bytes(rgb: np.ndarray, height: int = THUMB_HEIGHT) -> bytes:
     return buf.getvalue()
 
 
+def pixel_box(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """The box in whole pixels inside the frame; None when under 8 x 16 pixels (no usable crop)."""
+    x0, y0, x1, y1 = (int(round(float(v))) for v in box[:4])
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+    return None if x1 - x0 < 8 or y1 - y0 < 16 else (x0, y0, x1, y1)
+
+
 class VideoTracker:
     """Detections -> ByteTrack -> tracks with crop candidates, one video; resumable by chunks."""
 
@@ -177,18 +184,16 @@ class VideoTracker:
             t.boxes.append(box)
             t.touched = True
             if frame is not None:
-                self._consider_crop(t, n, box, float(occ[k]), frame)
+                pixels = pixel_box(box, frame.shape[1], frame.shape[0])
+                if pixels is None:
+                    continue
+                self._consider_crop(t, n, box, pixels, float(occ[k]), frame)
                 if (self.embed is not None and (len(t.frames) - 1) % self.opts.sample_every == 0
                         and occ[k] <= self.opts.max_sample_occlusion):
-                    self._sample(tid, n, box, frame)
-
-    def _sample(self, tid: int, n: int, box: np.ndarray, frame: np.ndarray) -> None:
-        h, w = frame.shape[:2]
-        x0, y0, x1, y1 = (int(round(v)) for v in box[:4])
-        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-        if x1 - x0 < 8 or y1 - y0 < 16:
-            return
-        self.pending.append((tid, n, frame[y0:y1, x0:x1].copy()))
+                    x0, y0, x1, y1 = pixels
+                    self.pending.append((tid, n, frame[y0:y1, x0:x1].copy()))
+                    if len(self.pending) >= 32:
+                        self.flush_samples()
         if len(self.pending) >= 32:
             self.flush_samples()
 
@@ -202,12 +207,10 @@ class VideoTracker:
             self.chunk_samples.append((tid, n, v))
         self.pending = []
 
-    def _consider_crop(self, t: Track, n: int, box: np.ndarray, occluded: float, frame: np.ndarray) -> None:
+    def _consider_crop(self, t: Track, n: int, box: np.ndarray, pixels: tuple[int, int, int, int], occluded: float,
+                       frame: np.ndarray) -> None:
         h, w = frame.shape[:2]
-        x0, y0, x1, y1 = (int(round(v)) for v in box[:4])
-        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-        if x1 - x0 < 8 or y1 - y0 < 16:
-            return
+        x0, y0, x1, y1 = pixels
         border = touches_border(box, w, h)
         # cheap part first: a crop that cannot enter the kept set is not measured
         upper = crop_quality(float(box[4]), y1 - y0, occluded, border, True)
