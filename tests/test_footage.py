@@ -330,6 +330,7 @@ def test_interrupted_build_resumes_at_its_last_chunk(tmp_path, embedder, head):
 
 
 @pytest.mark.shared
+@pytest.mark.slow  # about 25 s on a busy 2-core machine (the bundled model is compiled on first use)
 @needs_video
 def test_cli_builds_a_case_from_a_cut_of_pets(tmp_path):
     cut = tmp_path / "pets.avi"
