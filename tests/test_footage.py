@@ -445,6 +445,7 @@ def test_timeline_and_service_show_sightings(tmp_path, embedder, head):
     assert data["items"][0]["start"] == pytest.approx(1714564800.1)
     assert data["items"][0]["end"] == pytest.approx(1714564802.9)
     assert client.get("/api/timeline?items=1&format=svg").text.count("<rect") == 2  # lane + one bar
+    assert data["rows"] == {"gate": 2}  # the two people overlap in time: two rows
     assert client.get("/api/timeline?format=png").content[:4] == b"\x89PNG"
     # a search by a sighting: the exported report carries the timeline of the marked results
     found = client.post("/api/search", json={"items": [0], "k": 2}).json()
@@ -469,6 +470,16 @@ def test_timeline_of_footage_without_start_uses_offsets():
              "offset_end": "3.0"},
             {"id": 2, "path": "peta/x.jpg", "camera": "a", "time": None}]
     data = timeline(rows)
-    assert data == {"relative": True, "lanes": ["a", "b"],
-                    "items": [{"id": 1, "camera": "a", "video": None, "start": 2.5, "end": 3.0, "probability": None},
-                              {"id": 0, "camera": "b", "video": None, "start": 1.0, "end": 4.0, "probability": None}]}
+    assert data == {"relative": True, "lanes": ["a", "b"], "rows": {"a": 1, "b": 1},
+                    "items": [{"id": 1, "camera": "a", "video": None, "start": 2.5, "end": 3.0, "probability": None,
+                               "row": 0},
+                              {"id": 0, "camera": "b", "video": None, "start": 1.0, "end": 4.0, "probability": None,
+                               "row": 0}]}
+
+
+def test_pack_rows_by_hand():
+    from xreid.index.sightings import pack_rows
+
+    items = [{"start": 0, "end": 5}, {"start": 1, "end": 2}, {"start": 3, "end": 4}, {"start": 6, "end": 7}]
+    assert pack_rows(items) == 2
+    assert [i["row"] for i in items] == [0, 1, 1, 0]

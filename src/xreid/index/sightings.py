@@ -71,4 +71,20 @@ def timeline(rows: list[dict]) -> dict:
         items.append({"id": r.get("id"), "camera": r.get("camera") or "?", "video": r.get("video"),
                       "start": t0, "end": max(t1, t0), "probability": r.get("probability")})
     lanes = sorted({i["camera"] for i in items})
-    return {"relative": relative, "lanes": lanes, "items": sorted(items, key=lambda i: (i["camera"], i["start"]))}
+    items.sort(key=lambda i: (i["camera"], i["start"], i["end"]))
+    rows = {lane: pack_rows([i for i in items if i["camera"] == lane]) for lane in lanes}
+    return {"relative": relative, "lanes": lanes, "rows": rows, "items": items}
+
+
+def pack_rows(items: list[dict]) -> int:
+    """Give each item (sorted by start) a ``row`` within its lane so that items on one row do not
+    overlap in time (greedy: the first row free at its start); returns the number of rows."""
+    ends: list[float] = []
+    for item in items:
+        row = next((k for k, end in enumerate(ends) if end < item["start"]), len(ends))
+        if row == len(ends):
+            ends.append(item["end"])
+        else:
+            ends[row] = item["end"]
+        item["row"] = row
+    return max(1, len(ends))

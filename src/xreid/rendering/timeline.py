@@ -30,25 +30,30 @@ def timeline_svg(data: dict, width: int = 720, lane_height: int = 28, link: str 
     """Inline SVG; ``link`` (with ``{id}``) makes each bar a link (None: plain bars)."""
     if not data["items"]:
         return '<p class="timeline-empty">No sightings to place on a timeline.</p>'
-    left, top = 110, 18
+    left, top, row_height = 110, 18, 14
     t0, t1 = _span(data)
     scale = (width - left - 10) / (t1 - t0)
-    height = top + lane_height * len(data["lanes"]) + 24
+    rows = data.get("rows", {})
+    lane_top, y = {}, top
+    for lane in data["lanes"]:
+        lane_top[lane] = y
+        y += max(lane_height, row_height * rows.get(lane, 1) + 8)
+    height = y + 24
     out = [f'<svg class="timeline" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
            f'xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="11">']
     for k, lane in enumerate(data["lanes"]):
-        y = top + k * lane_height
-        out.append(f'<rect x="{left}" y="{y}" width="{width - left - 10}" height="{lane_height - 4}" fill="#f3f3f3"/>')
-        out.append(f'<text x="{left - 6}" y="{y + lane_height / 2 + 2}" text-anchor="end">{html.escape(lane)}</text>')
+        h = max(lane_height, row_height * rows.get(lane, 1) + 8) - 4
+        out.append(f'<rect x="{left}" y="{lane_top[lane]}" width="{width - left - 10}" height="{h}" fill="#f3f3f3"/>')
+        out.append(f'<text x="{left - 6}" y="{lane_top[lane] + h / 2 + 4}" text-anchor="end">{html.escape(lane)}</text>')
     for item in data["items"]:
         k = data["lanes"].index(item["camera"])
         x = left + (item["start"] - t0) * scale
         w = max(3.0, (item["end"] - item["start"]) * scale)
-        y = top + k * lane_height + 3
+        y = lane_top[item["camera"]] + 4 + row_height * item.get("row", 0)
         colour = PALETTE[k % len(PALETTE)]
         title = (f"sighting {item['id']}: {html.escape(str(item['camera']))}, {_label(item['start'], data['relative'])}"
                  f" - {_label(item['end'], data['relative'])}")
-        bar = (f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{lane_height - 10}" rx="3" fill="{colour}">'
+        bar = (f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row_height - 4}" rx="3" fill="{colour}">'
                f'<title>{title}</title></rect>')
         out.append(f'<a href="{html.escape(link.format(id=item["id"]))}">{bar}</a>' if link else bar)
     for k in range(5):
@@ -70,14 +75,20 @@ def timeline_png(data: dict, path: str | Path, title: str = "Sightings") -> None
     import matplotlib.pyplot as plt
 
     lanes = data["lanes"] or ["-"]
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.5 * len(lanes)), dpi=150)
+    rows = data.get("rows", {})
+    base, y = {}, 0
+    for lane in lanes:  # lanes top to bottom, each as many rows high as it needs
+        base[lane] = y
+        y += rows.get(lane, 1) + 0.5
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.22 * y), dpi=150)
     for item in data["items"]:
         k = lanes.index(item["camera"])
-        ax.barh(k, max(item["end"] - item["start"], 0.2), left=item["start"], height=0.6,
+        row = base[item["camera"]] + item.get("row", 0)
+        ax.barh(row, max(item["end"] - item["start"], 0.2), left=item["start"], height=0.8,
                 color=PALETTE[k % len(PALETTE)])
-        ax.text(item["start"], k + 0.38, str(item["id"]), fontsize=6, va="bottom")
-    ax.set_yticks(range(len(lanes)), lanes)
-    ax.set_ylim(-0.6, len(lanes) - 0.1)
+        ax.text(item["end"], row, f" {item['id']}", fontsize=6, va="center")
+    ax.set_yticks([base[lane] + (rows.get(lane, 1) - 1) / 2 for lane in lanes], lanes)
+    ax.set_ylim(y - 0.5, -0.8)
     if data["items"]:
         t0, t1 = _span(data)
         ticks = [t0 + (t1 - t0) * k / 4 for k in range(5)]
