@@ -30,7 +30,6 @@ frames, so these are development figures, not a held-out test.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import subprocess

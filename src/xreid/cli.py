@@ -625,7 +625,7 @@ def _index_footage(opts: ModelOptions, head, case: Path, video: Path, camera, st
     embedder = opts.load()
     attr_head = _head(opts.model, head)
     try:
-        det = Detector(resolve_detector(detector))
+        det = Detector(resolve_detector(detector), precision=opts.precision or "f32")
         report = index_footage(embedder, attr_head, det, video, case, camera=camera, start=start,
                                opts=FootageOptions(confidence=confidence, stride=stride, fps=fps),
                                head_name=_head_name(opts.model, head), append=append, say=typer.echo)
