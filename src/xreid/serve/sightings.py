@@ -4,7 +4,6 @@ rows. Functions of a ``CaseSession``; the routes are in ``xreid.serve.app``."""
 
 from __future__ import annotations
 
-
 from xreid.index.sightings import is_sighting_key, sighting_details, sighting_folder, timeline
 from xreid.serve.case import Problem
 
