@@ -128,8 +128,8 @@ function drawConfirmed() {
   $("research").disabled = !(state.search && n);
 }
 
-async function runSearch(withConfirmed = false) {
-  const body = {uploads: state.uploads.map((u) => u.id), items: withConfirmed ? confirmed() : [],
+async function runSearch(withConfirmed = false, items = null) {
+  const body = {uploads: items ? [] : state.uploads.map((u) => u.id), items: items || (withConfirmed ? confirmed() : []),
                 k: Number($("k").value), filters: filters(), threshold: Number($("threshold").value)};
   status("searching…");
   try {
@@ -219,6 +219,7 @@ async function openSighting(r) {
       src: `/api/items/${r.id}/crops/${k}`, alt: `crop ${k}`,
       title: `frame ${c.frame} · detector ${Math.round(100 * c.confidence)} % · quality ${c.quality.toFixed(2)} · ` +
              `occluded ${Math.round(100 * c.occluded)} %`})));
+    $("sighting-search").onclick = () => { $("sighting").hidden = true; runSearch(false, [r.id]); };
     $("sighting").hidden = false;
     $("sighting").scrollIntoView({behavior: "smooth"});
   } catch (e) { status(e.message, true); }
