@@ -440,6 +440,14 @@ def test_timeline_and_service_show_sightings(tmp_path, embedder, head):
     assert client.get("/api/items/0/crops/0").content[:2] == b"\xff\xd8"
     assert client.get("/api/items/0/crops/9").status_code == 404
     assert client.get("/api/items/0/image").status_code == 200  # the key crop, read from the case
+    # a query box drawn on the clean frame becomes an upload, searched like one
+    assert detail["frame"] and client.get("/api/items/0/frame").content[:2] == b"\xff\xd8"
+    up = client.post("/api/items/0/frame/box", json={"box": detail["crops"][0]["box"]})
+    assert up.status_code == 201, up.text
+    hits = client.post("/api/search", json={"uploads": [up.json()["id"]], "k": 2}).json()["results"]
+    assert hits[0]["id"] == 0
+    small = client.post("/api/items/0/frame/box", json={"box": [1, 1, 4, 4]})
+    assert small.status_code == 400 and "too small" in small.text
     data = client.get("/api/timeline").json()
     assert data["lanes"] == ["gate"] and len(data["items"]) == 2 and not data["relative"]
     assert data["items"][0]["start"] == pytest.approx(1714564800.1)

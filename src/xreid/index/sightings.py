@@ -5,7 +5,8 @@ A sighting row's key is ``sightings/VIDEO_ID/SSSSS/crop-0.jpg`` (its best crop, 
 and its string fields say ``kind=sighting``, the camera, video, frame span and time offsets
 (``xreid.workflows.footage``). Beside the key crop the folder holds ``crop-K.jpg`` (the best crops,
 best first), ``crops.json`` (frame, box and quality measures of each) and ``keyframe.jpg`` (the
-frame of the best crop with its box drawn).
+frame of the best crop with its box drawn) and ``frame.jpg`` (that frame, clean and full size: a query
+box may be drawn on it).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def sighting_details(case: str | Path, row: dict) -> dict:
             "start": row.get("time"), "end": row.get("end") or None,
             "frames": [int(row.get("frame_start", 0)), int(row.get("frame_end", 0))],
             "offsets": [float(row.get("offset_start", "nan")), float(row.get("offset_end", "nan"))],
-            "crops": crops, "keyframe": (folder / "keyframe.jpg").is_file()}
+            "crops": crops, "keyframe": (folder / "keyframe.jpg").is_file(), "frame": (folder / "frame.jpg").is_file(),
+            "frame_number": crops[0]["frame"] if crops else None}
 
 
 def timeline(rows: list[dict]) -> dict:

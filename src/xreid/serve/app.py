@@ -80,6 +80,10 @@ class MarkRequest(BaseModel):
     mark: Optional[str] = Field(None, description="'match', 'not_match' or null to clear")
 
 
+class BoxRequest(BaseModel):
+    box: list[float] = Field(..., description="x0, y0, x1, y1 in the pixels of the sighting's frame")
+
+
 # -- middleware --
 
 class Guard:
@@ -282,6 +286,19 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
         from xreid.serve.sightings import sighting_file
 
         return _jpeg(sighting_file(session, item, "keyframe.jpg"))
+
+    @app.get("/api/items/{item}/frame", summary="A sighting's key frame, clean and full size (JPEG)")
+    def sighting_frame(item: int):
+        from xreid.serve.sightings import sighting_file
+
+        return _jpeg(sighting_file(session, item, "frame.jpg"))
+
+    @app.post("/api/items/{item}/frame/box", status_code=201,
+              summary="Query by a box drawn on a sighting's frame: {box: [x0, y0, x1, y1]} in its pixels -> an upload")
+    def frame_box(item: int, req: BoxRequest):
+        from xreid.serve.sightings import box_upload
+
+        return box_upload(session, item, req.box)
 
     @app.get("/api/items/{item}/crops/{k}", summary="A sighting's k-th best crop (JPEG)")
     def sighting_crop(item: int, k: int):

@@ -49,3 +49,25 @@ def timeline_png_bytes(data: dict) -> bytes:
         path = Path(d) / "timeline.png"
         timeline_png(data, path)
         return path.read_bytes()
+
+
+def box_upload(session, item: int, box: list[float]) -> dict:
+    """A query from a box drawn on sighting ``item``'s frame (``x0, y0, x1, y1`` in the frame's pixels):
+    the crop becomes an upload, as if the analyst had uploaded it."""
+    import numpy as np
+
+    from xreid.data.images import decode_image
+    from xreid.serve.case import _jpeg
+
+    data = sighting_file(session, item, "frame.jpg")
+    frame, _ = decode_image(data, "frame.jpg")
+    h, w = frame.shape[:2]
+    if len(box) != 4:
+        raise Problem(400, f"box must be [x0, y0, x1, y1], got {len(box)} numbers")
+    x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+    x0, x1 = sorted((max(0, min(w, x0)), max(0, min(w, x1))))
+    y0, y1 = sorted((max(0, min(h, y0)), max(0, min(h, y1))))
+    if x1 - x0 < 8 or y1 - y0 < 16:
+        raise Problem(400, f"box {box} is too small in the {w} x {h} frame (at least 8 x 16 pixels)")
+    crop = np.ascontiguousarray(frame[y0:y1, x0:x1])
+    return session.upload(_jpeg(crop), f"box on sighting {item}")

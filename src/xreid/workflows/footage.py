@@ -311,7 +311,8 @@ class Sighting:
     boxes: np.ndarray  # n x 5
     crops: list[Crop]
     embedding: np.ndarray
-    keyframe: bytes = b""
+    keyframe: bytes = b""  # the best crop's frame, scaled, with its box drawn
+    frame: bytes = b""  # the same frame at full size, clean (a query box may be drawn on it)
 
 
 @dataclass
@@ -459,8 +460,9 @@ def _commit_chunk(folder: Path, seq: int, vt: VideoTracker) -> None:
 
 
 def draw_keyframes(f: Footage, sightings: list[Sighting]) -> None:
-    """Each sighting's key frame: the frame of its best crop with the box drawn, read in one more
-    pass over the video that converts only those frames."""
+    """Each sighting's key frame: the frame of its best crop with the box drawn (and the clean frame,
+    for drawing a query box on it), read in one more pass over the video that converts only those
+    frames."""
     wanted: dict[int, list[Sighting]] = {}
     for s in sightings:
         if s.crops:
@@ -471,6 +473,7 @@ def draw_keyframes(f: Footage, sightings: list[Sighting]) -> None:
         for n, frame in read_frames(f, only=set(wanted)):
             for s in wanted.get(n, []) if frame is not None else []:
                 s.keyframe = keyframe_image(frame, s.crops[0].box)
+                s.frame = _jpeg(frame)
             if n >= max(wanted):
                 break
     except FootageError as exc:
@@ -494,6 +497,7 @@ def _write_sightings(case: Path, f: Footage, sightings: list[Sighting], head, wr
             atomic_write(folder / f"crop-{k}.jpg", lambda fh, b=c.jpeg: fh.write(b))
         if s.keyframe:
             atomic_write(folder / "keyframe.jpg", lambda fh, b=s.keyframe: fh.write(b))
+            atomic_write(folder / "frame.jpg", lambda fh, b=s.frame: fh.write(b))
         write_json(folder / "crops.json", [{"frame": c.frame, "box": [round(float(v), 1) for v in c.box[:4]],
                                             "confidence": round(float(c.box[4]), 4), "quality": round(c.quality, 4),
                                             "contrast": round(c.measures[0], 2), "sharpness": round(c.measures[1], 4),

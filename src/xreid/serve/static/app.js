@@ -220,9 +220,71 @@ async function openSighting(r) {
       title: `frame ${c.frame} · detector ${Math.round(100 * c.confidence)} % · quality ${c.quality.toFixed(2)} · ` +
              `occluded ${Math.round(100 * c.occluded)} %`})));
     $("sighting-search").onclick = () => { $("sighting").hidden = true; runSearch(false, [r.id]); };
+    stopDrawing();
+    $("sighting-draw").disabled = !d.frame;
+    $("sighting-draw").onclick = () => startDrawing(r);
     $("sighting").hidden = false;
     $("sighting").scrollIntoView({behavior: "smooth"});
   } catch (e) { status(e.message, true); }
+}
+
+// a query box drawn on a sighting's clean frame (pixels of the frame = displayed pixels x scale)
+const drawing = {item: null, start: null, box: null};
+
+function stopDrawing() {
+  drawing.item = null; drawing.box = null;
+  $("sighting-view").classList.remove("drawing");
+  $("sighting-box").hidden = true;
+  $("sighting-box-search").disabled = true;
+  $("sighting-hint").textContent = "";
+}
+
+function startDrawing(r) {
+  drawing.item = r.id; drawing.box = null;
+  $("sighting-keyframe").src = `/api/items/${r.id}/frame`;
+  $("sighting-view").classList.add("drawing");
+  $("sighting-hint").textContent = "Drag a box around a person in the frame, then search with it.";
+}
+
+function framePoint(ev) {
+  const img = $("sighting-keyframe"), rect = img.getBoundingClientRect();
+  return {x: Math.max(0, Math.min(rect.width, ev.clientX - rect.left)),
+          y: Math.max(0, Math.min(rect.height, ev.clientY - rect.top))};
+}
+
+function showBox(a, b) {
+  const box = $("sighting-box");
+  box.style.left = `${Math.min(a.x, b.x)}px`; box.style.top = `${Math.min(a.y, b.y)}px`;
+  box.style.width = `${Math.abs(b.x - a.x)}px`; box.style.height = `${Math.abs(b.y - a.y)}px`;
+  box.hidden = false;
+}
+
+function setUpDrawing() {
+  const view = $("sighting-view");
+  view.addEventListener("mousedown", (ev) => {
+    if (drawing.item === null) return;
+    ev.preventDefault(); drawing.start = framePoint(ev);
+  });
+  view.addEventListener("mousemove", (ev) => { if (drawing.start) showBox(drawing.start, framePoint(ev)); });
+  window.addEventListener("mouseup", (ev) => {
+    if (!drawing.start) return;
+    const a = drawing.start, b = framePoint(ev), img = $("sighting-keyframe");
+    drawing.start = null;
+    const scale = img.naturalWidth / img.getBoundingClientRect().width;
+    drawing.box = [a.x, a.y, b.x, b.y].map((v) => v * scale);
+    showBox(a, b);
+    $("sighting-box-search").disabled = false;
+  });
+  $("sighting-box-search").addEventListener("click", async () => {
+    if (drawing.item === null || !drawing.box) return;
+    try {
+      const up = await api(`/api/items/${drawing.item}/frame/box`, {method: "POST",
+        headers: {"content-type": "application/json"}, body: JSON.stringify({box: drawing.box})});
+      if (!state.uploads.some((u) => u.id === up.id)) state.uploads.push(up);
+      drawQueries(); stopDrawing(); $("sighting").hidden = true;
+      runSearch();
+    } catch (e) { status(e.message, true); }
+  });
 }
 
 async function drawTimeline() {
@@ -303,7 +365,8 @@ window.addEventListener("DOMContentLoaded", async () => {
   $("research").addEventListener("click", () => runSearch(true));
   $("clear").addEventListener("click", clearQuery);
   $("threshold").addEventListener("input", () => { $("threshold-value").textContent = Number($("threshold").value).toFixed(2); });
-  $("sighting-close").addEventListener("click", () => { $("sighting").hidden = true; });
+  $("sighting-close").addEventListener("click", () => { stopDrawing(); $("sighting").hidden = true; });
+  setUpDrawing();
   $("export-maps").addEventListener("change", updateExport);
   $("detail-close").addEventListener("click", () => { $("detail").hidden = true; $("detail-frame").src = "about:blank"; });
   $("detail-maps").addEventListener("change", loadDetail);
