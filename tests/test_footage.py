@@ -153,6 +153,8 @@ def test_camera_and_start_from_options_then_csv_then_container(tmp_path):
     f = list_footage(tmp_path / "list.csv", camera="hall", start="2024-06-02T00:00:00Z")[0]
     assert (f.camera, f.camera_from, f.start_from, f.start) == ("hall", "option", "option", 1717286400.0)
     assert "camera 'hall' (from option)" in f.describe()
+    with pytest.raises(ValueError, match="--start: time 'noon'"):
+        list_footage(clip, start="noon")
 
 
 def test_footage_csv_errors_name_the_file_and_line(tmp_path):

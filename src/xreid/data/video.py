@@ -107,7 +107,10 @@ def list_footage(path: str | Path, camera: str | None = None, start: str | float
     order. ``camera`` / ``start`` (options) win over the CSV and the container. A video that cannot
     be opened is still listed, with its problem in ``problems`` (the caller reports and skips it)."""
     path = Path(path)
-    start_option = parse_time(start) if start is not None and str(start) != "" else None
+    try:
+        start_option = parse_time(start) if start is not None and str(start) != "" else None
+    except ValueError as exc:
+        raise ValueError(f"--start: {exc}") from None
     if not path.exists():
         raise FileNotFoundError(f"{path}: footage not found (give a video file, a folder of videos or frames, "
                                 f"or a CSV list)")
