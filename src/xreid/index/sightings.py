@@ -23,11 +23,6 @@ def is_sighting_key(key: str) -> bool:
     return str(key).startswith(SIGHTING_PREFIX)
 
 
-def image_path(case: str | Path, data_root: str | Path, key: str) -> Path:
-    """Where the image of an index key lies: in the case for a sighting, else under the data root."""
-    return Path(case) / key if is_sighting_key(key) else Path(data_root) / key
-
-
 def sighting_folder(case: str | Path, key: str) -> Path:
     return Path(case) / PurePosixPath(key).parent
 
