@@ -493,3 +493,17 @@ def test_pack_rows_by_hand():
     items = [{"start": 0, "end": 5}, {"start": 1, "end": 2}, {"start": 3, "end": 4}, {"start": 6, "end": 7}]
     assert pack_rows(items) == 2
     assert [i["row"] for i in items] == [0, 1, 1, 0]
+
+
+def test_add_footage_to_a_case(tmp_path, embedder, head):
+    a, b = write_clip(tmp_path / "a.avi", 12), write_clip(tmp_path / "b.avi", 12)
+    assert _index(embedder, head, a, tmp_path / "case").count == 2
+    said = []
+    report = index_footage(embedder, head, ColourDetector(), b, tmp_path / "case", camera="door", append=True,
+                           opts=FootageOptions(chunk_frames=10), progress=False, say=said.append)
+    assert report.added == 2 and report.count == 4
+    again = index_footage(embedder, head, ColourDetector(), a, tmp_path / "case", append=True,
+                          opts=FootageOptions(chunk_frames=10), progress=False, say=said.append)
+    assert again.added == 0 and again.count == 4 and any("already indexed" in s for s in said)
+    index = GalleryIndex.open(tmp_path / "case")
+    assert sorted(index.row(i)["camera"] for i in range(4)) == ["a", "a", "door", "door"]
