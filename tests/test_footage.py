@@ -296,6 +296,7 @@ def test_bad_videos_are_reported_and_skipped(tmp_path, embedder, head):
     (folder / "c_junk.avi").write_bytes(b"\x00" * 2000)
     data = write_clip(tmp_path / "d.avi", 40).read_bytes()
     (folder / "d_trunc.avi").write_bytes(data[: len(data) * 6 // 10])
+    write_clip(folder / "e_one.avi", 1)
     said = []
     report = index_footage(embedder, head, ColourDetector(), folder, tmp_path / "case",
                            opts=FootageOptions(chunk_frames=10), progress=False, say=said.append)
@@ -303,6 +304,7 @@ def test_bad_videos_are_reported_and_skipped(tmp_path, embedder, head):
     assert "b_empty.avi: no person detected" in text
     assert "c_junk.avi: cannot open as a video" in text
     assert "d_trunc.avi: truncated" in text
+    assert "e_one.avi: no person" in text  # one frame: detected, but no track can start
     assert report.added == 2 + 2  # a_people and the readable part of d_trunc
     records = {json.loads(p.read_text())["path"]: json.loads(p.read_text())
                for p in (tmp_path / "case" / "footage").glob("*/video.json")}
