@@ -308,7 +308,8 @@ def test_bad_videos_are_reported_and_skipped(tmp_path, embedder, head):
     assert report.added == 2 + 2  # a_people and the readable part of d_trunc
     records = {json.loads(p.read_text())["path"]: json.loads(p.read_text())
                for p in (tmp_path / "case" / "footage").glob("*/video.json")}
-    assert records[str(folder / "c_junk.avi")]["problems"]
+    assert records[str(folder / "c_junk.avi")]["problems"] and not records[str(folder / "c_junk.avi")]["done"]
+    assert records[str(folder / "a_people.avi")]["frames_read"] == 12
     assert any("camera 'a_people' (from file name)" in s for s in said)
 
 

@@ -163,6 +163,7 @@ class VideoTracker:
         self.chunk_samples: list[tuple[int, int, np.ndarray]] = []  # (track, frame, embedding) of this chunk
         self.pending: list[tuple[int, int, np.ndarray]] = []  # (track, frame, crop) waiting to be embedded
         self.chunk_first = 1
+        self.last_frame = 0  # the last frame read (detected or not)
 
     def step(self, n: int, dets: np.ndarray, frame: np.ndarray | None) -> None:
         """Frame ``n``'s detections (``k x 5``) through the tracker; with the frame's pixels, score
@@ -433,7 +434,9 @@ def process_video(f: Footage, detector, opts: FootageOptions, case: Path, bar=No
     started = time.perf_counter()
     done = 0
     in_chunk = 0
+    vt.last_frame = last
     for n, frame in read_frames(f, opts.stride, first=last + 1, stats=stats):
+        vt.last_frame = n
         if frame is not None:
             dets = detector.detect(frame, opts.confidence)
             vt.step(n, dets, frame)
@@ -573,9 +576,9 @@ def index_footage(embedder, head, detector, video: str | Path, case: Path, camer
                 say(f"{f.path}: already indexed, skipped")
                 report.videos.append(json.loads(record_path.read_text()))
                 continue
-            if f.problems:
+            if f.problems:  # not marked done: a later run tries the file again
                 report.skipped.append(f"{f.path}: {'; '.join(f.problems)}")
-                write_json(record_path, _video_record(f, done=True, sightings=0))
+                write_json(record_path, _video_record(f, done=False, sightings=0))
                 continue
             bar = tqdm(total=f.frames or None, desc=f.path.name[:30], unit="frame", disable=not progress)
             try:
@@ -590,7 +593,7 @@ def index_footage(embedder, head, detector, video: str | Path, case: Path, camer
             if vt is not None and not sightings:
                 f.problems.append("no person detected" if not vt.tracks else "no person tracked long enough")
             n = _write_sightings(case, f, sightings, head, writer, detector.name)
-            frames = max((max(t.frames) for t in vt.tracks.values()), default=0) if vt else 0
+            frames = vt.last_frame if vt else 0
             for p in f.problems:
                 report.skipped.append(f"{f.path}: {p}")
                 say(f"{f.path}: {p}")
