@@ -123,3 +123,55 @@ def test_terms_text_round_trip():
     text = terms_text(terms, BUNDLED)
     assert text == "woman, red top, backpack, no hat"
     assert pairs(text, BUNDLED) == terms
+
+
+# --- the ranking formula -----------------------------------------------------------------------------
+
+import math  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from xreid.explain.description_score import (  # noqa: E402
+    RULES, description_scores, evidence, reduce_tables, score_tables, status, term_weights)
+
+
+def test_scores_by_hand():
+    p = np.array([[0.9, 0.2], [0.6, 0.5]])  # two images, terms: backpack (wanted), hat (not wanted)
+    wanted, w = [True, False], np.array([1.0, 1.0])
+    # q = [[0.9, 0.8], [0.6, 0.5]]
+    assert description_scores(p, wanted, w, "product") == pytest.approx([0.72, 0.30])
+    assert description_scores(p, wanted, w, "geomean") == pytest.approx([math.sqrt(0.72), math.sqrt(0.30)])
+    assert description_scores(p, wanted, w, "min") == pytest.approx([0.8, 0.5])
+    assert description_scores(p, wanted, w, "mean") == pytest.approx([0.85, 0.55])
+    # an unreliable hat at weight 0.5: product 0.9 * 0.8 ** 0.5; geomean its (1 / 1.5) power; min ignores weight 0
+    w = np.array([1.0, 0.5])
+    assert description_scores(p, wanted, w, "product")[0] == pytest.approx(0.9 * 0.8 ** 0.5)
+    assert description_scores(p, wanted, w, "geomean")[0] == pytest.approx((0.9 * 0.8 ** 0.5) ** (1 / 1.5))
+    assert description_scores(p, wanted, np.array([1.0, 0.0]), "min") == pytest.approx([0.9, 0.6])
+    assert description_scores(p, wanted, w, "mean")[0] == pytest.approx((0.9 + 0.5 * 0.8) / 1.5)
+
+
+def test_weights_from_reliability():
+    assert term_weights([0.9, 0.55, float("nan")], 3, unreliable_weight=0.25).tolist() == [1.0, 0.25, 0.25]
+    assert term_weights(None, 2).tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_tables_equal_the_formula(rule):
+    rng = np.random.default_rng(0)
+    levels = (np.arange(256) + 0.5) / 256
+    codes = rng.integers(0, 256, (3, 50))
+    wanted, w = [True, False, True], np.array([1.0, 0.5, 1.0])
+    tables = score_tables(levels, wanted, w, rule)
+    got = reduce_tables([tables[t][codes[t]] for t in range(3)], w, rule)
+    assert got == pytest.approx(description_scores(levels[codes].T, wanted, w, rule))
+
+
+def test_evidence_statuses():
+    assert [status(q) for q in (0.6, 0.59, 0.41, 0.4)] == ["met", "unsure", "unsure", "not met"]
+    ev = evidence(np.array([0.9, 0.7]), ["carryingBackpack", "accessoryHat"], [True, False], ["backpack", "no hat"],
+                  np.array([1.0, 0.5]), [True, False])
+    assert [(e.status, round(e.probability, 2), e.reliable) for e in ev] == [("met", 0.9, True), ("not met", 0.3, False)]
+    from xreid.rendering.description import reason_line
+    assert reason_line(ev) == ("Fits 1 of 2 described attributes: backpack 90 %. Does not fit: no hat 30 %. "
+                               "Counted at weight 0.5 (the model is unreliable on it): no hat.")

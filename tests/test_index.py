@@ -382,3 +382,27 @@ def test_cli_build_search_add_export(tiny_model, head_path, root, tmp_path):
                               "--out", str(tmp_path / "other")])
     assert res.exit_code == 2 and "bad.csv:2: time 'noon'" in res.output
     assert json.loads((case / "manifest.json").read_text())["count"] == 13
+
+
+def test_description_search_ranks_every_kept_row_by_the_formula(tmp_path):
+    from xreid.explain.describe import Term
+    from xreid.explain.description_score import description_scores
+    from xreid.index.describe import search_description
+
+    x, probs, cams, sites = _synthetic(tmp_path / "case", n=600, ann_min_rows=10_000)
+    g = GalleryIndex.open(tmp_path / "case")
+    terms = [Term("personalMale", False, "woman"), Term("carryingBackpack", True, "backpack")]
+    rel = np.array([0.9, 0.55, 0.8])  # backpack unreliable
+    res = search_description(g, terms, k=20, where=Filter(camera="2"), reliability=rel, rule="geomean",
+                             unreliable_weight=0.5)
+    kept = np.flatnonzero(cams == 2)
+    stored = g.probabilities(kept)[:, :2]  # what the index holds (bin centres)
+    expected = description_scores(stored, [False, True], np.array([1.0, 0.5]), "geomean")
+    order = kept[np.lexsort((kept, -expected))][:20]
+    assert res.ids.tolist() == order.tolist()
+    assert res.candidates == len(kept) and all(r["camera"] == "market/2" for r in res.rows)
+    assert res.scores == pytest.approx(np.sort(expected)[::-1][:20], rel=1e-5)
+    assert [e.reliable for e in res.evidence[0]] == [True, False]
+    assert res.evidence[0][1].probability == pytest.approx(stored[kept.tolist().index(res.ids[0]), 1], abs=1e-6)
+    with pytest.raises(ValueError, match="no attribute hairShort"):
+        search_description(g, [Term("hairShort", True, "short hair")])
