@@ -406,3 +406,24 @@ def test_description_search_ranks_every_kept_row_by_the_formula(tmp_path):
     assert res.evidence[0][1].probability == pytest.approx(stored[kept.tolist().index(res.ids[0]), 1], abs=1e-6)
     with pytest.raises(ValueError, match="no attribute hairShort"):
         search_description(g, [Term("hairShort", True, "short hair")])
+
+
+@pytest.mark.parametrize("rule", ["geomean", "min", "mean"])
+def test_description_search_pruning_is_exact(tmp_path, monkeypatch, rule):
+    from xreid.explain.describe import Term
+    from xreid.index import describe as describe_mod
+
+    _synthetic(tmp_path / "case", n=3000, ann_min_rows=10_000)
+    g = GalleryIndex.open(tmp_path / "case")
+    rel = np.array([0.9, 0.55, 0.8])
+    for terms in ([Term("personalMale", True, "man"), Term("carryingBackpack", False, "no backpack")],
+                  [Term("hairLong", True, "long hair"), Term("carryingBackpack", True, "backpack"),
+                   Term("personalMale", False, "woman")]):
+        for where in (None, Filter(camera="3")):
+            full = describe_mod.search_description(g, terms, 15, where, rel, rule=rule, unreliable_weight=0.0)
+            monkeypatch.setattr(describe_mod, "PRUNE_FROM", 10)
+            pruned = describe_mod.search_description(g, terms, 15, where, rel, rule=rule, unreliable_weight=0.0)
+            monkeypatch.setattr(describe_mod, "PRUNE_FROM", 50_000)
+            assert pruned.ids.tolist() == full.ids.tolist()
+            assert pruned.scores == pytest.approx(full.scores)
+            assert pruned.scored < full.scored and pruned.candidates == full.candidates

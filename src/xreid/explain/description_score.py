@@ -102,8 +102,10 @@ def score_tables(levels: np.ndarray, wanted: Sequence[bool], weights: np.ndarray
     return _term_values(q, np.asarray(weights, np.float64)[:, None], rule)
 
 
-def reduce_tables(values: Sequence[np.ndarray], weights: np.ndarray, rule: str = RULE) -> np.ndarray:
-    """Combine per-term looked-up values (each n, float32) into scores, as ``description_scores``."""
+def reduce_tables(values: Sequence[np.ndarray], weights: np.ndarray, rule: str = RULE, finish: bool = True
+                  ) -> np.ndarray:
+    """Combine per-term looked-up values (each n, float32) into scores, as ``description_scores``;
+    ``finish=False`` stops before the last step, a monotonic map (what a search may compare)."""
     w = np.asarray(weights, np.float64)
     acc = None
     for v, wt in zip(values, w):
@@ -112,8 +114,13 @@ def reduce_tables(values: Sequence[np.ndarray], weights: np.ndarray, rule: str =
         acc = v.copy() if acc is None else (np.minimum(acc, v, out=acc) if rule == "min" else np.add(acc, v, out=acc))
     if acc is None:
         n = len(values[0]) if len(values) else 0
-        return np.ones(n)
-    return _finish(acc, w, rule)
+        return np.ones(n) if finish else np.zeros(n)
+    return _finish(acc, w, rule) if finish else acc
+
+
+def finish_scores(reduced: np.ndarray, weights: np.ndarray, rule: str = RULE) -> np.ndarray:
+    """The scores of values ``reduce_tables(..., finish=False)`` returned (increasing in them)."""
+    return _finish(np.asarray(reduced, np.float64), np.asarray(weights, np.float64), rule)
 
 
 # --- evidence ----------------------------------------------------------------------------------------

@@ -1,7 +1,13 @@
 """Search a gallery index by description (docs/METHODS.md#search-by-description): every row the
 filter keeps is scored by how well its stored calibrated attribute probabilities fit the described
 terms (``xreid.explain.description_score``), with one table lookup per term on the uint8 codes.
-Camera, time, field and attribute filters act as in image search (``GalleryIndex.mask``)."""
+Camera, time, field and attribute filters act as in image search (``GalleryIndex.mask``).
+
+On a large index the search is exact but does not look every term up for every row: the k-th best
+score of an evenly spaced sample of the kept rows is a lower bound L of the k-th best overall, and
+since each term's value rises (or falls) with its code, a row can only reach L when each of its
+codes passes a threshold computed from L and the other terms' best values. Those comparisons on
+the uint8 codes pick the few candidates that are then scored in full."""
 
 from __future__ import annotations
 
@@ -11,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from xreid.explain.describe import Term
-from xreid.explain.description_score import (RULE, UNRELIABLE_WEIGHT, TermEvidence, evidence, reduce_tables,
-                                            score_tables, term_weights)
+from xreid.explain.description_score import (RULE, UNRELIABLE_WEIGHT, TermEvidence, check_rule, evidence,
+                                            finish_scores, reduce_tables, score_tables, term_weights)
 from xreid.explain.naming import RELIABLE_AT
 from xreid.index.gallery import Filter, GalleryIndex, decode_probabilities
 
@@ -30,6 +36,7 @@ class DescriptionResult:
     terms: list[Term]
     weights: np.ndarray
     rule: str
+    scored: int = 0  # rows scored in full (the others could not reach the k-th best)
     method: str = "description"
 
     def __len__(self) -> int:
@@ -44,6 +51,40 @@ def _top_k_desc(scores: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
     else:
         pos = np.arange(len(scores))
     return pos[np.lexsort((ids[pos], -scores[pos]))][:k]
+
+
+#: below this many kept rows every row is scored in full
+PRUNE_FROM = 50_000
+SAMPLE = 16_384
+
+
+def _candidates(codes: list[np.ndarray], tables: np.ndarray, weights: np.ndarray, rule: str,
+                mask: np.ndarray | None, kept: int, k: int) -> np.ndarray:
+    """Ids of the kept rows that may be among the ``k`` best (all kept rows on a small index)."""
+    n = len(codes[0]) if codes else len(mask) if mask is not None else 0
+    if not codes or kept <= max(PRUNE_FROM, 4 * k):
+        return np.arange(n) if mask is None else np.flatnonzero(mask)
+    kept_ids = None if mask is None else np.flatnonzero(mask)
+    step = max(1, kept // SAMPLE)
+    sample = np.arange(0, n, step) if kept_ids is None else kept_ids[::step]
+    sample_vals = reduce_tables([table[c[sample]] for table, c in zip(tables, codes)], weights, rule, finish=False)
+    bound = float(np.partition(sample_vals, len(sample_vals) - k)[len(sample_vals) - k]) - 1e-3
+    active = [t for t in range(len(codes)) if not (rule == "min" and weights[t] <= 0)]
+    best = tables.max(1).astype(np.float64)
+    keep = mask.copy() if mask is not None else np.ones(n, bool)
+    for t in active:
+        need = bound if rule == "min" else bound - (best[active].sum() - best[t])
+        ok = np.flatnonzero(tables[t] >= need)  # the codes with which the row can still reach the bound
+        if len(ok) == 256:
+            continue
+        if len(ok) == 0:
+            return np.zeros(0, np.int64)
+        lo, hi = int(ok.min()), int(ok.max())
+        if hi - lo + 1 != len(ok):  # not one interval (never for these monotonic tables): no pruning
+            continue
+        c = codes[t]
+        keep &= (c >= lo) if hi == 255 else (c <= hi) if lo == 0 else ((c >= lo) & (c <= hi))
+    return np.flatnonzero(keep)
 
 
 def term_reliability(terms: Sequence[Term], names: Sequence[str], reliability: np.ndarray | None) -> np.ndarray | None:
@@ -67,21 +108,22 @@ def search_description(index: GalleryIndex, terms: Sequence[Term], k: int = 10, 
         raise ValueError(f"{index.case}: the index has no attribute {', '.join(unknown)}")
     rel = term_reliability(terms, index.attribute_names, reliability)
     weights = term_weights(rel, len(terms), unreliable_weight)
+    check_rule(rule)
     mask = index.mask(where)
-    ids = np.arange(len(index)) if mask is None else np.flatnonzero(mask)
-    levels = decode_probabilities(np.arange(256))
-    tables = score_tables(levels, [t.wanted for t in terms], weights, rule).astype(np.float32)
+    kept = len(index) if mask is None else int(np.count_nonzero(mask))
     pos = {n: i for i, n in enumerate(index.attribute_names)}
-    values = []
-    for t, table in zip(terms, tables):
-        codes = index.attribute_codes[pos[t.name]]
-        values.append(table[codes if mask is None else codes[ids]])
-    scores = reduce_tables(values, weights, rule) if terms else np.ones(len(ids))
-    top = _top_k_desc(scores, ids, min(k, len(ids)))
-    chosen, best = ids[top].astype(np.int64), scores[top].astype(np.float64)
+    codes = [index.attribute_codes[pos[t.name]] for t in terms]
+    tables = score_tables(decode_probabilities(np.arange(256)), [t.wanted for t in terms], weights, rule
+                          ).astype(np.float32)
+    ids = _candidates(codes, tables, weights, rule, mask, kept, k)
+    reduced = reduce_tables([table[c[ids]] for table, c in zip(tables, codes)], weights, rule, finish=False)
+    top = _top_k_desc(reduced, ids, min(k, len(ids)))
+    chosen = ids[top].astype(np.int64)
+    best = finish_scores(reduced[top], weights, rule) if terms else np.ones(len(top))
     reliable = (np.ones(len(terms), bool) if rel is None
                 else np.nan_to_num(rel, nan=0.0) >= RELIABLE_AT)
     probs = index.probabilities(chosen)[:, [pos[t.name] for t in terms]] if len(chosen) else np.zeros((0, len(terms)))
     ev = [evidence(p, [t.name for t in terms], [t.wanted for t in terms], [t.text for t in terms], weights, reliable)
           for p in probs]
-    return DescriptionResult(chosen, best, [index.row(int(i)) for i in chosen], ev, len(ids), terms, weights, rule)
+    return DescriptionResult(chosen, best, [index.row(int(i)) for i in chosen], ev, kept, terms, weights, rule,
+                             scored=len(ids))
