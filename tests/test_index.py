@@ -427,3 +427,41 @@ def test_description_search_pruning_is_exact(tmp_path, monkeypatch, rule):
             assert pruned.ids.tolist() == full.ids.tolist()
             assert pruned.scores == pytest.approx(full.scores)
             assert pruned.scored < full.scored and pruned.candidates == full.candidates
+
+
+def test_cli_search_by_description_and_json(tiny_model, head_path, root, tmp_path):
+    case, search = tmp_path / "case", ["--model", str(tiny_model), "--backend", "torch"]
+    model = [*search, "--head", str(head_path)]
+    res = runner.invoke(app, ["index", "build", *model, "--data-root", str(root), "--images", str(root / "gallery"),
+                              "--out", str(case)])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "d.json"
+    res = runner.invoke(app, ["index", "search", str(case), *model, "--describe", "woman, rucksack, no hatt, fluffy",
+                              "--top-k", "4", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "described: woman, backpack" in res.output and "not understood: fluffy" in res.output
+    data = json.loads(out.read_text())
+    g = GalleryIndex.open(case)
+    p = g.probabilities()[:, :2]
+    expected = np.argsort(-np.sqrt((1 - p[:, 0]) * p[:, 1]), kind="stable")[:4]  # geomean, both reliable
+    assert [r["id"] for r in data["results"]] == expected.tolist()
+    first = data["results"][0]
+    assert first["key"] == g.keys[first["id"]] and {e["name"] for e in first["evidence"]} == {"personalMale",
+                                                                                             "carryingBackpack"}
+    assert first["evidence"][0]["probability"] == pytest.approx(1 - p[first["id"], 0], abs=1e-4)
+    assert data["description"]["unmatched"] == ["fluffy"] and first["reason"].startswith("Fits ")
+    # image search with --json; then joined to a description
+    res = runner.invoke(app, ["index", "search", str(case), *model, "--query", str(root / "more" / "new0.png"),
+                              "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["kind"] == "image" and len(data["results"]) == 10 and "distance" in data["results"][0]
+    res = runner.invoke(app, ["index", "search", str(case), *model, "--query", str(root / "more" / "new0.png"),
+                              "--describe", "backpack", "--json", str(out), "--top-k", "5"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["joined"] in ("rerank", "filter") and data["results"][0]["evidence"][0]["name"] == "carryingBackpack"
+    res = runner.invoke(app, ["index", "search", str(case), *model, "--describe", "fluffy"])
+    assert res.exit_code == 2 and "names an attribute of this index" in res.output
+    res = runner.invoke(app, ["index", "search", str(case), *model])
+    assert res.exit_code == 2 and "--describe" in res.output

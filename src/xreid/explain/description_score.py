@@ -31,6 +31,13 @@ RULES = ("product", "geomean", "min", "mean")
 RULE = "geomean"
 #: the weight of an attribute unreliable for the model (chosen on PETA-ReID-val)
 UNRELIABLE_WEIGHT = 0.5
+#: how a description joins an image search ("search by this image"): "rerank" (distance - BETA x
+#: log score over the image search's first candidates) or "filter" (every reliable term likely as
+#: described); chosen on PETA-ReID-val (docs/RESULTS.md#search-by-description)
+COMBINE = "rerank"
+BETA = 0.1
+#: the image search's first this-many results (at least) are re-ranked
+RERANK_POOL = 200
 #: a term is "unsure" when its probability is within this of 0.5 (as the reports' "(unsure)")
 UNSURE_WITHIN = 0.1
 #: probabilities are kept in [EPS, 1 - EPS] before taking logs
@@ -121,6 +128,16 @@ def reduce_tables(values: Sequence[np.ndarray], weights: np.ndarray, rule: str =
 def finish_scores(reduced: np.ndarray, weights: np.ndarray, rule: str = RULE) -> np.ndarray:
     """The scores of values ``reduce_tables(..., finish=False)`` returned (increasing in them)."""
     return _finish(np.asarray(reduced, np.float64), np.asarray(weights, np.float64), rule)
+
+
+def combined_distance(distance: np.ndarray, score: np.ndarray, beta: float = BETA) -> np.ndarray:
+    """An image search's distance with a description's score as a re-ranking term: d - beta log(score)."""
+    return np.asarray(distance, np.float64) - beta * np.log(np.maximum(np.asarray(score, np.float64), 1e-12))
+
+
+def filter_terms(names: Sequence[str], wanted: Sequence[bool], weights: np.ndarray) -> dict[str, bool]:
+    """The description as an attribute filter: each fully weighted (reliable) term, as described."""
+    return {n: bool(w) for n, w, wt in zip(names, wanted, weights) if wt >= 1.0}
 
 
 # --- evidence ----------------------------------------------------------------------------------------
