@@ -175,3 +175,18 @@ def test_evidence_statuses():
     from xreid.rendering.description import reason_line
     assert reason_line(ev) == ("Fits 1 of 2 described attributes: backpack 90 %. Does not fit: no hat 30 %. "
                                "Counted at weight 0.5 (the model is unreliable on it): no hat.")
+
+
+def test_describe_this_person():
+    from xreid.explain.describe import description_of
+
+    names = ["personalMale", "hairLong", "carryingBackpack", "accessoryHat", "upperBodyRed", "upperBodyBlue",
+             "upperBodyShortSleeve"]
+    p = [0.1, 0.9, 0.95, 0.55, 0.7, 0.8, 0.2]
+    reliable = [True, True, False, True, True, True, True]
+    # the backpack is unreliable, the hat unsure, blue beats red, "not male" reads "woman", "not short sleeves"
+    # reads "long sleeves"; a surely-absent backpack would not be said ("no backpack" is not a description)
+    text = description_of(names, p, reliable)
+    assert text == "woman, long hair, long sleeves, blue top"
+    assert pairs(text, names) == [("personalMale", False), ("hairLong", True), ("upperBodyShortSleeve", False),
+                                  ("upperBodyBlue", True)]

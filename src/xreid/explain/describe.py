@@ -33,6 +33,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from xreid.data.vocabulary import words
 
 #: difflib ratio a misspelt word needs to be read as a vocabulary word
@@ -440,3 +442,34 @@ def describable(names: Sequence[str]) -> list[str]:
 def terms_text(terms: Sequence[tuple[str, bool]], names: Sequence[str] | None = None) -> str:
     """A description from (attribute, wanted) pairs: "woman, red top, backpack, no hat"."""
     return ", ".join(phrase(n, w, names if names is not None else [t for t, _ in terms]) for n, w in terms)
+
+
+def description_of(names: Sequence[str], probabilities: Sequence[float], reliable: Sequence[bool],
+                   sure: float = 0.1) -> str:
+    """"Describe this person": the reliable attributes an image surely has (calibrated p >= 0.5 +
+    ``sure``) in words that parse back, plus those whose absence reads as a description of its own
+    ("woman" for a surely-not-male, "short hair") when surely absent. One colour per body part
+    (the most likely); attributes that cannot both hold are left out."""
+    p = np.asarray(probabilities, np.float64)
+    picked: list[tuple[str, bool]] = []
+    best_colour: dict[str, int] = {}
+    for a, n in enumerate(names):
+        if not reliable[a]:
+            continue
+        w = words(n)
+        if w.exclusive:
+            if p[a] >= 0.5 + sure and (w.exclusive not in best_colour or p[a] > p[best_colour[w.exclusive]]):
+                best_colour[w.exclusive] = a
+            continue
+        try:
+            if p[a] >= 0.5 + sure:
+                picked.append((n, True))
+            elif p[a] <= 0.5 - sure and not phrase(n, False, names).startswith("no "):
+                picked.append((n, False))
+        except KeyError:
+            continue
+    picked += [(names[a], True) for a in best_colour.values()]
+    if not picked:
+        return ""
+    settled = parse_description(terms_text(picked, names), names).terms
+    return terms_text([(t.name, t.wanted) for t in settled], names)
