@@ -28,8 +28,7 @@ from xreid.data.vocabulary import words
 from xreid.distance import l2_normalise
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.describe import Description, description_of, parse_description, phrase
-from xreid.explain.description_score import (BETA, COMBINE, RERANK_POOL, RULE, UNRELIABLE_WEIGHT, combined_distance,
-                                            description_scores, evidence, filter_terms, term_weights)
+from xreid.explain.description_score import COMBINE, RERANK_POOL, RULE, UNRELIABLE_WEIGHT, evidence, term_weights
 from xreid.explain.formulas import orthonormal_attribute_basis
 from xreid.explain.maps.compute import parse_kinds
 from xreid.explain.naming import RELIABLE_AT
@@ -45,6 +44,7 @@ from xreid.rendering.description import reason_line
 from xreid.rendering.words import CHIP_AT, query_chips, result_line
 from xreid.serve.audit import AuditLog
 from xreid.workflows.explain import Explained, Gallery, explain_gallery, render_explained
+from xreid.workflows.describe import joined_filter, rerank_order
 from xreid.workflows.index import head_fingerprint
 
 log = logging.getLogger(__name__)
@@ -374,10 +374,7 @@ class CaseSession:
         if d is not None and COMBINE == "rerank":
             pool = max(pool, RERANK_POOL + len(items))
         elif d is not None:  # the description's reliable terms join the filter
-            weights, _ = self._weights(d)
-            attrs = {**filter_terms([t.name for t in d.terms], [t.wanted for t in d.terms], weights),
-                     **dict(where.attributes)}
-            where = Filter(where.camera, where.after, where.before, attrs, where.fields)
+            where = joined_filter(d, self._weights(d)[0], where)
         try:  # the filter is applied (and its unknown names or bad times found) inside the search
             found = index.search(query, pool, where=where)
         except ValueError as exc:
@@ -386,11 +383,7 @@ class CaseSession:
         keep = [j for j, i in enumerate(found.ids.tolist()) if i not in in_query]
         probs = self._probabilities([float(found.distances[j]) for j in keep])
         if d is not None and COMBINE == "rerank" and keep:
-            weights, _ = self._weights(d)
-            pos = [index.attribute_names.index(t.name) for t in d.terms]
-            cand = found.ids[keep]
-            score = description_scores(index.probabilities(cand)[:, pos], [t.wanted for t in d.terms], weights, RULE)
-            order = np.lexsort((cand, combined_distance(found.distances[keep], score, BETA)))
+            order = rerank_order(index, d, self._weights(d)[0], found.ids[keep], found.distances[keep])
             keep, probs = [keep[o] for o in order], [probs[o] for o in order]
         probs = probs[:k]
         keep = keep[:k]

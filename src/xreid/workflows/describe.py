@@ -47,6 +47,22 @@ def describe_search(index: GalleryIndex, text: str, head: AttributeHead | None, 
     return d, search_description(index, d.terms, k, where, index_reliability(index, head), RULE, UNRELIABLE_WEIGHT)
 
 
+def rerank_order(index: GalleryIndex, d: Description, weights: np.ndarray, ids: np.ndarray, distances: np.ndarray,
+                 beta: float = BETA) -> np.ndarray:
+    """The order of an image search's results (``ids``, ``distances``) once the description ``d``
+    re-ranks them: by d - beta log(score), ties by id."""
+    pos = [index.attribute_names.index(t.name) for t in d.terms]
+    score = description_scores(index.probabilities(ids)[:, pos], [t.wanted for t in d.terms], weights, RULE)
+    return np.lexsort((np.asarray(ids), combined_distance(distances, score, beta)))
+
+
+def joined_filter(d: Description, weights: np.ndarray, where: Filter | None) -> Filter:
+    """``where`` with the description's reliable terms added as attribute conditions."""
+    base = where or Filter()
+    attrs = {**filter_terms([t.name for t in d.terms], [t.wanted for t in d.terms], weights), **dict(base.attributes)}
+    return Filter(base.camera, base.after, base.before, attrs, base.fields)
+
+
 @dataclass
 class Described:
     """An image search joined to a description: the ranking after it, and the evidence per result."""
@@ -68,16 +84,14 @@ def join_description(index: GalleryIndex, d: Description, head: AttributeHead | 
     names, wanted = [t.name for t in d.terms], [t.wanted for t in d.terms]
     reliable = np.ones(len(d.terms), bool) if rel is None else np.nan_to_num(rel, nan=0.0) >= RELIABLE_AT
     if mode == "filter":
-        base = where or Filter()
-        attrs = {**filter_terms(names, wanted, weights), **dict(base.attributes)}
-        res: SearchResult = search(k, Filter(base.camera, base.after, base.before, attrs, base.fields))
+        res: SearchResult = search(k, joined_filter(d, weights, where))
         ids, dist, combined = res.ids, res.distances.astype(np.float64), res.distances.astype(np.float64)
     elif mode == "rerank":
         res = search(max(RERANK_POOL, 5 * k), where)
         pos = [index.attribute_names.index(n) for n in names]
-        probs = index.probabilities(res.ids)[:, pos]
-        combined = combined_distance(res.distances, description_scores(probs, wanted, weights, RULE), beta)
-        order = np.lexsort((res.ids, combined))[:k]
+        combined = combined_distance(res.distances, description_scores(index.probabilities(res.ids)[:, pos], wanted,
+                                                                       weights, RULE), beta)
+        order = rerank_order(index, d, weights, res.ids, res.distances, beta)[:k]
         ids, dist, combined = res.ids[order], res.distances[order].astype(np.float64), combined[order]
     else:
         raise ValueError(f"unknown way to join a description: {mode!r} (filter or rerank)")
