@@ -48,7 +48,7 @@ from xreid.explain.describe import parse_description, terms_text
 from xreid.explain.description_score import RULE, RULES, UNRELIABLE_WEIGHT, description_scores, term_weights
 from xreid.index.gallery import decode_probabilities, encode_probabilities
 from xreid.models.loading import BUNDLED_HEAD, load_embedder
-from xreid.workflows.attributes import calibration_split, fit_head
+from xreid.workflows.attributes import fit_head
 from xreid.workflows.embedding_cache import CachedEmbedder, cached_embeddings
 
 SEED = 0
@@ -310,7 +310,8 @@ def main() -> None:
     report.print(f"## 1. Choice on PETA-ReID-val ({len(val_images.records)} images, {len(val_images.identities)} "
                  f"identities, k = 5)\n")
     descs, misread = descriptions(val_images, 5)
-    assert misread == 0, f"{misread} descriptions not read back exactly"
+    report.print(f"descriptions not read back exactly: {misread} (a label set the parser calls a contradiction, "
+                 f"e.g. two age groups, loses those terms)\n")
     oracle = rank_metrics(oracle_scores(val_images, descs), val_images, val_images.identities, np.random.default_rng(1))
     rows, choice = [], {}
     for label, emb, head in (("0277 (head without val images)", m0277, head_clean),

@@ -97,6 +97,14 @@ def test_typos_are_corrected_and_reported():
         ("personalFemale", True), ("carryingBackpack", True), ("lowerBodyJeans", True)]
     assert [typed for typed, _ in d.corrections] == ["womn", "backpak", "jeens"]
     assert d.corrections[1:] == [("backpak", "backpack"), ("jeens", "jeans")]  # "womn": woman or women
+    # one edit: swapped neighbours (also in 3-letter words), a letter changed / added / dropped in longer ones
+    d = parse_description("mna, tpo: rde, hiar lnog, bleu jeens, plastik bag", PETA)
+    assert d.corrections == [("mna", "man"), ("tpo", "top"), ("rde", "red"), ("hiar", "hair"), ("lnog", "long"),
+                             ("bleu", "blue"), ("jeens", "jeans"), ("plastik", "plastic")]
+    assert pairs("mna, rde tpo, bleu jeens, plastik bag") == [
+        ("personalMale", True), ("upperBodyRed", True), ("lowerBodyBlue", True), ("lowerBodyJeans", True),
+        ("carryingPlasticBags", True)]
+    assert parse_description("cat", PETA).unmatched == ["cat"]  # 3 letters: a swap only, never "cap"
     # short words and filler are never "corrected"
     assert parse_description("wearing a cap", PETA).corrections == []
     assert parse_description("xyzzy", PETA).unmatched == ["xyzzy"]

@@ -20,8 +20,10 @@ How words are read:
   of the clause (a comma, ";", ".", "and", "but", "with"); "or" / "nor" keep it ("no hat or
   scarf"). Phrases that contain a negation are phrases of their own ("no accessories",
   "not carrying anything").
-- Typos: a word of 4 letters or more that matches nothing is replaced by the closest vocabulary
-  word (``difflib``, ratio >= ``TYPO_CUTOFF``), and the correction is reported.
+- Typos: a word that matches nothing is replaced by the only table word one edit away (two
+  neighbouring letters swapped; for 4 letters or more also one letter changed, added or dropped),
+  else, for 4 letters or more, by the closest table word (``difflib``, ratio >= ``TYPO_CUTOFF``);
+  the correction is reported.
 - Filler words ("a", "wearing", "carrying", "person") are skipped; cameras and times are filters
   and are said back as such.
 """
@@ -46,7 +48,7 @@ Alt = tuple[str, bool]
 _COLOURS = {  # word -> canonical colour (as in the attribute names, lower case)
     "black": "black", "blue": "blue", "brown": "brown", "green": "green", "grey": "grey", "gray": "grey",
     "orange": "orange", "pink": "pink", "purple": "purple", "red": "red", "white": "white", "yellow": "yellow",
-    "navy": "blue", "denim": "blue", "beige": "brown", "tan": "brown", "khaki": "brown", "maroon": "red",
+    "navy": "blue", "beige": "brown", "tan": "brown", "khaki": "brown", "maroon": "red",
     "burgundy": "red", "crimson": "red", "violet": "purple", "lilac": "purple", "blonde": "yellow", "blond": "yellow",
     "golden": "yellow", "gold": "yellow", "silver": "grey", "cream": "white",
 }
@@ -79,7 +81,7 @@ for _part, _names, _alt in [
     ("top", "other top", _alts("upperBodyOther")),
     ("lower", "trousers|pants|slacks|long trousers|long pants", _alts("lowerBodyTrousers", "!dress")),
     ("lower", "lower body|bottoms|legs", ()),
-    ("lower", "jeans|jean", _alts("lowerBodyJeans")),
+    ("lower", "jeans|jean|denim|denims", _alts("lowerBodyJeans")),
     ("lower", "shorts|short trousers|short pants", _alts("lowerBodyShorts", "shortLowerBody")),
     ("lower", "skirt|short skirt|miniskirt|mini skirt", _alts("lowerBodyShortSkirt", "shortLowerBody")),
     ("lower", "long skirt|dress|gown", _alts("lowerBodyLongSkirt", "dress")),
@@ -92,7 +94,7 @@ for _part, _names, _alt in [
     ("lower", "striped trousers|striped skirt", _alts("lowerBodyThinStripes")),
     ("shoes", "shoes|shoe|ordinary shoes", _alts("footwearShoes")),
     ("shoes", "footwear", ()),
-    ("shoes", "leather shoes|dress shoes|formal shoes", _alts("footwearLeatherShoes")),
+    ("shoes", "leather shoes|leather shoe|dress shoes|formal shoes", _alts("footwearLeatherShoes")),
     ("shoes", "sandals|sandal|flip flops|flipflops", _alts("footwearSandals")),
     ("shoes", "sneakers|sneaker|trainers|trainer|running shoes|sports shoes|sport shoes|tennis shoes",
      _alts("footwearSneakers")),
@@ -229,6 +231,35 @@ def _tokens(text: str) -> list[str]:
     return re.findall(r"\d+:\d+|[a-z0-9]+|[,;./&+]", re.sub(r"[-_]", " ", text))
 
 
+def _one_edit(a: str, b: str) -> bool:
+    """``a`` and ``b`` differ by one adjacent transposition, or (4 letters or more) one letter
+    substituted, inserted or deleted."""
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        if len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]:
+            return True
+        return len(diff) == 1 and len(a) >= 4
+    short, long_ = sorted((a, b), key=len)
+    if len(long_) - len(short) != 1 or len(short) < 4:
+        return False
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
+def _typo(word: str) -> str | None:
+    """The known word ``word`` was probably meant to be: the only one a single edit away (a swap of
+    two neighbouring letters for 3-letter words), else, for 4 letters or more, the closest by
+    difflib's ratio when it is at least ``TYPO_CUTOFF``; None when neither."""
+    if len(word) < 3:
+        return None
+    near = [k for k in _KNOWN_WORDS if abs(len(k) - len(word)) <= 1 and _one_edit(word, k)]
+    if len(near) == 1:
+        return near[0]
+    if len(word) < 4:
+        return None
+    close = difflib.get_close_matches(word, near or _KNOWN_WORDS, 1, TYPO_CUTOFF)
+    return close[0] if close else None
+
+
 def _colour_attribute(part: str, colour: str, names: set[str]) -> str | None:
     for prefix in _PART_PREFIXES[part]:
         for c in {colour, "gray" if colour == "grey" else colour}:
@@ -286,16 +317,15 @@ def parse_description(text: str, names: Sequence[str]) -> Description:
     out = Description(text)
     raw: list[Term] = []
     toks = _tokens(text)
-    # typos: unknown words of 4+ letters read as the closest known word
     for i, t in enumerate(toks):
-        if len(t) >= 4 and t.isalpha() and t not in _KNOWN_WORDS and t not in _FILLER and t not in _NEGATIONS \
+        if t.isalpha() and t not in _KNOWN_WORDS and t not in _FILLER and t not in _NEGATIONS \
                 and t not in _FILTER_WORDS and t not in _BOUNDARIES:
             singular = t[:-1] if t.endswith("s") and t[:-1] in _KNOWN_WORDS else None
-            close = [singular] if singular else difflib.get_close_matches(t, _KNOWN_WORDS, 1, TYPO_CUTOFF)
+            close = singular or _typo(t)
             if close:
                 if not singular:
-                    out.corrections.append((t, close[0]))
-                toks[i] = close[0]
+                    out.corrections.append((t, close))
+                toks[i] = close
 
     toks = _move_lengths(toks)
     negated = False

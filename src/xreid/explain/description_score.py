@@ -30,12 +30,12 @@ RULES = ("product", "geomean", "min", "mean")
 #: chosen on PETA-ReID-val (docs/RESULTS.md#search-by-description)
 RULE = "geomean"
 #: the weight of an attribute unreliable for the model (chosen on PETA-ReID-val)
-UNRELIABLE_WEIGHT = 0.5
+UNRELIABLE_WEIGHT = 0.25
 #: how a description joins an image search ("search by this image"): "rerank" (distance - BETA x
 #: log score over the image search's first candidates) or "filter" (every reliable term likely as
 #: described); chosen on PETA-ReID-val (docs/RESULTS.md#search-by-description)
 COMBINE = "rerank"
-BETA = 0.1
+BETA = 0.05
 #: the image search's first this-many results (at least) are re-ranked
 RERANK_POOL = 200
 #: a term is "unsure" when its probability is within this of 0.5 (as the reports' "(unsure)")
