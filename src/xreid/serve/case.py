@@ -399,7 +399,8 @@ class CaseSession:
         if d is not None:
             for r, ev in zip(results, self._evidence(d, ids, index)):
                 r.update(evidence=[e.to_dict() for e in ev], reason=reason_line(ev))
-        self.audit.write("search", search=search.id, query={"uploads": uploads, "items": items, "description": text}, k=k,
+        self.audit.write("search", search=search.id, query={"uploads": uploads, "items": items, **({"description": text} if text else {})},
+                         k=k,
                          filters=search.filters, threshold=threshold, method=found.method, candidates=found.candidates,
                          results=[{"id": r["id"], "key": r["key"], "distance": r["distance"],
                                    "probability": r["probability"], "flagged": r["flagged"]} for r in results])
