@@ -20,7 +20,8 @@ from xreid.explain.describe import Term
 from xreid.explain.description_score import (RULE, UNRELIABLE_WEIGHT, TermEvidence, check_rule, evidence,
                                             finish_scores, reduce_tables, score_tables, term_weights)
 from xreid.explain.naming import RELIABLE_AT
-from xreid.index.gallery import Filter, GalleryIndex, decode_probabilities
+from xreid.index.filters import Filter
+from xreid.index.gallery import GalleryIndex, decode_probabilities
 
 
 @dataclass

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -13,7 +13,8 @@ from xreid.explain.description_score import (BETA, COMBINE, RERANK_POOL, RULE, U
                                             description_scores, evidence, filter_terms, term_weights)
 from xreid.explain.naming import RELIABLE_AT
 from xreid.index.describe import DescriptionResult, search_description, term_reliability
-from xreid.index.gallery import Filter, GalleryIndex, SearchResult
+from xreid.index.filters import Filter
+from xreid.index.gallery import GalleryIndex, SearchResult
 from xreid.rendering.description import reason_line
 
 
@@ -60,7 +61,7 @@ def joined_filter(d: Description, weights: np.ndarray, where: Filter | None) -> 
     """``where`` with the description's reliable terms added as attribute conditions."""
     base = where or Filter()
     attrs = {**filter_terms([t.name for t in d.terms], [t.wanted for t in d.terms], weights), **dict(base.attributes)}
-    return Filter(base.camera, base.after, base.before, attrs, base.fields)
+    return replace(base, attributes=attrs)
 
 
 @dataclass
