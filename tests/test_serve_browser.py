@@ -144,6 +144,7 @@ def test_an_analyst_describes_searches_by_a_result_and_describes_a_query(served,
     expect(page.locator("#status")).to_contain_text(f"gallery item {item}")
     shown = [int(x) for x in page.locator(".result").evaluate_all("rs => rs.map(r => r.dataset.id)")]
     assert item not in shown and len(shown) == 9
+    assert page.locator(f"#query-chips img[src='/api/items/{item}/thumbnail']").count() == 1  # the query shown
     assert "Fits " in page.locator(".result").first.inner_text()
     # describe this person: the query's reliable attributes become an editable description
     expected = session.search(items=[item], k=3)["query"]["description"]

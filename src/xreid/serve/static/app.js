@@ -188,7 +188,11 @@ function drawResults() {
     $("query-chips").replaceChildren(el("span", {class: "muted"}, "Described: "),
       ...res.description.terms.map((t) => chip(t.text, "", `you said: ${t.said}`)));
   } else {
-    $("query-chips").replaceChildren(el("span", {class: "muted"}, "The model sees in the query: "),
+    const fromItem = !res.query.uploads.length && res.query.items.length === 1;  // "search by this image"
+    $("query-chips").replaceChildren(
+      fromItem ? el("img", {src: `/api/items/${res.query.items[0]}/thumbnail`, class: "query-thumb",
+                            alt: `query: gallery item ${res.query.items[0]}`}) : null,
+      el("span", {class: "muted"}, "The model sees in the query: "),
       ...res.query.chips.map((c) => chip(c.text, c.reliable ? "" : "unreliable",
         `${Math.round(100 * c.probability)} %` + (c.reliable ? "" : " · unreliable") + (c.flagged ? ` · ${c.flagged}` : ""))),
       res.query.description ? el("button", {class: "query-actions", title: "the reliable attributes of the query as " +
