@@ -749,7 +749,10 @@ def index_calibrate(
 def index_search(
     opts: ModelOptions,
     case: CaseArg,
-    query: Annotated[Path, typer.Option(help="Query image.")],
+    query: Annotated[Optional[Path], typer.Option(help="Query image.")] = None,
+    describe: Annotated[Optional[str], typer.Option(
+        help="A description in words, e.g. 'woman, red top, backpack, no hat': alone it ranks the index by how well "
+             "each image fits; with --query it re-ranks the image search.")] = None,
     filter_text: Annotated[Optional[str], typer.Option(
         "--filter", help="Conditions, e.g. 'carryingBackpack=yes,personalMale=no,site=north' (attributes take "
                          "yes/no: calibrated probability >= 0.5 or < 0.5, raw where the head had no calibration; as "
@@ -759,12 +762,19 @@ def index_search(
     before: Annotated[Optional[str], typer.Option(help="Only images taken before this time (ISO 8601 or seconds).")] = None,
     top_k: Annotated[int, typer.Option(min=1, help="Results to print.")] = 10,
     exact: Annotated[bool, typer.Option(help="Exact search (no ANN).")] = False,
+    head: HeadOpt = None,
+    json_out: Annotated[Optional[Path], typer.Option(
+        "--json", help="Also write the ranked results (ids, keys, scores, per-attribute evidence) to this JSON file.")]
+    = None,
 ) -> None:
-    """Search an index for a query image (for checking an index; prints the top results)."""
+    """Search an index for a query image, a description, or both (prints the top results)."""
     from xreid.index.filters import parse_filter
     from xreid.index.gallery import GalleryIndex
     from xreid.workflows.index import search_index
 
+    if query is None and describe is None:
+        fail("give a query image (--query), a description (--describe), or both")
+    _outputs(json_out)
     try:
         index = GalleryIndex.open(case)
         spec = parse_filter(filter_text, index.attribute_names, index.field_names, source="index")
@@ -772,6 +782,9 @@ def index_search(
                               "after": after, "before": before})
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
+    if describe is not None:
+        _describe_search(opts, index, query, describe, where, top_k, exact, head, json_out)
+        return
     embedder = opts.load()
     try:
         result = search_index(embedder, index, query, where, top_k, exact=exact)
@@ -784,6 +797,55 @@ def index_search(
         typer.echo(f"  {rank:>2}. id {row['id']}  d={d:.4f}  {row['path']}" + (f"  ({extra})" if extra else ""))
     if not result.rows:
         typer.echo("  no image passes the filter")
+    if json_out is not None:
+        from xreid.io import write_json
+        from xreid.workflows.describe import image_json
+
+        write_json(json_out, image_json(str(query), result, index))
+        typer.echo(f"results written to {json_out}")
+
+
+def _describe_search(opts: ModelOptions, index, query: Path | None, text: str, where, top_k: int, exact: bool,
+                     head: Path | None, json_out: Path | None) -> None:
+    """`xreid index search --describe`: alone, or joined to the image search of --query."""
+    from xreid.io import write_json
+    from xreid.workflows.describe import (describe_search, description_json, image_json, join_description,
+                                          read_description)
+    from xreid.workflows.index import search_index
+
+    attr_head = _head(opts.model, head)
+    try:
+        if query is None:
+            d, res = describe_search(index, text, attr_head, top_k, where)
+        else:
+            d = read_description(text, index)
+            embedder = opts.load()
+            res = join_description(index, d, attr_head, lambda k, w: search_index(embedder, index, query, w, k,
+                                                                                  exact=exact), top_k, where)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    typer.echo("described: " + ", ".join(t.text for t in d.terms))
+    for p in d.problems:
+        typer.echo(f"  note: {p}")
+    if query is None:
+        weak = [t.text for t, w in zip(res.terms, res.weights) if w < 1]
+        if weak:
+            typer.echo(f"  unreliable for this model, weighted down: {', '.join(weak)}")
+        typer.echo(f"{len(index)} images, {res.candidates} pass the filter; ranked by how well they fit ({res.rule})")
+        lines = zip(res.ids, res.scores, res.evidence)
+    else:
+        typer.echo(f"image search re-ranked by the description ({res.mode})")
+        lines = zip(res.ids, res.combined, res.evidence)
+    from xreid.rendering.description import reason_line
+
+    for rank, (i, s, ev) in enumerate(lines, 1):
+        typer.echo(f"  {rank:>2}. id {int(i)}  score={s:.4f}  {index.keys[int(i)]}\n      {reason_line(ev)}")
+    if not len(res.ids):
+        typer.echo("  no image passes the filter")
+    if json_out is not None:
+        data = description_json(d, res, index) if query is None else image_json(str(query), res, index, d)
+        write_json(json_out, data)
+        typer.echo(f"results written to {json_out}")
 
 
 @app.command()
