@@ -143,9 +143,10 @@ def test_each_extension_is_one_file_and_one_registration_line(extensions, tmp_pa
     monkeypatch.setattr(loading, "FORMAT_MODULES", loading.FORMAT_MODULES + ("xreid_extras.colour_format",))
     monkeypatch.setattr(registry, "BUILTIN", registry.BUILTIN + ("xreid_extras.toy_dataset",))
     monkeypatch.setitem(index_base.BACKENDS, "lists", "xreid_extras.list_gallery:ListGallery")
-    monkeypatch.setattr(maps, "MAP_METHODS", {})
-    monkeypatch.setattr(loading, "MODEL_FORMATS", {})
-    monkeypatch.setattr(registry, "DATASETS", {})
+    # (the registries are copied, so the examples leave no trace after the test)
+    monkeypatch.setattr(maps, "MAP_METHODS", dict(maps.MAP_METHODS))
+    monkeypatch.setattr(loading, "MODEL_FORMATS", dict(loading.MODEL_FORMATS))
+    monkeypatch.setattr(registry, "DATASETS", dict(registry.datasets()))
     new_files = sorted(p.name for p in extensions.glob("*.py") if p.name != "__init__.py")
     assert len(new_files) == 4  # one file per extension
 

@@ -1,6 +1,7 @@
 """The layers import one way, down (README's layout): a module may import from its own package and
-from packages of a lower rank only. ``explain``, ``evaluation`` and ``index`` share a rank, so none
-of them imports another; ``explain`` computes and opens no file (its artefacts go through
+from packages of a lower rank only. ``explain`` and ``evaluation`` share a rank, so neither imports
+the other; ``index`` sits above them (its description search scores with ``explain``'s formulas),
+so ``explain`` never imports ``index``; ``explain`` computes and opens no file (its artefacts go through
 ``xreid.io``); the CLI holds options and messages only."""
 
 import ast
@@ -13,7 +14,7 @@ RANK = {
     "errors": 0, "io": 0, "paths": 0, "distance": 0, "binding": 0.5,
     "data": 1,
     "models": 2,
-    "explain": 3, "evaluation": 3, "index": 3,
+    "explain": 3, "evaluation": 3, "index": 3.5,
     "training": 4, "rendering": 4,
     "workflows": 5,
     "serve": 6,

@@ -350,6 +350,37 @@ def fuse_fit(
                                                 if fusion.weights[i] > 0))
 
 
+models_app = typer.Typer(help="Known public models: download them into the model cache.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@command(models_app, "get")
+def models_get(
+    names: Annotated[list[str], typer.Argument(help="Model names (see `xreid models list`).")],
+) -> None:
+    """Download known models from their publisher (sha256-pinned, atomic, resumable) into the model
+    cache; --detector and --model then take the short name. $XREID_MODEL_BASE_URL overrides the address."""
+    from xreid.models.zoo import KNOWN_MODELS, ModelDownloadError, get_model
+
+    for name in names:
+        if name not in KNOWN_MODELS:
+            fail(f"unknown model {name!r}; known: {', '.join(KNOWN_MODELS)}")
+        try:
+            path = get_model(name, progress=typer.echo)
+        except ModelDownloadError as exc:
+            fail(str(exc))
+        typer.echo(f"{name}: {path}")
+
+
+@command(models_app, "list")
+def models_list() -> None:
+    """The known models and whether each is in the model cache."""
+    from xreid.models.zoo import KNOWN_MODELS, is_installed, model_path
+
+    for name, m in KNOWN_MODELS.items():
+        typer.echo(f"{name:48s} {m.kind:10s} " + (str(model_path(name)) if is_installed(name) else "not fetched"))
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("xreid.data.peta",):

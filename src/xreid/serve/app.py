@@ -23,8 +23,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from xreid.errors import InvalidInput, NotFound, TooLarge, UnsupportedMedia, XreidError
 from xreid.serve.case import CaseSession
-from xreid.serve.schemas import (ErrorReply, InfoReply, ItemReply, MarkReply, MarkRequest, SearchReply, SearchRequest,
-                                 UploadReply)
+from xreid.serve.schemas import (BoxRequest, ErrorReply, InfoReply, ItemReply, MarkReply, MarkRequest, SearchReply,
+                                 SearchRequest, UploadReply)
 from xreid.workflows.explain import render_explained
 
 log = logging.getLogger(__name__)
@@ -247,9 +247,10 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
     def upload_image(upload_id: str):
         return _jpeg(session.upload_image(upload_id))
 
-    @app.post("/api/search", response_model=SearchReply, responses=ERRORS, summary="Search with uploaded images and / or gallery items as the query")
+    @app.post("/api/search", response_model=SearchReply, response_model_exclude_unset=True, responses=ERRORS,
+              summary="Search with uploaded images and / or gallery items, and / or a description")
     def search(req: SearchRequest):
-        return session.search(req.uploads, req.items, req.k, req.filters, req.threshold)
+        return session.search(req.uploads, req.items, req.k, req.filters, req.threshold, req.description)
 
     @app.get("/api/items/{item}", response_model=ItemReply, response_model_exclude_unset=True, responses=ERRORS,
              summary="A gallery item's metadata and attribute probabilities")
@@ -263,6 +264,55 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
     @app.get("/api/items/{item}/image", response_class=Response, responses=ERRORS, summary="A gallery item's image (JPEG)")
     def image(item: int):
         return _jpeg(session.image(item))
+
+    @app.get("/api/items/{item}/sighting", responses=ERRORS, summary="A sighting's crops (with their measures), frames and time span")
+    def sighting(item: int):
+        from xreid.serve.sightings import sighting as details
+
+        return details(session, item)
+
+    @app.get("/api/items/{item}/keyframe", responses=ERRORS, summary="A sighting's key frame with its box drawn (JPEG)")
+    def keyframe(item: int):
+        from xreid.serve.sightings import sighting_file
+
+        return _jpeg(sighting_file(session, item, "keyframe.jpg"))
+
+    @app.get("/api/items/{item}/frame", responses=ERRORS, summary="A sighting's key frame, clean and full size (JPEG)")
+    def sighting_frame(item: int):
+        from xreid.serve.sightings import sighting_file
+
+        return _jpeg(sighting_file(session, item, "frame.jpg"))
+
+    @app.post("/api/items/{item}/frame/box", status_code=201, response_model=UploadReply, responses=ERRORS,
+              summary="Query by a box drawn on a sighting's frame: {box: [x0, y0, x1, y1]} in its pixels -> an upload")
+    def frame_box(item: int, req: BoxRequest):
+        from xreid.serve.sightings import box_upload
+
+        return box_upload(session, item, req.box)
+
+    @app.get("/api/items/{item}/crops/{k}", responses=ERRORS, summary="A sighting's k-th best crop (JPEG)")
+    def sighting_crop(item: int, k: int):
+        from xreid.serve.sightings import sighting_file
+
+        return _jpeg(sighting_file(session, item, f"crop-{k}.jpg"))
+
+    @app.get("/api/timeline", responses=ERRORS, summary="Timeline of sightings (one lane per camera); items: '3,7,12' (default: all)")
+    def timeline(items: str | None = None, format: str = "json"):
+        from xreid.rendering.timeline import timeline_svg
+        from xreid.serve.sightings import timeline_of, timeline_png_bytes
+
+        try:
+            ids = [int(v) for v in items.split(",") if v.strip()] if items else None
+        except ValueError:
+            raise InvalidInput(f"items must be comma-separated row ids, not {items!r}") from None
+        data = timeline_of(session, ids)
+        if format == "svg":
+            return Response(timeline_svg(data), media_type="image/svg+xml")
+        if format == "png":
+            return Response(timeline_png_bytes(data), media_type="image/png")
+        if format != "json":
+            raise InvalidInput(f"format must be json, svg or png, not {format!r}")
+        return data
 
     @app.post("/api/marks", response_model=MarkReply, responses=ERRORS, summary="Mark a result as the person ('match') or not ('not_match'); null clears")
     def mark(req: MarkRequest):

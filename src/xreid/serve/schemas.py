@@ -5,7 +5,7 @@ allow extra keys; everything named here is always present.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +22,14 @@ class SearchRequest(BaseModel):
         '"camera": ["3"], "after": "2024-05-01T14:00", "before": "...", "fields": {"column": "value"}}'))
     threshold: Optional[float] = Field(None, description="open-set threshold: results whose same-person "
                                                          "probability is below it are flagged")
+    description: Optional[str] = Field(None, description="a description in words, e.g. 'woman, red top, backpack, "
+                                                           "no hat': alone (no uploads or items) it ranks the case by "
+                                                           "how well each image fits; with a query image it re-ranks "
+                                                           "the image search")
+
+
+class BoxRequest(BaseModel):
+    box: list[float] = Field(..., description="x0, y0, x1, y1 in the pixels of the sighting's frame")
 
 
 class MarkRequest(BaseModel):
@@ -37,38 +45,46 @@ class ErrorReply(BaseModel):
     detail: str = Field(description="what is wrong, naming the item, upload, search or field")
 
 
-class AttributeInfo(BaseModel):
+class Reply(BaseModel):
+    """A reply: the fields named are always there; fields a newer part of the service adds pass through."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class AttributeInfo(Reply):
     name: str
     text: str = Field(description="the attribute in words")
     group: str
     reliable: bool = Field(description="the head's validation quality is high enough to show it without a caveat")
     count: int = Field(description="gallery rows with calibrated probability >= 0.5")
+    phrase: Optional[str] = Field(None, description="the words a description uses for it")
+    absent_phrase: Optional[str] = Field(None, description="the words a description uses for its absence")
 
 
-class ValueCount(BaseModel):
+class ValueCount(Reply):
     value: str
     count: int
 
 
-class FieldFacet(BaseModel):
+class FieldFacet(Reply):
     name: str
     values: list[ValueCount]
 
 
-class TimeRange(BaseModel):
+class TimeRange(Reply):
     first: Optional[str] = None
     last: Optional[str] = None
     known: int = Field(description="rows with a time")
 
 
-class LimitsInfo(BaseModel):
+class LimitsInfo(Reply):
     max_upload_bytes: int
     max_pixels: int
     max_k: int
     formats: list[str]
 
 
-class InfoReply(BaseModel):
+class InfoReply(Reply):
     case: str
     count: int = Field(description="gallery rows")
     model: Optional[str] = None
@@ -81,7 +97,7 @@ class InfoReply(BaseModel):
     limits: LimitsInfo
 
 
-class Chip(BaseModel):
+class Chip(Reply):
     text: str
     group: str
     probability: float
@@ -89,12 +105,12 @@ class Chip(BaseModel):
     flagged: str = Field(description="why to be careful (e.g. two colours likely for one part); empty when none")
 
 
-class QueryCheckReply(BaseModel):
+class QueryCheckReply(Reply):
     usable: bool
     problems: list[str]
 
 
-class UploadReply(BaseModel):
+class UploadReply(Reply):
     id: str = Field(description="the first 20 hex digits of the image's SHA-256")
     name: str
     image: str = Field(description="where the uploaded image is served")
@@ -102,46 +118,60 @@ class UploadReply(BaseModel):
     check: QueryCheckReply
 
 
-class Score(BaseModel):
+class Score(Reply):
     name: str
     text: str
     score: float
 
 
-class Share(BaseModel):
+class Share(Reply):
     label: str
     share: float
     colour: str
 
 
-class SearchResult(BaseModel):
-    model_config = ConfigDict(extra="allow")  # the gallery's own string fields
+class SearchResult(Reply):
+    """One result. An image search gives distance, probability, line, scores and composition; a
+    search by description gives score, evidence and reason (and an image search with a description
+    both)."""
+
 
     id: int
     rank: int
     key: str = Field(description="the image's path under the data root, as indexed")
-    distance: float
+    thumbnail: str
+    mark: Optional[str] = None
+    time: Optional[str] = None
+    distance: Optional[float] = None
     probability: Optional[float] = Field(None, description="calibrated same-person probability")
     flagged: Optional[bool] = Field(None, description="probability below the threshold")
-    identical: bool = Field(description="a copy of the query picture")
-    time: Optional[str] = None
-    thumbnail: str
-    line: str = Field(description="the result in one sentence")
-    scores: list[Score]
-    composition: list[Share]
-    explained_share: float
-    mark: Optional[str] = None
+    identical: Optional[bool] = Field(None, description="a copy of the query picture")
+    line: Optional[str] = Field(None, description="the result in one sentence")
+    scores: Optional[list[Score]] = None
+    composition: Optional[list[Share]] = None
+    explained_share: Optional[float] = None
+    score: Optional[float] = Field(None, description="how well the image fits the description")
+    evidence: Optional[list[dict]] = Field(None, description="per described attribute: probability and weight")
+    reason: Optional[str] = Field(None, description="why the image fits the description, in words")
 
 
-class SearchQuery(BaseModel):
+class SearchQuery(Reply):
+
     uploads: list[str]
     items: list[int]
     chips: list[Chip]
+    description: Optional[Any] = Field(None, description="the description searched with, or the query image's "
+                                                         "own description")
 
 
-class SearchReply(BaseModel):
+class SearchReply(Reply):
+
     search: str = Field(description="the search's id (for explanations, marks and reports)")
+    kind: Optional[str] = Field(None, description="'image' or 'description'")
     query: SearchQuery
+    description: Optional[dict] = Field(None, description="the description as read: its terms and problems")
+    joined: Optional[str] = Field(None, description="how a description joined an image search")
+    rule: Optional[str] = None
     method: str
     candidates: int
     threshold: float
@@ -149,8 +179,7 @@ class SearchReply(BaseModel):
     results: list[SearchResult]
 
 
-class ItemReply(BaseModel):
-    model_config = ConfigDict(extra="allow")  # the gallery's own string fields
+class ItemReply(Reply):
 
     id: int
     path: str
@@ -160,7 +189,7 @@ class ItemReply(BaseModel):
     attributes: dict[str, float] = Field(description="calibrated attribute probabilities")
 
 
-class MarkReply(BaseModel):
+class MarkReply(Reply):
     search: str
     item: int
     mark: Optional[str] = None

@@ -1,5 +1,5 @@
 """What commands load before they work: the model from its options, the attribute head that goes
-with it, a fusion, an interpreter. Each raises ValueError / FileNotFoundError naming the option or
+with it, a fusion, an interpreter, a person detector. Each raises ValueError / FileNotFoundError naming the option or
 file at fault; the CLI turns that into its error message.
 """
 
@@ -90,3 +90,10 @@ def load_interpreter(path: Path | None):
     from xreid.models.interpreter import Interpreter
 
     return Interpreter.load(path)
+
+
+def load_detector(detector: str, precision: str | None = None):
+    """The person detector ``detector`` (a model file or a short name from ``xreid models get``)."""
+    from xreid.models.detector import Detector, resolve_detector
+
+    return Detector(resolve_detector(detector), precision=precision or "f32")
