@@ -4,47 +4,64 @@ and ``xreid.serve``."""
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from xreid.cli_options import DataRoot, HeadOpt, ImagesOpt, ModelOptions, command, fail, list_skipped, one_source, outputs
+from xreid.cli_options import (DataRoot, HeadOpt, ImagesOpt, ModelOptions, command, fail, list_skipped, one_source,
+                               option_group, outputs)
 from xreid.paths import resolve_data_root
 from xreid.workflows.loading import load_head
 
 index_app = typer.Typer(help="A persistent gallery index: build it from images, add to it, export, search.",
                         no_args_is_help=True)
 CaseArg = Annotated[Path, typer.Argument(help="The index folder (from `xreid index build --out`).")]
-VideoOpt = Annotated[Optional[Path], typer.Option(
-    "--video", help="Footage: a video file, a folder of videos or of frame images, or a CSV (path, camera, start) "
-                    "listing videos; each becomes sightings (detected, tracked people).")]
-CameraOpt = Annotated[Optional[str], typer.Option(help="--video: camera name (default: CSV, else the file name).")]
-StartOpt = Annotated[Optional[str], typer.Option(
-    help="--video: start time, ISO 8601 (default: CSV, else the container's creation time, else unknown).")]
-DetectorOpt = Annotated[str, typer.Option(
-    help="--video: person detector, an SSD-output OpenVINO .xml / .onnx file or a short name from "
-         "`xreid models get`.")]
-StrideOpt = Annotated[int, typer.Option(min=1, help="--video: detect on every N-th frame.")]
-ConfidenceOpt = Annotated[float, typer.Option(help="--video: detections at or above this go to the tracker.")]
-FpsOpt = Annotated[Optional[float], typer.Option(help="--video on a folder of frame images: its frame rate (default 10).")]
+
+
+@dataclass
+class Footage:
+    """The footage options of `index build` and `index add`."""
+
+    video: Optional[Path] = None
+    camera: Optional[str] = None
+    start: Optional[str] = None
+    detector: str = "person-detection-retail-0013"
+    stride: int = 1
+    confidence: float = 0.1
+    fps: Optional[float] = None
+
+
+footage_options = option_group([inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                                  annotation=annotation) for name, default, annotation in [
+    ("video", None, Annotated[Optional[Path], typer.Option(
+        "--video", help="Footage: a video file, a folder of videos or of frame images, or a CSV (path, camera, "
+                        "start) listing videos; each becomes sightings (detected, tracked people).")]),
+    ("camera", None, Annotated[Optional[str], typer.Option(help="--video: camera name (default: CSV, else the file name).")]),
+    ("start", None, Annotated[Optional[str], typer.Option(
+        help="--video: start time, ISO 8601 (default: CSV, else the container's creation time, else unknown).")]),
+    ("detector", "person-detection-retail-0013", Annotated[str, typer.Option(
+        help="--video: person detector, an SSD-output OpenVINO .xml / .onnx file or a short name from "
+             "`xreid models get`.")]),
+    ("stride", 1, Annotated[int, typer.Option(min=1, help="--video: detect on every N-th frame.")]),
+    ("confidence", 0.1, Annotated[float, typer.Option(help="--video: detections at or above this go to the tracker.")]),
+    ("fps", None, Annotated[Optional[float], typer.Option(
+        help="--video on a folder of frame images: its frame rate (default 10).")]),
+]], Footage, "footage")
 
 
 @command(index_app, "build", models=True)
+@footage_options
 def index_build(
     opts: ModelOptions,
+    footage: Footage,
     out: Annotated[Path, typer.Option(help="Index folder to create (an interrupted build there is continued).")],
     images: ImagesOpt = None,
     list_file: Annotated[Optional[Path], typer.Option(
         "--list", help="CSV with a header row: a 'path' column (relative to the data root), optional camera/cam, "
                        "time/timestamp (ISO 8601 or seconds) and any other columns (kept as searchable fields).")] = None,
-    video: VideoOpt = None,
-    camera: CameraOpt = None,
-    start: StartOpt = None,
-    detector: DetectorOpt = "person-detection-retail-0013",
-    stride: StrideOpt = 1,
-    confidence: ConfidenceOpt = 0.1,
-    fps: FpsOpt = None,
     head: HeadOpt = None,
     data_root: DataRoot = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per committed batch.")] = 256,
@@ -55,26 +72,21 @@ def index_build(
     from xreid.workflows.index import build_index
 
     outputs(folders=(out,))
-    if video is not None:
-        _index_footage(opts, head, out, video, camera, start, detector, stride, confidence, fps, append=False)
+    if footage.video is not None:
+        _index_footage(opts, head, out, footage, append=False)
         return
     _index_images(build_index, opts, head, data_root, out, images, list_file, batch_size,
                   interrupted=f"every finished batch is committed in {out}: run the same command to resume")
 
 
 @command(index_app, "add", models=True)
+@footage_options
 def index_add(
     opts: ModelOptions,
+    footage: Footage,
     case: CaseArg,
     images: ImagesOpt = None,
     list_file: Annotated[Optional[Path], typer.Option("--list", help="CSV list as for `xreid index build`.")] = None,
-    video: VideoOpt = None,
-    camera: CameraOpt = None,
-    start: StartOpt = None,
-    detector: DetectorOpt = "person-detection-retail-0013",
-    stride: StrideOpt = 1,
-    confidence: ConfidenceOpt = 0.1,
-    fps: FpsOpt = None,
     head: HeadOpt = None,
     data_root: DataRoot = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per committed batch.")] = 256,
@@ -83,15 +95,14 @@ def index_add(
     index's); images and videos it already holds are skipped."""
     from xreid.workflows.index import add_to_index
 
-    if video is not None:
-        _index_footage(opts, head, case, video, camera, start, detector, stride, confidence, fps, append=True)
+    if footage.video is not None:
+        _index_footage(opts, head, case, footage, append=True)
         return
     _index_images(add_to_index, opts, head, data_root, case, images, list_file, batch_size,
                   interrupted=f"the batches committed so far are in {case}")
 
 
-def _index_footage(opts: ModelOptions, head, case: Path, video: Path, camera, start, detector: str, stride: int,
-                   confidence: float, fps, append: bool) -> None:
+def _index_footage(opts: ModelOptions, head, case: Path, f: Footage, append: bool) -> None:
     """`index build --video` / `index add --video`: run the footage workflow, report."""
     from xreid.workflows.footage import FootageOptions, index_footage
     from xreid.workflows.loading import head_name, load_detector
@@ -99,9 +110,9 @@ def _index_footage(opts: ModelOptions, head, case: Path, video: Path, camera, st
     embedder = opts.load()
     attr_head = load_head(opts.model, head)
     try:
-        report = index_footage(embedder, attr_head, load_detector(detector, opts.precision), video, case,
-                               camera=camera, start=start, opts=FootageOptions(confidence=confidence, stride=stride,
-                                                                               fps=fps),
+        report = index_footage(embedder, attr_head, load_detector(f.detector, opts.precision), f.video, case,
+                               camera=f.camera, start=f.start,
+                               opts=FootageOptions(confidence=f.confidence, stride=f.stride, fps=f.fps),
                                head_name=head_name(opts.model, head), append=append, say=typer.echo)
     except KeyboardInterrupt:
         fail(f"interrupted; the committed chunks and videos are kept in {case}: run the same command to resume",

@@ -44,18 +44,24 @@ _MODEL_PARAMETERS = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, def
 ]]
 
 
-def model_options(command):
-    """Give ``command`` the shared model options, collected into its ``opts: ModelOptions`` argument."""
-    signature = inspect.signature(command, eval_str=True)  # typer reads the annotations as objects
-    own = [p for p in signature.parameters.values() if p.name != "opts"]
+def option_group(parameters: list[inspect.Parameter], make, argument: str):
+    """A decorator giving a command the options ``parameters``, collected by ``make(**values)`` into
+    its argument ``argument`` (how commands share option sets)."""
+    def decorate(command):
+        signature = inspect.signature(command, eval_str=True)  # typer reads the annotations as objects
+        own = [p for p in signature.parameters.values() if p.name != argument]
 
-    @functools.wraps(command)
-    def wrapper(**kwargs):
-        opts = ModelOptions(**{p.name: kwargs.pop(p.name) for p in _MODEL_PARAMETERS})
-        return command(opts=opts, **kwargs)
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            return command(**{argument: make(**{p.name: kwargs.pop(p.name) for p in parameters})}, **kwargs)
 
-    wrapper.__signature__ = signature.replace(parameters=own + _MODEL_PARAMETERS)
-    return wrapper
+        wrapper.__signature__ = signature.replace(parameters=own + parameters)
+        return wrapper
+    return decorate
+
+
+#: the shared model options, collected into a command's ``opts: ModelOptions`` argument
+model_options = option_group(_MODEL_PARAMETERS, ModelOptions, "opts")
 
 
 def fail(message: str, code: int = 2) -> None:
