@@ -88,3 +88,13 @@ def test_dims_per_attribute_and_extremes():
     assert dims_per_attribute(w).tolist() == [1, 2, 1]
     top, bottom = extreme_attributes(w, 0, k=2)
     assert top.tolist() == [1, 0] and bottom.tolist() == [2, 0]
+
+
+def test_confidence_threshold_is_strict_at_the_boundary():
+    # |x - 0.5| > t: a probability exactly t away from 0.5 is not confident (0.25 and 0.75 are exact in binary)
+    x = np.array([0.25, 0.75, 0.2499, 0.7501, 0.5])
+    assert confident_attributes(x, 0.25).tolist() == [False, False, True, True, False]
+    # the default threshold (0.3): confident below 0.2 or above 0.8
+    from xreid.explain.formulas import DEFAULT_CONFIDENCE
+    assert DEFAULT_CONFIDENCE == 0.3
+    assert confident_attributes(np.array([0.19, 0.21, 0.79, 0.81])).tolist() == [True, False, False, True]
