@@ -1,0 +1,171 @@
+"""The serve guard (xreid.serve.app.Guard) called as plain ASGI: no case, no model, no browser.
+
+The guard must stop a chunked upload while it arrives (counting all chunks so far, not each chunk
+alone), accept ``?token=`` only where the printed link lands (GET /), and read the Host header's name
+without its port. A stub app behind it records what it was given, so these tests see exactly what
+the guard lets through and how much of a body was read before the refusal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from xreid.serve.app import JSON_BODY_LIMIT, Guard
+
+TOKEN = "s3cret-token-for-tests-0123"
+LOOPBACK = ["127.0.0.1", "localhost", "[::1]"]
+
+
+class Stub:
+    """An app that reads the whole body, then answers 200 with how many bytes it read."""
+
+    def __init__(self):
+        self.calls = 0
+        self.read = 0
+
+    async def __call__(self, scope, receive, send):
+        self.calls += 1
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            self.read += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = json.dumps({"read": self.read}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def call(guard: Guard, path="/api/info", method="GET", headers=(), query=b"", chunks=(b"",)):
+    """Run one request through the guard; returns (status, body, sent messages, chunks the client sent)."""
+    chunks = list(chunks)
+    given = {"n": 0}
+
+    async def receive():
+        if given["n"] < len(chunks):
+            i = given["n"]
+            given["n"] += 1
+            return {"type": "http.request", "body": chunks[i], "more_body": i < len(chunks) - 1}
+        return {"type": "http.disconnect"}
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path, "query_string": query, "scheme": "http",
+             "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]}
+    asyncio.run(guard(scope, receive, send))
+    starts = [m for m in sent if m["type"] == "http.response.start"]
+    assert len(starts) == 1, sent  # exactly one response, whoever sent it
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return starts[0]["status"], body, sent, given["n"]
+
+
+# --- body limits --------------------------------------------------------------------------------------
+
+def test_a_chunked_upload_is_refused_as_soon_as_the_chunks_add_up_past_the_limit():
+    stub = Stub()
+    guard = Guard(stub, None, None, upload_limit=25_000)
+    # 30 chunks of 10,000 bytes, no Content-Length; each chunk alone is under the limit
+    status, body, _, consumed = call(guard, "/api/uploads", "POST", chunks=[b"\0" * 10_000] * 30)
+    assert status == 413 and "25,000" in json.loads(body)["detail"]
+    assert consumed == 3  # 10k, 20k, 30k > 25k: refused at the third chunk, the other 27 never read
+    assert stub.read == 20_000  # the app saw the first two chunks, then the client "went away"
+
+
+def test_a_body_exactly_at_the_limit_passes_and_one_byte_more_does_not():
+    stub = Stub()
+    status, body, _, _ = call(Guard(stub, None, None, upload_limit=20_000), "/api/uploads", "POST",
+                              chunks=[b"\0" * 10_000] * 2)
+    assert status == 200 and json.loads(body) == {"read": 20_000}
+    status, _, _, consumed = call(Guard(Stub(), None, None, upload_limit=20_000), "/api/uploads", "POST",
+                                  chunks=[b"\0" * 10_000, b"\0" * 10_000, b"\0"])
+    assert status == 413 and consumed == 3
+
+
+def test_other_paths_get_the_json_limit_and_content_length_is_checked_first():
+    stub = Stub()
+    guard = Guard(stub, None, None, upload_limit=10 ** 9)  # a huge upload limit does not apply to /api/search
+    chunk = b" " * (JSON_BODY_LIMIT // 4)
+    status, _, _, consumed = call(guard, "/api/search", "POST", chunks=[chunk] * 10)
+    assert status == 413 and consumed == 5
+    status, _, _, consumed = call(guard, "/api/search", "POST", chunks=[chunk] * 4)  # exactly 64 KiB
+    assert status == 200
+    # a declared Content-Length over the limit is refused before anything is read or the app is called
+    stub = Stub()
+    status, body, _, consumed = call(Guard(stub, None, None, 1000), "/api/uploads", "POST",
+                                     headers=[("content-length", "1001")], chunks=[b"\0" * 1001])
+    assert status == 413 and consumed == 0 and stub.calls == 0 and "1,001" in json.loads(body)["detail"]
+    status, _, _, _ = call(Guard(Stub(), None, None, 1000), "/api/uploads", "POST",
+                           headers=[("content-length", "1000")], chunks=[b"\0" * 1000])
+    assert status == 200
+
+
+# --- the token ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path,method,query,status", [
+    ("/", "GET", f"token={TOKEN}", 200),  # the printed link: accepted (the app then sets the cookie)
+    ("/", "GET", "token=wrong-token-wrong-token", 401),
+    ("/", "GET", "", 401),
+    ("/api/info", "GET", f"token={TOKEN}", 401),  # a token in a URL anywhere else is refused ...
+    ("/api/items/0/thumbnail", "GET", f"token={TOKEN}", 401),
+    ("/", "POST", f"token={TOKEN}", 401),  # ... and so is a POST to the page
+    ("/static/app.js", "GET", f"token={TOKEN}", 401),
+])
+def test_a_token_in_the_query_string_is_accepted_only_on_get_of_the_page(path, method, query, status):
+    stub = Stub()
+    got, _, _, _ = call(Guard(stub, TOKEN, None, 1000), path, method, query=query.encode())
+    assert got == status and stub.calls == (1 if status == 200 else 0)
+
+
+def test_the_token_headers_and_cookie():
+    def status(headers, path="/api/info"):
+        return call(Guard(Stub(), TOKEN, None, 1000), path, headers=headers)[0]
+
+    assert status([("authorization", f"Bearer {TOKEN}")]) == 200
+    assert status([("authorization", f"bearer {TOKEN}")]) == 200  # the scheme is case-insensitive
+    assert status([("authorization", TOKEN)]) == 401  # no scheme
+    assert status([("authorization", f"Basic {TOKEN}")]) == 401
+    assert status([("x-xreid-token", TOKEN)]) == 200
+    assert status([("x-xreid-token", TOKEN[:-1])]) == 401
+    assert status([("cookie", f"other=1; xreid_token={TOKEN}")]) == 200
+    assert status([("cookie", f"xreid_tokenx={TOKEN}")]) == 401
+    assert status([("cookie", "xreid_token=")]) == 401
+    assert status([]) == 401
+    # without a token configured, nothing is asked
+    assert call(Guard(Stub(), None, None, 1000), "/api/info")[0] == 200
+    # the page says how to get in, the API answers JSON
+    code, body, _, _ = call(Guard(Stub(), TOKEN, None, 1000), "/")
+    assert code == 401 and b"/?token=" in body
+    code, body, _, _ = call(Guard(Stub(), TOKEN, None, 1000), "/api/info")
+    assert code == 401 and "token required" in json.loads(body)["detail"]
+
+
+# --- the Host header --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("host,status", [
+    ("127.0.0.1", 200), ("127.0.0.1:8765", 200), ("localhost:80", 200), ("localhost", 200),
+    ("[::1]:8765", 200), ("[::1]", 200),
+    ("attacker.example", 400), ("attacker.example:8765", 400), ("127.0.0.1.attacker.example:80", 400),
+    ("localhost:8765:8765", 400), ("", 400),
+])
+def test_the_host_header_is_matched_by_name_without_its_port(host, status):
+    stub = Stub()
+    got, body, _, _ = call(Guard(stub, None, LOOPBACK, 1000), headers=[("host", host)] if host else [])
+    assert got == status, body
+    assert stub.calls == (1 if status == 200 else 0)
+
+
+def test_any_host_when_none_is_configured_and_security_headers_on_every_answer():
+    code, _, sent, _ = call(Guard(Stub(), None, None, 1000), headers=[("host", "anything.example:1")])
+    assert code == 200
+    headers = dict(sent[0]["headers"])
+    assert headers[b"x-content-type-options"] == b"nosniff" and headers[b"referrer-policy"] == b"no-referrer"
+    assert headers[b"cache-control"] == b"no-store" and b"script-src 'self'" in headers[b"content-security-policy"]
+    _, _, sent, _ = call(Guard(Stub(), None, None, 1000), "/docs")
+    assert b"'unsafe-inline'" in dict(sent[0]["headers"])[b"content-security-policy"]
