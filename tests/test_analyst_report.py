@@ -152,6 +152,7 @@ def test_report_structure(tiny_model, mini_peta, tmp_path):
     assert "carryingBackpack" in page  # dataset names stay findable in the details
 
 
+@pytest.mark.shared
 def test_top10_report_without_maps_is_under_1mb(shared_data_root, tmp_path):
     import xreid
 
