@@ -55,6 +55,56 @@ def test_chunked_equals_unchunked():
     np.testing.assert_allclose(a.cmc, b.cmc)
 
 
+def _oracle(q, g, qp, gp, qc, gc, junk, max_rank):
+    """A second, deliberately naive implementation of the Market-1501 rule: one query at a time, cosine
+    by explicit dot products and norms, the list filtered element by element, AP as the mean precision at
+    each hit. Shares no code with xreid.evaluation.metrics."""
+    aps, inps, cmc, skipped = [], [], [0] * max_rank, 0
+    for i in range(len(q)):
+        dist = []
+        for j in range(len(g)):
+            cos = sum(a * b for a, b in zip(q[i], g[j])) / (sum(a * a for a in q[i]) ** 0.5 * sum(b * b for b in g[j]) ** 0.5)
+            dist.append((1.0 - cos, j))
+        ranked = [j for _, j in sorted(dist)]  # ties broken by gallery index, as a stable sort would
+        kept = [gp[j] == qp[i] for j in ranked if not junk[j] and not (gp[j] == qp[i] and gc[j] == qc[i])]
+        if not any(kept):
+            skipped += 1
+            continue
+        hits = [r for r, ok in enumerate(kept) if ok]
+        aps.append(sum((n + 1) / (r + 1) for n, r in enumerate(hits)) / len(hits))
+        inps.append(len(hits) / (hits[-1] + 1))
+        for k in range(hits[0], max_rank):
+            cmc[k] += 1
+    n = len(aps)
+    return sum(aps) / n, sum(inps) / n, [c / n for c in cmc], n, skipped
+
+
+def test_evaluate_ranking_matches_an_independent_oracle_on_galleries_of_unequal_norms():
+    rng = np.random.default_rng(0)
+    q, g = rng.normal(size=(23, 6)), rng.normal(size=(70, 6))
+    # norms spread over four orders of magnitude: ranking by a dot product or by Euclidean distance
+    # instead of the cosine (e.g. an un-normalised gallery) gives another order
+    g *= 10.0 ** rng.uniform(-2, 2, size=(70, 1))
+    q *= 10.0 ** rng.uniform(-2, 2, size=(23, 1))
+    qp, gp = rng.integers(0, 8, 23).astype(str), rng.integers(0, 8, 70).astype(str)
+    qp[0] = "nobody"  # a query without a match is skipped
+    qc, gc = rng.integers(0, 3, 23).astype(str), rng.integers(0, 3, 70).astype(str)
+    junk = rng.random(70) < 0.1
+    mAP, mINP, cmc, n, skipped = _oracle(q.tolist(), g.tolist(), qp, gp, qc, gc, junk, 20)
+    assert skipped >= 1 and n + skipped == 23
+    for chunk in (1, 5, 1000):
+        m = evaluate_ranking(q, g, qp, gp, qc, gc, g_junk=junk, chunk=chunk, max_rank=20)
+        assert m.mAP == pytest.approx(mAP, abs=1e-12) and m.mINP == pytest.approx(mINP, abs=1e-12)
+        np.testing.assert_allclose(m.cmc, cmc, atol=1e-12)
+        assert (m.num_queries, m.num_skipped) == (n, skipped)
+    # the same gallery at unit norm ranks identically (only directions count)
+    unit = evaluate_ranking(q, g / np.linalg.norm(g, axis=1, keepdims=True), qp, gp, qc, gc, g_junk=junk, max_rank=20)
+    assert unit.mAP == pytest.approx(mAP, abs=1e-12)
+    # and a plain dot product would have ranked otherwise, so the test can tell the two apart
+    dot = evaluate_distances(-(q @ g.T), qp, gp, qc, gc, g_junk=junk, max_rank=20)
+    assert abs(dot.mAP - mAP) > 0.01
+
+
 def test_attribute_mean_accuracy_hand_computed():
     truth = np.array([[1, 0], [1, 1], [0, 0], [0, 1]], bool)
     pred = np.array([[1, 0], [0, 1], [0, 1], [0, 1]], bool)
