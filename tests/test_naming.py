@@ -103,3 +103,53 @@ def test_difference_probability_is_symmetric_and_exact_on_binary_fractions():
     assert difference_probability(0.25, 0.75) == 0.25 * 0.25 + 0.75 * 0.75
     np.testing.assert_array_equal(difference_probability(np.array([0.25, 1.0]), np.array([0.75, 0.0])),
                                   [0.625, 1.0])
+
+
+def test_candidates_take_each_pairs_own_mean_and_return_booleans():
+    # pair 0: mean 0.5, bar 0.75; pair 1: mean 2.0, bar 3.0 (a per-column bar would be 0.75 and 3.0 here,
+    # which lets pair 1's first attribute through)
+    parts = np.array([[0.75, 0.25], [1.0, 3.0]])
+    assert candidates(parts, np.ones(2, bool)).tolist() == [[True, False], [False, True]]
+    three = np.array([[0.75, 0.25], [1.0, 3.0], [0.0, 0.0]])  # more pairs than attributes
+    assert candidates(three, np.ones(2, bool)).tolist() == [[True, False], [False, True], [False, False]]
+    # reliability given as 0/1 still gives a boolean answer
+    out = candidates(np.array([0.75, 0.25]), [1, 1])
+    assert out.dtype == bool and out.tolist() == [True, False]
+
+
+def test_first_named_is_the_most_likely_difference_among_the_candidates():
+    p_q = np.zeros(4)
+    p_g = np.array([[0.6, 0.9, 0.0, 0.0], [0.9, 0.6, 0.0, 0.0]])
+    parts = np.array([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]])  # mean 0.5, bar 0.75: attributes 0 and 1
+    assert first_named(p_q, p_g, parts, np.ones(4, bool)).tolist() == [1, 0]
+    # one pair given as plain vectors
+    assert first_named(p_q, p_g[0], parts[0], np.ones(4, bool)).tolist() == [1]
+    assert first_named(p_q, p_g[0], np.zeros(4), np.ones(4, bool)).tolist() == [-1]
+
+
+def test_equally_likely_attributes_keep_their_order():
+    # 40 attributes, ties everywhere (an unstable sort reorders ties in arrays this long)
+    n = 40
+    p_g = np.where(np.arange(n) % 3 == 0, 0.9, 0.6)
+    parts = np.ones(n)
+    order = rank_differences(np.zeros(n), p_g, parts, np.ones(n, bool), min_share=1.0)
+    expected = [a for a in range(n) if a % 3 == 0] + [a for a in range(n) if a % 3]
+    assert order == expected
+    both = np.where(np.arange(n) % 3 == 0, 0.95, 0.8)
+    assert rank_agreements(both, both, np.ones(n, bool)) == expected
+
+
+def test_a_summary_lists_three_of_each_by_default_and_shares_of_the_distance():
+    names = list("abcdef")
+    p_q = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 1.0])
+    p_g = np.array([1.0, 0.9, 0.85, 0.8, 1.0, 1.0])  # four sure differences, two sure agreements
+    parts = np.array([0.5, 0.5, 0.5, 0.5, 0.0, 0.0])  # mean 1/3, bar 0.5: the four differences qualify
+    s = summarise_pair(names, p_q, p_g, parts, 0.5, np.ones(6, bool))
+    assert [d.name for d in s.differences] == ["a", "b", "c"] and s.verdict == ["a", "b", "c"]
+    assert [d.share for d in s.differences] == [1.0, 1.0, 1.0]  # part 0.5 of a distance 0.5
+    assert [a.name for a in s.agreements] == ["e", "f"]
+    more = summarise_pair(names + ["g", "h"], np.ones(8), np.ones(8), np.zeros(8), 0.5, np.ones(8, bool))
+    assert len(more.agreements) == 3
+    # a distance at the 1e-12 floor counts as zero: no share is computed from it
+    tiny = summarise_pair(names, p_q, p_g, parts * 1e-12, 1e-12, np.ones(6, bool))
+    assert [d.share for d in tiny.differences] == [0.0, 0.0, 0.0]
