@@ -45,7 +45,7 @@ MODULES: dict[str, tuple[str, set[str] | None, list[str]]] = {
     "formulas": ("xreid/explain/formulas.py", None,
                  ["tests/test_formulas.py", "tests/test_properties.py", "-k", "decomposition or formulas"]),
     "calibration": ("xreid/explain/calibration.py", None,
-                    ["tests/test_analyst_report.py", "-k",
+                    ["tests/test_calibration.py", "tests/test_analyst_report.py", "-k",
                      "not report_structure and not top10"]),
     "distance": ("xreid/distance.py", None,
                  ["tests/test_distance.py", "tests/test_formulas.py", "tests/test_metrics.py"]),
