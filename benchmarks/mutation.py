@@ -204,6 +204,24 @@ EQUIVALENT: dict[str, str] = {
         'reshape(-2) is reshape(-1) in numpy (any negative size is inferred)',
     'xreid.explain.match_probability.xǁMatchCalibrationǁsave__mutmut_4':
         'allow_nan=None is falsy: json refuses NaN, as with False',
+    'xreid.index.gallery.x__codes_in__mutmut_1':
+        'moves the switch between two exact paths (comparisons, lookup table), both checked against isin',
+    'xreid.index.gallery.x__codes_in__mutmut_2':
+        'moves the switch between two exact paths (comparisons, lookup table), both checked against isin',
+    'xreid.index.gallery.x__top_k__mutmut_1':
+        'moves the size above which candidates are pre-selected by argpartition; both paths end in the same exact sort',
+    'xreid.index.gallery.x__top_k__mutmut_2':
+        'moves the size above which candidates are pre-selected by argpartition; both paths end in the same exact sort',
+    'xreid.index.gallery.x__top_k__mutmut_3':
+        'moves the size above which candidates are pre-selected by argpartition; both paths end in the same exact sort',
+    'xreid.index.gallery.x__top_k__mutmut_9':
+        'partitioning at k-2 or k+1 still leaves k distinct rows whose largest distance is >= the k-th smallest, so the candidates stay a superset of the k nearest, sorted exactly after',
+    'xreid.index.gallery.x__top_k__mutmut_10':
+        'partitioning at k-2 or k+1 still leaves k distinct rows whose largest distance is >= the k-th smallest, so the candidates stay a superset of the k nearest, sorted exactly after',
+    'xreid.index.gallery.x_encode_probabilities__mutmut_11':
+        'float32 probabilities times 256 (a power of two) are exact in float32, so floor gives the same codes',
+    'xreid.index.gallery.x_encode_probabilities__mutmut_13':
+        'float32 probabilities times 256 (a power of two) are exact in float32, so floor gives the same codes',
 }
 
 STATUS = re.compile(r"^\s+(\S+): (.+)$")

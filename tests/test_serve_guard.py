@@ -169,3 +169,129 @@ def test_any_host_when_none_is_configured_and_security_headers_on_every_answer()
     assert headers[b"cache-control"] == b"no-store" and b"script-src 'self'" in headers[b"content-security-policy"]
     _, _, sent, _ = call(Guard(Stub(), None, None, 1000), "/docs")
     assert b"'unsafe-inline'" in dict(sent[0]["headers"])[b"content-security-policy"]
+
+
+# --- what the guard answers, exactly ------------------------------------------------------------------------
+
+def _headers(sent):
+    return {k.decode(): v.decode() for k, v in sent[0]["headers"]}
+
+
+def test_refusals_are_small_json_or_html_answers_with_their_length():
+    code, body, sent, _ = call(Guard(Stub(), None, LOOPBACK, 1000), headers=[("host", "evil.example:80")])
+    h = _headers(sent)
+    assert code == 400 and json.loads(body) == {"detail": "Host 'evil.example:80' is not served here (loopback only)"}
+    assert h["content-type"] == "application/json" and h["content-length"] == str(len(body))
+    assert h["x-content-type-options"] == "nosniff"
+    code, body, sent, _ = call(Guard(Stub(), TOKEN, None, 1000), "/")
+    h = _headers(sent)
+    assert h["content-type"] == "text/html; charset=utf-8" and h["content-length"] == str(len(body))
+    assert body.startswith(b"<!doctype html>")
+    code, body, sent, _ = call(Guard(Stub(), TOKEN, None, 1000), "/", "POST")  # only GET / gets the page
+    assert code == 401 and json.loads(body) == {"detail": "token required (Authorization: Bearer TOKEN)"}
+    code, body, _, _ = call(Guard(Stub(), None, None, 1000), "/api/uploads", "POST", headers=[("content-length", "5000")])
+    assert code == 413 and json.loads(body) == {"detail": "request body of 5,000 bytes; at most 1,000"}
+    code, body, _, _ = call(Guard(Stub(), None, None, 1000), "/api/uploads", "POST", chunks=[b"\0" * 600] * 2)
+    assert code == 413 and json.loads(body) == {"detail": "request body larger than 1,000 bytes"}
+
+
+def test_a_content_length_that_is_not_a_number_is_left_to_the_streaming_count():
+    code, _, _, consumed = call(Guard(Stub(), None, None, 1000), "/api/uploads", "POST",
+                                headers=[("content-length", "lots")], chunks=[b"\0" * 600] * 3)
+    assert code == 413 and consumed == 2
+
+
+def test_the_upload_limit_is_for_the_upload_path_only():
+    guard = Guard(Stub(), None, None, upload_limit=JSON_BODY_LIMIT * 4)
+    chunk = b"\0" * JSON_BODY_LIMIT
+    assert call(guard, "/api/uploads", "POST", chunks=[chunk] * 3)[0] == 200  # 192 KiB: fine for an upload
+    assert call(guard, "/api/uploads/x", "POST", chunks=[chunk] * 3)[0] == 413  # not the upload path
+    assert call(guard, "/api/search", "POST", chunks=[chunk])[0] == 200  # exactly 64 KiB
+
+
+def test_after_a_refusal_the_app_sees_the_client_gone_and_its_answer_is_dropped():
+    seen = []
+
+    async def app(scope, receive, send):
+        for _ in range(4):
+            seen.append((await receive())["type"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"late"})
+        raise RuntimeError("the app notices the disconnect")  # swallowed: the client was already answered
+
+    code, body, sent, consumed = call(Guard(app, None, None, 10), "/api/uploads", "POST", chunks=[b"123456"] * 4)
+    assert code == 413 and consumed == 2 and b"late" not in body and len(sent) == 2
+    assert seen == ["http.request", "http.disconnect", "http.disconnect", "http.disconnect"]
+
+
+def test_an_app_error_without_a_refusal_is_not_swallowed():
+    async def app(scope, receive, send):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        asyncio.run(Guard(app, None, None, 10)({"type": "http", "method": "GET", "path": "/", "headers": [],
+                                                  "query_string": b""}, None, None))
+
+
+def test_a_response_already_started_is_not_answered_twice():
+    async def app(scope, receive, send):  # starts answering, then reads a body that turns out too large
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while (await receive())["type"] == "http.request":
+            pass
+        await send({"type": "http.response.body", "body": b"done"})
+
+    code, body, sent, consumed = call(Guard(app, None, None, 10), "/api/uploads", "POST", chunks=[b"123456"] * 4)
+    assert code == 200 and consumed == 2 and body == b""  # no second start; the rest is dropped
+
+
+def test_security_headers_keep_an_apps_own_policy():
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"Content-Security-Policy", b"default-src 'none'")]})
+        await send({"type": "http.response.body", "body": b"x"})
+
+    _, _, sent, _ = call(Guard(app, None, None, 10), "/report")
+    values = [v for k, v in sent[0]["headers"] if k.lower() == b"content-security-policy"]
+    assert values == [b"default-src 'none'"]
+    _, _, sent, _ = call(Guard(Stub(), None, None, 10), "/docs-assets/x.js")
+    assert b"'unsafe-inline'" in dict(sent[0]["headers"])[b"content-security-policy"]
+
+
+def test_other_connection_types_pass_untouched():
+    seen = []
+
+    async def app(scope, receive, send):
+        seen.append(scope["type"])
+
+    asyncio.run(Guard(app, TOKEN, LOOPBACK, 10)({"type": "lifespan"}, None, None))
+    assert seen == ["lifespan"]
+
+
+def test_token_forms_with_spaces_and_empty_values():
+    def status(headers=(), query=b"", path="/api/info"):
+        return call(Guard(Stub(), TOKEN, None, 1000), path, headers=headers, query=query)[0]
+
+    assert status([("authorization", f"Bearer   {TOKEN}  ")]) == 200  # spaces around the token
+    assert status([("cookie", f" a=1 ;  xreid_token={TOKEN} ")]) == 200
+    assert status([("x-xreid-token", "")]) == 401
+    assert status(query=f"other=1&token={TOKEN}".encode(), path="/") == 200
+    assert status(query=b"token=", path="/") == 401
+
+
+def test_loopback_names_and_the_bind_check():
+    from xreid.serve.app import check_bind, is_loopback
+
+    for host in ("localhost", "127.0.0.1", "127.0.0.2", "::1", "[::1]"):
+        assert is_loopback(host), host
+    for host in ("0.0.0.0", "192.168.1.4", "example.com", "[::]", ""):
+        assert not is_loopback(host), host
+    check_bind("0.0.0.0", "x" * 16)  # 16 characters are enough
+    with pytest.raises(ValueError) as err:
+        check_bind("0.0.0.0", "x" * 15)
+    assert str(err.value).startswith("the token must have at least 16 characters (make one with: python3 -c")
+    with pytest.raises(ValueError) as err:
+        check_bind("10.0.0.1", None)
+    assert str(err.value).startswith("--host 10.0.0.1 makes the case reachable from other machines: give a token "
+                                     "with --token or $XREID_TOKEN")
+    assert str(err.value).endswith(", or serve on 127.0.0.1")
+    check_bind("::1", None)
