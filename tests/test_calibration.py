@@ -51,9 +51,21 @@ def test_fit_is_the_optimum_of_the_penalised_likelihood(l2):
 
 def test_newton_steps_reach_the_optimum_in_a_few_steps():
     rng = np.random.default_rng(2)
-    z = rng.normal(size=(400, 1)) * 2.0
-    y = rng.random((400, 1)) < sigmoid(1.5 * z - 0.5)
-    np.testing.assert_allclose(fit_platt(z, y, steps=6)[0], _reference(z[:, 0], y[:, 0], 1e-3), atol=1e-7)
+    z = rng.normal(size=(400, 2)) * [2.0, 0.5]  # two attributes, each with its own curvature
+    y = rng.random((400, 2)) < sigmoid(np.array([1.5, 3.0]) * z + np.array([-0.5, 1.5]))
+    cal = fit_platt(z, y, steps=6)
+    for a in range(2):
+        np.testing.assert_allclose(cal[a], _reference(z[:, a], y[:, a], 1e-3), atol=1e-7)
+
+
+def test_sigmoid_clips_its_argument_at_50():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow on the way
+        assert sigmoid(np.array([-1000.0]))[0] == 1.0 / (1.0 + np.exp(50.0))
+        assert sigmoid(-50.5) == 1.0 / (1.0 + np.exp(50.0))
+        assert sigmoid(np.array([1000.0]))[0] == 1.0
 
 
 def test_the_fit_is_damped_where_a_plain_newton_step_overshoots():
