@@ -246,6 +246,12 @@ EQUIVALENT: dict[str, str] = {
         'never stopping early: the remaining Newton steps start at the optimum and do not move',
     'xreid.explain.match_probability.x_fit_logistic__mutmut_94':
         'a step must lower the loss by 1e-12 to be taken: at the optimum the loop then ends one step earlier, with w within 1e-12 of it',
+    'xreid.distance.x_row_norms__mutmut_10':
+        "einsum subscripts '...D,...D->...' name the same axis as '...d,...d->...'",
+    'xreid.evaluation.metrics.x_attribute_mean_accuracy__mutmut_3':
+        'predictions not cast to bool: for bool or 0/1 input, & and ~ with the bool truth keep the same lowest bit',
+    'xreid.evaluation.metrics.x_attribute_mean_accuracy__mutmut_5':
+        'predictions not cast to bool: for bool or 0/1 input, & and ~ with the bool truth keep the same lowest bit',
 }
 
 STATUS = re.compile(r"^\s+(\S+): (.+)$")
