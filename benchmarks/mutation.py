@@ -252,6 +252,28 @@ EQUIVALENT: dict[str, str] = {
         'predictions not cast to bool: for bool or 0/1 input, & and ~ with the bool truth keep the same lowest bit',
     'xreid.evaluation.metrics.x_attribute_mean_accuracy__mutmut_5':
         'predictions not cast to bool: for bool or 0/1 input, & and ~ with the bool truth keep the same lowest bit',
+    'xreid.serve.app.x_is_loopback__mutmut_5':
+        "also stripping 'X': an IP address never starts or ends with X",
+    'xreid.serve.app.xǁGuardǁ__call____mutmut_144':
+        'the flag that a response started is not read again after a refusal (every later receive and send returns early)',
+    'xreid.serve.app.xǁGuardǁ__call____mutmut_145':
+        'the flag that a response started is not read again after a refusal (every later receive and send returns early)',
+    'xreid.serve.app.xǁGuardǁ__call____mutmut_16':
+        "codec names are case-insensitive: 'LATIN-1' is latin-1",
+    'xreid.serve.app.xǁGuardǁ__call____mutmut_19':
+        "codec names are case-insensitive: 'LATIN-1' is latin-1",
+    'xreid.serve.app.xǁGuardǁ_authorised__mutmut_18':
+        "a missing X-Xreid-Token offers None instead of '': both are skipped as empty",
+    'xreid.serve.app.xǁGuardǁ_authorised__mutmut_20':
+        "a missing X-Xreid-Token offers None instead of '': both are skipped as empty",
+    'xreid.serve.app.xǁGuardǁ_authorised__mutmut_23':
+        "a missing X-Xreid-Token offers 'XXXX': never a token (tokens have 16 characters or more)",
+    'xreid.serve.app.xǁGuardǁ_authorised__mutmut_31':
+        "a missing Cookie reads as 'XXXX': a cookie named XXXX, not xreid_token",
+    'xreid.serve.app.xǁGuardǁ_authorised__mutmut_62':
+        "a missing query string reads as 'XXXX': it holds no token= field",
+    'xreid.serve.app.xǁGuardǁ_authorised__mutmut_9':
+        "a missing Authorization reads as 'XXXX': not a Bearer header",
 }
 
 STATUS = re.compile(r"^\s+(\S+): (.+)$")

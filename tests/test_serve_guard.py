@@ -295,3 +295,64 @@ def test_loopback_names_and_the_bind_check():
                                      "with --token or $XREID_TOKEN")
     assert str(err.value).endswith(", or serve on 127.0.0.1")
     check_bind("::1", None)
+
+
+def test_guard_details_found_by_the_mutation_run():
+    from xreid.serve.app import is_loopback
+
+    assert is_loopback("[0:0:0:0:0:0:0:1]")  # a bracketed IPv6 loopback written out in full
+    # a response start without a headers list still gets the security headers
+    async def bare(scope, receive, send):
+        await send({"type": "http.response.start", "status": 204})
+        await send({"type": "http.response.body", "body": b""})
+
+    code, _, sent, _ = call(Guard(bare, None, None, 10), "/api/info")
+    h = _headers(sent)
+    assert code == 204 and h["x-content-type-options"] == "nosniff"
+    assert "'unsafe-inline'" not in h["content-security-policy"]  # the page policy, not the /docs one
+    # a request without a Host header is named as such
+    code, body, _, _ = call(Guard(Stub(), None, LOOPBACK, 10))
+    assert json.loads(body)["detail"] == "Host '' is not served here (loopback only)"
+    # the page's 401 says what to do, word for word
+    _, body, _, _ = call(Guard(Stub(), TOKEN, None, 10), "/")
+    assert body == (b"<!doctype html><meta charset=utf-8><title>xreid</title><p>This case needs its token: open "
+                    b"<code>/?token=...</code> once (the server printed it).")
+    # cookies separated without spaces, and a token holding '='
+    eq_token = "0123456789abcdef=="
+    assert call(Guard(Stub(), eq_token, None, 10), headers=[("cookie", f"a=1;xreid_token={eq_token}")])[0] == 200
+    # a good header is not undone by a wrong token in the URL
+    assert call(Guard(Stub(), TOKEN, None, 10), "/", headers=[("x-xreid-token", TOKEN)],
+                query=b"token=wrong-token-wrong-token")[0] == 200
+
+
+def test_a_page_request_without_a_query_string_field():
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [(b"x-xreid-token", TOKEN.encode())]}
+    asyncio.run(Guard(Stub(), TOKEN, None, 10)(scope, receive, send))
+    assert sent[0]["status"] == 200
+
+
+def test_other_connection_types_get_the_real_receive_and_send():
+    got = []
+
+    async def app(scope, receive, send):
+        got.append(await receive())
+        await send({"type": "lifespan.startup.complete"})
+
+    sent = []
+
+    async def receive():
+        return {"type": "lifespan.startup"}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(Guard(app, TOKEN, LOOPBACK, 10)({"type": "lifespan"}, receive, send))
+    assert got == [{"type": "lifespan.startup"}] and sent == [{"type": "lifespan.startup.complete"}]
