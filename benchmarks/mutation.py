@@ -274,6 +274,14 @@ EQUIVALENT: dict[str, str] = {
         "a missing query string reads as 'XXXX': it holds no token= field",
     'xreid.serve.app.xǁGuardǁ_authorised__mutmut_9':
         "a missing Authorization reads as 'XXXX': not a Bearer header",
+    'xreid.explain.match_probability.x_fit_match_calibration__mutmut_46':
+        'the pairs hold only the top-`context` distances, so the k-th distance read is the last one with either context',
+    'xreid.explain.match_probability.x_fit_match_calibration__mutmut_61':
+        "'<=' for '<' against 0: differs only for a fitted distance weight of exactly 0.0",
+    'xreid.explain.match_probability.x_reliability_diagram__mutmut_8':
+        'outcomes not cast: the mean of bool or 0/1 outcomes is a float64 either way',
+    'xreid.explain.match_probability.x_reliability_diagram__mutmut_10':
+        'outcomes not cast: the mean of bool or 0/1 outcomes is a float64 either way',
 }
 
 STATUS = re.compile(r"^\s+(\S+): (.+)$")

@@ -488,5 +488,27 @@ def test_fit_match_calibration_refusals():
     rng = np.random.default_rng(0)
     base = rng.normal(size=(6, 8))
     far = np.concatenate([base, -base])
-    with pytest.raises(ValueError, match=r"^split A: the fitted probability does not fall with the distance \(weight "):
+    with pytest.raises(ValueError) as err:
         fit_match_calibration(far, pids, cams, IDENTITY, episodes=2, context=6, where="split A")
+    from xreid.explain.match_probability import episode_pairs
+
+    pairs = episode_pairs(far.astype(np.float32), pids, calibration_episodes(pids, cams, 300, 2, 0), 6)
+    w = fit_logistic(np.concatenate([match_features(d, 6).reshape(-1, 3) for d, _ in pairs]),
+                     np.concatenate([s.ravel() for _, s in pairs]))
+    assert str(err.value) == (f"split A: the fitted probability does not fall with the distance (weight {w[0]:.3g}); "
+                              f"the model's distances carry no usable signal on this split")
+
+
+def test_the_seed_chooses_the_episodes_and_empty_splits_give_index_arrays():
+    feats, pids, cams = _clustered(noise=0.8)
+    a = fit_match_calibration(feats, pids, cams, IDENTITY, gallery_size=10, episodes=2, seed=0)
+    b = fit_match_calibration(feats, pids, cams, IDENTITY, gallery_size=10, episodes=2, seed=1)
+    assert b.meta["seed"] == 1 and not np.array_equal(a.weights, b.weights)
+    (q, g), = calibration_episodes([], [], episodes=1)
+    assert q.dtype == np.int64 and g.dtype == np.int64 and len(g) == 0
+
+
+def test_reliability_diagram_averages_in_float64():
+    p = np.array([0.1, 0.1001, 0.1002, 0.1003, 0.1004], np.float32)  # one bin
+    (row,) = reliability_diagram(p, [1, 0, 0, 0, 0])
+    assert row["mean_probability"] == float(p.astype(np.float64).mean()) and row["match_rate"] == 0.2
