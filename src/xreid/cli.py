@@ -393,7 +393,10 @@ def explain(
     top_k: Annotated[int, typer.Option(help="Results to explain (at least 1).")] = 10,
     threshold: Annotated[float, typer.Option(help="Confidence threshold t_a of the matching scores, in [0, 0.5).")] = 0.3,
     filter_text: Annotated[Optional[str], typer.Option(
-        "--filter", help="Attribute filter, e.g. 'personalMale=yes,carryingBackpack=no'.")] = None,
+        "--filter", help="Attribute filter, e.g. 'personalMale=yes,carryingBackpack=no': yes keeps images whose "
+                         "attribute probability is >= 0.5, no those below (calibrated probabilities where the head "
+                         "has a calibration, raw otherwise; as `xreid index search` and the server); 'pid=...' "
+                         "or 'camera=...' take a value.")] = None,
     filter_mode: Annotated[str, typer.Option(help="'rerank' (violators sink) or 'keep' (violators dropped).")] = "rerank",
     maps: Annotated[Optional[str], typer.Option(
         help="Visual maps: any of pair,attention,attributes (Grad-CAM, xreid models) and occlusion (every model), "
@@ -407,13 +410,11 @@ def explain(
 ) -> None:
     """Rank a gallery for a query and explain the top results in attributes (HTML + JSON)."""
     from xreid.explain.maps.compute import parse_kinds
-    from xreid.explain.ranking import check_options
     from xreid.rendering.words import query_chips, result_line
     from xreid.workflows.explain import explain as run_explain
     from xreid.workflows.explain import maps_folder, write_report
 
-    try:
-        check_options(top_k, threshold)
+    try:  # the other options are checked once, by the workflow, before any image is embedded
         if maps is None:
             kinds = ["pair"] if _is_xreid_model(opts.model) else []
         else:
@@ -660,7 +661,8 @@ def index_search(
     query: Annotated[Path, typer.Option(help="Query image.")],
     filter_text: Annotated[Optional[str], typer.Option(
         "--filter", help="Conditions, e.g. 'carryingBackpack=yes,personalMale=no,site=north' (attributes take "
-                         "yes/no: calibrated probability >= 0.5 or < 0.5; fields take a value).")] = None,
+                         "yes/no: calibrated probability >= 0.5 or < 0.5, raw where the head had no calibration; as "
+                         "`xreid explain` and the server; fields take a value).")] = None,
     camera: Annotated[Optional[list[str]], typer.Option(help="Camera (repeat for several); '3' also matches 'market/3'.")] = None,
     after: Annotated[Optional[str], typer.Option(help="Only images taken at or after this time (ISO 8601 or seconds).")] = None,
     before: Annotated[Optional[str], typer.Option(help="Only images taken before this time (ISO 8601 or seconds).")] = None,
@@ -668,20 +670,15 @@ def index_search(
     exact: Annotated[bool, typer.Option(help="Exact search (no ANN).")] = False,
 ) -> None:
     """Search an index for a query image (for checking an index; prints the top results)."""
-    from xreid.index.gallery import Filter, GalleryIndex
-    from xreid.index.metadata import parse_time
-    from xreid.workflows.index import parse_index_filter, search_index
+    from xreid.index.filters import parse_filter
+    from xreid.index.gallery import GalleryIndex
+    from xreid.workflows.index import search_index
 
     try:
-        for name, value in (("--after", after), ("--before", before)):
-            if value is not None:
-                try:
-                    parse_time(value)
-                except ValueError as exc:
-                    raise ValueError(f"{name}: {exc}") from None
         index = GalleryIndex.open(case)
-        attrs, fields = parse_index_filter(filter_text, index.attribute_names, index.field_names)
-        where = Filter(camera=camera or None, after=after, before=before, attributes=attrs, fields=fields)
+        spec = parse_filter(filter_text, index.attribute_names, index.field_names, source="index")
+        where = parse_filter({"attributes": spec.attributes, "fields": spec.fields, "camera": camera or None,
+                              "after": after, "before": before})
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     embedder = opts.load()

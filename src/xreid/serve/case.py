@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from xreid.data.images import ImageError, decode_image, load_image
-from xreid.data.transforms import resize_rgb
 from xreid.data.vocabulary import words
 from xreid.distance import l2_normalise
 from xreid.explain.attribute_head import AttributeHead
@@ -32,15 +31,17 @@ from xreid.explain.maps.compute import parse_kinds
 from xreid.explain.naming import RELIABLE_AT
 from xreid.explain.query_check import check_query
 from xreid.explain.ranking import IDENTICAL_BELOW, explain_ranking
+from xreid.index.base import Hits
 from xreid.index.features import MODEL_FIELDS, check_same_model
-from xreid.index.gallery import Filter, GalleryIndex, read_manifest
-from xreid.index.metadata import CAMERA, PID, format_time
+from xreid.index.filters import parse_filter
+from xreid.index.gallery import GalleryIndex, read_manifest
+from xreid.index.metadata import PID
 from xreid.io import atomic_write
 from xreid.models.embedders import Embedder
 from xreid.rendering.charts import composition
 from xreid.rendering.words import CHIP_AT, query_chips, result_line
 from xreid.serve.audit import AuditLog
-from xreid.workflows.explain import Explained, Gallery, explain_gallery, render_explained
+from xreid.workflows.explain import Explained, embed_query, explain_hits, render_explained
 from xreid.workflows.index import head_fingerprint
 
 log = logging.getLogger(__name__)
@@ -89,10 +90,17 @@ class Search:
     filters: dict
     threshold: float
     vector: np.ndarray
-    ids: list[int]
-    distances: list[float]
+    hits: Hits  # the results, ranked 1..n as shown
     probabilities: list[float | None]
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def ids(self) -> list[int]:
+        return self.hits.ids.tolist()
+
+    @property
+    def distances(self) -> list[float]:
+        return [float(d) for d in self.hits.distances]
 
     @property
     def case_query(self) -> str:
@@ -105,29 +113,6 @@ def _clean_name(name: str | None) -> str:
     """A client's file name, for display and the audit log only (never used to open anything)."""
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
     return "".join(c for c in base if c.isprintable())[:120]
-
-
-def parse_filters(spec: dict | None) -> Filter:
-    """The JSON filter of a search request -> ``Filter``; ValueError names what is wrong."""
-    spec = dict(spec or {})
-    unknown = set(spec) - {"attributes", "camera", "after", "before", "fields"}
-    if unknown:
-        raise ValueError(f"unknown filter key(s): {', '.join(sorted(unknown))} "
-                         f"(known: attributes, camera, after, before, fields)")
-    attributes = spec.get("attributes") or {}
-    if not isinstance(attributes, dict):
-        raise ValueError("filter 'attributes' must be an object {name: true | false | probability}")
-    for name, want in attributes.items():
-        if not isinstance(want, (bool, int, float)) or (not isinstance(want, bool) and not 0 <= want <= 1):
-            raise ValueError(f"filter attribute {name!r}: give true, false or a probability in [0, 1]")
-    camera = spec.get("camera")
-    if camera in ([], ""):
-        camera = None
-    fields = spec.get("fields") or {}
-    if not isinstance(fields, dict):
-        raise ValueError("filter 'fields' must be an object {column: value or [values]}")
-    return Filter(camera=camera, after=spec.get("after") or None, before=spec.get("before") or None,
-                  attributes=attributes, fields={k: v for k, v in fields.items() if v not in ("", [], None)})
 
 
 class CaseSession:
@@ -157,7 +142,7 @@ class CaseSession:
             raise ValueError(f"{self.workdir}: cannot create the session folder ({exc.strerror}); "
                              f"give a writable --workdir") from None
         self.audit = AuditLog(self.workdir / "audit.jsonl")
-        self._index = GalleryIndex.open(self.case)
+        self._index = GalleryIndex.open(self.case, image_root=self.data_root)
         self._seen = self._manifest_stamp()
         self._checked = time.monotonic()
         self._lock = threading.Lock()  # uploads / searches / marks bookkeeping and index swaps
@@ -182,7 +167,7 @@ class CaseSession:
             try:
                 stamp = self._manifest_stamp()
                 if stamp != self._seen:
-                    fresh = GalleryIndex.open(self.case)
+                    fresh = GalleryIndex.open(self.case, image_root=self.data_root)
                     with self._lock:
                         self._index, self._seen = fresh, stamp
                     log.info("%s: re-read, %d rows", self.case, len(fresh))
@@ -194,22 +179,13 @@ class CaseSession:
 
     def info(self) -> dict:
         index = self.index
-        names = index.attribute_names
-        codes = index.attribute_codes
-        cameras = sorted(_value_counts(*index.columns[CAMERA], most=1000), key=lambda c: c["value"]) \
-            if CAMERA in index.columns else []
-        times = index.times[np.isfinite(index.times)]
+        facets = index.facets()
         return {
             "case": self.case.name, "count": len(index), "model": index.identity.get("model"),
             "attributes": [{"name": n, "text": words(n).present, "group": words(n).group,
-                            "reliable": bool(self.reliable[a]), "count": int(np.count_nonzero(codes[a] >= 128))}
-                           for a, n in enumerate(names)],
-            "cameras": cameras,
-            "time": {"first": format_time(float(times.min())) if len(times) else None,
-                     "last": format_time(float(times.max())) if len(times) else None,
-                     "known": int(len(times))},
-            "fields": [{"name": n, "values": _value_counts(*index.columns[n])}
-                       for n in index.field_names if n not in (CAMERA, PID)],
+                            "reliable": bool(self.reliable[a]), "count": facets["attributes"][n]}
+                           for a, n in enumerate(index.attribute_names)],
+            "cameras": facets["cameras"], "time": facets["time"], "fields": facets["fields"],
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "threshold": self.threshold,
             "limits": {"max_upload_bytes": self.limits.max_upload_bytes, "max_pixels": self.limits.max_pixels,
@@ -239,7 +215,7 @@ class CaseSession:
         return self._upload_info(up)
 
     def _embed(self, image: np.ndarray) -> np.ndarray:
-        return self.embedder.embed_arrays([resize_rgb(image, self.embedder.preprocess.size)])[0]
+        return embed_query(self.embedder, image)
 
     def _remember(self, up: Upload) -> Upload:
         with self._lock:
@@ -293,10 +269,10 @@ class CaseSession:
             if not 0 <= i < len(index):
                 raise Problem(404, f"no gallery item {i} (the index has {len(index)})")
         try:
-            where = parse_filters(filters)
+            where = parse_filter(filters, index.attribute_names, index.field_names)
         except ValueError as exc:
             raise Problem(400, str(exc)) from None
-        vectors = [self.get_upload(u).vector for u in uploads] + [index.vectors[i] for i in items]
+        vectors = [self.get_upload(u).vector for u in uploads] + list(index.vectors_of(items))
         query = l2_normalise(np.mean(l2_normalise(np.stack(vectors).astype(np.float64)), axis=0)).astype(np.float32)
         # the probability of a result reads the search's first `context` distances: fetch them even for a smaller k
         context = getattr(self.calibration, "context", 0)
@@ -307,11 +283,9 @@ class CaseSession:
         in_query = set(items)
         keep = [j for j, i in enumerate(found.ids.tolist()) if i not in in_query]
         probs = self._probabilities([float(found.distances[j]) for j in keep])[:k]
-        keep = keep[:k]
-        ids = [int(found.ids[j]) for j in keep]
-        dists = [float(found.distances[j]) for j in keep]
+        hits = found.take(keep[:k]).renumbered()
         search = Search(hashlib.sha256(f"{time.time_ns()}:{uploads}:{items}".encode()).hexdigest()[:16], uploads,
-                        items, k, dict(filters or {}), threshold, query, ids, dists, probs)
+                        items, k, dict(filters or {}), threshold, query, hits, probs)
         with self._lock:
             self._searches[search.id] = search
             while len(self._searches) > 2048:
@@ -341,19 +315,17 @@ class CaseSession:
         """Per result: metadata, distance, probability, matching scores, composition and the line."""
         if not s.ids:
             return []
-        e = explain_ranking(s.vector, index.vectors[s.ids], [str(index.keys[i]) for i in s.ids], self.head,
-                            top_k=len(s.ids), include_vectors=False, model=self.embedder.name, basis=self.basis)
-        by_key = {r.key: r for r in e.results}
+        rows = [index.metadata(i) for i in s.ids]
+        e = explain_ranking(s.vector, s.hits, index, self.head, include_vectors=False, model=self.embedder.name,
+                            basis=self.basis, pids=[row.get(PID) for row in rows])
         names = e.attribute_names
         marks = self.marks.get(s.case_query, {})
         # matching scores of what the model sees in the query (the query's chips), not of every absence
         seen = {n for n, p in zip(names, e.query_calibrated) if p >= CHIP_AT}
         out = []
-        for rank, (i, d, p) in enumerate(zip(s.ids, s.distances, s.probabilities), start=1):
-            row = index.row(i, attributes=False)
-            r = by_key[row["path"]]
+        for i, d, p, r, row in zip(s.ids, s.distances, s.probabilities, e.results, rows):
             out.append({
-                "id": i, "rank": rank, "key": row.pop("path"), "distance": round(d, 6),
+                "id": i, "rank": r.rank, "key": row.pop("path"), "distance": round(d, 6),
                 "probability": None if p is None else round(p, 4),
                 "flagged": None if p is None else bool(p < s.threshold), "identical": d < IDENTICAL_BELOW,
                 **row, "thumbnail": f"/api/items/{i}/thumbnail",
@@ -386,7 +358,7 @@ class CaseSession:
                 marks.pop(item, None)
             else:
                 marks[item] = mark
-        self.audit.write("mark", search=sid, item=item, key=str(self.index.keys[item]), mark=mark)
+        self.audit.write("mark", search=sid, item=item, key=self.index.key(item), mark=mark)
         return {"search": sid, "item": item, "mark": mark,
                 "confirmed": sorted(i for i, m in marks.items() if m == "match")}
 
@@ -397,14 +369,14 @@ class CaseSession:
         if s.uploads:
             up = self.get_upload(s.uploads[0])
             return up.image, up.path, f"upload {up.name or up.id}", None
-        i = s.items[0]
-        key = str(self.index.keys[i])
-        return self._gallery_image(i), self.data_root / key, key, self.index.row(i, attributes=False).get(PID)
+        i, index = s.items[0], self.index
+        return self._gallery_image(i), index.image_path(i), index.key(i), index.metadata(i).get(PID)
 
     def _gallery_image(self, i: int) -> np.ndarray:
-        key = str(self.index.keys[i])
+        index = self.index
+        key = index.key(i)
         try:
-            return load_image(self.data_root / key)
+            return index.image(i)
         except ImageError as exc:
             raise Problem(404, f"gallery image {i} ({key}) cannot be read under the data root {self.data_root}: "
                                f"{exc.problem}") from None
@@ -425,24 +397,18 @@ class CaseSession:
         except ValueError as exc:
             raise Problem(400, str(exc)) from None
         original, qpath, qkey, qpid = self._query_image(s)
-        rows = [index.row(i, attributes=False) for i in items]
-        for row in rows:  # a clear 404 before any work when an image is missing
-            if not (self.data_root / row["path"]).is_file():
-                raise Problem(404, f"gallery image {row['id']} ({row['path']}) not found under the data root "
+        for i in items:  # a clear 404 before any work when an image is missing
+            if not index.image_path(i).is_file():
+                raise Problem(404, f"gallery image {i} ({index.key(i)}) not found under the data root "
                                    f"{self.data_root}")
-        gal = Gallery([r["path"] for r in rows], [self.data_root / r["path"] for r in rows], index.vectors[items],
-                      [r.get(PID) for r in rows])
+        hits = s.hits.take([s.ids.index(i) for i in items])  # ranks as the search gave them
         notes = []
         if len(s.uploads) + len(s.items) > 1:
             notes.append(f"The query is the mean of {len(s.uploads) + len(s.items)} images (the uploaded query and "
                          f"confirmed matches); the maps are drawn on the first.")
         with self._maps_lock if kinds else nullcontext():
-            out = explain_gallery(self.embedder, self.head, original, qpath, qkey, gal, query_id=qpid, notes=notes,
-                                  top_k=len(items), kinds=kinds, query_feature=s.vector, model_name=self.embedder.name)
-        rank = {row["path"]: s.ids.index(row["id"]) + 1 for row in rows}
-        for r in out.explanation.results:  # ranks as the search gave them, not within the items explained
-            r.rank = r.original_rank = rank[r.key]
-        out.explanation.gallery_size = len(index)
+            out = explain_hits(self.embedder, self.head, index, hits, s.vector, original, qpath, qkey, query_id=qpid,
+                               notes=notes, kinds=kinds, model_name=self.embedder.name)
         self.audit.write("explain", search=sid, items=list(items), maps=kinds)
         return out
 
@@ -459,7 +425,7 @@ class CaseSession:
         data = {"search": {"id": s.id, "created": s.created, "query": {"uploads": s.uploads, "items": s.items},
                            "k": s.k, "filters": s.filters, "threshold": s.threshold,
                            "calibration": None if self.calibration is None else self.calibration.to_dict()},
-                "results": [{"id": i, "key": str(self.index.keys[i]), "distance": d, "probability": p,
+                "results": [{"id": i, "key": self.index.key(i), "distance": d, "probability": p,
                              "flagged": None if p is None else p < s.threshold, "mark": marks.get(i)}
                             for i, d, p in zip(s.ids, s.distances, s.probabilities)],
                 "explanation": ex.to_dict()}
@@ -489,13 +455,6 @@ class CaseSession:
 
     def close(self) -> None:
         self.audit.close()
-
-
-def _value_counts(vocab: np.ndarray, codes: np.ndarray, most: int = 200) -> list[dict]:
-    """The most frequent values of a string column (empty values left out), for a facet."""
-    counts = np.bincount(codes, minlength=len(vocab))
-    order = np.argsort(-counts, kind="stable")
-    return [{"value": str(vocab[i]), "count": int(counts[i])} for i in order[:most] if counts[i] and vocab[i]]
 
 
 def _jpeg(image: np.ndarray) -> bytes:
