@@ -26,6 +26,8 @@ from xreid.data.images import ImageError, decode_image, load_image
 from xreid.data.vocabulary import words
 from xreid.distance import l2_normalise
 from xreid.explain.attribute_head import AttributeHead
+from xreid.explain.describe import Description, description_of, parse_description, phrase
+from xreid.explain.description_score import COMBINE, RERANK_POOL, RULE, UNRELIABLE_WEIGHT, evidence, term_weights
 from xreid.explain.formulas import orthonormal_attribute_basis
 from xreid.explain.maps.compute import parse_kinds
 from xreid.explain.naming import RELIABLE_AT
@@ -39,8 +41,10 @@ from xreid.index.metadata import PID
 from xreid.io import atomic_write
 from xreid.models.embedders import Embedder
 from xreid.rendering.charts import composition
+from xreid.rendering.description import reason_line
 from xreid.rendering.words import CHIP_AT, query_chips, result_line
 from xreid.serve.audit import AuditLog
+from xreid.workflows.describe import joined_filter, rerank_order
 from xreid.workflows.explain import Explained, embed_query, explain_hits, render_explained
 from xreid.workflows.index import head_fingerprint
 
@@ -89,10 +93,11 @@ class Search:
     k: int
     filters: dict
     threshold: float
-    vector: np.ndarray
+    vector: np.ndarray | None  # None: a search by description alone
     hits: Hits  # the results, ranked 1..n as shown
     probabilities: list[float | None]
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    description: str = ""
 
     @property
     def ids(self) -> list[int]:
@@ -104,9 +109,11 @@ class Search:
 
     @property
     def case_query(self) -> str:
-        """What marks are kept under: the first uploaded image, else the first gallery item; a
-        re-search that adds confirmed matches keeps its query's marks."""
-        return f"upload:{self.uploads[0]}" if self.uploads else f"item:{self.items[0]}"
+        """What marks are kept under: the first uploaded image, else the first gallery item, else the
+        description; a re-search that adds confirmed matches keeps its query's marks."""
+        if self.uploads:
+            return f"upload:{self.uploads[0]}"
+        return f"item:{self.items[0]}" if self.items else f"description:{self.description}"
 
 
 def _clean_name(name: str | None) -> str:
@@ -183,7 +190,9 @@ class CaseSession:
         return {
             "case": self.case.name, "count": len(index), "model": index.identity.get("model"),
             "attributes": [{"name": n, "text": words(n).present, "group": words(n).group,
-                            "reliable": bool(self.reliable[a]), "count": facets["attributes"][n]}
+                            "reliable": bool(self.reliable[a]), "count": facets["attributes"][n],
+                            "phrase": _phrase(n, True, index.attribute_names),
+                            "absent_phrase": _phrase(n, False, index.attribute_names)}
                            for a, n in enumerate(index.attribute_names)],
             "cameras": facets["cameras"], "time": facets["time"], "fields": facets["fields"],
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
@@ -250,17 +259,78 @@ class CaseSession:
 
     # -- searching --
 
+    def _read_description(self, text: str) -> Description:
+        if len(text) > 2000:
+            raise Problem(400, f"a description of {len(text):,} characters; at most 2,000")
+        d = parse_description(text, self.index.attribute_names)
+        if not d.terms:
+            raise Problem(400, f"nothing in the description {text!r} names an attribute of this case"
+                               + ("; " + "; ".join(d.problems) if d.problems else ""))
+        return d
+
+    def _weights(self, d: Description) -> tuple[np.ndarray, np.ndarray]:
+        """The terms' weights and reliable flags (the head's reliability of their attributes)."""
+        pos = [self.head.names.index(t.name) for t in d.terms]
+        rel = None if self.head.reliability is None else self.head.reliability[pos]
+        return term_weights(rel, len(pos), UNRELIABLE_WEIGHT), self.reliable[pos]
+
+    def _evidence(self, d: Description, ids: list[int], index: GalleryIndex) -> list[list]:
+        weights, reliable = self._weights(d)
+        pos = [index.attribute_names.index(t.name) for t in d.terms]
+        probs = index.probabilities(ids)[:, pos] if ids else np.zeros((0, len(pos)))
+        return [evidence(p, [t.name for t in d.terms], [t.wanted for t in d.terms], [t.text for t in d.terms],
+                         weights, reliable) for p in probs]
+
+    def _search_description(self, text: str, k: int, filters: dict | None) -> dict:
+        """Rank the case by how well each image fits a description (no query image)."""
+        from xreid.index.describe import search_description
+
+        index = self.index
+        d = self._read_description(text)
+        try:
+            where = parse_filter(filters, index.attribute_names, index.field_names)
+            res = search_description(index, d.terms, k, where, self.head.reliability, RULE, UNRELIABLE_WEIGHT)
+        except ValueError as exc:
+            raise Problem(400, str(exc)) from None
+        ids = [int(i) for i in res.ids]
+        hits = Hits(res.ids, index.keys_of(ids), 1.0 - res.scores, method="description", candidates=res.candidates,
+                    size=len(index))
+        search = Search(hashlib.sha256(f"{time.time_ns()}:{text}".encode()).hexdigest()[:16], [], [], k,
+                        dict(filters or {}), self.threshold, None, hits, [None] * len(ids), description=text)
+        with self._lock:
+            self._searches[search.id] = search
+            while len(self._searches) > 2048:
+                self._searches.popitem(last=False)
+        marks = self.marks.get(search.case_query, {})
+        results = []
+        for rank, (i, score, ev) in enumerate(zip(ids, res.scores, res.evidence), start=1):
+            row = index.row(i, attributes=False)
+            results.append({"id": i, "rank": rank, "key": row.pop("path"), "score": round(float(score), 4), **row,
+                            "thumbnail": f"/api/items/{i}/thumbnail", "evidence": [e.to_dict() for e in ev],
+                            "reason": reason_line(ev), "mark": marks.get(i)})
+        self.audit.write("search", search=search.id, query={"description": text}, k=k, filters=search.filters,
+                         method="description", candidates=res.candidates,
+                         results=[{"id": r["id"], "key": r["key"], "score": r["score"]} for r in results])
+        return {"search": search.id, "kind": "description", "description": {**d.to_dict(), "problems": d.problems},
+                "query": {"uploads": [], "items": [], "chips": [], "description": text}, "rule": res.rule,
+                "method": "description", "candidates": res.candidates, "threshold": self.threshold,
+                "calibrated": self.calibration is not None, "results": results}
+
     def search(self, uploads: list[str] | None = None, items: list[int] | None = None, k: int = 20,
-               filters: dict | None = None, threshold: float | None = None) -> dict:
+               filters: dict | None = None, threshold: float | None = None, description: str | None = None) -> dict:
         """Search with the mean of the (normalised) embeddings of the uploaded images and gallery
-        items given; items used as the query are left out of the results."""
+        items given (items used as the query are left out of the results), or by a description
+        alone, or both: the description then re-ranks (or filters) the image search."""
         uploads, items = list(uploads or []), [int(i) for i in (items or [])]
-        if not uploads and not items:
-            raise Problem(400, "give at least one uploaded image or gallery item as the query")
-        if len(uploads) + len(items) > self.limits.max_query_images:
-            raise Problem(400, f"at most {self.limits.max_query_images} query images")
+        text = (description or "").strip()
         if not 1 <= k <= self.limits.max_k:
             raise Problem(400, f"k must be in 1..{self.limits.max_k} (got {k})")
+        if not uploads and not items:
+            if text:
+                return self._search_description(text, k, filters)
+            raise Problem(400, "give at least one uploaded image or gallery item, or a description, as the query")
+        if len(uploads) + len(items) > self.limits.max_query_images:
+            raise Problem(400, f"at most {self.limits.max_query_images} query images")
         threshold = self.threshold if threshold is None else float(threshold)
         if not 0.0 <= threshold <= 1.0:
             raise Problem(400, f"threshold must be a probability in [0, 1] (got {threshold})")
@@ -272,31 +342,49 @@ class CaseSession:
             where = parse_filter(filters, index.attribute_names, index.field_names)
         except ValueError as exc:
             raise Problem(400, str(exc)) from None
+        d = self._read_description(text) if text else None
         vectors = [self.get_upload(u).vector for u in uploads] + list(index.vectors_of(items))
         query = l2_normalise(np.mean(l2_normalise(np.stack(vectors).astype(np.float64)), axis=0)).astype(np.float32)
         # the probability of a result reads the search's first `context` distances: fetch them even for a smaller k
         context = getattr(self.calibration, "context", 0)
+        pool = max(k, context) + len(items)
+        if d is not None and COMBINE == "rerank":
+            pool = max(pool, RERANK_POOL + len(items))
+        elif d is not None:  # the description's reliable terms join the filter
+            where = joined_filter(d, self._weights(d)[0], where)
         try:  # the filter is applied (and its unknown names or bad times found) inside the search
-            found = index.search(query, max(k, context) + len(items), where=where)
+            found = index.search(query, pool, where=where)
         except ValueError as exc:
             raise Problem(400, str(exc)) from None
         in_query = set(items)
         keep = [j for j, i in enumerate(found.ids.tolist()) if i not in in_query]
-        probs = self._probabilities([float(found.distances[j]) for j in keep])[:k]
+        probs = self._probabilities([float(found.distances[j]) for j in keep])
+        if d is not None and COMBINE == "rerank" and keep:
+            order = rerank_order(index, d, self._weights(d)[0], found.ids[keep], found.distances[keep])
+            keep, probs = [keep[o] for o in order], [probs[o] for o in order]
+        probs = probs[:k]
         hits = found.take(keep[:k]).renumbered()
         search = Search(hashlib.sha256(f"{time.time_ns()}:{uploads}:{items}".encode()).hexdigest()[:16], uploads,
-                        items, k, dict(filters or {}), threshold, query, hits, probs)
+                        items, k, dict(filters or {}), threshold, query, hits, probs, description=text)
         with self._lock:
             self._searches[search.id] = search
             while len(self._searches) > 2048:
                 self._searches.popitem(last=False)
         results = self._describe(search, index)
-        self.audit.write("search", search=search.id, query={"uploads": uploads, "items": items}, k=k,
+        if d is not None:
+            for r, ev in zip(results, self._evidence(d, search.ids, index)):
+                r.update(evidence=[e.to_dict() for e in ev], reason=reason_line(ev))
+        self.audit.write("search", search=search.id,
+                         query={"uploads": uploads, "items": items, **({"description": text} if text else {})}, k=k,
                          filters=search.filters, threshold=threshold, method=found.method, candidates=found.candidates,
                          results=[{"id": r["id"], "key": r["key"], "distance": r["distance"],
                                    "probability": r["probability"], "flagged": r["flagged"]} for r in results])
-        return {"search": search.id, "query": {"uploads": uploads, "items": items,
-                                              "chips": self._chips(self.head.calibrated(query[None])[0])},
+        query_probs = self.head.calibrated(query[None])[0]
+        return {"search": search.id, "kind": "image",
+                "query": {"uploads": uploads, "items": items, "chips": self._chips(query_probs),
+                          "description": description_of(self.head.names, query_probs, self.reliable.tolist())},
+                "description": None if d is None else {**d.to_dict(), "problems": d.problems},
+                "joined": None if d is None else COMBINE,
                 "method": found.method, "candidates": found.candidates, "threshold": threshold,
                 "calibrated": self.calibration is not None, "results": results}
 
@@ -385,6 +473,9 @@ class CaseSession:
         """The full explanation (``xreid explain``'s) of ``items`` of search ``sid`` (default: all its
         results), with ``maps`` computed now."""
         s = self.get_search(sid)
+        if s.vector is None:
+            raise Problem(400, f"search {sid} is a search by description: an explanation compares a result with a "
+                               f"query image ('search by this image' from a result gives one)")
         items = s.ids if items is None else items
         for i in items:
             if i not in s.ids:
@@ -429,8 +520,22 @@ class CaseSession:
                              "flagged": None if p is None else p < s.threshold, "mark": marks.get(i)}
                             for i, d, p in zip(s.ids, s.distances, s.probabilities)],
                 "explanation": ex.to_dict()}
+        tl = self._report_timeline(s, marks)
+        if tl is not None:
+            data["timeline"], page = tl, _with_timeline(page, tl)
         self.audit.write("export", search=sid, maps=maps or "none")
         return page, json.loads(json.dumps(data, allow_nan=False))
+
+    def _report_timeline(self, s: Search, marks: dict) -> dict | None:
+        """The timeline of a search's sightings: those marked as the person, else (no mark yet) those
+        above the threshold; None when no result is a sighting of footage."""
+        from xreid.index.sightings import is_sighting_key, timeline
+
+        ids = [i for i in s.ids if marks.get(i) == "match"] or [
+            i for i, p in zip(s.ids, s.probabilities) if p is not None and p >= s.threshold]
+        rows = [self.index.row(i, attributes=False) for i in ids]
+        rows = [r for r in rows if is_sighting_key(r["path"])]
+        return timeline(rows) if rows else None
 
     # -- images by id --
 
@@ -457,6 +562,16 @@ class CaseSession:
         self.audit.close()
 
 
+def _with_timeline(page: str | None, data: dict) -> str | None:
+    """The HTML report with the timeline (inline SVG) before its end."""
+    if page is None:
+        return None
+    from xreid.rendering.timeline import timeline_svg
+
+    section = f'<section id="timeline"><h2>Timeline</h2>{timeline_svg(data, link=None)}</section>'
+    return page.replace("</body>", section + "</body>", 1) if "</body>" in page else page + section
+
+
 def _jpeg(image: np.ndarray) -> bytes:
     import io
 
@@ -465,3 +580,11 @@ def _jpeg(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, "JPEG", quality=90)
     return buf.getvalue()
+
+
+def _phrase(name: str, wanted: bool, names: list[str]) -> str | None:
+    """The words a description uses for an attribute (None where there are none)."""
+    try:
+        return phrase(name, wanted, names)
+    except KeyError:
+        return None
