@@ -13,7 +13,7 @@ from xreid.data.registry import datasets, get_dataset, parse_name
 def test_the_shipped_datasets_are_registered_by_name():
     assert {"peta", "market-1501", "folder"} <= set(datasets())
     assert get_dataset("PETA").name == "peta" and get_dataset("market_1501").title == "Market-1501"
-    with pytest.raises(ValueError, match="unknown dataset 'nope'; known: peta, market-1501, folder"):
+    with pytest.raises(ValueError, match="unknown dataset 'nope'; known: folder, market-1501, peta"):
         get_dataset("nope")
 
 

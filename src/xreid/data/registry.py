@@ -52,7 +52,7 @@ def register(dataset: Dataset) -> Dataset:
 
 
 def datasets() -> dict[str, Dataset]:
-    """Every registered dataset, by name (the built-in ones first)."""
+    """Every registered dataset, by name."""
     for module in BUILTIN:
         importlib.import_module(module)
     return DATASETS
@@ -65,7 +65,7 @@ def get_dataset(name: str) -> Dataset:
     for key, ds in known.items():
         if wanted in (key, ds.title.lower()):
             return ds
-    raise InvalidInput(f"unknown dataset {name!r}; known: {', '.join(known)}")
+    raise InvalidInput(f"unknown dataset {name!r}; known: {', '.join(sorted(known))}")
 
 
 def parse_name(key: str) -> tuple[str, str] | None:
