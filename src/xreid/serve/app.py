@@ -7,6 +7,15 @@ rebinding); any other address needs a token, and with a token every request must
 ``/?token=...`` once). Request bodies are limited (uploads by ``Limits.max_upload_bytes``, the rest to
 64 KiB) while they are read; images are recognised from their content and refused above a pixel
 count before decoding; no path is taken from a request; no CORS headers are sent.
+
+Cross-site requests (``xreid.serve.crosssite``): a request another web site makes the analyst's
+browser send is refused (403): any ``/api/`` request marked ``Sec-Fetch-Site: cross-site`` or
+``same-site``; any write whose ``Origin`` is not the server's own; and any write with no ``Origin``
+whose Content-Type is one a page may send cross-site without a preflight (``text/plain``, forms) unless
+it carries ``X-Xreid-Client``. Programs (curl, httpx) send JSON or ``application/octet-stream``.
+Decoded upload images are kept in a byte-budgeted cache (``Limits.decoded_cache_bytes``), never per
+upload. No secret in any log (``xreid.serve.redact``): the token is redacted from uvicorn's logs and
+the audit log.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from xreid.serve.case import CaseSession, Problem
+from xreid.serve.crosssite import cross_site_refusal
 from xreid.workflows.explain import render_explained
 
 log = logging.getLogger(__name__)
@@ -99,6 +109,9 @@ class Guard:
             name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
             if name not in self.allowed_hosts:
                 return await _send_json(send, 400, f"Host {host!r} is not served here (loopback only)")
+        refusal = cross_site_refusal(scope["method"], path, headers, scope.get("scheme", "http"))
+        if refusal:
+            return await _send_json(send, 403, refusal)
         if self.token and not self._authorised(headers, scope):
             if path == "/" and scope["method"] == "GET":
                 return await _send(send, 401, b"<!doctype html><meta charset=utf-8><title>xreid</title><p>This case "
@@ -197,6 +210,9 @@ def _html(page: str, download: str | None = None) -> HTMLResponse:
 def create_app(session: CaseSession, token: str | None = None, allowed_hosts: list[str] | None = None):
     """The ASGI app for ``session``. ``allowed_hosts``: Host header names accepted (None: any;
     ``xreid serve`` passes the loopback names when it binds the loopback)."""
+    from xreid.serve.redact import add_secret
+
+    add_secret(token)  # never written to a log or the audit log, however it arrives
     app = FastAPI(title="xreid search", version="1",
                   description="Search a gallery index by image or gallery item, with attribute, camera and time "
                               "filters; explain results; mark them; export reports. Images are named by id.",
@@ -303,13 +319,23 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
 
 def serve(session: CaseSession, host: str = "127.0.0.1", port: int = 8000, token: str | None = None) -> None:
     """Run the server until interrupted (Ctrl-C)."""
-    import uvicorn
-
     import faiss
 
     check_bind(host, token)
     # requests run in parallel threads: one OpenMP thread per search (several per search would
     # oversubscribe the cores as soon as two requests overlap)
     faiss.omp_set_num_threads(1)
+    make_server(session, host, port, token).run()
+
+
+def make_server(session: CaseSession, host: str = "127.0.0.1", port: int = 8000, token: str | None = None):
+    """The uvicorn server of ``serve`` (not started), its logs redacting any token in an address."""
+    import uvicorn
+
+    from xreid.serve import redact
+
     allowed = list(LOOPBACK_NAMES) if is_loopback(host) else None
-    uvicorn.run(create_app(session, token, allowed), host=host, port=port, log_level="info", server_header=False)
+    config = uvicorn.Config(create_app(session, token, allowed), host=host, port=port, log_level="info",
+                            server_header=False)
+    redact.install()  # after uvicorn configured its loggers
+    return uvicorn.Server(config)

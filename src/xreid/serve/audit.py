@@ -10,6 +10,8 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
+from xreid.serve.redact import redact
+
 
 class AuditLog:
     def __init__(self, path: str | Path):
@@ -21,7 +23,7 @@ class AuditLog:
 
     def write(self, event: str, **fields) -> dict:
         record = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": event, **fields}
-        line = (json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n").encode()
+        line = (redact(json.dumps(record, allow_nan=False, separators=(",", ":"))) + "\n").encode()
         with self._lock:
             os.write(self._fd, line)
             os.fsync(self._fd)

@@ -40,6 +40,7 @@ from xreid.models.embedders import Embedder
 from xreid.rendering.charts import composition
 from xreid.rendering.words import CHIP_AT, query_chips, result_line
 from xreid.serve.audit import AuditLog
+from xreid.serve.imagecache import ImageCache
 from xreid.workflows.explain import Explained, Gallery, explain_gallery, render_explained
 from xreid.workflows.index import head_fingerprint
 
@@ -61,6 +62,10 @@ class Limits:
     max_pixels: int = 40_000_000
     max_k: int = 200
     max_query_images: int = 32
+    #: decoded upload images kept in memory (bytes); uploads themselves are kept as files and vectors
+    decoded_cache_bytes: int = 256 * 2**20
+    #: uploads decoded at the same time (each may take 3 x max_pixels bytes while it is embedded)
+    concurrent_decodes: int = 2
 
 
 class Problem(ValueError):
@@ -75,8 +80,7 @@ class Problem(ValueError):
 class Upload:
     id: str
     path: Path
-    image: np.ndarray  # as decoded (H x W x 3 RGB)
-    vector: np.ndarray
+    vector: np.ndarray  # the decoded pixels are not kept here: ``CaseSession.upload_pixels`` (byte-budgeted cache)
     name: str = ""
 
 
@@ -92,6 +96,9 @@ class Search:
     ids: list[int]
     distances: list[float]
     probabilities: list[float | None]
+    #: each upload's file name as it was when the search ran (a later upload of the same bytes under
+    #: another name does not rename this search's query)
+    upload_names: dict[str, str] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     @property
@@ -163,6 +170,8 @@ class CaseSession:
         self._lock = threading.Lock()  # uploads / searches / marks bookkeeping and index swaps
         self._maps_lock = threading.Lock()  # gradient maps hook into the model: one at a time
         self._uploads: OrderedDict[str, Upload] = OrderedDict()
+        self.decoded = ImageCache(limits.decoded_cache_bytes)
+        self._decoding = threading.BoundedSemaphore(max(1, limits.concurrent_decodes))
         self._searches: OrderedDict[str, Search] = OrderedDict()
         self.marks: dict[str, dict[int, str]] = {}
         self.reliable = head.reliable(RELIABLE_AT)
@@ -223,20 +232,35 @@ class CaseSession:
         name = _clean_name(name)
         if len(data) > self.limits.max_upload_bytes:
             raise Problem(413, f"{name or 'upload'}: {len(data):,} bytes, at most {self.limits.max_upload_bytes:,}")
-        try:
-            image, fmt = decode_image(data, name or "upload", self.limits.max_pixels, ACCEPTED_FORMATS)
-        except ImageError as exc:
-            status = 413 if "too many pixels" in exc.problem or "too large" in exc.problem else (
-                415 if "not an image" in exc.problem or "not accepted" in exc.problem else 400)
-            raise Problem(status, str(exc)) from None
         uid = hashlib.sha256(data).hexdigest()[:20]
-        path = self.workdir / "queries" / f"{uid}{_EXT[fmt]}"
-        if not path.exists():
-            atomic_write(path, lambda fh: fh.write(data))
-        up = self._remember(Upload(uid, path, image, self._embed(image), name))
-        self.audit.write("upload", upload=uid, name=name, bytes=len(data), format=fmt,
-                         size=[int(image.shape[1]), int(image.shape[0])])
-        return self._upload_info(up)
+        with self._decoding:  # at most `concurrent_decodes` full-size images in memory at once
+            try:
+                image, fmt = decode_image(data, name or "upload", self.limits.max_pixels, ACCEPTED_FORMATS)
+            except ImageError as exc:
+                status = 413 if "too many pixels" in exc.problem or "too large" in exc.problem else (
+                    415 if "not an image" in exc.problem or "not accepted" in exc.problem else 400)
+                raise Problem(status, str(exc)) from None
+            path = self.workdir / "queries" / f"{uid}{_EXT[fmt]}"
+            if not path.exists():
+                try:
+                    atomic_write(path, lambda fh: fh.write(data))
+                except OSError as exc:
+                    raise Problem(507, f"upload {uid}: cannot be stored in the session folder ({exc.strerror})") \
+                        from None
+            up = self._remember(Upload(uid, path, self._embed(image), name))
+            self.decoded.put(uid, image)
+            info = self._upload_info(up, image)
+            size = [int(image.shape[1]), int(image.shape[0])]
+            del image
+        self.audit.write("upload", upload=uid, name=name, bytes=len(data), format=fmt, size=size)
+        return info
+
+    def upload_pixels(self, up: Upload) -> np.ndarray:
+        """The decoded image of an upload: from the byte-budgeted cache, else read again from its file."""
+        def load() -> np.ndarray:
+            with self._decoding:
+                return load_image(up.path)
+        return self.decoded.get(up.id, load)
 
     def _embed(self, image: np.ndarray) -> np.ndarray:
         return self.embedder.embed_arrays([resize_rgb(image, self.embedder.preprocess.size)])[0]
@@ -259,12 +283,15 @@ class CaseSession:
         found = sorted((self.workdir / "queries").glob(f"{uid}.*"))
         if not found:
             raise Problem(404, f"no upload {uid!r} (upload the image again)")
-        image = load_image(found[0])
-        return self._remember(Upload(uid, found[0], image, self._embed(image)))
+        with self._decoding:
+            image = load_image(found[0])
+            up = self._remember(Upload(uid, found[0], self._embed(image)))
+        self.decoded.put(uid, image)
+        return up
 
-    def _upload_info(self, up: Upload) -> dict:
+    def _upload_info(self, up: Upload, image: np.ndarray) -> dict:
         probs = self.head.calibrated(up.vector[None])[0]
-        check = check_query(up.image)
+        check = check_query(image)
         return {"id": up.id, "name": up.name, "image": f"/api/uploads/{up.id}/image",
                 "chips": self._chips(probs), "check": {"usable": check.usable, "problems": list(check.problems)}}
 
@@ -296,7 +323,8 @@ class CaseSession:
             where = parse_filters(filters)
         except ValueError as exc:
             raise Problem(400, str(exc)) from None
-        vectors = [self.get_upload(u).vector for u in uploads] + [index.vectors[i] for i in items]
+        ups = [self.get_upload(u) for u in uploads]
+        vectors = [up.vector for up in ups] + [index.vectors[i] for i in items]
         query = l2_normalise(np.mean(l2_normalise(np.stack(vectors).astype(np.float64)), axis=0)).astype(np.float32)
         # the probability of a result reads the search's first `context` distances: fetch them even for a smaller k
         context = getattr(self.calibration, "context", 0)
@@ -311,7 +339,8 @@ class CaseSession:
         ids = [int(found.ids[j]) for j in keep]
         dists = [float(found.distances[j]) for j in keep]
         search = Search(hashlib.sha256(f"{time.time_ns()}:{uploads}:{items}".encode()).hexdigest()[:16], uploads,
-                        items, k, dict(filters or {}), threshold, query, ids, dists, probs)
+                        items, k, dict(filters or {}), threshold, query, ids, dists, probs,
+                        upload_names={up.id: up.name for up in ups})
         with self._lock:
             self._searches[search.id] = search
             while len(self._searches) > 2048:
@@ -396,7 +425,7 @@ class CaseSession:
         """The image the maps and the report show for the query: the first upload, else the first item."""
         if s.uploads:
             up = self.get_upload(s.uploads[0])
-            return up.image, up.path, f"upload {up.name or up.id}", None
+            return self.upload_pixels(up), up.path, f"upload {s.upload_names.get(up.id) or up.id}", None
         i = s.items[0]
         key = str(self.index.keys[i])
         return self._gallery_image(i), self.data_root / key, key, self.index.row(i, attributes=False).get(PID)
@@ -485,7 +514,7 @@ class CaseSession:
         return _jpeg(self._gallery_image(i))
 
     def upload_image(self, uid: str) -> bytes:
-        return _jpeg(self.get_upload(uid).image)
+        return _jpeg(self.upload_pixels(self.get_upload(uid)))
 
     def close(self) -> None:
         self.audit.close()

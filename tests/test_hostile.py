@@ -1,0 +1,163 @@
+"""Hostile input against the CLI, the index and the local server (issue 29): foreign pages, huge
+images, secrets in logs, damaged and unwritable files, malformed requests. Each case must end
+clean: a clear error naming the problem, nothing lost, nothing written by a foreign page."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from test_index import NAMES, embedder, head_path, root  # noqa: F401  (fixtures)
+from test_serve import _png, _upload, case, client, session  # noqa: F401  (fixtures)
+from xreid.explain.attribute_head import AttributeHead
+from xreid.serve.app import create_app
+from xreid.serve.audit import read_audit
+from xreid.serve.case import CaseSession, Limits
+from xreid.serve.crosssite import cross_site_refusal
+from xreid.serve.redact import redact
+
+FOREIGN = "http://127.0.0.1:9999"
+
+
+def _events(session, kind):
+    return [r for r in read_audit(session.audit.path) if r["event"] == kind]
+
+
+# --- 1. cross-site writes ------------------------------------------------------------------------------
+
+def test_a_foreign_page_cannot_upload_search_or_mark(client, session):
+    data = _png(seed=11)
+    # what a page on another origin sends with fetch(..., {mode: "no-cors", body}) : text/plain + its Origin
+    for headers in ({"origin": FOREIGN, "content-type": "text/plain"},
+                    {"origin": FOREIGN, "content-type": "application/octet-stream"},
+                    {"origin": "null", "content-type": "text/plain"},
+                    {"sec-fetch-site": "cross-site", "content-type": "text/plain"},
+                    {"content-type": "text/plain"},  # no Origin at all and a simple content type
+                    {"content-type": "multipart/form-data; boundary=x"}):
+        res = client.post("/api/uploads?name=evil.png", content=data, headers=headers)
+        assert res.status_code == 403, (headers, res.text)
+        assert "refused" in res.json()["detail"]
+    assert list((session.workdir / "queries").iterdir()) == [] and _events(session, "upload") == []
+    res = client.post("/api/search", content=b'{"items": [0]}', headers={"origin": FOREIGN, "content-type": "text/plain"})
+    assert res.status_code == 403 and _events(session, "search") == []
+    # reads of the API from another site are refused too (they write explanations / exports to the audit log)
+    assert client.get("/api/info", headers={"sec-fetch-site": "cross-site"}).status_code == 403
+    # the page itself may be opened from a link anywhere
+    assert client.get("/", headers={"sec-fetch-site": "cross-site"}).status_code == 200
+
+
+def test_the_own_page_and_programs_still_write(client, session):
+    own = {"origin": "http://testserver", "sec-fetch-site": "same-origin", "content-type": "application/octet-stream"}
+    assert client.post("/api/uploads", content=_png(seed=1), headers=own).status_code == 201
+    # curl / httpx: no Origin, a content type a simple cross-site request cannot have, or the client header
+    assert _upload(client, _png(seed=2)).status_code == 201
+    assert client.post("/api/uploads", content=_png(seed=3), headers={"content-type": "image/png"}).status_code == 201
+    res = client.post("/api/uploads", content=_png(seed=4), headers={"content-type": "text/plain", "x-xreid-client": "1"})
+    assert res.status_code == 201
+    assert client.post("/api/search", json={"items": [0], "k": 2}).status_code == 200
+    assert len(_events(session, "upload")) == 4 and len(_events(session, "search")) == 1
+
+
+def test_the_cross_site_rule():
+    post = lambda **h: cross_site_refusal("POST", "/api/marks", {"host": "127.0.0.1:8000", **h})  # noqa: E731
+    assert post(origin="http://127.0.0.1:8000") is None
+    assert post(origin="http://localhost:8000")  # another origin, even on the same machine
+    assert post(origin="http://127.0.0.1:8001")
+    assert post(origin="https://127.0.0.1:8000")
+    assert cross_site_refusal("POST", "/api/marks", {"host": "localhost", "origin": "http://localhost:80"}) is None
+    assert post(**{"content-type": "application/json"}) is None
+    assert post(**{"content-type": "text/plain;charset=UTF-8"})
+    assert post() is not None  # no content type at all: a form could send that
+    assert cross_site_refusal("GET", "/api/info", {"origin": FOREIGN}) is None  # a read without Sec-Fetch-Site
+    assert cross_site_refusal("GET", "/api/info", {"sec-fetch-site": "same-site"})
+
+
+# --- 2. memory of decoded uploads ----------------------------------------------------------------------
+
+def _noise_png(w, h, seed):
+    arr = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_decoded_uploads_are_bounded_by_a_byte_budget(case, embedder, head_path, root):  # noqa: F811
+    budget = 1_000_000
+    s = CaseSession(case, embedder, AttributeHead.load(head_path), root,
+                    limits=Limits(max_upload_bytes=5_000_000, max_pixels=700_000, decoded_cache_bytes=budget))
+    try:
+        c = TestClient(create_app(s))
+        ids = []
+        for seed in range(6):  # 400 x 300 decodes to 360,000 bytes: at most two fit
+            res = _upload(c, _noise_png(400, 300, seed))
+            assert res.status_code == 201, res.text
+            ids.append(res.json()["id"])
+            assert s.decoded.nbytes <= budget and len(s.decoded) <= 2
+        big = _upload(c, _noise_png(1000, 800, 9))  # 800,000 pixels: over the limit, refused before decoding
+        assert big.status_code == 413 and "700,000" in big.json()["detail"]
+        # no upload object holds pixels; the evicted ones are decoded again from their files on demand
+        assert all(not any(isinstance(v, np.ndarray) and v.ndim == 3 for v in vars(u).values())
+                   for u in s._uploads.values())
+        img = c.get(f"/api/uploads/{ids[0]}/image")
+        assert img.status_code == 200 and Image.open(io.BytesIO(img.content)).size == (400, 300)
+        assert s.decoded.nbytes <= budget
+        sid = c.post("/api/search", json={"uploads": [ids[0]], "k": 3}).json()["search"]
+        assert c.get(f"/api/searches/{sid}/report.json").status_code == 200
+        assert s.decoded.nbytes <= budget
+    finally:
+        s.close()
+
+
+# --- 3. no secret in any log ---------------------------------------------------------------------------
+
+def test_redact():
+    assert redact("GET /?token=abc123&x=1 HTTP/1.1") == "GET /?token=[redacted]&x=1 HTTP/1.1"
+    assert redact('{"name":"token=s3cret"}') == '{"name":"token=[redacted]"}'
+    assert redact("/?access_token=zz") == "/?access_token=[redacted]"
+    assert redact("nothing here") == "nothing here"
+
+
+def test_the_token_never_reaches_the_access_log_or_the_audit_log(session):
+    import httpx
+
+    from xreid.serve.app import make_server
+
+    token = "s3cret-token-for-tests-0123"
+    server = make_server(session, "127.0.0.1", 0, token)
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    keep = Keep()
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logging.getLogger(name).addHandler(keep)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+            assert c.get(f"/?token={token}", follow_redirects=False).status_code == 303
+            up = c.post(f"/api/uploads?name=token={token}.png", content=_png(seed=5),
+                        headers={"content-type": "application/octet-stream", "x-xreid-token": token})
+            assert up.status_code == 201
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        for name in ("uvicorn.access", "uvicorn.error"):
+            logging.getLogger(name).removeHandler(keep)
+    assert any("token=[redacted]" in r for r in records), records
+    assert not any(token in r for r in records)
+    assert token not in session.audit.path.read_text()
