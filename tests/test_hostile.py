@@ -161,3 +161,48 @@ def test_the_token_never_reaches_the_access_log_or_the_audit_log(session):
     assert any("token=[redacted]" in r for r in records), records
     assert not any(token in r for r in records)
     assert token not in session.audit.path.read_text()
+
+
+# --- 4. marks survive a restart -----------------------------------------------------------------------
+
+def test_marks_are_stored_with_the_case_restored_and_exported(case, embedder, head_path, root):  # noqa: F811
+    def open_session():
+        return CaseSession(case, embedder, AttributeHead.load(head_path), root)
+
+    s = open_session()
+    c = TestClient(create_app(s))
+    uid = _upload(c, _png(seed=21)).json()["id"]
+    res = c.post("/api/search", json={"uploads": [uid], "k": 5}).json()
+    first, second = res["results"][0]["id"], res["results"][1]["id"]
+    assert c.post("/api/marks", json={"search": res["search"], "item": first, "mark": "match"}).status_code == 200
+    assert c.post("/api/marks", json={"search": res["search"], "item": second, "mark": "not_match"}).status_code == 200
+    s.close()
+    s = open_session()  # a restart: the searches are gone, the marks are not
+    try:
+        c = TestClient(create_app(s))
+        again = c.post("/api/search", json={"uploads": [uid], "k": 5}).json()
+        by_id = {r["id"]: r["mark"] for r in again["results"]}
+        assert by_id[first] == "match" and by_id[second] == "not_match"
+        report = c.get(f"/api/searches/{again['search']}/report.json").json()
+        assert {(m["id"], m["mark"]) for m in report["marks"]} == {(first, "match"), (second, "not_match")}
+        assert all(m["key"].startswith("gallery/") for m in report["marks"])
+        html = c.get(f"/api/searches/{again['search']}/report.html").text
+        assert "Marked by the analyst" in html
+    finally:
+        s.close()
+
+
+def test_a_mark_that_cannot_be_saved_is_an_error_and_not_kept(session, client, monkeypatch):
+    import errno
+
+    from xreid.serve import marks as marks_mod
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    uid = _upload(client, _png(seed=22)).json()["id"]
+    res = client.post("/api/search", json={"uploads": [uid], "k": 3}).json()
+    monkeypatch.setattr(marks_mod, "atomic_write", full)
+    bad = client.post("/api/marks", json={"search": res["search"], "item": res["results"][0]["id"], "mark": "match"})
+    assert bad.status_code == 507 and "marks.json" in bad.json()["detail"] and "No space" in bad.json()["detail"]
+    assert session.marks.get(f"upload:{uid}", {}) == {} and _events(session, "mark") == []

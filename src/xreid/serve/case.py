@@ -41,6 +41,7 @@ from xreid.rendering.charts import composition
 from xreid.rendering.words import CHIP_AT, query_chips, result_line
 from xreid.serve.audit import AuditLog
 from xreid.serve.imagecache import ImageCache
+from xreid.serve.marks import MarkStoreError, load_marks, save_marks
 from xreid.workflows.explain import Explained, Gallery, explain_gallery, render_explained
 from xreid.workflows.index import head_fingerprint
 
@@ -173,7 +174,9 @@ class CaseSession:
         self.decoded = ImageCache(limits.decoded_cache_bytes)
         self._decoding = threading.BoundedSemaphore(max(1, limits.concurrent_decodes))
         self._searches: OrderedDict[str, Search] = OrderedDict()
-        self.marks: dict[str, dict[int, str]] = {}
+        # marks are part of the case: kept in WORKDIR/marks.json, restored here
+        self.marks_path = self.workdir / "marks.json"
+        self.marks, self._mark_keys = load_marks(self.marks_path)
         self.reliable = head.reliable(RELIABLE_AT)
         self.basis = orthonormal_attribute_basis(head.weights)  # once, not per search
 
@@ -409,13 +412,26 @@ class CaseSession:
             raise Problem(400, f"mark must be one of {', '.join(MARKS)} or null (got {mark!r})")
         if item not in s.ids:
             raise Problem(400, f"item {item} is not a result of search {sid}")
+        key = str(self.index.keys[item])
         with self._lock:
             marks = self.marks.setdefault(s.case_query, {})
+            before = marks.get(item)
             if mark is None:
                 marks.pop(item, None)
             else:
                 marks[item] = mark
-        self.audit.write("mark", search=sid, item=item, key=str(self.index.keys[item]), mark=mark)
+                self._mark_keys.setdefault(s.case_query, {})[item] = key
+            try:
+                save_marks(self.marks_path, self.marks, self._mark_keys)
+            except MarkStoreError as exc:  # not kept: say so, and keep memory as the file is
+                if before is None:
+                    marks.pop(item, None)
+                else:
+                    marks[item] = before
+                log.error("%s", exc)  # the path for the operator; the client is told no server path
+                raise Problem(507, f"the mark was not saved: the case's marks file (marks.json in the session "
+                                   f"folder) cannot be written ({exc.reason})") from None
+        self.audit.write("mark", search=sid, item=item, key=key, mark=mark)
         return {"search": sid, "item": item, "mark": mark,
                 "confirmed": sorted(i for i, m in marks.items() if m == "match")}
 
@@ -483,6 +499,10 @@ class CaseSession:
         marks = self.marks.get(s.case_query, {})
         marked = [f"#{rank} {'same person' if marks[i] == 'match' else 'not the person'}"
                   for rank, i in enumerate(s.ids, start=1) if i in marks]
+        keys = self._mark_keys.get(s.case_query, {})
+        marked += [f"{keys.get(i) or f'item {i}'} (not in these results) "
+                   f"{'same person' if m == 'match' else 'not the person'}"
+                   for i, m in sorted(marks.items()) if i not in s.ids]
         notes = ex.notes + (["Marked by the analyst: " + "; ".join(marked) + "."] if marked else [])
         page = render_explained(ex, notes=notes) if html else None
         data = {"search": {"id": s.id, "created": s.created, "query": {"uploads": s.uploads, "items": s.items},
@@ -491,6 +511,8 @@ class CaseSession:
                 "results": [{"id": i, "key": str(self.index.keys[i]), "distance": d, "probability": p,
                              "flagged": None if p is None else p < s.threshold, "mark": marks.get(i)}
                             for i, d, p in zip(s.ids, s.distances, s.probabilities)],
+                "marks": [{"id": i, "key": self._mark_keys.get(s.case_query, {}).get(i, ""), "mark": m}
+                          for i, m in sorted(marks.items())],
                 "explanation": ex.to_dict()}
         self.audit.write("export", search=sid, maps=maps or "none")
         return page, json.loads(json.dumps(data, allow_nan=False))
