@@ -5,6 +5,7 @@ clean: a clear error naming the problem, nothing lost, nothing written by a fore
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import time
@@ -206,3 +207,129 @@ def test_a_mark_that_cannot_be_saved_is_an_error_and_not_kept(session, client, m
     bad = client.post("/api/marks", json={"search": res["search"], "item": res["results"][0]["id"], "mark": "match"})
     assert bad.status_code == 507 and "marks.json" in bad.json()["detail"] and "No space" in bad.json()["detail"]
     assert session.marks.get(f"upload:{uid}", {}) == {} and _events(session, "mark") == []
+
+
+# --- 5. damaged segments -------------------------------------------------------------------------------
+
+from typer.testing import CliRunner  # noqa: E402
+
+from xreid.cli import app as cli_app  # noqa: E402
+from xreid.index import gallery as gallery_mod  # noqa: E402
+from xreid.index.gallery import GalleryIndex, GalleryIndexError, IndexWriteError, read_manifest  # noqa: E402
+from xreid.workflows.index import add_to_index, build_index, check_index  # noqa: E402
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def two_segments(case, embedder, head_path, root):  # noqa: F811
+    """The 10-row case plus 3 rows of more/ in a second segment (ids 10..12)."""
+    add_to_index(embedder, AttributeHead.load(head_path), root, case, images=root / "more", progress=False)
+    segs = read_manifest(case)["segments"]
+    assert [s["rows"] for s in segs] == [10, 3] and all(s["checks"] for s in segs)
+    return case
+
+
+def _flip_bit(path, at=None):
+    data = bytearray(path.read_bytes())
+    at = len(data) // 2 if at is None else at
+    data[at] ^= 0x04
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_bit_is_named_the_rest_served_and_repair_drops_it(two_segments, embedder, head_path, root,
+                                                                    tmp_path):  # noqa: F811
+    case = two_segments
+    first = case / "segments" / read_manifest(case)["segments"][0]["file"]
+    _flip_bit(first)
+    g = GalleryIndex.open(case)  # no BadZipFile: the damaged segment is named and left out
+    assert list(g.damaged) == [first.name] and "SHA-256" in g.damaged[first.name]
+    assert len(g) == 13 and g.is_dead(0) and not g.is_dead(10)
+    res = g.search(g.vectors[11], k=13)
+    assert sorted(res.ids.tolist()) == [10, 11, 12]  # ids of the intact rows unchanged
+    out = runner.invoke(cli_app, ["index", "export", str(case), "--out", str(tmp_path / "f.npz")])
+    assert out.exit_code == 2 and first.name in out.output and "--repair" in out.output and "Traceback" not in out.output
+    out = runner.invoke(cli_app, ["index", "check", str(case)])
+    assert out.exit_code == 1 and f"damaged: {first}" in out.output and "run again with --repair" in out.output
+    out = runner.invoke(cli_app, ["index", "check", str(case), "--repair"])
+    assert out.exit_code == 0 and "rows 0..9 are no longer served" in out.output, out.output
+    assert (case / "damaged" / first.name).is_file() and not first.exists()
+    assert runner.invoke(cli_app, ["index", "check", str(case)]).exit_code == 0
+    assert runner.invoke(cli_app, ["index", "export", str(case), "--out", str(tmp_path / "f.npz")]).exit_code == 0
+    g = GalleryIndex.open(case)
+    assert g.damaged == {} and g.is_dead(5) and str(g.keys[10]).startswith("more/")
+    # the dropped images can be indexed again (new ids); the rows after the dropped ones keep theirs
+    report = add_to_index(embedder, AttributeHead.load(head_path), root, case, images=root / "gallery", progress=False)
+    assert report.added == 10 and report.count == 23
+    g = GalleryIndex.open(case)
+    assert str(g.keys[10]).startswith("more/") and str(g.keys[13]).startswith("gallery/")
+    assert len(g.search(g.vectors[13], k=30)) == 13
+
+
+def test_a_truncated_segment_or_thumbnail_pack_is_detected(two_segments, session, client):  # noqa: F811
+    case = two_segments
+    seg = read_manifest(case)["segments"][1]
+    pack = case / "segments" / seg["packs"][0]
+    pack.write_bytes(pack.read_bytes()[:-100])  # cut short: the last thumbnail is not a whole JPEG
+    session._checked = -1e9  # re-read the index now
+    with pytest.raises(GalleryIndexError, match=f"{pack.name}: truncated"):
+        session.index.thumbnail(12)
+    res = client.get("/api/items/12/thumbnail")  # drawn from the image instead: a whole JPEG, never a broken 200
+    assert res.status_code == 200 and Image.open(io.BytesIO(res.content)).size[1] == 128
+    out = runner.invoke(cli_app, ["index", "check", str(case)])
+    assert out.exit_code == 1 and pack.name in out.output and "truncated" in out.output
+    segment = case / "segments" / seg["file"]
+    segment.write_bytes(segment.read_bytes()[:-50])
+    session._checked, session._seen = -1e9, None  # as at a restart, or after the next commit: read again
+    info = client.get("/api/info").json()
+    assert info["damaged"] == [seg["file"]] and info["count"] == 13
+    assert client.get("/api/items/11").status_code == 410
+    body = client.post("/api/search", json={"items": [0], "k": 20}).json()
+    assert {r["id"] for r in body["results"]} == set(range(1, 10))
+    assert str(session.data_root) not in json.dumps(body)
+
+
+# --- 6. disk full, read-only ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("err, words", [(28, "the disk is full"), (30, "read-only")])
+def test_a_full_or_read_only_disk_is_a_clear_error_and_the_build_resumes(embedder, head_path, root, tmp_path,
+                                                                         monkeypatch, err, words):  # noqa: F811
+    import errno
+    import os
+
+    real = gallery_mod.atomic_write
+    calls = {"n": 0}
+
+    def failing(path, write):
+        calls["n"] += 1
+        if calls["n"] > 4:  # the manifest, then the first batch's pack, segment and manifest
+            raise OSError(err, os.strerror(err), str(path))
+        return real(path, write)
+
+    monkeypatch.setattr(gallery_mod, "atomic_write", failing)
+    head = AttributeHead.load(head_path)
+    with pytest.raises(IndexWriteError) as info:
+        build_index(embedder, head, root, tmp_path / "case", images=root / "gallery", batch_size=4, progress=False)
+    message = str(info.value)
+    assert str(tmp_path / "case" / "segments") in message and words in message and "run the same command" in message
+    assert GalleryIndex.open(tmp_path / "case").keys.tolist() == [f"gallery/img{i:02d}.jpg" for i in range(4)]
+    monkeypatch.setattr(gallery_mod, "atomic_write", real)
+    report = build_index(embedder, head, root, tmp_path / "case", images=root / "gallery", batch_size=4, progress=False)
+    assert (report.already, report.added, report.count) == (4, 6, 10)
+    assert check_index(tmp_path / "case")[0].clean
+    assert errno.ENOSPC == 28 and errno.EROFS == 30
+
+
+def test_an_audit_log_that_cannot_be_written_fails_the_request(client, session, monkeypatch):
+    import errno
+
+    from xreid.serve import audit as audit_mod
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(audit_mod.os, "write", full)
+    res = client.post("/api/search", json={"items": [0], "k": 3})
+    monkeypatch.undo()
+    assert res.status_code == 507 and "audit log" in res.json()["detail"] and "No space" in res.json()["detail"]
+    assert "results" not in res.json() and str(session.workdir) not in res.text

@@ -594,6 +594,9 @@ def _index_images(job, opts: ModelOptions, head, data_root, case: Path, images, 
                      head_name=_head_name(opts.model, head), batch_size=batch_size)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
+    except OSError as exc:  # a full disk or read-only folder outside the index's own files
+        fail(f"{exc.filename or case}: {exc.strerror or exc}; what was committed is intact: run the same command "
+             f"again once it is fixed")
     except KeyboardInterrupt:
         fail(f"interrupted; {interrupted}", code=130)
     _index_summary(report)
@@ -620,6 +623,37 @@ def index_export(
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     typer.echo(f"{n} embeddings written to {out}")
+
+
+@index_app.command("check")
+def index_check(
+    case: CaseArg,
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Drop what is damaged: a segment's rows (ids kept; index their images again with "
+                         "`xreid index add`), a thumbnail pack, the ANN file (built again). Damaged files are "
+                         "moved to CASE/damaged/.")] = False,
+) -> None:
+    """Verify every file of an index against the sizes and SHA-256 its manifest recorded; exit 1 when
+    something is damaged and not repaired."""
+    from xreid.workflows.index import check_index
+
+    try:
+        report, done = check_index(case, repair)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    for name, problem in {**report.segments, **report.packs}.items():
+        typer.echo(f"damaged: {case / 'segments' / name}: {problem}")
+    if report.ann:
+        typer.echo(f"damaged: {case / report.ann}")
+    for line in done:
+        typer.echo(line)
+    typer.echo(f"{case}: {report.verified} file(s) checked"
+               + (f" ({report.unchecked} without a recorded checksum: structure checked only)" if report.unchecked
+                  else "")
+               + (f"; {report.dropped_rows} row(s) dropped by an earlier repair" if report.dropped_rows else "")
+               + ("; intact" if report.clean else "; repaired" if done else "; damaged (run again with --repair)"))
+    if not report.clean and not done:
+        raise typer.Exit(1)
 
 
 @index_app.command("calibrate")
@@ -689,6 +723,9 @@ def index_search(
         result = search_index(embedder, index, query, where, top_k, exact=exact)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
+    if index.damaged:
+        typer.echo(f"warning: {len(index.damaged)} damaged segment(s) left out ({', '.join(index.damaged)}); "
+                   f"run `xreid index check {case} --repair`", err=True)
     typer.echo(f"{len(index)} images, {result.candidates} pass the filter; {result.method} search")
     for rank, (d, row) in enumerate(zip(result.distances, result.rows), 1):
         extra = ", ".join(f"{k}={v}" for k, v in row.items()

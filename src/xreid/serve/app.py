@@ -32,6 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from xreid.serve.audit import AuditError
 from xreid.serve.case import CaseSession, Problem
 from xreid.serve.crosssite import cross_site_refusal
 from xreid.workflows.explain import render_explained
@@ -222,6 +223,12 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
     async def problem(request: Request, exc: Problem):
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
+    @app.exception_handler(AuditError)
+    async def audit_failed(request: Request, exc: AuditError):
+        log.error("%s", exc)  # the path for the operator; the client is told no server path
+        return JSONResponse({"detail": f"not done: the case's audit log cannot be written ({exc.reason}); "
+                                       f"nothing is shown that the log does not hold"}, status_code=507)
+
     static = _static_dir()
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     try:
@@ -274,10 +281,7 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
 
     @app.get("/api/items/{item}", summary="A gallery item's metadata and attribute probabilities")
     def item(item: int):
-        index = session.index
-        if not 0 <= item < len(index):
-            raise Problem(404, f"no gallery item {item}")
-        return index.row(item)
+        return session.check_item(item).row(item)
 
     @app.get("/api/items/{item}/thumbnail", summary="A gallery item's thumbnail (JPEG, 128 px high)")
     def thumbnail(item: int):

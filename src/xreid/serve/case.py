@@ -33,7 +33,7 @@ from xreid.explain.naming import RELIABLE_AT
 from xreid.explain.query_check import check_query
 from xreid.explain.ranking import IDENTICAL_BELOW, explain_ranking
 from xreid.index.features import MODEL_FIELDS, check_same_model
-from xreid.index.gallery import Filter, GalleryIndex, read_manifest
+from xreid.index.gallery import DamagedSegment, Filter, GalleryIndex, read_manifest
 from xreid.index.metadata import CAMERA, PID, format_time
 from xreid.io import atomic_write
 from xreid.models.embedders import Embedder
@@ -43,7 +43,7 @@ from xreid.serve.audit import AuditLog
 from xreid.serve.imagecache import ImageCache
 from xreid.serve.marks import MarkStoreError, load_marks, save_marks
 from xreid.workflows.explain import Explained, Gallery, explain_gallery, render_explained
-from xreid.workflows.index import head_fingerprint
+from xreid.workflows.index import head_fingerprint, thumbnail as make_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +224,7 @@ class CaseSession:
                        for n in index.field_names if n not in (CAMERA, PID)],
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "threshold": self.threshold,
+            "damaged": sorted(index.damaged),
             "limits": {"max_upload_bytes": self.limits.max_upload_bytes, "max_pixels": self.limits.max_pixels,
                        "max_k": self.limits.max_k, "formats": list(ACCEPTED_FORMATS)},
         }
@@ -320,8 +321,7 @@ class CaseSession:
             raise Problem(400, f"threshold must be a probability in [0, 1] (got {threshold})")
         index = self.index
         for i in items:
-            if not 0 <= i < len(index):
-                raise Problem(404, f"no gallery item {i} (the index has {len(index)})")
+            self.check_item(i, index)
         try:
             where = parse_filters(filters)
         except ValueError as exc:
@@ -519,11 +519,27 @@ class CaseSession:
 
     # -- images by id --
 
-    def thumbnail(self, i: int) -> bytes:
-        index = self.index
+    def check_item(self, i: int, index: GalleryIndex | None = None) -> GalleryIndex:
+        """404 for an id the index does not have, 410 for a row of a damaged or dropped segment."""
+        index = index or self.index
         if not 0 <= i < len(index):
-            raise Problem(404, f"no gallery item {i}")
-        data = index.thumbnail(i)
+            raise Problem(404, f"no gallery item {i} (the index has {len(index)})")
+        if index.is_dead(i):
+            raise Problem(410, f"gallery item {i} lies in a damaged part of the index and cannot be served "
+                               f"(`xreid index check` names it)")
+        return index
+
+    def thumbnail(self, i: int) -> bytes:
+        index = self.check_item(i)
+        try:
+            data = index.thumbnail(i)
+        except DamagedSegment as exc:  # never a broken JPEG: draw the thumbnail from the image instead
+            key = str(index.keys[i])
+            try:
+                return make_thumbnail(self.data_root / key)
+            except ImageError:
+                raise Problem(503, f"gallery item {i}: its thumbnail pack ({exc.path.name}) is damaged and its "
+                                   f"image cannot be read") from None
         if data is None:
             raise Problem(404, f"gallery item {i} has no thumbnail")
         return data
@@ -531,8 +547,7 @@ class CaseSession:
     def image(self, i: int) -> bytes:
         """Gallery item ``i``'s image as a JPEG (decoded and re-encoded: whatever the file holds, what
         is sent is an image)."""
-        if not 0 <= i < len(self.index):
-            raise Problem(404, f"no gallery item {i}")
+        self.check_item(i)
         return _jpeg(self._gallery_image(i))
 
     def upload_image(self, uid: str) -> bytes:
