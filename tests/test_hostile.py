@@ -333,3 +333,45 @@ def test_an_audit_log_that_cannot_be_written_fails_the_request(client, session, 
     monkeypatch.undo()
     assert res.status_code == 507 and "audit log" in res.json()["detail"] and "No space" in res.json()["detail"]
     assert "results" not in res.json() and str(session.workdir) not in res.text
+
+
+# --- 7. / 8. malformed requests are 4xx, and every search that runs is audited ---------------------
+
+def test_malformed_searches_are_4xx_with_words_and_run_nothing(client, session):
+    raw = [b'{"items": [0], "k": 1e400}', b'{"items": [0], "filters": {"camera": NaN}}',
+           b'{"items": [0], "filters": {"fields": {"pid": NaN}}}', b'{"items": [0], "threshold": NaN}',
+           b'{"items": [0], "filters": {"after": ' + b"9" * 400 + b"}}",
+           b'{"items": [0], "filters": {"before": -1e400}}', b'{"items": [1e400]}', b"[1, 2]", b"{not json"]
+    for body in raw:
+        res = client.post("/api/search", content=body, headers={"content-type": "application/json"})
+        assert 400 <= res.status_code < 500, (body[:60], res.status_code, res.text)
+        detail = res.json()["detail"]
+        assert isinstance(detail, str) and detail and "Traceback" not in detail, (body[:60], detail)
+    # an image posted as multipart form data: 4xx, and the bytes are not echoed back
+    png = _png(seed=31)
+    res = client.post("/api/search", files={"file": ("q.png", png, "image/png")}, headers={"x-xreid-client": "1"})
+    assert 400 <= res.status_code < 500 and "JSON" in res.json()["detail"] and len(res.content) < 1000
+    wrong = [{"camera": {"a": 1}}, {"camera": True}, {"camera": [["1"]]}, {"camera": 1.5},
+             {"fields": {"site": {"a": 1}}}, {"fields": {"site": [["north"]]}}, {"fields": []},
+             {"attributes": {NAMES[0]: "yes"}}, {"attributes": {NAMES[0]: [True]}}, {"attributes": []},
+             {"after": {"t": 1}}, {"before": True}]
+    for f in wrong:
+        res = client.post("/api/search", json={"items": [0], "filters": f})
+        assert res.status_code == 422, (f, res.text)
+        assert next(iter(f)) in res.json()["detail"], (f, res.json())
+    assert _events(session, "search") == []  # nothing above ran
+    ok = client.post("/api/search", json={"items": [0], "k": 3, "filters": {"camera": 2, "fields": {"site": ["north"]}}})
+    assert ok.status_code == 200, ok.text
+    assert client.post("/api/marks", content=b'{"search": "x", "item": 1e400, "mark": "match"}',
+                       headers={"content-type": "application/json"}).status_code == 422
+    assert [r["search"] for r in _events(session, "search")] == [ok.json()["search"]]
+
+
+def test_the_session_refuses_unjsonable_filters_before_searching(session):
+    from xreid.serve.case import Problem
+
+    for bad in ({"camera": float("nan")}, {"after": 10**400}, {"attributes": {NAMES[0]: float("nan")}}):
+        with pytest.raises(Problem) as info:
+            session.search(items=[0], filters=bad)
+        assert info.value.status == 400
+    assert _events(session, "search") == []

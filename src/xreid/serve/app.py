@@ -27,6 +27,7 @@ from importlib import resources
 from typing import Optional
 
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -35,6 +36,7 @@ from pydantic import BaseModel, Field
 from xreid.serve.audit import AuditError
 from xreid.serve.case import CaseSession, Problem
 from xreid.serve.crosssite import cross_site_refusal
+from xreid.serve.schema import SearchFilters, validation_message
 from xreid.workflows.explain import render_explained
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ class SearchRequest(BaseModel):
     items: list[int] = Field(default_factory=list, description="gallery item ids used as query images "
                                                                  "(e.g. confirmed matches); left out of the results")
     k: int = Field(20, description="how many results")
-    filters: dict = Field(default_factory=dict, description=(
+    filters: SearchFilters = Field(default_factory=SearchFilters, description=(
         '{"attributes": {"carryingBackpack": true, "personalMale": false, "upperBodyRed": 0.7}, '
         '"camera": ["3"], "after": "2024-05-01T14:00", "before": "...", "fields": {"column": "value"}}'))
     threshold: Optional[float] = Field(None, description="open-set threshold: results whose same-person "
@@ -223,6 +225,11 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
     async def problem(request: Request, exc: Problem):
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        # never echo the input back (it may be raw bytes, NaN or huge): where and what, in words
+        return JSONResponse({"detail": validation_message(exc.errors())}, status_code=422)
+
     @app.exception_handler(AuditError)
     async def audit_failed(request: Request, exc: AuditError):
         log.error("%s", exc)  # the path for the operator; the client is told no server path
@@ -277,7 +284,7 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
 
     @app.post("/api/search", summary="Search with uploaded images and / or gallery items as the query")
     def search(req: SearchRequest):
-        return session.search(req.uploads, req.items, req.k, req.filters, req.threshold)
+        return session.search(req.uploads, req.items, req.k, req.filters.as_dict(), req.threshold)
 
     @app.get("/api/items/{item}", summary="A gallery item's metadata and attribute probabilities")
     def item(item: int):

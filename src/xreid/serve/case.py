@@ -322,10 +322,12 @@ class CaseSession:
         index = self.index
         for i in items:
             self.check_item(i, index)
-        try:
+        try:  # everything checked before the search runs: a search that runs is one the audit log can hold
+            json.dumps(filters or {}, allow_nan=False)
             where = parse_filters(filters)
-        except ValueError as exc:
-            raise Problem(400, str(exc)) from None
+            index.mask(where)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise Problem(400, f"filters: {exc}" if not str(exc).startswith("filter") else str(exc)) from None
         ups = [self.get_upload(u) for u in uploads]
         vectors = [up.vector for up in ups] + [index.vectors[i] for i in items]
         query = l2_normalise(np.mean(l2_normalise(np.stack(vectors).astype(np.float64)), axis=0)).astype(np.float32)
@@ -333,7 +335,7 @@ class CaseSession:
         context = getattr(self.calibration, "context", 0)
         try:  # the filter is applied (and its unknown names or bad times found) inside the search
             found = index.search(query, max(k, context) + len(items), where=where)
-        except ValueError as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise Problem(400, str(exc)) from None
         in_query = set(items)
         keep = [j for j, i in enumerate(found.ids.tolist()) if i not in in_query]
