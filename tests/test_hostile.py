@@ -375,3 +375,56 @@ def test_the_session_refuses_unjsonable_filters_before_searching(session):
             session.search(items=[0], filters=bad)
         assert info.value.status == 400
     assert _events(session, "search") == []
+
+
+# --- 9. / 10. one list reader, paths inside the data root, no server path to a client ---------------
+
+def test_one_list_reader_by_column_name(tmp_path):
+    from xreid.data.folder import load_list
+    from xreid.index.metadata import read_gallery_csv
+
+    f = tmp_path / "g.csv"
+    f.write_text("path,camera\ngallery/a.jpg,3\n")  # explain --gallery and index build --list read it alike
+    assert [(r.path, r.pid, r.cam) for r in load_list(f)] == [("gallery/a.jpg", None, "3")]
+    entries, _ = read_gallery_csv(f)
+    assert entries[0].fields == {"camera": "3"}
+    f.write_text("cam,person_id,path\n7,P1,gallery\\b.jpg\n")  # any order, aliases, backslashes
+    assert [(r.path, r.pid, r.cam) for r in load_list(f)] == [("gallery/b.jpg", "P1", "7")]
+    assert read_gallery_csv(f)[0][0].fields == {"camera": "7", "pid": "P1"}
+    f.write_text("gallery/a.jpg,3\n")  # no header row: refused, saying what is expected
+    with pytest.raises(ValueError, match=r"g\.csv:1: header row has no 'path' column.*header row naming"):
+        load_list(f)
+
+
+@pytest.mark.parametrize("bad", ["/etc/passwd", "../outside.jpg", "gallery/../../x.jpg", "C:\\\\x.jpg",
+                                 "\\\\\\\\server\\\\share\\\\x.jpg"])
+def test_list_paths_that_leave_the_data_root_are_refused(tmp_path, bad):
+    from xreid.data.folder import load_list
+    from xreid.index.metadata import read_gallery_csv
+
+    f = tmp_path / "g.csv"
+    f.write_text(f"path\ngallery/a.jpg\n{bad}\n")
+    for read in (load_list, read_gallery_csv):
+        with pytest.raises(ValueError, match=r"g\.csv:3: .* is not a path inside the data root"):
+            read(f)
+
+
+def test_a_folder_outside_the_data_root_is_refused(embedder, head_path, root, tmp_path):  # noqa: F811
+    with pytest.raises(ValueError, match="not inside the data root"):
+        build_index(embedder, AttributeHead.load(head_path), root / "gallery", tmp_path / "case",
+                    images=root / "more", progress=False)
+
+
+def test_no_server_path_reaches_a_client(client, session, root, tmp_path):  # noqa: F811
+    uid = _upload(client, _png(seed=41), "q.png").json()["id"]
+    res = client.post("/api/search", json={"uploads": [uid], "k": 4}).json()
+    sid, item = res["search"], res["results"][1]["id"]
+    texts = [json.dumps(res), client.get(f"/api/items/{item}").text, client.get("/api/info").text,
+             client.get(f"/api/searches/{sid}/report.json").text, client.get(f"/api/searches/{sid}/report.html").text,
+             client.get(f"/api/searches/{sid}/items/{item}/explanation.json").text]
+    (root / str(session.index.keys[item])).unlink()  # a missing image: the 404 names the key, not the root
+    missing = client.get(f"/api/items/{item}/image")
+    assert missing.status_code == 404
+    texts.append(missing.text)
+    for text in texts:
+        assert str(tmp_path) not in text and str(root) not in text, text[:300]

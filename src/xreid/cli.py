@@ -271,7 +271,8 @@ def embed(
     out: Annotated[Path, typer.Option(help="Output .npz: one float32 vector per image, key = path relative to the data root.")],
     data_root: DataRoot = None,
     images: Annotated[Optional[Path], typer.Option(help="Folder of images (searched recursively).")] = None,
-    list_file: Annotated[Optional[Path], typer.Option("--list", help="Text/CSV file of image paths relative to the data root.")] = None,
+    list_file: Annotated[Optional[Path], typer.Option("--list", help="CSV with a header row naming its columns: 'path' (relative to the data root, "
+                                                                  "no '..') required; read by name.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT.partial.npz if an earlier run was interrupted.")] = True,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
 ) -> None:
@@ -383,7 +384,8 @@ def explain(
     head: HeadOpt = None,
     query: Annotated[Optional[Path], typer.Option(help="Query image.")] = None,
     gallery: Annotated[Optional[Path], typer.Option(
-        help="Gallery: a folder of images, a CSV list (path[,person_id[,camera]] relative to --data-root) "
+        help="Gallery: a folder of images, a CSV list with a header row naming its columns ('path' relative to "
+             "--data-root required; pid or person_id, camera or cam optional; read by name, in any order) "
              "or an .npz from `xreid embed`.")] = None,
     protocol: Annotated[Optional[str], typer.Option(help="Instead of --query/--gallery: a protocol's test set.")] = None,
     test_set: Annotated[Optional[str], typer.Option(help="With --protocol: the test set (e.g. VIPeR).")] = None,
@@ -547,7 +549,8 @@ def index_build(
     out: Annotated[Path, typer.Option(help="Index folder to create (an interrupted build there is continued).")],
     images: Annotated[Optional[Path], typer.Option(help="Folder of images (searched recursively).")] = None,
     list_file: Annotated[Optional[Path], typer.Option(
-        "--list", help="CSV with a header row: a 'path' column (relative to the data root), optional camera/cam, "
+        "--list", help="CSV with a header row (required): a 'path' column (relative to the data root; absolute "
+                       "paths and '..' are refused), optional camera/cam, pid/person_id, "
                        "time/timestamp (ISO 8601 or seconds) and any other columns (kept as searchable fields).")] = None,
     head: HeadOpt = None,
     data_root: DataRoot = None,

@@ -34,7 +34,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from xreid.serve.audit import AuditError
-from xreid.serve.case import CaseSession, Problem
+from xreid.serve.case import CaseSession, Problem, public_key
 from xreid.serve.crosssite import cross_site_refusal
 from xreid.serve.schema import SearchFilters, validation_message
 from xreid.workflows.explain import render_explained
@@ -288,7 +288,8 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
 
     @app.get("/api/items/{item}", summary="A gallery item's metadata and attribute probabilities")
     def item(item: int):
-        return session.check_item(item).row(item)
+        row = session.check_item(item).row(item)
+        return {**row, "path": public_key(row["path"])}
 
     @app.get("/api/items/{item}/thumbnail", summary="A gallery item's thumbnail (JPEG, 128 px high)")
     def thumbnail(item: int):

@@ -387,7 +387,7 @@ class CaseSession:
             row = index.row(i, attributes=False)
             r = by_key[row["path"]]
             out.append({
-                "id": i, "rank": rank, "key": row.pop("path"), "distance": round(d, 6),
+                "id": i, "rank": rank, "key": public_key(row.pop("path")), "distance": round(d, 6),
                 "probability": None if p is None else round(p, 4),
                 "flagged": None if p is None else bool(p < s.threshold), "identical": d < IDENTICAL_BELOW,
                 **row, "thumbnail": f"/api/items/{i}/thumbnail",
@@ -453,7 +453,8 @@ class CaseSession:
         try:
             return load_image(self.data_root / key)
         except ImageError as exc:
-            raise Problem(404, f"gallery image {i} ({key}) cannot be read under the data root {self.data_root}: "
+            log.warning("gallery image %d: %s", i, exc)  # the server's path for the operator, not the client
+            raise Problem(404, f"gallery image {i} ({public_key(key)}) cannot be read under the server's data root: "
                                f"{exc.problem}") from None
 
     def explain(self, sid: str, items: list[int] | None = None, maps: str | None = "pair") -> Explained:
@@ -475,8 +476,8 @@ class CaseSession:
         rows = [index.row(i, attributes=False) for i in items]
         for row in rows:  # a clear 404 before any work when an image is missing
             if not (self.data_root / row["path"]).is_file():
-                raise Problem(404, f"gallery image {row['id']} ({row['path']}) not found under the data root "
-                                   f"{self.data_root}")
+                raise Problem(404, f"gallery image {row['id']} ({public_key(row['path'])}) not found under the "
+                                   f"server's data root")
         gal = Gallery([r["path"] for r in rows], [self.data_root / r["path"] for r in rows], index.vectors[items],
                       [r.get(PID) for r in rows])
         notes = []
@@ -510,7 +511,7 @@ class CaseSession:
         data = {"search": {"id": s.id, "created": s.created, "query": {"uploads": s.uploads, "items": s.items},
                            "k": s.k, "filters": s.filters, "threshold": s.threshold,
                            "calibration": None if self.calibration is None else self.calibration.to_dict()},
-                "results": [{"id": i, "key": str(self.index.keys[i]), "distance": d, "probability": p,
+                "results": [{"id": i, "key": public_key(str(self.index.keys[i])), "distance": d, "probability": p,
                              "flagged": None if p is None else p < s.threshold, "mark": marks.get(i)}
                             for i, d, p in zip(s.ids, s.distances, s.probabilities)],
                 "marks": [{"id": i, "key": self._mark_keys.get(s.case_query, {}).get(i, ""), "mark": m}
@@ -557,6 +558,15 @@ class CaseSession:
 
     def close(self) -> None:
         self.audit.close()
+
+
+def public_key(key: str) -> str:
+    """A gallery key as a client may see it: the path relative to the data root (what every list and
+    folder walk now stores); an absolute one, which an index built by an older xreid may hold, is cut
+    to its file name so no server path is ever sent."""
+    from xreid.data.lists import safe_key
+
+    return key if safe_key(key) == key else ".../" + key.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def _value_counts(vocab: np.ndarray, codes: np.ndarray, most: int = 200) -> list[dict]:

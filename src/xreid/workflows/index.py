@@ -82,6 +82,9 @@ def gallery_entries(root: Path, images: Path | None = None, list_file: Path | No
     if images is not None:
         folder = images if images.is_absolute() or images.is_dir() else root / images
         entries = [Entry(r.path) for r in load_folder(folder, root=root, report=found)]
+        if entries and Path(entries[0].key).is_absolute():  # keys are always paths inside the data root
+            raise ValueError(f"{folder}: not inside the data root {root}; an index names its images by their path "
+                             f"relative to the data root: give --data-root a folder that holds them")
     else:
         entries, _ = read_gallery_csv(list_file)
     for e in entries:
