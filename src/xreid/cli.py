@@ -811,8 +811,15 @@ def fuse_fit(
                                                 "distance) or 'attributes' (weighted attribute distance alone).")] = "complementary",
     cache: Annotated[Optional[Path], typer.Option(help="Embedding cache folder (default: DATA_ROOT/embeddings).")] = None,
     data_root: DataRoot = None,
+    allow_seen_validation: Annotated[bool, typer.Option(
+        "--allow-seen-validation", help="Fit even when the attribute model or head was trained on the validation "
+                                        "identities (refused by default: the choice would favour the attributes; "
+                                        "the fusion records it).")] = False,
 ) -> None:
-    """Learn non-negative per-attribute weights and their mixing with a frozen model's distance."""
+    """Learn non-negative per-attribute weights and their mixing with a frozen model's distance.
+
+    Refused when the attribute model or head records training on PETA-ReID's training split, which
+    holds the PETA-ReID-val identities every choice is made on (the bundled model and head do)."""
     import numpy as np
 
     from xreid.workflows.fuse import check_fusion_protocol, fit_fusion
@@ -822,14 +829,21 @@ def fuse_fit(
         check_fusion_protocol(protocol)
     except ValueError as exc:
         fail(str(exc))
+    from xreid.workflows.fuse import check_attributes_unseen
+
+    attr_head = _head(attributes_model, attributes_head)
+    try:  # before any model is loaded or image embedded
+        check_attributes_unseen(attributes_model, attr_head, "peta-reid-val", allow_seen_validation)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
     root = resolve_data_root(data_root)
     embedder = opts.load()
     attr_opts = ModelOptions(model=attributes_model)
     attr_embedder = embedder if attributes_model == opts.model else attr_opts.load()
-    attr_head = _head(attributes_model, attributes_head)
     try:
         fusion, report = fit_fusion(embedder, attr_embedder, attr_head, root, cache or root / "embeddings",
-                                    protocol=protocol, attribute_spec=attributes_model, objective=objective)
+                                    protocol=protocol, attribute_spec=attributes_model, objective=objective,
+                                    allow_seen_validation=allow_seen_validation)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
