@@ -50,9 +50,9 @@ def build_case(root: Path, case: Path, rows: int, report: Report) -> Path:
     """The real PETA index, topped up with derived rows (see the module docstring); resumable."""
     from xreid.explain.attribute_head import AttributeHead
     from xreid.index.features import MODEL_FIELDS, identity_differences
-    from xreid.index.gallery import GalleryIndex, IndexWriter, Rows, read_manifest
+    from xreid.index.gallery import read_manifest
     from xreid.models.loading import BUNDLED_HEAD, load_embedder
-    from xreid.workflows.index import build_index, head_info
+    from xreid.workflows.index import build_index
 
     embedder, head = load_embedder("default"), AttributeHead.load(BUNDLED_HEAD)
     if (case / "manifest.json").is_file() and identity_differences(read_manifest(case)["identity"],
@@ -62,6 +62,15 @@ def build_case(root: Path, case: Path, rows: int, report: Report) -> Path:
     if not (case / "manifest.json").is_file() or read_manifest(case)["state"] != "ready":
         report.progress(f"indexing the PETA crops into {relative(case)} (resumable)")
         build_index(embedder, head, root, case, images=root / "peta" / "PETA dataset", head_name="bundled")
+    top_up(case, embedder, head, rows, report)
+    return case
+
+
+def top_up(case: Path, embedder, head, rows: int, report: Report) -> None:
+    """Add rows derived from the real ones (see the module docstring) until ``case`` holds ``rows``."""
+    from xreid.index.gallery import GalleryIndex, IndexWriter, Rows
+    from xreid.workflows.index import head_info
+
     index = GalleryIndex.open(case, ann=False)
     real = int(np.sum([not str(k).startswith("synthetic/") for k in index.keys]))
     if len(index) < rows:
@@ -83,7 +92,6 @@ def build_case(root: Path, case: Path, rows: int, report: Report) -> Path:
                                    fields, times, [thumbs[s] for s in src]))
                 start += n
             writer.finish()
-    return case
 
 
 class Client:
