@@ -18,8 +18,11 @@ explanation of a result of a real image (JSON without maps / HTML with the pair 
 a result, with 0.05 search again among the real images (a camera filter) and download that search's
 JSON report (a report explains every result, and derived rows have no image). Every answer that is not 2xx is an error.
 
-Reported: operations and requests by kind, errors, the server's resident memory (VmRSS, sampled
-every 2 s) after ``--warmup`` seconds and at the end (and its peak), and whether every search the
+Warm-up: first ``--fill`` large PNGs are uploaded one after the other (filling the server's
+decoded-image cache, the largest bounded store), then the clients run; the memory baseline is taken
+``--warmup`` seconds into their load. Reported: operations and requests by kind, errors, the
+server's resident memory (VmRSS, sampled every 2 s) after the fill, after ``--warmup`` and at the
+end (and its peak), and whether every search the
 clients were answered is in the audit log (the server's ``audit.jsonl``).
 """
 
@@ -32,9 +35,6 @@ import json
 import os
 import random
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_serve import FILTERS, rss_mb, top_up
+from bench_serve import FILTERS, query_images, rss_mb, start_server, top_up
 from common import REPO, Report, parse, parser, relative
 
 CACHE = REPO / "runs" / "bench_soak"
@@ -100,9 +100,19 @@ class Client:
     def request(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json"
                 ) -> tuple[int, bytes]:
         headers = {"content-type": content_type} if body is not None else {}
-        self.conn.request(method, path, body=body, headers=headers)
-        resp = self.conn.getresponse()
-        return resp.status, resp.read()
+        for attempt in (0, 1):
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                resp = self.conn.getresponse()
+                return resp.status, resp.read()
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                # the server closed a keep-alive connection that sat idle past its timeout (5 s) while this
+                # client made its next image: open a new one and send again once, as HTTP clients do
+                self.conn.close()
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
 
 def main() -> None:
@@ -111,45 +121,33 @@ def main() -> None:
     ap.add_argument("--real", type=int, default=19_000, help="real PETA crops in the case (the rest derived)")
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=1200.0)
-    ap.add_argument("--warmup", type=float, default=120.0, help="seconds before the memory baseline is taken")
+    ap.add_argument("--warmup", type=float, default=120.0, help="seconds of load before the memory baseline is taken")
+    ap.add_argument("--fill", type=int, default=20, help="large PNGs uploaded before the clock starts (20 x 18 MB "
+                                                          "decoded fill the server's 256 MiB decoded-image cache)")
     args = parse(ap)
     report = Report(args.out)
-    from xreid.data.protocol import load_protocol
     from xreid.serve.audit import read_audit
 
     case = build_case(args.data_root, args.rows, args.real, report)
-    proto = load_protocol("peta-reid", args.data_root)
-    images = [(proto.image_root / r.path).read_bytes() for t in proto.test_sets for r in t.query]
-    random.Random(0).shuffle(images)
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    images = query_images(args.data_root)
     workdir = CACHE / f"session_{os.getpid()}"
     shutil.rmtree(workdir, ignore_errors=True)
-    server = subprocess.Popen([sys.executable, "-m", "xreid.cli", "serve", str(case), "--port", str(port),
-                               "--workdir", str(workdir), "--data-root", str(args.data_root)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    server, port, info = start_server(case, workdir, args.data_root)
     counts: Counter = Counter()
     errors: Counter = Counter()
     searched: list[str] = []
     lock = threading.Lock()
     samples: list[tuple[float, float]] = []
     try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                status, data = Client(port).request("GET", "/api/info")
-                if status == 200:
-                    info = json.loads(data)
-                    break
-            except OSError:
-                pass
-            if server.poll() is not None or time.time() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.5)
         real_cameras = [c["value"] for c in info["cameras"] if not c["value"].startswith("synthetic/")]
         rss_start = rss_mb(server.pid)
+        filler = Client(port)  # warm-up by work: the bounded caches filled before any figure is taken
+        for i in range(args.fill):
+            status, data = filler.request("POST", "/api/uploads?name=fill.png", big_png(10**9 + i),
+                                          "application/octet-stream")
+            if status != 201:
+                raise SystemExit(f"warm-up upload failed: {status} {data[:200]!r}")
+        rss_filled = rss_mb(server.pid)
         t0 = time.perf_counter()
         stop = t0 + args.seconds
 
@@ -243,15 +241,18 @@ def main() -> None:
         f"{n} x {e}" for e, n in errors.most_common(5))))
     report.print(f"searches answered: {len(searched)}, in the audit log: {len(searched) - len(missing)} "
                  f"(missing {len(missing)})")
-    report.print(f"server RSS: {rss_start:.0f} MB at start, {rss_warm:.0f} MB after warm-up, {rss_end:.0f} MB at the "
+    report.print(f"server RSS: {rss_start:.0f} MB at start, {rss_filled:.0f} MB after {args.fill} large uploads, "
+                 f"{rss_warm:.0f} MB after {args.warmup:.0f} s of load, {rss_end:.0f} MB at the "
                  f"end ({growth:+.1f} % after warm-up; target within 10 %), peak {max(m for _, m in samples):.0f} MB")
     report.save({"rows": info["count"], "real": args.real, "clients": args.clients, "seconds": args.seconds,
                  "warmup": args.warmup, "wall_s": wall, "requests": dict(counts), "errors": sum(errors.values()),
                  "error_kinds": dict(errors.most_common(10)), "searches": len(searched), "unaudited": len(missing),
-                 "rss_mb": {"start": rss_start, "after_warmup": rss_warm, "end": rss_end,
+                 "fill": args.fill,
+                 "rss_mb": {"start": rss_start, "after_fill": rss_filled, "after_warmup": rss_warm, "end": rss_end,
                             "peak": max(m for _, m in samples), "growth_pct": growth},
                  "rss_samples": [[round(t, 1), round(m, 1)] for t, m in samples]})
     shutil.rmtree(workdir, ignore_errors=True)
+    workdir.with_suffix(".log").unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ run python benchmarks/bench_index.py ${data[@]+"${data[@]}"} --out "$out/index"
 run python benchmarks/bench_match_calibration.py ${data[@]+"${data[@]}"} --out "$out/match_calibration"
 run python benchmarks/bench_serve.py ${data[@]+"${data[@]}"} --out "$out/serve"
 # the soak as recorded (a short one; the issue-29 target is --rows 100000 --real 19000 --clients 16 --seconds 1200)
-run python benchmarks/bench_soak.py ${data[@]+"${data[@]}"} --rows 2000 --real 300 --clients 4 --seconds 300 \
+run python benchmarks/bench_soak.py ${data[@]+"${data[@]}"} --rows 2000 --real 300 --clients 4 --seconds 600 \
     --warmup 120 --out "$out/soak_short"
 run python benchmarks/mimic_gap.py ${data[@]+"${data[@]}"} --out "$out/mimic_gap"
 run python benchmarks/bench_train_step.py --out "$out/train_step"

@@ -514,3 +514,13 @@ def test_fuse_fit_default_attributes_are_refused_before_any_work(tiny_model, tmp
     assert res.exit_code == 2, res.output
     assert "model default was trained on peta-reid" in res.output and "--allow-seen-validation" in res.output
     assert not (tmp_path / "f.npz").exists()
+
+
+def test_the_server_fixes_the_allocators_mmap_threshold():
+    import platform
+    import sys
+
+    from xreid.serve.imagecache import fix_mmap_threshold
+
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert fix_mmap_threshold() is glibc

@@ -334,6 +334,9 @@ def serve(session: CaseSession, host: str = "127.0.0.1", port: int = 8000, token
     import faiss
 
     check_bind(host, token)
+    from xreid.serve.imagecache import fix_mmap_threshold
+
+    fix_mmap_threshold()  # large decoded images go back to the system when freed (see there)
     # requests run in parallel threads: one OpenMP thread per search (several per search would
     # oversubscribe the cores as soon as two requests overlap)
     faiss.omp_set_num_threads(1)
