@@ -395,7 +395,10 @@ def explain(
     top_k: Annotated[int, typer.Option(help="Results to explain (at least 1).")] = 10,
     threshold: Annotated[float, typer.Option(help="Confidence threshold t_a of the matching scores, in [0, 0.5).")] = 0.3,
     filter_text: Annotated[Optional[str], typer.Option(
-        "--filter", help="Attribute filter, e.g. 'personalMale=yes,carryingBackpack=no'.")] = None,
+        "--filter", help="Attribute filter, e.g. 'personalMale=yes,carryingBackpack=no': yes keeps images whose "
+                         "attribute probability is >= 0.5, no those below (calibrated probabilities where the head "
+                         "has a calibration, raw otherwise; as `xreid index search` and the server); 'pid=...' "
+                         "or 'camera=...' take a value.")] = None,
     filter_mode: Annotated[str, typer.Option(help="'rerank' (violators sink) or 'keep' (violators dropped).")] = "rerank",
     maps: Annotated[Optional[str], typer.Option(
         help="Visual maps: any of pair,attention,attributes (Grad-CAM, xreid models) and occlusion (every model), "
@@ -409,13 +412,11 @@ def explain(
 ) -> None:
     """Rank a gallery for a query and explain the top results in attributes (HTML + JSON)."""
     from xreid.explain.maps.compute import parse_kinds
-    from xreid.explain.ranking import check_options
     from xreid.rendering.words import query_chips, result_line
     from xreid.workflows.explain import explain as run_explain
     from xreid.workflows.explain import maps_folder, write_report
 
-    try:
-        check_options(top_k, threshold)
+    try:  # the other options are checked once, by the workflow, before any image is embedded
         if maps is None:
             kinds = ["pair"] if _is_xreid_model(opts.model) else []
         else:
@@ -694,33 +695,42 @@ def index_calibrate(
 def index_search(
     opts: ModelOptions,
     case: CaseArg,
-    query: Annotated[Path, typer.Option(help="Query image.")],
+    query: Annotated[Optional[Path], typer.Option(help="Query image.")] = None,
+    describe: Annotated[Optional[str], typer.Option(
+        help="A description in words, e.g. 'woman, red top, backpack, no hat': alone it ranks the index by how well "
+             "each image fits; with --query it re-ranks the image search.")] = None,
     filter_text: Annotated[Optional[str], typer.Option(
         "--filter", help="Conditions, e.g. 'carryingBackpack=yes,personalMale=no,site=north' (attributes take "
-                         "yes/no: calibrated probability >= 0.5 or < 0.5; fields take a value).")] = None,
+                         "yes/no: calibrated probability >= 0.5 or < 0.5, raw where the head had no calibration; as "
+                         "`xreid explain` and the server; fields take a value).")] = None,
     camera: Annotated[Optional[list[str]], typer.Option(help="Camera (repeat for several); '3' also matches 'market/3'.")] = None,
     after: Annotated[Optional[str], typer.Option(help="Only images taken at or after this time (ISO 8601 or seconds).")] = None,
     before: Annotated[Optional[str], typer.Option(help="Only images taken before this time (ISO 8601 or seconds).")] = None,
     top_k: Annotated[int, typer.Option(min=1, help="Results to print.")] = 10,
     exact: Annotated[bool, typer.Option(help="Exact search (no ANN).")] = False,
+    head: HeadOpt = None,
+    json_out: Annotated[Optional[Path], typer.Option(
+        "--json", help="Also write the ranked results (ids, keys, scores, per-attribute evidence) to this JSON file.")]
+    = None,
 ) -> None:
-    """Search an index for a query image (for checking an index; prints the top results)."""
-    from xreid.index.gallery import Filter, GalleryIndex
-    from xreid.index.metadata import parse_time
-    from xreid.workflows.index import parse_index_filter, search_index
+    """Search an index for a query image, a description, or both (prints the top results)."""
+    from xreid.index.filters import parse_filter
+    from xreid.index.gallery import GalleryIndex
+    from xreid.workflows.index import search_index
 
+    if query is None and describe is None:
+        fail("give a query image (--query), a description (--describe), or both")
+    _outputs(json_out)
     try:
-        for name, value in (("--after", after), ("--before", before)):
-            if value is not None:
-                try:
-                    parse_time(value)
-                except ValueError as exc:
-                    raise ValueError(f"{name}: {exc}") from None
         index = GalleryIndex.open(case)
-        attrs, fields = parse_index_filter(filter_text, index.attribute_names, index.field_names)
-        where = Filter(camera=camera or None, after=after, before=before, attributes=attrs, fields=fields)
+        spec = parse_filter(filter_text, index.attribute_names, index.field_names, source="index")
+        where = parse_filter({"attributes": spec.attributes, "fields": spec.fields, "camera": camera or None,
+                              "after": after, "before": before})
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
+    if describe is not None:
+        _describe_search(opts, index, query, describe, where, top_k, exact, head, json_out)
+        return
     embedder = opts.load()
     try:
         result = search_index(embedder, index, query, where, top_k, exact=exact)
@@ -736,6 +746,55 @@ def index_search(
         typer.echo(f"  {rank:>2}. id {row['id']}  d={d:.4f}  {row['path']}" + (f"  ({extra})" if extra else ""))
     if not result.rows:
         typer.echo("  no image passes the filter")
+    if json_out is not None:
+        from xreid.io import write_json
+        from xreid.workflows.describe import image_json
+
+        write_json(json_out, image_json(str(query), result, index))
+        typer.echo(f"results written to {json_out}")
+
+
+def _describe_search(opts: ModelOptions, index, query: Path | None, text: str, where, top_k: int, exact: bool,
+                     head: Path | None, json_out: Path | None) -> None:
+    """`xreid index search --describe`: alone, or joined to the image search of --query."""
+    from xreid.io import write_json
+    from xreid.workflows.describe import (describe_search, description_json, image_json, join_description,
+                                          read_description)
+    from xreid.workflows.index import search_index
+
+    attr_head = _head(opts.model, head)
+    try:
+        if query is None:
+            d, res = describe_search(index, text, attr_head, top_k, where)
+        else:
+            d = read_description(text, index)
+            embedder = opts.load()
+            res = join_description(index, d, attr_head, lambda k, w: search_index(embedder, index, query, w, k,
+                                                                                  exact=exact), top_k, where)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    typer.echo("described: " + ", ".join(t.text for t in d.terms))
+    for p in d.problems:
+        typer.echo(f"  note: {p}")
+    if query is None:
+        weak = [t.text for t, w in zip(res.terms, res.weights) if w < 1]
+        if weak:
+            typer.echo(f"  unreliable for this model, weighted down: {', '.join(weak)}")
+        typer.echo(f"{len(index)} images, {res.candidates} pass the filter; ranked by how well they fit ({res.rule})")
+        lines = zip(res.ids, res.scores, res.evidence)
+    else:
+        typer.echo(f"image search re-ranked by the description ({res.mode})")
+        lines = zip(res.ids, res.combined, res.evidence)
+    from xreid.rendering.description import reason_line
+
+    for rank, (i, s, ev) in enumerate(lines, 1):
+        typer.echo(f"  {rank:>2}. id {int(i)}  score={s:.4f}  {index.keys[int(i)]}\n      {reason_line(ev)}")
+    if not len(res.ids):
+        typer.echo("  no image passes the filter")
+    if json_out is not None:
+        data = description_json(d, res, index) if query is None else image_json(str(query), res, index, d)
+        write_json(json_out, data)
+        typer.echo(f"results written to {json_out}")
 
 
 @app.command()

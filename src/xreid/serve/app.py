@@ -85,6 +85,10 @@ class SearchRequest(BaseModel):
         '"camera": ["3"], "after": "2024-05-01T14:00", "before": "...", "fields": {"column": "value"}}'))
     threshold: Optional[float] = Field(None, description="open-set threshold: results whose same-person "
                                                          "probability is below it are flagged")
+    description: Optional[str] = Field(None, description="a description in words, e.g. 'woman, red top, backpack, "
+                                                           "no hat': alone (no uploads or items) it ranks the case by "
+                                                           "how well each image fits; with a query image it re-ranks "
+                                                           "the image search")
 
 
 class MarkRequest(BaseModel):
@@ -282,9 +286,9 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
     def upload_image(upload_id: str):
         return _jpeg(session.upload_image(upload_id))
 
-    @app.post("/api/search", summary="Search with uploaded images and / or gallery items as the query")
+    @app.post("/api/search", summary="Search with uploaded images and / or gallery items, and / or a description")
     def search(req: SearchRequest):
-        return session.search(req.uploads, req.items, req.k, req.filters.as_dict(), req.threshold)
+        return session.search(req.uploads, req.items, req.k, req.filters.as_dict(), req.threshold, req.description)
 
     @app.get("/api/items/{item}", summary="A gallery item's metadata and attribute probabilities")
     def item(item: int):

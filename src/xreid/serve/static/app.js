@@ -76,6 +76,29 @@ function drawFacets() {
   }
 }
 
+function drawDescribeChips() {
+  const box = $("describe-chips");
+  const attrs = state.info.attributes.filter((a) => a.phrase).sort((a, b) => (b.reliable - a.reliable) || (b.count - a.count));
+  box.replaceChildren(...attrs.map((a) => el("button", {type: "button", class: "chip" + (a.reliable ? "" : " unreliable"),
+    title: (a.reliable ? "" : "unreliable for this model: weighted down · ") + `${a.count.toLocaleString()} images likely have it`,
+    onclick: (ev) => addWords(ev.shiftKey ? (a.absent_phrase || "no " + a.phrase) : a.phrase)}, a.phrase)));
+}
+
+function addWords(words) {
+  const box = $("describe");
+  const text = box.value.trim();
+  box.value = text ? `${text.replace(/,\s*$/, "")}, ${words}` : words;
+  updateSearchButton();
+}
+
+function description() {
+  return $("describe").value.trim();
+}
+
+function updateSearchButton() {
+  $("search").disabled = state.uploads.length === 0 && !description();
+}
+
 function filters() {
   const f = {};
   const cams = [...document.querySelectorAll("input.camera:checked")].map((c) => c.value);
@@ -114,7 +137,7 @@ function drawQueries() {
   $("queries").replaceChildren(...state.uploads.map((u) => el("figure", {},
     el("img", {src: u.image, alt: "query " + (u.name || u.id)}),
     el("figcaption", {}, u.name || u.id))));
-  $("search").disabled = state.uploads.length === 0;
+  updateSearchButton();
   drawConfirmed();
 }
 
@@ -128,9 +151,11 @@ function drawConfirmed() {
   $("research").disabled = !(state.search && n);
 }
 
-async function runSearch(withConfirmed = false) {
-  const body = {uploads: state.uploads.map((u) => u.id), items: withConfirmed ? confirmed() : [],
-                k: Number($("k").value), filters: filters(), threshold: Number($("threshold").value)};
+async function runSearch(withConfirmed = false, items = null) {
+  const body = {uploads: items ? [] : state.uploads.map((u) => u.id),
+                items: items || (withConfirmed ? confirmed() : []),
+                k: Number($("k").value), filters: filters(), threshold: Number($("threshold").value),
+                description: description() || null};
   status("searching…");
   try {
     const t0 = performance.now();
@@ -140,8 +165,11 @@ async function runSearch(withConfirmed = false) {
     for (const r of res.results) if (r.mark) state.marks.set(r.id, r.mark);
     const ms = Math.round(performance.now() - t0);
     status(`${res.results.length} results of ${res.candidates.toLocaleString()} images passing the filters ` +
-           `(${res.method} search, ${ms} ms)` + (body.items.length ? ` · query: ${body.uploads.length} upload(s) + ` +
-           `${body.items.length} confirmed match(es)` : ""));
+           `(${res.method} search, ${ms} ms)` + (items ? ` · query: gallery item ${items[0]}` : body.items.length ? ` · query: ${body.uploads.length} upload(s) + ` +
+           `${body.items.length} confirmed match(es)` : "") +
+           (res.joined ? ` · re-ranked by the description (${res.joined})` : ""));
+    $("describe-notes").textContent = res.description
+      ? ["read as: " + res.description.terms.map((t) => t.text).join(", "), ...res.description.problems].join("\n") : "";
     drawResults();
   } catch (e) {
     status(e.message, true);
@@ -156,11 +184,25 @@ function scoreClass(s) {
 
 function drawResults() {
   const res = state.search;
-  $("query-chips").replaceChildren(el("span", {class: "muted"}, "The model sees in the query: "),
-    ...res.query.chips.map((c) => chip(c.text, c.reliable ? "" : "unreliable",
-      `${Math.round(100 * c.probability)} %` + (c.reliable ? "" : " · unreliable") + (c.flagged ? ` · ${c.flagged}` : ""))));
-  $("results").replaceChildren(...res.results.map(card));
-  $("export").hidden = false;
+  if (res.kind === "description") {
+    $("query-chips").replaceChildren(el("span", {class: "muted"}, "Described: "),
+      ...res.description.terms.map((t) => chip(t.text, "", `you said: ${t.said}`)));
+  } else {
+    const fromItem = !res.query.uploads.length && res.query.items.length === 1;  // "search by this image"
+    $("query-chips").replaceChildren(
+      fromItem ? el("img", {src: `/api/items/${res.query.items[0]}/thumbnail`, class: "query-thumb",
+                            alt: `query: gallery item ${res.query.items[0]}`}) : null,
+      el("span", {class: "muted"}, "The model sees in the query: "),
+      ...res.query.chips.map((c) => chip(c.text, c.reliable ? "" : "unreliable",
+        `${Math.round(100 * c.probability)} %` + (c.reliable ? "" : " · unreliable") + (c.flagged ? ` · ${c.flagged}` : ""))),
+      res.query.description ? el("button", {class: "query-actions", title: "the reliable attributes of the query as " +
+        "words: edit them and search by description", onclick: () => {
+          $("describe").value = res.query.description; state.uploads = []; drawQueries(); $("describe").focus();
+          status("Edit the description, then Search.");
+        }}, "Describe this person") : null);
+  }
+  $("results").replaceChildren(...res.results.map((r) => res.kind === "description" ? describedCard(r) : card(r)));
+  $("export").hidden = res.kind === "description";  // a report explains results against a query image
   updateExport();
   drawConfirmed();
 }
@@ -188,6 +230,8 @@ function card(r) {
         el("span", {class: "dist"}, `d ${r.distance.toFixed(3)}`)),
       el("div", {class: "meta"}, meta),
       el("p", {class: "line"}, r.line),
+      r.evidence ? el("p", {class: "line"}, r.reason) : null,
+      r.evidence ? evidenceChips(r) : null,
       el("div", {}, ...r.scores.map((s) => chip(`${s.text} ${Math.round(100 * s.score)}`, scoreClass(s.score),
         "matching score of this query attribute"))),
       bar,
@@ -196,6 +240,31 @@ function card(r) {
         markButton(r, "match", "✓ same person"), markButton(r, "not_match", "✗ not the person"),
         el("button", {class: "why", onclick: () => openDetail(r)}, "Why?"))));
   return node;
+}
+
+function evidenceChips(r) {
+  return el("div", {}, ...(r.evidence || []).map((e) => chip(`${e.text} ${Math.round(100 * e.probability)} %`,
+    e.status.replace(" ", "-") + (e.reliable ? "" : " weak"),
+    `${e.status}` + (e.reliable ? "" : ` · unreliable for this model: weight ${e.weight}`))));
+}
+
+function describedCard(r) {
+  const mark = state.marks.get(r.id);
+  const meta = [r.camera ? `camera ${r.camera}` : null, r.time ? r.time.replace("T", " ") : null,
+                r.pid ? `id ${r.pid}` : null, r.key].filter(Boolean).join(" · ");
+  return el("div", {class: `result${mark ? " " + mark : ""}`, dataset: {id: r.id, rank: r.rank}},
+    el("img", {src: r.thumbnail, alt: `result ${r.rank}`}),
+    el("div", {class: "body"},
+      el("div", {class: "top"}, el("span", {class: "rank"}, `#${r.rank}`),
+        el("span", {class: "prob", title: "how well the image fits the description (see the API docs for the rule)"},
+           `fit ${Math.round(100 * r.score)} %`)),
+      el("div", {class: "meta"}, meta),
+      el("p", {class: "line"}, r.reason),
+      evidenceChips(r),
+      el("div", {class: "marks"},
+        markButton(r, "match", "✓ same person"), markButton(r, "not_match", "✗ not the person"),
+        el("button", {title: "search with this image as the query; the description re-ranks the results",
+                      onclick: () => runSearch(false, [r.id])}, "Search by this image"))));
 }
 
 function markButton(r, value, text) {
@@ -234,6 +303,7 @@ function updateExport() {
 
 function clearQuery() {
   state.uploads = []; state.search = null; state.marks.clear();
+  $("describe").value = ""; $("describe-notes").textContent = "";
   $("results").replaceChildren(); $("query-chips").replaceChildren(); $("export").hidden = true;
   drawQueries(); status("");
 }
@@ -254,6 +324,10 @@ window.addEventListener("DOMContentLoaded", async () => {
     $("file").value = "";
   });
   $("search").addEventListener("click", () => runSearch(false));
+  $("describe").addEventListener("input", updateSearchButton);
+  $("describe").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); if (description() || state.uploads.length) runSearch(); }
+  });
   $("research").addEventListener("click", () => runSearch(true));
   $("clear").addEventListener("click", clearQuery);
   $("threshold").addEventListener("input", () => { $("threshold-value").textContent = Number($("threshold").value).toFixed(2); });
@@ -267,7 +341,8 @@ window.addEventListener("DOMContentLoaded", async () => {
   try {
     state.info = await api("/api/info");
     drawFacets();
-    status("Drop a query image to search.");
+    drawDescribeChips();
+    status("Drop a query image, or describe the person, to search.");
   } catch (e) {
     status(e.message, true);
   }
