@@ -86,6 +86,7 @@ run python benchmarks/bench_soak.py ${data[@]+"${data[@]}"} --rows 2000 --real 3
     --warmup 120 --out "$out/soak_short"
 run python benchmarks/mimic_gap.py ${data[@]+"${data[@]}"} --out "$out/mimic_gap"
 run python benchmarks/bench_train_step.py --out "$out/train_step"
+run python benchmarks/bench_footage.py --out "$out/footage"
 if [ -f "$trained" ]; then
     run python benchmarks/bench_train_step.py --trained "$trained" --runs 4 --out "$out/train_step_subnormals"
 else
