@@ -87,6 +87,8 @@ run python benchmarks/bench_soak.py ${data[@]+"${data[@]}"} --rows 2000 --real 3
 run python benchmarks/mimic_gap.py ${data[@]+"${data[@]}"} --out "$out/mimic_gap"
 run python benchmarks/bench_train_step.py --out "$out/train_step"
 run python benchmarks/bench_footage.py --out "$out/footage"
+# the mutation score of issue 34 (about 30 min on 2 cores; the modules and test files: mutation.py --list)
+run python benchmarks/mutation.py --out "$out/mutation"
 if [ -f "$trained" ]; then
     run python benchmarks/bench_train_step.py --trained "$trained" --runs 4 --out "$out/train_step_subnormals"
 else
