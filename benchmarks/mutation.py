@@ -417,10 +417,10 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "xreid-mutation",
                     help="scratch folder for the copies (default: $TMPDIR/xreid-mutation)")
     ap.add_argument("--jobs", type=int, default=1, help="mutants tested at once (default 1)")
-    ap.add_argument("--json", type=Path, help="write every figure and each survivor's diff here")
+    ap.add_argument("--out", type=Path, help="write every figure and each survivor's diff to OUT.json")
     ap.add_argument("--list", action="store_true", help="print what would be measured and exit")
     ap.add_argument("--report", type=Path, nargs="+", metavar="JSON",
-                    help="print the table again from earlier --json files, with EQUIVALENT as it is now")
+                    help="print the table again from earlier --out files (OUT.json), with EQUIVALENT as it is now")
     args = ap.parse_args()
     if args.report:
         results = {}
@@ -448,8 +448,9 @@ def main() -> None:
         r = results[n] = run_module(n, args.work, args.jobs)
         print(f"{n}: {r['mutants']} mutants, {r['killed']} killed, {r['equivalent']} equivalent, "
               f"{r['survived']} survived, {r['score']:.1f} % ({r['seconds']} s)", flush=True)
-        if args.json:
-            args.json.write_text(json.dumps(results, indent=1))
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.with_name(args.out.name + ".json").write_text(json.dumps(results, indent=1))
     _table(results)
 
 

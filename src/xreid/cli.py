@@ -113,7 +113,8 @@ def embed(
     out: Annotated[Path, typer.Option(help="Output .npz: one float32 vector per image, key = path relative to the data root.")],
     data_root: DataRoot = None,
     images: ImagesOpt = None,
-    list_file: Annotated[Optional[Path], typer.Option("--list", help="Text/CSV file of image paths relative to the data root.")] = None,
+    list_file: Annotated[Optional[Path], typer.Option("--list", help="CSV with a header row naming its columns: 'path' (relative to the data root, "
+                                                                  "no '..') required; read by name.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT.partial.npz if an earlier run was interrupted.")] = True,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
 ) -> None:
@@ -201,7 +202,8 @@ def explain(
     head: HeadOpt = None,
     query: Annotated[Optional[Path], typer.Option(help="Query image.")] = None,
     gallery: Annotated[Optional[Path], typer.Option(
-        help="Gallery: a folder of images, a CSV list (path[,person_id[,camera]] relative to --data-root) "
+        help="Gallery: a folder of images, a CSV list with a header row naming its columns ('path' relative to "
+             "--data-root required; pid or person_id, camera or cam optional; read by name, in any order) "
              "or an .npz from `xreid embed`.")] = None,
     protocol: Annotated[Optional[str], typer.Option(help="Instead of --query/--gallery: a protocol's test set.")] = None,
     test_set: Annotated[Optional[str], typer.Option(help="With --protocol: the test set (e.g. VIPeR).")] = None,
@@ -323,21 +325,32 @@ def fuse_fit(
                                                 "distance) or 'attributes' (weighted attribute distance alone).")] = "complementary",
     cache: Annotated[Optional[Path], typer.Option(help="Embedding cache folder (default: DATA_ROOT/embeddings).")] = None,
     data_root: DataRoot = None,
+    allow_seen_validation: Annotated[bool, typer.Option(
+        "--allow-seen-validation", help="Fit even when the attribute model or head was trained on the validation "
+                                        "identities (refused by default: the choice would favour the attributes; "
+                                        "the fusion records it).")] = False,
 ) -> None:
-    """Learn non-negative per-attribute weights and their mixing with a frozen model's distance."""
+    """Learn non-negative per-attribute weights and their mixing with a frozen model's distance.
+
+    Refused when the attribute model or head records training on PETA-ReID's training split, which
+    holds the PETA-ReID-val identities every choice is made on (the bundled model and head do)."""
     import numpy as np
 
     from xreid.workflows.fuse import check_fusion_protocol, fit_fusion
 
     outputs(out)
     check_fusion_protocol(protocol)
+    from xreid.workflows.fuse import check_attributes_unseen
+
+    attr_head = load_head(attributes_model, attributes_head)
+    check_attributes_unseen(attributes_model, attr_head, "peta-reid-val", allow_seen_validation)  # before any model loads
     root = resolve_data_root(data_root)
     embedder = opts.load()
     attr_embedder = embedder if attributes_model == opts.model else ModelOptions(model=attributes_model).load()
-    attr_head = load_head(attributes_model, attributes_head)
     try:
         fusion, report = fit_fusion(embedder, attr_embedder, attr_head, root, cache or root / "embeddings",
-                                    protocol=protocol, attribute_spec=attributes_model, objective=objective)
+                                    protocol=protocol, attribute_spec=attributes_model, objective=objective,
+                                    allow_seen_validation=allow_seen_validation)
     except KeyboardInterrupt:
         fail("interrupted; the embeddings done so far are cached: run the same command to resume", code=130)
     fusion.save(out)

@@ -60,7 +60,8 @@ def index_build(
     out: Annotated[Path, typer.Option(help="Index folder to create (an interrupted build there is continued).")],
     images: ImagesOpt = None,
     list_file: Annotated[Optional[Path], typer.Option(
-        "--list", help="CSV with a header row: a 'path' column (relative to the data root), optional camera/cam, "
+        "--list", help="CSV with a header row (required): a 'path' column (relative to the data root; absolute "
+                       "paths and '..' are refused), optional camera/cam, pid/person_id, "
                        "time/timestamp (ISO 8601 or seconds) and any other columns (kept as searchable fields).")] = None,
     head: HeadOpt = None,
     data_root: DataRoot = None,
@@ -135,6 +136,9 @@ def _index_images(job, opts: ModelOptions, head, data_root, case: Path, images, 
     try:
         report = job(embedder, attr_head, resolve_data_root(data_root), case, images=images, list_file=list_file,
                      head_name=head_name(opts.model, head), batch_size=batch_size)
+    except OSError as exc:  # a full disk or read-only folder outside the index's own files
+        fail(f"{exc.filename or case}: {exc.strerror or exc}; what was committed is intact: run the same command "
+             f"again once it is fixed")
     except KeyboardInterrupt:
         fail(f"interrupted; {interrupted}", code=130)
     typer.echo(f"{report.case}: {report.count} images indexed ({report.added} added"
@@ -185,6 +189,34 @@ def index_timeline(
     except IndexError as exc:
         fail(str(exc))
     typer.echo(f"timeline of {len(data['items'])} sighting(s) on {len(data['lanes'])} camera(s) written to {out}")
+
+
+@command(index_app, "check")
+def index_check(
+    case: CaseArg,
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Drop what is damaged: a segment's rows (ids kept; index their images again with "
+                         "`xreid index add`), a thumbnail pack, the ANN file (built again). Damaged files are "
+                         "moved to CASE/damaged/.")] = False,
+) -> None:
+    """Verify every file of an index against the sizes and SHA-256 its manifest recorded; exit 1 when
+    something is damaged and not repaired."""
+    from xreid.workflows.index import check_index
+
+    report, done = check_index(case, repair)
+    for name, problem in {**report.segments, **report.packs}.items():
+        typer.echo(f"damaged: {case / 'segments' / name}: {problem}")
+    if report.ann:
+        typer.echo(f"damaged: {case / report.ann}")
+    for line in done:
+        typer.echo(line)
+    typer.echo(f"{case}: {report.verified} file(s) checked"
+               + (f" ({report.unchecked} without a recorded checksum: structure checked only)" if report.unchecked
+                  else "")
+               + (f"; {report.dropped_rows} row(s) dropped by an earlier repair" if report.dropped_rows else "")
+               + ("; intact" if report.clean else "; repaired" if done else "; damaged (run again with --repair)"))
+    if not report.clean and not done:
+        raise typer.Exit(1)
 
 
 @command(index_app, "calibrate", models=True)
@@ -251,6 +283,9 @@ def index_search(
         _describe_search(opts, index, query, describe, where, top_k, exact, head, json_out)
         return
     result = search_index(opts.load(), index, query, where, top_k, exact=exact)
+    if index.damaged:
+        typer.echo(f"warning: {len(index.damaged)} damaged segment(s) left out ({', '.join(index.damaged)}); "
+                   f"run `xreid index check {case} --repair`", err=True)
     typer.echo(f"{len(index)} images, {result.candidates} pass the filter; {result.method} search")
     for rank, (d, row) in enumerate(zip(result.distances, result.rows), 1):
         extra = ", ".join(f"{k}={v}" for k, v in row.items()

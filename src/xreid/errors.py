@@ -25,3 +25,15 @@ class TooLarge(InvalidInput):
 
 class UnsupportedMedia(InvalidInput):
     """The content is not of an accepted kind (not an image, or a format that is not accepted)."""
+
+
+class Gone(NotFound):
+    """What was named existed but can no longer be served (a damaged part of an index)."""
+
+
+class Unavailable(XreidError):
+    """What was named cannot be served now (a damaged file that a rebuild or repair would fix)."""
+
+
+class NotStored(XreidError):
+    """Something could not be written (no space, no permission): nothing was changed."""

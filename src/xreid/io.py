@@ -60,18 +60,25 @@ def write_arrays(path: str | Path, arrays: dict) -> None:
     atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
-def read_arrays(path: str | Path, what: str, hint: str = "") -> dict:
+def read_arrays(path: str | Path, what: str, hint: str = "", made_by: str = "") -> dict:
     """The named arrays of an ``.npz`` (never unpickled). FileNotFoundError "PATH: WHAT not found",
     ValueError "PATH: not an xreid WHAT (why)"."""
     import numpy as np
 
+    import zipfile
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} not found{hint}")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":  # not an .npz: say what the file should be (never a hint about pickles)
+        raise ValueError(f"{path}: not an xreid {what}: expected the .npz{made_by and f' that {made_by} writes'}, "
+                         f"this file is not an .npz archive")
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (ValueError, OSError, KeyError) as exc:
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: not an xreid {what} ({exc})") from None
 
 

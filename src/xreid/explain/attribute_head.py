@@ -124,7 +124,7 @@ class AttributeHead:
 
     @classmethod
     def load(cls, path: str | Path) -> "AttributeHead":
-        return cls.from_arrays(read_arrays(path, "attribute head"), str(path))
+        return cls.from_arrays(read_arrays(path, "attribute head", made_by="`xreid attributes fit`"), str(path))
 
 
 def fit_attribute_head(features: np.ndarray, labels: np.ndarray, names: Sequence[str], epochs: int = 300,
