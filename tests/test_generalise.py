@@ -84,7 +84,7 @@ def test_augmented_targets_train_and_resume_exactly(mini_peta, tmp_path, monkeyp
     import xreid.models.loading as loading
 
     torch.set_num_threads(1)
-    monkeypatch.setattr(loading, "load_embedder", lambda spec: FakeTeacher())
+    monkeypatch.setattr(loading, "load_embedder", lambda spec, precision=None: FakeTeacher())
     cfg = _config(tmp_path, "straight", epochs=2)
     cfg.train.distill.teacher, cfg.train.distill.feature_weight = "fake.xml", 1.0
     cfg.train.distill.targets, cfg.train.distill.attribute_only_batch = "augmented", 4

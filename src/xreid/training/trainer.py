@@ -92,7 +92,7 @@ def teacher_embeddings(cfg: Config, images: np.ndarray, cache: Path, save_every:
     done = len(out[0]) if out else 0
     if done > len(images) or done % 64:
         out, done = [], 0  # another image list's leftovers
-    teacher = load_embedder(distill.teacher)
+    teacher = load_embedder(distill.teacher, precision=distill.teacher_precision)
     size = teacher.preprocess.size
     from tqdm import tqdm
 
@@ -247,7 +247,7 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
 
         sample = dataset.images[sample_indices(len(dataset), 1024)]  # their centre: clean crops, cached
         teacher_mean = teacher_embeddings(cfg, sample, run_dir / "teacher_features_sample.npy").mean(0, keepdims=True)
-        live_teacher = load_embedder(distill.teacher)
+        live_teacher = load_embedder(distill.teacher, precision=distill.teacher_precision)
         teacher = None
         teacher_dim = teacher_mean.shape[1]
     else:
