@@ -143,3 +143,44 @@ def test_blur_and_scale_keep_shape_and_change_pixels():
     out = BatchAugment((32, 16), pad=0, flip=False, blur=1.0, scale=0.2)(x, 0.0)
     assert out.shape == x.shape and not torch.allclose(out, x)
     assert out.std() < x.std()  # blur smooths the noise
+
+
+def test_aanet_global_descriptor_is_compact_and_trains(mini_peta, tmp_path):
+    """``model.aanet_descriptor: global``: the model ranks with its global branch's V vector (V-d, not
+    12 x V), the attribute layer (the model's head) sits on it, the other branches still train, and a
+    spec without the key stays the paper's 12 x V descriptor."""
+    from xreid.explain.attribute_head import AttributeHead
+    from xreid.models.aanet import aanet_extra, ranking_descriptor
+    from xreid.models.loading import load_embedder, model_head_path
+    from xreid.models.networks import build_model
+    from xreid.models.reid_net import ModelSpec
+
+    assert "descriptor" not in aanet_extra(["hairLong"], 8)
+    with pytest.raises(ValueError, match="descriptor 'parts'"):
+        aanet_extra(["hairLong"], 8, "parts")
+    spec = ModelSpec(input_size=(96, 32), last_stride=1, num_classes=3, head="aanet",
+                     extra=aanet_extra(["hairLong", "upperBodyRed"], hidden=8, descriptor="global"))
+    net = build_model(spec).eval()
+    images = torch.rand(2, 3, 96, 32)
+    assert net.embedding_dim == 8 and net(images).shape == (2, 8)
+    out = net.heads(net.feature_map(images))
+    torch.testing.assert_close(net(images), ranking_descriptor(out, "global"))
+    torch.testing.assert_close(ranking_descriptor(out, "global"), out["global_bn"])
+    assert ranking_descriptor(out).shape == (2, 12 * 8)
+
+    torch.set_num_threads(1)
+    path = tmp_path / "g.yaml"
+    path.write_text(textwrap.dedent(f"""
+        name: g
+        output_dir: {tmp_path / 'runs'}
+        model: {{backbone: mobilenetv2, input_size: [96, 32], last_stride: 1, freeze_stages: 3, head: aanet,
+                 aanet_hidden: 8, aanet_descriptor: global}}
+        train: {{epochs: 1, id_warm_epochs: 1, p: 2, k: 2, warmup_epochs: 1, checkpoint_minutes: 0.0}}
+        attributes: {{weight: 1.0, names: [personalMale, hairLong, carryingBackpack], attribute_only_batch: 2}}
+    """))
+    model = train(load_config(path), mini_peta, progress=False)
+    meta = torch.load(model, weights_only=True)["meta"]
+    assert {"global", "part", "attr_branch", "aam", "attr"} <= set(meta["history"][0])
+    assert AttributeHead.load(model_head_path(model)).weights.shape == (8, 3)
+    crops = np.random.default_rng(0).integers(0, 255, size=(2, 96, 32, 3), dtype=np.uint8)
+    assert load_embedder(model).embed_arrays(crops).shape == (2, 8)

@@ -19,6 +19,7 @@ class ModelConfig:
     freeze_stages: int = 0
     head: str = "bnneck"  # 'bnneck' (the bundled recipe) or 'aanet' (AANet's branches; needs an attributes section)
     aanet_hidden: int = 256  # AANet's V: each classifier's width (the descriptor is 12 x V)
+    aanet_descriptor: str = "all"  # AANet's ranking descriptor: 'all' (12 x V) or 'global' (its global branch, V-d)
 
 
 @dataclass
