@@ -184,3 +184,47 @@ def test_aanet_global_descriptor_is_compact_and_trains(mini_peta, tmp_path):
     assert AttributeHead.load(model_head_path(model)).weights.shape == (8, 3)
     crops = np.random.default_rng(0).integers(0, 255, size=(2, 96, 32, 3), dtype=np.uint8)
     assert load_embedder(model).embed_arrays(crops).shape == (2, 8)
+
+
+def test_ibn_normalises_half_by_instance_half_by_batch():
+    """By hand: with unit weight and zero bias, the first half of the channels has zero mean / unit
+    variance per image and channel, the second half per channel over the batch (as BatchNorm2d), and
+    only the second half's running statistics move."""
+    from torch import nn
+
+    from xreid.models.backbones import IBN
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, 5, 3) * 3 + torch.arange(4.0).view(4, 1, 1, 1)
+    ibn, bn = IBN(6), nn.BatchNorm2d(3)
+    y = ibn.train()(x)
+    first = y[:, :3]
+    torch.testing.assert_close(first.mean((2, 3)), torch.zeros(4, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(first.var((2, 3), unbiased=False), torch.ones(4, 3), atol=1e-3, rtol=0)
+    torch.testing.assert_close(y[:, 3:], bn.train()(x[:, 3:]))
+    torch.testing.assert_close(ibn.running_mean[3:], bn.running_mean)
+    assert torch.equal(ibn.running_mean[:3], torch.zeros(3)) and int(ibn.num_batches_tracked) == 1
+    ibn.eval()
+    torch.testing.assert_close(ibn(x)[:, 3:], bn.eval()(x[:, 3:]))
+    torch.testing.assert_close(ibn(x)[:, :3].mean((2, 3)), torch.zeros(4, 3), atol=1e-5, rtol=0)
+
+
+def test_ibn_backbone_loads_imagenet_weights_and_trains(mini_peta, tmp_path):
+    """``model.backbone: mobilenetv2_ibn`` loads the bundled ImageNet weights (same keys), puts IBN in the
+    blocks at 1/4-1/16 resolution only, trains and ships a model the CLI's runtime embeds with."""
+    from xreid.models.backbones import IBN, mobilenetv2, mobilenetv2_ibn
+    from xreid.models.loading import load_embedder
+
+    net, plain = mobilenetv2_ibn(), mobilenetv2()
+    ibns = [i for i, block in enumerate(net.features) if any(isinstance(m, IBN) for m in block.modules())]
+    assert ibns == list(range(2, 18))
+    torch.testing.assert_close(net.state_dict()["features.5.conv.1.weight"], plain.state_dict()["features.5.conv.1.weight"])
+    torch.set_num_threads(1)
+    cfg = _config(tmp_path, "ibn")
+    cfg.model.backbone = "mobilenetv2_ibn"
+    model = train(cfg, mini_peta, progress=False)
+    crops = np.random.default_rng(0).integers(0, 255, size=(2, 64, 32, 3), dtype=np.uint8)
+    a = load_embedder(model).embed_arrays(crops)
+    b = load_embedder(model, backend="torch").embed_arrays(crops)
+    assert a.shape == (2, 6)
+    np.testing.assert_allclose(a, b, atol=2e-3, rtol=2e-3)
