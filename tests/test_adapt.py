@@ -73,6 +73,11 @@ def test_pseudo_labels_group_people_and_tracks():
     tracks = np.array([""] * 24 + ["t9", "t9"])  # the two strays are one track: a pseudo-identity of their own
     with_tracks = pseudo_labels(feats, cfg, tracks)
     assert with_tracks[24] == with_tracks[25] == 3
+    # plain cosine distances: the people are 0.05 apart from their centre, the strays far
+    cosine = pseudo_labels(feats, AdaptConfig(distance="cosine", eps=0.1, min_samples=3))
+    assert all(len(set(cosine[8 * i:8 * i + 8])) == 1 for i in range(3)) and (cosine[24:] == -1).all()
+    with pytest.raises(ValueError, match="'euclid'"):
+        pseudo_labels(feats, AdaptConfig(distance="euclid"))
 
 
 def test_pseudo_batches_are_p_by_k_and_seeded():

@@ -231,6 +231,9 @@ def adapt(
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 3.5e-5,
     eps: Annotated[float, typer.Option(help="Clustering radius (Jaccard distance): larger merges more crops.")] = 0.6,
     min_samples: Annotated[int, typer.Option(min=2, help="Crops that make a cluster.")] = 4,
+    distance: Annotated[str, typer.Option(help="What the clustering reads: 'jaccard' (k-reciprocal) or 'cosine'.")
+                        ] = "jaccard",
+    k2: Annotated[int, typer.Option(min=1, help="Neighbours the k-reciprocal sets are averaged over.")] = 6,
     k1: Annotated[int, typer.Option(min=1, help="k-reciprocal neighbours of the clustering distance (below the "
                                                  "crops per person).")] = 20,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted adaptation to the same --out.")] = False,
@@ -248,7 +251,8 @@ def adapt(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    cfg = AdaptConfig(rounds=rounds, batches=batches, lr=lr, eps=eps, min_samples=min_samples, k1=k1, teacher=teacher,
+    cfg = AdaptConfig(rounds=rounds, batches=batches, lr=lr, eps=eps, min_samples=min_samples, k1=k1, k2=k2,
+                      distance=distance, teacher=teacher,
                       teacher_precision=teacher_precision)
     try:
         report = run_adapt(model, source, out, cfg, data_root=resolve_data_root(data_root), resume=resume, max_batches=max_batches)

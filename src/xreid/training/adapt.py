@@ -41,6 +41,7 @@ class AdaptConfig:
     contrast_weight: float = 1.0
     temperature: float = 0.05  # of the cluster-contrast softmax
     eps: float = 0.6  # DBSCAN radius on Jaccard distances (the cluster-contrast papers' value)
+    distance: str = "jaccard"  # what DBSCAN clusters on: 'jaccard' (k-reciprocal) or 'cosine' (1 - cos)
     min_samples: int = 4
     k1: int = 20
     k2: int = 6
@@ -102,12 +103,19 @@ def same_track_zeroed(dist: np.ndarray, tracks: np.ndarray | None) -> np.ndarray
 
 def pseudo_labels(features: np.ndarray, cfg: AdaptConfig, tracks: np.ndarray | None = None) -> np.ndarray:
     """Pseudo-identities of unlabeled crops: DBSCAN on the k-reciprocal Jaccard distances of their
-    embeddings (same-track distances zeroed); -1 = no cluster. A track left out of every cluster
-    becomes a pseudo-identity of its own when it has at least two crops."""
+    embeddings, or their cosine distances (``cfg.distance``; same-track distances zeroed); -1 = no
+    cluster. A track left out of every cluster becomes a pseudo-identity of its own when it has at
+    least two crops."""
+    from xreid.distance import cosine_distance
     from xreid.evaluation.rerank import k_reciprocal_jaccard
 
     f = l2_normalise(features.astype(np.float32))
-    dist, _ = k_reciprocal_jaccard(f, k1=min(cfg.k1, len(f) - 1), k2=cfg.k2)
+    if cfg.distance == "cosine":
+        dist = np.maximum(cosine_distance(f, f), 0.0)
+    elif cfg.distance == "jaccard":
+        dist, _ = k_reciprocal_jaccard(f, k1=min(cfg.k1, len(f) - 1), k2=cfg.k2)
+    else:
+        raise ValueError(f"adapt distance {cfg.distance!r}: choose 'jaccard' or 'cosine'")
     labels = dbscan(same_track_zeroed(dist, tracks), cfg.eps, cfg.min_samples)
     if tracks is not None:
         tracks = np.asarray(tracks).astype(str)
