@@ -3,7 +3,8 @@
     python benchmarks/bench_explain_quality.py [--data-root DATA_ROOT] [--model default --head HEAD] [--out STEM]
 
 Every figure is read from the library's own explanation of each query's ranking
-(``xreid.explain.ranking.explain_ranking``, as ``xreid explain`` runs it, over the whole gallery):
+(``xreid.workflows.explain.explain_vectors``: the search and ``explain_ranking`` as ``xreid explain``
+runs them, over the whole gallery):
 
 1. Explanation precision: for each query's top-10 results of *another* identity, is the attribute
    the explanation names one whose ground-truth label differs between the two identities? Scored:
@@ -37,7 +38,7 @@ from xreid.data.protocol import load_protocol
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.formulas import orthonormal_attribute_basis
 from xreid.explain.naming import difference_probability, first_named
-from xreid.explain.ranking import explain_ranking
+from xreid.workflows.explain import explain_vectors
 from xreid.models.loading import BUNDLED_HEAD, load_embedder
 
 COLOURS = ("Black", "Blue", "Brown", "Green", "Grey", "Orange", "Pink", "Purple", "Red", "White", "Yellow")
@@ -96,13 +97,13 @@ def main() -> None:
         g_lab, _ = label_matrix(g_recs, names)
         g_keys, g_pids = [r.path for r in g_recs], [r.pid for r in g_recs]
         row_of = {key: j for j, key in enumerate(g_keys)}
-        g_probs = head.predict(gf)
+        g_probs = head.calibrated(gf)  # what an attribute filter reads
         per = {k: [] for k in stats}
         true_scores, lifted, dropped, same, gains = [], 0, 0, 0, []
         for i, q in enumerate(q_recs):
             # the whole gallery explained, re-ranked by the analyst's filter; the unfiltered top-k
             # are the results whose original rank is within k
-            ex = explain_ranking(qf[i], gf, g_keys, head, top_k=len(g_keys), gallery_pids=g_pids, query_pid=q.pid,
+            ex = explain_vectors(qf[i], gf, g_keys, head, top_k=len(g_keys), gallery_pids=g_pids, query_pid=q.pid,
                                  filter_spec=filter_from_truth(q_lab[i], names), basis=basis,
                                  gallery_probabilities=g_probs, include_vectors=False)
             top = sorted((r for r in ex.results if r.original_rank <= args.top_k), key=lambda r: r.original_rank)

@@ -16,7 +16,7 @@ from common import Report, parse, parser
 from xreid.distance import l2_normalise
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.formulas import orthonormal_attribute_basis
-from xreid.explain.ranking import explain_ranking
+from xreid.workflows.explain import explain_vectors
 from xreid.models.loading import BUNDLED_HEAD, load_embedder
 
 
@@ -42,17 +42,17 @@ def main() -> None:
     keys = [f"g{i}.jpg" for i in range(len(gallery))]
     query = gallery[123] + 0.1 * rng.normal(size=head.embedding_dim).astype(np.float32)
     basis = orthonormal_attribute_basis(head.weights)
-    probs = head.predict(gallery)
+    probs = head.calibrated(gallery)  # what an attribute filter reads
     rows = {
         "explain top-10, basis cached (per query, as in a session)": timed(
-            lambda: explain_ranking(query, gallery, keys, head, top_k=10, basis=basis, include_vectors=False), args.repeats),
+            lambda: explain_vectors(query, gallery, keys, head, top_k=10, basis=basis, include_vectors=False), args.repeats),
         "explain top-10, cold (basis computed)": timed(
-            lambda: explain_ranking(query, gallery, keys, head, top_k=10, include_vectors=False), args.repeats),
+            lambda: explain_vectors(query, gallery, keys, head, top_k=10, include_vectors=False), args.repeats),
         "explain top-10 + attribute filter (gallery probabilities cached)": timed(
-            lambda: explain_ranking(query, gallery, keys, head, top_k=10, basis=basis, gallery_probabilities=probs,
+            lambda: explain_vectors(query, gallery, keys, head, top_k=10, basis=basis, gallery_probabilities=probs,
                                     filter_spec={head.names[0]: True}, include_vectors=False), args.repeats),
         "explain top-10 + attribute filter (gallery probabilities computed)": timed(
-            lambda: explain_ranking(query, gallery, keys, head, top_k=10, basis=basis,
+            lambda: explain_vectors(query, gallery, keys, head, top_k=10, basis=basis,
                                     filter_spec={head.names[0]: True}, include_vectors=False), args.repeats),
     }
     emb = load_embedder(args.model, backend="torch")

@@ -79,8 +79,11 @@ run python benchmarks/bench_large_gallery.py --out "$out/large_gallery"
 run python benchmarks/bench_index.py ${data[@]+"${data[@]}"} --out "$out/index"
 run python benchmarks/bench_match_calibration.py ${data[@]+"${data[@]}"} --out "$out/match_calibration"
 run python benchmarks/bench_serve.py ${data[@]+"${data[@]}"} --out "$out/serve"
+run python benchmarks/bench_case_session.py --out "$out/case_session"
+run python benchmarks/bench_describe.py ${data[@]+"${data[@]}"} --out "$out/describe"
 run python benchmarks/mimic_gap.py ${data[@]+"${data[@]}"} --out "$out/mimic_gap"
 run python benchmarks/bench_train_step.py --out "$out/train_step"
+run python benchmarks/bench_footage.py --out "$out/footage"
 if [ -f "$trained" ]; then
     run python benchmarks/bench_train_step.py --trained "$trained" --runs 4 --out "$out/train_step_subnormals"
 else

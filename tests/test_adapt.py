@@ -163,3 +163,28 @@ def test_adapt_command_end_to_end_resumes_and_refuses_bad_input(tmp_path):
     res = run(app, ["adapt", str(crops), "--out", str(tmp_path / "d.pt"), "--model", str(tmp_path / "x.xml")])
     assert res.exit_code == 2 and "x.xml" in res.output
     assert not (tmp_path / "d.pt").exists()
+
+
+def test_a_footage_case_gives_each_sighting_as_one_track(tmp_path, monkeypatch):
+    """A case's sighting rows (footage) bring every crop kept in the case as one track; other rows are
+    read under the data root, with the case's track column when it has one."""
+    from types import SimpleNamespace
+
+    import xreid.index.gallery as gallery
+    from xreid.workflows.adapt import read_input
+
+    case = tmp_path / "case"
+    (case / "manifest.json").parent.mkdir(parents=True)
+    (case / "manifest.json").write_text("{}")
+    folder = case / "sightings" / "v1" / "00003"
+    folder.mkdir(parents=True)
+    for k in range(3):
+        (folder / f"crop-{k}.jpg").write_bytes(b"")
+    keys = np.array(["sightings/v1/00003/crop-0.jpg", "photos/a.jpg"])
+    fake = SimpleNamespace(keys=keys, columns={})
+    monkeypatch.setattr(gallery.GalleryIndex, "open", classmethod(lambda cls, c, ann=True: fake))
+    found = read_input(case, tmp_path / "root")
+    assert found.paths == [folder / f"crop-{k}.jpg" for k in range(3)] + [tmp_path / "root" / "photos/a.jpg"]
+    assert found.tracks.tolist() == [keys[0]] * 3 + [""]
+    with pytest.raises(ValueError, match="--data-root"):
+        read_input(case, None)

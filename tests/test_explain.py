@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 from conftest import write_image
 from xreid.cli import app
 from xreid.explain.attribute_head import AttributeHead, fit_attribute_head
-from xreid.explain.ranking import explain_ranking, parse_filter
+from xreid.index.filters import parse_filter
+from xreid.workflows.explain import explain_vectors
 
 runner = CliRunner()
 NAMES = ["personalMale", "hairLong", "carryingBackpack"]
@@ -50,7 +51,7 @@ def test_explain_ranking_numbers_are_consistent():
     head = _head(dim=8)
     gallery = rng.normal(size=(30, 8))
     q = gallery[3] + 0.01 * rng.normal(size=8)
-    e = explain_ranking(q, gallery, [f"g{i}" for i in range(30)], head, top_k=5,
+    e = explain_vectors(q, gallery, [f"g{i}" for i in range(30)], head, top_k=5,
                         gallery_pids=["p" if i == 3 else f"x{i}" for i in range(30)], query_pid="p", threshold=0.0)
     assert e.results[0].key == "g3" and e.results[0].is_match is True
     assert [r.rank for r in e.results] == [1, 2, 3, 4, 5]
@@ -64,17 +65,17 @@ def test_explain_ranking_numbers_are_consistent():
 def test_edge_cases_one_image_identical_and_no_confident_attribute():
     head = AttributeHead(NAMES, np.zeros((4, 3)), np.zeros(3), {})  # every probability is exactly 0.5
     f = np.array([1.0, 0.0, 0.0, 0.0])
-    e = explain_ranking(f, f[None], ["same"], head, top_k=10)
+    e = explain_vectors(f, f[None], ["same"], head, top_k=10)
     r = e.results[0]
     assert len(e.results) == 1 and r.distance == pytest.approx(0.0, abs=1e-6) and r.explained_share == 0.0
     assert e.confident == [] and not e.reliable and "not sure of any reliable attribute" in e.reliability
     assert not any(np.isnan(v) for v in r.exact_parts + [r.exact_residual])
     with pytest.raises(ValueError, match="gallery is empty"):
-        explain_ranking(f, np.zeros((0, 4)), [], head)
+        explain_vectors(f, np.zeros((0, 4)), [], head)
 
 
 def test_filter_parsing_and_reranking():
-    assert parse_filter("personalMale=yes, carryingBackpack=no", NAMES) == {"personalMale": True, "carryingBackpack": False}
+    assert parse_filter("personalMale=yes, carryingBackpack=no", NAMES).attributes == {"personalMale": True, "carryingBackpack": False}
     with pytest.raises(ValueError, match="did you mean personalMale"):
         parse_filter("personalmale=yes", NAMES)
     with pytest.raises(ValueError, match="yes or no"):
@@ -83,11 +84,11 @@ def test_filter_parsing_and_reranking():
     head = AttributeHead(["a"], np.array([[10.0], [0.0]]), np.array([0.5]), {})
     gallery = np.array([[-0.1, 1.0], [1.0, 0.5], [-1.0, 0.3]])
     query = np.array([0.0, 1.0])
-    plain = explain_ranking(query, gallery, ["n0", "y1", "n2"], head, top_k=3)
+    plain = explain_vectors(query, gallery, ["n0", "y1", "n2"], head, top_k=3)
     assert [r.key for r in plain.results] == ["n0", "y1", "n2"]
-    rer = explain_ranking(query, gallery, ["n0", "y1", "n2"], head, top_k=3, filter_spec={"a": True})
+    rer = explain_vectors(query, gallery, ["n0", "y1", "n2"], head, top_k=3, filter_spec={"a": True})
     assert rer.results[0].key == "y1" and rer.results[0].original_rank == 2
-    kept = explain_ranking(query, gallery, ["n0", "y1", "n2"], head, top_k=3, filter_spec={"a": True}, filter_mode="keep")
+    kept = explain_vectors(query, gallery, ["n0", "y1", "n2"], head, top_k=3, filter_spec={"a": True}, filter_mode="keep")
     assert [r.key for r in kept.results] == ["y1"]
 
 

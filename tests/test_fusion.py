@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from xreid.cli import app
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.fusion import Fusion, attribute_distance, attribute_terms, fused_distance, fused_parts
-from xreid.explain.ranking import explain_ranking
+from xreid.workflows.explain import explain_vectors
 from xreid.training.fusion import (fit_attribute_weights, hard_triplets, kissme, metric_distance, model_margins,
                                    triplet_weight_loss)
 
@@ -127,7 +127,7 @@ def test_explain_ranking_with_a_fusion_reorders_and_splits_exactly():
     gallery = np.array([[1.0, 0.1, 0.0, 0.0], [1.0, 0.2, 0.0, 0.0]])
     fusion = _fusion(weights=(1.0, 0.0), mixing=1.0)
     probs_q, probs_g = np.array([1.0, 0.5]), np.array([[0.0, 0.5], [1.0, 0.5]])  # item 0 differs in attribute 0
-    e = explain_ranking(q, gallery, ["g0", "g1"], head, top_k=2, fusion=fusion, fusion_probabilities=(probs_q, probs_g))
+    e = explain_vectors(q, gallery, ["g0", "g1"], head, top_k=2, fusion=fusion, fusion_probabilities=(probs_q, probs_g))
     assert [r.key for r in e.results] == ["g1", "g0"]  # the attribute difference pushes g0 down
     assert e.results[1].original_rank == 2
     for r in e.results:

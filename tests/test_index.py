@@ -382,3 +382,86 @@ def test_cli_build_search_add_export(tiny_model, head_path, root, tmp_path):
                               "--out", str(tmp_path / "other")])
     assert res.exit_code == 2 and "bad.csv:2: time 'noon'" in res.output
     assert json.loads((case / "manifest.json").read_text())["count"] == 13
+
+
+def test_description_search_ranks_every_kept_row_by_the_formula(tmp_path):
+    from xreid.explain.describe import Term
+    from xreid.explain.description_score import description_scores
+    from xreid.index.describe import search_description
+
+    x, probs, cams, sites = _synthetic(tmp_path / "case", n=600, ann_min_rows=10_000)
+    g = GalleryIndex.open(tmp_path / "case")
+    terms = [Term("personalMale", False, "woman"), Term("carryingBackpack", True, "backpack")]
+    rel = np.array([0.9, 0.55, 0.8])  # backpack unreliable
+    res = search_description(g, terms, k=20, where=Filter(camera="2"), reliability=rel, rule="geomean",
+                             unreliable_weight=0.5)
+    kept = np.flatnonzero(cams == 2)
+    stored = g.probabilities(kept)[:, :2]  # what the index holds (bin centres)
+    expected = description_scores(stored, [False, True], np.array([1.0, 0.5]), "geomean")
+    order = kept[np.lexsort((kept, -expected))][:20]
+    assert res.ids.tolist() == order.tolist()
+    assert res.candidates == len(kept) and all(r["camera"] == "market/2" for r in res.rows)
+    assert res.scores == pytest.approx(np.sort(expected)[::-1][:20], rel=1e-5)
+    assert [e.reliable for e in res.evidence[0]] == [True, False]
+    assert res.evidence[0][1].probability == pytest.approx(stored[kept.tolist().index(res.ids[0]), 1], abs=1e-6)
+    with pytest.raises(ValueError, match="no attribute hairShort"):
+        search_description(g, [Term("hairShort", True, "short hair")])
+
+
+@pytest.mark.parametrize("rule", ["geomean", "min", "mean"])
+def test_description_search_pruning_is_exact(tmp_path, monkeypatch, rule):
+    from xreid.explain.describe import Term
+    from xreid.index import describe as describe_mod
+
+    _synthetic(tmp_path / "case", n=3000, ann_min_rows=10_000)
+    g = GalleryIndex.open(tmp_path / "case")
+    rel = np.array([0.9, 0.55, 0.8])
+    for terms in ([Term("personalMale", True, "man"), Term("carryingBackpack", False, "no backpack")],
+                  [Term("hairLong", True, "long hair"), Term("carryingBackpack", True, "backpack"),
+                   Term("personalMale", False, "woman")]):
+        for where in (None, Filter(camera="3")):
+            full = describe_mod.search_description(g, terms, 15, where, rel, rule=rule, unreliable_weight=0.0)
+            monkeypatch.setattr(describe_mod, "PRUNE_FROM", 10)
+            pruned = describe_mod.search_description(g, terms, 15, where, rel, rule=rule, unreliable_weight=0.0)
+            monkeypatch.setattr(describe_mod, "PRUNE_FROM", 50_000)
+            assert pruned.ids.tolist() == full.ids.tolist()
+            assert pruned.scores == pytest.approx(full.scores)
+            assert pruned.scored < full.scored and pruned.candidates == full.candidates
+
+
+def test_cli_search_by_description_and_json(tiny_model, head_path, root, tmp_path):
+    case, search = tmp_path / "case", ["--model", str(tiny_model), "--backend", "torch"]
+    model = [*search, "--head", str(head_path)]
+    res = runner.invoke(app, ["index", "build", *model, "--data-root", str(root), "--images", str(root / "gallery"),
+                              "--out", str(case)])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "d.json"
+    res = runner.invoke(app, ["index", "search", str(case), *model, "--describe", "woman, rucksack, no hatt, fluffy",
+                              "--top-k", "4", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "described: woman, backpack" in res.output and "not understood: fluffy" in res.output
+    data = json.loads(out.read_text())
+    g = GalleryIndex.open(case)
+    p = g.probabilities()[:, :2]
+    expected = np.argsort(-np.sqrt((1 - p[:, 0]) * p[:, 1]), kind="stable")[:4]  # geomean, both reliable
+    assert [r["id"] for r in data["results"]] == expected.tolist()
+    first = data["results"][0]
+    assert first["key"] == g.keys[first["id"]] and {e["name"] for e in first["evidence"]} == {"personalMale",
+                                                                                             "carryingBackpack"}
+    assert first["evidence"][0]["probability"] == pytest.approx(1 - p[first["id"], 0], abs=1e-4)
+    assert data["description"]["unmatched"] == ["fluffy"] and first["reason"].startswith("Fits ")
+    # image search with --json; then joined to a description
+    res = runner.invoke(app, ["index", "search", str(case), *model, "--query", str(root / "more" / "new0.png"),
+                              "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["kind"] == "image" and len(data["results"]) == 10 and "distance" in data["results"][0]
+    res = runner.invoke(app, ["index", "search", str(case), *model, "--query", str(root / "more" / "new0.png"),
+                              "--describe", "backpack", "--json", str(out), "--top-k", "5"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    assert data["joined"] in ("rerank", "filter") and data["results"][0]["evidence"][0]["name"] == "carryingBackpack"
+    res = runner.invoke(app, ["index", "search", str(case), *model, "--describe", "fluffy"])
+    assert res.exit_code == 2 and "names an attribute of this index" in res.output
+    res = runner.invoke(app, ["index", "search", str(case), *model])
+    assert res.exit_code == 2 and "--describe" in res.output

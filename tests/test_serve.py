@@ -152,6 +152,38 @@ def test_bad_requests_are_clear_4xx(client):
     assert client.get("/api/items/abc").status_code == 422
 
 
+def test_search_by_description_needs_no_image(client, session):
+    res = _search(client, description="woman with a rucksak, fluffy", k=4, filters={"camera": ["2"]})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["kind"] == "description" and body["candidates"] == 5
+    assert body["description"]["unmatched"] == ["fluffy"] and ["rucksak", "rucksack"] in body["description"]["corrections"]
+    p = session.index.probabilities()
+    score = np.sqrt((1 - p[:, 0]) * p[:, 1])  # geomean of "not male" and "backpack" (no reliability: weight 1)
+    cam2 = np.arange(1, 10, 2)
+    expected = cam2[np.lexsort((cam2, -score[cam2]))][:4]
+    assert [r["id"] for r in body["results"]] == expected.tolist()
+    first = body["results"][0]
+    assert [e["text"] for e in first["evidence"]] == ["woman", "backpack"]
+    assert first["evidence"][1]["probability"] == pytest.approx(p[first["id"], 1], abs=1e-4)
+    assert first["reason"].startswith("Fits ") and first["camera"] == "2"
+    # marks work; an explanation needs a query image and says so
+    sid = body["search"]
+    assert client.post("/api/marks", json={"search": sid, "item": first["id"], "mark": "match"}).status_code == 200
+    res = client.get(f"/api/searches/{sid}/items/{first['id']}/explanation.json")
+    assert res.status_code == 400 and "search by this image" in res.json()["detail"]
+    # "search by this image": the result as the query, the description re-ranks the image search
+    joined = _search(client, items=[first["id"]], description="woman, backpack", k=5).json()
+    assert joined["kind"] == "image" and joined["joined"] in ("rerank", "filter")
+    assert first["id"] not in [r["id"] for r in joined["results"]]
+    assert all(r["evidence"][0]["text"] == "woman" and r["reason"] for r in joined["results"])
+    assert isinstance(joined["query"]["description"], str)  # "describe this person"
+    res = _search(client, description="fluffy")
+    assert res.status_code == 400 and "not understood: fluffy" in res.json()["detail"]
+    info = client.get("/api/info").json()
+    assert {a["name"]: a["phrase"] for a in info["attributes"]}["carryingBackpack"] == "backpack"
+
+
 # --- uploads -----------------------------------------------------------------------------------------
 
 def test_uploads_are_recognised_by_content_and_limited(client, tmp_path):

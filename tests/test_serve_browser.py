@@ -119,3 +119,36 @@ def test_an_analyst_searches_filters_explains_marks_and_exports(served, page, ro
     assert [r for r in log if r["event"] == "mark"][0]["item"] == marked_id
     assert log[-1]["event"] == "export"
     assert page.errors == [], page.errors
+
+
+def test_an_analyst_describes_searches_by_a_result_and_describes_a_query(served, page, root):  # noqa: F811
+    from playwright.sync_api import expect
+
+    url, session = served
+    page.goto(url)
+    page.wait_for_selector("#describe-chips .chip")
+    assert page.is_disabled("#search")
+    page.fill("#describe", "woman, fluffy")
+    page.locator("#describe-chips .chip", has_text="backpack").first.click()  # adds ", backpack"
+    assert page.input_value("#describe") == "woman, fluffy, backpack"
+    page.click("#search")
+    page.wait_for_selector(".result")
+    assert page.locator(".result").count() == 10
+    expect(page.locator("#describe-notes")).to_contain_text("not understood: fluffy")
+    first = page.locator(".result").first
+    assert "Fits " in first.inner_text() and first.locator(".chip").count() == 2  # evidence: woman, backpack
+    assert page.locator("#export").is_hidden()
+    # search by this image: the result becomes the query, the description re-ranks
+    item = int(first.get_attribute("data-id"))
+    first.locator("text=Search by this image").click()
+    expect(page.locator("#status")).to_contain_text(f"gallery item {item}")
+    shown = [int(x) for x in page.locator(".result").evaluate_all("rs => rs.map(r => r.dataset.id)")]
+    assert item not in shown and len(shown) == 9
+    assert page.locator(f"#query-chips img[src='/api/items/{item}/thumbnail']").count() == 1  # the query shown
+    assert "Fits " in page.locator(".result").first.inner_text()
+    # describe this person: the query's reliable attributes become an editable description
+    expected = session.search(items=[item], k=3)["query"]["description"]
+    assert expected  # the tiny model's head is sure of something here
+    page.locator("#query-chips button", has_text="Describe this person").click()
+    assert page.input_value("#describe") == expected
+    assert page.errors == [], page.errors

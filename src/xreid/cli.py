@@ -450,7 +450,10 @@ def explain(
     top_k: Annotated[int, typer.Option(help="Results to explain (at least 1).")] = 10,
     threshold: Annotated[float, typer.Option(help="Confidence threshold t_a of the matching scores, in [0, 0.5).")] = 0.3,
     filter_text: Annotated[Optional[str], typer.Option(
-        "--filter", help="Attribute filter, e.g. 'personalMale=yes,carryingBackpack=no'.")] = None,
+        "--filter", help="Attribute filter, e.g. 'personalMale=yes,carryingBackpack=no': yes keeps images whose "
+                         "attribute probability is >= 0.5, no those below (calibrated probabilities where the head "
+                         "has a calibration, raw otherwise; as `xreid index search` and the server); 'pid=...' "
+                         "or 'camera=...' take a value.")] = None,
     filter_mode: Annotated[str, typer.Option(help="'rerank' (violators sink) or 'keep' (violators dropped).")] = "rerank",
     maps: Annotated[Optional[str], typer.Option(
         help="Visual maps: any of pair,attention,attributes (Grad-CAM, xreid models) and occlusion (every model), "
@@ -464,13 +467,11 @@ def explain(
 ) -> None:
     """Rank a gallery for a query and explain the top results in attributes (HTML + JSON)."""
     from xreid.explain.maps.compute import parse_kinds
-    from xreid.explain.ranking import check_options
     from xreid.rendering.words import query_chips, result_line
     from xreid.workflows.explain import explain as run_explain
     from xreid.workflows.explain import maps_folder, write_report
 
-    try:
-        check_options(top_k, threshold)
+    try:  # the other options are checked once, by the workflow, before any image is embedded
         if maps is None:
             kinds = ["pair"] if _is_xreid_model(opts.model) else []
         else:
@@ -597,6 +598,20 @@ def _head_name(model: str, head: Path | None) -> str:
     return "bundled" if head is None and model == "default" else str(head)
 
 
+VideoOpt = Annotated[Optional[Path], typer.Option(
+    "--video", help="Footage: a video file, a folder of videos or of frame images, or a CSV (path, camera, start) "
+                    "listing videos; each becomes sightings (detected, tracked people).")]
+CameraOpt = Annotated[Optional[str], typer.Option(help="--video: camera name (default: CSV, else the file name).")]
+StartOpt = Annotated[Optional[str], typer.Option(
+    help="--video: start time, ISO 8601 (default: CSV, else the container's creation time, else unknown).")]
+DetectorOpt = Annotated[str, typer.Option(
+    help="--video: person detector, an SSD-output OpenVINO .xml / .onnx file or a short name from "
+         "`xreid models get`.")]
+StrideOpt = Annotated[int, typer.Option(min=1, help="--video: detect on every N-th frame.")]
+ConfidenceOpt = Annotated[float, typer.Option(help="--video: detections at or above this go to the tracker.")]
+FpsOpt = Annotated[Optional[float], typer.Option(help="--video on a folder of frame images: its frame rate (default 10).")]
+
+
 @index_app.command("build")
 @model_options
 def index_build(
@@ -606,15 +621,26 @@ def index_build(
     list_file: Annotated[Optional[Path], typer.Option(
         "--list", help="CSV with a header row: a 'path' column (relative to the data root), optional camera/cam, "
                        "time/timestamp (ISO 8601 or seconds) and any other columns (kept as searchable fields).")] = None,
+    video: VideoOpt = None,
+    camera: CameraOpt = None,
+    start: StartOpt = None,
+    detector: DetectorOpt = "person-detection-retail-0013",
+    stride: StrideOpt = 1,
+    confidence: ConfidenceOpt = 0.1,
+    fps: FpsOpt = None,
     head: HeadOpt = None,
     data_root: DataRoot = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per committed batch.")] = 256,
 ) -> None:
-    """Index images: embeddings, calibrated attribute probabilities, thumbnails and metadata, committed
-    batch by batch (rerun the same command to resume an interrupted build)."""
+    """Index images, or footage (--video: people detected, tracked and stored as sightings):
+    embeddings, calibrated attribute probabilities, thumbnails and metadata, committed as they are
+    done (rerun the same command to resume an interrupted build)."""
     from xreid.workflows.index import build_index
 
     _outputs(folders=(out,))
+    if video is not None:
+        _index_footage(opts, head, out, video, camera, start, detector, stride, confidence, fps, append=False)
+        return
     _index_images(build_index, opts, head, data_root, out, images, list_file, batch_size,
                   interrupted=f"every finished batch is committed in {out}: run the same command to resume")
 
@@ -626,16 +652,50 @@ def index_add(
     case: CaseArg,
     images: Annotated[Optional[Path], typer.Option(help="Folder of images (searched recursively).")] = None,
     list_file: Annotated[Optional[Path], typer.Option("--list", help="CSV list as for `xreid index build`.")] = None,
+    video: VideoOpt = None,
+    camera: CameraOpt = None,
+    start: StartOpt = None,
+    detector: DetectorOpt = "person-detection-retail-0013",
+    stride: StrideOpt = 1,
+    confidence: ConfidenceOpt = 0.1,
+    fps: FpsOpt = None,
     head: HeadOpt = None,
     data_root: DataRoot = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per committed batch.")] = 256,
 ) -> None:
-    """Append images to an index (the model and attribute head must be the index's); images it already
-    holds are skipped."""
+    """Append images or footage (--video) to an index (the model and attribute head must be the
+    index's); images and videos it already holds are skipped."""
     from xreid.workflows.index import add_to_index
 
+    if video is not None:
+        _index_footage(opts, head, case, video, camera, start, detector, stride, confidence, fps, append=True)
+        return
     _index_images(add_to_index, opts, head, data_root, case, images, list_file, batch_size,
                   interrupted=f"the batches committed so far are in {case}")
+
+
+def _index_footage(opts: ModelOptions, head, case: Path, video: Path, camera, start, detector: str, stride: int,
+                   confidence: float, fps, append: bool) -> None:
+    """`index build --video` / `index add --video`: load the models, run the footage workflow, report."""
+    from xreid.models.detector import Detector, resolve_detector
+    from xreid.workflows.footage import FootageOptions, index_footage
+
+    embedder = opts.load()
+    attr_head = _head(opts.model, head)
+    try:
+        det = Detector(resolve_detector(detector), precision=opts.precision or "f32")
+        report = index_footage(embedder, attr_head, det, video, case, camera=camera, start=start,
+                               opts=FootageOptions(confidence=confidence, stride=stride, fps=fps),
+                               head_name=_head_name(opts.model, head), append=append, say=typer.echo)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail(f"interrupted; the committed chunks and videos are kept in {case}: run the same command to resume",
+             code=130)
+    frames = sum(v.get("frames_read") or 0 for v in report.videos)
+    typer.echo(f"{report.case}: {report.count} rows ({report.added} sightings added from {len(report.videos)} "
+               f"video(s), {frames} frames, {report.seconds:.0f} s)")
+    _list_skipped(report.skipped, "problem(s)")
 
 
 def _index_images(job, opts: ModelOptions, head, data_root, case: Path, images, list_file, batch_size: int,
@@ -666,17 +726,49 @@ def _index_summary(report) -> None:
 @index_app.command("export")
 def index_export(
     case: CaseArg,
-    out: Annotated[Path, typer.Option(help="Output .npz in `xreid embed`'s format (with the model identity).")],
+    out: Annotated[Optional[Path], typer.Option(
+        help="Output .npz in `xreid embed`'s format (with the model identity).")] = None,
+    mot: Annotated[Optional[Path], typer.Option(
+        help="Folder for each indexed video's sightings in the MOTChallenge format (VIDEO_ID.txt).")] = None,
 ) -> None:
-    """Write the index's embeddings as an .npz, as `xreid embed` writes them."""
+    """Write the index's embeddings as an .npz, as `xreid embed` writes them, and/or (--mot) the
+    tracks of indexed footage as MOTChallenge text files."""
     from xreid.workflows.index import export_index
+
+    if out is None and mot is None:
+        fail("give --out FILE.npz and/or --mot DIR")
+    if out is not None:
+        _outputs(out)
+        try:
+            n = export_index(case, out)
+        except (FileNotFoundError, ValueError) as exc:
+            fail(str(exc))
+        typer.echo(f"{n} embeddings written to {out}")
+    if mot is not None:
+        from xreid.workflows.footage import export_mot
+
+        files = export_mot(case, mot)
+        if not files:
+            fail(f"{case}: holds no indexed footage (build it with `xreid index build --video ...`)")
+        typer.echo(f"{len(files)} MOTChallenge file(s) written to {mot}")
+
+
+@index_app.command("timeline")
+def index_timeline(
+    case: CaseArg,
+    out: Annotated[Path, typer.Option(help="Output file: .html (page), .json (data) or .png (for printing).")],
+    items: Annotated[Optional[str], typer.Option(help="Only these rows, e.g. '3,7,12' (default: every sighting).")] = None,
+) -> None:
+    """The timeline of the case's sightings: one lane per camera, one bar per sighting."""
+    from xreid.workflows.footage import export_timeline
 
     _outputs(out)
     try:
-        n = export_index(case, out)
-    except (FileNotFoundError, ValueError) as exc:
+        ids = [int(v) for v in items.split(",") if v.strip()] if items else None
+        data = export_timeline(case, out, ids)
+    except (FileNotFoundError, ValueError, IndexError) as exc:
         fail(str(exc))
-    typer.echo(f"{n} embeddings written to {out}")
+    typer.echo(f"timeline of {len(data['items'])} sighting(s) on {len(data['lanes'])} camera(s) written to {out}")
 
 
 @index_app.command("calibrate")
@@ -714,33 +806,42 @@ def index_calibrate(
 def index_search(
     opts: ModelOptions,
     case: CaseArg,
-    query: Annotated[Path, typer.Option(help="Query image.")],
+    query: Annotated[Optional[Path], typer.Option(help="Query image.")] = None,
+    describe: Annotated[Optional[str], typer.Option(
+        help="A description in words, e.g. 'woman, red top, backpack, no hat': alone it ranks the index by how well "
+             "each image fits; with --query it re-ranks the image search.")] = None,
     filter_text: Annotated[Optional[str], typer.Option(
         "--filter", help="Conditions, e.g. 'carryingBackpack=yes,personalMale=no,site=north' (attributes take "
-                         "yes/no: calibrated probability >= 0.5 or < 0.5; fields take a value).")] = None,
+                         "yes/no: calibrated probability >= 0.5 or < 0.5, raw where the head had no calibration; as "
+                         "`xreid explain` and the server; fields take a value).")] = None,
     camera: Annotated[Optional[list[str]], typer.Option(help="Camera (repeat for several); '3' also matches 'market/3'.")] = None,
     after: Annotated[Optional[str], typer.Option(help="Only images taken at or after this time (ISO 8601 or seconds).")] = None,
     before: Annotated[Optional[str], typer.Option(help="Only images taken before this time (ISO 8601 or seconds).")] = None,
     top_k: Annotated[int, typer.Option(min=1, help="Results to print.")] = 10,
     exact: Annotated[bool, typer.Option(help="Exact search (no ANN).")] = False,
+    head: HeadOpt = None,
+    json_out: Annotated[Optional[Path], typer.Option(
+        "--json", help="Also write the ranked results (ids, keys, scores, per-attribute evidence) to this JSON file.")]
+    = None,
 ) -> None:
-    """Search an index for a query image (for checking an index; prints the top results)."""
-    from xreid.index.gallery import Filter, GalleryIndex
-    from xreid.index.metadata import parse_time
-    from xreid.workflows.index import parse_index_filter, search_index
+    """Search an index for a query image, a description, or both (prints the top results)."""
+    from xreid.index.filters import parse_filter
+    from xreid.index.gallery import GalleryIndex
+    from xreid.workflows.index import search_index
 
+    if query is None and describe is None:
+        fail("give a query image (--query), a description (--describe), or both")
+    _outputs(json_out)
     try:
-        for name, value in (("--after", after), ("--before", before)):
-            if value is not None:
-                try:
-                    parse_time(value)
-                except ValueError as exc:
-                    raise ValueError(f"{name}: {exc}") from None
         index = GalleryIndex.open(case)
-        attrs, fields = parse_index_filter(filter_text, index.attribute_names, index.field_names)
-        where = Filter(camera=camera or None, after=after, before=before, attributes=attrs, fields=fields)
+        spec = parse_filter(filter_text, index.attribute_names, index.field_names, source="index")
+        where = parse_filter({"attributes": spec.attributes, "fields": spec.fields, "camera": camera or None,
+                              "after": after, "before": before})
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
+    if describe is not None:
+        _describe_search(opts, index, query, describe, where, top_k, exact, head, json_out)
+        return
     embedder = opts.load()
     try:
         result = search_index(embedder, index, query, where, top_k, exact=exact)
@@ -753,6 +854,55 @@ def index_search(
         typer.echo(f"  {rank:>2}. id {row['id']}  d={d:.4f}  {row['path']}" + (f"  ({extra})" if extra else ""))
     if not result.rows:
         typer.echo("  no image passes the filter")
+    if json_out is not None:
+        from xreid.io import write_json
+        from xreid.workflows.describe import image_json
+
+        write_json(json_out, image_json(str(query), result, index))
+        typer.echo(f"results written to {json_out}")
+
+
+def _describe_search(opts: ModelOptions, index, query: Path | None, text: str, where, top_k: int, exact: bool,
+                     head: Path | None, json_out: Path | None) -> None:
+    """`xreid index search --describe`: alone, or joined to the image search of --query."""
+    from xreid.io import write_json
+    from xreid.workflows.describe import (describe_search, description_json, image_json, join_description,
+                                          read_description)
+    from xreid.workflows.index import search_index
+
+    attr_head = _head(opts.model, head)
+    try:
+        if query is None:
+            d, res = describe_search(index, text, attr_head, top_k, where)
+        else:
+            d = read_description(text, index)
+            embedder = opts.load()
+            res = join_description(index, d, attr_head, lambda k, w: search_index(embedder, index, query, w, k,
+                                                                                  exact=exact), top_k, where)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    typer.echo("described: " + ", ".join(t.text for t in d.terms))
+    for p in d.problems:
+        typer.echo(f"  note: {p}")
+    if query is None:
+        weak = [t.text for t, w in zip(res.terms, res.weights) if w < 1]
+        if weak:
+            typer.echo(f"  unreliable for this model, weighted down: {', '.join(weak)}")
+        typer.echo(f"{len(index)} images, {res.candidates} pass the filter; ranked by how well they fit ({res.rule})")
+        lines = zip(res.ids, res.scores, res.evidence)
+    else:
+        typer.echo(f"image search re-ranked by the description ({res.mode})")
+        lines = zip(res.ids, res.combined, res.evidence)
+    from xreid.rendering.description import reason_line
+
+    for rank, (i, s, ev) in enumerate(lines, 1):
+        typer.echo(f"  {rank:>2}. id {int(i)}  score={s:.4f}  {index.keys[int(i)]}\n      {reason_line(ev)}")
+    if not len(res.ids):
+        typer.echo("  no image passes the filter")
+    if json_out is not None:
+        data = description_json(d, res, index) if query is None else image_json(str(query), res, index, d)
+        write_json(json_out, data)
+        typer.echo(f"results written to {json_out}")
 
 
 @app.command()
@@ -876,6 +1026,37 @@ def _fusion(path: Optional[Path], embedder, attributes_model: Optional[str] = No
         fail(str(exc))
 
 
+models_app = typer.Typer(help="Known public models: download them into the model cache.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("get")
+def models_get(
+    names: Annotated[list[str], typer.Argument(help="Model names (see `xreid models list`).")],
+) -> None:
+    """Download known models from their publisher (sha256-pinned, atomic, resumable) into the model
+    cache; --detector and --model then take the short name. $XREID_MODEL_BASE_URL overrides the address."""
+    from xreid.models.zoo import KNOWN_MODELS, ModelDownloadError, get_model
+
+    for name in names:
+        if name not in KNOWN_MODELS:
+            fail(f"unknown model {name!r}; known: {', '.join(KNOWN_MODELS)}")
+        try:
+            path = get_model(name, progress=typer.echo)
+        except ModelDownloadError as exc:
+            fail(str(exc))
+        typer.echo(f"{name}: {path}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The known models and whether each is in the model cache."""
+    from xreid.models.zoo import KNOWN_MODELS, is_installed, model_path
+
+    for name, m in KNOWN_MODELS.items():
+        typer.echo(f"{name:48s} {m.kind:10s} " + (str(model_path(name)) if is_installed(name) else "not fetched"))
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("xreid.data.peta",):
@@ -885,3 +1066,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+

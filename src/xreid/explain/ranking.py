@@ -1,15 +1,16 @@
-"""Explain one query's ranking: distances, attribute matching scores, both distance decompositions,
-optional attribute filtering, and a reliability verdict on the query. Returns typed records
+"""Explain one query's ranking (the hits a gallery's search returned): distances, attribute matching
+scores, both distance decompositions, the filter's effect, and a reliability verdict on the query. Returns typed records
 (``RankingExplanation``), never text or pictures: ``xreid.rendering`` draws them.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from xreid.distance import l2_normalise, rank_gallery
+from xreid.distance import l2_normalise
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.formulas import (DEFAULT_CONFIDENCE, attribute_error, confident_attributes,
                                     exact_decomposition, matching_scores, orthonormal_attribute_basis)
@@ -17,44 +18,16 @@ from xreid.explain.fusion import Fusion, fused_parts
 from xreid.explain.naming import RELIABLE_AT, PairSummary, summarise_pair
 from xreid.explain.query_check import QueryCheck
 
+if TYPE_CHECKING:  # the types of the hits explained; explanations import nothing from xreid.index
+    from collections.abc import Sequence
+
+    from xreid.index.base import Gallery, Hits
+    from xreid.index.filters import Filter
+
 #: A calibrated probability this far from 0.5 (above it, or below 1 minus it) counts as sure.
 SURE_AT = 0.8
 #: A result this close to the query (cosine distance) is the same picture, not a re-identification.
 IDENTICAL_BELOW = 1e-6
-
-
-def parse_filter(text: str | None, names: list[str]) -> dict[str, bool]:
-    """``"personalMale=yes,carryingBackpack=no"`` -> {name: wanted}; unknown names are an error."""
-    if not text:
-        return {}
-    out: dict[str, bool] = {}
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if "=" not in item:
-            raise ValueError(f"filter item {item!r}: expected name=yes or name=no")
-        name, value = (s.strip() for s in item.split("=", 1))
-        if name not in names:
-            close = [n for n in names if n.lower() == name.lower()]
-            hint = f" (did you mean {close[0]}?)" if close else f"; known: {', '.join(names)}"
-            raise ValueError(f"filter: unknown attribute {name!r}{hint}")
-        if value.lower() not in ("yes", "no", "1", "0", "true", "false"):
-            raise ValueError(f"filter item {item!r}: value must be yes or no")
-        if name in out:
-            raise ValueError(f"filter: attribute {name!r} is named twice")
-        out[name] = value.lower() in ("yes", "1", "true")
-    return out
-
-
-def filter_violations(probs: np.ndarray, names: list[str], wanted: dict[str, bool]) -> np.ndarray:
-    """Per gallery item, how many filter conditions its predicted attributes break (prob on the wrong side
-    of 0.5; docs/METHODS.md#attribute-filtering)."""
-    if not wanted:
-        return np.zeros(len(probs), int)
-    idx = [names.index(n) for n in wanted]
-    want = np.array(list(wanted.values()))
-    return ((probs[:, idx] >= 0.5) != want).sum(axis=1)
 
 
 @dataclass
@@ -150,73 +123,55 @@ def reliability_verdict(check: QueryCheck | None, n_sure: int) -> tuple[bool, st
     return True, "The query looks like a usable person crop."
 
 
-def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gallery_keys: list[str],
-                    head: AttributeHead, top_k: int = 10, threshold: float = DEFAULT_CONFIDENCE,
-                    gallery_pids: list[str | None] | None = None, query_pid: str | None = None,
-                    filter_spec: dict[str, bool] | None = None, filter_mode: str = "rerank",
-                    query_key: str = "query", basis: np.ndarray | None = None,
-                    gallery_probabilities: np.ndarray | None = None, include_vectors: bool = True,
-                    model: str = "", query_check: QueryCheck | None = None,
-                    fusion: Fusion | None = None, fusion_probabilities: tuple[np.ndarray, np.ndarray] | None = None
-                    ) -> RankingExplanation:
-    """Rank ``gallery_features`` for the query and explain the top ``top_k``.
+def explain_ranking(query_feature: np.ndarray, hits: "Hits", gallery: "Gallery", head: AttributeHead,
+                    threshold: float = DEFAULT_CONFIDENCE, query_pid: str | None = None, query_key: str = "query",
+                    basis: np.ndarray | None = None, include_vectors: bool = True, model: str = "",
+                    query_check: QueryCheck | None = None, fusion: Fusion | None = None,
+                    fusion_probabilities: tuple[np.ndarray, np.ndarray] | None = None,
+                    filter: "Filter | None" = None, pids: "Sequence[str | None] | None" = None) -> RankingExplanation:
+    """Explain ``hits``, the ranked results of ``gallery.search`` (``xreid.index.base``), for the query
+    embedding ``query_feature``; nothing is ranked again. Reads the hits' vectors, calibrated
+    attribute probabilities and person ids from the gallery (``vectors_of``, ``probabilities``,
+    ``metadata``).
 
-    ``basis`` (the head's orthonormal attribute basis) and ``gallery_probabilities`` may be passed
-    precomputed to explain many queries against one gallery quickly. A result is marked a match or
-    not only when both its person id and the query's are known. ``query_check`` (image measurements
-    of the query crop) feeds the reliability verdict. With a ``fusion`` and ``fusion_probabilities``
-    (its attribute classifier's calibrated probabilities of the query, A, and the gallery, G x A), the
-    gallery is ranked by the fused distance and each result carries its exact split (``fused``).
+    ``basis`` (the head's orthonormal attribute basis) may be passed precomputed to explain many
+    queries quickly. A result is marked a match or not only when both its person id and the query's
+    are known. ``query_check`` (image measurements of the query crop) feeds the reliability verdict.
+    With a fused ranking (``fusion``; ``hits.model_distances`` the model's own distances), each
+    result carries its exact split (``fused``); ``fusion_probabilities`` are the fusion's attribute
+    probabilities of the query (A) and of the hits (k x A). ``filter``: the search's filter, recorded.
+    ``pids``: the hits' person ids, when the caller has read their metadata already.
     """
-    check_options(top_k, threshold)
-    if len(gallery_features) == 0:
+    if len(gallery) == 0:
         raise ValueError("the gallery is empty")
-    if filter_mode not in ("rerank", "keep"):
-        raise ValueError(f"filter mode must be 'rerank' or 'keep', not {filter_mode!r}")
-    head.check_embedding(query_feature[None], "query embedding")
-    head.check_embedding(gallery_features, "gallery embeddings")
+    head.check_embedding(np.asarray(query_feature)[None], "query embedding")
+    ids = np.asarray(hits.ids, np.int64)
     q = l2_normalise(np.asarray(query_feature, np.float64))
-    by_distance, dist = rank_gallery(query_feature, gallery_features)
-    model_dist = dist
-    if fusion is not None:
-        if fusion_probabilities is None:
-            raise ValueError("a fusion needs its attribute probabilities of the query and the gallery")
-        f_q, f_g = fusion_probabilities
-        dist = fusion.distances(model_dist[None], np.asarray(f_q)[None], np.asarray(f_g))[0]
-        by_distance = np.argsort(dist, kind="stable")
-    order = by_distance
     names = head.names
-    wanted = filter_spec or {}
-    probs_all = gallery_probabilities
-    if wanted:
-        probs_all = head.predict(gallery_features) if probs_all is None else probs_all
-        viol = filter_violations(probs_all[order], names, wanted)
-        if filter_mode == "keep":
-            order, viol = order[viol == 0], viol[viol == 0]
-        else:
-            resort = np.argsort(viol, kind="stable")
-            order, viol = order[resort], viol[resort]
-    else:
-        viol = np.zeros(len(order), int)
-    original_rank = np.empty(len(dist), int)
-    original_rank[by_distance] = np.arange(1, len(dist) + 1)
-    top = order[:top_k]
-    g = l2_normalise(np.asarray(gallery_features)[top].astype(np.float64))  # the top only: no float64 gallery copy
+    g = l2_normalise(np.asarray(gallery.vectors_of(ids), np.float64).reshape(len(ids), -1))
+    head.check_embedding(g, "gallery embeddings")
     x_q = head.predict(q[None])[0]
-    x_g = probs_all[top] if probs_all is not None else head.predict(g)
+    x_g = head.predict(g)
     confident = confident_attributes(x_q, threshold)
     scores_raw = matching_scores(x_q, x_g, clip=False)
     scores = np.minimum(scores_raw, 1.0)
     basis = orthonormal_attribute_basis(head.weights) if basis is None else basis
     e32 = attribute_error(q, g, head.weights)
     parts, residual, d_exact = exact_decomposition(q, g, basis)
-    c_q, c_g = head.calibrated(q[None])[0], head.calibrated(g)
+    stored = gallery.probabilities(ids) if len(ids) else None
+    c_q, c_g = head.calibrated(q[None])[0], (head.calibrated(g) if stored is None else np.asarray(stored))
     usable = head.reliable(RELIABLE_AT)
+    if fusion is not None:
+        if fusion_probabilities is None or hits.model_distances is None:
+            raise ValueError("a fusion needs its attribute probabilities of the query and the hits, and the "
+                             "hits' model distances")
+        f_q, f_g = fusion_probabilities
     results = []
-    for i, j in enumerate(top):
-        pid = gallery_pids[j] if gallery_pids else None
+    for i, j in enumerate(ids):
+        pid = pids[i] if pids is not None else gallery.metadata(int(j)).get("pid")
+        dist = float(hits.distances[i])
         results.append(ResultExplanation(
-            rank=i + 1, key=gallery_keys[j], distance=float(dist[j]), original_rank=int(original_rank[j]),
+            rank=int(hits.ranks[i]), key=hits.keys[i], distance=dist, original_rank=int(hits.original_ranks[i]),
             pid=pid, is_match=(pid == query_pid) if (pid is not None and query_pid is not None) else None,
             probabilities=[float(v) for v in x_g[i]],
             matching_scores={n: float(scores[i, a]) for a, n in enumerate(names) if confident[a]},
@@ -224,11 +179,12 @@ def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gal
             attribute_error_eq32=[float(v) for v in e32[i]], exact_parts=[float(v) for v in parts[i]],
             exact_residual=float(residual[i]),
             explained_share=float(parts[i].sum() / d_exact[i]) if d_exact[i] > 1e-12 else 0.0,
-            filter_violations=int(viol[i]), identical_to_query=bool(dist[j] < IDENTICAL_BELOW),
+            filter_violations=int(hits.violations[i]), identical_to_query=bool(dist < IDENTICAL_BELOW),
             calibrated=[float(v) for v in c_g[i]],
             summary=summarise_pair(list(names), c_q, c_g[i], parts[i], float(d_exact[i]), usable),
-            fused=None if fusion is None else _fused_parts(fusion, float(model_dist[j]), f_q, f_g[j])))
-    mean_score = float(scores[:, confident].mean()) if confident.any() and len(top) else None
+            fused=None if fusion is None else _fused_parts(fusion, float(hits.model_distances[i]), f_q,
+                                                           np.asarray(f_g)[i])))
+    mean_score = float(scores[:, confident].mean()) if confident.any() and len(ids) else None
     sure = usable & ((c_q >= SURE_AT) | (c_q <= 1 - SURE_AT))
     measured = head.reliability if head.reliability is not None else np.full(len(names), np.nan)
     reliable, verdict = reliability_verdict(query_check, int(sure.sum()))
@@ -236,8 +192,9 @@ def explain_ranking(query_feature: np.ndarray, gallery_features: np.ndarray, gal
     return RankingExplanation(
         query=query_key, query_pid=query_pid, attribute_names=list(names),
         query_probabilities=[float(v) for v in x_q], confident=labels, confidence_threshold=threshold,
-        gallery_size=int(len(gallery_features)), results=results, mean_matching_score=mean_score,
-        reliability=verdict, reliable=reliable, filter=wanted, filter_mode=filter_mode,
+        gallery_size=int(getattr(hits, "size", 0) or len(gallery)), results=results, mean_matching_score=mean_score,
+        reliability=verdict, reliable=reliable, filter=dict(filter.attributes) if filter is not None else {},
+        filter_mode=filter.mode if filter is not None else "rerank",
         weights=head.weights.tolist() if include_vectors else [],
         orthonormal_basis=basis.tolist() if include_vectors else [],
         query_embedding=q.tolist() if include_vectors else [],

@@ -32,7 +32,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,8 +41,11 @@ import numpy as np
 
 from xreid.distance import cosine_distance, l2_normalise
 from xreid.index.ann import AnnIndex
+from xreid.index.base import Gallery, Hits
 from xreid.index.features import MODEL_FIELDS, check_same_model, save_features
+from xreid.index.filters import Filter, _as_list, check_attribute_names
 from xreid.index.metadata import CAMERA, PID, TIME, check_column_name, format_time, parse_time
+from xreid.index.sightings import is_sighting_key
 from xreid.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -490,44 +493,13 @@ def load_vectors(case: Path, manifest: dict) -> np.ndarray:
 
 # --- searching -----------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Filter:
-    """Conditions a search result must meet (all of them):
-
-    ``camera``: a camera or several (a value ``"3"`` matches ``"3"`` and any namespaced ``".../3"``);
-    ``after`` / ``before``: time >= after, time < before (ISO 8601, seconds or datetime; images of
-    unknown time never pass a time condition); ``attributes``: {name: True} for calibrated
-    probability >= 0.5, False for < 0.5, or a number t for >= t; ``fields``: {column: value or
-    values} equality on string fields (``pid`` and the CSV's other columns)."""
-
-    camera: str | int | Sequence[str | int] | None = None
-    after: str | float | datetime | None = None
-    before: str | float | datetime | None = None
-    attributes: Mapping[str, bool | float] = field(default_factory=dict)
-    fields: Mapping[str, str | Sequence[str]] = field(default_factory=dict)
-
-    def is_empty(self) -> bool:
-        return (self.camera is None and self.after is None and self.before is None and not self.attributes
-                and not self.fields)
-
-
 @dataclass
-class SearchResult:
-    """The top results, nearest first: row ids, exact cosine distances (``xreid.distance``), one
-    metadata row per result, how the search ran ('exact' or 'ann') and how many rows the filter kept."""
+class SearchResult(Hits):
+    """``Hits`` of the index (nearest first: row ids, exact cosine distances from ``xreid.distance``,
+    how the search ran, 'exact' or 'ann', and how many rows the filter kept) with one metadata row
+    per result (``GalleryIndex.row``)."""
 
-    ids: np.ndarray
-    distances: np.ndarray
-    rows: list[dict]
-    method: str
-    candidates: int
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
-def _as_list(value) -> list:
-    return [value] if isinstance(value, (str, int, float)) else list(value)
+    rows: list[dict] = field(default_factory=list)
 
 
 def _codes_in(codes: np.ndarray, hits: list[int], vocab_size: int) -> np.ndarray:
@@ -553,15 +525,17 @@ def _top_k(dist: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
     return pos[np.lexsort((ids[pos], dist[pos]))][:k]
 
 
-class GalleryIndex:
+class GalleryIndex(Gallery):
     """A committed index, read into memory: ``GalleryIndex.open(CASE).search(vector, k, where=Filter(...))``.
     Holds the unit-normalised vectors (float32), attribute codes (one contiguous array per
-    attribute), times and dictionary-encoded string columns; reopen to see later commits."""
+    attribute), times and dictionary-encoded string columns; reopen to see later commits. Implements
+    ``xreid.index.base.Gallery``; its images are read under ``image_root`` (the data root)."""
 
     def __init__(self, case: Path, manifest: dict, vectors: np.ndarray, attributes: np.ndarray, keys: np.ndarray,
                  times: np.ndarray, columns: dict[str, tuple[np.ndarray, np.ndarray]], thumbs: dict[str, np.ndarray],
-                 ann: AnnIndex | None):
-        self.case, self.manifest = case, manifest
+                 ann: AnnIndex | None, image_root: Path | None = None):
+        super().__init__()
+        self.case, self.manifest, self.image_root = case, manifest, image_root
         self.vectors, self.attribute_codes, self.keys, self.times = vectors, attributes, keys, times
         self.columns, self._thumbs, self.ann = columns, thumbs, ann
         self.attribute_names: list[str] = list(manifest["attributes"]["names"])
@@ -569,9 +543,10 @@ class GalleryIndex:
         self._packs = [p for seg in manifest["segments"] for p in seg["packs"]]
 
     @classmethod
-    def open(cls, case: str | Path, ann: bool = True) -> "GalleryIndex":
+    def open(cls, case: str | Path, ann: bool = True, image_root: str | Path | None = None) -> "GalleryIndex":
         """Read the committed state of ``case`` (an interrupted build is readable too: its committed
-        rows). ``ann=False`` skips the ANN structure (every search exact)."""
+        rows). ``ann=False`` skips the ANN structure (every search exact); ``image_root``: where the
+        images of its keys lie (the data root), for ``image``."""
         case = Path(case)
         manifest = read_manifest(case)
         segs = [_load_segment(case / SEGMENTS / s["file"]) for s in manifest["segments"]]
@@ -614,7 +589,8 @@ class GalleryIndex:
                 index = None
             elif index is not None and index.rows < len(vectors):  # rows added since: add them in memory
                 index.add(vectors[index.rows:])
-        return cls(case, manifest, vectors, attributes, keys, times, columns, thumbs, index)
+        return cls(case, manifest, vectors, attributes, keys, times, columns, thumbs, index,
+                   None if image_root is None else Path(image_root))
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -643,11 +619,11 @@ class GalleryIndex:
             m &= self.times >= parse_time(where.after)
         if where.before is not None:
             m &= self.times < parse_time(where.before)
+        if where.attributes and where.mode != "keep":
+            raise ValueError(f"an index applies attribute filters inside the search: mode 'keep' only "
+                             f"(got {where.mode!r})")
+        check_attribute_names(list(where.attributes), self.attribute_names)
         for name, want in where.attributes.items():
-            if name not in self._attr_pos:
-                close = [n for n in self.attribute_names if n.lower() == name.lower()]
-                raise ValueError(f"filter: unknown attribute {name!r}"
-                                 + (f" (did you mean {close[0]}?)" if close else f"; known: {', '.join(self.attribute_names)}"))
             col = self.attribute_codes[self._attr_pos[name]]
             if isinstance(want, (bool, np.bool_)):
                 m &= (col >= 128) if want else (col < 128)
@@ -679,7 +655,8 @@ class GalleryIndex:
         kept = len(self) if mask is None else int(np.count_nonzero(mask))
         k = min(k, kept)
         if k == 0:
-            return SearchResult(np.zeros(0, np.int64), np.zeros(0, np.float32), [], "exact", kept)
+            return SearchResult(np.zeros(0, np.int64), [], np.zeros(0, np.float32), method="exact", candidates=kept,
+                                size=len(self))
         if exact or self.ann is None or kept <= EXACT_LIMIT:
             ids = np.arange(len(self)) if mask is None else np.flatnonzero(mask)
             dist = cosine_distance(q, self.vectors if mask is None else self.vectors[ids], normalised=True)
@@ -692,7 +669,8 @@ class GalleryIndex:
             method = "ann"
         top = _top_k(dist, ids, k)
         ids, dist = ids[top].astype(np.int64), dist[top].astype(np.float32)
-        return SearchResult(ids, dist, [self.row(int(i)) for i in ids], method, kept)
+        return SearchResult(ids, [str(self.keys[i]) for i in ids], dist, method=method, candidates=kept,
+                            size=len(self), rows=[self.row(int(i)) for i in ids])
 
     # -- rows --
 
@@ -727,9 +705,55 @@ class GalleryIndex:
         codes = self.attribute_codes if ids is None else self.attribute_codes[:, np.asarray(ids, np.int64)]
         return decode_probabilities(codes.T)
 
+    def facets(self, most: int = 200) -> dict:
+        """What a search page draws its facets from: per attribute, how many rows have it (calibrated
+        probability >= 0.5); the cameras (sorted, with counts); the time range and how many rows have
+        a time; the other string fields' most frequent values (``most`` at most)."""
+        times = self.times[np.isfinite(self.times)]
+        return {
+            "attributes": {n: int(np.count_nonzero(self.attribute_codes[a] >= 128))
+                           for a, n in enumerate(self.attribute_names)},
+            "cameras": sorted(_value_counts(*self.columns[CAMERA], most=1000), key=lambda c: c["value"])
+            if CAMERA in self.columns else [],
+            "time": {"first": format_time(float(times.min())) if len(times) else None,
+                     "last": format_time(float(times.max())) if len(times) else None, "known": int(len(times))},
+            "fields": [{"name": n, "values": _value_counts(*self.columns[n], most=most)}
+                       for n in self.field_names if n not in (CAMERA, PID)]}
+
+    # -- the Gallery interface --
+
+    def vectors_of(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Embeddings of ``ids`` (L2-normalised float32)."""
+        return self.vectors[np.asarray(ids, np.int64)]
+
+    def metadata(self, i: int) -> dict:
+        return self.row(int(i), attributes=False)
+
+    def key(self, i: int) -> str:
+        return str(self.keys[i])
+
+    def image_path(self, i: int) -> Path:
+        """Where row ``i``'s image lies: in the case for a sighting of footage (``index.sightings``),
+        else under ``image_root``."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"row {i} not in the index (0..{len(self) - 1})")
+        key = str(self.keys[i])
+        if is_sighting_key(key):
+            return self.case / key
+        if self.image_root is None:
+            raise ValueError(f"{self.case}: open the index with image_root (the data root) to read its images")
+        return self.image_root / key
+
     def export_features(self, out: str | Path) -> int:
         """Write the embeddings in ``xreid embed``'s ``.npz`` format (see ``export_features``)."""
         return export_features(self.case, out)
+
+
+def _value_counts(vocab: np.ndarray, codes: np.ndarray, most: int = 200) -> list[dict]:
+    """The most frequent values of a string column (empty values left out), for a facet."""
+    counts = np.bincount(codes, minlength=len(vocab))
+    order = np.argsort(-counts, kind="stable")
+    return [{"value": str(vocab[i]), "count": int(counts[i])} for i in order[:most] if counts[i] and vocab[i]]
 
 
 def export_features(case: str | Path, out: str | Path) -> int:

@@ -20,14 +20,18 @@ from xreid.rendering.charts import bar_svg, composition, pie_svg
 from xreid.rendering.interpretation import interpreter_block
 from xreid.rendering.words import explained_sentence, query_chips, result_line
 
-def image_data_uri(path: str | Path | None, height: int = 128) -> str:
-    """A JPEG thumbnail of ``path`` as a data: URI (a grey placeholder when it cannot be read)."""
+def image_data_uri(path: str | Path | np.ndarray | None, height: int = 128) -> str:
+    """A JPEG thumbnail of ``path`` (an image file, or an image already decoded: H x W x 3 RGB) as a
+    data: URI (a grey placeholder when it cannot be read)."""
     from xreid.data.images import ImageError, load_image
 
-    try:
-        arr = load_image(path) if path else None
-    except ImageError:
-        arr = None
+    if isinstance(path, np.ndarray):
+        arr = path
+    else:
+        try:
+            arr = load_image(path) if path else None
+        except ImageError:
+            arr = None
     if arr is None:
         arr = np.full((height, height // 2, 3), 200, np.uint8)
     im = Image.fromarray(arr)
@@ -145,7 +149,7 @@ def _fused_html(r: ResultExplanation, top: int = 4) -> str:
             f'{sum(r.fused.attributes.values()):.4f}' + (f" ({named}{more})" if named else "") + "</p>")
 
 
-def _result_card(e: RankingExplanation, r: ResultExplanation, gallery_paths: dict[str, str | Path],
+def _result_card(e: RankingExplanation, r: ResultExplanation, gallery_paths: dict[str, str | Path | np.ndarray],
                  maps: list[MapPicture], interpreted=None) -> str:
     esc = html.escape
     names = e.attribute_names
@@ -183,11 +187,13 @@ def _result_card(e: RankingExplanation, r: ResultExplanation, gallery_paths: dic
 {_details_table(e, r)}<div class="maps">{_map_cells(detail_maps, 120)}</div></details></div></div>"""
 
 
-def render_report(e: RankingExplanation, query_path: str | Path, gallery_paths: dict[str, str | Path],
+def render_report(e: RankingExplanation, query_path: str | Path | np.ndarray,
+                  gallery_paths: dict[str, str | Path | np.ndarray | None],
                   maps: list[MapPicture] | None = None, skipped: list[str] | None = None,
                   notes: list[str] | None = None, interpretation=None) -> str:
     """The HTML page for one explained ranking: a query card, then one card per result with its
-    plain-words line; every number folds open underneath. ``skipped`` lists the files that could not
+    plain-words line; every number folds open underneath. The query and the results' pictures are
+    image files or images already decoded (H x W x 3 RGB). ``skipped`` lists the files that could not
     be used, ``notes`` any other remark the reader must see. One self-contained offline file."""
     esc = html.escape
     maps = maps or []

@@ -23,24 +23,29 @@ from pathlib import Path
 import numpy as np
 
 from xreid.data.images import ImageError, decode_image, load_image
-from xreid.data.transforms import resize_rgb
 from xreid.data.vocabulary import words
 from xreid.distance import l2_normalise
 from xreid.explain.attribute_head import AttributeHead
+from xreid.explain.describe import Description, description_of, parse_description, phrase
+from xreid.explain.description_score import COMBINE, RERANK_POOL, RULE, UNRELIABLE_WEIGHT, evidence, term_weights
 from xreid.explain.formulas import orthonormal_attribute_basis
 from xreid.explain.maps.compute import parse_kinds
 from xreid.explain.naming import RELIABLE_AT
 from xreid.explain.query_check import check_query
 from xreid.explain.ranking import IDENTICAL_BELOW, explain_ranking
+from xreid.index.base import Hits
 from xreid.index.features import MODEL_FIELDS, check_same_model
-from xreid.index.gallery import Filter, GalleryIndex, read_manifest
-from xreid.index.metadata import CAMERA, PID, format_time
+from xreid.index.filters import parse_filter
+from xreid.index.gallery import GalleryIndex, read_manifest
+from xreid.index.metadata import PID
 from xreid.io import atomic_write
 from xreid.models.embedders import Embedder
 from xreid.rendering.charts import composition
+from xreid.rendering.description import reason_line
 from xreid.rendering.words import CHIP_AT, query_chips, result_line
 from xreid.serve.audit import AuditLog
-from xreid.workflows.explain import Explained, Gallery, explain_gallery, render_explained
+from xreid.workflows.describe import joined_filter, rerank_order
+from xreid.workflows.explain import Explained, embed_query, explain_hits, render_explained
 from xreid.workflows.index import head_fingerprint
 
 log = logging.getLogger(__name__)
@@ -88,46 +93,33 @@ class Search:
     k: int
     filters: dict
     threshold: float
-    vector: np.ndarray
-    ids: list[int]
-    distances: list[float]
+    vector: np.ndarray | None  # None: a search by description alone
+    hits: Hits  # the results, ranked 1..n as shown
     probabilities: list[float | None]
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    description: str = ""
+
+    @property
+    def ids(self) -> list[int]:
+        return self.hits.ids.tolist()
+
+    @property
+    def distances(self) -> list[float]:
+        return [float(d) for d in self.hits.distances]
 
     @property
     def case_query(self) -> str:
-        """What marks are kept under: the first uploaded image, else the first gallery item; a
-        re-search that adds confirmed matches keeps its query's marks."""
-        return f"upload:{self.uploads[0]}" if self.uploads else f"item:{self.items[0]}"
+        """What marks are kept under: the first uploaded image, else the first gallery item, else the
+        description; a re-search that adds confirmed matches keeps its query's marks."""
+        if self.uploads:
+            return f"upload:{self.uploads[0]}"
+        return f"item:{self.items[0]}" if self.items else f"description:{self.description}"
 
 
 def _clean_name(name: str | None) -> str:
     """A client's file name, for display and the audit log only (never used to open anything)."""
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
     return "".join(c for c in base if c.isprintable())[:120]
-
-
-def parse_filters(spec: dict | None) -> Filter:
-    """The JSON filter of a search request -> ``Filter``; ValueError names what is wrong."""
-    spec = dict(spec or {})
-    unknown = set(spec) - {"attributes", "camera", "after", "before", "fields"}
-    if unknown:
-        raise ValueError(f"unknown filter key(s): {', '.join(sorted(unknown))} "
-                         f"(known: attributes, camera, after, before, fields)")
-    attributes = spec.get("attributes") or {}
-    if not isinstance(attributes, dict):
-        raise ValueError("filter 'attributes' must be an object {name: true | false | probability}")
-    for name, want in attributes.items():
-        if not isinstance(want, (bool, int, float)) or (not isinstance(want, bool) and not 0 <= want <= 1):
-            raise ValueError(f"filter attribute {name!r}: give true, false or a probability in [0, 1]")
-    camera = spec.get("camera")
-    if camera in ([], ""):
-        camera = None
-    fields = spec.get("fields") or {}
-    if not isinstance(fields, dict):
-        raise ValueError("filter 'fields' must be an object {column: value or [values]}")
-    return Filter(camera=camera, after=spec.get("after") or None, before=spec.get("before") or None,
-                  attributes=attributes, fields={k: v for k, v in fields.items() if v not in ("", [], None)})
 
 
 class CaseSession:
@@ -157,7 +149,7 @@ class CaseSession:
             raise ValueError(f"{self.workdir}: cannot create the session folder ({exc.strerror}); "
                              f"give a writable --workdir") from None
         self.audit = AuditLog(self.workdir / "audit.jsonl")
-        self._index = GalleryIndex.open(self.case)
+        self._index = GalleryIndex.open(self.case, image_root=self.data_root)
         self._seen = self._manifest_stamp()
         self._checked = time.monotonic()
         self._lock = threading.Lock()  # uploads / searches / marks bookkeeping and index swaps
@@ -182,7 +174,7 @@ class CaseSession:
             try:
                 stamp = self._manifest_stamp()
                 if stamp != self._seen:
-                    fresh = GalleryIndex.open(self.case)
+                    fresh = GalleryIndex.open(self.case, image_root=self.data_root)
                     with self._lock:
                         self._index, self._seen = fresh, stamp
                     log.info("%s: re-read, %d rows", self.case, len(fresh))
@@ -194,22 +186,15 @@ class CaseSession:
 
     def info(self) -> dict:
         index = self.index
-        names = index.attribute_names
-        codes = index.attribute_codes
-        cameras = sorted(_value_counts(*index.columns[CAMERA], most=1000), key=lambda c: c["value"]) \
-            if CAMERA in index.columns else []
-        times = index.times[np.isfinite(index.times)]
+        facets = index.facets()
         return {
             "case": self.case.name, "count": len(index), "model": index.identity.get("model"),
             "attributes": [{"name": n, "text": words(n).present, "group": words(n).group,
-                            "reliable": bool(self.reliable[a]), "count": int(np.count_nonzero(codes[a] >= 128))}
-                           for a, n in enumerate(names)],
-            "cameras": cameras,
-            "time": {"first": format_time(float(times.min())) if len(times) else None,
-                     "last": format_time(float(times.max())) if len(times) else None,
-                     "known": int(len(times))},
-            "fields": [{"name": n, "values": _value_counts(*index.columns[n])}
-                       for n in index.field_names if n not in (CAMERA, PID)],
+                            "reliable": bool(self.reliable[a]), "count": facets["attributes"][n],
+                            "phrase": _phrase(n, True, index.attribute_names),
+                            "absent_phrase": _phrase(n, False, index.attribute_names)}
+                           for a, n in enumerate(index.attribute_names)],
+            "cameras": facets["cameras"], "time": facets["time"], "fields": facets["fields"],
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "threshold": self.threshold,
             "limits": {"max_upload_bytes": self.limits.max_upload_bytes, "max_pixels": self.limits.max_pixels,
@@ -239,7 +224,7 @@ class CaseSession:
         return self._upload_info(up)
 
     def _embed(self, image: np.ndarray) -> np.ndarray:
-        return self.embedder.embed_arrays([resize_rgb(image, self.embedder.preprocess.size)])[0]
+        return embed_query(self.embedder, image)
 
     def _remember(self, up: Upload) -> Upload:
         with self._lock:
@@ -274,17 +259,78 @@ class CaseSession:
 
     # -- searching --
 
+    def _read_description(self, text: str) -> Description:
+        if len(text) > 2000:
+            raise Problem(400, f"a description of {len(text):,} characters; at most 2,000")
+        d = parse_description(text, self.index.attribute_names)
+        if not d.terms:
+            raise Problem(400, f"nothing in the description {text!r} names an attribute of this case"
+                               + ("; " + "; ".join(d.problems) if d.problems else ""))
+        return d
+
+    def _weights(self, d: Description) -> tuple[np.ndarray, np.ndarray]:
+        """The terms' weights and reliable flags (the head's reliability of their attributes)."""
+        pos = [self.head.names.index(t.name) for t in d.terms]
+        rel = None if self.head.reliability is None else self.head.reliability[pos]
+        return term_weights(rel, len(pos), UNRELIABLE_WEIGHT), self.reliable[pos]
+
+    def _evidence(self, d: Description, ids: list[int], index: GalleryIndex) -> list[list]:
+        weights, reliable = self._weights(d)
+        pos = [index.attribute_names.index(t.name) for t in d.terms]
+        probs = index.probabilities(ids)[:, pos] if ids else np.zeros((0, len(pos)))
+        return [evidence(p, [t.name for t in d.terms], [t.wanted for t in d.terms], [t.text for t in d.terms],
+                         weights, reliable) for p in probs]
+
+    def _search_description(self, text: str, k: int, filters: dict | None) -> dict:
+        """Rank the case by how well each image fits a description (no query image)."""
+        from xreid.index.describe import search_description
+
+        index = self.index
+        d = self._read_description(text)
+        try:
+            where = parse_filter(filters, index.attribute_names, index.field_names)
+            res = search_description(index, d.terms, k, where, self.head.reliability, RULE, UNRELIABLE_WEIGHT)
+        except ValueError as exc:
+            raise Problem(400, str(exc)) from None
+        ids = [int(i) for i in res.ids]
+        hits = Hits(res.ids, index.keys_of(ids), 1.0 - res.scores, method="description", candidates=res.candidates,
+                    size=len(index))
+        search = Search(hashlib.sha256(f"{time.time_ns()}:{text}".encode()).hexdigest()[:16], [], [], k,
+                        dict(filters or {}), self.threshold, None, hits, [None] * len(ids), description=text)
+        with self._lock:
+            self._searches[search.id] = search
+            while len(self._searches) > 2048:
+                self._searches.popitem(last=False)
+        marks = self.marks.get(search.case_query, {})
+        results = []
+        for rank, (i, score, ev) in enumerate(zip(ids, res.scores, res.evidence), start=1):
+            row = index.row(i, attributes=False)
+            results.append({"id": i, "rank": rank, "key": row.pop("path"), "score": round(float(score), 4), **row,
+                            "thumbnail": f"/api/items/{i}/thumbnail", "evidence": [e.to_dict() for e in ev],
+                            "reason": reason_line(ev), "mark": marks.get(i)})
+        self.audit.write("search", search=search.id, query={"description": text}, k=k, filters=search.filters,
+                         method="description", candidates=res.candidates,
+                         results=[{"id": r["id"], "key": r["key"], "score": r["score"]} for r in results])
+        return {"search": search.id, "kind": "description", "description": {**d.to_dict(), "problems": d.problems},
+                "query": {"uploads": [], "items": [], "chips": [], "description": text}, "rule": res.rule,
+                "method": "description", "candidates": res.candidates, "threshold": self.threshold,
+                "calibrated": self.calibration is not None, "results": results}
+
     def search(self, uploads: list[str] | None = None, items: list[int] | None = None, k: int = 20,
-               filters: dict | None = None, threshold: float | None = None) -> dict:
+               filters: dict | None = None, threshold: float | None = None, description: str | None = None) -> dict:
         """Search with the mean of the (normalised) embeddings of the uploaded images and gallery
-        items given; items used as the query are left out of the results."""
+        items given (items used as the query are left out of the results), or by a description
+        alone, or both: the description then re-ranks (or filters) the image search."""
         uploads, items = list(uploads or []), [int(i) for i in (items or [])]
-        if not uploads and not items:
-            raise Problem(400, "give at least one uploaded image or gallery item as the query")
-        if len(uploads) + len(items) > self.limits.max_query_images:
-            raise Problem(400, f"at most {self.limits.max_query_images} query images")
+        text = (description or "").strip()
         if not 1 <= k <= self.limits.max_k:
             raise Problem(400, f"k must be in 1..{self.limits.max_k} (got {k})")
+        if not uploads and not items:
+            if text:
+                return self._search_description(text, k, filters)
+            raise Problem(400, "give at least one uploaded image or gallery item, or a description, as the query")
+        if len(uploads) + len(items) > self.limits.max_query_images:
+            raise Problem(400, f"at most {self.limits.max_query_images} query images")
         threshold = self.threshold if threshold is None else float(threshold)
         if not 0.0 <= threshold <= 1.0:
             raise Problem(400, f"threshold must be a probability in [0, 1] (got {threshold})")
@@ -293,36 +339,52 @@ class CaseSession:
             if not 0 <= i < len(index):
                 raise Problem(404, f"no gallery item {i} (the index has {len(index)})")
         try:
-            where = parse_filters(filters)
+            where = parse_filter(filters, index.attribute_names, index.field_names)
         except ValueError as exc:
             raise Problem(400, str(exc)) from None
-        vectors = [self.get_upload(u).vector for u in uploads] + [index.vectors[i] for i in items]
+        d = self._read_description(text) if text else None
+        vectors = [self.get_upload(u).vector for u in uploads] + list(index.vectors_of(items))
         query = l2_normalise(np.mean(l2_normalise(np.stack(vectors).astype(np.float64)), axis=0)).astype(np.float32)
         # the probability of a result reads the search's first `context` distances: fetch them even for a smaller k
         context = getattr(self.calibration, "context", 0)
+        pool = max(k, context) + len(items)
+        if d is not None and COMBINE == "rerank":
+            pool = max(pool, RERANK_POOL + len(items))
+        elif d is not None:  # the description's reliable terms join the filter
+            where = joined_filter(d, self._weights(d)[0], where)
         try:  # the filter is applied (and its unknown names or bad times found) inside the search
-            found = index.search(query, max(k, context) + len(items), where=where)
+            found = index.search(query, pool, where=where)
         except ValueError as exc:
             raise Problem(400, str(exc)) from None
         in_query = set(items)
         keep = [j for j, i in enumerate(found.ids.tolist()) if i not in in_query]
-        probs = self._probabilities([float(found.distances[j]) for j in keep])[:k]
-        keep = keep[:k]
-        ids = [int(found.ids[j]) for j in keep]
-        dists = [float(found.distances[j]) for j in keep]
+        probs = self._probabilities([float(found.distances[j]) for j in keep])
+        if d is not None and COMBINE == "rerank" and keep:
+            order = rerank_order(index, d, self._weights(d)[0], found.ids[keep], found.distances[keep])
+            keep, probs = [keep[o] for o in order], [probs[o] for o in order]
+        probs = probs[:k]
+        hits = found.take(keep[:k]).renumbered()
         search = Search(hashlib.sha256(f"{time.time_ns()}:{uploads}:{items}".encode()).hexdigest()[:16], uploads,
-                        items, k, dict(filters or {}), threshold, query, ids, dists, probs)
+                        items, k, dict(filters or {}), threshold, query, hits, probs, description=text)
         with self._lock:
             self._searches[search.id] = search
             while len(self._searches) > 2048:
                 self._searches.popitem(last=False)
         results = self._describe(search, index)
-        self.audit.write("search", search=search.id, query={"uploads": uploads, "items": items}, k=k,
+        if d is not None:
+            for r, ev in zip(results, self._evidence(d, search.ids, index)):
+                r.update(evidence=[e.to_dict() for e in ev], reason=reason_line(ev))
+        self.audit.write("search", search=search.id,
+                         query={"uploads": uploads, "items": items, **({"description": text} if text else {})}, k=k,
                          filters=search.filters, threshold=threshold, method=found.method, candidates=found.candidates,
                          results=[{"id": r["id"], "key": r["key"], "distance": r["distance"],
                                    "probability": r["probability"], "flagged": r["flagged"]} for r in results])
-        return {"search": search.id, "query": {"uploads": uploads, "items": items,
-                                              "chips": self._chips(self.head.calibrated(query[None])[0])},
+        query_probs = self.head.calibrated(query[None])[0]
+        return {"search": search.id, "kind": "image",
+                "query": {"uploads": uploads, "items": items, "chips": self._chips(query_probs),
+                          "description": description_of(self.head.names, query_probs, self.reliable.tolist())},
+                "description": None if d is None else {**d.to_dict(), "problems": d.problems},
+                "joined": None if d is None else COMBINE,
                 "method": found.method, "candidates": found.candidates, "threshold": threshold,
                 "calibrated": self.calibration is not None, "results": results}
 
@@ -341,19 +403,17 @@ class CaseSession:
         """Per result: metadata, distance, probability, matching scores, composition and the line."""
         if not s.ids:
             return []
-        e = explain_ranking(s.vector, index.vectors[s.ids], [str(index.keys[i]) for i in s.ids], self.head,
-                            top_k=len(s.ids), include_vectors=False, model=self.embedder.name, basis=self.basis)
-        by_key = {r.key: r for r in e.results}
+        rows = [index.metadata(i) for i in s.ids]
+        e = explain_ranking(s.vector, s.hits, index, self.head, include_vectors=False, model=self.embedder.name,
+                            basis=self.basis, pids=[row.get(PID) for row in rows])
         names = e.attribute_names
         marks = self.marks.get(s.case_query, {})
         # matching scores of what the model sees in the query (the query's chips), not of every absence
         seen = {n for n, p in zip(names, e.query_calibrated) if p >= CHIP_AT}
         out = []
-        for rank, (i, d, p) in enumerate(zip(s.ids, s.distances, s.probabilities), start=1):
-            row = index.row(i, attributes=False)
-            r = by_key[row["path"]]
+        for i, d, p, r, row in zip(s.ids, s.distances, s.probabilities, e.results, rows):
             out.append({
-                "id": i, "rank": rank, "key": row.pop("path"), "distance": round(d, 6),
+                "id": i, "rank": r.rank, "key": row.pop("path"), "distance": round(d, 6),
                 "probability": None if p is None else round(p, 4),
                 "flagged": None if p is None else bool(p < s.threshold), "identical": d < IDENTICAL_BELOW,
                 **row, "thumbnail": f"/api/items/{i}/thumbnail",
@@ -386,7 +446,7 @@ class CaseSession:
                 marks.pop(item, None)
             else:
                 marks[item] = mark
-        self.audit.write("mark", search=sid, item=item, key=str(self.index.keys[item]), mark=mark)
+        self.audit.write("mark", search=sid, item=item, key=self.index.key(item), mark=mark)
         return {"search": sid, "item": item, "mark": mark,
                 "confirmed": sorted(i for i, m in marks.items() if m == "match")}
 
@@ -397,14 +457,14 @@ class CaseSession:
         if s.uploads:
             up = self.get_upload(s.uploads[0])
             return up.image, up.path, f"upload {up.name or up.id}", None
-        i = s.items[0]
-        key = str(self.index.keys[i])
-        return self._gallery_image(i), self.data_root / key, key, self.index.row(i, attributes=False).get(PID)
+        i, index = s.items[0], self.index
+        return self._gallery_image(i), index.image_path(i), index.key(i), index.metadata(i).get(PID)
 
     def _gallery_image(self, i: int) -> np.ndarray:
-        key = str(self.index.keys[i])
+        index = self.index
+        key = index.key(i)
         try:
-            return load_image(self.data_root / key)
+            return index.image(i)
         except ImageError as exc:
             raise Problem(404, f"gallery image {i} ({key}) cannot be read under the data root {self.data_root}: "
                                f"{exc.problem}") from None
@@ -413,6 +473,9 @@ class CaseSession:
         """The full explanation (``xreid explain``'s) of ``items`` of search ``sid`` (default: all its
         results), with ``maps`` computed now."""
         s = self.get_search(sid)
+        if s.vector is None:
+            raise Problem(400, f"search {sid} is a search by description: an explanation compares a result with a "
+                               f"query image ('search by this image' from a result gives one)")
         items = s.ids if items is None else items
         for i in items:
             if i not in s.ids:
@@ -425,24 +488,18 @@ class CaseSession:
         except ValueError as exc:
             raise Problem(400, str(exc)) from None
         original, qpath, qkey, qpid = self._query_image(s)
-        rows = [index.row(i, attributes=False) for i in items]
-        for row in rows:  # a clear 404 before any work when an image is missing
-            if not (self.data_root / row["path"]).is_file():
-                raise Problem(404, f"gallery image {row['id']} ({row['path']}) not found under the data root "
+        for i in items:  # a clear 404 before any work when an image is missing
+            if not index.image_path(i).is_file():
+                raise Problem(404, f"gallery image {i} ({index.key(i)}) not found under the data root "
                                    f"{self.data_root}")
-        gal = Gallery([r["path"] for r in rows], [self.data_root / r["path"] for r in rows], index.vectors[items],
-                      [r.get(PID) for r in rows])
+        hits = s.hits.take([s.ids.index(i) for i in items])  # ranks as the search gave them
         notes = []
         if len(s.uploads) + len(s.items) > 1:
             notes.append(f"The query is the mean of {len(s.uploads) + len(s.items)} images (the uploaded query and "
                          f"confirmed matches); the maps are drawn on the first.")
         with self._maps_lock if kinds else nullcontext():
-            out = explain_gallery(self.embedder, self.head, original, qpath, qkey, gal, query_id=qpid, notes=notes,
-                                  top_k=len(items), kinds=kinds, query_feature=s.vector, model_name=self.embedder.name)
-        rank = {row["path"]: s.ids.index(row["id"]) + 1 for row in rows}
-        for r in out.explanation.results:  # ranks as the search gave them, not within the items explained
-            r.rank = r.original_rank = rank[r.key]
-        out.explanation.gallery_size = len(index)
+            out = explain_hits(self.embedder, self.head, index, hits, s.vector, original, qpath, qkey, query_id=qpid,
+                               notes=notes, kinds=kinds, model_name=self.embedder.name)
         self.audit.write("explain", search=sid, items=list(items), maps=kinds)
         return out
 
@@ -459,12 +516,26 @@ class CaseSession:
         data = {"search": {"id": s.id, "created": s.created, "query": {"uploads": s.uploads, "items": s.items},
                            "k": s.k, "filters": s.filters, "threshold": s.threshold,
                            "calibration": None if self.calibration is None else self.calibration.to_dict()},
-                "results": [{"id": i, "key": str(self.index.keys[i]), "distance": d, "probability": p,
+                "results": [{"id": i, "key": self.index.key(i), "distance": d, "probability": p,
                              "flagged": None if p is None else p < s.threshold, "mark": marks.get(i)}
                             for i, d, p in zip(s.ids, s.distances, s.probabilities)],
                 "explanation": ex.to_dict()}
+        tl = self._report_timeline(s, marks)
+        if tl is not None:
+            data["timeline"], page = tl, _with_timeline(page, tl)
         self.audit.write("export", search=sid, maps=maps or "none")
         return page, json.loads(json.dumps(data, allow_nan=False))
+
+    def _report_timeline(self, s: Search, marks: dict) -> dict | None:
+        """The timeline of a search's sightings: those marked as the person, else (no mark yet) those
+        above the threshold; None when no result is a sighting of footage."""
+        from xreid.index.sightings import is_sighting_key, timeline
+
+        ids = [i for i in s.ids if marks.get(i) == "match"] or [
+            i for i, p in zip(s.ids, s.probabilities) if p is not None and p >= s.threshold]
+        rows = [self.index.row(i, attributes=False) for i in ids]
+        rows = [r for r in rows if is_sighting_key(r["path"])]
+        return timeline(rows) if rows else None
 
     # -- images by id --
 
@@ -491,11 +562,14 @@ class CaseSession:
         self.audit.close()
 
 
-def _value_counts(vocab: np.ndarray, codes: np.ndarray, most: int = 200) -> list[dict]:
-    """The most frequent values of a string column (empty values left out), for a facet."""
-    counts = np.bincount(codes, minlength=len(vocab))
-    order = np.argsort(-counts, kind="stable")
-    return [{"value": str(vocab[i]), "count": int(counts[i])} for i in order[:most] if counts[i] and vocab[i]]
+def _with_timeline(page: str | None, data: dict) -> str | None:
+    """The HTML report with the timeline (inline SVG) before its end."""
+    if page is None:
+        return None
+    from xreid.rendering.timeline import timeline_svg
+
+    section = f'<section id="timeline"><h2>Timeline</h2>{timeline_svg(data, link=None)}</section>'
+    return page.replace("</body>", section + "</body>", 1) if "</body>" in page else page + section
 
 
 def _jpeg(image: np.ndarray) -> bytes:
@@ -506,3 +580,11 @@ def _jpeg(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, "JPEG", quality=90)
     return buf.getvalue()
+
+
+def _phrase(name: str, wanted: bool, names: list[str]) -> str | None:
+    """The words a description uses for an attribute (None where there are none)."""
+    try:
+        return phrase(name, wanted, names)
+    except KeyError:
+        return None

@@ -1,7 +1,7 @@
 """``xreid adapt``: fine-tune a model on the unlabeled crops of the user's cameras (training.adapt).
 
 The crops come from a case (an index folder: its images under the data root, its ``track`` column
-when the case came from footage), a folder of images, or a CSV list (``path`` column, optional
+if any; a sighting from footage, ``xreid index build --video``, gives all its kept crops as one track), a folder of images, or a CSV list (``path`` column, optional
 ``camera`` / ``track`` columns; paths relative to the data root). Progress is checkpointed in
 ``OUT.adapt/`` beside the output and resumed with ``--resume``; the model file is written atomically
 at the end.
@@ -54,13 +54,26 @@ def read_input(source: Path, data_root: Path | None) -> AdaptInput:
         if data_root is None:
             raise ValueError(f"{source}: a case's images are read under the data root it was built from: "
                              f"give --data-root")
+        from xreid.index.sightings import is_sighting_key, sighting_folder
+
         index = GalleryIndex.open(source, ann=False)
-        keys = [str(k) for k in index.keys]
-        tracks = None
+        column = None
         if TRACK in index.columns:
             vocab, codes = index.columns[TRACK]
-            tracks = vocab[codes].astype(str)
-        return AdaptInput([data_root / k for k in keys], keys, tracks)
+            column = vocab[codes].astype(str)
+        paths, keys, tracks = [], [], []
+        for i, key in enumerate(str(k) for k in index.keys):
+            if is_sighting_key(key):  # a sighting from footage: every crop kept in the case, one track
+                crops = sorted(sighting_folder(source, key).glob("crop-*.jpg")) or [source / key]
+                paths += crops
+                keys += [c.relative_to(source).as_posix() for c in crops]
+                tracks += [key] * len(crops)
+            else:
+                paths.append(data_root / key)
+                keys.append(key)
+                tracks.append("" if column is None else column[i])
+        has_tracks = column is not None or any(tracks)
+        return AdaptInput(paths, keys, np.array(tracks) if has_tracks else None)
     if source.is_dir():
         found = LoadReport()
         records = load_folder(source, report=found)

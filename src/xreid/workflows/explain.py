@@ -13,38 +13,37 @@ from pathlib import Path
 
 import numpy as np
 
-from xreid.data.images import ImageError, load_image
+from xreid.data import images
+from xreid.data.images import ImageError
 from xreid.data.pids import pid_from_name
 from xreid.data.transforms import resize_rgb
+from xreid.distance import cosine_distance
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.fusion import Fusion
 from xreid.explain.interpretation import InterpretedRanking
 from xreid.explain.maps.base import QUERY
 from xreid.explain.maps.compute import MapSet, compute_maps, parse_kinds
 from xreid.explain.query_check import check_query
-from xreid.explain.ranking import RankingExplanation, ResultExplanation, check_options, explain_ranking, parse_filter
+from xreid.explain.ranking import RankingExplanation, ResultExplanation, check_options, explain_ranking
+from xreid.index.base import Gallery, Hits
+from xreid.index.filters import Filter, parse_filter
+from xreid.index.memory import MemoryGallery
+from xreid.index.metadata import CAMERA, PID
 from xreid.io import atomic_write, write_json
 from xreid.models.embedders import Embedder
 from xreid.paths import resolve_data_root
 
 GallerySpec = Path | str | Sequence[Path | str]
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Gallery:
-    """Embedded gallery items: key (path relative to the data root), file, vector, known person id."""
-
-    keys: list[str]
-    paths: list[Path]
-    features: np.ndarray
-    pids: list[str | None]
-    skipped: list[str] = field(default_factory=list)
+#: the string fields an in-memory gallery knows (from a CSV list, a protocol or a file-name convention)
+MEMORY_FIELDS = (PID, CAMERA)
 
 
 @dataclass
 class Explained:
-    """An explained ranking with everything needed to draw or save it."""
+    """An explained ranking with everything needed to draw or save it: the explanation, the gallery
+    it was searched in and its hits (images are read through the gallery, decoded once), the query
+    image (H x W x 3 RGB) and the maps."""
 
     explanation: RankingExplanation
     query_path: Path
@@ -54,10 +53,22 @@ class Explained:
     maps: MapSet | None = None
     images: dict[str, np.ndarray] = field(default_factory=dict)  # model-size images the maps lie on
     interpretation: InterpretedRanking | None = None  # the interpreter's parts (``--interpreter``)
+    hits: Hits | None = None
+    query_image: np.ndarray | None = None
 
     @property
     def results(self) -> list[ResultExplanation]:
         return self.explanation.results
+
+    def picture(self, key: str) -> np.ndarray | Path | None:
+        """A result's image for the report (from the gallery's cache), or its path where it cannot be read."""
+        ids = dict(zip(self.hits.keys, self.hits.ids.tolist())) if self.hits is not None else {}
+        if key not in ids:
+            return None
+        try:
+            return self.gallery.image(ids[key])
+        except (ImageError, ValueError):
+            return None
 
     def to_dict(self, map_files: list[str] | None = None) -> dict:
         """Every number of the explanation, the files skipped, the notes and (if any) the maps."""
@@ -89,23 +100,28 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _embed_files(embedder: Embedder, paths: list[Path], keys: list[str], pids: list[str | None],
-                 skipped: list[str]) -> Gallery:
+                 skipped: list[str], head: AttributeHead | None = None,
+                 cameras: list[str | None] | None = None) -> MemoryGallery:
     res = embedder.embed_paths(paths, progress=len(paths) > 500)
-    return Gallery([keys[i] for i in res.kept], [paths[i] for i in res.kept], res.features,
-                   [pids[i] for i in res.kept], skipped + [str(e) for e in res.skipped])
+    cams = cameras or [None] * len(paths)
+    return MemoryGallery([keys[i] for i in res.kept], res.features, [paths[i] for i in res.kept],
+                         [pids[i] for i in res.kept], head, fields=[{CAMERA: cams[i]} if cams[i] else {} for i in res.kept],
+                         skipped=skipped + [str(e) for e in res.skipped])
 
 
-def load_gallery(embedder: Embedder, gallery: GallerySpec, root: Path) -> Gallery:
+def load_gallery(embedder: Embedder, gallery: GallerySpec, root: Path, head: AttributeHead | None = None
+                 ) -> MemoryGallery:
     """A gallery from a folder of images, a CSV list (``path[,person_id[,camera]]``, paths relative to
     the data root), an ``.npz`` from ``xreid embed``, or a list of image files. Person ids are taken
-    only from a CSV column or a dataset naming convention (``xreid.data.pids``)."""
+    only from a CSV column or a dataset naming convention (``xreid.data.pids``). ``head``: the
+    attribute head whose probabilities its filters and explanations read."""
     from xreid.data.folder import load_folder, load_list
     from xreid.data.peta import LoadReport
 
     if not isinstance(gallery, (str, Path)):
         paths = [Path(p) for p in gallery]
         keys = [_key(p, root) for p in paths]
-        return _embed_files(embedder, paths, keys, [pid_from_name(k) for k in keys], [])
+        return _embed_files(embedder, paths, keys, [pid_from_name(k) for k in keys], [], head)
     gallery = Path(gallery)
     if gallery.suffix == ".npz":
         from xreid.index.features import MODEL_FIELDS, check_same_model, load_features_with_identity
@@ -121,68 +137,65 @@ def load_gallery(embedder: Embedder, gallery: GallerySpec, root: Path) -> Galler
                              remedy=f"Its vectors cannot be compared with this model's: embed the gallery again with "
                                     f"`xreid embed --model {embedder.name} ...`.")
         keys = list(feats)
-        return Gallery(keys, [root / k for k in keys], np.stack([feats[k] for k in keys]),
-                       [pid_from_name(k) for k in keys])
+        return MemoryGallery(keys, np.stack([feats[k] for k in keys]), [root / k for k in keys],
+                             [pid_from_name(k) for k in keys], head)
     report = LoadReport()
+    cameras = None
     if gallery.suffix.lower() in (".csv", ".txt") and gallery.is_file():
         records = load_list(gallery, report)
         paths = [root / r.path for r in records]
         pids = [r.pid or pid_from_name(r.path) for r in records]
+        cameras = [r.cam for r in records]
     elif gallery.is_dir():
         records = load_folder(gallery, root=gallery, report=report)
         paths = [gallery / r.path for r in records]
         pids = [pid_from_name(_key(p, root)) for p in paths]
     else:
         raise FileNotFoundError(f"{gallery}: gallery must be a folder of images, a CSV list or an .npz of embeddings")
-    return _embed_files(embedder, paths, [_key(p, root) for p in paths], pids, list(report.problems))
+    return _embed_files(embedder, paths, [_key(p, root) for p in paths], pids, list(report.problems), head, cameras)
 
 
-def _leave_out_query(gal: Gallery, query_path: Path, query_key: str) -> tuple[Gallery, list[str]]:
+def _leave_out_query(gal: MemoryGallery, query_path: Path, query_key: str) -> tuple[MemoryGallery, list[str]]:
     """The gallery without the query's own file (it would come back at rank 1, d = 0)."""
     own = [i for i, (k, p) in enumerate(zip(gal.keys, gal.paths)) if k == query_key or _same_file(p, query_path)]
     if not own:
         return gal, []
-    keep = [i for i in range(len(gal.keys)) if i not in set(own)]
-    left = [gal.keys[i] for i in own]
-    trimmed = Gallery([gal.keys[i] for i in keep], [gal.paths[i] for i in keep], gal.features[keep],
-                      [gal.pids[i] for i in keep], gal.skipped)
-    return trimmed, left
+    mine = set(own)
+    return gal.subset([i for i in range(len(gal)) if i not in mine]), [gal.keys[i] for i in own]
 
 
 def read_query(path: Path) -> np.ndarray:
     """The query image (H x W x 3 uint8 RGB); ValueError naming the file if it cannot be used."""
     try:
-        return load_image(path)
+        return images.load_image(path)
     except ImageError as exc:
         raise ValueError(f"query image unusable: {exc}") from None
-
-
-def model_input(embedder: Embedder, path: Path) -> np.ndarray:
-    """The image at ``path`` resized to the model's input (H x W x 3 uint8 RGB); ValueError if unusable."""
-    return resize_rgb(read_query(path), embedder.preprocess.size)
 
 
 def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = None,
             gallery: GallerySpec | None = None, *, data_root: Path | str | None = None,
             protocol: str | None = None, test_set: str | None = None, query_index: int = 0,
-            query_id: str | None = None, top_k: int = 10, threshold: float = 0.3, filter: str | None = None,
+            query_id: str | None = None, top_k: int = 10, threshold: float = 0.3, filter: str | dict | Filter | None = None,
             filter_mode: str = "rerank", maps: str | Sequence[str] | None = None, map_dims: int = 5,
             model_name: str | None = None, interpreter=None, fusion: Fusion | None = None,
             attribute_embedder: Embedder | None = None) -> Explained:
     """Rank a gallery for a query and explain the top ``top_k`` results (docs/METHODS.md).
 
     Either ``query`` and ``gallery`` (a folder, CSV list, ``.npz`` or list of image files), or a
-    ``protocol`` test set and ``query_index``. ``maps``: any of pair, attention, attributes (Grad-CAM:
-    they need a PyTorch embedder, ``load_embedder(..., backend="torch")``; other backends get
-    occlusion maps instead) and occlusion. ``interpreter`` (``xreid.models.interpreter.Interpreter``
-    fitted on this model) adds its per-attribute parts of each result's distance and its attention
-    maps. ``fusion`` (``xreid fuse fit``; ``attribute_embedder`` is the model its attribute head
-    reads, by default ``embedder``) ranks by the fused distance and splits it into the model's part
-    and each attribute's part. Options are checked before any image is embedded.
+    ``protocol`` test set and ``query_index``. ``filter``: the command line's text, a JSON object or a
+    ``Filter`` (``xreid.index.filters.parse_filter``); ``filter_mode``: "rerank" (rows breaking an
+    attribute condition sink) or "keep" (they are left out). ``maps``: any of pair, attention,
+    attributes (Grad-CAM: they need a PyTorch embedder, ``load_embedder(..., backend="torch")``;
+    other backends get occlusion maps instead) and occlusion. ``interpreter``
+    (``xreid.models.interpreter.Interpreter`` fitted on this model) adds its per-attribute parts of
+    each result's distance and its attention maps. ``fusion`` (``xreid fuse fit``;
+    ``attribute_embedder`` is the model its attribute head reads, by default ``embedder``) ranks by
+    the fused distance and splits it into the model's part and each attribute's part. Options are
+    checked (once) before any image is embedded.
     """
     root = resolve_data_root(data_root)
     check_options(top_k, threshold)
-    wanted = parse_filter(filter, head.names)
+    where = parse_filter(filter, head.names, MEMORY_FIELDS, mode=filter_mode)
     kinds = parse_kinds(maps) if isinstance(maps, (str, type(None))) else parse_kinds(",".join(maps))
     head.check_model(embedder, "attribute head")
     if interpreter is not None:
@@ -207,7 +220,7 @@ def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = 
         query_path, query_key, query_id = proto.image_root / q_rec.path, q_rec.path, query_id or q_rec.pid
         original = read_query(query_path)
         gal = _embed_files(embedder, [proto.image_root / r.path for r in ts.gallery], [r.path for r in ts.gallery],
-                           [r.pid for r in ts.gallery], [])
+                           [r.pid for r in ts.gallery], [], head, [r.cam for r in ts.gallery])
     else:
         if query is None or gallery is None:
             raise ValueError("give a query and a gallery (a folder, a CSV list or an .npz), or a protocol and test set")
@@ -215,74 +228,117 @@ def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = 
         query_key = _key(query_path, root)
         query_id = query_id or pid_from_name(query_key)
         original = read_query(query_path)
-        gal = load_gallery(embedder, gallery, root)
+        gal = load_gallery(embedder, gallery, root, head)
         gal, left_out = _leave_out_query(gal, query_path, query_key)
         if left_out:
             notes.append(f"The query itself is in the gallery ({', '.join(left_out)}); it was left out of the ranking.")
-    out = explain_gallery(embedder, head, original, query_path, query_key, gal, query_id=query_id, notes=notes,
-                          top_k=top_k, threshold=threshold, wanted=wanted, filter_mode=filter_mode, kinds=kinds,
-                          map_dims=map_dims, model_name=model_name, fusion=fusion,
-                          attribute_embedder=attribute_embedder)
+    return explain_gallery(embedder, head, original, query_path, query_key, gal, query_id=query_id, notes=notes,
+                           top_k=top_k, threshold=threshold, where=where, kinds=kinds, map_dims=map_dims,
+                           model_name=model_name, fusion=fusion, attribute_embedder=attribute_embedder,
+                           interpreter=interpreter)
+
+
+def explain_gallery(embedder: Embedder, head: AttributeHead, original: np.ndarray, query_path: Path, query_key: str,
+                    gal: Gallery, *, query_id: str | None = None, notes: list[str] | None = None, top_k: int = 10,
+                    threshold: float = 0.3, where: Filter | None = None, kinds: Sequence[str] = (),
+                    map_dims: int = 5, model_name: str | None = None, query_feature: np.ndarray | None = None,
+                    fusion: Fusion | None = None, attribute_embedder: Embedder | None = None,
+                    interpreter=None) -> Explained:
+    """``explain`` once the query image (``original``, H x W x 3 RGB) is read and the gallery embedded:
+    embed the query, search the gallery (``Gallery.search``; with a ``fusion``, rank an in-memory
+    gallery by the fused distance), then explain the hits (``explain_hits``). ``query_feature``
+    replaces the query image's embedding (a query made of several images)."""
+    if len(gal) == 0:
+        skipped = getattr(gal, "skipped", [])
+        raise ValueError("no usable gallery image" + (f" ({len(skipped)} skipped)" if skipped else ""))
+    q_feat = embed_query(embedder, original) if query_feature is None else query_feature
+    fusion_probs = None
+    if fusion is None:
+        hits = gal.search(q_feat, top_k, where)
+    else:
+        probs, gal = _fusion_probabilities(fusion, attribute_embedder or embedder, embedder, original,
+                                           q_feat, query_feature is not None, gal)
+        hits, fusion_probs = fused_search(gal, q_feat, fusion, probs, top_k, where)
+    return explain_hits(embedder, head, gal, hits, q_feat, original, query_path, query_key, query_id=query_id,
+                        notes=notes, threshold=threshold, where=where, kinds=kinds, map_dims=map_dims,
+                        model_name=model_name, fusion=fusion, fusion_probabilities=fusion_probs,
+                        interpreter=interpreter)
+
+
+def embed_query(embedder: Embedder, image: np.ndarray) -> np.ndarray:
+    """The embedding of a query image (H x W x 3 RGB, any size)."""
+    return embedder.embed_arrays([resize_rgb(image, embedder.preprocess.size)])[0]
+
+
+def explain_hits(embedder: Embedder, head: AttributeHead, gallery: Gallery, hits: Hits, query_feature: np.ndarray,
+                 original: np.ndarray, query_path: Path, query_key: str, *, query_id: str | None = None,
+                 notes: list[str] | None = None, threshold: float = 0.3, where: Filter | None = None,
+                 kinds: Sequence[str] = (), map_dims: int = 5, model_name: str | None = None,
+                 fusion: Fusion | None = None, fusion_probabilities: tuple | None = None, interpreter=None,
+                 basis: np.ndarray | None = None, include_vectors: bool = True) -> Explained:
+    """Explain ``hits`` of ``gallery`` for the query (its embedding and its image ``original``): the
+    numbers (``explain_ranking``), then the maps (``kinds``) and the interpreter's parts on images
+    read through the gallery (each decoded once). What ``xreid explain``, ``xreid index search`` and
+    the server's explanations share."""
+    notes = list(notes or [])
+    explanation = explain_ranking(query_feature, hits, gallery, head, threshold=threshold, query_pid=query_id,
+                                  query_key=query_key, basis=basis, include_vectors=include_vectors,
+                                  model=model_name or embedder.name, query_check=check_query(original),
+                                  fusion=fusion, fusion_probabilities=fusion_probabilities, filter=where)
+    identical = [r.key for r in explanation.results if r.identical_to_query]
+    if identical:
+        notes.append(f"{len(identical)} result(s) are the same picture as the query (distance 0): "
+                     f"{', '.join(identical)}.")
+    out = Explained(explanation, query_path, gallery, list(getattr(gallery, "skipped", [])), notes, hits=hits,
+                    query_image=original)
+    if kinds:
+        out.images = {QUERY: resize_rgb(original, embedder.preprocess.size)}
+        for i, r in zip(hits.ids.tolist(), explanation.results):
+            out.images[r.key] = resize_rgb(_gallery_image(gallery, i), embedder.preprocess.size)
+        out.maps = compute_maps(embedder, head, explanation, out.images, kinds, k=map_dims)
+        if out.maps.substituted:
+            notes.append(f"This model has no gradients: occlusion maps were drawn instead of "
+                         f"{', '.join(out.maps.substituted)} maps.")
     if interpreter is not None:
         _interpret(out, interpreter, original)
     return out
 
 
-def explain_gallery(embedder: Embedder, head: AttributeHead, original: np.ndarray, query_path: Path, query_key: str,
-                    gal: Gallery, *, query_id: str | None = None, notes: list[str] | None = None, top_k: int = 10,
-                    threshold: float = 0.3, wanted: dict[str, bool] | None = None, filter_mode: str = "rerank",
-                    kinds: Sequence[str] = (), map_dims: int = 5, model_name: str | None = None,
-                    query_feature: np.ndarray | None = None, fusion: Fusion | None = None,
-                    attribute_embedder: Embedder | None = None) -> Explained:
-    """``explain`` once the query image (``original``, H x W x 3 RGB) is read and the gallery embedded
-    (the server passes rows of its index). ``query_feature`` replaces the query image's embedding (a
-    query made of several images); the maps are then drawn on ``original``."""
-    notes = list(notes or [])
-    if len(gal.keys) == 0:
-        raise ValueError("no usable gallery image" + (f" ({len(gal.skipped)} skipped)" if gal.skipped else ""))
-    query_image = resize_rgb(original, embedder.preprocess.size)
-    q_feat = embedder.embed_arrays([query_image])[0] if query_feature is None else query_feature
-    fusion_probs = None
-    if fusion is not None:
-        fusion_probs, gal = _fusion_probabilities(fusion, attribute_embedder or embedder, embedder, original,
-                                                  q_feat, query_feature is not None, gal)
-    explanation = explain_ranking(q_feat, gal.features, gal.keys, head, top_k=top_k, threshold=threshold,
-                                  gallery_pids=gal.pids, query_pid=query_id, filter_spec=wanted,
-                                  filter_mode=filter_mode, query_key=query_key,
-                                  model=model_name or embedder.name, query_check=check_query(original),
-                                  fusion=fusion, fusion_probabilities=fusion_probs)
-    identical = [r.key for r in explanation.results if r.identical_to_query]
-    if identical:
-        notes.append(f"{len(identical)} result(s) are the same picture as the query (distance 0): "
-                     f"{', '.join(identical)}.")
-    out = Explained(explanation, query_path, gal, gal.skipped, notes)
-    if kinds:
-        paths = dict(zip(gal.keys, gal.paths))
-        out.images = {QUERY: query_image}
-        for r in explanation.results:
-            out.images[r.key] = model_input(embedder, paths[r.key])
-        out.maps = compute_maps(embedder, head, explanation, out.images, kinds, k=map_dims)
-        if out.maps.substituted:
-            notes.append(f"This model has no gradients: occlusion maps were drawn instead of "
-                         f"{', '.join(out.maps.substituted)} maps.")
-    return out
+def fused_search(gal: MemoryGallery, query_feature: np.ndarray, fusion: Fusion, probabilities: tuple,
+                 k: int, where: Filter | None) -> tuple[Hits, tuple[np.ndarray, np.ndarray]]:
+    """The top ``k`` rows of ``gal`` by the fused distance (docs/METHODS.md#attribute-fusion), given the
+    fusion's attribute probabilities of the query (A) and of every row (N x A); returns the hits and
+    those probabilities of the query and of the hits."""
+    f_q, f_g = probabilities
+    model_dist = cosine_distance(np.asarray(query_feature, np.float32), np.asarray(gal.features, np.float32))
+    fused = fusion.distances(model_dist[None], np.asarray(f_q)[None], np.asarray(f_g))[0]
+    hits = gal.rank(fused, k, where, model_distances=model_dist)
+    return hits, (f_q, np.asarray(f_g)[hits.ids])
+
+
+def _gallery_image(gallery: Gallery, i: int) -> np.ndarray:
+    """Row ``i``'s image from the gallery's cache; ValueError naming the file if it cannot be used."""
+    try:
+        return gallery.image(i)
+    except ImageError as exc:
+        raise ValueError(f"gallery image unusable: {exc}") from None
 
 
 def _fusion_probabilities(fusion: Fusion, attribute_embedder: Embedder, embedder: Embedder, original: np.ndarray,
-                          q_feat: np.ndarray, given_query: bool, gal: Gallery) -> tuple[tuple, Gallery]:
+                          q_feat: np.ndarray, given_query: bool, gal: MemoryGallery) -> tuple[tuple, MemoryGallery]:
     """The fusion's attribute probabilities of the query and the gallery (read by its attribute
     model: the re-id embeddings themselves when that is the model, else each image embedded again);
     gallery items the attribute model cannot read are left out of the ranking."""
+    if not isinstance(gal, MemoryGallery):
+        raise ValueError("a fused ranking needs a gallery held in memory (a folder, a CSV list, an .npz or a protocol)")
     if attribute_embedder is embedder:
         return (fusion.probabilities(q_feat[None])[0], fusion.probabilities(gal.features)), gal
     if given_query:
         raise ValueError("a query given as an embedding cannot be fused with another model's attributes")
     q = attribute_embedder.embed_arrays([resize_rgb(original, attribute_embedder.preprocess.size)])[0]
     res = attribute_embedder.embed_paths(gal.paths, progress=len(gal.paths) > 500)
-    if len(res.kept) < len(gal.keys):
-        keep = res.kept
-        gal = Gallery([gal.keys[i] for i in keep], [gal.paths[i] for i in keep], gal.features[keep],
-                      [gal.pids[i] for i in keep], gal.skipped + [str(e) for e in res.skipped])
+    if len(res.kept) < len(gal):
+        gal = gal.subset(res.kept, [str(e) for e in res.skipped])
     return (fusion.probabilities(q[None])[0], fusion.probabilities(res.features)), gal
 
 
@@ -290,9 +346,8 @@ def _interpret(out: Explained, interpreter, query_image: np.ndarray) -> None:
     """Add the interpreter's parts and attention maps to an explained ranking."""
     from xreid.workflows.interpret import interpret_ranking
 
-    paths = dict(zip(out.gallery.keys, out.gallery.paths))
     results = out.explanation.results
-    images = [read_query(paths[r.key]) for r in results]
+    images = [_gallery_image(out.gallery, i) for i in out.hits.ids.tolist()]
     out.interpretation, maps = interpret_ranking(interpreter, query_image, images, [r.key for r in results],
                                                  [r.distance for r in results])
     out.images.setdefault(QUERY, query_image)
@@ -344,7 +399,41 @@ def render_explained(explained: Explained, pictures: list | None = None, notes: 
 
     if pictures is None:
         pictures = draw_maps(explained.maps.maps, explained.images) if explained.maps else []
-    return render_report(explained.explanation, explained.query_path,
-                         dict(zip(explained.gallery.keys, explained.gallery.paths)), pictures,
+    query = explained.query_image if explained.query_image is not None else explained.query_path
+    return render_report(explained.explanation, query, {r.key: explained.picture(r.key) for r in explained.results},
+                         pictures,
                          skipped=explained.skipped, notes=explained.notes if notes is None else notes,
                          interpretation=explained.interpretation)
+
+
+def explain_vectors(query_feature: np.ndarray, gallery_features: np.ndarray, gallery_keys: Sequence[str],
+                    head: AttributeHead, top_k: int = 10, threshold: float = 0.3,
+                    gallery_pids: Sequence[str | None] | None = None, query_pid: str | None = None,
+                    filter_spec: str | dict | Filter | None = None, filter_mode: str = "rerank",
+                    gallery_probabilities: np.ndarray | None = None, fusion: Fusion | None = None,
+                    fusion_probabilities: tuple[np.ndarray, np.ndarray] | None = None,
+                    **explain_kw) -> RankingExplanation:
+    """Search embeddings held in arrays and explain the top ``top_k``: an in-memory gallery
+    (``MemoryGallery``), its search (or, with a ``fusion`` and its attribute probabilities of the
+    query and every gallery row, its fused ranking) and ``explain_ranking``; no image is read.
+    ``filter_spec``: attribute conditions ({name: wanted} or the command line's text);
+    ``gallery_probabilities``: the rows' calibrated attribute probabilities, when already computed.
+    Other keywords go to ``explain_ranking``."""
+    check_options(top_k, threshold)
+    gal = MemoryGallery(gallery_keys, gallery_features, pids=gallery_pids, head=head,
+                        probabilities=gallery_probabilities)
+    where = None
+    if filter_spec:
+        spec = {"attributes": filter_spec} if isinstance(filter_spec, dict) and "attributes" not in filter_spec \
+            else filter_spec
+        where = parse_filter(spec, head.names, MEMORY_FIELDS, mode=filter_mode)
+    if len(gal) == 0:
+        raise ValueError("the gallery is empty")
+    if fusion is None:
+        hits, f_probs = gal.search(query_feature, top_k, where), None
+    else:
+        if fusion_probabilities is None:
+            raise ValueError("a fusion needs its attribute probabilities of the query and the gallery")
+        hits, f_probs = fused_search(gal, query_feature, fusion, fusion_probabilities, top_k, where)
+    return explain_ranking(query_feature, hits, gal, head, threshold=threshold, query_pid=query_pid,
+                           fusion=fusion, fusion_probabilities=f_probs, filter=where, **explain_kw)

@@ -19,8 +19,8 @@ import numpy as np
 
 from xreid.data.images import ImageError, load_image
 from xreid.explain.attribute_head import AttributeHead
-from xreid.explain.ranking import parse_filter
 from xreid.index.features import MODEL_FIELDS, check_same_model
+from xreid.index.filters import parse_filter
 from xreid.index.gallery import THUMB_HEIGHT, Filter, GalleryIndex, IndexWriter, Rows, SearchResult, export_features
 from xreid.index.metadata import Entry, fields_from_name, read_gallery_csv
 from xreid.models.embedders import Embedder
@@ -163,35 +163,15 @@ def export_index(case: Path, out: Path) -> int:
     return export_features(case, out)
 
 
-def search_index(embedder: Embedder, case: Path | GalleryIndex, query: Path, where: Filter | None = None,
+def search_index(embedder: Embedder, case: Path | GalleryIndex, query: Path, where: Filter | str | dict | None = None,
                  top_k: int = 10, exact: bool = False) -> SearchResult:
-    """Embed the query image with ``embedder`` (which must be the index's model set-up) and search."""
+    """Embed the query image with ``embedder`` (which must be the index's model set-up) as ``xreid
+    explain`` and the server do (``xreid.workflows.explain.embed_query``) and search the index;
+    ``where``: a ``Filter``, or the command line's text or a JSON object (``parse_filter``)."""
+    from xreid.workflows.explain import embed_query, read_query
+
     index = case if isinstance(case, GalleryIndex) else GalleryIndex.open(case)
     check_same_model(index.case, index.identity, embedder.identity(), fields=MODEL_FIELDS,
                      remedy="Search with the model options the index was built with.")
-    res = embedder.embed_paths([query])
-    if res.skipped:
-        raise ValueError(str(res.skipped[0]))
-    return index.search(res.features[0], top_k, where=where, exact=exact)
-
-
-def parse_index_filter(text: str | None, attribute_names: list[str], field_names: list[str]
-                       ) -> tuple[dict[str, bool], dict[str, str]]:
-    """``"carryingBackpack=yes,colour=red"`` -> ({attribute: wanted}, {field: value}): names of the
-    index's string fields take a value; everything else is an attribute condition, parsed (and its
-    mistakes reported) by the explanation filter, ``xreid.explain.ranking.parse_filter``."""
-    fields: dict[str, str] = {}
-    attribute_items = []
-    for item in (text or "").split(","):
-        name, _, value = (s.strip() for s in item.partition("="))
-        if name in field_names:
-            if name in fields:
-                raise ValueError(f"filter: {name!r} is named twice")
-            fields[name] = value
-        elif item.strip():
-            attribute_items.append(item)
-    try:
-        attrs = parse_filter(",".join(attribute_items), attribute_names)
-    except ValueError as exc:
-        raise ValueError(f"{exc} (or a field of this index: {', '.join(field_names) or 'none'})") from None
-    return attrs, fields
+    where = parse_filter(where, index.attribute_names, index.field_names, source="index")
+    return index.search(embed_query(embedder, read_query(Path(query))), top_k, where=where, exact=exact)

@@ -76,6 +76,29 @@ function drawFacets() {
   }
 }
 
+function drawDescribeChips() {
+  const box = $("describe-chips");
+  const attrs = state.info.attributes.filter((a) => a.phrase).sort((a, b) => (b.reliable - a.reliable) || (b.count - a.count));
+  box.replaceChildren(...attrs.map((a) => el("button", {type: "button", class: "chip" + (a.reliable ? "" : " unreliable"),
+    title: (a.reliable ? "" : "unreliable for this model: weighted down · ") + `${a.count.toLocaleString()} images likely have it`,
+    onclick: (ev) => addWords(ev.shiftKey ? (a.absent_phrase || "no " + a.phrase) : a.phrase)}, a.phrase)));
+}
+
+function addWords(words) {
+  const box = $("describe");
+  const text = box.value.trim();
+  box.value = text ? `${text.replace(/,\s*$/, "")}, ${words}` : words;
+  updateSearchButton();
+}
+
+function description() {
+  return $("describe").value.trim();
+}
+
+function updateSearchButton() {
+  $("search").disabled = state.uploads.length === 0 && !description();
+}
+
 function filters() {
   const f = {};
   const cams = [...document.querySelectorAll("input.camera:checked")].map((c) => c.value);
@@ -114,7 +137,7 @@ function drawQueries() {
   $("queries").replaceChildren(...state.uploads.map((u) => el("figure", {},
     el("img", {src: u.image, alt: "query " + (u.name || u.id)}),
     el("figcaption", {}, u.name || u.id))));
-  $("search").disabled = state.uploads.length === 0;
+  updateSearchButton();
   drawConfirmed();
 }
 
@@ -128,9 +151,11 @@ function drawConfirmed() {
   $("research").disabled = !(state.search && n);
 }
 
-async function runSearch(withConfirmed = false) {
-  const body = {uploads: state.uploads.map((u) => u.id), items: withConfirmed ? confirmed() : [],
-                k: Number($("k").value), filters: filters(), threshold: Number($("threshold").value)};
+async function runSearch(withConfirmed = false, items = null) {
+  const body = {uploads: items ? [] : state.uploads.map((u) => u.id),
+                items: items || (withConfirmed ? confirmed() : []),
+                k: Number($("k").value), filters: filters(), threshold: Number($("threshold").value),
+                description: description() || null};
   status("searching…");
   try {
     const t0 = performance.now();
@@ -140,8 +165,11 @@ async function runSearch(withConfirmed = false) {
     for (const r of res.results) if (r.mark) state.marks.set(r.id, r.mark);
     const ms = Math.round(performance.now() - t0);
     status(`${res.results.length} results of ${res.candidates.toLocaleString()} images passing the filters ` +
-           `(${res.method} search, ${ms} ms)` + (body.items.length ? ` · query: ${body.uploads.length} upload(s) + ` +
-           `${body.items.length} confirmed match(es)` : ""));
+           `(${res.method} search, ${ms} ms)` + (items ? ` · query: gallery item ${items[0]}` : body.items.length ? ` · query: ${body.uploads.length} upload(s) + ` +
+           `${body.items.length} confirmed match(es)` : "") +
+           (res.joined ? ` · re-ranked by the description (${res.joined})` : ""));
+    $("describe-notes").textContent = res.description
+      ? ["read as: " + res.description.terms.map((t) => t.text).join(", "), ...res.description.problems].join("\n") : "";
     drawResults();
   } catch (e) {
     status(e.message, true);
@@ -156,13 +184,28 @@ function scoreClass(s) {
 
 function drawResults() {
   const res = state.search;
-  $("query-chips").replaceChildren(el("span", {class: "muted"}, "The model sees in the query: "),
-    ...res.query.chips.map((c) => chip(c.text, c.reliable ? "" : "unreliable",
-      `${Math.round(100 * c.probability)} %` + (c.reliable ? "" : " · unreliable") + (c.flagged ? ` · ${c.flagged}` : ""))));
-  $("results").replaceChildren(...res.results.map(card));
-  $("export").hidden = false;
+  if (res.kind === "description") {
+    $("query-chips").replaceChildren(el("span", {class: "muted"}, "Described: "),
+      ...res.description.terms.map((t) => chip(t.text, "", `you said: ${t.said}`)));
+  } else {
+    const fromItem = !res.query.uploads.length && res.query.items.length === 1;  // "search by this image"
+    $("query-chips").replaceChildren(
+      fromItem ? el("img", {src: `/api/items/${res.query.items[0]}/thumbnail`, class: "query-thumb",
+                            alt: `query: gallery item ${res.query.items[0]}`}) : null,
+      el("span", {class: "muted"}, "The model sees in the query: "),
+      ...res.query.chips.map((c) => chip(c.text, c.reliable ? "" : "unreliable",
+        `${Math.round(100 * c.probability)} %` + (c.reliable ? "" : " · unreliable") + (c.flagged ? ` · ${c.flagged}` : ""))),
+      res.query.description ? el("button", {class: "query-actions", title: "the reliable attributes of the query as " +
+        "words: edit them and search by description", onclick: () => {
+          $("describe").value = res.query.description; state.uploads = []; drawQueries(); $("describe").focus();
+          status("Edit the description, then Search.");
+        }}, "Describe this person") : null);
+  }
+  $("results").replaceChildren(...res.results.map((r) => res.kind === "description" ? describedCard(r) : card(r)));
+  $("export").hidden = res.kind === "description";  // a report explains results against a query image
   updateExport();
   drawConfirmed();
+  drawTimeline();
 }
 
 function card(r) {
@@ -175,8 +218,10 @@ function card(r) {
     span.style.background = s.colour;
     bar.append(span);
   }
-  const meta = [r.camera ? `camera ${r.camera}` : null, r.time ? r.time.replace("T", " ") : null,
-                r.pid ? `id ${r.pid}` : null, r.key].filter(Boolean).join(" · ");
+  const sighting = r.kind === "sighting";
+  const when = sighting ? sightingSpan(r) : (r.time ? r.time.replace("T", " ") : null);
+  const meta = [r.camera ? `camera ${r.camera}` : null, when,
+                r.pid ? `id ${r.pid}` : null, sighting ? null : r.key].filter(Boolean).join(" · ");
   const node = el("div", {class: `result${mark ? " " + mark : ""}${r.flagged ? " flagged" : ""}`,
                           dataset: {id: r.id, rank: r.rank}},
     el("img", {src: r.thumbnail, alt: `result ${r.rank}`, title: "open the explanation", onclick: () => openDetail(r)}),
@@ -188,14 +233,146 @@ function card(r) {
         el("span", {class: "dist"}, `d ${r.distance.toFixed(3)}`)),
       el("div", {class: "meta"}, meta),
       el("p", {class: "line"}, r.line),
+      r.evidence ? el("p", {class: "line"}, r.reason) : null,
+      r.evidence ? evidenceChips(r) : null,
       el("div", {}, ...r.scores.map((s) => chip(`${s.text} ${Math.round(100 * s.score)}`, scoreClass(s.score),
         "matching score of this query attribute"))),
       bar,
       el("div", {class: "muted"}, `attributes explain ${Math.round(100 * r.explained_share)} % of the distance`),
       el("div", {class: "marks"},
         markButton(r, "match", "✓ same person"), markButton(r, "not_match", "✗ not the person"),
-        el("button", {class: "why", onclick: () => openDetail(r)}, "Why?"))));
+        el("button", {class: "why", onclick: () => openDetail(r)}, "Why?"),
+        sighting ? el("button", {class: "frames", onclick: () => openSighting(r)}, "Key frame") : null)));
   return node;
+}
+
+// --- sightings of footage: time span, key frame with the crop strip, timeline -------------------------
+
+function sightingSpan(r) {
+  const t = (iso) => iso ? iso.replace("T", " ").replace("Z", "").replace(/\.\d+$/, "") : null;
+  if (r.time) return `${t(r.time)} – ${t(r.end).slice(11)}`;
+  return `${Number(r.offset_start).toFixed(1)}–${Number(r.offset_end).toFixed(1)} s of ${r.video}`;
+}
+
+async function openSighting(r) {
+  try {
+    const d = await api(`/api/items/${r.id}/sighting`);
+    $("sighting-title").textContent = `Sighting ${r.id} · camera ${d.camera} · frames ${d.frames[0]}–${d.frames[1]}`;
+    $("sighting-keyframe").src = `/api/items/${r.id}/keyframe`;
+    $("sighting-crops").replaceChildren(...d.crops.map((c, k) => el("img", {
+      src: `/api/items/${r.id}/crops/${k}`, alt: `crop ${k}`,
+      title: `frame ${c.frame} · detector ${Math.round(100 * c.confidence)} % · quality ${c.quality.toFixed(2)} · ` +
+             `occluded ${Math.round(100 * c.occluded)} %`})));
+    $("sighting-search").onclick = () => { $("sighting").hidden = true; runSearch(false, [r.id]); };
+    stopDrawing();
+    $("sighting-draw").disabled = !d.frame;
+    $("sighting-draw").onclick = () => startDrawing(r);
+    $("sighting").hidden = false;
+    $("sighting").scrollIntoView({behavior: "smooth"});
+  } catch (e) { status(e.message, true); }
+}
+
+// a query box drawn on a sighting's clean frame (pixels of the frame = displayed pixels x scale)
+const drawing = {item: null, start: null, box: null};
+
+function stopDrawing() {
+  drawing.item = null; drawing.box = null;
+  $("sighting-view").classList.remove("drawing");
+  $("sighting-box").hidden = true;
+  $("sighting-box-search").disabled = true;
+  $("sighting-hint").textContent = "";
+}
+
+function startDrawing(r) {
+  drawing.item = r.id; drawing.box = null;
+  $("sighting-keyframe").src = `/api/items/${r.id}/frame`;
+  $("sighting-view").classList.add("drawing");
+  $("sighting-hint").textContent = "Drag a box around a person in the frame, then search with it.";
+}
+
+function framePoint(ev) {
+  const img = $("sighting-keyframe"), rect = img.getBoundingClientRect();
+  return {x: Math.max(0, Math.min(rect.width, ev.clientX - rect.left)),
+          y: Math.max(0, Math.min(rect.height, ev.clientY - rect.top))};
+}
+
+function showBox(a, b) {
+  const box = $("sighting-box");
+  box.style.left = `${Math.min(a.x, b.x)}px`; box.style.top = `${Math.min(a.y, b.y)}px`;
+  box.style.width = `${Math.abs(b.x - a.x)}px`; box.style.height = `${Math.abs(b.y - a.y)}px`;
+  box.hidden = false;
+}
+
+function setUpDrawing() {
+  const view = $("sighting-view");
+  view.addEventListener("mousedown", (ev) => {
+    if (drawing.item === null) return;
+    ev.preventDefault(); drawing.start = framePoint(ev);
+  });
+  view.addEventListener("mousemove", (ev) => { if (drawing.start) showBox(drawing.start, framePoint(ev)); });
+  window.addEventListener("mouseup", (ev) => {
+    if (!drawing.start) return;
+    const a = drawing.start, b = framePoint(ev), img = $("sighting-keyframe");
+    drawing.start = null;
+    const scale = img.naturalWidth / img.getBoundingClientRect().width;
+    drawing.box = [a.x, a.y, b.x, b.y].map((v) => v * scale);
+    showBox(a, b);
+    $("sighting-box-search").disabled = false;
+  });
+  $("sighting-box-search").addEventListener("click", async () => {
+    if (drawing.item === null || !drawing.box) return;
+    try {
+      const up = await api(`/api/items/${drawing.item}/frame/box`, {method: "POST",
+        headers: {"content-type": "application/json"}, body: JSON.stringify({box: drawing.box})});
+      if (!state.uploads.some((u) => u.id === up.id)) state.uploads.push(up);
+      drawQueries(); stopDrawing(); $("sighting").hidden = true;
+      runSearch();
+    } catch (e) { status(e.message, true); }
+  });
+}
+
+async function drawTimeline() {
+  if (!state.search) { $("timeline").hidden = true; return; }
+  const results = state.search.results.filter((r) => r.kind === "sighting");
+  const marked = results.filter((r) => state.marks.get(r.id) === "match");
+  const shown = marked.length ? marked : results.filter((r) => r.probability !== null && r.probability >= Number($("threshold").value));
+  if (!shown.length) { $("timeline").hidden = true; return; }
+  $("timeline-note").textContent = marked.length ? "the results marked as the person" : "the results above the threshold (no mark yet)";
+  try {
+    const res = await fetch(`/api/timeline?format=svg&items=${shown.map((r) => r.id).join(",")}`, {credentials: "same-origin"});
+    const svg = new DOMParser().parseFromString(await res.text(), "image/svg+xml").documentElement;
+    $("timeline-svg").replaceChildren(document.importNode(svg, true));
+    for (const a of $("timeline-svg").querySelectorAll("a")) {
+      const id = Number(a.getAttribute("href").split("-").pop());
+      a.addEventListener("click", (ev) => { ev.preventDefault(); const r = results.find((x) => x.id === id); if (r) openSighting(r); });
+    }
+    $("timeline").hidden = false;
+  } catch (e) { status(e.message, true); }
+}
+
+function evidenceChips(r) {
+  return el("div", {}, ...(r.evidence || []).map((e) => chip(`${e.text} ${Math.round(100 * e.probability)} %`,
+    e.status.replace(" ", "-") + (e.reliable ? "" : " weak"),
+    `${e.status}` + (e.reliable ? "" : ` · unreliable for this model: weight ${e.weight}`))));
+}
+
+function describedCard(r) {
+  const mark = state.marks.get(r.id);
+  const meta = [r.camera ? `camera ${r.camera}` : null, r.time ? r.time.replace("T", " ") : null,
+                r.pid ? `id ${r.pid}` : null, r.key].filter(Boolean).join(" · ");
+  return el("div", {class: `result${mark ? " " + mark : ""}`, dataset: {id: r.id, rank: r.rank}},
+    el("img", {src: r.thumbnail, alt: `result ${r.rank}`}),
+    el("div", {class: "body"},
+      el("div", {class: "top"}, el("span", {class: "rank"}, `#${r.rank}`),
+        el("span", {class: "prob", title: "how well the image fits the description (see the API docs for the rule)"},
+           `fit ${Math.round(100 * r.score)} %`)),
+      el("div", {class: "meta"}, meta),
+      el("p", {class: "line"}, r.reason),
+      evidenceChips(r),
+      el("div", {class: "marks"},
+        markButton(r, "match", "✓ same person"), markButton(r, "not_match", "✗ not the person"),
+        el("button", {title: "search with this image as the query; the description re-ranks the results",
+                      onclick: () => runSearch(false, [r.id])}, "Search by this image"))));
 }
 
 function markButton(r, value, text) {
@@ -234,6 +411,7 @@ function updateExport() {
 
 function clearQuery() {
   state.uploads = []; state.search = null; state.marks.clear();
+  $("describe").value = ""; $("describe-notes").textContent = "";
   $("results").replaceChildren(); $("query-chips").replaceChildren(); $("export").hidden = true;
   drawQueries(); status("");
 }
@@ -254,9 +432,15 @@ window.addEventListener("DOMContentLoaded", async () => {
     $("file").value = "";
   });
   $("search").addEventListener("click", () => runSearch(false));
+  $("describe").addEventListener("input", updateSearchButton);
+  $("describe").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); if (description() || state.uploads.length) runSearch(); }
+  });
   $("research").addEventListener("click", () => runSearch(true));
   $("clear").addEventListener("click", clearQuery);
   $("threshold").addEventListener("input", () => { $("threshold-value").textContent = Number($("threshold").value).toFixed(2); });
+  $("sighting-close").addEventListener("click", () => { stopDrawing(); $("sighting").hidden = true; });
+  setUpDrawing();
   $("export-maps").addEventListener("change", updateExport);
   $("detail-close").addEventListener("click", () => { $("detail").hidden = true; $("detail-frame").src = "about:blank"; });
   $("detail-maps").addEventListener("change", loadDetail);
@@ -267,7 +451,8 @@ window.addEventListener("DOMContentLoaded", async () => {
   try {
     state.info = await api("/api/info");
     drawFacets();
-    status("Drop a query image to search.");
+    drawDescribeChips();
+    status("Drop a query image, or describe the person, to search.");
   } catch (e) {
     status(e.message, true);
   }
