@@ -29,6 +29,7 @@ def test_flat_api_has_the_documented_entry_points():
         assert name in xreid.__all__, f"README calls xreid.{name}, which the package does not export"
 
 
+@pytest.mark.shared
 def test_readme_python_example_runs(shared_data_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XREID_DATA_ROOT", str(shared_data_root))
     monkeypatch.chdir(tmp_path)
@@ -86,6 +87,7 @@ def test_eval_and_explain_rank_identically_mini(tiny_model, mini_peta):
         assert by_eval == by_explain
 
 
+@pytest.mark.shared
 def test_eval_and_explain_rank_identically_peta(shared_data_root):
     for by_eval, by_explain in _eval_and_explain_rankings("default", shared_data_root, "VIPeR", [0, 7, 100]):
         assert by_eval == by_explain
