@@ -161,8 +161,15 @@ def ray_batches(keys: list[str], root: Path, make, batch_size: int, concurrency:
                 num_cpus: float = 1.0, num_gpus: float = 0.0):
     """``BatchEmbedder``'s outputs for ``keys``, computed on a Ray cluster (``address``; None: the
     one this process is connected to, else a local one) with Ray Data: ``map_batches`` over
-    ``concurrency`` actors, each loading the model once (``make``). Ray retries a failed task or a
-    lost actor's batch; the caller commits what comes back (``commit_batch``, idempotent by key)."""
+    ``concurrency`` actors, each loading the model once (``make``).
+
+    Nothing is lost or written twice: Ray Data restarts a lost actor and retries its unfinished
+    batches (its actor pools default to unlimited restarts and task retries), and only batches that
+    finished reach this generator, in the driver; the caller commits each (``commit_batch``), which
+    leaves out keys a shard already holds, so a batch delivered again (a retry after its output was
+    sent, or a rerun of an interrupted build, which embeds only the keys no shard holds) adds no row.
+    A batch is committed as one segment per shard it touches, so an interruption keeps every
+    committed batch."""
     import ray
 
     if not ray.is_initialized():
@@ -170,7 +177,7 @@ def ray_batches(keys: list[str], root: Path, make, batch_size: int, concurrency:
     ds = ray.data.from_items([{"key": k} for k in keys], override_num_blocks=max(1, -(-len(keys) // batch_size)))
     out = ds.map_batches(BatchEmbedder, fn_constructor_kwargs={"root": str(root), "make": make},
                          batch_size=batch_size, concurrency=concurrency, batch_format="numpy",
-                         num_cpus=num_cpus, num_gpus=num_gpus, max_task_retries=3)
+                         num_cpus=num_cpus, num_gpus=num_gpus)
     yield from out.iter_batches(batch_size=None, batch_format="numpy")
 
 
