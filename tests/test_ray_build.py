@@ -84,3 +84,46 @@ def test_a_batch_delivered_twice_is_written_once(tiny_model, tmp_path):
     finally:
         for w in writers:
             w.close()
+
+
+class _DyingEmbedder:
+    """An embedder whose worker process dies at its first batch (while ``marker`` is absent)."""
+
+    def __init__(self, inner, marker):
+        self.inner, self.marker = inner, marker
+
+    def embed_paths(self, paths, batch_size):
+        import os
+
+        if not self.marker.exists():
+            self.marker.touch()
+            os._exit(1)  # the actor's process is killed mid-build
+        return self.inner.embed_paths(paths, batch_size=batch_size)
+
+
+def _dying_make(model, head, marker):
+    embedder, attr = _model_and_head(ModelOptions(model=str(model), backend="torch"), head)
+    return _DyingEmbedder(embedder, marker), attr
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_nothing(cluster, tiny_model, tmp_path):
+    import sys
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    root = tmp_path / "data"
+    for i in range(8):
+        write_image(root / "gallery" / f"img{i:02d}.jpg", seed=i)
+    head = tmp_path / "head.npz"
+    AttributeHead(NAMES, np.random.default_rng(0).normal(size=(1280, 3)), np.full(3, 0.4), {}).save(head)
+    embedder, attr = load_embedder(tiny_model, backend="torch"), AttributeHead.load(head)
+    marker = tmp_path / "died"
+    make = functools.partial(_dying_make, tiny_model, head, marker)
+    report = build_index(embedder, attr, root, tmp_path / "ray", images=root / "gallery", batch_size=2,
+                         progress=False, shards=2, ray={"make": make, "concurrency": 2})
+    assert marker.exists()  # a worker did die
+    assert report.count == report.added == 8
+    build_index(embedder, attr, root, tmp_path / "one", images=root / "gallery", batch_size=8, progress=False)
+    (k1, v1, _), (k2, v2, _) = _case(tmp_path / "one"), _case(tmp_path / "ray")
+    assert k1 == k2
+    np.testing.assert_allclose(v1, v2, atol=1e-5)

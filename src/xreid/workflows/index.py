@@ -176,7 +176,8 @@ def ray_batches(keys: list[str], root: Path, make, batch_size: int, concurrency:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     ds = ray.data.from_items([{"key": k} for k in keys], override_num_blocks=max(1, -(-len(keys) // batch_size)))
     out = ds.map_batches(BatchEmbedder, fn_constructor_kwargs={"root": str(root), "make": make},
-                         batch_size=batch_size, concurrency=concurrency, batch_format="numpy",
+                         batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=concurrency),
+                         batch_format="numpy",
                          num_cpus=num_cpus, num_gpus=num_gpus)
     yield from out.iter_batches(batch_size=None, batch_format="numpy")
 
