@@ -84,6 +84,7 @@ run python benchmarks/bench_case_session.py --out "$out/case_session"
 run python benchmarks/bench_describe.py ${data[@]+"${data[@]}"} --out "$out/describe"
 run python benchmarks/mimic_gap.py ${data[@]+"${data[@]}"} --out "$out/mimic_gap"
 run python benchmarks/bench_train_step.py --out "$out/train_step"
+run python benchmarks/bench_footage.py --out "$out/footage"
 if [ -f "$trained" ]; then
     run python benchmarks/bench_train_step.py --trained "$trained" --runs 4 --out "$out/train_step_subnormals"
 else

@@ -30,8 +30,24 @@ def isolated_model_cache(tmp_path_factory):
         yield
 
 
-needs_shared = pytest.mark.skipif(not PETA_ARCHIVE.is_file(),
-                                  reason=f"needs the shared data ({PETA_ARCHIVE} not found)")
+def needs_file(path: Path):
+    """Marks a test that reads ``path`` from ../shared: ``shared``, and skipped saying which file is missing."""
+    def mark(test):
+        return pytest.mark.shared(pytest.mark.skipif(not Path(path).is_file(),
+                                                     reason=f"needs the shared data ({path} not found)")(test))
+    return mark
+
+
+#: a test that reads the shared PETA archive (prefer the ``shared_data_root`` fixture, which also skips)
+needs_shared = needs_file(PETA_ARCHIVE)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that takes the ``shared_data_root`` fixture is marked ``shared``, whether or not its
+    author wrote the marker, so ``-m "not shared"`` leaves out every test that reads ../shared."""
+    for item in items:
+        if "shared_data_root" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("shared"):
+            item.add_marker(pytest.mark.shared)
 
 
 def write_image(path: Path, seed: int, size=(32, 64), colour: tuple[int, int, int] | None = None) -> None:

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
+from htmltree import parse
+
 from xreid.data.market import MARKET_ATTRIBUTES
 from xreid.data.peta import VOCABULARY
 from xreid.data.vocabulary import GROUPS, WORDS, words
@@ -17,12 +19,23 @@ from xreid.explain.query_check import check_query
 from xreid.rendering.words import describe, query_chips, result_line
 
 
-@pytest.mark.parametrize("name", sorted(set(VOCABULARY) | set(MARKET_ATTRIBUTES)))
-def test_every_dataset_attribute_has_words_and_a_group(name):
-    assert name in WORDS, f"{name} has no display words"
-    w = words(name)
-    assert w.group in GROUPS and w.present and w.absent
-    assert not re.search(r"[a-z][A-Z]", w.present), w.present  # no dataset identifiers in the words
+def test_every_dataset_attribute_has_words_and_a_group():
+    # one table-driven check over every PETA and Market attribute; a failure lists every name at fault
+    names = sorted(set(VOCABULARY) | set(MARKET_ATTRIBUTES))
+    assert len(names) > 100
+    problems = {}
+    for name in names:
+        if name not in WORDS:
+            problems[name] = "no display words"
+            continue
+        w = words(name)
+        if w.group not in GROUPS:
+            problems[name] = f"group {w.group!r} is not one of GROUPS"
+        elif not (w.present and w.absent):
+            problems[name] = f"empty words: present {w.present!r}, absent {w.absent!r}"
+        elif re.search(r"[a-z][A-Z]", w.present):
+            problems[name] = f"dataset identifier in the words: {w.present!r}"
+    assert not problems, problems
 
 
 def test_absent_attributes_read_as_words():
@@ -143,15 +156,43 @@ def test_report_structure(tiny_model, mini_peta, tmp_path):
                          np.random.default_rng(0).normal(size=(1280, 4)), np.full(4, 0.3), {},
                          calibration=np.tile([1.0, 0.0], (4, 1)), reliability=np.array([0.8, 0.55, 0.7, 0.7]))
     out, page = _report(str(tiny_model), head, mini_peta, tmp_path, maps="pair", test_set="VIPeR", query_index=0)
-    assert page.count('class="card querycard"') == 1
-    assert len(re.findall(r'<div class="card (match|nomatch|)">', page)) == len(out.results) == 2
-    assert page.count('<p class="line">') == 2 and page.count("<details>") == 2
-    assert "Unreliable for this model" in page and "backpack" in page.split("Unreliable for this model")[1][:200]
-    assert "regions that make these two look alike" in page and "high: drives the match" in page
-    assert "@media print" in page and "http://" not in page and "https://" not in page
-    assert "carryingBackpack" in page  # dataset names stay findable in the details
+    doc = parse(page)
+    assert doc.doctype.lower() == "doctype html"
+    cards = [c for c in doc.find_all("div", cls="card") if c.parent.tag == "body"]
+    assert ["querycard" in c.classes for c in cards] == [True, False, False]  # the query first, then each result
+    query, results = cards[0], cards[1:]
+    assert len(results) == len(out.results) == 2
+    # the query card: its check, then the unreliable attributes in words (backpack: reliability 0.55 < 0.6)
+    assert query.find("div", cls="verdict").text() == out.explanation.reliability
+    assert [p.text() for p in query.find_all("p", cls="muted")] == [
+        "Unreliable for this model (not used in verdicts): backpack."]
+    for card, r in zip(results, out.results):
+        assert card.classes <= {"card", "match", "nomatch"}
+        assert card.find("span", cls="rank").text() == f"#{r.rank}"
+        assert len(card.find_all("p", cls="line")) == 1 and len(card.find_all("details")) == 1
+        assert card.find("img", cls="person").attrs["src"].startswith("data:image/jpeg;base64,")
+        # the pair maps on the card, with their caption and colour scale
+        figs = [f.find("figcaption").text() for f in card.find("div", cls="maps").find_all("figure")]
+        assert "query: regions that make these two look alike" in figs
+        assert card.find("div", cls="scale").find("span").text().startswith("high: drives the match")
+        # the details: a pie and one table row per attribute (its words, then the dataset name), largest part first
+        details = card.find("details")
+        assert details.find("summary").text().startswith("Details") and details.find_all("svg")
+        rows = details.find("table").find_all("tr")
+        assert len(rows[0].find_all("th")) == 9 and len(rows) == 1 + 4
+        assert {row.find("td").find("span", cls="muted").text() for row in rows[1:]} == set(head.names)
+        shares = [float(row.find_all("td")[4].text()) for row in rows[1:]]
+        assert shares == sorted(shares, reverse=True)
+        unreliable = [row.find("td").find("span").text() for row in rows[1:] if "unreliable" in row.classes]
+        assert unreliable == ["carryingBackpack"]
+    assert "@media print" in doc.find("style").text()
+    # opens offline: nothing the page loads or links to is on the network
+    for node in doc.iter():
+        for name in ("src", "href"):
+            assert not (node.attrs.get(name) or "").startswith(("http:", "https:", "//")), node
 
 
+@pytest.mark.shared
 def test_top10_report_without_maps_is_under_1mb(shared_data_root, tmp_path):
     import xreid
 

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from conftest import omz_model
+from conftest import needs_file, omz_model
 from xreid import load_head
 from xreid.distance import l2_normalise
 from xreid.models import fingerprint as fingerprint_module
@@ -17,7 +17,7 @@ from xreid.models.loading import BUNDLED_MODEL, load_embedder
 from xreid.workflows.export import export_model
 
 OMZ_0277 = omz_model("person-reidentification-retail-0277")
-needs_0277 = pytest.mark.skipif(not OMZ_0277.is_file(), reason=f"needs {OMZ_0277}")
+needs_0277 = needs_file(OMZ_0277)
 
 
 @pytest.fixture()

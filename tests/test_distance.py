@@ -1,9 +1,11 @@
 """The one ranking distance (docs/METHODS.md#distance-and-normalisation), hand-computed."""
 
 import numpy as np
+import pytest
 import torch
 
-from xreid.distance import cosine_distance, cosine_similarity, l2_normalise, pair_distance, rank_gallery, row_norms
+from xreid.distance import (cosine_distance, cosine_similarity, l2_normalise, pair_distance, paired_cosine,
+                            rank_gallery, row_norms)
 
 
 def test_l2_normalise_hand_computed_numpy_and_torch():
@@ -37,3 +39,37 @@ def test_rank_gallery_nearest_first_ties_in_gallery_order():
     order, dist = rank_gallery(np.array([1.0, 0.0]), np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 2.0], [3.0, 0.1]]))
     assert order.tolist() == [1, 3, 0, 2]
     assert dist[0] == dist[2]
+
+
+def test_l2_normalise_of_lists_scalars_and_torch_vectors():
+    np.testing.assert_allclose(l2_normalise([3.0, 4.0]), [0.6, 0.8])
+    np.testing.assert_allclose(l2_normalise((0.0, -2.0)), [0.0, -1.0])
+    t = l2_normalise(torch.tensor([3.0, 4.0]))
+    assert isinstance(t, torch.Tensor) and torch.allclose(t, torch.tensor([0.6, 0.8]))
+    cols = l2_normalise(torch.tensor([[3.0, 1.0], [4.0, 0.0]]), axis=0)  # along the first axis
+    assert torch.allclose(cols, torch.tensor([[0.6, 1.0], [0.8, 0.0]]))
+
+
+def test_normalised_true_trusts_the_caller():
+    q, g = np.array([2.0, 0.0]), np.array([[3.0, 0.0], [0.0, 1.0]])
+    # the caller says both are unit rows: the distance is 1 - q . g as given (here 1 - 6 = -5)
+    np.testing.assert_allclose(cosine_distance(q, g, normalised=True), [-5.0, 1.0])
+    np.testing.assert_allclose(cosine_distance(q, g), [0.0, 1.0])
+
+
+def test_paired_cosine_hand_computed():
+    a = np.array([[3.0, 4.0], [1.0, 0.0], [2.0, 2.0]])
+    b = np.array([[4.0, 3.0], [0.0, 2.0], [-1.0, -1.0]])
+    np.testing.assert_allclose(paired_cosine(a, b), [24 / 25, 0.0, -1.0])
+    assert paired_cosine(np.array([1.0, 0.0]), np.array([1.0, 1.0])) == pytest.approx(2 ** -0.5)
+
+
+def test_rank_gallery_scores_in_float32_and_keeps_long_ties_in_order():
+    _, dist = rank_gallery(np.array([1.0, 0.0]), np.array([[1.0, 0.0], [0.0, 1.0]]))
+    assert dist.dtype == np.float32
+    _, dist = rank_gallery(np.array([1.0, 0.0], np.float32), np.array([[1.0, 0.0], [0.0, 1.0]]))
+    assert dist.dtype == np.float32
+    # 40 rows in four groups of equal distance, interleaved: each group keeps gallery order
+    g = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]])[np.arange(40) % 4]
+    order, _ = rank_gallery(np.array([1.0, 0.0]), g)
+    assert order.tolist() == [i for k in (0, 2, 1, 3) for i in range(k, 40, 4)]

@@ -88,3 +88,74 @@ def test_dims_per_attribute_and_extremes():
     assert dims_per_attribute(w).tolist() == [1, 2, 1]
     top, bottom = extreme_attributes(w, 0, k=2)
     assert top.tolist() == [1, 0] and bottom.tolist() == [2, 0]
+
+
+def test_confidence_threshold_is_strict_at_the_boundary():
+    # |x - 0.5| > t: a probability exactly t away from 0.5 is not confident (0.25 and 0.75 are exact in binary)
+    x = np.array([0.25, 0.75, 0.2499, 0.7501, 0.5])
+    assert confident_attributes(x, 0.25).tolist() == [False, False, True, True, False]
+    # the default threshold (0.3): confident below 0.2 or above 0.8
+    from xreid.explain.formulas import DEFAULT_CONFIDENCE
+    assert DEFAULT_CONFIDENCE == 0.3
+    assert confident_attributes(np.array([0.19, 0.21, 0.79, 0.81])).tolist() == [True, False, False, True]
+
+
+def test_attribute_error_squares_the_difference_of_both_sides():
+    # both embeddings non-zero in the same dims: (1 - 3)^2 = 4, (2 - 1)^2 = 1 (a sum would give 16 and 9)
+    f_q, f_g = np.array([1.0, 2.0]), np.array([3.0, 1.0])
+    np.testing.assert_allclose(attribute_error(f_q, f_g, np.array([[1.0], [2.0]])), [4.0 + 2.0])
+    np.testing.assert_allclose(attribute_error(f_q, np.stack([f_g, f_q]), np.eye(2)), [[4.0, 1.0], [0.0, 0.0]])
+
+
+def test_class_balanced_weights_clip_ratios_of_0_and_1_and_stay_float64():
+    labels = np.array([[True, True], [False, False]])
+    # p = 0 and 1 are clipped to 0.001 and 0.999: inverse weights 0.5 / 0.001 = 500 and 0.5 / 0.999
+    w = class_balanced_weights(labels, np.array([0.0, 1.0]))
+    np.testing.assert_allclose(w, [[500.0, 0.5 / 0.999], [0.5 / 0.999, 500.0]])
+    w = class_balanced_weights(labels, np.array([0.0, 1.0]), "exp")
+    np.testing.assert_allclose(w, [[np.exp(0.999), np.exp(0.001)], [np.exp(0.001), np.exp(0.999)]])
+    assert class_balanced_weights(labels, np.array([0.1, 0.5], np.float32)).dtype == np.float64
+    with pytest.raises(ValueError, match="unknown class-balancing scheme 'sqrt'; choose 'inverse' or 'exp'"):
+        class_balanced_weights(labels, np.array([0.1, 0.5]), "sqrt")
+
+
+def test_dims_per_attribute_counts_attributes_that_win_no_dim():
+    w = np.array([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0]])  # attributes 1 and 2 never hold the largest weight
+    assert dims_per_attribute(w).tolist() == [2, 0, 0]
+
+
+def test_extreme_attributes_default_to_three():
+    top, bottom = extreme_attributes(np.array([[0.1, 0.5, -0.3, 0.9, 0.0]]), 0)
+    assert top.tolist() == [3, 1, 0] and bottom.tolist() == [2, 4, 0]
+
+
+def test_matching_scores_are_computed_in_float64_whatever_the_input():
+    x_q = np.array([0.1, 0.9], np.float32)
+    x_g = np.array([0.3, 0.2])
+    q = x_q.astype(np.float64)  # the float32 values, exactly
+    expected = (1.0 - np.abs(q - x_g)) / (0.5 + np.abs(q - 0.5))
+    np.testing.assert_array_equal(matching_scores(x_q, x_g, clip=False), expected)
+    np.testing.assert_array_equal(matching_scores(x_g, x_q.reshape(1, 2), clip=False),
+                                  (1.0 - np.abs(x_g - q)) / (0.5 + np.abs(x_g - 0.5))[None])
+
+
+def test_basis_drops_directions_relative_to_the_largest_eigenvalue():
+    # W^T W = diag(2^-20, 1): the small direction sits exactly at rcond = 2^-20 x the largest and is dropped
+    w = np.diag([2.0 ** -10, 1.0])
+    u = orthonormal_attribute_basis(w, rcond=2.0 ** -20)
+    np.testing.assert_allclose(u, [[0.0, 0.0], [0.0, 1.0]], atol=1e-12)
+    np.testing.assert_allclose(orthonormal_attribute_basis(w, rcond=2.0 ** -21), np.eye(2), atol=1e-12)
+    # the cut is relative: weights of any scale keep both directions when they are well conditioned ...
+    for scale in (1e-4, 1e3):
+        u = orthonormal_attribute_basis(scale * np.array([[1.0, 0.5], [0.0, 1.0], [0.0, 0.0]]))
+        np.testing.assert_allclose(u.T @ u, np.eye(2), atol=1e-12)
+    # ... and drop a direction 1e-7 times weaker than the largest (eigenvalue 0.25 against 1e6)
+    u = orthonormal_attribute_basis(np.diag([1000.0, 0.5]))
+    np.testing.assert_allclose(u, [[1.0, 0.0], [0.0, 0.0]], atol=1e-12)
+
+
+def test_basis_of_float32_weights_is_float64_and_orthonormal():
+    w = np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32)
+    u = orthonormal_attribute_basis(w)
+    assert u.dtype == np.float64
+    np.testing.assert_allclose(u.T @ u, np.eye(5), atol=1e-12)

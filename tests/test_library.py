@@ -29,6 +29,7 @@ def test_flat_api_has_the_documented_entry_points():
         assert name in xreid.__all__, f"README calls xreid.{name}, which the package does not export"
 
 
+@pytest.mark.shared
 def test_readme_python_example_runs(shared_data_root, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XREID_DATA_ROOT", str(shared_data_root))
     monkeypatch.chdir(tmp_path)
@@ -43,7 +44,7 @@ def test_cli_lists_exactly_its_commands():
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0
     listed = set(re.findall(r"^│ (\w+)\s", res.output, re.M))
-    assert listed == {"data", "train", "eval", "embed", "export", "attributes", "explain", "analyze", "index", "interpret", "serve", "fuse"}, listed
+    assert listed == {"data", "train", "eval", "embed", "export", "attributes", "explain", "analyze", "index", "interpret", "serve", "fuse", "models"}, listed
 
 
 @pytest.mark.parametrize("command", [["eval"], ["embed"], ["explain"], ["analyze"], ["attributes", "fit"],
@@ -86,6 +87,7 @@ def test_eval_and_explain_rank_identically_mini(tiny_model, mini_peta):
         assert by_eval == by_explain
 
 
+@pytest.mark.shared
 def test_eval_and_explain_rank_identically_peta(shared_data_root):
     for by_eval, by_explain in _eval_and_explain_rankings("default", shared_data_root, "VIPeR", [0, 7, 100]):
         assert by_eval == by_explain

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from conftest import SHARED, write_image
+from conftest import SHARED, needs_file, write_image
 from xreid.data.market import (AGE_CLASSES, JUNK_PID, MARKET_ATTRIBUTES, load_market, load_market_attributes,
                                parse_market_name)
 from xreid.evaluation.metrics import evaluate_ranking
@@ -70,7 +70,7 @@ def test_market_bad_layout(tmp_path):
         load_market_attributes(tmp_path / "x.mat")
 
 
-@pytest.mark.skipif(not REAL_MAT.is_file(), reason=f"needs the shared data ({REAL_MAT} not found)")
+@needs_file(REAL_MAT)
 def test_real_market_attribute_file():
     attrs = load_market_attributes(REAL_MAT)
     assert len(attrs) == 751 + 750

@@ -263,3 +263,252 @@ def test_cli_calibrates_an_index(mini_peta, tiny_model, tmp_path):
     assert load_match_calibration(case, GalleryIndex.open(case).identity).threshold == 0.4
     res = runner.invoke(app, ["index", "calibrate", str(tmp_path / "nowhere"), *model, "--data-root", str(mini_peta)])
     assert res.exit_code == 2 and "index not found" in res.output
+
+
+# --- every refusal, boundary and recorded field (what the mutation score found untested) ---------------------
+
+def test_logistic_loss_by_hand():
+    from xreid.explain.match_probability import _logistic_loss
+
+    x = np.array([[1.0, 2.0, 1.0], [-1.0, 0.0, 1.0]])  # two features and the intercept column
+    y = np.array([1.0, 0.0])
+    w = np.array([0.5, -1.0, 2.0])
+    # t = (0.5 - 2 + 2, -0.5 + 2) = (0.5, 1.5): nll = (log(1 + e^0.5) - 0.5 + log(1 + e^1.5)) / 2;
+    # penalty on the two feature weights only: 0.5 x 0.1 x (0.25 + 1)
+    expected = (math.log1p(math.exp(0.5)) - 0.5 + math.log1p(math.exp(1.5))) / 2 + 0.5 * 0.1 * 1.25
+    assert _logistic_loss(x, y, w, 0.1) == pytest.approx(expected, rel=1e-12)
+
+
+def test_fit_logistic_penalises_the_weights_but_not_the_intercept():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    y = rng.random(200) < 0.8
+    w = fit_logistic(x, y, l2=1e4)  # a huge pull: the weights vanish, the intercept keeps the base rate
+    assert np.abs(w[:2]).max() < 1e-3 and w[2] == pytest.approx(math.log(y.mean() / (1 - y.mean())), abs=1e-3)
+    # the default pull (1e-6) is tiny: the fit is the plain maximum-likelihood one
+    x1 = np.array([-1, -1, -1, -1, 1, 1, 1, 1], float)[:, None]
+    y1 = np.array([0, 0, 0, 1, 0, 1, 1, 1], bool)
+    assert np.allclose(fit_logistic(x1, y1), [math.log(3), 0.0], atol=1e-4)
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.5])
+def test_fit_logistic_is_the_optimum_in_a_few_newton_steps(l2):
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 2)) * [1.0, 3.0]
+    y = rng.random(300) < 1 / (1 + np.exp(-(x @ [1.5, -0.5] + 0.3)))
+    xb = np.concatenate([x, np.ones((300, 1))], axis=1)
+
+    def objective(w):
+        t = xb @ w
+        return np.mean(np.logaddexp(0.0, t) - y * t) + 0.5 * l2 * np.sum(w[:2] ** 2)
+
+    ref = minimize(objective, np.zeros(3), method="BFGS", options={"gtol": 1e-12}).x
+    np.testing.assert_allclose(fit_logistic(x, y, l2=l2, steps=6), ref, atol=1e-6)
+
+
+def test_fit_logistic_refusals_name_the_shapes():
+    with pytest.raises(ValueError, match=r"^logistic fit: features \(8,\) must be M x F and labels \(8,\) length M$"):
+        fit_logistic(np.zeros(8), np.zeros(8, bool))
+    with pytest.raises(ValueError, match=r"^logistic fit: features \(8, 1\) must be M x F and labels \(7,\) length M$"):
+        fit_logistic(np.zeros((8, 1)), np.zeros(7, bool))
+    with pytest.raises(ValueError, match="^logistic fit: no examples$"):
+        fit_logistic(np.zeros((0, 2)), np.zeros(0))
+
+
+def test_match_features_boundaries_and_messages():
+    # exactly at the tolerance (1e-4) a negative distance and a step back are float error, not refused
+    assert match_features([-1e-4, 0.1])[0].tolist() == [0.0, 0.0, 0.1]
+    assert match_features([1e-4, 0.0])[:, 0].tolist() == [1e-4, 0.0]
+    assert match_features(np.array([0.25, 0.5], np.float32)).dtype == np.float64
+    assert match_features([0.3]).tolist() == [[0.3, 0.3, 0.3]]
+    for bad, msg in (([], "match probability: no search results (distances) given"),
+                     ([0.2, np.nan], "match probability: distances must be finite numbers (got NaN or infinity)"),
+                     ([-0.5, 0.1], "match probability: negative distance -0.5 (cosine distances lie in [0, 2])"),
+                     ([0.4, 0.2], "match probability: distances must be one search's results, nearest first")):
+        with pytest.raises(ValueError) as err:
+            match_features(bad)
+        assert str(err.value) == msg
+    # the context: the k-th distance read
+    assert match_features([0.1, 0.2, 0.3, 0.4], context=2)[:, 2].tolist() == [0.2] * 4
+
+
+def test_reliability_diagram_refusals_and_bins():
+    for p, y, msg in (([0.5, 0.5], [1], "2 probabilities but 1 outcomes"),
+                      ([1.5], [1], "probabilities must lie in [0, 1]"), ([-0.1], [1], "probabilities must lie in [0, 1]")):
+        with pytest.raises(ValueError) as err:
+            reliability_diagram(p, y)
+        assert str(err.value) == msg
+    with pytest.raises(ValueError) as err:
+        expected_calibration_error([], [])
+    assert str(err.value) == "expected calibration error: no predictions"
+    assert expected_calibration_error([0.3], [1]) == pytest.approx(0.7)  # one prediction is enough
+    # two bins: [0, .5) holds 0.1 and 0.4 (mean .25, rate .5); [.5, 1] holds 0.6 (rate 0) -> (2 x .25 + .6) / 3
+    assert expected_calibration_error([0.1, 0.4, 0.6], [1, 0, 0], bins=2) == pytest.approx((2 * 0.25 + 0.6) / 3)
+
+
+def test_episodes_defaults_three_cameras_and_refusal():
+    pids = [f"p{i}" for i in range(302) for _ in range(2)]
+    cams = ["1", "2"] * 302
+    eps = calibration_episodes(pids, cams)
+    assert len(eps) == 20 and {len(g) for _, g in eps} == {300}  # defaults: 20 episodes of 300 identities
+    assert [x.tolist() for x in eps[0]] == [x.tolist() for x in calibration_episodes(pids, cams, seed=0)[0]]
+    # a person seen by three cameras is queried from one camera and shown from another
+    three = calibration_episodes(["A", "A", "A", "B"], ["1", "2", "3", "1"], episodes=10, seed=2)
+    for q, g in three:
+        assert len(q) == 1 and len(g) == 2 and q[0] != g[0]
+    # nobody seen twice: no queries, but an index array all the same
+    (q, g), = calibration_episodes(["A", "B"], ["1", "1"], episodes=1)
+    assert q.dtype == np.int64 and g.dtype == np.int64 and len(q) == 0
+    with pytest.raises(ValueError) as err:
+        calibration_episodes(["A", "B"], ["1"])
+    assert str(err.value) == "2 person ids but 1 cameras"
+
+
+def test_search_pairs_labels_are_booleans():
+    d, same = search_pairs(np.array([[1.0, 0.0]]), np.array([[1.0, 0.0], [0.0, 1.0]]), ["a"], ["a", "b"])
+    assert same.dtype == bool and same.tolist() == [[True, False]] and d.shape == (1, 2)
+
+
+def test_calibration_record_refusals_and_boundaries():
+    def refusal(**kw):
+        with pytest.raises(ValueError) as err:
+            _calibration(**kw)
+        return str(err.value)
+
+    assert refusal(weights=[1.0, 2.0]) == ("match calibration: weights must be 4 finite numbers (distance, "
+                                           "first_distance, context_distance, intercept), got [1.0, 2.0]")
+    assert refusal(weights=[0.0, 1.0, 1.0, 1.0]) == ("match calibration: the distance weight 0 must be negative "
+                                                     "(the probability must fall as the distance grows)")
+    assert "distance weight 0.25 must be negative" in refusal(weights=[0.25, -7.0, 1.0, 1.0])
+    assert refusal(threshold=1.5) == "match calibration: threshold 1.5 is not a probability in [0, 1]"
+    assert refusal(context=0) == "match calibration: context 0 must be at least 1"
+    assert refusal(identity=["m"]) == "match calibration: the model identity must be a mapping"
+    for t in (0.0, 1.0):  # the threshold's bounds are allowed
+        assert _calibration(threshold=t).threshold == t
+    assert _calibration(context=1).context == 1
+    cal = _calibration(weights=[[-1, 0, 0, 1]])  # any shape holding four numbers; integers read as floats
+    assert cal.weights.dtype == np.float64 and cal.weights.tolist() == [-1.0, 0.0, 0.0, 1.0]
+
+
+def test_probability_reads_the_records_context_and_flags_below_the_threshold():
+    cal = _calibration(weights=[-1.0, 0.0, 2.0, 0.0], context=2)  # logit -d + 2 d_2
+    assert cal.probability([0.1, 0.3, 0.9]).tolist() == pytest.approx([1 / (1 + math.exp(-0.5)),
+                                                                       1 / (1 + math.exp(-0.3)),
+                                                                       1 / (1 + math.exp(0.3))])
+    half = _calibration(weights=[-1.0, 0.0, 0.0, 0.5])  # p = sigmoid(0.5 - d): exactly 0.5 at d = 0.5
+    assert half.probability([0.5])[0] == 0.5
+    assert half.flagged([0.5]).tolist() == [False]  # at the threshold is not below it
+    assert half.flagged([0.5], threshold=1.0).tolist() == [True] and half.flagged([0.5], threshold=0.0).tolist() == [False]
+    with pytest.raises(ValueError) as err:
+        half.flagged([0.5], threshold=-0.1)
+    assert str(err.value) == "threshold -0.1 is not a probability in [0, 1]"
+
+
+def test_record_dict_and_file_format(tmp_path):
+    cal = _calibration(meta={"k": 1})
+    assert cal.to_dict() == {"format": "xreid-match-calibration", "version": 1,
+                             "features": ["distance", "first_distance", "context_distance"],
+                             "weights": {"distance": -10.0, "first_distance": 2.0, "context_distance": 3.0,
+                                         "intercept": 1.0},
+                             "context": 10, "threshold": 0.5, "ece_bins": 15, "identity": IDENTITY, "meta": {"k": 1}}
+    cal.save(tmp_path / "c.json")
+    assert (tmp_path / "c.json").read_text() == json.dumps(cal.to_dict(), indent=1)  # readable, one key a line
+    data = cal.to_dict()
+    del data["meta"]
+    assert MatchCalibration.from_dict(data).meta == {}
+
+
+def test_from_dict_refusals_name_the_file_and_the_problem():
+    good = _calibration().to_dict()
+
+    def refusal(data, where=None):
+        with pytest.raises(ValueError) as err:
+            MatchCalibration.from_dict(data) if where is None else MatchCalibration.from_dict(data, where)
+        return str(err.value)
+
+    assert refusal([1, 2]) == ("match calibration: not an xreid match calibration (format 'list', "
+                               "expected 'xreid-match-calibration')")
+    assert refusal({**good, "version": 7}, "c.json") == "c.json: match calibration version 7, this xreid reads 1"
+    assert refusal({k: v for k, v in good.items() if k != "threshold"}) == \
+        "match calibration: incomplete match calibration (missing 'threshold')"
+    assert refusal({**good, "threshold": 2.0}) == \
+        "match calibration: match calibration: threshold 2.0 is not a probability in [0, 1]"
+
+
+def test_check_model_says_how_to_fix_it():
+    with pytest.raises(IdentityMismatch) as err:
+        _calibration().check_model({**IDENTITY, "fingerprint": "xyz"})
+    text = str(err.value)
+    assert text.startswith("match calibration")
+    assert ("A match calibration holds only for the model it was fitted on: fit one with "
+            "`xreid index calibrate CASE` and that model's options.") in text
+
+
+def _clustered(n_people=40, cams=2, seed=0, dim=8, noise=0.3):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_people, dim))
+    feats = np.concatenate([centres + noise * rng.normal(size=centres.shape) for _ in range(cams)])
+    pids = [f"p{i}" for i in range(n_people)] * cams
+    cam = [str(c) for c in range(cams) for _ in range(n_people)]
+    return feats, pids, cam
+
+
+def test_fit_match_calibration_records_how_it_was_fitted():
+    from xreid.explain.match_probability import episode_pairs
+
+    feats, pids, cams = _clustered()
+    cal = fit_match_calibration(feats, pids, cams, IDENTITY, gallery_size=30, episodes=3, context=4)
+    assert cal.context == 4 and cal.threshold == 0.5
+    # the same fit by hand: the episodes' top-4 pairs, their features with context 4, the logistic fit
+    eps = calibration_episodes(pids, cams, 30, 3, 0)
+    pairs = episode_pairs(feats.astype(np.float32), pids, eps, 4)
+    x = np.concatenate([match_features(d, 4).reshape(-1, 3) for d, _ in pairs])
+    same = np.concatenate([s.ravel() for _, s in pairs])
+    np.testing.assert_allclose(cal.weights, fit_logistic(x, same), atol=1e-9)
+    rank1 = float(np.concatenate([s[:, 0] for _, s in pairs]).mean())
+    assert cal.meta == {"gallery_size": 30, "episodes": 3, "seed": 0, "searches": 90, "pairs": 360,
+                        "true_matches": int(same.sum()), "rank1": round(rank1, 4)}
+    assert cal.meta["rank1"] != round(float(np.concatenate([s[:, 1] for _, s in pairs]).mean()), 4)
+    again = fit_match_calibration(feats, pids, cams, IDENTITY, gallery_size=30, episodes=3, context=4)
+    np.testing.assert_array_equal(again.weights, cal.weights)  # seeded: the same episodes every time
+    defaults = fit_match_calibration(feats, pids, cams, IDENTITY, meta={"protocol": "x"})
+    assert (defaults.meta["gallery_size"], defaults.meta["episodes"], defaults.meta["seed"]) == (300, 20, 0)
+    assert defaults.meta["protocol"] == "x" and defaults.meta["searches"] == 20 * 40
+
+
+def test_fit_match_calibration_refusals():
+    feats, pids, cams = _clustered(n_people=6, noise=0.0)
+    with pytest.raises(ValueError) as err:  # perfect features and one result per search: every result matches
+        fit_match_calibration(feats, pids, cams, IDENTITY, episodes=2, context=1)
+    assert str(err.value) == ("training split: every top-1 result is a true match; no impostor to calibrate "
+                              "against")
+    # features where the true match is always the farthest result: the fit would rise with the distance
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(6, 8))
+    far = np.concatenate([base, -base])
+    with pytest.raises(ValueError) as err:
+        fit_match_calibration(far, pids, cams, IDENTITY, episodes=2, context=6, where="split A")
+    from xreid.explain.match_probability import episode_pairs
+
+    pairs = episode_pairs(far.astype(np.float32), pids, calibration_episodes(pids, cams, 300, 2, 0), 6)
+    w = fit_logistic(np.concatenate([match_features(d, 6).reshape(-1, 3) for d, _ in pairs]),
+                     np.concatenate([s.ravel() for _, s in pairs]))
+    assert str(err.value) == (f"split A: the fitted probability does not fall with the distance (weight {w[0]:.3g}); "
+                              f"the model's distances carry no usable signal on this split")
+
+
+def test_the_seed_chooses_the_episodes_and_empty_splits_give_index_arrays():
+    feats, pids, cams = _clustered(noise=0.8)
+    a = fit_match_calibration(feats, pids, cams, IDENTITY, gallery_size=10, episodes=2, seed=0)
+    b = fit_match_calibration(feats, pids, cams, IDENTITY, gallery_size=10, episodes=2, seed=1)
+    assert b.meta["seed"] == 1 and not np.array_equal(a.weights, b.weights)
+    (q, g), = calibration_episodes([], [], episodes=1)
+    assert q.dtype == np.int64 and g.dtype == np.int64 and len(g) == 0
+
+
+def test_reliability_diagram_averages_in_float64():
+    p = np.array([0.1, 0.1001, 0.1002, 0.1003, 0.1004], np.float32)  # one bin
+    (row,) = reliability_diagram(p, [1, 0, 0, 0, 0])
+    assert row["mean_probability"] == float(p.astype(np.float64).mean()) and row["match_rate"] == 0.2

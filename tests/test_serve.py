@@ -85,8 +85,14 @@ def test_upload_then_search_ranks_as_the_index_does(client, session, root):
     res = _search(client, uploads=[uid], k=5)
     assert res.status_code == 200, res.text
     body = res.json()
-    expected = GalleryIndex.open(session.case).search(session.index.vectors[3], 5)
-    assert [r["id"] for r in body["results"]] == expected.ids.tolist()
+    # the expected ranking by brute force: the cosine distance of the upload's embedding to every row
+    q = np.asarray(session.get_upload(uid).vector, np.float64)
+    v = np.asarray(session.index.vectors, np.float64)
+    d = 1 - (v @ q) / (np.linalg.norm(v, axis=1) * np.linalg.norm(q))
+    expected = np.argsort(d, kind="stable")[:5]
+    assert expected[0] == 3 and d[3] == pytest.approx(0.0, abs=1e-5)  # the same image, found first
+    assert [r["id"] for r in body["results"]] == expected.tolist()
+    np.testing.assert_allclose([r["distance"] for r in body["results"]], d[expected], atol=1e-5)
     first = body["results"][0]
     assert first["key"] == "gallery/img03.jpg" and first["identical"] and first["probability"] is None
     assert first["camera"] == "2" and first["pid"] == "P1" and first["time"] == "2024-05-01T12:03:00Z"

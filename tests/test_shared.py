@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conftest import REPO, omz_model
+from conftest import REPO, needs_file, omz_model
 from xreid.data.protocol import load_protocol
 from xreid.evaluation.evaluate import evaluate_protocol
 from xreid.models.loading import load_embedder
@@ -34,6 +34,7 @@ def test_default_model_reproduces_readme_figure(shared_data_root):
     assert abs(result.mean["mAP"] - readme_map) <= 1.0, (result.mean, readme_map)
 
 
+@needs_file(omz_model("person-reidentification-retail-0277"))
 def test_omz_0277_reproduces_reference_figures(shared_data_root):
     # data README: VIPeR 80.1, PRID 82.0, GRID 66.9, mean 76.3 mAP
     result = evaluate_protocol(load_embedder(omz_model("person-reidentification-retail-0277")),

@@ -1,3 +1,4 @@
+import math
 import textwrap
 
 import numpy as np
@@ -75,6 +76,18 @@ def test_learning_rate_schedule(tmp_path):
     assert learning_rate(cfg, 0.0) == pytest.approx(0.1 * cfg.train.lr)
     assert learning_rate(cfg, 1.0) == pytest.approx(cfg.train.lr)
     assert learning_rate(cfg, 10.0) == pytest.approx(0.01 * cfg.train.lr)
+
+
+def test_learning_rate_mid_warmup_and_mid_cosine(tmp_path):
+    cfg = _config(tmp_path, epochs=10)  # warmup 1 epoch, then cosine over the 9 others
+    lr = cfg.train.lr
+    assert learning_rate(cfg, 0.5) == pytest.approx((0.1 + 0.9 * 0.5) * lr)  # linear warmup: 0.55 lr
+    # half-way through the cosine (epoch 1 + 4.5): cos(pi / 2) = 0 -> 0.01 + 0.99 / 2 = 0.505 lr
+    assert learning_rate(cfg, 5.5) == pytest.approx(0.505 * lr)
+    # a quarter of the way (epoch 1 + 2.25): cos(pi / 4) = sqrt(2) / 2 -> 0.01 + 0.99 (1 + 0.7071) / 2
+    assert learning_rate(cfg, 3.25) == pytest.approx((0.01 + 0.99 * (1 + math.sqrt(0.5)) / 2) * lr)
+    # three quarters: 0.01 + 0.99 (1 - 0.7071) / 2 (a linear decay would give 0.2575 lr here)
+    assert learning_rate(cfg, 7.75) == pytest.approx((0.01 + 0.99 * (1 - math.sqrt(0.5)) / 2) * lr)
 
 
 def test_train_interrupt_and_resume_matches_uninterrupted(mini_peta, tmp_path):

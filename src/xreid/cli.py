@@ -541,6 +541,20 @@ def _head_name(model: str, head: Path | None) -> str:
     return "bundled" if head is None and model == "default" else str(head)
 
 
+VideoOpt = Annotated[Optional[Path], typer.Option(
+    "--video", help="Footage: a video file, a folder of videos or of frame images, or a CSV (path, camera, start) "
+                    "listing videos; each becomes sightings (detected, tracked people).")]
+CameraOpt = Annotated[Optional[str], typer.Option(help="--video: camera name (default: CSV, else the file name).")]
+StartOpt = Annotated[Optional[str], typer.Option(
+    help="--video: start time, ISO 8601 (default: CSV, else the container's creation time, else unknown).")]
+DetectorOpt = Annotated[str, typer.Option(
+    help="--video: person detector, an SSD-output OpenVINO .xml / .onnx file or a short name from "
+         "`xreid models get`.")]
+StrideOpt = Annotated[int, typer.Option(min=1, help="--video: detect on every N-th frame.")]
+ConfidenceOpt = Annotated[float, typer.Option(help="--video: detections at or above this go to the tracker.")]
+FpsOpt = Annotated[Optional[float], typer.Option(help="--video on a folder of frame images: its frame rate (default 10).")]
+
+
 @index_app.command("build")
 @model_options
 def index_build(
@@ -550,6 +564,13 @@ def index_build(
     list_file: Annotated[Optional[Path], typer.Option(
         "--list", help="CSV with a header row: a 'path' column (relative to the data root), optional camera/cam, "
                        "time/timestamp (ISO 8601 or seconds) and any other columns (kept as searchable fields).")] = None,
+    video: VideoOpt = None,
+    camera: CameraOpt = None,
+    start: StartOpt = None,
+    detector: DetectorOpt = "person-detection-retail-0013",
+    stride: StrideOpt = 1,
+    confidence: ConfidenceOpt = 0.1,
+    fps: FpsOpt = None,
     head: HeadOpt = None,
     data_root: DataRoot = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per committed batch.")] = 256,
@@ -562,13 +583,20 @@ def index_build(
     workers: Annotated[int, typer.Option(min=1, help="With --ray: model actors (one model each).")] = 2,
     gpus_per_worker: Annotated[float, typer.Option(min=0, help="With --ray: GPUs per actor (0: CPU).")] = 0.0,
 ) -> None:
-    """Index images: embeddings, calibrated attribute probabilities, thumbnails and metadata, committed
-    batch by batch (rerun the same command to resume an interrupted build)."""
+    """Index images, or footage (--video: people detected, tracked and stored as sightings):
+    embeddings, calibrated attribute probabilities, thumbnails and metadata, committed as they are
+    done (rerun the same command to resume an interrupted build). --shards and --ray apply to
+    images (footage runs in one process, unsharded)."""
     import functools
 
     from xreid.workflows.index import build_index
 
     _outputs(folders=(out,))
+    if video is not None:
+        if shards > 1 or ray is not None:
+            fail("--shards and --ray index images; footage (--video) is indexed in one process, unsharded")
+        _index_footage(opts, head, out, video, camera, start, detector, stride, confidence, fps, append=False)
+        return
     ray_opts = None
     if ray is not None:
         ray_opts = {"make": functools.partial(_model_and_head, opts, head), "concurrency": workers,
@@ -590,16 +618,50 @@ def index_add(
     case: CaseArg,
     images: Annotated[Optional[Path], typer.Option(help="Folder of images (searched recursively).")] = None,
     list_file: Annotated[Optional[Path], typer.Option("--list", help="CSV list as for `xreid index build`.")] = None,
+    video: VideoOpt = None,
+    camera: CameraOpt = None,
+    start: StartOpt = None,
+    detector: DetectorOpt = "person-detection-retail-0013",
+    stride: StrideOpt = 1,
+    confidence: ConfidenceOpt = 0.1,
+    fps: FpsOpt = None,
     head: HeadOpt = None,
     data_root: DataRoot = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per committed batch.")] = 256,
 ) -> None:
-    """Append images to an index (the model and attribute head must be the index's); images it already
-    holds are skipped."""
+    """Append images or footage (--video) to an index (the model and attribute head must be the
+    index's); images and videos it already holds are skipped."""
     from xreid.workflows.index import add_to_index
 
+    if video is not None:
+        _index_footage(opts, head, case, video, camera, start, detector, stride, confidence, fps, append=True)
+        return
     _index_images(add_to_index, opts, head, data_root, case, images, list_file, batch_size,
                   interrupted=f"the batches committed so far are in {case}")
+
+
+def _index_footage(opts: ModelOptions, head, case: Path, video: Path, camera, start, detector: str, stride: int,
+                   confidence: float, fps, append: bool) -> None:
+    """`index build --video` / `index add --video`: load the models, run the footage workflow, report."""
+    from xreid.models.detector import Detector, resolve_detector
+    from xreid.workflows.footage import FootageOptions, index_footage
+
+    embedder = opts.load()
+    attr_head = _head(opts.model, head)
+    try:
+        det = Detector(resolve_detector(detector), precision=opts.precision or "f32")
+        report = index_footage(embedder, attr_head, det, video, case, camera=camera, start=start,
+                               opts=FootageOptions(confidence=confidence, stride=stride, fps=fps),
+                               head_name=_head_name(opts.model, head), append=append, say=typer.echo)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail(f"interrupted; the committed chunks and videos are kept in {case}: run the same command to resume",
+             code=130)
+    frames = sum(v.get("frames_read") or 0 for v in report.videos)
+    typer.echo(f"{report.case}: {report.count} rows ({report.added} sightings added from {len(report.videos)} "
+               f"video(s), {frames} frames, {report.seconds:.0f} s)")
+    _list_skipped(report.skipped, "problem(s)")
 
 
 def _index_images(job, opts: ModelOptions, head, data_root, case: Path, images, list_file, batch_size: int,
@@ -630,17 +692,49 @@ def _index_summary(report) -> None:
 @index_app.command("export")
 def index_export(
     case: CaseArg,
-    out: Annotated[Path, typer.Option(help="Output .npz in `xreid embed`'s format (with the model identity).")],
+    out: Annotated[Optional[Path], typer.Option(
+        help="Output .npz in `xreid embed`'s format (with the model identity).")] = None,
+    mot: Annotated[Optional[Path], typer.Option(
+        help="Folder for each indexed video's sightings in the MOTChallenge format (VIDEO_ID.txt).")] = None,
 ) -> None:
-    """Write the index's embeddings as an .npz, as `xreid embed` writes them."""
+    """Write the index's embeddings as an .npz, as `xreid embed` writes them, and/or (--mot) the
+    tracks of indexed footage as MOTChallenge text files."""
     from xreid.workflows.index import export_index
+
+    if out is None and mot is None:
+        fail("give --out FILE.npz and/or --mot DIR")
+    if out is not None:
+        _outputs(out)
+        try:
+            n = export_index(case, out)
+        except (FileNotFoundError, ValueError) as exc:
+            fail(str(exc))
+        typer.echo(f"{n} embeddings written to {out}")
+    if mot is not None:
+        from xreid.workflows.footage import export_mot
+
+        files = export_mot(case, mot)
+        if not files:
+            fail(f"{case}: holds no indexed footage (build it with `xreid index build --video ...`)")
+        typer.echo(f"{len(files)} MOTChallenge file(s) written to {mot}")
+
+
+@index_app.command("timeline")
+def index_timeline(
+    case: CaseArg,
+    out: Annotated[Path, typer.Option(help="Output file: .html (page), .json (data) or .png (for printing).")],
+    items: Annotated[Optional[str], typer.Option(help="Only these rows, e.g. '3,7,12' (default: every sighting).")] = None,
+) -> None:
+    """The timeline of the case's sightings: one lane per camera, one bar per sighting."""
+    from xreid.workflows.footage import export_timeline
 
     _outputs(out)
     try:
-        n = export_index(case, out)
-    except (FileNotFoundError, ValueError) as exc:
+        ids = [int(v) for v in items.split(",") if v.strip()] if items else None
+        data = export_timeline(case, out, ids)
+    except (FileNotFoundError, ValueError, IndexError) as exc:
         fail(str(exc))
-    typer.echo(f"{n} embeddings written to {out}")
+    typer.echo(f"timeline of {len(data['items'])} sighting(s) on {len(data['lanes'])} camera(s) written to {out}")
 
 
 @index_app.command("calibrate")
@@ -898,6 +992,37 @@ def _fusion(path: Optional[Path], embedder, attributes_model: Optional[str] = No
         fail(str(exc))
 
 
+models_app = typer.Typer(help="Known public models: download them into the model cache.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("get")
+def models_get(
+    names: Annotated[list[str], typer.Argument(help="Model names (see `xreid models list`).")],
+) -> None:
+    """Download known models from their publisher (sha256-pinned, atomic, resumable) into the model
+    cache; --detector and --model then take the short name. $XREID_MODEL_BASE_URL overrides the address."""
+    from xreid.models.zoo import KNOWN_MODELS, ModelDownloadError, get_model
+
+    for name in names:
+        if name not in KNOWN_MODELS:
+            fail(f"unknown model {name!r}; known: {', '.join(KNOWN_MODELS)}")
+        try:
+            path = get_model(name, progress=typer.echo)
+        except ModelDownloadError as exc:
+            fail(str(exc))
+        typer.echo(f"{name}: {path}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The known models and whether each is in the model cache."""
+    from xreid.models.zoo import KNOWN_MODELS, is_installed, model_path
+
+    for name, m in KNOWN_MODELS.items():
+        typer.echo(f"{name:48s} {m.kind:10s} " + (str(model_path(name)) if is_installed(name) else "not fetched"))
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("xreid.data.peta",):
@@ -907,3 +1032,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+

@@ -45,6 +45,7 @@ from xreid.index.base import Gallery, Hits
 from xreid.index.features import MODEL_FIELDS, check_same_model, save_features
 from xreid.index.filters import Filter, _as_list, check_attribute_names
 from xreid.index.metadata import CAMERA, PID, TIME, check_column_name, format_time, parse_time
+from xreid.index.sightings import is_sighting_key
 from xreid.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -744,11 +745,16 @@ class GalleryIndex(Gallery):
         return str(self.keys[i])
 
     def image_path(self, i: int) -> Path:
-        if self.image_root is None:
-            raise ValueError(f"{self.case}: open the index with image_root (the data root) to read its images")
+        """Where row ``i``'s image lies: in the case for a sighting of footage (``index.sightings``),
+        else under ``image_root``."""
         if not 0 <= i < len(self):
             raise IndexError(f"row {i} not in the index (0..{len(self) - 1})")
-        return self.image_root / str(self.keys[i])
+        key = str(self.keys[i])
+        if is_sighting_key(key):
+            return self.case / key
+        if self.image_root is None:
+            raise ValueError(f"{self.case}: open the index with image_root (the data root) to read its images")
+        return self.image_root / key
 
     def export_features(self, out: str | Path) -> int:
         """Write the embeddings in ``xreid embed``'s ``.npz`` format (see ``export_features``)."""

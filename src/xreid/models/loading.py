@@ -37,9 +37,14 @@ def resolve_model_path(spec: str | Path) -> Path:
         if not BUNDLED_MODEL.is_file():
             raise FileNotFoundError(f"{BUNDLED_MODEL}: the bundled model is missing from this install")
         return BUNDLED_MODEL
+    from xreid.models.zoo import KNOWN_MODELS, resolve_known_model
+
+    if str(spec) in KNOWN_MODELS:  # a short name fetched with `xreid models get`
+        return resolve_known_model(str(spec), kind="reid")
     path = Path(str(spec)).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"{path}: model not found (use 'default', a .pt, .onnx or OpenVINO .xml file)")
+        raise FileNotFoundError(f"{path}: model not found (use 'default', a .pt, .onnx or OpenVINO .xml file, or a "
+                                f"model name fetched with `xreid models get`)")
     return path
 
 

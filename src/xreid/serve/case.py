@@ -520,8 +520,22 @@ class CaseSession:
                              "flagged": None if p is None else p < s.threshold, "mark": marks.get(i)}
                             for i, d, p in zip(s.ids, s.distances, s.probabilities)],
                 "explanation": ex.to_dict()}
+        tl = self._report_timeline(s, marks)
+        if tl is not None:
+            data["timeline"], page = tl, _with_timeline(page, tl)
         self.audit.write("export", search=sid, maps=maps or "none")
         return page, json.loads(json.dumps(data, allow_nan=False))
+
+    def _report_timeline(self, s: Search, marks: dict) -> dict | None:
+        """The timeline of a search's sightings: those marked as the person, else (no mark yet) those
+        above the threshold; None when no result is a sighting of footage."""
+        from xreid.index.sightings import is_sighting_key, timeline
+
+        ids = [i for i in s.ids if marks.get(i) == "match"] or [
+            i for i, p in zip(s.ids, s.probabilities) if p is not None and p >= s.threshold]
+        rows = [self.index.row(i, attributes=False) for i in ids]
+        rows = [r for r in rows if is_sighting_key(r["path"])]
+        return timeline(rows) if rows else None
 
     # -- images by id --
 
@@ -546,6 +560,16 @@ class CaseSession:
 
     def close(self) -> None:
         self.audit.close()
+
+
+def _with_timeline(page: str | None, data: dict) -> str | None:
+    """The HTML report with the timeline (inline SVG) before its end."""
+    if page is None:
+        return None
+    from xreid.rendering.timeline import timeline_svg
+
+    section = f'<section id="timeline"><h2>Timeline</h2>{timeline_svg(data, link=None)}</section>'
+    return page.replace("</body>", section + "</body>", 1) if "</body>" in page else page + section
 
 
 def _jpeg(image: np.ndarray) -> bytes:

@@ -205,6 +205,7 @@ function drawResults() {
   $("export").hidden = res.kind === "description";  // a report explains results against a query image
   updateExport();
   drawConfirmed();
+  drawTimeline();
 }
 
 function card(r) {
@@ -217,8 +218,10 @@ function card(r) {
     span.style.background = s.colour;
     bar.append(span);
   }
-  const meta = [r.camera ? `camera ${r.camera}` : null, r.time ? r.time.replace("T", " ") : null,
-                r.pid ? `id ${r.pid}` : null, r.key].filter(Boolean).join(" · ");
+  const sighting = r.kind === "sighting";
+  const when = sighting ? sightingSpan(r) : (r.time ? r.time.replace("T", " ") : null);
+  const meta = [r.camera ? `camera ${r.camera}` : null, when,
+                r.pid ? `id ${r.pid}` : null, sighting ? null : r.key].filter(Boolean).join(" · ");
   const node = el("div", {class: `result${mark ? " " + mark : ""}${r.flagged ? " flagged" : ""}`,
                           dataset: {id: r.id, rank: r.rank}},
     el("img", {src: r.thumbnail, alt: `result ${r.rank}`, title: "open the explanation", onclick: () => openDetail(r)}),
@@ -238,8 +241,113 @@ function card(r) {
       el("div", {class: "muted"}, `attributes explain ${Math.round(100 * r.explained_share)} % of the distance`),
       el("div", {class: "marks"},
         markButton(r, "match", "✓ same person"), markButton(r, "not_match", "✗ not the person"),
-        el("button", {class: "why", onclick: () => openDetail(r)}, "Why?"))));
+        el("button", {class: "why", onclick: () => openDetail(r)}, "Why?"),
+        sighting ? el("button", {class: "frames", onclick: () => openSighting(r)}, "Key frame") : null)));
   return node;
+}
+
+// --- sightings of footage: time span, key frame with the crop strip, timeline -------------------------
+
+function sightingSpan(r) {
+  const t = (iso) => iso ? iso.replace("T", " ").replace("Z", "").replace(/\.\d+$/, "") : null;
+  if (r.time) return `${t(r.time)} – ${t(r.end).slice(11)}`;
+  return `${Number(r.offset_start).toFixed(1)}–${Number(r.offset_end).toFixed(1)} s of ${r.video}`;
+}
+
+async function openSighting(r) {
+  try {
+    const d = await api(`/api/items/${r.id}/sighting`);
+    $("sighting-title").textContent = `Sighting ${r.id} · camera ${d.camera} · frames ${d.frames[0]}–${d.frames[1]}`;
+    $("sighting-keyframe").src = `/api/items/${r.id}/keyframe`;
+    $("sighting-crops").replaceChildren(...d.crops.map((c, k) => el("img", {
+      src: `/api/items/${r.id}/crops/${k}`, alt: `crop ${k}`,
+      title: `frame ${c.frame} · detector ${Math.round(100 * c.confidence)} % · quality ${c.quality.toFixed(2)} · ` +
+             `occluded ${Math.round(100 * c.occluded)} %`})));
+    $("sighting-search").onclick = () => { $("sighting").hidden = true; runSearch(false, [r.id]); };
+    stopDrawing();
+    $("sighting-draw").disabled = !d.frame;
+    $("sighting-draw").onclick = () => startDrawing(r);
+    $("sighting").hidden = false;
+    $("sighting").scrollIntoView({behavior: "smooth"});
+  } catch (e) { status(e.message, true); }
+}
+
+// a query box drawn on a sighting's clean frame (pixels of the frame = displayed pixels x scale)
+const drawing = {item: null, start: null, box: null};
+
+function stopDrawing() {
+  drawing.item = null; drawing.box = null;
+  $("sighting-view").classList.remove("drawing");
+  $("sighting-box").hidden = true;
+  $("sighting-box-search").disabled = true;
+  $("sighting-hint").textContent = "";
+}
+
+function startDrawing(r) {
+  drawing.item = r.id; drawing.box = null;
+  $("sighting-keyframe").src = `/api/items/${r.id}/frame`;
+  $("sighting-view").classList.add("drawing");
+  $("sighting-hint").textContent = "Drag a box around a person in the frame, then search with it.";
+}
+
+function framePoint(ev) {
+  const img = $("sighting-keyframe"), rect = img.getBoundingClientRect();
+  return {x: Math.max(0, Math.min(rect.width, ev.clientX - rect.left)),
+          y: Math.max(0, Math.min(rect.height, ev.clientY - rect.top))};
+}
+
+function showBox(a, b) {
+  const box = $("sighting-box");
+  box.style.left = `${Math.min(a.x, b.x)}px`; box.style.top = `${Math.min(a.y, b.y)}px`;
+  box.style.width = `${Math.abs(b.x - a.x)}px`; box.style.height = `${Math.abs(b.y - a.y)}px`;
+  box.hidden = false;
+}
+
+function setUpDrawing() {
+  const view = $("sighting-view");
+  view.addEventListener("mousedown", (ev) => {
+    if (drawing.item === null) return;
+    ev.preventDefault(); drawing.start = framePoint(ev);
+  });
+  view.addEventListener("mousemove", (ev) => { if (drawing.start) showBox(drawing.start, framePoint(ev)); });
+  window.addEventListener("mouseup", (ev) => {
+    if (!drawing.start) return;
+    const a = drawing.start, b = framePoint(ev), img = $("sighting-keyframe");
+    drawing.start = null;
+    const scale = img.naturalWidth / img.getBoundingClientRect().width;
+    drawing.box = [a.x, a.y, b.x, b.y].map((v) => v * scale);
+    showBox(a, b);
+    $("sighting-box-search").disabled = false;
+  });
+  $("sighting-box-search").addEventListener("click", async () => {
+    if (drawing.item === null || !drawing.box) return;
+    try {
+      const up = await api(`/api/items/${drawing.item}/frame/box`, {method: "POST",
+        headers: {"content-type": "application/json"}, body: JSON.stringify({box: drawing.box})});
+      if (!state.uploads.some((u) => u.id === up.id)) state.uploads.push(up);
+      drawQueries(); stopDrawing(); $("sighting").hidden = true;
+      runSearch();
+    } catch (e) { status(e.message, true); }
+  });
+}
+
+async function drawTimeline() {
+  if (!state.search) { $("timeline").hidden = true; return; }
+  const results = state.search.results.filter((r) => r.kind === "sighting");
+  const marked = results.filter((r) => state.marks.get(r.id) === "match");
+  const shown = marked.length ? marked : results.filter((r) => r.probability !== null && r.probability >= Number($("threshold").value));
+  if (!shown.length) { $("timeline").hidden = true; return; }
+  $("timeline-note").textContent = marked.length ? "the results marked as the person" : "the results above the threshold (no mark yet)";
+  try {
+    const res = await fetch(`/api/timeline?format=svg&items=${shown.map((r) => r.id).join(",")}`, {credentials: "same-origin"});
+    const svg = new DOMParser().parseFromString(await res.text(), "image/svg+xml").documentElement;
+    $("timeline-svg").replaceChildren(document.importNode(svg, true));
+    for (const a of $("timeline-svg").querySelectorAll("a")) {
+      const id = Number(a.getAttribute("href").split("-").pop());
+      a.addEventListener("click", (ev) => { ev.preventDefault(); const r = results.find((x) => x.id === id); if (r) openSighting(r); });
+    }
+    $("timeline").hidden = false;
+  } catch (e) { status(e.message, true); }
 }
 
 function evidenceChips(r) {
@@ -331,6 +439,8 @@ window.addEventListener("DOMContentLoaded", async () => {
   $("research").addEventListener("click", () => runSearch(true));
   $("clear").addEventListener("click", clearQuery);
   $("threshold").addEventListener("input", () => { $("threshold-value").textContent = Number($("threshold").value).toFixed(2); });
+  $("sighting-close").addEventListener("click", () => { stopDrawing(); $("sighting").hidden = true; });
+  setUpDrawing();
   $("export-maps").addEventListener("change", updateExport);
   $("detail-close").addEventListener("click", () => { $("detail").hidden = true; $("detail-frame").src = "about:blank"; });
   $("detail-maps").addEventListener("change", loadDetail);
