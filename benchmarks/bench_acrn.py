@@ -64,7 +64,8 @@ def main() -> None:
     report.progress("the baseline with the classifier fused after training (xreid fuse fit): fitting")
     grid = sorted(float(m) for m in fusion.meta.get("validation_mAP") or {1.0: None})  # the run's mixings
     post_hoc, post_meta = fit_fusion(base, classifier, fusion.head, root, args.cache,
-                                     attribute_spec=fusion.attribute_model["spec"], mixings=grid, progress=False)
+                                     attribute_spec=fusion.attribute_model["spec"], mixings=grid, progress=False,
+                                     allow_seen_validation=True)  # as the ACRN run itself chose: compared like for like
     everything = images + val_images
     m_acrn, m_base = bench.lookup(acrn, everything), bench.lookup(base, everything)
     probs = Lookup([r.path for r in everything], fusion.probabilities(bench.lookup(classifier, everything)(everything)))

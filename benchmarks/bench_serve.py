@@ -50,9 +50,9 @@ def build_case(root: Path, case: Path, rows: int, report: Report) -> Path:
     """The real PETA index, topped up with derived rows (see the module docstring); resumable."""
     from xreid.explain.attribute_head import AttributeHead
     from xreid.index.features import MODEL_FIELDS, identity_differences
-    from xreid.index.gallery import GalleryIndex, IndexWriter, Rows, read_manifest
+    from xreid.index.gallery import read_manifest
     from xreid.models.loading import BUNDLED_HEAD, load_embedder
-    from xreid.workflows.index import build_index, head_info
+    from xreid.workflows.index import build_index
 
     embedder, head = load_embedder("default"), AttributeHead.load(BUNDLED_HEAD)
     if (case / "manifest.json").is_file() and identity_differences(read_manifest(case)["identity"],
@@ -62,6 +62,15 @@ def build_case(root: Path, case: Path, rows: int, report: Report) -> Path:
     if not (case / "manifest.json").is_file() or read_manifest(case)["state"] != "ready":
         report.progress(f"indexing the PETA crops into {relative(case)} (resumable)")
         build_index(embedder, head, root, case, images=root / "peta" / "PETA dataset", head_name="bundled")
+    top_up(case, embedder, head, rows, report)
+    return case
+
+
+def top_up(case: Path, embedder, head, rows: int, report: Report) -> None:
+    """Add rows derived from the real ones (see the module docstring) until ``case`` holds ``rows``."""
+    from xreid.index.gallery import GalleryIndex, IndexWriter, Rows
+    from xreid.workflows.index import head_info
+
     index = GalleryIndex.open(case, ann=False)
     real = int(np.sum([not str(k).startswith("synthetic/") for k in index.keys]))
     if len(index) < rows:
@@ -83,7 +92,44 @@ def build_case(root: Path, case: Path, rows: int, report: Report) -> Path:
                                    fields, times, [thumbs[s] for s in src]))
                 start += n
             writer.finish()
-    return case
+
+
+def query_images(root: Path) -> list[bytes]:
+    """The PETA-ReID test query images (as stored: JPEG / BMP / PNG), in a fixed random order."""
+    from xreid.data.protocol import load_protocol
+
+    proto = load_protocol("peta-reid", root)
+    images = [(proto.image_root / r.path).read_bytes() for t in proto.test_sets for r in t.query]
+    random.Random(0).shuffle(images)
+    return images
+
+
+def start_server(case: Path, workdir: Path, root: Path) -> tuple[subprocess.Popen, int, dict]:
+    """The real ``xreid serve`` on a free loopback port (its log in ``workdir``.log), once it answers
+    ``/api/info``: (process, port, info)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log_path = workdir.with_suffix(".log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as log:  # a file, not a pipe: a long run's log never blocks the server
+        server = subprocess.Popen([sys.executable, "-m", "xreid.cli", "serve", str(case), "--port", str(port),
+                                   "--workdir", str(workdir), "--data-root", str(root)],
+                                  stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+    deadline = time.time() + 300
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("GET", "/api/info")
+            resp = conn.getresponse()
+            if resp.status == 200:
+                return server, port, json.loads(resp.read())
+        except OSError:
+            pass
+        if server.poll() is not None or time.time() > deadline:
+            server.kill()
+            raise SystemExit(f"the server did not start: {log_path.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.5)
 
 
 class Client:
@@ -127,33 +173,10 @@ def main() -> None:
     ap.add_argument("--single", type=int, default=100, help="operations of the single-client run")
     args = parse(ap)
     report = Report(args.out)
-    from xreid.data.protocol import load_protocol
-
     case = build_case(args.data_root, CACHE / f"case_{args.rows}", args.rows, report)
-    proto = load_protocol("peta-reid", args.data_root)
-    images = [(proto.image_root / r.path).read_bytes() for t in proto.test_sets for r in t.query]
-    random.Random(0).shuffle(images)
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    workdir = CACHE / "serve_session"
-    server = subprocess.Popen([sys.executable, "-m", "xreid.cli", "serve", str(case), "--port", str(port),
-                               "--workdir", str(workdir), "--data-root", str(args.data_root)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+    images = query_images(args.data_root)
+    server, port, info = start_server(case, CACHE / "serve_session", args.data_root)
     try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                status, data, _ = Client(port).request("GET", "/api/info", b"", "text/plain")
-                if status == 200:
-                    info = json.loads(data)
-                    break
-            except OSError:
-                pass
-            if server.poll() is not None or time.time() > deadline:
-                raise SystemExit(f"the server did not start: {server.stderr.read().decode()[-2000:]}")
-            time.sleep(0.5)
         client = Client(port)
         client.operation(images[0], {})  # warm-up: first-call costs out of the figures
         rss_start = rss_mb(server.pid)

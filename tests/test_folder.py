@@ -21,11 +21,15 @@ def test_folder_names_are_not_identities(tmp_path):
 
 def test_csv_list(tmp_path):
     f = tmp_path / "list.csv"
-    f.write_text("path,pid,cam\n# a comment\na/1.jpg,7,c1\nb/2.jpg\n\nc/3.jpg,8\nbad,1,2,3\n")
+    f.write_text("path,pid,cam\n# a comment\na/1.jpg,7,c1\nb/2.jpg\n\nc/3.jpg,8\n")
     report = LoadReport()
     recs = load_list(f, report)
     assert [(r.path, r.pid, r.cam) for r in recs] == [("a/1.jpg", "7", "c1"), ("b/2.jpg", None, None), ("c/3.jpg", "8", None)]
-    assert "list.csv:7" in report.problems[0]
+    f.write_text("path,pid,cam\na/1.jpg,7,c1\nbad,1,2,3\n")  # one list reader: a bad row is an error, not skipped
+    with pytest.raises(ValueError, match=r"list\.csv:3: 4 cells but the header names 3 columns"):
+        load_list(f)
+    f.write_text("path,camera\na/1.jpg,3\n")  # by name: a path,camera file gives no person id
+    assert [(r.pid, r.cam) for r in load_list(f)] == [(None, "3")]
     with pytest.raises(FileNotFoundError, match="list file not found"):
         load_list(tmp_path / "nope.csv")
 

@@ -271,7 +271,8 @@ def embed(
     out: Annotated[Path, typer.Option(help="Output .npz: one float32 vector per image, key = path relative to the data root.")],
     data_root: DataRoot = None,
     images: Annotated[Optional[Path], typer.Option(help="Folder of images (searched recursively).")] = None,
-    list_file: Annotated[Optional[Path], typer.Option("--list", help="Text/CSV file of image paths relative to the data root.")] = None,
+    list_file: Annotated[Optional[Path], typer.Option("--list", help="CSV with a header row naming its columns: 'path' (relative to the data root, "
+                                                                  "no '..') required; read by name.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT.partial.npz if an earlier run was interrupted.")] = True,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
 ) -> None:
@@ -383,7 +384,8 @@ def explain(
     head: HeadOpt = None,
     query: Annotated[Optional[Path], typer.Option(help="Query image.")] = None,
     gallery: Annotated[Optional[Path], typer.Option(
-        help="Gallery: a folder of images, a CSV list (path[,person_id[,camera]] relative to --data-root) "
+        help="Gallery: a folder of images, a CSV list with a header row naming its columns ('path' relative to "
+             "--data-root required; pid or person_id, camera or cam optional; read by name, in any order) "
              "or an .npz from `xreid embed`.")] = None,
     protocol: Annotated[Optional[str], typer.Option(help="Instead of --query/--gallery: a protocol's test set.")] = None,
     test_set: Annotated[Optional[str], typer.Option(help="With --protocol: the test set (e.g. VIPeR).")] = None,
@@ -562,7 +564,8 @@ def index_build(
     out: Annotated[Path, typer.Option(help="Index folder to create (an interrupted build there is continued).")],
     images: Annotated[Optional[Path], typer.Option(help="Folder of images (searched recursively).")] = None,
     list_file: Annotated[Optional[Path], typer.Option(
-        "--list", help="CSV with a header row: a 'path' column (relative to the data root), optional camera/cam, "
+        "--list", help="CSV with a header row (required): a 'path' column (relative to the data root; absolute "
+                       "paths and '..' are refused), optional camera/cam, pid/person_id, "
                        "time/timestamp (ISO 8601 or seconds) and any other columns (kept as searchable fields).")] = None,
     video: VideoOpt = None,
     camera: CameraOpt = None,
@@ -677,6 +680,9 @@ def _index_images(job, opts: ModelOptions, head, data_root, case: Path, images, 
                      head_name=_head_name(opts.model, head), batch_size=batch_size)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
+    except OSError as exc:  # a full disk or read-only folder outside the index's own files
+        fail(f"{exc.filename or case}: {exc.strerror or exc}; what was committed is intact: run the same command "
+             f"again once it is fixed")
     except KeyboardInterrupt:
         fail(f"interrupted; {interrupted}", code=130)
     _index_summary(report)
@@ -735,6 +741,37 @@ def index_timeline(
     except (FileNotFoundError, ValueError, IndexError) as exc:
         fail(str(exc))
     typer.echo(f"timeline of {len(data['items'])} sighting(s) on {len(data['lanes'])} camera(s) written to {out}")
+
+
+@index_app.command("check")
+def index_check(
+    case: CaseArg,
+    repair: Annotated[bool, typer.Option(
+        "--repair", help="Drop what is damaged: a segment's rows (ids kept; index their images again with "
+                         "`xreid index add`), a thumbnail pack, the ANN file (built again). Damaged files are "
+                         "moved to CASE/damaged/.")] = False,
+) -> None:
+    """Verify every file of an index against the sizes and SHA-256 its manifest recorded; exit 1 when
+    something is damaged and not repaired."""
+    from xreid.workflows.index import check_index
+
+    try:
+        report, done = check_index(case, repair)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+    for name, problem in {**report.segments, **report.packs}.items():
+        typer.echo(f"damaged: {case / 'segments' / name}: {problem}")
+    if report.ann:
+        typer.echo(f"damaged: {case / report.ann}")
+    for line in done:
+        typer.echo(line)
+    typer.echo(f"{case}: {report.verified} file(s) checked"
+               + (f" ({report.unchecked} without a recorded checksum: structure checked only)" if report.unchecked
+                  else "")
+               + (f"; {report.dropped_rows} row(s) dropped by an earlier repair" if report.dropped_rows else "")
+               + ("; intact" if report.clean else "; repaired" if done else "; damaged (run again with --repair)"))
+    if not report.clean and not done:
+        raise typer.Exit(1)
 
 
 @index_app.command("calibrate")
@@ -813,6 +850,9 @@ def index_search(
         result = search_index(embedder, index, query, where, top_k, exact=exact)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
+    if index.damaged:
+        typer.echo(f"warning: {len(index.damaged)} damaged segment(s) left out ({', '.join(index.damaged)}); "
+                   f"run `xreid index check {case} --repair`", err=True)
     typer.echo(f"{len(index)} images, {result.candidates} pass the filter; {result.method} search")
     for rank, (d, row) in enumerate(zip(result.distances, result.rows), 1):
         extra = ", ".join(f"{k}={v}" for k, v in row.items()
@@ -944,8 +984,15 @@ def fuse_fit(
                                                 "distance) or 'attributes' (weighted attribute distance alone).")] = "complementary",
     cache: Annotated[Optional[Path], typer.Option(help="Embedding cache folder (default: DATA_ROOT/embeddings).")] = None,
     data_root: DataRoot = None,
+    allow_seen_validation: Annotated[bool, typer.Option(
+        "--allow-seen-validation", help="Fit even when the attribute model or head was trained on the validation "
+                                        "identities (refused by default: the choice would favour the attributes; "
+                                        "the fusion records it).")] = False,
 ) -> None:
-    """Learn non-negative per-attribute weights and their mixing with a frozen model's distance."""
+    """Learn non-negative per-attribute weights and their mixing with a frozen model's distance.
+
+    Refused when the attribute model or head records training on PETA-ReID's training split, which
+    holds the PETA-ReID-val identities every choice is made on (the bundled model and head do)."""
     import numpy as np
 
     from xreid.workflows.fuse import check_fusion_protocol, fit_fusion
@@ -955,14 +1002,21 @@ def fuse_fit(
         check_fusion_protocol(protocol)
     except ValueError as exc:
         fail(str(exc))
+    from xreid.workflows.fuse import check_attributes_unseen
+
+    attr_head = _head(attributes_model, attributes_head)
+    try:  # before any model is loaded or image embedded
+        check_attributes_unseen(attributes_model, attr_head, "peta-reid-val", allow_seen_validation)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
     root = resolve_data_root(data_root)
     embedder = opts.load()
     attr_opts = ModelOptions(model=attributes_model)
     attr_embedder = embedder if attributes_model == opts.model else attr_opts.load()
-    attr_head = _head(attributes_model, attributes_head)
     try:
         fusion, report = fit_fusion(embedder, attr_embedder, attr_head, root, cache or root / "embeddings",
-                                    protocol=protocol, attribute_spec=attributes_model, objective=objective)
+                                    protocol=protocol, attribute_spec=attributes_model, objective=objective,
+                                    allow_seen_validation=allow_seen_validation)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:

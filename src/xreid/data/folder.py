@@ -1,8 +1,7 @@
-"""A user's own crops: a folder of images, or a CSV listing ``path[,person_id[,camera]]``."""
+"""A user's own crops: a folder of images, or a CSV list with named columns (``xreid.data.lists``)."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from xreid.data.images import is_image_file
@@ -57,25 +56,10 @@ def _unusable_entry(path: Path) -> str | None:
 
 
 def load_list(list_file: str | Path, report: LoadReport | None = None) -> list[ImageRecord]:
-    """A text/CSV file of ``path[,person_id[,camera]]`` lines (paths relative to the data root).
+    """The images of a list file (``xreid.data.lists``: a CSV whose header row names a ``path``
+    column, relative to the data root, and optionally ``pid`` / ``person_id`` and ``camera`` /
+    ``cam``), read by name, never by position."""
+    from xreid.data.lists import CAMERA, PID, read_list
 
-    A header line starting with ``path`` is skipped; blank lines and ``#`` comments too.
-    """
-    list_file = Path(list_file)
-    report = report or LoadReport()
-    if not list_file.is_file():
-        raise FileNotFoundError(f"{list_file}: list file not found")
-    records = []
-    with list_file.open(newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh), 1):
-            row = [c.strip() for c in row]
-            if not row or not row[0] or row[0].startswith("#") or (lineno == 1 and row[0].lower() == "path"):
-                continue
-            if len(row) > 3:
-                report.add(f"{list_file}:{lineno}: expected path[,person_id[,camera]], got {len(row)} columns; skipped")
-                continue
-            records.append(ImageRecord(row[0], row[1] if len(row) > 1 and row[1] else None,
-                                       row[2] if len(row) > 2 and row[2] else None))
-    if not records:
-        raise ValueError(f"{list_file}: no image paths listed")
-    return records
+    rows, _ = read_list(list_file)
+    return [ImageRecord(r.key, r.cells.get(PID), r.cells.get(CAMERA)) for r in rows]

@@ -108,12 +108,19 @@ class AttributeHead:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: attribute head not found")
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+        if magic != b"PK\x03\x04":  # not an .npz: say what the file should be (never a hint about pickles)
+            raise ValueError(f"{path}: not an xreid attribute head: expected the .npz that `xreid attributes fit` "
+                             f"writes, this file is not an .npz archive")
+        import zipfile
+
         try:
             with np.load(path, allow_pickle=False) as d:
                 names, weights = [str(n) for n in d["names"]], d["weights"].astype(np.float64)
                 ratio, meta = d["positive_ratio"].astype(np.float64), json.loads(str(d["meta"]))
                 optional = {k: d[k].astype(np.float64) for k in ("calibration", "reliability") if k in d.files}
-        except (KeyError, ValueError, OSError) as exc:
+        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: not an xreid attribute head ({exc})") from None
         try:
             return cls(names, weights, ratio, meta, **optional)

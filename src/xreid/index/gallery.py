@@ -44,6 +44,7 @@ from xreid.index.ann import AnnIndex
 from xreid.index.base import Gallery, Hits
 from xreid.index.features import MODEL_FIELDS, check_same_model, save_features
 from xreid.index.filters import Filter, _as_list, check_attribute_names
+from xreid.index.integrity import DamagedFile, file_check, load_npz, npz_bytes, read_checked
 from xreid.index.metadata import CAMERA, PID, TIME, check_column_name, format_time, parse_time
 from xreid.index.sightings import is_sighting_key
 from xreid.io import atomic_write
@@ -123,7 +124,10 @@ def read_manifest(case: Path) -> dict:
 
 def _write_manifest(case: Path, manifest: dict) -> None:
     manifest["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    atomic_write(case / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
+    try:
+        atomic_write(case / MANIFEST, lambda fh: fh.write(json.dumps(manifest, indent=1).encode()))
+    except OSError as exc:
+        raise IndexWriteError.of(case / MANIFEST, exc) from None
     _fsync_dir(case)
 
 
@@ -179,8 +183,11 @@ class IndexWriter:
     def _lock(case: Path) -> int:
         import fcntl
 
-        case.mkdir(parents=True, exist_ok=True)
-        fd = os.open(case / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            case.mkdir(parents=True, exist_ok=True)
+            fd = os.open(case / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise IndexWriteError.of(case / LOCK, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -281,15 +288,15 @@ class IndexWriter:
         if self._keys is None:
             self._keys = set()
             for seg in self.manifest["segments"]:
-                with np.load(self.segments_dir / seg["file"], allow_pickle=False) as data:
-                    self._keys.update(data["keys"].tolist())
+                if seg.get("file"):  # a segment dropped by `xreid index check --repair` holds no keys
+                    self._keys.update(_load_segment(self.segments_dir / seg["file"], _check_of(seg))["keys"].tolist())
         return self._keys
 
     def _files_in_use(self) -> set[str]:
         names = {MANIFEST, LOCK, SEGMENTS}
         for seg in self.manifest["segments"]:
             names.add(seg["file"])
-            names.update(seg["packs"])
+            names.update(p for p in seg["packs"] if p)
         if self.manifest.get("ann"):
             names.add(self.manifest["ann"]["file"])
         return names
@@ -343,29 +350,41 @@ class IndexWriter:
         for name, kind in columns.items():
             if kind == "string":
                 arrays[f"vocab:{name}"], arrays[f"codes:{name}"] = _encode_column([r.get(name, "") for r in rows.fields])
-        packs = []
+        packs, checks = [], {}
         if rows.thumbnails is not None:
             pack = f"t-{seq:06d}.bin"
             lengths = np.array([len(t) for t in rows.thumbnails], np.int64)
             offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-            atomic_write(self.segments_dir / pack, lambda fh: [fh.write(t) for t in rows.thumbnails])
+            blob = b"".join(rows.thumbnails)
+            checks[pack] = file_check(blob)
+            self._write(self.segments_dir / pack, blob)
             arrays.update(thumb_pack=np.zeros(n, np.int32), thumb_offset=offsets, thumb_length=lengths)
             packs.append(pack)
         else:
             arrays.update(thumb_pack=np.full(n, -1, np.int32), thumb_offset=np.zeros(n, np.int64),
                           thumb_length=np.zeros(n, np.int64))
         name = f"seg-{seq:06d}.npz"
-        atomic_write(self.segments_dir / name, lambda fh: np.savez(fh, **arrays))
+        blob = npz_bytes(arrays)
+        checks[name] = file_check(blob)
+        self._write(self.segments_dir / name, blob)
         _fsync_dir(self.segments_dir)
         first = self.count
         manifest = {**self.manifest, "columns": columns, "next_segment": seq + 1, "count": first + n,
                     "generation": self.manifest["generation"] + 1,
                     "segments": self.manifest["segments"] + [{"file": name, "packs": packs, "rows": n,
-                                                               "first_id": first}]}
+                                                               "first_id": first, "checks": checks}]}
         self._publish(manifest)
         self.keys.update(rows.keys)
         self._added_segments.append(name)
         return range(first, first + n)
+
+    def _write(self, path: Path, data: bytes) -> None:
+        """Write one file of the index atomically; a full disk or a read-only / forbidden folder is an
+        IndexWriteError naming the path (what was committed before stays as it was)."""
+        try:
+            atomic_write(path, lambda fh: fh.write(data))
+        except OSError as exc:
+            raise IndexWriteError.of(path, exc) from None
 
     def _publish(self, manifest: dict) -> None:
         """Make ``manifest`` the committed state (the one atomic step of every change)."""
@@ -384,9 +403,9 @@ class IndexWriter:
             group = [s for s in segs if s["file"] in added]
             if group and segs[len(segs) - len(group):] != group:  # only a trailing run of segments merges
                 return
-        if len(group) < 2:
+        if len(group) < 2 or any(not s.get("file") for s in group):  # dropped rows keep their segment entry
             return
-        parts = [_load_segment(self.segments_dir / s["file"]) for s in group]
+        parts = [_load_segment(self.segments_dir / s["file"], _check_of(s)) for s in group]
         packs: list[str] = []
         merged: dict[str, np.ndarray] = {}
         for key in ("keys", "vectors", "attributes", TIME, "thumb_offset", "thumb_length"):
@@ -403,10 +422,15 @@ class IndexWriter:
                 merged[f"vocab:{name}"], merged[f"codes:{name}"] = _encode_column(values)
         seq = int(self.manifest["next_segment"])
         name = f"seg-{seq:06d}.npz"
-        atomic_write(self.segments_dir / name, lambda fh: np.savez(fh, **merged))
+        blob = npz_bytes(merged)
+        checks = {p: c for s in group for p, c in s.get("checks", {}).items() if p in packs}
+        checks[name] = file_check(blob)
+        self._write(self.segments_dir / name, blob)
+        del blob
         _fsync_dir(self.segments_dir)
         keep = segs[:len(segs) - len(group)]
-        entry = {"file": name, "packs": packs, "rows": int(len(merged["keys"])), "first_id": group[0]["first_id"]}
+        entry = {"file": name, "packs": packs, "rows": int(len(merged["keys"])), "first_id": group[0]["first_id"],
+                 "checks": checks}
         self._publish({**self.manifest, "segments": keep + [entry], "next_segment": seq + 1,
                        "generation": self.manifest["generation"] + 1})
         self._added_segments = [name]
@@ -422,9 +446,10 @@ class IndexWriter:
         ann = None
         if current and not rebuild and current.get("trained_rows", current["rows"]) * 2 >= self.count:
             try:
+                read_checked(self.case / current["file"], current if "sha256" in current else None)
                 ann = AnnIndex.load(self.case / current["file"], current["nprobe"], current.get("tuned_recall"),
                                        current.get("factor", 1))
-            except (ValueError, OSError) as exc:
+            except (ValueError, OSError) as exc:  # DamagedFile included
                 log.warning("%s; building it again", exc)
         if ann is not None and ann.rows == self.count:
             return ann
@@ -437,9 +462,13 @@ class IndexWriter:
             trained = ann.rows
         generation = self.manifest["generation"] + 1
         name = f"ann-{generation:06d}.faiss"
-        ann.save(self.case / name)
+        try:
+            ann.save(self.case / name)
+            check = file_check((self.case / name).read_bytes())
+        except OSError as exc:
+            raise IndexWriteError.of(self.case / name, exc) from None
         self._publish({**self.manifest, "generation": generation,
-                       "ann": {"file": name, "rows": ann.rows, "trained_rows": trained, "spec": ann.spec,
+                       "ann": {"file": name, **check, "rows": ann.rows, "trained_rows": trained, "spec": ann.spec,
                                "nlist": ann.nlist, "nprobe": ann.nprobe, "factor": ann.factor,
                                "tuned_recall": ann.tuned_recall}})
         self.remove_orphans(superseded=True)
@@ -473,12 +502,48 @@ def _check_model(case: Path, manifest: dict, identity: dict, attribute_names: Se
                           f"{len(attribute_names)} attributes)\n{remedy}")
 
 
-def _load_segment(path: Path) -> dict[str, np.ndarray]:
+def _check_of(seg: dict) -> dict | None:
+    """The recorded size and SHA-256 of a segment entry's file (None for indexes written before them)."""
+    return seg.get("checks", {}).get(seg["file"])
+
+
+def _load_segment(path: Path, check: dict | None = None) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise GalleryIndexError(f"{path}: unreadable segment ({exc}); the index is damaged") from None
+        return load_npz(path, check)
+    except DamagedFile as exc:
+        raise DamagedSegment(str(exc), path) from None
+
+
+class DamagedSegment(GalleryIndexError):
+    """A segment file that is missing, truncated or changed since it was written."""
+
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = path
+
+
+class IndexWriteError(GalleryIndexError):
+    """A file of the index could not be written (disk full, read-only or forbidden folder)."""
+
+    @classmethod
+    def of(cls, path: Path, exc: OSError) -> "IndexWriteError":
+        import errno
+
+        hint = {errno.ENOSPC: "the disk is full: free space", errno.EDQUOT: "the disk quota is used up: free space",
+                errno.EROFS: "the file system is read-only: remount it writable or use a copy of the index elsewhere",
+                errno.EACCES: "permission denied: make the folder writable for this user",
+                errno.EPERM: "permission denied: make the folder writable for this user"}.get(
+            exc.errno, "fix the cause")
+        return cls(f"{path}: cannot write ({exc.strerror or exc}); {hint}, then run the same command again: "
+                   f"what was committed before is intact and the run continues from there")
+
+
+def _dead_rows(n: int, dim: int, n_attr: int) -> dict[str, np.ndarray]:
+    """Stand-in arrays for the rows of a segment that cannot be read (never returned by a search)."""
+    return {"keys": np.full(n, "", dtype=str), "vectors": np.zeros((n, dim), np.float32),
+            "attributes": np.zeros((n, n_attr), np.uint8), TIME: np.full(n, np.nan),
+            "thumb_pack": np.full(n, -1, np.int32), "thumb_offset": np.zeros(n, np.int64),
+            "thumb_length": np.zeros(n, np.int64)}
 
 
 def _column_values(seg: dict[str, np.ndarray], name: str, n: int) -> np.ndarray:
@@ -491,11 +556,14 @@ def load_vectors(case: Path, manifest: dict) -> np.ndarray:
     """All embeddings (N x D float32, as the model gave them), in id order."""
     parts = []
     for seg in manifest["segments"]:
-        try:
-            with np.load(Path(case) / SEGMENTS / seg["file"], allow_pickle=False) as data:
-                parts.append(data["vectors"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise GalleryIndexError(f"{case}: segment {seg['file']} unreadable ({exc}); the index is damaged") from None
+        if not seg.get("file"):  # dropped rows: zero vectors keep the ids in place
+            parts.append(np.zeros((seg["rows"], manifest["embedding_dim"]), np.float32))
+            continue
+        data = _load_segment(Path(case) / SEGMENTS / seg["file"], _check_of(seg))
+        if "vectors" not in data:
+            raise DamagedSegment(f"{case}: segment {seg['file']} holds no vectors; the index is damaged",
+                                 Path(case) / SEGMENTS / seg["file"])
+        parts.append(data["vectors"])
     return np.concatenate(parts) if parts else np.zeros((0, manifest["embedding_dim"]), np.float32)
 
 
@@ -546,9 +614,15 @@ class GalleryIndex(Gallery):
         self.case, self.manifest, self.image_root = case, manifest, image_root
         self.vectors, self.attribute_codes, self.keys, self.times = vectors, attributes, keys, times
         self.columns, self._thumbs, self.ann = columns, thumbs, ann
+        #: damaged segment files found on opening ({file: problem}); their rows are never returned
+        self.damaged: dict[str, str] = {}
+        #: rows that cannot be served (damaged or dropped segments), None when there are none
+        self.dead: np.ndarray | None = None
+        self._pack_checked: dict[str, str | None] = {}  # pack -> problem (None: verified)
         self.attribute_names: list[str] = list(manifest["attributes"]["names"])
         self._attr_pos = {n: i for i, n in enumerate(self.attribute_names)}
         self._packs = [p for seg in manifest["segments"] for p in seg["packs"]]
+        self._pack_checks = {p: c for seg in manifest["segments"] for p, c in seg.get("checks", {}).items()}
 
     @classmethod
     def open(cls, case: str | Path, ann: bool = True, image_root: str | Path | None = None) -> "GalleryIndex":
@@ -561,12 +635,24 @@ class GalleryIndex(Gallery):
             from xreid.index.sharded import ShardedGallery
 
             return ShardedGallery.open(case, ann=ann, image_root=image_root)
-        segs = [_load_segment(case / SEGMENTS / s["file"]) for s in manifest["segments"]]
-        for s, data in zip(manifest["segments"], segs):
-            if len(data["keys"]) != s["rows"]:
-                raise GalleryIndexError(f"{case}: segment {s['file']} holds {len(data['keys'])} rows, the manifest says "
-                                        f"{s['rows']}; the index is damaged")
         n_attr, dim = len(manifest["attributes"]["names"]), manifest["embedding_dim"]
+        # a damaged segment is named and left out (its rows kept as dead rows, so later ids stay right);
+        # the intact ones are served
+        segs, damaged, dead = [], {}, []
+        for s in manifest["segments"]:
+            data = None
+            if s.get("file"):
+                try:
+                    data = _load_segment(case / SEGMENTS / s["file"], _check_of(s))
+                    if len(data.get("keys", ())) != s["rows"]:
+                        raise DamagedSegment(f"{case / SEGMENTS / s['file']}: holds {len(data.get('keys', ()))} rows, "
+                                             f"the manifest says {s['rows']}; the index is damaged",
+                                             case / SEGMENTS / s["file"])
+                except DamagedSegment as exc:
+                    log.warning("%s; its %d rows are left out of every search", exc, s["rows"])
+                    damaged[s["file"]], data = str(exc), None
+            dead.append(np.full(s["rows"], data is None))
+            segs.append(data if data is not None else _dead_rows(s["rows"], dim, n_attr))
         cat = (lambda key, empty: np.concatenate([d[key] for d in segs]) if segs else empty)
         vectors = l2_normalise(cat("vectors", np.zeros((0, dim), np.float32)).astype(np.float32, copy=False))
         attributes = np.ascontiguousarray(cat("attributes", np.zeros((0, n_attr), np.uint8)).T)
@@ -593,6 +679,7 @@ class GalleryIndex(Gallery):
         if ann and manifest.get("ann") and len(vectors):
             info = manifest["ann"]
             try:
+                read_checked(case / info["file"], info if "sha256" in info else None)
                 index = AnnIndex.load(case / info["file"], info["nprobe"], info.get("tuned_recall"), info.get("factor", 1))
             except (ValueError, OSError) as exc:
                 log.warning("%s: %s; searching exactly", case, exc)
@@ -601,8 +688,16 @@ class GalleryIndex(Gallery):
                 index = None
             elif index is not None and index.rows < len(vectors):  # rows added since: add them in memory
                 index.add(vectors[index.rows:])
-        return cls(case, manifest, vectors, attributes, keys, times, columns, thumbs, index,
-                   None if image_root is None else Path(image_root))
+        out = cls(case, manifest, vectors, attributes, keys, times, columns, thumbs, index,
+                  None if image_root is None else Path(image_root))
+        out.damaged = damaged
+        dead_rows = np.concatenate(dead) if dead else np.zeros(0, bool)
+        out.dead = dead_rows if dead_rows.any() else None
+        return out
+
+    def is_dead(self, i: int) -> bool:
+        """Row ``i`` lies in a damaged or dropped segment (nothing of it can be served)."""
+        return self.dead is not None and bool(self.dead[i])
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -618,10 +713,11 @@ class GalleryIndex(Gallery):
     # -- filters --
 
     def mask(self, where: Filter | None) -> np.ndarray | None:
-        """The rows ``where`` keeps (bool array), or None for no condition."""
+        """The rows ``where`` keeps (bool array), or None for no condition. Rows of damaged or dropped
+        segments are never kept."""
         if where is None or where.is_empty():
-            return None
-        m = np.ones(len(self), bool)
+            return None if self.dead is None else ~self.dead
+        m = np.ones(len(self), bool) if self.dead is None else ~self.dead
         if where.camera is not None:
             wanted = {str(c) for c in _as_list(where.camera)}
             vocab, codes = self.columns[CAMERA]
@@ -663,7 +759,7 @@ class GalleryIndex(Gallery):
             raise ValueError(f"query has {q.shape[0]} dims, the index {self.vectors.shape[1]} "
                              f"(was it embedded by another model?)")
         q = l2_normalise(q).astype(np.float32)
-        mask = self.mask(where)
+        mask = self.mask(where)  # rows of damaged or dropped segments never among them
         kept = len(self) if mask is None else int(np.count_nonzero(mask))
         k = min(k, kept)
         if k == 0:
@@ -706,11 +802,30 @@ class GalleryIndex(Gallery):
         if not 0 <= i < len(self):
             raise IndexError(f"row {i} not in the index (0..{len(self) - 1})")
         pack = int(self._thumbs["pack"][i])
-        if pack < 0:
+        if pack < 0 or not self._packs[pack]:  # none stored, or its pack dropped by a repair
             return None
-        with open(self.case / SEGMENTS / self._packs[pack], "rb") as fh:
-            fh.seek(int(self._thumbs["offset"][i]))
-            return fh.read(int(self._thumbs["length"][i]))
+        name = self._packs[pack]
+        path = self.case / SEGMENTS / name
+        if name not in self._pack_checked:  # the whole pack verified once, the first time it is read
+            try:
+                read_checked(path, self._pack_checks.get(name))
+                self._pack_checked[name] = None
+            except DamagedFile as exc:
+                log.warning("%s", exc)
+                self._pack_checked[name] = str(exc)
+        if self._pack_checked[name]:
+            raise DamagedSegment(self._pack_checked[name], path)
+        offset, length = int(self._thumbs["offset"][i]), int(self._thumbs["length"][i])
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read(length)
+        except OSError as exc:
+            raise DamagedSegment(f"{path}: unreadable ({exc.strerror}); the index is damaged", path) from None
+        if len(data) != length or not (data.startswith(b"\xff\xd8") and data.endswith(b"\xff\xd9")):
+            raise DamagedSegment(f"{path}: thumbnail of row {i} is cut short or not a whole JPEG "
+                                 f"({len(data):,} of {length:,} bytes); the index is damaged", path)
+        return data
 
     def probabilities(self, ids: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """Calibrated attribute probabilities (n x A, bin centres) of ``ids`` (default: every row)."""
@@ -778,12 +893,11 @@ def export_features(case: str | Path, out: str | Path) -> int:
         raise GalleryIndexError(f"{case}: a sharded index; export it shard by shard ({case}/shard-000 ...)")
     keys, vectors = [], []
     for seg in manifest["segments"]:
-        try:
-            with np.load(case / SEGMENTS / seg["file"], allow_pickle=False) as data:
-                keys += data["keys"].tolist()
-                vectors.append(data["vectors"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise GalleryIndexError(f"{case}: segment {seg['file']} unreadable ({exc}); the index is damaged") from None
+        if not seg.get("file"):  # rows dropped by a repair are not exported
+            continue
+        data = _load_segment(case / SEGMENTS / seg["file"], _check_of(seg))
+        keys += data["keys"].tolist()
+        vectors.append(data["vectors"])
     raw = np.concatenate(vectors) if vectors else np.zeros((0, manifest["embedding_dim"]), np.float32)
     save_features(Path(out), dict(zip(keys, raw)), manifest["identity"])
     return len(raw)

@@ -14,20 +14,13 @@ the rest of xreid so two data sets' camera 1 stay apart); a camera filter ``"3"`
 
 from __future__ import annotations
 
-import csv
 import math
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-#: the columns every index has, beside its string fields
-CAMERA, TIME, PID = "camera", "time", "pid"
-#: CSV header names read as the camera / time columns (case-insensitive)
-CAMERA_ALIASES, TIME_ALIASES = ("camera", "cam"), ("time", "timestamp")
-#: names no CSV column may take (they name other things in a search result)
-RESERVED = ("id", "distance", "attributes", "key")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+#: the columns every index has, beside its string fields (named as the list reader names them)
+from xreid.data.lists import CAMERA, PID, RESERVED, TIME, check_column_name, read_list  # noqa: F401
 
 
 @dataclass
@@ -91,71 +84,22 @@ def fields_from_name(key: str) -> dict[str, str]:
     return {CAMERA: cam, PID: pid}
 
 
-def check_column_name(name: str, where: str) -> None:
-    if not _NAME.match(name):
-        raise ValueError(f"{where}: column name {name!r} must start with a letter and hold only letters, "
-                         f"digits, '_', '.' or '-'")
-    if name.lower() in RESERVED:
-        raise ValueError(f"{where}: column name {name!r} is reserved ({', '.join(RESERVED)} name other things)")
-
-
 def read_gallery_csv(path: str | Path) -> tuple[list[Entry], list[str]]:
     """The entries of a gallery CSV and its string-field column names (camera and pid included when
-    present). The header row is required and must have a ``path`` column; blank lines are skipped.
-    A missing ``path`` column, a row with more cells than the header, an empty path, a path listed
-    twice or a time that does not parse is a ValueError naming the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: list file not found")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        rows = csv.reader(fh)
-        header = next((r for r in rows if any(c.strip() for c in r)), None)
-        if header is None:
-            raise ValueError(f"{path}: empty list file (a header row with a 'path' column is required)")
-        header_line = rows.line_num
-        names = [c.strip() for c in header]
-        lower = [n.lower() for n in names]
-        if "path" not in lower:
-            raise ValueError(f"{path}:{header_line}: header row has no 'path' column (got: {', '.join(names)}); "
-                             f"the first row must name the columns, e.g. path,camera,time")
-        roles: list[str] = []
-        for n, low in zip(names, lower):
-            if not n:
-                raise ValueError(f"{path}:{header_line}: a header cell is empty")
-            role = ("path" if low == "path" else CAMERA if low in CAMERA_ALIASES else TIME if low in TIME_ALIASES
-                    else n)
-            if role not in ("path", CAMERA, TIME):
-                check_column_name(n, f"{path}:{header_line}")
-            if role in roles:
-                raise ValueError(f"{path}:{header_line}: column {n!r} appears twice (or with an alias of it)")
-            roles.append(role)
-        entries: list[Entry] = []
-        seen: dict[str, int] = {}
-        for row in rows:
-            line = rows.line_num
-            if not any(c.strip() for c in row):
-                continue
-            if len(row) > len(roles):
-                raise ValueError(f"{path}:{line}: {len(row)} cells but the header names {len(roles)} columns")
-            entry = Entry("")
-            for role, cell in zip(roles, row):
-                cell = cell.strip()
-                if role == "path":
-                    entry.key = cell.replace("\\", "/")
-                elif role == TIME:
-                    if cell:
-                        try:
-                            entry.time = parse_time(cell)
-                        except ValueError as exc:
-                            raise ValueError(f"{path}:{line}: {exc}") from None
-                elif cell:
-                    entry.fields[role] = cell
-            if not entry.key:
-                raise ValueError(f"{path}:{line}: empty path")
-            if entry.key in seen:
-                raise ValueError(f"{path}:{line}: {entry.key} is listed twice (first on line {seen[entry.key]})")
-            seen[entry.key] = line
-            entries.append(entry)
-    if not entries:
-        raise ValueError(f"{path}: no image paths listed")
-    return entries, [r for r in roles if r not in ("path", TIME)]
+    present), read by the one list reader (``xreid.data.lists``: header row with a ``path`` column
+    required, paths inside the data root). A time that does not parse is a ValueError naming the file
+    and line."""
+    rows, roles = read_list(path)
+    entries = []
+    for row in rows:
+        entry = Entry(row.key)
+        for role, cell in row.cells.items():
+            if role == TIME:
+                try:
+                    entry.time = parse_time(cell)
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{row.line}: {exc}") from None
+            else:
+                entry.fields[role] = cell
+        entries.append(entry)
+    return entries, [r for r in roles if r != TIME]

@@ -127,6 +127,9 @@ class ShardedGallery(GalleryIndex):
         manifest = {**manifest, "columns": {**manifest.get("columns", {}), **{n: "string" for n in names}},
                     "segments": []}
         super().__init__(case, manifest, vectors, attributes, keys, times, columns, thumbs, None, image_root)
+        self.damaged = {f"{s.case.name}/{f}": why for s in shards for f, why in s.damaged.items()}
+        if any(s.dead is not None for s in shards):  # rows of damaged segments, never returned
+            self.dead = np.concatenate([s.dead if s.dead is not None else np.zeros(len(s), bool) for s in shards])
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(shards)), thread_name_prefix="shard")
 
     @classmethod

@@ -95,11 +95,11 @@ def result_line(summary: PairSummary, names: list[str], query: list[float], resu
         parts.append("Probably not the same person: differs in " + _join(list(dict.fromkeys(what))) + ".")
     if summary.differences:
         parts.append("Differences (query / result): "
-                     + "; ".join(describe(d, names, q, r) for d in summary.differences) + ".")
+                     + "; ".join(dict.fromkeys(describe(d, names, q, r) for d in summary.differences)) + ".")
     else:
         parts.append("No reliable attribute clearly differs.")
     if summary.agreements:
-        parts.append("Both: " + ", ".join(words(a.name).present for a in summary.agreements) + ".")
+        parts.append("Both: " + ", ".join(dict.fromkeys(words(a.name).present for a in summary.agreements)) + ".")
     return " ".join(parts)
 
 

@@ -7,6 +7,15 @@ rebinding); any other address needs a token, and with a token every request must
 ``/?token=...`` once). Request bodies are limited (uploads by ``Limits.max_upload_bytes``, the rest to
 64 KiB) while they are read; images are recognised from their content and refused above a pixel
 count before decoding; no path is taken from a request; no CORS headers are sent.
+
+Cross-site requests (``xreid.serve.crosssite``): a request another web site makes the analyst's
+browser send is refused (403): any ``/api/`` request marked ``Sec-Fetch-Site: cross-site`` or
+``same-site``; any write whose ``Origin`` is not the server's own; and any write with no ``Origin``
+whose Content-Type is one a page may send cross-site without a preflight (``text/plain``, forms) unless
+it carries ``X-Xreid-Client``. Programs (curl, httpx) send JSON or ``application/octet-stream``.
+Decoded upload images are kept in a byte-budgeted cache (``Limits.decoded_cache_bytes``), never per
+upload. No secret in any log (``xreid.serve.redact``): the token is redacted from uvicorn's logs and
+the audit log.
 """
 
 from __future__ import annotations
@@ -18,12 +27,16 @@ from importlib import resources
 from typing import Optional
 
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from xreid.serve.case import CaseSession, Problem
+from xreid.serve.audit import AuditError
+from xreid.serve.case import CaseSession, Problem, public_key
+from xreid.serve.crosssite import cross_site_refusal
+from xreid.serve.schema import SearchFilters, validation_message
 from xreid.workflows.explain import render_explained
 
 log = logging.getLogger(__name__)
@@ -67,7 +80,7 @@ class SearchRequest(BaseModel):
     items: list[int] = Field(default_factory=list, description="gallery item ids used as query images "
                                                                  "(e.g. confirmed matches); left out of the results")
     k: int = Field(20, description="how many results")
-    filters: dict = Field(default_factory=dict, description=(
+    filters: SearchFilters = Field(default_factory=SearchFilters, description=(
         '{"attributes": {"carryingBackpack": true, "personalMale": false, "upperBodyRed": 0.7}, '
         '"camera": ["3"], "after": "2024-05-01T14:00", "before": "...", "fields": {"column": "value"}}'))
     threshold: Optional[float] = Field(None, description="open-set threshold: results whose same-person "
@@ -107,6 +120,9 @@ class Guard:
             name = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
             if name not in self.allowed_hosts:
                 return await _send_json(send, 400, f"Host {host!r} is not served here (loopback only)")
+        refusal = cross_site_refusal(scope["method"], path, headers, scope.get("scheme", "http"))
+        if refusal:
+            return await _send_json(send, 403, refusal)
         if self.token and not self._authorised(headers, scope):
             if path == "/" and scope["method"] == "GET":
                 return await _send(send, 401, b"<!doctype html><meta charset=utf-8><title>xreid</title><p>This case "
@@ -205,6 +221,9 @@ def _html(page: str, download: str | None = None) -> HTMLResponse:
 def create_app(session: CaseSession, token: str | None = None, allowed_hosts: list[str] | None = None):
     """The ASGI app for ``session``. ``allowed_hosts``: Host header names accepted (None: any;
     ``xreid serve`` passes the loopback names when it binds the loopback)."""
+    from xreid.serve.redact import add_secret
+
+    add_secret(token)  # never written to a log or the audit log, however it arrives
     app = FastAPI(title="xreid search", version="1",
                   description="Search a gallery index by image or gallery item, with attribute, camera and time "
                               "filters; explain results; mark them; export reports. Images are named by id.",
@@ -213,6 +232,17 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
     @app.exception_handler(Problem)
     async def problem(request: Request, exc: Problem):
         return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        # never echo the input back (it may be raw bytes, NaN or huge): where and what, in words
+        return JSONResponse({"detail": validation_message(exc.errors())}, status_code=422)
+
+    @app.exception_handler(AuditError)
+    async def audit_failed(request: Request, exc: AuditError):
+        log.error("%s", exc)  # the path for the operator; the client is told no server path
+        return JSONResponse({"detail": f"not done: the case's audit log cannot be written ({exc.reason}); "
+                                       f"nothing is shown that the log does not hold"}, status_code=507)
 
     static = _static_dir()
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
@@ -262,14 +292,12 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
 
     @app.post("/api/search", summary="Search with uploaded images and / or gallery items, and / or a description")
     def search(req: SearchRequest):
-        return session.search(req.uploads, req.items, req.k, req.filters, req.threshold, req.description)
+        return session.search(req.uploads, req.items, req.k, req.filters.as_dict(), req.threshold, req.description)
 
     @app.get("/api/items/{item}", summary="A gallery item's metadata and attribute probabilities")
     def item(item: int):
-        index = session.index
-        if not 0 <= item < len(index):
-            raise Problem(404, f"no gallery item {item}")
-        return index.row(item)
+        row = session.check_item(item).row(item)
+        return {**row, "path": public_key(row["path"])}
 
     @app.get("/api/items/{item}/thumbnail", summary="A gallery item's thumbnail (JPEG, 128 px high)")
     def thumbnail(item: int):
@@ -360,13 +388,26 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
 
 def serve(session: CaseSession, host: str = "127.0.0.1", port: int = 8000, token: str | None = None) -> None:
     """Run the server until interrupted (Ctrl-C)."""
-    import uvicorn
-
     import faiss
 
     check_bind(host, token)
+    from xreid.serve.imagecache import fix_mmap_threshold
+
+    fix_mmap_threshold()  # large decoded images go back to the system when freed (see there)
     # requests run in parallel threads: one OpenMP thread per search (several per search would
     # oversubscribe the cores as soon as two requests overlap)
     faiss.omp_set_num_threads(1)
+    make_server(session, host, port, token).run()
+
+
+def make_server(session: CaseSession, host: str = "127.0.0.1", port: int = 8000, token: str | None = None):
+    """The uvicorn server of ``serve`` (not started), its logs redacting any token in an address."""
+    import uvicorn
+
+    from xreid.serve import redact
+
     allowed = list(LOOPBACK_NAMES) if is_loopback(host) else None
-    uvicorn.run(create_app(session, token, allowed), host=host, port=port, log_level="info", server_header=False)
+    config = uvicorn.Config(create_app(session, token, allowed), host=host, port=port, log_level="info",
+                            server_header=False)
+    redact.install()  # after uvicorn configured its loggers
+    return uvicorn.Server(config)

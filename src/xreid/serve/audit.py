@@ -10,6 +10,12 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
+from xreid.serve.redact import redact
+
+
+class AuditError(OSError):
+    """The audit log cannot be written (disk full, read-only): the request that needed it fails."""
+
 
 class AuditLog:
     def __init__(self, path: str | Path):
@@ -21,10 +27,15 @@ class AuditLog:
 
     def write(self, event: str, **fields) -> dict:
         record = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": event, **fields}
-        line = (json.dumps(record, allow_nan=False, separators=(",", ":")) + "\n").encode()
+        line = (redact(json.dumps(record, allow_nan=False, separators=(",", ":"))) + "\n").encode()
         with self._lock:
-            os.write(self._fd, line)
-            os.fsync(self._fd)
+            try:
+                os.write(self._fd, line)
+                os.fsync(self._fd)
+            except OSError as exc:
+                err = AuditError(exc.errno, f"{self.path}: cannot write the audit log ({exc.strerror})")
+                err.reason = exc.strerror or str(exc)
+                raise err from None
         return record
 
     def close(self) -> None:

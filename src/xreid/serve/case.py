@@ -36,7 +36,7 @@ from xreid.explain.ranking import IDENTICAL_BELOW, explain_ranking
 from xreid.index.base import Hits
 from xreid.index.features import MODEL_FIELDS, check_same_model
 from xreid.index.filters import parse_filter
-from xreid.index.gallery import GalleryIndex, read_manifest
+from xreid.index.gallery import DamagedSegment, GalleryIndex, read_manifest
 from xreid.index.metadata import PID
 from xreid.io import atomic_write
 from xreid.models.embedders import Embedder
@@ -44,9 +44,11 @@ from xreid.rendering.charts import composition
 from xreid.rendering.description import reason_line
 from xreid.rendering.words import CHIP_AT, query_chips, result_line
 from xreid.serve.audit import AuditLog
+from xreid.serve.imagecache import ImageCache
+from xreid.serve.marks import MarkStoreError, load_marks, save_marks
 from xreid.workflows.describe import joined_filter, rerank_order
 from xreid.workflows.explain import Explained, embed_query, explain_hits, render_explained
-from xreid.workflows.index import head_fingerprint
+from xreid.workflows.index import head_fingerprint, thumbnail as make_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,10 @@ class Limits:
     max_pixels: int = 40_000_000
     max_k: int = 200
     max_query_images: int = 32
+    #: decoded upload images kept in memory (bytes); uploads themselves are kept as files and vectors
+    decoded_cache_bytes: int = 256 * 2**20
+    #: uploads decoded at the same time (each may take 3 x max_pixels bytes while it is embedded)
+    concurrent_decodes: int = 2
 
 
 class Problem(ValueError):
@@ -80,8 +86,7 @@ class Problem(ValueError):
 class Upload:
     id: str
     path: Path
-    image: np.ndarray  # as decoded (H x W x 3 RGB)
-    vector: np.ndarray
+    vector: np.ndarray  # the decoded pixels are not kept here: ``CaseSession.upload_pixels`` (byte-budgeted cache)
     name: str = ""
 
 
@@ -96,6 +101,9 @@ class Search:
     vector: np.ndarray | None  # None: a search by description alone
     hits: Hits  # the results, ranked 1..n as shown
     probabilities: list[float | None]
+    #: each upload's file name as it was when the search ran (a later upload of the same bytes under
+    #: another name does not rename this search's query)
+    upload_names: dict[str, str] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     description: str = ""
 
@@ -155,8 +163,12 @@ class CaseSession:
         self._lock = threading.Lock()  # uploads / searches / marks bookkeeping and index swaps
         self._maps_lock = threading.Lock()  # gradient maps hook into the model: one at a time
         self._uploads: OrderedDict[str, Upload] = OrderedDict()
+        self.decoded = ImageCache(limits.decoded_cache_bytes)
+        self._decoding = threading.BoundedSemaphore(max(1, limits.concurrent_decodes))
         self._searches: OrderedDict[str, Search] = OrderedDict()
-        self.marks: dict[str, dict[int, str]] = {}
+        # marks are part of the case: kept in WORKDIR/marks.json, restored here
+        self.marks_path = self.workdir / "marks.json"
+        self.marks, self._mark_keys = load_marks(self.marks_path)
         self.reliable = head.reliable(RELIABLE_AT)
         self.basis = orthonormal_attribute_basis(head.weights)  # once, not per search
 
@@ -197,6 +209,7 @@ class CaseSession:
             "cameras": facets["cameras"], "time": facets["time"], "fields": facets["fields"],
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "threshold": self.threshold,
+            "damaged": sorted(index.damaged),
             "limits": {"max_upload_bytes": self.limits.max_upload_bytes, "max_pixels": self.limits.max_pixels,
                        "max_k": self.limits.max_k, "formats": list(ACCEPTED_FORMATS)},
         }
@@ -208,20 +221,35 @@ class CaseSession:
         name = _clean_name(name)
         if len(data) > self.limits.max_upload_bytes:
             raise Problem(413, f"{name or 'upload'}: {len(data):,} bytes, at most {self.limits.max_upload_bytes:,}")
-        try:
-            image, fmt = decode_image(data, name or "upload", self.limits.max_pixels, ACCEPTED_FORMATS)
-        except ImageError as exc:
-            status = 413 if "too many pixels" in exc.problem or "too large" in exc.problem else (
-                415 if "not an image" in exc.problem or "not accepted" in exc.problem else 400)
-            raise Problem(status, str(exc)) from None
         uid = hashlib.sha256(data).hexdigest()[:20]
-        path = self.workdir / "queries" / f"{uid}{_EXT[fmt]}"
-        if not path.exists():
-            atomic_write(path, lambda fh: fh.write(data))
-        up = self._remember(Upload(uid, path, image, self._embed(image), name))
-        self.audit.write("upload", upload=uid, name=name, bytes=len(data), format=fmt,
-                         size=[int(image.shape[1]), int(image.shape[0])])
-        return self._upload_info(up)
+        with self._decoding:  # at most `concurrent_decodes` full-size images in memory at once
+            try:
+                image, fmt = decode_image(data, name or "upload", self.limits.max_pixels, ACCEPTED_FORMATS)
+            except ImageError as exc:
+                status = 413 if "too many pixels" in exc.problem or "too large" in exc.problem else (
+                    415 if "not an image" in exc.problem or "not accepted" in exc.problem else 400)
+                raise Problem(status, str(exc)) from None
+            path = self.workdir / "queries" / f"{uid}{_EXT[fmt]}"
+            if not path.exists():
+                try:
+                    atomic_write(path, lambda fh: fh.write(data))
+                except OSError as exc:
+                    raise Problem(507, f"upload {uid}: cannot be stored in the session folder ({exc.strerror})") \
+                        from None
+            up = self._remember(Upload(uid, path, self._embed(image), name))
+            self.decoded.put(uid, image)
+            info = self._upload_info(up, image)
+            size = [int(image.shape[1]), int(image.shape[0])]
+            del image
+        self.audit.write("upload", upload=uid, name=name, bytes=len(data), format=fmt, size=size)
+        return info
+
+    def upload_pixels(self, up: Upload) -> np.ndarray:
+        """The decoded image of an upload: from the byte-budgeted cache, else read again from its file."""
+        def load() -> np.ndarray:
+            with self._decoding:
+                return load_image(up.path)
+        return self.decoded.get(up.id, load)
 
     def _embed(self, image: np.ndarray) -> np.ndarray:
         return embed_query(self.embedder, image)
@@ -244,12 +272,15 @@ class CaseSession:
         found = sorted((self.workdir / "queries").glob(f"{uid}.*"))
         if not found:
             raise Problem(404, f"no upload {uid!r} (upload the image again)")
-        image = load_image(found[0])
-        return self._remember(Upload(uid, found[0], image, self._embed(image)))
+        with self._decoding:
+            image = load_image(found[0])
+            up = self._remember(Upload(uid, found[0], self._embed(image)))
+        self.decoded.put(uid, image)
+        return up
 
-    def _upload_info(self, up: Upload) -> dict:
+    def _upload_info(self, up: Upload, image: np.ndarray) -> dict:
         probs = self.head.calibrated(up.vector[None])[0]
-        check = check_query(up.image)
+        check = check_query(image)
         return {"id": up.id, "name": up.name, "image": f"/api/uploads/{up.id}/image",
                 "chips": self._chips(probs), "check": {"usable": check.usable, "problems": list(check.problems)}}
 
@@ -290,7 +321,7 @@ class CaseSession:
         try:
             where = parse_filter(filters, index.attribute_names, index.field_names)
             res = search_description(index, d.terms, k, where, self.head.reliability, RULE, UNRELIABLE_WEIGHT)
-        except ValueError as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise Problem(400, str(exc)) from None
         ids = [int(i) for i in res.ids]
         hits = Hits(res.ids, index.keys_of(ids), 1.0 - res.scores, method="description", candidates=res.candidates,
@@ -305,7 +336,8 @@ class CaseSession:
         results = []
         for rank, (i, score, ev) in enumerate(zip(ids, res.scores, res.evidence), start=1):
             row = index.row(i, attributes=False)
-            results.append({"id": i, "rank": rank, "key": row.pop("path"), "score": round(float(score), 4), **row,
+            results.append({"id": i, "rank": rank, "key": public_key(row.pop("path")), "score": round(float(score), 4),
+                            **row,
                             "thumbnail": f"/api/items/{i}/thumbnail", "evidence": [e.to_dict() for e in ev],
                             "reason": reason_line(ev), "mark": marks.get(i)})
         self.audit.write("search", search=search.id, query={"description": text}, k=k, filters=search.filters,
@@ -323,6 +355,10 @@ class CaseSession:
         alone, or both: the description then re-ranks (or filters) the image search."""
         uploads, items = list(uploads or []), [int(i) for i in (items or [])]
         text = (description or "").strip()
+        try:  # a filter the audit log cannot hold (NaN, infinity) is refused before any search runs
+            json.dumps(filters or {}, allow_nan=False)
+        except (ValueError, TypeError) as exc:
+            raise Problem(400, f"filters: {exc}") from None
         if not 1 <= k <= self.limits.max_k:
             raise Problem(400, f"k must be in 1..{self.limits.max_k} (got {k})")
         if not uploads and not items:
@@ -336,14 +372,15 @@ class CaseSession:
             raise Problem(400, f"threshold must be a probability in [0, 1] (got {threshold})")
         index = self.index
         for i in items:
-            if not 0 <= i < len(index):
-                raise Problem(404, f"no gallery item {i} (the index has {len(index)})")
-        try:
+            self.check_item(i, index)
+        try:  # everything checked before the search runs: a search that runs is one the audit log can hold
             where = parse_filter(filters, index.attribute_names, index.field_names)
-        except ValueError as exc:
-            raise Problem(400, str(exc)) from None
+            index.mask(where)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise Problem(400, f"filters: {exc}" if not str(exc).startswith("filter") else str(exc)) from None
         d = self._read_description(text) if text else None
-        vectors = [self.get_upload(u).vector for u in uploads] + list(index.vectors_of(items))
+        ups = [self.get_upload(u) for u in uploads]
+        vectors = [up.vector for up in ups] + list(index.vectors_of(items))
         query = l2_normalise(np.mean(l2_normalise(np.stack(vectors).astype(np.float64)), axis=0)).astype(np.float32)
         # the probability of a result reads the search's first `context` distances: fetch them even for a smaller k
         context = getattr(self.calibration, "context", 0)
@@ -354,7 +391,7 @@ class CaseSession:
             where = joined_filter(d, self._weights(d)[0], where)
         try:  # the filter is applied (and its unknown names or bad times found) inside the search
             found = index.search(query, pool, where=where)
-        except ValueError as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise Problem(400, str(exc)) from None
         in_query = set(items)
         keep = [j for j, i in enumerate(found.ids.tolist()) if i not in in_query]
@@ -365,7 +402,8 @@ class CaseSession:
         probs = probs[:k]
         hits = found.take(keep[:k]).renumbered()
         search = Search(hashlib.sha256(f"{time.time_ns()}:{uploads}:{items}".encode()).hexdigest()[:16], uploads,
-                        items, k, dict(filters or {}), threshold, query, hits, probs, description=text)
+                        items, k, dict(filters or {}), threshold, query, hits, probs, description=text,
+                        upload_names={up.id: up.name for up in ups})
         with self._lock:
             self._searches[search.id] = search
             while len(self._searches) > 2048:
@@ -413,7 +451,7 @@ class CaseSession:
         out = []
         for i, d, p, r, row in zip(s.ids, s.distances, s.probabilities, e.results, rows):
             out.append({
-                "id": i, "rank": r.rank, "key": row.pop("path"), "distance": round(d, 6),
+                "id": i, "rank": r.rank, "key": public_key(row.pop("path")), "distance": round(d, 6),
                 "probability": None if p is None else round(p, 4),
                 "flagged": None if p is None else bool(p < s.threshold), "identical": d < IDENTICAL_BELOW,
                 **row, "thumbnail": f"/api/items/{i}/thumbnail",
@@ -440,13 +478,26 @@ class CaseSession:
             raise Problem(400, f"mark must be one of {', '.join(MARKS)} or null (got {mark!r})")
         if item not in s.ids:
             raise Problem(400, f"item {item} is not a result of search {sid}")
+        key = self.index.key(item)
         with self._lock:
             marks = self.marks.setdefault(s.case_query, {})
+            before = marks.get(item)
             if mark is None:
                 marks.pop(item, None)
             else:
                 marks[item] = mark
-        self.audit.write("mark", search=sid, item=item, key=self.index.key(item), mark=mark)
+                self._mark_keys.setdefault(s.case_query, {})[item] = key
+            try:
+                save_marks(self.marks_path, self.marks, self._mark_keys)
+            except MarkStoreError as exc:  # not kept: say so, and keep memory as the file is
+                if before is None:
+                    marks.pop(item, None)
+                else:
+                    marks[item] = before
+                log.error("%s", exc)  # the path for the operator; the client is told no server path
+                raise Problem(507, f"the mark was not saved: the case's marks file (marks.json in the session "
+                                   f"folder) cannot be written ({exc.reason})") from None
+        self.audit.write("mark", search=sid, item=item, key=key, mark=mark)
         return {"search": sid, "item": item, "mark": mark,
                 "confirmed": sorted(i for i, m in marks.items() if m == "match")}
 
@@ -456,7 +507,7 @@ class CaseSession:
         """The image the maps and the report show for the query: the first upload, else the first item."""
         if s.uploads:
             up = self.get_upload(s.uploads[0])
-            return up.image, up.path, f"upload {up.name or up.id}", None
+            return self.upload_pixels(up), up.path, f"upload {s.upload_names.get(up.id) or up.id}", None
         i, index = s.items[0], self.index
         return self._gallery_image(i), index.image_path(i), index.key(i), index.metadata(i).get(PID)
 
@@ -466,7 +517,8 @@ class CaseSession:
         try:
             return index.image(i)
         except ImageError as exc:
-            raise Problem(404, f"gallery image {i} ({key}) cannot be read under the data root {self.data_root}: "
+            log.warning("gallery image %d: %s", i, exc)  # the server's path for the operator, not the client
+            raise Problem(404, f"gallery image {i} ({public_key(key)}) cannot be read under the server's data root: "
                                f"{exc.problem}") from None
 
     def explain(self, sid: str, items: list[int] | None = None, maps: str | None = "pair") -> Explained:
@@ -490,8 +542,8 @@ class CaseSession:
         original, qpath, qkey, qpid = self._query_image(s)
         for i in items:  # a clear 404 before any work when an image is missing
             if not index.image_path(i).is_file():
-                raise Problem(404, f"gallery image {i} ({index.key(i)}) not found under the data root "
-                                   f"{self.data_root}")
+                raise Problem(404, f"gallery image {i} ({public_key(index.key(i))}) not found under the "
+                                   f"server's data root")
         hits = s.hits.take([s.ids.index(i) for i in items])  # ranks as the search gave them
         notes = []
         if len(s.uploads) + len(s.items) > 1:
@@ -511,14 +563,20 @@ class CaseSession:
         marks = self.marks.get(s.case_query, {})
         marked = [f"#{rank} {'same person' if marks[i] == 'match' else 'not the person'}"
                   for rank, i in enumerate(s.ids, start=1) if i in marks]
+        keys = self._mark_keys.get(s.case_query, {})
+        marked += [f"{keys.get(i) or f'item {i}'} (not in these results) "
+                   f"{'same person' if m == 'match' else 'not the person'}"
+                   for i, m in sorted(marks.items()) if i not in s.ids]
         notes = ex.notes + (["Marked by the analyst: " + "; ".join(marked) + "."] if marked else [])
         page = render_explained(ex, notes=notes) if html else None
         data = {"search": {"id": s.id, "created": s.created, "query": {"uploads": s.uploads, "items": s.items},
                            "k": s.k, "filters": s.filters, "threshold": s.threshold,
                            "calibration": None if self.calibration is None else self.calibration.to_dict()},
-                "results": [{"id": i, "key": self.index.key(i), "distance": d, "probability": p,
+                "results": [{"id": i, "key": public_key(self.index.key(i)), "distance": d, "probability": p,
                              "flagged": None if p is None else p < s.threshold, "mark": marks.get(i)}
                             for i, d, p in zip(s.ids, s.distances, s.probabilities)],
+                "marks": [{"id": i, "key": self._mark_keys.get(s.case_query, {}).get(i, ""), "mark": m}
+                          for i, m in sorted(marks.items())],
                 "explanation": ex.to_dict()}
         tl = self._report_timeline(s, marks)
         if tl is not None:
@@ -539,11 +597,26 @@ class CaseSession:
 
     # -- images by id --
 
-    def thumbnail(self, i: int) -> bytes:
-        index = self.index
+    def check_item(self, i: int, index: GalleryIndex | None = None) -> GalleryIndex:
+        """404 for an id the index does not have, 410 for a row of a damaged or dropped segment."""
+        index = index or self.index
         if not 0 <= i < len(index):
-            raise Problem(404, f"no gallery item {i}")
-        data = index.thumbnail(i)
+            raise Problem(404, f"no gallery item {i} (the index has {len(index)})")
+        if index.is_dead(i):
+            raise Problem(410, f"gallery item {i} lies in a damaged part of the index and cannot be served "
+                               f"(`xreid index check` names it)")
+        return index
+
+    def thumbnail(self, i: int) -> bytes:
+        index = self.check_item(i)
+        try:
+            data = index.thumbnail(i)
+        except DamagedSegment as exc:  # never a broken JPEG: draw the thumbnail from the image instead
+            try:
+                return make_thumbnail(index.image_path(i))
+            except ImageError:
+                raise Problem(503, f"gallery item {i}: its thumbnail pack ({exc.path.name}) is damaged and its "
+                                   f"image cannot be read") from None
         if data is None:
             raise Problem(404, f"gallery item {i} has no thumbnail")
         return data
@@ -551,15 +624,23 @@ class CaseSession:
     def image(self, i: int) -> bytes:
         """Gallery item ``i``'s image as a JPEG (decoded and re-encoded: whatever the file holds, what
         is sent is an image)."""
-        if not 0 <= i < len(self.index):
-            raise Problem(404, f"no gallery item {i}")
+        self.check_item(i)
         return _jpeg(self._gallery_image(i))
 
     def upload_image(self, uid: str) -> bytes:
-        return _jpeg(self.get_upload(uid).image)
+        return _jpeg(self.upload_pixels(self.get_upload(uid)))
 
     def close(self) -> None:
         self.audit.close()
+
+
+def public_key(key: str) -> str:
+    """A gallery key as a client may see it: the path relative to the data root (what every list and
+    folder walk now stores); an absolute one, which an index built by an older xreid may hold, is cut
+    to its file name so no server path is ever sent."""
+    from xreid.data.lists import safe_key
+
+    return key if safe_key(key) == key else ".../" + key.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 def _with_timeline(page: str | None, data: dict) -> str | None:

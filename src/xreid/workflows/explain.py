@@ -150,8 +150,11 @@ def load_gallery(embedder: Embedder, gallery: GallerySpec, root: Path, head: Att
         records = load_folder(gallery, root=gallery, report=report)
         paths = [gallery / r.path for r in records]
         pids = [pid_from_name(_key(p, root)) for p in paths]
+    elif not gallery.exists():
+        raise FileNotFoundError(f"{gallery}: gallery not found")
     else:
-        raise FileNotFoundError(f"{gallery}: gallery must be a folder of images, a CSV list or an .npz of embeddings")
+        raise ValueError(f"{gallery}: gallery must be a folder of images, a CSV list (.csv, with a header row) "
+                         f"or an .npz of embeddings")
     return _embed_files(embedder, paths, [_key(p, root) for p in paths], pids, list(report.problems), head, cameras)
 
 

@@ -22,6 +22,7 @@ from xreid.explain.attribute_head import AttributeHead
 from xreid.index.features import MODEL_FIELDS, check_same_model
 from xreid.index.filters import parse_filter
 from xreid.index.gallery import THUMB_HEIGHT, Filter, GalleryIndex, IndexWriter, Rows, SearchResult, export_features
+from xreid.index.integrity import CheckReport
 from xreid.index.metadata import Entry, fields_from_name, read_gallery_csv
 from xreid.models.embedders import Embedder
 
@@ -81,6 +82,9 @@ def gallery_entries(root: Path, images: Path | None = None, list_file: Path | No
     if images is not None:
         folder = images if images.is_absolute() or images.is_dir() else root / images
         entries = [Entry(r.path) for r in load_folder(folder, root=root, report=found)]
+        if entries and Path(entries[0].key).is_absolute():  # keys are always paths inside the data root
+            raise ValueError(f"{folder}: not inside the data root {root}; an index names its images by their path "
+                             f"relative to the data root: give --data-root a folder that holds them")
     else:
         entries, _ = read_gallery_csv(list_file)
     for e in entries:
@@ -256,6 +260,58 @@ def add_to_index(embedder: Embedder, head: AttributeHead, root: Path, case: Path
         added, skipped = _index_entries([writer], embedder, head, root, entries, batch_size, progress)
         manifest = writer.finish()
     return IndexReport(Path(case), added, known, manifest["count"], problems + skipped, manifest.get("ann"))
+
+
+def check_index(case: Path, repair: bool = False) -> tuple[CheckReport, list[str]]:
+    """Verify every file of the index at ``case`` against the checksums its manifest recorded
+    (``xreid.index.integrity``); with ``repair``, drop what is damaged (under the writer's lock): a
+    damaged segment's rows become dropped rows (ids kept; `index add` indexes their images again), a
+    damaged thumbnail pack is no longer read, a damaged ANN file is built again. Damaged files are
+    moved to ``CASE/damaged/``, not deleted. Returns the report and what was done."""
+    from xreid.index.gallery import ANN_MIN_ROWS, read_manifest
+    from xreid.index.integrity import check_files
+
+    case = Path(case)
+    report = check_files(case, read_manifest(case))
+    if not repair or report.clean:
+        return report, []
+    done: list[str] = []
+    with IndexWriter._locked(case, lambda: read_manifest(case)) as writer:
+        report = check_files(case, writer.manifest)  # as it is now that we hold the lock
+        segments = []
+        for seg in writer.manifest["segments"]:
+            seg = dict(seg)
+            name = seg.get("file")
+            if name in report.segments:
+                first, n = seg["first_id"], seg["rows"]
+                seg = {"file": None, "packs": [None] * len(seg["packs"]), "rows": n, "first_id": first,
+                       "dropped": f"{name}: {report.segments[name]}"}
+                done.append(f"dropped {name} ({report.segments[name]}): rows {first}..{first + n - 1} are no longer "
+                            f"served; index their images again with `xreid index add`")
+            elif name:
+                bad = [p for p in seg["packs"] if p in report.packs]
+                if bad:
+                    seg["packs"] = [None if p in report.packs else p for p in seg["packs"]]
+                    done += [f"dropped thumbnail pack {p} ({report.packs[p]}): its rows' thumbnails are drawn from "
+                             f"the images" for p in bad]
+            segments.append(seg)
+        manifest = {**writer.manifest, "segments": segments}
+        if report.ann:
+            manifest["ann"] = None
+            done.append(f"dropped the ANN file {report.ann}")
+        damaged = [n for n in list(report.segments) + list(report.packs)] + (
+            [writer.manifest["ann"]["file"]] if report.ann else [])
+        writer._publish(manifest)
+        keep = case / "damaged"
+        for name in damaged:  # kept for inspection, out of the index's way
+            src = case / name if name.startswith("ann-") else case / "segments" / name
+            if src.exists():
+                keep.mkdir(exist_ok=True)
+                src.replace(keep / name)
+        if report.ann and writer.count >= ANN_MIN_ROWS:
+            writer.update_ann(rebuild=True)
+            done.append("built the ANN file again")
+    return report, done
 
 
 def export_index(case: Path, out: Path) -> int:

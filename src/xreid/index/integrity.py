@@ -1,0 +1,134 @@
+"""Checksums of an index's files: a damaged file (truncated, a bit flipped, gone) is found and named,
+never read as data.
+
+Every file a commit writes (segment, thumbnail pack, ANN structure) is recorded in the manifest with
+its size and SHA-256 (``checks``: ``{name: {"bytes": n, "sha256": hex}}`` on its segment entry, and
+on the ``ann`` entry). Readers check them: a segment when it is opened, a thumbnail pack the first
+time a thumbnail is read from it, the ANN file before it is loaded. Indexes written before checksums
+were recorded are read as before (structure checked only).
+
+``xreid index check CASE`` verifies every file; ``--repair`` drops what is damaged:
+
+- a segment: its rows stay in the index as dropped rows (their ids are kept, so the ids of later rows,
+  the marks and the audit log still name the same images); they are never returned by a search, and
+  ``xreid index add`` indexes their images again (under new ids);
+- a thumbnail pack: its rows have no stored thumbnail (the server draws one from the image);
+- the ANN file: removed, and built again when the index is large enough (searches are exact until then).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+#: segment entries' key: a dropped segment (``xreid index check --repair``) has ``file: None`` and this
+DROPPED = "dropped"
+
+
+class DamagedFile(ValueError):
+    """A file of an index that does not hold what the manifest recorded (the message names it)."""
+
+    def __init__(self, path: Path, problem: str):
+        super().__init__(f"{path}: {problem}; the index is damaged (run `xreid index check "
+                         f"{path.parent.parent if path.parent.name == 'segments' else path.parent} --repair`)")
+        self.path, self.problem = path, problem
+
+
+def file_check(data: bytes) -> dict:
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def verify_bytes(path: Path, data: bytes, check: dict | None) -> None:
+    """Raise DamagedFile when ``data`` (read from ``path``) is not what ``check`` recorded."""
+    if not check:
+        return
+    if len(data) != check["bytes"]:
+        what = "truncated" if len(data) < check["bytes"] else "longer than written"
+        raise DamagedFile(path, f"{what} ({len(data):,} bytes, {check['bytes']:,} were written)")
+    if hashlib.sha256(data).hexdigest() != check["sha256"]:
+        raise DamagedFile(path, "content changed since it was written (SHA-256 differs)")
+
+
+def read_checked(path: Path, check: dict | None) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DamagedFile(path, "missing") from None
+    except OSError as exc:
+        raise DamagedFile(path, f"unreadable ({exc.strerror})") from None
+    verify_bytes(path, data, check)
+    return data
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """An ``.npz`` of ``arrays`` in memory (written with its checksum by the caller)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def load_npz(path: Path, check: dict | None) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path``, checked against ``check``; DamagedFile otherwise
+    (also for an unchecked file whose zip structure or CRC is broken)."""
+    data = read_checked(path, check)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DamagedFile(path, f"unreadable segment ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass
+class CheckReport:
+    """What ``check_files`` found: damaged files by kind, and what was verified."""
+
+    segments: dict[str, str] = field(default_factory=dict)  # file -> problem
+    packs: dict[str, str] = field(default_factory=dict)
+    ann: str | None = None  # problem of the ANN file
+    verified: int = 0
+    unchecked: int = 0  # files with no recorded checksum (older indexes): structure checked only
+    dropped_rows: int = 0  # rows of segments an earlier repair dropped
+
+    @property
+    def clean(self) -> bool:
+        return not self.segments and not self.packs and self.ann is None
+
+
+def check_files(case: Path, manifest: dict) -> CheckReport:
+    """Verify every file the manifest lists."""
+    seg_dir = case / "segments"
+    report = CheckReport()
+    for seg in manifest["segments"]:
+        if seg.get("file") is None:
+            report.dropped_rows += int(seg["rows"])
+            continue
+        checks = seg.get("checks", {})
+        for name in [seg["file"]] + [p for p in seg["packs"] if p]:
+            kind = report.segments if name == seg["file"] else report.packs
+            report.verified += 1
+            report.unchecked += name not in checks
+            try:
+                if name == seg["file"]:
+                    data = load_npz(seg_dir / name, checks.get(name))
+                    if len(data.get("keys", ())) != seg["rows"]:
+                        raise DamagedFile(seg_dir / name, f"holds {len(data.get('keys', ()))} rows, the manifest "
+                                                          f"says {seg['rows']}")
+                else:
+                    read_checked(seg_dir / name, checks.get(name))
+            except DamagedFile as exc:
+                kind[name] = exc.problem
+    ann = manifest.get("ann")
+    if ann:
+        report.verified += 1
+        report.unchecked += "sha256" not in ann
+        try:
+            read_checked(case / ann["file"], ann if "sha256" in ann else None)
+        except DamagedFile as exc:
+            report.ann = f"{ann['file']}: {exc.problem}"
+    return report
