@@ -77,6 +77,7 @@ else
 fi
 run python benchmarks/bench_large_gallery.py --out "$out/large_gallery"
 run python benchmarks/bench_index.py ${data[@]+"${data[@]}"} --out "$out/index"
+run python benchmarks/bench_sharded.py --out "$out/sharded"
 run python benchmarks/bench_match_calibration.py ${data[@]+"${data[@]}"} --out "$out/match_calibration"
 run python benchmarks/bench_serve.py ${data[@]+"${data[@]}"} --out "$out/serve"
 run python benchmarks/bench_case_session.py --out "$out/case_session"

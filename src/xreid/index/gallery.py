@@ -206,6 +206,7 @@ class IndexWriter:
         def prepare() -> dict:
             if (case / MANIFEST).is_file():
                 manifest = read_manifest(case)
+                _refuse_sharded(case, manifest)
                 if manifest["state"] != BUILDING:
                     raise GalleryIndexError(f"{case}: already holds a finished index of {manifest['count']} images; "
                                             f"add images with `xreid index add {case} ...` or choose another --out")
@@ -254,6 +255,7 @@ class IndexWriter:
 
         def prepare() -> dict:
             manifest = read_manifest(case)  # as it is now that we hold the lock
+            _refuse_sharded(case, manifest)
             if manifest["state"] != READY:
                 raise GalleryIndexError(f"{case}: its build was interrupted; run the same `xreid index build` "
                                         f"command again to finish it before adding images")
@@ -482,6 +484,12 @@ class IndexWriter:
         return self.manifest
 
 
+def _refuse_sharded(case: Path, manifest: dict) -> None:
+    if manifest.get("shards"):
+        raise GalleryIndexError(f"{case}: a sharded index; build it with the same --shards to resume it "
+                                f"(adding to a sharded index is not supported yet)")
+
+
 def _check_model(case: Path, manifest: dict, identity: dict, attribute_names: Sequence[str], head: dict,
                  remedy: str) -> None:
     check_same_model(case, manifest["identity"], identity, fields=MODEL_FIELDS, remedy=remedy)
@@ -623,6 +631,10 @@ class GalleryIndex(Gallery):
         images of its keys lie (the data root), for ``image``."""
         case = Path(case)
         manifest = read_manifest(case)
+        if manifest.get("shards"):  # a sharded case: its own backend (xreid.index.sharded)
+            from xreid.index.sharded import ShardedGallery
+
+            return ShardedGallery.open(case, ann=ann, image_root=image_root)
         n_attr, dim = len(manifest["attributes"]["names"]), manifest["embedding_dim"]
         # a damaged segment is named and left out (its rows kept as dead rows, so later ids stay right);
         # the intact ones are served
@@ -877,6 +889,8 @@ def export_features(case: str | Path, out: str | Path) -> int:
     vectors."""
     case = Path(case)
     manifest = read_manifest(case)
+    if manifest.get("shards"):
+        raise GalleryIndexError(f"{case}: a sharded index; export it shard by shard ({case}/shard-000 ...)")
     keys, vectors = [], []
     for seg in manifest["segments"]:
         if not seg.get("file"):  # rows dropped by a repair are not exported
