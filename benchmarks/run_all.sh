@@ -77,6 +77,7 @@ else
 fi
 run python benchmarks/bench_large_gallery.py --out "$out/large_gallery"
 run python benchmarks/bench_index.py ${data[@]+"${data[@]}"} --out "$out/index"
+run python benchmarks/bench_sharded.py --out "$out/sharded"
 run python benchmarks/bench_match_calibration.py ${data[@]+"${data[@]}"} --out "$out/match_calibration"
 run python benchmarks/bench_serve.py ${data[@]+"${data[@]}"} --out "$out/serve"
 run python benchmarks/bench_case_session.py --out "$out/case_session"
@@ -87,6 +88,14 @@ run python benchmarks/bench_soak.py ${data[@]+"${data[@]}"} --rows 2000 --real 3
 run python benchmarks/mimic_gap.py ${data[@]+"${data[@]}"} --out "$out/mimic_gap"
 run python benchmarks/bench_train_step.py --out "$out/train_step"
 run python benchmarks/bench_footage.py --out "$out/footage"
+# xreid adapt (issue 30): its unlabeled input and the choice of its clustering, given a cross-domain model
+xdomain="${XREID_XDOMAIN:-runs/xdomain_aug/peta_mobilenetv2_xdomain_aug/model.pt}"
+if [ -f "$xdomain" ]; then
+    run python benchmarks/adapt_list.py ${data[@]+"${data[@]}"} --out "$out/adapt_list.csv"
+    run python benchmarks/adapt_cluster_check.py ${data[@]+"${data[@]}"} --model "$xdomain" --out "$out/adapt_cluster_check"
+else
+    echo "no cross-domain model $xdomain (set XREID_XDOMAIN): adapt_list, adapt_cluster_check not run" >&2
+fi
 # the mutation score of issue 34 (about 30 min on 2 cores; the modules and test files: mutation.py --list)
 run python benchmarks/mutation.py --out "$out/mutation"
 if [ -f "$trained" ]; then

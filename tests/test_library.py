@@ -44,7 +44,7 @@ def test_cli_lists_exactly_its_commands():
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0
     listed = set(re.findall(r"^│ (\w+)\s", res.output, re.M))
-    assert listed == {"data", "train", "eval", "embed", "export", "attributes", "explain", "analyze", "index", "interpret", "serve", "fuse", "models"}, listed
+    assert listed == {"data", "train", "eval", "embed", "export", "attributes", "explain", "analyze", "index", "interpret", "serve", "fuse", "models", "adapt"}, listed
 
 
 @pytest.mark.parametrize("command", [["eval"], ["embed"], ["explain"], ["analyze"], ["attributes", "fit"],

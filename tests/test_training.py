@@ -149,7 +149,7 @@ def test_teacher_embeddings_resume_after_interruption(tmp_path, monkeypatch):
     cfg = _config(tmp_path, "teacher")
     cfg.train.distill.teacher, cfg.train.distill.feature_weight = "fake.xml", 1.0
     images = np.random.default_rng(0).integers(0, 255, size=(64 * 5 + 7, 8, 4, 3), dtype=np.uint8)
-    monkeypatch.setattr(loading, "load_embedder", lambda spec: Teacher())
+    monkeypatch.setattr(loading, "load_embedder", lambda spec, precision=None: Teacher())
     whole = teacher_embeddings(cfg, images, tmp_path / "whole.npy", save_every=2)
     assert whole.shape == (len(images), 6) and len(calls) == 2 * 6
 
@@ -158,12 +158,12 @@ def test_teacher_embeddings_resume_after_interruption(tmp_path, monkeypatch):
             return super().embed_arrays(imgs, fail_after=2 * 3)  # dies in the 4th batch
 
     calls.clear()
-    monkeypatch.setattr(loading, "load_embedder", lambda spec: Interrupted())
+    monkeypatch.setattr(loading, "load_embedder", lambda spec, precision=None: Interrupted())
     with pytest.raises(KeyboardInterrupt):
         teacher_embeddings(cfg, images, tmp_path / "cut.npy", save_every=2)
     assert len(np.load(tmp_path / "cut.partial.npy")) == 2 * 64 and not (tmp_path / "cut.npy").exists()
     calls.clear()
-    monkeypatch.setattr(loading, "load_embedder", lambda spec: Teacher())
+    monkeypatch.setattr(loading, "load_embedder", lambda spec, precision=None: Teacher())
     resumed = teacher_embeddings(cfg, images, tmp_path / "cut.npy", save_every=2)
     assert len(calls) == 2 * 4  # batches 3-6 only
     np.testing.assert_array_equal(resumed, whole)

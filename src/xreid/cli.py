@@ -74,6 +74,58 @@ def train(
             typer.echo(f"never positive in training (left out of mA): {', '.join(head.meta['never_positive_in_training'])}")
 
 
+@command(app)
+def adapt(
+    source: Annotated[Path, typer.Argument(
+        metavar="CASE_OR_IMAGES", help="Unlabeled crops of your cameras: a case (index folder; its 'track' column, "
+                                       "if any, gives positives), a folder of images, or a CSV list "
+                                       "(path[,camera][,track]).")],
+    out: Annotated[Path, typer.Option(help="The adapted model file (.pt).")],
+    model: Annotated[str, typer.Option(help="The xreid model to start from ('default' or a .pt).")] = "default",
+    teacher: Annotated[Optional[str], typer.Option(
+        help="Distil from this model on the crops (e.g. an Open Model Zoo .xml of the same embedding size).")] = None,
+    teacher_precision: Annotated[Optional[str], typer.Option(help="The teacher's OpenVINO precision: f32 or bf16.")] = None,
+    rounds: Annotated[int, typer.Option(min=1, help="Cluster-then-train rounds.")] = 8,
+    batches: Annotated[int, typer.Option(min=1, help="Training batches per round.")] = 50,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 3.5e-5,
+    eps: Annotated[float, typer.Option(help="Clustering radius (Jaccard distance): larger merges more crops.")] = 0.6,
+    min_samples: Annotated[int, typer.Option(min=2, help="Crops that make a cluster.")] = 4,
+    distance: Annotated[str, typer.Option(help="What the clustering reads: 'jaccard' (k-reciprocal) or 'cosine'.")
+                        ] = "jaccard",
+    k2: Annotated[int, typer.Option(min=1, help="Neighbours the k-reciprocal sets are averaged over.")] = 6,
+    k1: Annotated[int, typer.Option(min=1, help="k-reciprocal neighbours of the clustering distance (below the "
+                                                 "crops per person).")] = 20,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted adaptation to the same --out.")] = False,
+    data_root: DataRoot = None,
+    max_batches: Annotated[Optional[int], typer.Option(help="Stop after this many batches (smoke test).")] = None,
+) -> None:
+    """Fine-tune a model on the unlabeled crops of your cameras: pseudo-identities by clustering, positives
+    from tracks, optional distillation; checkpoints atomically and resumes after interruption."""
+    import signal
+
+    from xreid.training.adapt import AdaptConfig
+    from xreid.workflows.adapt import adapt as run_adapt
+
+    def stop(signum, frame):  # SIGTERM saves progress like Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    cfg = AdaptConfig(rounds=rounds, batches=batches, lr=lr, eps=eps, min_samples=min_samples, k1=k1, k2=k2,
+                      distance=distance, teacher=teacher, teacher_precision=teacher_precision)
+    report = run_adapt(model, source, out, cfg, data_root=resolve_data_root(data_root), resume=resume,
+                       max_batches=max_batches)
+    list_skipped(report.skipped, "image(s)")
+    if not report.finished:
+        typer.echo(f"stopped after --max-batches; progress in {report.out} (continue with --resume)")
+        return
+    last = report.history[-1] if report.history else {}
+    typer.echo(f"adapted model written to {report.out} ({report.images} crops"
+               + (f", {report.tracks} tracks" if report.tracks else "")
+               + (f"; last round: {last['clusters']} pseudo-identities holding {last['clustered']} crops" if last else "")
+               + "); its embedding changed: fit its attribute head with `xreid attributes fit --model "
+               + f"{report.out} --out HEAD.npz` before explaining with it")
+
+
 @command(app, "eval", models=True)
 def evaluate(
     opts: ModelOptions,

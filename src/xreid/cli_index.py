@@ -66,18 +66,41 @@ def index_build(
     head: HeadOpt = None,
     data_root: DataRoot = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per committed batch.")] = 256,
+    shards: Annotated[int, typer.Option(min=1, help="Write the index as this many shards (searched in parallel "
+                                                    "and merged; a row's shard is a hash of its path).")] = 1,
+    ray: Annotated[Optional[str], typer.Option(
+        "--ray", metavar="ADDRESS", help="Embed on a Ray cluster with Ray Data: its address (ray://... or "
+                                         "HOST:PORT), 'auto' (the running one) or 'local' (start one here). "
+                                         "Workers need xreid installed.")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="With --ray: model actors (one model each).")] = 2,
+    gpus_per_worker: Annotated[float, typer.Option(min=0, help="With --ray: GPUs per actor (0: CPU).")] = 0.0,
 ) -> None:
     """Index images, or footage (--video: people detected, tracked and stored as sightings):
     embeddings, calibrated attribute probabilities, thumbnails and metadata, committed as they are
-    done (rerun the same command to resume an interrupted build)."""
+    done (rerun the same command to resume an interrupted build). --shards and --ray apply to
+    images (footage runs in one process, unsharded)."""
+    import functools
+
     from xreid.workflows.index import build_index
 
     outputs(folders=(out,))
     if footage.video is not None:
+        if shards > 1 or ray is not None:
+            fail("--shards and --ray index images; footage (--video) is indexed in one process, unsharded")
         _index_footage(opts, head, out, footage, append=False)
         return
-    _index_images(build_index, opts, head, data_root, out, images, list_file, batch_size,
+    ray_opts = None
+    if ray is not None:
+        ray_opts = {"make": functools.partial(_model_and_head, opts, head), "concurrency": workers,
+                    "address": None if ray == "local" else ray, "num_gpus": gpus_per_worker}
+    _index_images(functools.partial(build_index, shards=shards, ray=ray_opts), opts, head, data_root, out, images,
+                  list_file, batch_size,
                   interrupted=f"every finished batch is committed in {out}: run the same command to resume")
+
+
+def _model_and_head(opts: ModelOptions, head: Path | None):
+    """The embedder and attribute head of the model options (what a Ray worker loads once)."""
+    return opts.load(), load_head(opts.model, head)
 
 
 @command(index_app, "add", models=True)

@@ -64,17 +64,23 @@ class BatchAugment:
 
     ``color`` is the jitter strength: brightness, contrast and saturation each scaled by a factor
     drawn from [1 - color, 1 + color], on 80 % of the images. Hue is left alone: clothing colour is
-    identity evidence.
+    identity evidence. ``blur`` is the share of images Gaussian-blurred (sigma 0.1-1.5 px), ``scale``
+    the zoom range [1 - scale, 1 + scale] applied to half the images; both off by default.
     """
 
-    def __init__(self, size: tuple[int, int], pad: int = 10, flip: bool = True, color: float = 0.0):
+    def __init__(self, size: tuple[int, int], pad: int = 10, flip: bool = True, color: float = 0.0,
+                 blur: float = 0.0, scale: float = 0.0):
         import kornia.augmentation as K
 
         ops = [K.RandomHorizontalFlip()] if flip else []
         if pad:
             ops.append(K.RandomCrop(size, padding=pad, padding_mode="replicate"))
+        if scale > 0:  # the person nearer or farther in the crop (borders repeated when zooming out)
+            ops.append(K.RandomAffine(degrees=0.0, scale=(1.0 - scale, 1.0 + scale), padding_mode="border", p=0.5))
         if color > 0:
             ops.append(K.ColorJitter(brightness=color, contrast=color, saturation=color, hue=0.0, p=0.8))
+        if blur > 0:  # out-of-focus or low-resolution cameras
+            ops.append(K.RandomGaussianBlur((7, 7), (0.1, 1.5), p=blur))
         self.kornia_ops = K.AugmentationSequential(*ops) if ops else None
 
     def __call__(self, images: torch.Tensor, cutout_fraction: float) -> torch.Tensor:

@@ -27,7 +27,18 @@ def k_reciprocal_rerank(q_feats: np.ndarray, g_feats: np.ndarray, k1: int = 20, 
     """
     nq = len(q_feats)
     feats = np.concatenate([q_feats, g_feats]).astype(np.float32)
+    jaccard, dist = k_reciprocal_jaccard(feats, k1, k2, nq)
+    final = (1 - lambda_value) * jaccard + lambda_value * dist[:nq]
+    return final[:, nq:]
+
+
+def k_reciprocal_jaccard(feats: np.ndarray, k1: int = 20, k2: int = 6, rows: int | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(the Jaccard distances of k-reciprocal neighbour sets between the first ``rows`` features (all
+    when None) and every feature, the column-normalised original distances) within one set of
+    features: ``k_reciprocal_rerank``'s core, and the distance ``xreid adapt`` clusters on."""
     n = len(feats)
+    nq = n if rows is None else rows
     if n > MAX_RERANK_IMAGES:
         raise ValueError(f"k-reciprocal re-ranking needs an {n} x {n} matrix; limit is {MAX_RERANK_IMAGES} images")
     dist = 2.0 * cosine_distance(feats, feats)  # = squared Euclidean of normalised features
@@ -54,8 +65,7 @@ def k_reciprocal_rerank(q_feats: np.ndarray, g_feats: np.ndarray, k1: int = 20, 
         nz = np.flatnonzero(v[i])
         shared = np.minimum(v[i, nz][None, :], v[:, nz]).sum(axis=1)
         jaccard[i] = 1.0 - shared / (2.0 - shared)
-    final = (1 - lambda_value) * jaccard + lambda_value * dist[:nq]
-    return final[:, nq:]
+    return jaccard, dist
 
 
 def _top_k_mean(anchors: np.ndarray, pool: np.ndarray, k: int, include_self: bool, chunk: int = 1024) -> np.ndarray:

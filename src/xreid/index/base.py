@@ -182,6 +182,7 @@ def filtered_order(order: np.ndarray, keep: np.ndarray | None, violations: np.nd
 BACKENDS: dict[str, str] = {
     "memory": "xreid.index.memory:MemoryGallery",
     "index": "xreid.index.gallery:GalleryIndex",
+    "sharded": "xreid.index.sharded:ShardedGallery",
 }
 
 

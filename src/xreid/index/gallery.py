@@ -207,6 +207,7 @@ class IndexWriter:
         def prepare() -> dict:
             if (case / MANIFEST).is_file():
                 manifest = read_manifest(case)
+                _refuse_sharded(case, manifest)
                 if manifest["state"] != BUILDING:
                     raise GalleryIndexError(f"{case}: already holds a finished index of {manifest['count']} images; "
                                             f"add images with `xreid index add {case} ...` or choose another --out")
@@ -255,6 +256,7 @@ class IndexWriter:
 
         def prepare() -> dict:
             manifest = read_manifest(case)  # as it is now that we hold the lock
+            _refuse_sharded(case, manifest)
             if manifest["state"] != READY:
                 raise GalleryIndexError(f"{case}: its build was interrupted; run the same `xreid index build` "
                                         f"command again to finish it before adding images")
@@ -483,6 +485,12 @@ class IndexWriter:
         return self.manifest
 
 
+def _refuse_sharded(case: Path, manifest: dict) -> None:
+    if manifest.get("shards"):
+        raise GalleryIndexError(f"{case}: a sharded index; build it with the same --shards to resume it "
+                                f"(adding to a sharded index is not supported yet)")
+
+
 def _check_model(case: Path, manifest: dict, identity: dict, attribute_names: Sequence[str], head: dict,
                  remedy: str) -> None:
     check_binding(case, manifest["identity"], identity, remedy=remedy)
@@ -620,6 +628,10 @@ class GalleryIndex(Gallery):
         images of its keys lie (the data root), for ``image``."""
         case = Path(case)
         manifest = read_manifest(case)
+        if manifest.get("shards"):  # a sharded case: its own backend (xreid.index.sharded)
+            from xreid.index.sharded import ShardedGallery
+
+            return ShardedGallery.open(case, ann=ann, image_root=image_root)
         n_attr, dim = len(manifest["attributes"]["names"]), manifest["embedding_dim"]
         # a damaged segment is named and left out (its rows kept as dead rows, so later ids stay right);
         # the intact ones are served
@@ -874,6 +886,8 @@ def export_features(case: str | Path, out: str | Path) -> int:
     vectors."""
     case = Path(case)
     manifest = read_manifest(case)
+    if manifest.get("shards"):
+        raise GalleryIndexError(f"{case}: a sharded index; export it shard by shard ({case}/shard-000 ...)")
     keys, vectors = [], []
     for seg in manifest["segments"]:
         if not seg.get("file"):  # rows dropped by a repair are not exported

@@ -202,8 +202,11 @@ class AANet(BackboneNet):
                              f"use a taller model.input_size or model.last_stride 1")
         hidden = int(extra.get("hidden", 256))
         self.attributes = list(extra["attributes"])
+        self.descriptor = extra.get("descriptor", "all")
+        if self.descriptor not in DESCRIPTORS:
+            raise ValueError(f"AANet spec: descriptor {self.descriptor!r}; choose from {', '.join(DESCRIPTORS)}")
         self.heads = AANetHeads(self.backbone.out_channels, spec.num_classes, extra["regions"], extra["aam"], hidden)
-        self.embedding_dim = hidden * (1 + PARTS + len(REGIONS) + 1)
+        self.embedding_dim = hidden * (1 + PARTS + len(REGIONS) + 1) if self.descriptor == "all" else hidden
 
     def _feature_rows(self, height: int) -> int:
         """Rows of the backbone's last map for inputs ``height`` pixels tall (one narrow pass, no statistics
@@ -216,7 +219,7 @@ class AANet(BackboneNet):
         return rows
 
     def embed_feature_map(self, feature_map: torch.Tensor) -> torch.Tensor:
-        return self.heads(feature_map)["descriptor"]
+        return ranking_descriptor(self.heads(feature_map), self.descriptor)
 
     def training_outputs(self, feature_map: torch.Tensor) -> dict[str, torch.Tensor | None]:
         return self.heads(feature_map)
@@ -227,9 +230,24 @@ class AANet(BackboneNet):
         return class_activation_maps(self.heads.attribute_conv(self.feature_map(images)), self.heads.attribute_fc)
 
 
-def aanet_extra(attributes: Sequence[str], hidden: int = 256) -> dict:
+#: What an AANet ranks with: 'all', the paper's test descriptor (every classifier's V vector, 12 x V);
+#: 'global', the global branch's batch-normed V vector alone (the one that mimics the teacher; V-d, e.g.
+#: 256): a compact descriptor, the other branches still trained beside it (issue 30).
+DESCRIPTORS = ("all", "global")
+
+
+def ranking_descriptor(out: dict, descriptor: str = "all") -> torch.Tensor:
+    """The embedding an AANet ranks with, from its heads' outputs (``AANetHeads.forward``); see DESCRIPTORS."""
+    return out["descriptor"] if descriptor == "all" else out["global_bn"]
+
+
+def aanet_extra(attributes: Sequence[str], hidden: int = 256, descriptor: str = "all") -> dict:
     """The ``ModelSpec.extra`` of an AANet predicting ``attributes``: regions and AAM members chosen by
-    ``attribute_region`` and ``in_attention_map``."""
+    ``attribute_region`` and ``in_attention_map``; ``descriptor`` (DESCRIPTORS) stored only when not the
+    paper's, so earlier model files keep their spec."""
+    if descriptor not in DESCRIPTORS:
+        raise ValueError(f"AANet descriptor {descriptor!r}; choose from {', '.join(DESCRIPTORS)}")
     names = list(attributes)
-    return {"attributes": names, "regions": [attribute_region(n) for n in names],
-            "aam": [i for i, n in enumerate(names) if in_attention_map(n)], "hidden": hidden}
+    extra = {"attributes": names, "regions": [attribute_region(n) for n in names],
+             "aam": [i for i, n in enumerate(names) if in_attention_map(n)], "hidden": hidden}
+    return extra if descriptor == "all" else {**extra, "descriptor": descriptor}

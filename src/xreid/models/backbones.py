@@ -54,16 +54,39 @@ def _conv_bn_act(inp: int, out: int, kernel: int, stride: int = 1, groups: int =
     return nn.Sequential(*layers)
 
 
+class IBN(nn.BatchNorm2d):
+    """IBN-a normalisation (Pan et al., IBN-Net, ECCV 2018): the first half of the channels instance-
+    normalised (each image's own statistics: style, i.e. contrast and colour cast, removed), the other
+    half batch-normalised (content statistics kept). A BatchNorm2d of the full width underneath, so
+    ImageNet BatchNorm weights load unchanged: the instance half uses its affine weight and bias, its
+    running statistics stay unused."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        h = self.num_features // 2
+        inst = F.instance_norm(x[:, :h], weight=self.weight[:h], bias=self.bias[:h], eps=self.eps)
+        use_batch = self.training or self.running_mean is None
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.add_(1)
+        # slices of the 1-d running buffers are views: batch_norm updates them in place
+        batch = F.batch_norm(x[:, h:], self.running_mean[h:], self.running_var[h:], self.weight[h:], self.bias[h:],
+                             use_batch, self.momentum, self.eps)
+        return torch.cat([inst, batch], 1)
+
+
 class InvertedResidual(nn.Module):
     """MobileNetV2 block: 1x1 expand -> 3x3 depthwise -> 1x1 linear projection (+ skip)."""
 
-    def __init__(self, inp: int, out: int, stride: int, expand: int):
+    def __init__(self, inp: int, out: int, stride: int, expand: int, ibn: bool = False):
         super().__init__()
         hidden = inp * expand
         self.use_skip = stride == 1 and inp == out
         layers: list[nn.Module] = []
         if expand != 1:
             layers += list(_conv_bn_act(inp, hidden, 1))
+            if ibn:  # IBN-a: the expansion's normalisation, as IBN-a's first one in a ResNet bottleneck
+                layers[1] = IBN(hidden)
         layers += list(_conv_bn_act(hidden, hidden, 3, stride, groups=hidden))
         layers += list(_conv_bn_act(hidden, out, 1, act=False))
         self.conv = nn.Sequential(*layers)
@@ -80,7 +103,11 @@ class MobileNetV2(Backbone):
     # indices into ``features`` where each stage ends (exclusive), for freezing
     STAGE_ENDS = (2, 4, 7, 14, 18, 19)
 
-    def __init__(self, last_stride: int = 2):
+    #: IBN-a's blocks: those at 1/4, 1/8 and 1/16 of the input (ResNet's layer1-3; IN kept out of the last
+    #: stages, whose features must stay discriminative)
+    IBN_BLOCKS = range(2, 18)
+
+    def __init__(self, last_stride: int = 2, ibn: bool = False):
         super().__init__()
         blocks: list[nn.Module] = [_conv_bn_act(3, 32, 3, 2)]
         inp = 32
@@ -88,7 +115,7 @@ class MobileNetV2(Backbone):
             if i == 5:
                 s = last_stride
             for j in range(n):
-                blocks.append(InvertedResidual(inp, c, s if j == 0 else 1, t))
+                blocks.append(InvertedResidual(inp, c, s if j == 0 else 1, t, ibn=ibn and len(blocks) in self.IBN_BLOCKS))
                 inp = c
         blocks.append(_conv_bn_act(inp, 1280, 1))
         self.features = nn.Sequential(*blocks)
@@ -184,6 +211,17 @@ def load_backbone_weights(backbone: nn.Module, path: str | Path) -> None:
 @register_backbone("mobilenetv2")
 def mobilenetv2(pretrained: bool | str = True, last_stride: int = 2) -> MobileNetV2:
     net = MobileNetV2(last_stride=last_stride)
+    if pretrained:
+        load_backbone_weights(net, mobilenetv2_imagenet_weights() if pretrained is True else pretrained)
+    return net
+
+
+@register_backbone("mobilenetv2_ibn")
+def mobilenetv2_ibn(pretrained: bool | str = True, last_stride: int = 2) -> MobileNetV2:
+    """MobileNetV2 with IBN-a in its blocks at 1/4-1/16 resolution (``IBN``), from the same ImageNet
+    BatchNorm weights: instance normalisation removes each image's colour cast and contrast, which
+    change from camera to camera (cross-domain re-id, issue 30)."""
+    net = MobileNetV2(last_stride=last_stride, ibn=True)
     if pretrained:
         load_backbone_weights(net, mobilenetv2_imagenet_weights() if pretrained is True else pretrained)
     return net

@@ -19,6 +19,7 @@ class ModelConfig:
     freeze_stages: int = 0
     head: str = "bnneck"  # 'bnneck' (the bundled recipe) or 'aanet' (AANet's branches; needs an attributes section)
     aanet_hidden: int = 256  # AANet's V: each classifier's width (the descriptor is 12 x V)
+    aanet_descriptor: str = "all"  # AANet's ranking descriptor: 'all' (12 x V) or 'global' (its global branch, V-d)
 
 
 @dataclass
@@ -26,6 +27,15 @@ class DistillConfig:
     teacher: str | None = None  # a model spec for xreid.load_embedder; None disables distillation
     relational_weight: float = 0.0  # in-batch similarity-matrix matching (any embedding size)
     feature_weight: float = 0.0  # per-image cosine to the teacher's embedding (needs equal sizes)
+    # 'clean': one cached target per training image (its clean crop and mirror); 'augmented': the teacher
+    # embeds each augmented batch as the student sees it, on the fly (training.teacher)
+    targets: str = "clean"
+    # attribute-only crops (CUHK, MIT; no identity) per batch in the mimic loss of a run without an
+    # attribute loss (with one, attributes.attribute_only_batch decides); 0 = none
+    attribute_only_batch: int = 0
+    # the teacher's OpenVINO inference precision: None = f32; 'bf16' runs 0277 2.2x faster on CPUs with
+    # AVX512-BF16 / AMX (embeddings at cosine 0.9998 to f32's), worth it when it runs every batch
+    teacher_precision: str | None = None
 
 
 @dataclass
@@ -46,6 +56,8 @@ class TrainConfig:
     cutout_end: float = 0.3
     crop_pad: int = 8
     color_jitter: float = 0.0  # brightness/contrast/saturation jitter strength (0 = off)
+    blur_prob: float = 0.0  # share of images Gaussian-blurred (sigma 0.1-1.5 px; camera focus / resolution)
+    scale_jitter: float = 0.0  # zoom by a factor in [1 - s, 1 + s] on half the images (0 = off)
     swa_epochs: int = 0  # extra constant-rate epochs whose end-of-epoch weights are averaged (0 = off)
     swa_lr: float = 0.2  # their learning rate, as a fraction of ``lr``
     checkpoint_minutes: float = 5.0

@@ -23,7 +23,7 @@ from xreid.distance import l2_normalise
 from xreid.io import write_json
 from xreid.models.checkpoint import load_training_checkpoint, plain_data, save_model_file, save_training_checkpoint
 from xreid.models.loading import model_head_path
-from xreid.models.aanet import aanet_extra
+from xreid.models.aanet import aanet_extra, ranking_descriptor
 from xreid.models.networks import build_model
 from xreid.models.reid_net import ModelSpec
 from xreid.training.acrn import TABLE_FILE, AttributeTable, AttributeWeights
@@ -46,6 +46,7 @@ from xreid.training.multitask import (
     finish_head,
     split_attribute_only,
 )
+from xreid.training.teacher import augmented_targets
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def teacher_embeddings(cfg: Config, images: np.ndarray, cache: Path, save_every:
     done = len(out[0]) if out else 0
     if done > len(images) or done % 64:
         out, done = [], 0  # another image list's leftovers
-    teacher = load_embedder(distill.teacher)
+    teacher = load_embedder(distill.teacher, precision=distill.teacher_precision)
     size = teacher.preprocess.size
     from tqdm import tqdm
 
@@ -198,13 +199,18 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
     names = attribute_names(a.names, where=f"{cfg.name}: attributes.names") if a.weight else []
     spec = ModelSpec(backbone=m.backbone, pooling=m.pooling, embedding_dim=m.embedding_dim,
                      last_stride=m.last_stride, input_size=m.input_size, num_classes=dataset.num_classes, head=m.head,
-                     extra=aanet_extra(names, m.aanet_hidden) if aanet else {})
+                     extra=aanet_extra(names, m.aanet_hidden, m.aanet_descriptor) if aanet else {})
     model = build_model(spec, pretrained=m.backbone_weights or True)
     model.backbone.freeze_stages(m.freeze_stages)
     model = model.to(memory_format=torch.channels_last)  # 1.5x faster steps on CPU: benchmarks/bench_train_step.py
     uncertainties = [model.heads.log_sigma] if aanet else []  # no weight decay on the log-uncertainties
     params = [p for p in model.parameters() if p.requires_grad and all(p is not u for u in uncertainties)]
     layer, targets, ao_images, calibration = None, None, None, []
+    distill = cfg.train.distill
+    if distill.targets not in ("clean", "augmented"):
+        raise ValueError(f"{cfg.name}: train.distill.targets must be 'clean' or 'augmented', got {distill.targets!r}")
+    distilling = bool(distill.teacher and (distill.feature_weight or distill.relational_weight))
+    ao_batch = a.attribute_only_batch if a.weight else (distill.attribute_only_batch if distilling else 0)
     if a.weight:  # multi-task: the attribute layer and the labelled images it learns from
         ao_train, calibration = split_attribute_only(protocol.attribute_only)
         ao_train = ao_train if a.attribute_only else []
@@ -215,6 +221,10 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
             log.warning("never positive in the training images (no attribute signal; left out of mA): %s",
                         ", ".join(targets.never_positive))
         layer = AttributeLayer(model.embedding_dim, len(names))
+    elif ao_batch > 0:  # mimic loss only: the same training share of the attribute-only crops, no labels read
+        ao_train, _ = split_attribute_only(protocol.attribute_only)
+        ao_images, _, _ = decode_all([protocol.image_root / r.path for r in ao_train], m.input_size, progress,
+                                     "decoding attribute-only images")
     c = cfg.acrn
     acrn_probs, acrn_layer, acrn_names = None, None, []
     if c.gamma:  # ACRN: the attribute classifier's probabilities of every training image (prepared before)
@@ -228,14 +238,26 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
         groups.append({"params": list(acrn_layer.parameters()), "weight_decay": 0.0, "lr_scale": c.weight_lr_scale})
     optimizer = torch.optim.Adam(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     sampler = IdentitySampler(dataset.labels, cfg.train.p, cfg.train.k, seed=cfg.seed)
-    augment = BatchAugment(m.input_size, pad=cfg.train.crop_pad, color=cfg.train.color_jitter)
-    teacher = teacher_features(cfg, dataset, run_dir)
-    distill = cfg.train.distill
+    augment = BatchAugment(m.input_size, pad=cfg.train.crop_pad, color=cfg.train.color_jitter,
+                           blur=cfg.train.blur_prob, scale=cfg.train.scale_jitter)
+    live_teacher, teacher_mean = None, None
+    if distilling and distill.targets == "augmented":  # the teacher embeds every batch as the student sees it
+        from xreid.models.loading import load_embedder
+        from xreid.training.teacher import sample_indices
+
+        sample = dataset.images[sample_indices(len(dataset), 1024)]  # their centre: clean crops, cached
+        teacher_mean = teacher_embeddings(cfg, sample, run_dir / "teacher_features_sample.npy").mean(0, keepdims=True)
+        live_teacher = load_embedder(distill.teacher, precision=distill.teacher_precision)
+        teacher = None
+        teacher_dim = teacher_mean.shape[1]
+    else:
+        teacher = teacher_features(cfg, dataset, run_dir)
+        teacher_dim = None if teacher is None else teacher.shape[1]
     mimic_dim = m.aanet_hidden if aanet else model.embedding_dim  # AANet: its global branch mimics
-    if teacher is not None and distill.feature_weight and teacher.shape[1] != mimic_dim:
+    if teacher_dim is not None and distill.feature_weight and teacher_dim != mimic_dim:
         setting = "model.aanet_hidden" if aanet else "model.embedding_dim"
         raise ValueError(f"feature distillation needs the student's embedding size to equal the teacher's: "
-                         f"set {setting} to {teacher.shape[1]} (it is {mimic_dim})")
+                         f"set {setting} to {teacher_dim} (it is {mimic_dim})")
     ao_teacher = None
     if teacher is not None and ao_images is not None and len(ao_images):  # the mimic loss sees them too
         raw = teacher_embeddings(cfg, ao_images, run_dir / "teacher_features_attribute_only.npy")
@@ -280,8 +302,8 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
             for b, indices in enumerate(sampler.epoch(epoch)):
                 if b < start_batch:
                     continue
-                ao = (attribute_only_indices(len(ao_images), a.attribute_only_batch, cfg.seed, epoch, b)
-                      if ao_images is not None and len(ao_images) and a.attribute_only_batch > 0 else None)
+                ao = (attribute_only_indices(len(ao_images), ao_batch, cfg.seed, epoch, b)
+                      if ao_images is not None and len(ao_images) and ao_batch > 0 else None)
                 images, labels = draw_batch(dataset, augment, cfg, epoch, b, indices,
                                             None if ao is None else ao_images[ao])
                 for group in optimizer.param_groups:
@@ -294,7 +316,7 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                 p_attr = None if acrn_probs is None else acrn_probs[torch.as_tensor(indices)]
                 if aanet:
                     out = model(images)
-                    emb, mimic_emb = out["descriptor"], out["global_bn"]
+                    emb, mimic_emb = ranking_descriptor(out, model.descriptor), out["global_bn"]
                     feat = mimic_emb  # the relational loss's input too
                     terms = aanet_losses(out, labels, torch.from_numpy(rows[has]), torch.from_numpy(has),
                                          model.heads.log_sigma, targets.positive_ratio, a.balance, t.label_smoothing)
@@ -310,13 +332,15 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                 if p_attr is not None:  # the weight layer, from the first batch (it is not connected to the image)
                     losses["attr_weights"] = attribute_weight_triplet_loss(p_attr, labels[:n_id], acrn_layer.weight,
                                                                            c.weight_margin, c.weight_decay)
-                mimic = teacher[torch.as_tensor(indices)] if teacher is not None else None
+                if live_teacher is not None:  # every row of the batch, as augmented (attribute-only crops too)
+                    both = augmented_targets(live_teacher, images, teacher_mean)
+                    mimic = both[:n_id]
+                else:
+                    mimic = teacher[torch.as_tensor(indices)] if teacher is not None else None
+                    both = (torch.cat([mimic, ao_teacher[torch.as_tensor(ao)]])
+                            if mimic is not None and ao is not None and ao_teacher is not None else mimic)
                 if mimic is not None and distill.feature_weight:  # from the first batch: a target per image
-                    if ao is not None and ao_teacher is not None:
-                        both = torch.cat([mimic, ao_teacher[torch.as_tensor(ao)]])
-                        losses["mimic"] = distill.feature_weight * feature_distillation_loss(mimic_emb, both)
-                    else:
-                        losses["mimic"] = distill.feature_weight * feature_distillation_loss(mimic_emb[:n_id], mimic)
+                    losses["mimic"] = distill.feature_weight * feature_distillation_loss(mimic_emb[:len(both)], both)
                 if ranking and mimic is not None and distill.relational_weight:
                     losses["relational"] = distill.relational_weight * similarity_distillation_loss(feat[:n_id], mimic)
                 if layer is not None and has.any():

@@ -75,36 +75,126 @@ def gallery_entries(root: Path, images: Path | None = None, list_file: Path | No
     return entries, list(found.problems)
 
 
-def _index_entries(writer: IndexWriter, embedder: Embedder, head: AttributeHead, root: Path, entries: list[Entry],
-                   batch_size: int, progress: bool) -> tuple[int, list[str]]:
-    """Embed, describe and commit ``entries`` not yet in the index, ``batch_size`` per commit."""
+class BatchEmbedder:
+    """Embeds one batch of images: embeddings, calibrated attribute probabilities and thumbnails.
+
+    Stateful, so that Ray Data's ``map_batches`` loads the model once per actor
+    (``BatchEmbedder(root, make=...)``, ``make()`` returning the embedder and attribute head); one
+    process builds it once with the objects it holds (``BatchEmbedder(root, embedder, head)``) and
+    calls it the same way. In: ``{"key": keys}``; out: per image ``key``, ``ok``, ``error`` (why it
+    was skipped), ``vector`` (zeros where skipped), ``prob`` and ``thumb`` (JPEG bytes)."""
+
+    def __init__(self, root: str | Path, embedder: Embedder | None = None, head: AttributeHead | None = None,
+                 make=None):
+        if make is not None:
+            embedder, head = make()
+        self.root, self.embedder, self.head = Path(root), embedder, head
+
+    def __call__(self, batch: dict) -> dict:
+        keys = [str(k) for k in batch["key"]]
+        res = self.embedder.embed_paths([self.root / k for k in keys], batch_size=max(1, len(keys)))
+        n, dim, n_attr = len(keys), self.head.embedding_dim, len(self.head.names)
+        ok, error = np.zeros(n, bool), np.array([""] * n, dtype=object)
+        vectors, probs = np.zeros((n, dim), np.float32), np.zeros((n, n_attr), np.float32)
+        thumbs = np.array([b""] * n, dtype=object)
+        why = {str(getattr(err, "path", "")): str(err) for err in res.skipped}
+        for i, k in enumerate(keys):
+            error[i] = why.get(str(self.root / k), "")
+        rows = {int(i): r for r, i in enumerate(res.kept)}
+        for i, k in enumerate(keys):
+            if i not in rows:
+                error[i] = error[i] or f"{k}: not embedded"
+                continue
+            try:
+                thumbs[i] = thumbnail(self.root / k)
+            except ImageError as exc:
+                error[i] = str(exc)
+                continue
+            ok[i] = True
+            vectors[i] = res.features[rows[i]]
+        if ok.any():
+            probs[ok] = self.head.calibrated(vectors[ok])
+        return {"key": np.array(keys, dtype=object), "ok": ok, "error": error, "vector": vectors, "prob": probs,
+                "thumb": thumbs}
+
+
+def commit_batch(writers: list[IndexWriter], entries: dict[str, Entry], out: dict) -> tuple[int, list[str]]:
+    """Commit one embedded batch (``BatchEmbedder``'s output): its rows go to shard
+    ``shard_of(key, len(writers))``, one segment per shard it touches. Keys a shard already holds are
+    left out, so a batch delivered twice (a retried task, a resumed build) is written once.
+    Returns (rows added, skipped images)."""
+    from xreid.index.sharded import shard_of
+
+    keys = [str(k) for k in out["key"]]
+    skipped = [str(e) for e, ok in zip(out["error"], out["ok"]) if not ok]
+    groups: dict[int, list[int]] = {}
+    for i, k in enumerate(keys):
+        if out["ok"][i]:
+            groups.setdefault(shard_of(k, len(writers)) if len(writers) > 1 else 0, []).append(i)
+    added = 0
+    for s, rows in sorted(groups.items()):
+        rows = [i for i in rows if keys[i] not in writers[s].keys]
+        if not rows:
+            continue
+        chosen = [entries[keys[i]] for i in rows]
+        writers[s].commit(Rows([e.key for e in chosen], np.asarray(out["vector"])[rows],
+                               np.asarray(out["prob"], np.float64)[rows], [e.fields for e in chosen],
+                               np.array([e.time for e in chosen], np.float64), [bytes(out["thumb"][i]) for i in rows]))
+        added += len(rows)
+    return added, skipped
+
+
+def ray_batches(keys: list[str], root: Path, make, batch_size: int, concurrency: int = 2, address: str | None = None,
+                num_cpus: float = 1.0, num_gpus: float = 0.0):
+    """``BatchEmbedder``'s outputs for ``keys``, computed on a Ray cluster (``address``; None: the
+    one this process is connected to, else a local one) with Ray Data: ``map_batches`` over
+    ``concurrency`` actors, each loading the model once (``make``).
+
+    Nothing is lost or written twice: Ray Data restarts a lost actor and retries its unfinished
+    batches (its actor pools default to unlimited restarts and task retries), and only batches that
+    finished reach this generator, in the driver; the caller commits each (``commit_batch``), which
+    leaves out keys a shard already holds, so a batch delivered again (a retry after its output was
+    sent, or a rerun of an interrupted build, which embeds only the keys no shard holds) adds no row.
+    A batch is committed as one segment per shard it touches, so an interruption keeps every
+    committed batch."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    ds = ray.data.from_items([{"key": k} for k in keys], override_num_blocks=max(1, -(-len(keys) // batch_size)))
+    out = ds.map_batches(BatchEmbedder, fn_constructor_kwargs={"root": str(root), "make": make},
+                         batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=concurrency),
+                         batch_format="numpy",
+                         num_cpus=num_cpus, num_gpus=num_gpus)
+    yield from out.iter_batches(batch_size=None, batch_format="numpy")
+
+
+def _index_entries(writers: list[IndexWriter], embedder: Embedder, head: AttributeHead, root: Path,
+                   entries: list[Entry], batch_size: int, progress: bool, ray: dict | None = None
+                   ) -> tuple[int, list[str]]:
+    """Embed, describe and commit ``entries`` not yet in the index (``writers``: one per shard),
+    ``batch_size`` per batch: in this process, or with ``ray`` (``ray_batches``' options, with
+    ``make``) on a Ray cluster."""
     from tqdm import tqdm
 
-    todo = [e for e in entries if e.key not in writer.keys]
+    from xreid.index.sharded import shard_of
+
+    n = len(writers)
+    todo = [e for e in entries if e.key not in writers[shard_of(e.key, n) if n > 1 else 0].keys]
+    by_key = {e.key: e for e in todo}
     added, skipped = 0, []
     bar = tqdm(total=len(entries), initial=len(entries) - len(todo), desc=f"indexing ({embedder.name})", unit="img",
                disable=not progress)
+    if ray is not None:
+        batches = ray_batches([e.key for e in todo], root, batch_size=batch_size, **ray) if todo else iter(())
+    else:
+        embed = BatchEmbedder(root, embedder, head)
+        batches = (embed({"key": [e.key for e in todo[s:s + batch_size]]}) for s in range(0, len(todo), batch_size))
     try:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start:start + batch_size]
-            res = embedder.embed_paths([root / e.key for e in batch], batch_size=batch_size)
-            skipped += [str(err) for err in res.skipped]
-            keep, thumbs = [], []
-            for row, i in enumerate(res.kept):
-                try:
-                    thumbs.append(thumbnail(root / batch[i].key))
-                except ImageError as exc:
-                    skipped.append(str(exc))
-                    continue
-                keep.append((row, batch[i]))
-            if keep:
-                features = res.features[[r for r, _ in keep]]
-                probs = head.calibrated(features)
-                chosen = [e for _, e in keep]
-                writer.commit(Rows([e.key for e in chosen], features, probs, [e.fields for e in chosen],
-                                   np.array([e.time for e in chosen], np.float64), thumbs))
-                added += len(chosen)
-            bar.update(len(batch))
+        for out in batches:
+            a, sk = commit_batch(writers, by_key, out)
+            added, skipped = added + a, skipped + sk
+            bar.update(len(out["key"]))
     finally:
         bar.close()
     for s in skipped:
@@ -118,17 +208,27 @@ def _check_head(embedder: Embedder, head: AttributeHead) -> None:
 
 def build_index(embedder: Embedder, head: AttributeHead, root: Path, out: Path, images: Path | None = None,
                 list_file: Path | None = None, head_name: str = "", batch_size: int = BATCH_SIZE,
-                progress: bool = True) -> IndexReport:
+                progress: bool = True, shards: int = 1, ray: dict | None = None) -> IndexReport:
     """Index a folder or CSV list of images into ``out``; continues an interrupted build of the same
-    model found there. Every batch is committed as it finishes."""
+    model found there. Every batch is committed as it finishes. ``shards`` > 1 writes a sharded case
+    (``xreid.index.sharded``: a row's shard is a stable hash of its key, so a rerun resumes each
+    shard); ``ray``: embed on a Ray cluster (``ray_batches``' options: ``make``, ``concurrency``,
+    ``address``, ...), writing the same rows."""
+    from contextlib import ExitStack
+
+    from xreid.index.sharded import finish_sharded, start_sharded
+
     _check_head(embedder, head)
     entries, problems = gallery_entries(root, images, list_file)
     source = str(images if images is not None else list_file)
-    with IndexWriter.create(out, embedder.identity(), head.names, head_binding(head, head_name), head.embedding_dim,
-                            source=source) as writer:
-        before = writer.count
-        added, skipped = _index_entries(writer, embedder, head, root, entries, batch_size, progress)
-        manifest = writer.finish()
+    args = (embedder.identity(), head.names, head_binding(head, head_name), head.embedding_dim)
+    dirs = start_sharded(out, shards, *args, source=source) if shards > 1 else [Path(out)]
+    with ExitStack() as stack:
+        writers = [stack.enter_context(IndexWriter.create(d, *args, source=source)) for d in dirs]
+        before = sum(w.count for w in writers)
+        added, skipped = _index_entries(writers, embedder, head, root, entries, batch_size, progress, ray)
+        manifests = [w.finish() for w in writers]
+    manifest = finish_sharded(out) if shards > 1 else manifests[0]
     return IndexReport(Path(out), added, before, manifest["count"], problems + skipped, manifest.get("ann"))
 
 
@@ -140,7 +240,7 @@ def add_to_index(embedder: Embedder, head: AttributeHead, root: Path, case: Path
     entries, problems = gallery_entries(root, images, list_file)
     with IndexWriter.append(case, embedder.identity(), head.names, head_binding(head, head_name)) as writer:
         known = sum(e.key in writer.keys for e in entries)
-        added, skipped = _index_entries(writer, embedder, head, root, entries, batch_size, progress)
+        added, skipped = _index_entries([writer], embedder, head, root, entries, batch_size, progress)
         manifest = writer.finish()
     return IndexReport(Path(case), added, known, manifest["count"], problems + skipped, manifest.get("ann"))
 

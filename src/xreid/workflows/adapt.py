@@ -1,0 +1,141 @@
+"""``xreid adapt``: fine-tune a model on the unlabeled crops of the user's cameras (training.adapt).
+
+The crops come from a case (an index folder: its images under the data root, its ``track`` column
+if any; a sighting from footage, ``xreid index build --video``, gives all its kept crops as one track), a folder of images, or a CSV list (``path`` column, optional
+``camera`` / ``track`` columns; paths relative to the data root). Progress is checkpointed in
+``OUT.adapt/`` beside the output and resumed with ``--resume``; the model file is written atomically
+at the end.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from xreid.training.adapt import AdaptConfig, adapt_model
+
+#: the case / list column naming each crop's track (crops of one person in consecutive frames)
+TRACK = "track"
+
+
+@dataclass
+class AdaptInput:
+    paths: list[Path]
+    keys: list[str]
+    tracks: np.ndarray | None  # one track name per crop ('' = none), None when the input has no track column
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class AdaptReport:
+    out: Path
+    finished: bool
+    images: int
+    skipped: list[str]
+    history: list[dict]
+    tracks: int
+
+
+def read_input(source: Path, data_root: Path | None) -> AdaptInput:
+    """The crops of ``source``: a case folder (``index.json`` inside; keys under ``data_root``), an image
+    folder (searched recursively) or a CSV list (paths under ``data_root``, or absolute)."""
+    from xreid.data.folder import load_folder
+    from xreid.data.peta import LoadReport
+
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such case, image folder or list file")
+    if source.is_dir() and any((source / name).is_file() for name in ("manifest.json", "index.json")):
+        from xreid.index.gallery import GalleryIndex
+
+        if data_root is None:
+            raise ValueError(f"{source}: a case's images are read under the data root it was built from: "
+                             f"give --data-root")
+        from xreid.index.sightings import is_sighting_key, sighting_folder
+
+        index = GalleryIndex.open(source, ann=False)
+        column = None
+        if TRACK in index.columns:
+            vocab, codes = index.columns[TRACK]
+            column = vocab[codes].astype(str)
+        paths, keys, tracks = [], [], []
+        for i, key in enumerate(str(k) for k in index.keys):
+            if is_sighting_key(key):  # a sighting from footage: every crop kept in the case, one track
+                crops = sorted(sighting_folder(source, key).glob("crop-*.jpg")) or [source / key]
+                paths += crops
+                keys += [c.relative_to(source).as_posix() for c in crops]
+                tracks += [key] * len(crops)
+            else:
+                paths.append(data_root / key)
+                keys.append(key)
+                tracks.append("" if column is None else column[i])
+        has_tracks = column is not None or any(tracks)
+        return AdaptInput(paths, keys, np.array(tracks) if has_tracks else None)
+    if source.is_dir():
+        found = LoadReport()
+        records = load_folder(source, report=found)
+        return AdaptInput([source / r.path for r in records], [r.path for r in records], None, list(found.problems))
+    if source.suffix.lower() in (".csv", ".txt"):
+        from xreid.index.metadata import read_gallery_csv
+
+        entries, names = read_gallery_csv(source)
+        if not entries:
+            raise ValueError(f"{source}: the list names no image")
+        root = data_root if data_root is not None else source.parent
+        paths = [Path(e.key) if Path(e.key).is_absolute() else root / e.key for e in entries]
+        tracks = np.array([e.fields.get(TRACK, "") for e in entries]) if TRACK in names else None
+        return AdaptInput(paths, [e.key for e in entries], tracks)
+    raise ValueError(f"{source}: not a case folder, an image folder or a .csv list")
+
+
+def work_dir(out: Path) -> Path:
+    """Where an adaptation to ``out`` keeps its checkpoint until it finishes."""
+    return out.with_name(out.name + ".adapt")
+
+
+def adapt(model: str, source: Path, out: Path, cfg: AdaptConfig, data_root: Path | None = None,
+          resume: bool = False, progress: bool = True, max_batches: int | None = None) -> AdaptReport:
+    """Adapt the xreid model ``model`` to the crops of ``source``; the adapted model goes to ``out``."""
+    from xreid.data.dataset import decode_all
+    from xreid.models.checkpoint import load_model_file, save_model_file
+    from xreid.models.fingerprint import fingerprint
+    from xreid.models.loading import resolve_model_path
+    from xreid.models.reid_net import ModelSpec
+
+    out = Path(out)
+    if out.suffix != ".pt":
+        raise ValueError(f"{out}: the adapted model is an xreid model file; name it *.pt")
+    if out.exists():
+        raise FileExistsError(f"{out}: already exists; choose another --out (nothing was changed)")
+    path = resolve_model_path(model)
+    if path.suffix not in (".pt", ".pth"):
+        raise ValueError(f"{model}: only xreid models (.pt) can be adapted; {path.suffix} files are black boxes")
+    if cfg.teacher:
+        resolve_model_path(cfg.teacher)  # a missing teacher fails before the slow part
+    work = work_dir(out)
+    if (work / "adapt.pt").exists() and not resume:
+        raise FileExistsError(f"{work}: an adaptation to {out} was started; pass --resume to continue it")
+    net, ckpt = load_model_file(path)
+    spec = ModelSpec.from_dict(ckpt["spec"])
+    found = read_input(source, data_root)
+    images, keep, errors = decode_all(found.paths, spec.input_size, progress, "decoding crops")
+    skipped = found.problems + [str(e) for e in errors]
+    if len(images) < 2 * cfg.min_samples:
+        raise ValueError(f"{source}: {len(images)} readable crops; adaptation needs at least {2 * cfg.min_samples} "
+                         f"(two pseudo-identities of {cfg.min_samples})")
+    tracks = None if found.tracks is None else found.tracks[keep]
+    origin = {"model": str(path), "fingerprint": fingerprint(path), "input": str(source)}
+    net = net.float()
+    adapted, history, finished = adapt_model(net, spec, images, cfg, work, tracks=tracks, resume=resume,
+                                             progress=progress, max_batches=max_batches, source=origin)
+    n_tracks = 0 if tracks is None else len({t for t in tracks if t})
+    if finished:
+        meta = {**{k: v for k, v in ckpt.get("meta", {}).items() if k in ("config",)},
+                "adapted": {**origin, "images": len(images), "tracks": n_tracks, "config": asdict(cfg),
+                            "history": history}}
+        save_model_file(adapted, spec, out, meta)
+        shutil.rmtree(work, ignore_errors=True)
+    return AdaptReport(out if finished else work / "adapt.pt", finished, len(images), skipped, history, n_tracks)

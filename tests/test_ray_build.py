@@ -1,0 +1,129 @@
+"""Distributed indexing with Ray Data (``xreid index build --ray``) on a real two-node local cluster."""
+
+import functools
+
+import numpy as np
+import pytest
+
+from conftest import write_image
+from xreid.cli import ModelOptions, _model_and_head
+from xreid.explain.attribute_head import AttributeHead
+from xreid.index.gallery import GalleryIndex
+from xreid.models.loading import load_embedder
+from xreid.workflows.index import build_index
+
+ray = pytest.importorskip("ray")
+NAMES = ["personalMale", "carryingBackpack", "hairLong"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head and one worker node, 1 CPU each, small object stores, no dashboard."""
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 80 * 2**20,
+                                                      "include_dashboard": False})
+    c.add_node(num_cpus=1, object_store_memory=80 * 2**20)
+    c.wait_for_nodes()
+    ray.init(address=c.address, include_dashboard=False, log_to_driver=False)
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+def _case(case):
+    g = GalleryIndex.open(case)
+    order = np.argsort(g.keys)
+    return g.keys[order].tolist(), g.vectors[order], g.attribute_codes[:, order]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shards", [1, 2])
+def test_ray_build_equals_the_single_process_build(cluster, tiny_model, tmp_path, shards):
+    root = tmp_path / "data"
+    for i in range(12):
+        write_image(root / "gallery" / f"img{i:02d}.jpg", seed=i, colour=(20 * i, 200 - 15 * i, 90))
+    head = tmp_path / "head.npz"
+    AttributeHead(NAMES, np.random.default_rng(0).normal(size=(1280, 3)), np.full(3, 0.4), {}).save(head)
+    embedder, attr = load_embedder(tiny_model, backend="torch"), AttributeHead.load(head)
+    build_index(embedder, attr, root, tmp_path / "one", images=root / "gallery", batch_size=4, progress=False)
+    make = functools.partial(_model_and_head, ModelOptions(model=str(tiny_model), backend="torch"), head)
+    report = build_index(embedder, attr, root, tmp_path / "ray", images=root / "gallery", batch_size=4,
+                         progress=False, shards=shards, ray={"make": make, "concurrency": 2})
+    assert report.added == report.count == 12
+    nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert len(nodes) == 2
+    (k1, v1, c1), (k2, v2, c2) = _case(tmp_path / "one"), _case(tmp_path / "ray")
+    assert k1 == k2
+    np.testing.assert_allclose(v1, v2, atol=1e-5)
+    assert np.abs(c1.astype(int) - c2.astype(int)).max() <= 1
+
+
+def test_a_batch_delivered_twice_is_written_once(tiny_model, tmp_path):
+    """``commit_batch`` leaves out keys a shard holds: a retried batch adds no row."""
+    from xreid.index.gallery import IndexWriter
+    from xreid.index.metadata import Entry
+    from xreid.workflows.index import BatchEmbedder, commit_batch, head_info
+
+    root = tmp_path / "data"
+    for i in range(5):
+        write_image(root / f"img{i}.jpg", seed=i)
+    head = tmp_path / "head.npz"
+    AttributeHead(NAMES, np.random.default_rng(0).normal(size=(1280, 3)), np.full(3, 0.4), {}).save(head)
+    embedder, attr = load_embedder(tiny_model, backend="torch"), AttributeHead.load(head)
+    (root / "img4.jpg").write_bytes(b"not an image")
+    out = BatchEmbedder(root, embedder, attr)({"key": [f"img{i}.jpg" for i in range(5)]})
+    assert out["ok"].tolist() == [True] * 4 + [False] and "img4.jpg" in out["error"][4]
+    entries = {f"img{i}.jpg": Entry(f"img{i}.jpg") for i in range(5)}
+    writers = [IndexWriter.create(tmp_path / f"s{j}", embedder.identity(), attr.names, head_info(attr, "h"),
+                                  attr.embedding_dim) for j in range(2)]
+    try:
+        assert commit_batch(writers, entries, out)[0] == 4
+        assert commit_batch(writers, entries, out)[0] == 0
+        assert sum(w.count for w in writers) == 4
+    finally:
+        for w in writers:
+            w.close()
+
+
+class _DyingEmbedder:
+    """An embedder whose worker process dies at its first batch (while ``marker`` is absent)."""
+
+    def __init__(self, inner, marker):
+        self.inner, self.marker = inner, marker
+
+    def embed_paths(self, paths, batch_size):
+        import os
+
+        if not self.marker.exists():
+            self.marker.touch()
+            os._exit(1)  # the actor's process is killed mid-build
+        return self.inner.embed_paths(paths, batch_size=batch_size)
+
+
+def _dying_make(model, head, marker):
+    embedder, attr = _model_and_head(ModelOptions(model=str(model), backend="torch"), head)
+    return _DyingEmbedder(embedder, marker), attr
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_nothing(cluster, tiny_model, tmp_path):
+    import sys
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    root = tmp_path / "data"
+    for i in range(8):
+        write_image(root / "gallery" / f"img{i:02d}.jpg", seed=i)
+    head = tmp_path / "head.npz"
+    AttributeHead(NAMES, np.random.default_rng(0).normal(size=(1280, 3)), np.full(3, 0.4), {}).save(head)
+    embedder, attr = load_embedder(tiny_model, backend="torch"), AttributeHead.load(head)
+    marker = tmp_path / "died"
+    make = functools.partial(_dying_make, tiny_model, head, marker)
+    report = build_index(embedder, attr, root, tmp_path / "ray", images=root / "gallery", batch_size=2,
+                         progress=False, shards=2, ray={"make": make, "concurrency": 2})
+    assert marker.exists()  # a worker did die
+    assert report.count == report.added == 8
+    build_index(embedder, attr, root, tmp_path / "one", images=root / "gallery", batch_size=8, progress=False)
+    (k1, v1, _), (k2, v2, _) = _case(tmp_path / "one"), _case(tmp_path / "ray")
+    assert k1 == k2
+    np.testing.assert_allclose(v1, v2, atol=1e-5)
