@@ -158,7 +158,7 @@ def test_both_backends_implement_the_gallery_interface(embedder, root, tmp_path)
     build_index(embedder, head, root, tmp_path / "case", images=root / "gallery", batch_size=4, progress=False)
     index = GalleryIndex.open(tmp_path / "case", image_root=root)
     memory = MemoryGallery(keys, g, [root / k for k in keys], head=head)
-    assert backend("index") is GalleryIndex and backend("memory") is MemoryGallery and set(BACKENDS) == {"index", "memory"}
+    assert backend("index") is GalleryIndex and backend("memory") is MemoryGallery and {"index", "memory"} <= set(BACKENDS)
     where = Filter(attributes={NAMES[1]: False})
     row = int(np.flatnonzero(head.calibrated(g)[:, 1] < 0.5)[0])  # a row the filter keeps, as the query
     for gallery in (index, memory):

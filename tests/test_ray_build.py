@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import write_image
-from xreid.cli import ModelOptions, _model_and_head
+from xreid.workflows.loading import ModelOptions
+from xreid.workflows.loading import model_and_head as _model_and_head
 from xreid.explain.attribute_head import AttributeHead
 from xreid.index.gallery import GalleryIndex
 from xreid.models.loading import load_embedder
@@ -63,7 +64,8 @@ def test_a_batch_delivered_twice_is_written_once(tiny_model, tmp_path):
     """``commit_batch`` leaves out keys a shard holds: a retried batch adds no row."""
     from xreid.index.gallery import IndexWriter
     from xreid.index.metadata import Entry
-    from xreid.workflows.index import BatchEmbedder, commit_batch, head_info
+    from xreid.binding import head_binding as head_info
+    from xreid.workflows.index import BatchEmbedder, commit_batch
 
     root = tmp_path / "data"
     for i in range(5):

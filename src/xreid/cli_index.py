@@ -82,6 +82,7 @@ def index_build(
     import functools
 
     from xreid.workflows.index import build_index
+    from xreid.workflows.loading import model_and_head
 
     outputs(folders=(out,))
     if footage.video is not None:
@@ -91,16 +92,11 @@ def index_build(
         return
     ray_opts = None
     if ray is not None:
-        ray_opts = {"make": functools.partial(_model_and_head, opts, head), "concurrency": workers,
+        ray_opts = {"make": functools.partial(model_and_head, opts, head), "concurrency": workers,
                     "address": None if ray == "local" else ray, "num_gpus": gpus_per_worker}
     _index_images(functools.partial(build_index, shards=shards, ray=ray_opts), opts, head, data_root, out, images,
                   list_file, batch_size,
                   interrupted=f"every finished batch is committed in {out}: run the same command to resume")
-
-
-def _model_and_head(opts: ModelOptions, head: Path | None):
-    """The embedder and attribute head of the model options (what a Ray worker loads once)."""
-    return opts.load(), load_head(opts.model, head)
 
 
 @command(index_app, "add", models=True)

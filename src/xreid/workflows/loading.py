@@ -65,6 +65,11 @@ def load_head(model: str, head: Path | None):
     return AttributeHead.load(head)
 
 
+def model_and_head(opts: ModelOptions, head: Path | None):
+    """The embedder and attribute head of the model options (what a Ray worker loads once)."""
+    return opts.load(), load_head(opts.model, head)
+
+
 def head_name(model: str, head: Path | None) -> str:
     """How an index records the head it was built with."""
     return "bundled" if head is None and model == "default" else str(head)
