@@ -17,4 +17,4 @@ def test_the_templates_ship_with_the_package():
     folder = resources.files("xreid.rendering") / "templates"
     names = {p.name for p in folder.iterdir()}
     assert {"report.html.j2", "card.html.j2", "maps.html.j2", "interpreter.html.j2", "analysis.html.j2",
-            "pie.svg.j2", "bar.svg.j2", "report.css"} <= names
+            "pie.svg.j2", "bar.svg.j2", "timeline.svg.j2", "timeline.html.j2", "report.css"} <= names

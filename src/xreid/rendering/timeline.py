@@ -4,13 +4,15 @@ to its sighting), as an HTML page with the data as JSON, and as a PNG for printi
 
 from __future__ import annotations
 
-import html
 import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from markupsafe import Markup
+
 from xreid.io import atomic_write
 from xreid.rendering.charts import PALETTE
+from xreid.rendering.templating import render
 
 
 def _label(t: float, relative: bool) -> str:
@@ -26,10 +28,11 @@ def _span(data: dict) -> tuple[float, float]:
     return t0, max(t1, t0 + 1.0)
 
 
-def timeline_svg(data: dict, width: int = 720, lane_height: int = 28, link: str | None = "#sighting-{id}") -> str:
-    """Inline SVG; ``link`` (with ``{id}``) makes each bar a link (None: plain bars)."""
+def timeline_svg(data: dict, width: int = 720, lane_height: int = 28, link: str | None = "#sighting-{id}") -> Markup:
+    """Inline SVG (template ``timeline.svg.j2``); ``link`` (with ``{id}``) makes each bar a link (None:
+    plain bars)."""
     if not data["items"]:
-        return '<p class="timeline-empty">No sightings to place on a timeline.</p>'
+        return render("timeline.svg.j2", bars=[])
     left, top, row_height = 110, 18, 14
     t0, t1 = _span(data)
     scale = (width - left - 10) / (t1 - t0)
@@ -39,30 +42,26 @@ def timeline_svg(data: dict, width: int = 720, lane_height: int = 28, link: str 
         lane_top[lane] = y
         y += max(lane_height, row_height * rows.get(lane, 1) + 8)
     height = y + 24
-    out = [f'<svg class="timeline" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-           f'xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="11">']
-    for k, lane in enumerate(data["lanes"]):
+    lanes = []
+    for lane in data["lanes"]:
         h = max(lane_height, row_height * rows.get(lane, 1) + 8) - 4
-        out.append(f'<rect x="{left}" y="{lane_top[lane]}" width="{width - left - 10}" height="{h}" fill="#f3f3f3"/>')
-        out.append(f'<text x="{left - 6}" y="{lane_top[lane] + h / 2 + 4}" text-anchor="end">{html.escape(lane)}</text>')
+        lanes.append({"name": lane, "top": lane_top[lane], "width": width - left - 10, "height": h,
+                      "label_y": lane_top[lane] + h / 2 + 4})
+    bars = []
     for item in data["items"]:
         k = data["lanes"].index(item["camera"])
-        x = left + (item["start"] - t0) * scale
-        w = max(3.0, (item["end"] - item["start"]) * scale)
-        y = lane_top[item["camera"]] + 4 + row_height * item.get("row", 0)
-        colour = PALETTE[k % len(PALETTE)]
-        title = (f"sighting {item['id']}: {html.escape(str(item['camera']))}, {_label(item['start'], data['relative'])}"
-                 f" - {_label(item['end'], data['relative'])}")
-        bar = (f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row_height - 4}" rx="3" fill="{colour}">'
-               f'<title>{title}</title></rect>')
-        out.append(f'<a href="{html.escape(link.format(id=item["id"]))}">{bar}</a>' if link else bar)
+        bars.append({"x": f"{left + (item['start'] - t0) * scale:.1f}",
+                     "y": lane_top[item["camera"]] + 4 + row_height * item.get("row", 0),
+                     "w": f"{max(3.0, (item['end'] - item['start']) * scale):.1f}", "height": row_height - 4,
+                     "colour": PALETTE[k % len(PALETTE)],
+                     "title": f"sighting {item['id']}: {item['camera']}, {_label(item['start'], data['relative'])}"
+                              f" - {_label(item['end'], data['relative'])}",
+                     "href": link.format(id=item["id"]) if link else None})
+    ticks = []
     for k in range(5):
         t = t0 + (t1 - t0) * k / 4
-        x = left + (t - t0) * scale
-        out.append(f'<text x="{x:.1f}" y="{height - 6}" text-anchor="middle" fill="#555">'
-                   f'{_label(t, data["relative"])}</text>')
-    out.append("</svg>")
-    return "".join(out)
+        ticks.append({"x": f"{left + (t - t0) * scale:.1f}", "label": _label(t, data["relative"])})
+    return render("timeline.svg.j2", width=width, height=height, left=left, lanes=lanes, bars=bars, ticks=ticks)
 
 
 def timeline_png(data: dict, path: str | Path, title: str = "Sightings") -> None:
@@ -104,11 +103,12 @@ def timeline_png(data: dict, path: str | Path, title: str = "Sightings") -> None
 
 def timeline_html(data: dict, title: str = "Sightings") -> str:
     """A standalone page: the SVG timeline, a table of the sightings and the data as JSON."""
-    rows = "".join(f'<tr id="sighting-{i["id"]}"><td>{i["id"]}</td><td>{html.escape(str(i["camera"]))}</td>'
-                   f'<td>{_label(i["start"], data["relative"])}</td><td>{_label(i["end"], data["relative"])}</td></tr>'
-                   for i in data["items"])
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-            f"<body style='font-family:sans-serif'><h1>{html.escape(title)}</h1>{timeline_svg(data)}"
-            f"<table><tr><th>sighting</th><th>camera</th><th>from</th><th>to</th></tr>{rows}</table>"
-            f"<script type='application/json' id='timeline-data'>{html.escape(json.dumps(data))}</script>"
-            f"</body></html>")
+    rows = [{"id": i["id"], "camera": i["camera"], "start": _label(i["start"], data["relative"]),
+             "end": _label(i["end"], data["relative"])} for i in data["items"]]
+    return str(render("timeline.html.j2", section=False, title=title, svg=timeline_svg(data), rows=rows,
+                      json=json.dumps(data)))
+
+
+def timeline_section(data: dict) -> Markup:
+    """The timeline as a section of the HTML report (plain bars, no links)."""
+    return render("timeline.html.j2", section=True, svg=timeline_svg(data, link=None))

@@ -650,9 +650,9 @@ def _with_timeline(page: str | None, data: dict) -> str | None:
     """The HTML report with the timeline (inline SVG) before its end."""
     if page is None:
         return None
-    from xreid.rendering.timeline import timeline_svg
+    from xreid.rendering.timeline import timeline_section
 
-    section = f'<section id="timeline"><h2>Timeline</h2>{timeline_svg(data, link=None)}</section>'
+    section = str(timeline_section(data))
     return page.replace("</body>", section + "</body>", 1) if "</body>" in page else page + section
 
 
