@@ -19,7 +19,7 @@ from test_index import NAMES, embedder, head_path, root  # noqa: F401  (fixtures
 from test_serve import _png, _upload, case, client, session  # noqa: F401  (fixtures)
 from xreid.explain.attribute_head import AttributeHead
 from xreid.serve.app import create_app
-from xreid.serve.audit import read_audit
+from conftest import read_jsonl
 from xreid.serve.case import CaseSession, Limits
 from xreid.serve.crosssite import cross_site_refusal
 from xreid.serve.redact import redact
@@ -28,7 +28,7 @@ FOREIGN = "http://127.0.0.1:9999"
 
 
 def _events(session, kind):
-    return [r for r in read_audit(session.audit.path) if r["event"] == kind]
+    return [r for r in read_jsonl(session.audit.path) if r["event"] == kind]
 
 
 # --- 1. cross-site writes ------------------------------------------------------------------------------
@@ -368,12 +368,13 @@ def test_malformed_searches_are_4xx_with_words_and_run_nothing(client, session):
 
 
 def test_the_session_refuses_unjsonable_filters_before_searching(session):
-    from xreid.serve.case import Problem
+    from xreid.errors import InvalidInput
+    from xreid.serve.app import status_of
 
     for bad in ({"camera": float("nan")}, {"after": 10**400}, {"attributes": {NAMES[0]: float("nan")}}):
-        with pytest.raises(Problem) as info:
+        with pytest.raises(InvalidInput) as info:
             session.search(items=[0], filters=bad)
-        assert info.value.status == 400
+        assert status_of(info.value) == 400
     assert _events(session, "search") == []
 
 
