@@ -15,7 +15,10 @@ def test_probability_codes_are_floor_256p_clipped_to_a_byte():
 
 
 def test_threshold_codes_at_the_bounds_and_refusal():
-    assert [threshold_code(t) for t in (0.0, 0.5, 0.9, 1 / 256, 1.0)] == [0, 128, 231, 1, 256]
+    assert [threshold_code(t) for t in (0.0, 0.5, 0.9, 1 / 256, 1.0)] == [0, 128, 231, 1, 255]
+    # a probability of exactly 1 (stored as code 255, the largest) passes a threshold of 1
+    assert encode_probabilities([1.0, 255 / 256, 254.9 / 256]).tolist() == [255, 255, 254]
+    assert [int(c) >= threshold_code(1.0) for c in encode_probabilities([1.0, 0.99])] == [True, False]
     for bad in (-0.01, 1.5):
         with pytest.raises(ValueError) as err:
             threshold_code(bad)

@@ -83,10 +83,11 @@ def decode_probabilities(codes: np.ndarray) -> np.ndarray:
 
 
 def threshold_code(t: float) -> int:
-    """The smallest code of the probabilities >= ``t`` (exact for t = j / 256, e.g. 0.5 -> 128)."""
+    """The smallest code of the probabilities >= ``t`` (exact for t = j / 256, e.g. 0.5 -> 128). The
+    codes stop at 255 (p = 1 is stored as 255), so t = 1 keeps the rows coded 255 (p >= 255 / 256)."""
     if not 0.0 <= t <= 1.0:
         raise ValueError(f"attribute threshold {t} is not a probability in [0, 1]")
-    return int(math.ceil(t * 256.0))
+    return min(int(math.ceil(t * 256.0)), 255)
 
 
 # --- files -------------------------------------------------------------------------------------------
