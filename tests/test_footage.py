@@ -510,3 +510,18 @@ def test_add_footage_to_a_case(tmp_path, embedder, head):
     assert again.added == 0 and again.count == 4 and any("already indexed" in s for s in said)
     index = GalleryIndex.open(tmp_path / "case")
     assert sorted(index.row(i)["camera"] for i in range(4)) == ["a", "a", "door", "door"]
+
+
+def test_timeline_page_carries_its_data_as_json_even_with_markup_in_names():
+    import re
+
+    from xreid.index.sightings import timeline
+    from xreid.rendering.timeline import timeline_html
+
+    rows = [{"id": 0, "path": "sightings/v/00000/crop-0.jpg", "camera": "gate <b>&'\"", "time": None,
+             "offset_start": "1.0", "offset_end": "4.0"}]
+    data = timeline(rows)
+    page = timeline_html(data)
+    block = re.search(r"<script type='application/json' id='timeline-data'>(.*?)</script>", page, re.S).group(1)
+    assert "<b>" not in block and json.loads(block) == data  # readable JSON, no markup to break out with
+    assert "gate &lt;b&gt;&amp;" in page  # the table shows the name escaped

@@ -4,7 +4,6 @@ to its sighting), as an HTML page with the data as JSON, and as a PNG for printi
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -106,7 +105,7 @@ def timeline_html(data: dict, title: str = "Sightings") -> str:
     rows = [{"id": i["id"], "camera": i["camera"], "start": _label(i["start"], data["relative"]),
              "end": _label(i["end"], data["relative"])} for i in data["items"]]
     return str(render("timeline.html.j2", section=False, title=title, svg=timeline_svg(data), rows=rows,
-                      json=json.dumps(data)))
+                      data=data))
 
 
 def timeline_section(data: dict) -> Markup:
