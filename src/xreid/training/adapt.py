@@ -1,4 +1,4 @@
-"""Adaptation to a user's cameras without labels (``xreid adapt``, issue 30; docs/METHODS.md#adaptation).
+"""Adaptation to a user's cameras without labels (``xreid adapt``; docs/METHODS.md#adaptation-without-labels).
 
 Rounds of: embed every unlabeled crop with the current model, cluster them into pseudo-identities
 (DBSCAN on k-reciprocal Jaccard distances, Zhong et al. 2017 / Fan et al. 2018; crops of one track

@@ -145,8 +145,9 @@ def draw_batch(dataset: InMemoryReIDSet, augment: BatchAugment, cfg: Config, epo
 def training_batches(dataset: InMemoryReIDSet, sampler: IdentitySampler, augment: BatchAugment,
                      cfg: Config, epoch: int, progress: bool = False):
     """One epoch of augmented P x K batches as training draws them, for re-estimating batch-norm
-    statistics after weight averaging. Measured: statistics from clean, unaugmented crops instead
-    cost 5.7 mAP (51.0 vs 56.7), since every layer after them was trained on augmented batches."""
+    statistics after weight averaging. Statistics from clean, unaugmented crops instead cost mAP
+    (docs/RESULTS.md#weight-averaging-and-how-it-was-chosen), since every layer after them was
+    trained on augmented batches."""
     from tqdm import tqdm
 
     for b, indices in enumerate(tqdm(sampler.epoch(epoch), total=len(sampler), desc="batch-norm statistics",
@@ -202,7 +203,7 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                      extra=aanet_extra(names, m.aanet_hidden, m.aanet_descriptor) if aanet else {})
     model = build_model(spec, pretrained=m.backbone_weights or True)
     model.backbone.freeze_stages(m.freeze_stages)
-    model = model.to(memory_format=torch.channels_last)  # 1.5x faster steps on CPU: benchmarks/bench_train_step.py
+    model = model.to(memory_format=torch.channels_last)  # faster steps on CPU: benchmarks/bench_train_step.py
     uncertainties = [model.heads.log_sigma] if aanet else []  # no weight decay on the log-uncertainties
     params = [p for p in model.parameters() if p.requires_grad and all(p is not u for u in uncertainties)]
     layer, targets, ao_images, calibration = None, None, None, []
