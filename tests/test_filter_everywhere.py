@@ -41,7 +41,8 @@ def test_the_cli_and_the_server_refuse_the_same_filters(client, case, tiny_model
 
 def test_the_shape_checks_are_the_parsers():
     for key, value in [("camera", 1.5), ("fields", []), ("attributes", []), ("after", float("nan")),
-                       ("before", 10**400), ("fields", {"pid": float("nan")}), ("mode", "sometimes")]:
+                       ("before", 10**400), ("fields", {"pid": float("nan")}), ("mode", "sometimes"),
+                       ("attributes", {LONG: True}), ("fields", {"site": ["a"] * (MAX_VALUES + 1)})]:
         with pytest.raises(ValueError) as shape:
             check_filter_value(key, value)
         with pytest.raises(ValueError) as parsed:

@@ -169,21 +169,23 @@ def _time(name: str, value, parse: bool = True):
     return value
 
 
-def _names(value: Mapping, what: str) -> None:
-    if len(value) > MAX_VALUES:
-        raise ValueError(f"filter {what!r}: at most {MAX_VALUES} names")
-    for name in value:
-        if not isinstance(name, str) or len(name) > MAX_TEXT:
-            raise ValueError(f"filter {what!r}: each name must be a string of at most {MAX_TEXT} characters")
-
-
-def _attributes(value, attribute_names: Sequence[str] | None) -> dict:
+def _object(value, key: str, shape: str) -> Mapping:
+    """The object under ``key`` ({} for None): a mapping of at most MAX_VALUES names of at most
+    MAX_TEXT characters; ``shape`` says what it maps in messages."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ValueError(f"filter 'attributes' must be an object {{name: true | false | probability}}, not "
-                         f"{type(value).__name__}")
-    _names(value, "attributes")
+        raise ValueError(f"filter {key!r} must be an object {shape}, not {type(value).__name__}")
+    if len(value) > MAX_VALUES:
+        raise ValueError(f"filter {key!r}: at most {MAX_VALUES} names")
+    for name in value:
+        if not isinstance(name, str) or len(name) > MAX_TEXT:
+            raise ValueError(f"filter {key!r}: each name must be a string of at most {MAX_TEXT} characters")
+    return value
+
+
+def _attributes(value, attribute_names: Sequence[str] | None) -> dict:
+    value = _object(value, "attributes", "{name: true | false | probability}")
     for name, want in value.items():
         number = isinstance(want, (int, float)) and not isinstance(want, bool)
         if not (isinstance(want, (bool, np.bool_)) or (number and 0 <= want <= 1 and math.isfinite(want))):
@@ -195,12 +197,7 @@ def _attributes(value, attribute_names: Sequence[str] | None) -> dict:
 
 
 def _fields(value, field_names: Sequence[str] | None) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"filter 'fields' must be an object {{column: value or [values]}}, not "
-                         f"{type(value).__name__}")
-    _names(value, "fields")
+    value = _object(value, "fields", "{column: value or [values]}")
     out = {}
     for name, v in value.items():
         if v in ("", [], None):

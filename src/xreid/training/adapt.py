@@ -23,14 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from xreid.distance import l2_normalise
-from xreid.training.loop import (
-    Checkpoints,
-    LossMeans,
-    optimiser_step,
-    refuse_changed_resume,
-    refuse_fresh_start,
-    start_run,
-)
+from xreid.training import loop
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +201,7 @@ def adapt_model(model, spec, images: np.ndarray, cfg: AdaptConfig, work: Path, t
     from xreid.models.checkpoint import load_safely, plain_data
     from xreid.training.losses import batch_hard_triplet_loss, feature_distillation_loss
 
-    start_run(cfg.seed)
+    loop.start_run(cfg.seed)
     work.mkdir(parents=True, exist_ok=True)
     ckpt_path = work / "adapt.pt"
     model.backbone.freeze_stages(cfg.freeze_stages)
@@ -216,12 +209,12 @@ def adapt_model(model, spec, images: np.ndarray, cfg: AdaptConfig, work: Path, t
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_round, start_batch, history, labels, centres = 0, 0, [], None, None
-    refuse_fresh_start(ckpt_path, resume, "an adaptation already runs", "choose another --out")
+    loop.refuse_fresh_start(ckpt_path, resume, "an adaptation already runs", "choose another --out")
     if ckpt_path.exists():
         ckpt = load_safely(ckpt_path)
-        refuse_changed_resume(ckpt_path, cfg.changes(ckpt.get("config", {})),
-                              "the options differ from the ones this adaptation started with",
-                              "resume with the same options or choose another --out")
+        loop.refuse_changed_resume(ckpt_path, cfg.changes(ckpt.get("config", {})),
+                                   "the options differ from the ones this adaptation started with",
+                                   "resume with the same options or choose another --out")
         if ckpt.get("images") != len(images):
             raise ValueError(f"{ckpt_path}: started on {ckpt.get('images')} crops, now {len(images)}; resume on "
                              f"the same input or choose another --out")
@@ -255,7 +248,7 @@ def adapt_model(model, spec, images: np.ndarray, cfg: AdaptConfig, work: Path, t
             raise ValueError(f"{cfg.teacher}: the teacher's embeddings have {mean.shape[1]} dimensions, the model's "
                              f"{dim}; distillation needs equal sizes")
     augment = BatchAugment(spec.input_size, pad=cfg.crop_pad, color=cfg.color_jitter)
-    checkpoints = Checkpoints(save, ckpt_path, cfg.checkpoint_minutes, max_batches, (start_round, start_batch))
+    checkpoints = loop.Checkpoints(save, ckpt_path, cfg.checkpoint_minutes, max_batches, (start_round, start_batch))
     with checkpoints.saved_on_interrupt():
         for rnd in range(start_round, cfg.rounds):
             if labels is None:  # a round resumed mid-way keeps its clusters and centroids
@@ -271,7 +264,7 @@ def adapt_model(model, spec, images: np.ndarray, cfg: AdaptConfig, work: Path, t
             batches = pseudo_batches(labels, cfg.p, cfg.k, cfg.batches, cfg.seed, rnd)
             unclustered = np.flatnonzero(~clustered)
             model.train()
-            meter = LossMeans()
+            meter = loop.LossMeans()
             bar = tqdm(total=cfg.batches, initial=start_batch, desc=f"round {rnd + 1}/{cfg.rounds}: training",
                        unit="batch", disable=not progress)
             tic = time.monotonic()
@@ -294,7 +287,7 @@ def adapt_model(model, spec, images: np.ndarray, cfg: AdaptConfig, work: Path, t
                 if teacher is not None:
                     target = augmented_targets(teacher, x, mean)
                     losses["mimic"] = cfg.teacher_weight * feature_distillation_loss(emb, target)
-                optimiser_step(optimizer, losses, f"in round {rnd + 1} batch {b}")
+                loop.optimiser_step(optimizer, losses, f"in round {rnd + 1} batch {b}")
                 meter.add(losses)
                 bar.set_postfix(meter.postfix())
                 bar.update(1)
