@@ -1,7 +1,9 @@
 """Faithfulness and cost of the visual maps: a deletion test on PETA-ReID true-match pairs.
 
     python benchmarks/bench_maps.py [--data-root DATA_ROOT] [--pairs 60] [--model M --head H] [--only attribute]
-                                    [--out STEM]
+                                    [--protocol peta-reid-val] [--maps NAME,...|all] [--joint NAME,...]
+                                    [--start N] [--out STEM]
+    python benchmarks/bench_maps.py --merge A.json B.json ... [--out STEM]
 
 For each (query, true match) pair and map type, the gallery image is cut into a grid of cells;
 cells are mean-filled most-salient first, in steps, and the explained score is recorded after each
@@ -14,10 +16,25 @@ and the scores are the library's (``xreid.explain.maps``; the pair similarity is
 PyTorch, which Grad-CAM needs. A model with its own attribute maps (AANet) has its attribute maps
 scored twice, Grad-CAM of its attribute head and its own class activation maps, each by the head's
 probability (what the report shows).
+
+``--protocol peta-reid-val`` draws the pairs from PETA-ReID-val's validation sets (to choose a map
+variant there; PETA-ReID test reports it). ``--maps`` picks map variants by name (``MAPS`` below;
+``all``: every one): occlusion with another fill (``occ-mean``, ``occ-noise``: the training cut-out,
+``occ-blur``) or of one branch's similarity (``occ-grey-global``), Grad-CAM or gradient x activation of
+the pair similarity as one target (``gc-sim``, ``gxa-sim``, ``-global`` for the global branch), the
+branch map (``gc-branches``). Every map is scored on the whole pair similarity (the existing test) and
+on each branch's similarity (``targets.branches``; an AANet: global, parts, regions, AAM), so a
+branch map is also read on its own vector. ``--joint`` maps with a query-side map also get the test
+with the query and the gallery image deleted together. The same 3 random orders per image serve as
+the baseline of every map (a paired comparison), and each distinct image is embedded once.
+``--start`` skips the first pairs of the drawn order (shards run side by side), ``--merge`` pools
+the per-pair ratios of several runs' JSON.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -32,8 +49,10 @@ from xreid.distance import cosine_similarity, l2_normalise
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.maps.attention import implicit_attention
 from xreid.explain.maps.attribute import attribute_maps, has_native_maps, native_attribute_maps
-from xreid.explain.maps.occlusion import occlusion_pair
+from xreid.explain.maps.branch import branch_pair_map, target_maps
+from xreid.explain.maps.occlusion import FILLS, occlusion_pair
 from xreid.explain.maps.pair import pair_maps, summed_pair_maps
+from xreid.explain.maps.targets import PairSimilarity, branches
 from xreid.models.loading import BUNDLED_HEAD, load_embedder, model_head_path
 
 GRID = (8, 4)  # cells: rows x cols
@@ -66,102 +85,266 @@ def auc(curve: np.ndarray) -> float:
     return float(np.trapezoid(curve, dx=1.0 / (len(curve) - 1)))
 
 
+class CachedEmbedder:
+    """The benchmark's adapter: each distinct image is embedded once per pair (occlusion of several
+    targets and deletion curves scored under several targets reuse the same images)."""
+
+    def __init__(self, embedder):
+        self.embedder, self.preprocess, self.cache = embedder, embedder.preprocess, {}
+
+    def embed_arrays(self, batch: np.ndarray) -> np.ndarray:
+        keys = [hashlib.blake2b(np.ascontiguousarray(im).tobytes(), digest_size=16).digest() for im in batch]
+        todo = [i for i, k in enumerate(keys) if k not in self.cache]
+        if todo:
+            for i, f in zip(todo, self.embedder.embed_arrays(np.stack([batch[i] for i in todo]))):
+                self.cache[keys[i]] = f
+        return np.stack([self.cache[k] for k in keys])
+
+
+class Deletion:
+    """The deletion test of one pair under several scores (name -> embeddings -> scores), with one set
+    of 3 random orders per image shared by every map."""
+
+    def __init__(self, emb: CachedEmbedder, gi: np.ndarray, qi: np.ndarray, scorers: dict, rng):
+        self.emb, self.gi, self.qi, self.scorers = emb, gi, qi, scorers
+        n = GRID[0] * GRID[1]
+        self.orders = [(rng.permutation(n), rng.permutation(n)) for _ in range(3)]
+        self.fq = emb.embed_arrays(qi[None])[0]
+        self.random = self._mean([self._curves(self.gi, o) for o, _ in self.orders])
+        self._random_joint = None
+
+    @staticmethod
+    def _mean(aucs: list[dict]) -> dict:
+        return {k: float(np.mean([a[k] for a in aucs])) for k in aucs[0]}
+
+    def _curves(self, image: np.ndarray, order: np.ndarray) -> dict:
+        feats = self.emb.embed_arrays(deletion_images(image, order))
+        return {k: auc(fn(feats, self.fq)) for k, fn in self.scorers.items()}
+
+    def ratios(self, saliency: np.ndarray) -> dict:
+        """AUC(map order) / AUC(random) of the gallery image's deletion, per score."""
+        got = self._curves(self.gi, np.argsort(cell_scores(saliency))[::-1])
+        return {k: got[k] / self.random[k] if self.random[k] > 1e-9 else float("nan") for k in got}
+
+    def _joint_auc(self, q_order: np.ndarray, g_order: np.ndarray) -> float:
+        fq = self.emb.embed_arrays(deletion_images(self.qi, q_order))
+        fg = self.emb.embed_arrays(deletion_images(self.gi, g_order))
+        return auc(cosine_similarity(fg, fq).diagonal())
+
+    def joint_ratio(self, q_saliency: np.ndarray, g_saliency: np.ndarray) -> float:
+        """The query and the gallery image deleted together, each by its own map; whole similarity."""
+        if self._random_joint is None:
+            self._random_joint = float(np.mean([self._joint_auc(oq, og) for og, oq in self.orders]))
+        got = self._joint_auc(np.argsort(cell_scores(q_saliency))[::-1], np.argsort(cell_scores(g_saliency))[::-1])
+        return got / self._random_joint if self._random_joint > 1e-9 else float("nan")
+
+
 def deletion_ratio(score_fn, image: np.ndarray, saliency: np.ndarray, rng) -> float:
+    """The test for one score of the image alone (attribute maps), with its own 3 random orders."""
     cells = cell_scores(saliency)
     base = auc(score_fn(deletion_images(image, np.argsort(cells)[::-1])))
     rand = np.mean([auc(score_fn(deletion_images(image, rng.permutation(len(cells))))) for _ in range(3)])
     return base / rand if rand > 1e-9 else float("nan")
 
 
-def pair_and_attention(model, tq, tg, gi: np.ndarray, similarity, rng, record) -> None:
-    """Score the report's summed Grad-CAM pair map and the implicit attention map of one pair."""
-    t = time.perf_counter()
-    _, _, g_maps = pair_maps(model, tq, tg, k=5)
-    pair_sal = summed_pair_maps(g_maps[0])[0]  # the report's pair map: the sum over the 5 dims
-    record("Grad-CAM pair (5 dims)", deletion_ratio(similarity, gi, pair_sal.values, rng), time.perf_counter() - t)
-    t = time.perf_counter()
-    att = implicit_attention(model, tg)
-    record("implicit attention (50 dims)", deletion_ratio(similarity, gi, att.values, rng), time.perf_counter() - t)
+def pair_maps_5(ctx) -> tuple:
+    """The report's pair map: the sum of the Grad-CAM maps of the pair's 5 top dims, per image."""
+    _, q_maps, g_maps = pair_maps(ctx["model"], ctx["tq"], ctx["tg"], k=5)
+    return summed_pair_maps(g_maps[0])[0].values, summed_pair_maps(q_maps[0])[0].values
+
+
+def _occlusion(fill: str, branch: str | None):
+    def make(ctx) -> tuple:
+        part = None if branch is None else ctx["branches"][branch]
+        return occlusion_pair(ctx["emb"], ctx["gi"], ctx["fq"], "g", part=part, fill=fill).values, None
+    return make
+
+
+def _target(method: str, branch: str | None):
+    def make(ctx) -> tuple:
+        part = slice(None) if branch is None else ctx["branches"][branch]
+        g = target_maps(ctx["model"], ctx["tg"], [PairSimilarity(ctx["fq"], part)], method)[0].values
+        q = target_maps(ctx["model"], ctx["tq"], [PairSimilarity(ctx["fg"], part)], method)[0].values
+        return g, q
+    return make
+
+
+def _branch_sum(method: str):
+    def make(ctx) -> tuple:
+        g, _ = branch_pair_map(ctx["model"], ctx["tg"], ctx["fq"], method)
+        q, _ = branch_pair_map(ctx["model"], ctx["tq"], ctx["fg"], method)
+        return g.values, q.values
+    return make
+
+
+#: name -> (what it is, the score it explains: 'sim' or 'sim:BRANCH', how to make it); BASELINE: the report's
+MAPS = {"occ-grey": ("occlusion, mid-grey patch (the report's)", "sim", _occlusion("grey", None)),
+        "gc-pair5": ("Grad-CAM pair map, sum over the 5 top dims (the report's default)", "sim", pair_maps_5),
+        "attention": ("implicit attention (50 dims)", "sim",
+                      lambda ctx: (implicit_attention(ctx["model"], ctx["tg"]).values, None))}
+for _fill in FILLS[1:]:
+    MAPS[f"occ-{_fill}"] = (f"occlusion, {_fill} fill", "sim", _occlusion(_fill, None))
+for _fill in FILLS:
+    MAPS[f"occ-{_fill}-global"] = (f"occlusion of the global branch's similarity, {_fill} fill", "sim:global",
+                                   _occlusion(_fill, "global"))
+for _b in ("parts", "regions", "aam"):
+    MAPS[f"occ-grey-{_b}"] = (f"occlusion of the {_b} branch's similarity, mid-grey", f"sim:{_b}", _occlusion("grey", _b))
+for _m, _what in (("gc", "Grad-CAM"), ("gxa", "gradient x activation")):
+    MAPS[f"{_m}-sim"] = (f"{_what} of the pair similarity", "sim", _target(_m.replace("gc", "gradcam").replace("gxa", "gradxact"), None))
+    for _b in ("global", "parts", "regions", "aam") if _m == "gc" else ("global",):
+        MAPS[f"{_m}-sim-{_b}"] = (f"{_what} of the {_b} branch's similarity", f"sim:{_b}",
+                                  _target("gradcam" if _m == "gc" else "gradxact", _b))
+    MAPS[f"{_m}-branches"] = (f"branch map: {_what} per branch, weighted by its term", "sim",
+                              _branch_sum("gradcam" if _m == "gc" else "gradxact"))
+BASELINE = ("occ-grey", "gc-pair5", "attention")
+
+
+def summarise(ratios: dict[str, list[float]]) -> dict:
+    v = np.array([x for x in ratios if np.isfinite(x)])
+    return {"mean_ratio": float(v.mean()), "median_ratio": float(np.median(v)), "share_below_1": float((v < 1).mean()),
+            "pairs": int(len(v))}
+
+
+def draw_pairs(protocol: str, data_root, n: int, start: int, rng) -> tuple:
+    proto = load_protocol(protocol, data_root)
+    pairs = []
+    for ts in proto.test_sets:
+        gal = {r.pid: r for r in ts.gallery}
+        pairs += [(q, gal[q.pid]) for q in ts.query if q.pid in gal]
+    return proto, [pairs[i] for i in rng.permutation(len(pairs))[start:start + n]]
 
 
 def main() -> None:
     ap = parser(__doc__)
     ap.add_argument("--pairs", type=int, default=60)
+    ap.add_argument("--start", type=int, default=0, help="skip the first N pairs of the drawn order")
+    ap.add_argument("--protocol", choices=("peta-reid", "peta-reid-val"), default="peta-reid",
+                    help="draw the pairs from this protocol's test (or validation) sets")
     ap.add_argument("--occlusion-model", type=Path, default=M0277,
-                    help="a black-box model explained by occlusion too (default: OMZ 0277; skipped if absent)")
+                    help="a black-box model explained by occlusion too (default: OMZ 0277; skipped if absent; 'none')")
     ap.add_argument("--model", default="default", help="the xreid model whose maps are scored ('default' or a .pt)")
     ap.add_argument("--head", type=Path, default=None,
                     help="its attribute head (default: the bundled head, or the model's own NAME_head.npz)")
     ap.add_argument("--only", choices=("attribute",), default=None,
                     help="score only the attribute maps (no pair maps, attention or occlusion)")
+    ap.add_argument("--maps", default=",".join(BASELINE),
+                    help=f"pair-map variants to score, by name, or 'all' (default: {','.join(BASELINE)}; "
+                         f"known: {','.join(MAPS)})")
+    ap.add_argument("--joint", default="", help="maps also scored with the query and gallery deleted together")
+    ap.add_argument("--no-attributes", action="store_true", help="skip the attribute maps")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, help="pool the per-pair ratios of these runs' JSON")
     args = parse(ap)
     report = Report(args.out)
+    if args.merge:
+        return merge(args.merge, report)
+    names = list(MAPS) if args.maps == "all" else [m.strip() for m in args.maps.split(",") if m.strip()]
+    joint = [m.strip() for m in args.joint.split(",") if m.strip()]
+    bad = [m for m in names + joint if m not in MAPS]
+    if bad:
+        ap.error(f"unknown map(s) {', '.join(bad)}; known: {', '.join(MAPS)}")
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    proto = load_protocol("peta-reid", args.data_root)
-    pairs = []
-    for ts in proto.test_sets:
-        gal = {r.pid: r for r in ts.gallery}
-        pairs += [(q, gal[q.pid]) for q in ts.query if q.pid in gal]
-    pairs = [pairs[i] for i in rng.permutation(len(pairs))[:args.pairs]]
+    proto, pairs = draw_pairs(args.protocol, args.data_root, args.pairs, args.start, rng)
     head_path = args.head or (BUNDLED_HEAD if args.model == "default" else model_head_path(args.model))
     head = AttributeHead.load(head_path)
-    models = {"default": load_embedder(args.model, backend="torch")}
-    head.check_model(models["default"], "--head")
-    if args.occlusion_model.is_file() and args.only is None:
-        models["0277 (black box)"] = load_embedder(args.occlusion_model)
-    ratios: dict[str, list[float]] = {}
+    torch_emb = load_embedder(args.model, backend="torch")
+    head.check_model(torch_emb, "--head")
+    fast = load_embedder(args.model)  # forward passes only: the exported copy where there is one
+    model = torch_emb.model
+    parts = branches(model)
+    scorers = {"sim": lambda f, fq: cosine_similarity(f, fq[None])[:, 0]}
+    if len(parts) > 1:
+        scorers.update({f"sim:{b}": (lambda f, fq, p=p: PairSimilarity(fq, p).scores(f)) for b, p in parts.items()})
+    control = None
+    if str(args.occlusion_model) != "none" and Path(args.occlusion_model).is_file() and args.only is None:
+        control = load_embedder(args.occlusion_model)
+    per_pair: dict[str, dict[str, list[float]]] = {}
     costs: dict[str, list[float]] = {}
 
-    def record(name: str, ratio: float, seconds: float) -> None:
-        ratios.setdefault(name, []).append(ratio)
+    def record(name: str, ratios: dict, seconds: float) -> None:
+        for k, v in ratios.items():
+            per_pair.setdefault(name, {}).setdefault(k, []).append(float(v))
         costs.setdefault(name, []).append(seconds)
 
-    for q, g in pairs:
-        for label, emb in models.items():
-            qi = resize_rgb(load_image(proto.image_root / q.path), emb.preprocess.size)
-            gi = resize_rgb(load_image(proto.image_root / g.path), emb.preprocess.size)
-            fq = l2_normalise(emb.embed_arrays(qi[None])[0])
-
-            def similarity(batch: np.ndarray, emb=emb, fq=fq) -> np.ndarray:
-                return cosine_similarity(emb.embed_arrays(batch), fq[None])[:, 0]
-
-            model = emb.model if label == "default" else None
-            tq, tg = to_tensor_batch(qi[None]), to_tensor_batch(gi[None])
-            if args.only is None:
+    tic = time.perf_counter()
+    for n, (q, g) in enumerate(pairs, 1):
+        qi = resize_rgb(load_image(proto.image_root / q.path), fast.preprocess.size)
+        gi = resize_rgb(load_image(proto.image_root / g.path), fast.preprocess.size)
+        emb = CachedEmbedder(fast)
+        tq, tg = to_tensor_batch(qi[None]), to_tensor_batch(gi[None])
+        if args.only is None:
+            test = Deletion(emb, gi, qi, scorers, rng)
+            ctx = {"model": model, "emb": emb, "gi": gi, "qi": qi, "tq": tq, "tg": tg, "fq": test.fq,
+                   "fg": emb.embed_arrays(gi[None])[0], "branches": parts}
+            for name in names:
                 t = time.perf_counter()
-                occ = occlusion_pair(emb, gi, fq, "g")
-                record(f"occlusion pair [{label}]", deletion_ratio(similarity, gi, occ.values, rng),
-                       time.perf_counter() - t)
-            if model is None:
-                continue
-            if args.only is None:
-                pair_and_attention(model, tq, tg, gi, similarity, rng, record)
+                g_map, q_map = MAPS[name][2](ctx)
+                ratios = test.ratios(g_map)
+                if name in joint and q_map is not None:
+                    ratios["joint"] = test.joint_ratio(q_map, g_map)
+                record(name, ratios, time.perf_counter() - t)
+            if control is not None:
+                cemb = CachedEmbedder(control)
+                cq, cg = (resize_rgb(load_image(proto.image_root / r.path), control.preprocess.size) for r in (q, g))
+                ctest = Deletion(cemb, cg, cq, {"sim": scorers["sim"]}, rng)
+                t = time.perf_counter()
+                occ = occlusion_pair(cemb, cg, ctest.fq, "g")
+                record("occ-grey [0277 (black box)]", ctest.ratios(occ.values), time.perf_counter() - t)
+        if not args.no_attributes:
             probs = head.predict(emb.embed_arrays(gi[None]))[0]
             a = int(np.argmax(probs))
             t = time.perf_counter()
             am = attribute_maps(model, head, tg, [head.names[a]], native=False)[0]
-            attr_score = lambda batch, a=a, emb=emb: head.predict(emb.embed_arrays(batch))[:, a]  # noqa: E731
-            record("attribute map (most probable attribute)", deletion_ratio(attr_score, gi, am.values, rng),
+            attr_score = lambda batch, a=a: head.predict(emb.embed_arrays(batch))[:, a]  # noqa: E731
+            record("attribute map (most probable attribute)", {"attribute": deletion_ratio(attr_score, gi, am.values, rng)},
                    time.perf_counter() - t)
             if has_native_maps(model, [head.names[a]]):  # an AANet model's own CAM of that attribute
                 t = time.perf_counter()
                 nm = native_attribute_maps(model, tg, [head.names[a]])[0]
-                record("attribute map, the model's own CAM", deletion_ratio(attr_score, gi, nm.values, rng),
+                record("attribute map, the model's own CAM", {"attribute": deletion_ratio(attr_score, gi, nm.values, rng)},
                        time.perf_counter() - t)
+        print(f"pair {n}/{len(pairs)} done, {time.perf_counter() - tic:.0f} s", flush=True)
+    header = [f"{len(pairs)} true-match pairs from the {args.protocol} "
+              f"{'validation' if args.protocol.endswith('val') else 'test'} sets (drawn order from {args.start}); "
+              f"grid {GRID[0]}x{GRID[1]} cells, {STEPS} steps"]
     if args.model != "default" or args.head is not None:
-        report.print(f"model {relative(args.model)}, head {relative(head_path)}")
-    report.print(f"{len(pairs)} true-match pairs from the PETA-ReID test sets; grid {GRID[0]}x{GRID[1]} cells, {STEPS} steps")
-    out, rows = {}, []
-    for name, vals in ratios.items():
-        v = np.array([x for x in vals if np.isfinite(x)])
-        out[name] = {"mean_ratio": float(v.mean()), "median_ratio": float(np.median(v)),
-                     "share_below_1": float((v < 1).mean()), "seconds_per_pair": float(np.mean(costs[name]))}
-        o = out[name]
-        rows.append([name, f"{o['mean_ratio']:.3f}", f"{o['median_ratio']:.3f}", f"{100 * o['share_below_1']:.0f} %",
-                     f"{o['seconds_per_pair']:.2f}"])
-    report.table(["map type", "deletion AUC ratio (map / random), mean", "median", "share of pairs < 1", "s per pair"], rows)
+        header.insert(0, f"model {relative(args.model)}, head {relative(head_path)}")
+    table(report, header, per_pair, {k: float(np.mean(v)) for k, v in costs.items()})
+
+
+def table(report: Report, header: list[str], per_pair: dict, seconds: dict) -> None:
+    for line in header:
+        report.print(line)
+    out, rows = {"header": header, "per_pair": per_pair, "seconds": seconds, "maps": {}}, []
+    for name, by_score in per_pair.items():
+        own = MAPS[name][1] if name in MAPS else ("sim" if "sim" in by_score else "attribute")
+        main = by_score.get("sim", by_score.get("attribute"))
+        s = summarise(main)
+        o = summarise(by_score[own]) if own in by_score else s
+        j = summarise(by_score["joint"]) if "joint" in by_score else None
+        out["maps"][name] = {"what": MAPS[name][0] if name in MAPS else name, "own_target": own, **s,
+                             "own_target_mean_ratio": o["mean_ratio"], "seconds_per_pair": seconds.get(name),
+                             "joint_mean_ratio": j["mean_ratio"] if j else None,
+                             "per_score_mean": {k: summarise(v)["mean_ratio"] for k, v in by_score.items()}}
+        rows.append([name, f"{s['mean_ratio']:.3f}", f"{s['median_ratio']:.3f}", f"{100 * s['share_below_1']:.0f} %",
+                     own, f"{o['mean_ratio']:.3f}", f"{j['mean_ratio']:.3f}" if j else "-",
+                     f"{seconds[name]:.2f}" if seconds.get(name) is not None else "-"])
+    report.table(["map", "deletion AUC ratio (map / random), whole similarity, mean", "median", "pairs < 1",
+                  "own target", "ratio on own target, mean", "joint deletion (query + gallery), mean",
+                  "s per pair"], rows)
     report.save(out)
+
+
+def merge(paths: list[Path], report: Report) -> None:
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    per_pair: dict = {}
+    for run in runs:
+        for name, by_score in run["per_pair"].items():
+            for k, v in by_score.items():
+                per_pair.setdefault(name, {}).setdefault(k, []).extend(v)
+    seconds = {name: float(np.mean([r["seconds"][name] for r in runs if name in r["seconds"]])) for name in per_pair}
+    header = [f"merged: {', '.join(relative(p) for p in paths)}"] + [h for r in runs for h in r["header"]]
+    table(report, header, per_pair, seconds)
 
 
 if __name__ == "__main__":

@@ -208,6 +208,10 @@ class AANet(BackboneNet):
         self.heads = AANetHeads(self.backbone.out_channels, spec.num_classes, extra["regions"], extra["aam"], hidden)
         self.embedding_dim = hidden * (1 + PARTS + len(REGIONS) + 1) if self.descriptor == "all" else hidden
 
+    def descriptor_branches(self) -> dict[str, slice]:
+        """Where each branch's vector lies in the embedding (``descriptor_branches``)."""
+        return descriptor_branches(self.descriptor, self.heads.global_id.reduce[0].out_features)
+
     def _feature_rows(self, height: int) -> int:
         """Rows of the backbone's last map for inputs ``height`` pixels tall (one narrow pass, no statistics
         updated)."""
@@ -239,6 +243,20 @@ DESCRIPTORS = ("all", "global")
 def ranking_descriptor(out: dict, descriptor: str = "all") -> torch.Tensor:
     """The embedding an AANet ranks with, from its heads' outputs (``AANetHeads.forward``); see DESCRIPTORS."""
     return out["descriptor"] if descriptor == "all" else out["global_bn"]
+
+
+def descriptor_branches(descriptor: str = "all", hidden: int = 256) -> dict[str, slice]:
+    """The slice of the ranking descriptor each AANet branch fills: for 'all', global (V), parts (6 x V),
+    attribute regions (4 x V), AAM (V), in the order ``AANetHeads.forward`` concatenates them; for
+    'global', the whole descriptor is the global branch."""
+    if descriptor != "all":
+        return {"global": slice(0, hidden)}
+    sizes = {"global": hidden, "parts": PARTS * hidden, "regions": len(REGIONS) * hidden, "aam": hidden}
+    out, start = {}, 0
+    for name, size in sizes.items():
+        out[name] = slice(start, start + size)
+        start += size
+    return out
 
 
 def aanet_extra(attributes: Sequence[str], hidden: int = 256, descriptor: str = "all") -> dict:
