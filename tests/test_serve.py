@@ -408,3 +408,15 @@ def test_killing_the_server_during_index_add_loses_nothing(case, tiny_model, hea
     committed = GalleryIndex.open(case)
     assert 58 <= len(committed) < 210 and (len(committed) - 50) % 4 == 0  # whole batches of 4 after the 50
     assert committed.keys[:50].tolist() == index.keys.tolist()
+
+
+def test_the_page_default_leaves_out_a_map_measured_near_chance(client, session):
+    uid = _upload(client, _png(), "query.png").json()["id"]
+    res = _search(client, uploads=[uid], k=3).json()
+    sid, item = res["search"], res["results"][0]["id"]
+    assert '<span class="jet">' in client.get(f"/api/searches/{sid}/items/{item}/explanation.html").text  # maps drawn
+    session.map_quality = {"pair": {"deletion_ratio": 0.97, "pairs": 100, "protocol": "PETA-ReID test"}}
+    page = client.get(f"/api/searches/{sid}/items/{item}/explanation.html").text
+    assert '<span class="jet">' not in page and "pair maps are not drawn by default" in page and "0.970" in page
+    forced = client.get(f"/api/searches/{sid}/items/{item}/explanation.html?maps=pair").text
+    assert '<span class="jet">' in forced and "not drawn by default" not in forced

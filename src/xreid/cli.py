@@ -272,7 +272,8 @@ def explain(
     filter_mode: Annotated[str, typer.Option(help="'rerank' (violators sink) or 'keep' (violators dropped).")] = "rerank",
     maps: Annotated[Optional[str], typer.Option(
         help="Visual maps: any of pair,attention,attributes (Grad-CAM, xreid models) and occlusion (every model), "
-             "or 'none'. Default: pair for xreid models, none for black-box models (occlusion takes seconds "
+             "or 'none'. Default: pair for xreid models (unless the model's map-quality record measured them "
+             "near chance: the report then says so), none for black-box models (occlusion takes seconds "
              "per result).")] = None,
     map_dims: Annotated[int, typer.Option(min=1, help="Pair maps: embedding dims per pair.")] = 5,
     interpreter: Annotated[Optional[Path], typer.Option(
@@ -283,10 +284,10 @@ def explain(
     """Rank a gallery for a query and explain the top results in attributes (HTML + JSON)."""
     from xreid.rendering.text import ranking_lines
     from xreid.workflows.explain import explain as run_explain
-    from xreid.workflows.explain import map_kinds, maps_folder, write_report
+    from xreid.workflows.explain import map_choice, maps_folder, write_report
     from xreid.workflows.loading import load_interpreter
 
-    kinds = map_kinds(maps, opts.model)  # the other options are checked once, by the workflow, before any embedding
+    kinds, map_notes = map_choice(maps, opts.model)  # the other options are checked once, by the workflow, before any embedding
     outputs(out, json_out, folders=(maps_folder(out) if kinds or interpreter else None,))
     interp = load_interpreter(interpreter)
     embedder = opts.load()  # xreid models keep their PyTorch module at hand for Grad-CAM maps
@@ -296,7 +297,7 @@ def explain(
                          test_set=test_set, query_index=query_index, query_id=query_id, top_k=top_k,
                          threshold=threshold, filter=filter_text, filter_mode=filter_mode, maps=kinds,
                          map_dims=map_dims, model_name=opts.model, interpreter=interp, fusion=fused,
-                         attribute_embedder=attr_embedder)
+                         attribute_embedder=attr_embedder, map_notes=map_notes)
     write_report(result, out, json_out)
     echo(ranking_lines(result.explanation) + [f"note: {note}" for note in result.notes])
     list_skipped(result.skipped)

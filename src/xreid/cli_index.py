@@ -374,7 +374,7 @@ def serve(
     check_bind(host, token)
     embedder = opts.load()
     session = CaseSession.open(case, embedder, load_head(opts.model, head), resolve_data_root(data_root),
-                               workdir=workdir, threshold=threshold,
+                               workdir=workdir, threshold=threshold, model=opts.model,
                                limits=Limits(max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels))
     if session.calibration is None:
         typer.echo(f"note: {case} has no same-person calibration (run `xreid index calibrate {case}` with the same "

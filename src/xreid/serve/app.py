@@ -350,7 +350,9 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
     def mark(req: MarkRequest):
         return session.mark(req.search, req.item, req.mark)
 
-    maps_query = Query("pair", description="maps to compute: none, or any of pair, attention, attributes, occlusion")
+    maps_query = Query("default", description="maps to compute: none, default (the model's default maps, less those "
+                                              "its map-quality record measured near chance; the page says why), or "
+                                              "any of pair, attention, attributes, occlusion")
 
     @app.get("/api/searches/{search_id}/items/{item}/explanation.html", response_class=HTMLResponse, responses=ERRORS,
              summary="One result explained (the report's card: every attribute, the composition, maps)")

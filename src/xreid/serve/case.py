@@ -40,7 +40,7 @@ from xreid.index.filters import parse_filter
 from xreid.index.gallery import DamagedSegment, GalleryIndex, read_manifest
 from xreid.index.metadata import PID
 from xreid.io import atomic_write
-from xreid.models.embedders import Embedder
+from xreid.models.embedders import Embedder, TorchEmbedder
 from xreid.rendering.charts import composition
 from xreid.rendering.description import reason_line
 from xreid.rendering.words import CHIP_AT, query_chips, result_line
@@ -131,7 +131,7 @@ class CaseSession:
 
     def __init__(self, case: str | Path, embedder: Embedder, head: AttributeHead, data_root: Path,
                  workdir: str | Path | None = None, calibration=None, limits: Limits = Limits(),
-                 threshold: float | None = None):
+                 threshold: float | None = None, map_quality: dict | None = None):
         self.case = Path(case)
         manifest = read_manifest(self.case)
         check_binding(self.case, manifest.get("identity"), embedder.identity(),
@@ -141,6 +141,7 @@ class CaseSession:
                       remedy="Serve it with the --head it was built with.")
         self.embedder, self.head, self.data_root, self.limits = embedder, head, Path(data_root), limits
         self.calibration = calibration
+        self.map_quality = map_quality  # map type -> its recorded figures (``xreid.models.map_quality``), or None
         self.threshold = float(threshold if threshold is not None else getattr(calibration, "threshold", 0.5))
         self.workdir = Path(workdir) if workdir is not None else self.case / "serve"
         try:
@@ -167,13 +168,17 @@ class CaseSession:
     @classmethod
     def open(cls, case: str | Path, embedder: Embedder, head: AttributeHead, data_root: Path,
              workdir: str | Path | None = None, threshold: float | None = None,
-             limits: Limits = Limits()) -> "CaseSession":
+             limits: Limits = Limits(), model: str | None = None) -> "CaseSession":
         """A session on ``case`` with its same-person calibration: the case's own, else the one shipped
-        for the bundled model, else none (results are then shown without a probability)."""
+        for the bundled model, else none (results are then shown without a probability); and the
+        map-quality record of ``model`` (the --model given), which decides the default maps."""
+        from xreid.models.map_quality import load_map_quality
         from xreid.workflows.match_calibration import load_match_calibration
 
+        quality = load_map_quality(model) if model is not None else None
         return cls(case, embedder, head, data_root, workdir=workdir, threshold=threshold, limits=limits,
-                   calibration=load_match_calibration(Path(case), embedder.identity()))
+                   calibration=load_match_calibration(Path(case), embedder.identity()),
+                   map_quality=quality.maps if quality else None)
 
     # -- the index, kept current --
 
@@ -524,9 +529,11 @@ class CaseSession:
             raise NotFound(f"gallery image {i} ({public_key(key)}) cannot be read under the server's data root: "
                                f"{exc.problem}") from None
 
-    def explain(self, sid: str, items: list[int] | None = None, maps: str | None = "pair") -> Explained:
+    def explain(self, sid: str, items: list[int] | None = None, maps: str | None = "default") -> Explained:
         """The full explanation (``xreid explain``'s) of ``items`` of search ``sid`` (default: all its
-        results), with ``maps`` computed now."""
+        results), with ``maps`` computed now: named types, 'none' (or None), or 'default' (the default
+        kinds for an xreid model less those its map-quality record measured near chance, with a note
+        saying why; none for a black box)."""
         s = self.get_search(sid)
         if s.vector is None:
             raise InvalidInput(f"search {sid} is a search by description: an explanation compares a result with a "
@@ -538,8 +545,12 @@ class CaseSession:
         if not items:
             raise InvalidInput(f"search {sid} has no results to explain")
         index = self.index
+        notes = []
         try:
-            kinds = parse_kinds(maps) if maps and maps != "none" else []
+            if maps == "default":
+                kinds, notes = self.default_maps()
+            else:
+                kinds = parse_kinds(maps) if maps and maps != "none" else []
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
         original, qpath, qkey, qpid = self._query_image(s)
@@ -548,7 +559,6 @@ class CaseSession:
                 raise NotFound(f"gallery image {i} ({public_key(index.key(i))}) not found under the "
                                    f"server's data root")
         hits = s.hits.take([s.ids.index(i) for i in items])  # ranks as the search gave them
-        notes = []
         if len(s.uploads) + len(s.items) > 1:
             notes.append(f"The query is the mean of {len(s.uploads) + len(s.items)} images (the uploaded query and "
                          f"confirmed matches); the maps are drawn on the first.")
@@ -557,6 +567,16 @@ class CaseSession:
                                notes=notes, kinds=kinds, model_name=self.embedder.name)
         self.audit.write("explain", search=sid, items=list(items), maps=kinds)
         return out
+
+    def default_maps(self) -> tuple[list[str], list[str]]:
+        """The map types drawn when none is named, and why any default one is left out
+        (``xreid.explain.maps.quality``): none for a model without gradients."""
+        from xreid.explain.maps.compute import DEFAULT_KINDS
+        from xreid.explain.maps.quality import default_map_choice
+
+        if not isinstance(self.embedder, TorchEmbedder):
+            return [], []
+        return default_map_choice(DEFAULT_KINDS, self.map_quality)
 
     def report(self, sid: str, maps: str | None = None, html: bool = True) -> tuple[str | None, dict]:
         """The self-contained HTML report (None without ``html``) and the JSON of a search's results,

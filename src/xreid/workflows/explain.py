@@ -176,13 +176,22 @@ def read_query(path: Path) -> np.ndarray:
         raise ValueError(f"query image unusable: {exc}") from None
 
 
-def map_kinds(maps: str | None, model: str) -> list[str]:
-    """The maps ``--maps`` asks for; by default pair maps for one xreid model, none for black boxes."""
+def map_choice(maps: str | None, model: str) -> tuple[list[str], list[str]]:
+    """The maps ``--maps`` asks for (a named type is always drawn), and the notes of the default choice:
+    without ``--maps``, the default kinds (``DEFAULT_KINDS``) for one xreid model, none for black boxes,
+    less those the model's map-quality record (``xreid.models.map_quality``) measured near chance
+    (``xreid.explain.maps.quality``), each with a note saying why."""
+    from xreid.explain.maps.compute import DEFAULT_KINDS
+    from xreid.explain.maps.quality import default_map_choice
+    from xreid.models.map_quality import load_map_quality
     from xreid.workflows.loading import is_xreid_model
 
-    if maps is None:
-        return ["pair"] if is_xreid_model(model) else []
-    return [] if maps.strip() == "none" else parse_kinds(maps)
+    if maps is not None:
+        return ([] if maps.strip() == "none" else parse_kinds(maps)), []
+    if not is_xreid_model(model):
+        return [], []
+    quality = load_map_quality(model)
+    return default_map_choice(DEFAULT_KINDS, quality.maps if quality else None)
 
 
 def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = None,
@@ -191,7 +200,7 @@ def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = 
             query_id: str | None = None, top_k: int = 10, threshold: float = 0.3, filter: str | dict | Filter | None = None,
             filter_mode: str = "rerank", maps: str | Sequence[str] | None = None, map_dims: int = 5,
             model_name: str | None = None, interpreter=None, fusion: Fusion | None = None,
-            attribute_embedder: Embedder | None = None) -> Explained:
+            attribute_embedder: Embedder | None = None, map_notes: Sequence[str] = ()) -> Explained:
     """Rank a gallery for a query and explain the top ``top_k`` results (docs/METHODS.md).
 
     Either ``query`` and ``gallery`` (a folder, CSV list, ``.npz`` or list of image files), or a
@@ -204,7 +213,8 @@ def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = 
     each result's distance and its attention maps. ``fusion`` (``xreid fuse fit``;
     ``attribute_embedder`` is the model its attribute head reads, by default ``embedder``) ranks by
     the fused distance and splits it into the model's part and each attribute's part. Options are
-    checked (once) before any image is embedded.
+    checked (once) before any image is embedded. ``map_notes``: why default map types were left out
+    (``map_choice``), shown with the report's notes.
     """
     root = resolve_data_root(data_root)
     check_options(top_k, threshold)
@@ -218,7 +228,7 @@ def explain(embedder: Embedder, head: AttributeHead, query: Path | str | None = 
     if fusion is not None:
         fusion.check_model(embedder)
         fusion.check_vocabulary(head.names, "attribute head of the explanation")
-    notes: list[str] = []
+    notes: list[str] = list(map_notes)
     if protocol:
         from xreid.data.protocol import load_protocol
 

@@ -22,6 +22,9 @@ from xreid.models.embedders import Embedder, TorchEmbedder
 
 GRADIENT_KINDS = ("pair", "attention", "attributes")
 MAP_KINDS = GRADIENT_KINDS + ("occlusion",)
+#: what a report of one xreid model draws when no map type is named (less those measured near chance:
+#: ``quality.default_map_choice``); black-box models get none (occlusion costs seconds per result)
+DEFAULT_KINDS = ("pair",)
 #: map methods added beside the built-in kinds, by name: ``method(embedder, head, images, keys,
 #: dominant) -> list[SaliencyMap]`` (``images`` and ``dominant`` as ``compute_maps`` has them). A new
 #: method is one module that calls ``register_map``, plus its line in ``MAP_MODULES``.

@@ -404,7 +404,7 @@ function loadDetail() {
 
 function updateExport() {
   if (!state.search) return;
-  const maps = $("export-maps").checked ? "pair" : "none";
+  const maps = $("export-maps").checked ? "default" : "none";
   $("export-html").href = `/api/searches/${state.search.search}/report.html?maps=${maps}`;
   $("export-json").href = `/api/searches/${state.search.search}/report.json`;
 }
