@@ -3,7 +3,7 @@
     python benchmarks/bench_maps.py [--data-root DATA_ROOT] [--pairs 60] [--model M --head H] [--only attribute]
                                     [--protocol peta-reid-val] [--maps NAME,...|all] [--joint NAME,...]
                                     [--start N] [--out STEM]
-    python benchmarks/bench_maps.py --merge A.json B.json ... [--out STEM]
+    python benchmarks/bench_maps.py --merge A.json B.json ... [--out STEM] [--record --model M --protocol P]
 
 For each (query, true match) pair and map type, the gallery image is cut into a grid of cells;
 cells are mean-filled most-salient first, in steps, and the explained score is recorded after each
@@ -28,13 +28,17 @@ branch map is also read on its own vector. ``--joint`` maps with a query-side ma
 with the query and the gallery image deleted together. The same 3 random orders per image serve as
 the baseline of every map (a paired comparison), and each distinct image is embedded once.
 ``--start`` skips the first pairs of the drawn order (shards run side by side), ``--merge`` pools
-the per-pair ratios of several runs' JSON.
+the per-pair ratios of several runs' JSON. ``--record`` writes the model's map-quality record
+(``xreid.models.map_quality``: the report's map types, pair / occlusion / attention, with their mean
+ratios), which decides the report's default maps (``xreid.explain.maps.quality``); make it on
+PETA-ReID-val pairs, where choices are made.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -53,7 +57,9 @@ from xreid.explain.maps.branch import branch_pair_map, target_maps
 from xreid.explain.maps.occlusion import FILLS, occlusion_pair
 from xreid.explain.maps.pair import pair_maps, summed_pair_maps
 from xreid.explain.maps.targets import PairSimilarity, branches
-from xreid.models.loading import BUNDLED_HEAD, load_embedder, model_head_path
+from xreid.models.fingerprint import fingerprint
+from xreid.models.loading import BUNDLED_HEAD, load_embedder, model_head_path, resolve_model_path
+from xreid.models.map_quality import MapQuality, map_quality_path
 
 GRID = (8, 4)  # cells: rows x cols
 STEPS = 16
@@ -197,6 +203,8 @@ for _m, _what in (("gc", "Grad-CAM"), ("gxa", "gradient x activation")):
     MAPS[f"{_m}-branches"] = (f"branch map: {_what} per branch, weighted by its term", "sim",
                               _branch_sum("gradcam" if _m == "gc" else "gradxact"))
 BASELINE = ("occ-grey", "gc-pair5", "attention")
+#: the report's map types (``--maps`` of xreid explain) and the row that scores each
+REPORT_KINDS = {"pair": "gc-pair5", "occlusion": "occ-grey", "attention": "attention"}
 
 
 def summarise(ratios: dict[str, list[float]]) -> dict:
@@ -233,10 +241,16 @@ def main() -> None:
     ap.add_argument("--joint", default="", help="maps also scored with the query and gallery deleted together")
     ap.add_argument("--no-attributes", action="store_true", help="skip the attribute maps")
     ap.add_argument("--merge", type=Path, nargs="+", default=None, help="pool the per-pair ratios of these runs' JSON")
+    ap.add_argument("--record", action="store_true",
+                    help="write the model's map-quality record (NAME_map_quality.json beside it: the report's map "
+                         "types and their mean ratios, which decide its default maps); with --merge, of the pooled runs")
     args = parse(ap)
     report = Report(args.out)
     if args.merge:
-        return merge(args.merge, report)
+        out = merge(args.merge, report)
+        if args.record:
+            record_quality(args.model, out, args.protocol)
+        return
     names = list(MAPS) if args.maps == "all" else [m.strip() for m in args.maps.split(",") if m.strip()]
     joint = [m.strip() for m in args.joint.split(",") if m.strip()]
     bad = [m for m in names + joint if m not in MAPS]
@@ -309,10 +323,25 @@ def main() -> None:
               f"grid {GRID[0]}x{GRID[1]} cells, {STEPS} steps"]
     if args.model != "default" or args.head is not None:
         header.insert(0, f"model {relative(args.model)}, head {relative(head_path)}")
-    table(report, header, per_pair, {k: float(np.mean(v)) for k, v in costs.items()})
+    out = table(report, header, per_pair, {k: float(np.mean(v)) for k, v in costs.items()})
+    if args.record:
+        record_quality(args.model, out, args.protocol)
 
 
-def table(report: Report, header: list[str], per_pair: dict, seconds: dict) -> None:
+def record_quality(model: str, out: dict, protocol: str) -> None:
+    """Write ``model``'s map-quality record from a run's figures (the report's map types present)."""
+    path = resolve_model_path(model)
+    maps = {kind: {"deletion_ratio": round(out["maps"][row]["mean_ratio"], 4), "pairs": out["maps"][row]["pairs"],
+                   "share_below_1": round(out["maps"][row]["share_below_1"], 3), "protocol": protocol,
+                   "command": "python benchmarks/bench_maps.py " + " ".join(sys.argv[1:])}
+            for kind, row in REPORT_KINDS.items() if row in out["maps"]}
+    target = map_quality_path(path)
+    MapQuality(maps, {"model": str(model), "fingerprint": fingerprint(path)},
+               notes=out["header"]).save(target)
+    print(f"wrote {relative(target)}")
+
+
+def table(report: Report, header: list[str], per_pair: dict, seconds: dict) -> dict:
     for line in header:
         report.print(line)
     out, rows = {"header": header, "per_pair": per_pair, "seconds": seconds, "maps": {}}, []
@@ -333,9 +362,10 @@ def table(report: Report, header: list[str], per_pair: dict, seconds: dict) -> N
                   "own target", "ratio on own target, mean", "joint deletion (query + gallery), mean",
                   "s per pair"], rows)
     report.save(out)
+    return out
 
 
-def merge(paths: list[Path], report: Report) -> None:
+def merge(paths: list[Path], report: Report) -> dict:
     runs = [json.loads(Path(p).read_text()) for p in paths]
     per_pair: dict = {}
     for run in runs:
@@ -344,7 +374,7 @@ def merge(paths: list[Path], report: Report) -> None:
                 per_pair.setdefault(name, {}).setdefault(k, []).extend(v)
     seconds = {name: float(np.mean([r["seconds"][name] for r in runs if name in r["seconds"]])) for name in per_pair}
     header = [f"merged: {', '.join(relative(p) for p in paths)}"] + [h for r in runs for h in r["header"]]
-    table(report, header, per_pair, seconds)
+    return table(report, header, per_pair, seconds)
 
 
 if __name__ == "__main__":
