@@ -50,6 +50,7 @@ from xreid.data.images import load_image
 from xreid.data.protocol import load_protocol
 from xreid.data.transforms import resize_rgb, to_tensor_batch
 from xreid.distance import cosine_similarity, l2_normalise
+from xreid.io import write_json
 from xreid.explain.attribute_head import AttributeHead
 from xreid.explain.maps.attention import implicit_attention
 from xreid.explain.maps.attribute import attribute_maps, has_native_maps, native_attribute_maps
@@ -183,6 +184,36 @@ def _branch_sum(method: str):
     return make
 
 
+def greedy_oracle(ctx) -> tuple:
+    """Not a map: a bound on what any map could reach in this test. At each deletion step, the cells
+    whose removal (alone, on top of those already removed) lowers the whole similarity most, found by
+    trying every remaining cell (about 270 forward passes); returned as a map whose cell order is that."""
+    gi, rows, cols = ctx["gi"], GRID[0], GRID[1]
+    h, w = gi.shape[:2]
+    fill = gi.reshape(-1, 3).mean(0).astype(np.uint8)
+
+    def filled(image: np.ndarray, cell: int) -> np.ndarray:
+        out = image.copy()
+        r, c = divmod(int(cell), cols)
+        out[r * h // rows:(r + 1) * h // rows, c * w // cols:(c + 1) * w // cols] = fill
+        return out
+
+    current, remaining, order = gi.copy(), list(range(rows * cols)), []
+    for step in np.array_split(np.arange(rows * cols), STEPS):
+        trials = np.stack([filled(current, c) for c in remaining])
+        sims = cosine_similarity(ctx["emb"].embed_arrays(trials), ctx["fq"][None])[:, 0]
+        for i in np.argsort(sims)[:len(step)]:
+            order.append(remaining[i])
+        for c in order[-len(step):]:
+            current = filled(current, c)
+            remaining.remove(c)
+    saliency = np.zeros((h, w))
+    for rank, cell in enumerate(order):
+        r, c = divmod(int(cell), cols)
+        saliency[r * h // rows:(r + 1) * h // rows, c * w // cols:(c + 1) * w // cols] = len(order) - rank
+    return saliency, None
+
+
 #: name -> (what it is, the score it explains: 'sim' or 'sim:BRANCH', how to make it); BASELINE: the report's
 MAPS = {"occ-grey": ("occlusion, mid-grey patch (the report's)", "sim", _occlusion("grey", None)),
         "gc-pair5": ("Grad-CAM pair map, sum over the 5 top dims (the report's default)", "sim", pair_maps_5),
@@ -202,6 +233,7 @@ for _m, _what in (("gc", "Grad-CAM"), ("gxa", "gradient x activation")):
                                   _target("gradcam" if _m == "gc" else "gradxact", _b))
     MAPS[f"{_m}-branches"] = (f"branch map: {_what} per branch, weighted by its term", "sim",
                               _branch_sum("gradcam" if _m == "gc" else "gradxact"))
+MAPS["oracle-greedy"] = ("bound: greedy deletion order that sees the score (not a map)", "sim", greedy_oracle)
 BASELINE = ("occ-grey", "gc-pair5", "attention")
 #: the report's map types (``--maps`` of xreid explain) and the row that scores each
 REPORT_KINDS = {"pair": "gc-pair5", "occlusion": "occ-grey", "attention": "attention"}
@@ -318,12 +350,18 @@ def main() -> None:
                 record("attribute map, the model's own CAM", {"attribute": deletion_ratio(attr_score, gi, nm.values, rng)},
                        time.perf_counter() - t)
         print(f"pair {n}/{len(pairs)} done, {time.perf_counter() - tic:.0f} s", flush=True)
+        if args.out:  # what is done so far, for --merge if the run is stopped
+            write_json(Path(f"{args.out}.partial.json"), {
+                "header": [f"{n} true-match pairs from the {args.protocol} sets (drawn order from {args.start}), "
+                           f"a stopped run"], "per_pair": per_pair, "seconds": {k: float(np.mean(v)) for k, v in costs.items()}})
     header = [f"{len(pairs)} true-match pairs from the {args.protocol} "
               f"{'validation' if args.protocol.endswith('val') else 'test'} sets (drawn order from {args.start}); "
               f"grid {GRID[0]}x{GRID[1]} cells, {STEPS} steps"]
     if args.model != "default" or args.head is not None:
         header.insert(0, f"model {relative(args.model)}, head {relative(head_path)}")
     out = table(report, header, per_pair, {k: float(np.mean(v)) for k, v in costs.items()})
+    if args.out:
+        Path(f"{args.out}.partial.json").unlink(missing_ok=True)
     if args.record:
         record_quality(args.model, out, args.protocol)
 
