@@ -525,3 +525,54 @@ def test_timeline_page_carries_its_data_as_json_even_with_markup_in_names():
     block = re.search(r"<script type='application/json' id='timeline-data'>(.*?)</script>", page, re.S).group(1)
     assert "<b>" not in block and json.loads(block) == data  # readable JSON, no markup to break out with
     assert "gate &lt;b&gt;&amp;" in page  # the table shows the name escaped
+
+
+def test_representative_crop_pair_by_hand():
+    from xreid.explain.sightings import crop_distances, representative_pair, typical_view
+
+    d = np.array([[0.10, 0.40, 0.30],
+                  [0.25, 0.31, 0.90]])
+    assert representative_pair(d, 0.30) == (0, 2)  # |0.30 - 0.30| = 0
+    assert representative_pair(d, 0.28) == (0, 2)  # 0.02 beats 0.03 (0.25 and 0.31)
+    assert representative_pair(d, 0.28, query_view=1) == (1, 0)  # 0.03 ties 0.03: the better crop (j = 0)
+    assert representative_pair(d, 5.0) == (1, 2)
+    v = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    np.testing.assert_allclose(crop_distances(v[:1], v), [[0.0, 0.4, 1.0]])
+    assert typical_view(v, np.array([0.5, 0.6])) == 1  # the mean of the three points nearest the middle one
+
+
+def test_why_reads_a_sighting_through_its_best_crops(tmp_path, embedder, head):
+    """'Why?' on a pair of sightings reads every best crop of both: the distances of all crop pairs
+    are reported, and the picture shown is the crop whose distance stands for the ranking's. Here
+    the result's key crop is then replaced by a copy of the query's crop shown (distance 0, which
+    stands for nothing): the explanation must show another crop."""
+    import shutil
+
+    from xreid.serve.case import CaseSession
+    from xreid.workflows.explain import render_explained
+
+    clip = write_clip(tmp_path / "cam.avi", 60)
+    _index(embedder, head, clip, tmp_path / "case", camera="gate")
+    session = CaseSession(tmp_path / "case", embedder, head, tmp_path / "no-data-root")
+    index = session.index
+    assert all(len(index.view_paths(i)) >= 2 for i in range(len(index)))  # several crops per sighting
+    s = session.search(items=[0], k=2)
+    ex = session.explain(s["search"], [1], maps="none")
+    [r] = ex.results
+    c = r.crops
+    assert c is not None and len(c.query) >= 2 and len(c.result) >= 2
+    assert np.asarray(c.distances).shape == (len(c.query), len(c.result))
+    assert c.distance == pytest.approx(r.distance)
+    gaps = np.abs(np.asarray(c.distances)[c.shown[0]] - r.distance)
+    assert gaps[c.shown[1]] == gaps.min()
+    assert any("The query is a sighting" in n for n in ex.notes)
+    shutil.copyfile(index.view_paths(0)[c.shown[0]], index.view_paths(1)[0])
+    ex = session.explain(s["search"], [1], maps="pair")
+    [r] = ex.results
+    c = r.crops
+    assert np.asarray(c.distances)[c.shown[0], 0] == pytest.approx(0, abs=1e-5)
+    assert c.shown[1] != 0 and c.result[c.shown[1]] != "crop-0.jpg"  # not the key crop
+    assert ex.picture(r.key) is ex.shown[r.key] and ex.maps is not None and ex.maps.maps
+    page = render_explained(ex)
+    assert "Read through the best crops" in page and page.count('<figure class="crop') == len(c.result)
+    assert ex.to_dict()["results"][0]["crops"]["result"] == c.result

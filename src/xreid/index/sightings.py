@@ -27,6 +27,16 @@ def sighting_folder(case: str | Path, key: str) -> Path:
     return Path(case) / PurePosixPath(key).parent
 
 
+def crop_paths(folder: Path) -> list[Path]:
+    """The ``crop-K.jpg`` files of a sighting's folder, in the order of K (best first)."""
+    found = []
+    for p in Path(folder).glob("crop-*.jpg"):
+        k = p.stem[len("crop-"):]
+        if k.isdigit():
+            found.append((int(k), p))
+    return [p for _, p in sorted(found)]
+
+
 def sighting_details(case: str | Path, row: dict) -> dict:
     """A sighting row's extra detail: its crops (file names and measures), key frame, frame and time span."""
     if not is_sighting_key(row.get("path", "")):
