@@ -576,3 +576,41 @@ def test_why_reads_a_sighting_through_its_best_crops(tmp_path, embedder, head):
     page = render_explained(ex)
     assert "Read through the best crops" in page and page.count('<figure class="crop') == len(c.result)
     assert ex.to_dict()["results"][0]["crops"]["result"] == c.result
+
+
+@pytest.mark.parametrize("relative", [False, True])
+@pytest.mark.parametrize("span", [3.0, 0.8, 47.0, 5 * 3600 + 17.0, 40 * 3600.0, 9 * 86400.0])
+def test_timeline_tick_labels_are_distinct_for_seconds_to_days(span, relative):
+    import calendar
+
+    from xreid.index.sightings import timeline
+    from xreid.rendering.timeline import time_ticks, timeline_svg
+
+    t0 = 12.3 if relative else calendar.timegm((2024, 5, 1, 23, 0, 0)) + 0.3
+    ticks = time_ticks(t0, t0 + span, relative)
+    labels = [label for _, label in ticks]
+    assert 2 <= len(ticks) <= 7 and len(set(labels)) == len(labels), labels
+    assert all(t0 - 1e-6 <= t <= t0 + span + 1e-6 for t, _ in ticks)
+    steps = np.diff([t for t, _ in ticks])
+    np.testing.assert_allclose(steps, steps[0], atol=1e-3)  # evenly spaced, round steps
+    if not relative and span > 86400:
+        assert all(any(c.isdigit() for c in label.split()[0]) and "-" in label for label in labels)  # dated
+    # the SVG shows the same distinct labels
+    start = "" if relative else "2024-05-01T23:00:00.3Z"
+    rows = [{"id": 0, "path": "sightings/v/00000/crop-0.jpg", "camera": "a", "time": start or None,
+             "offset_start": "0", "offset_end": f"{span}", "end": ""}]
+    if relative:
+        rows[0].update(offset_start=f"{t0}", offset_end=f"{t0 + span}")
+    svg = str(timeline_svg(timeline(rows)))
+    shown = [label for label in labels if f">{label}</text>" in svg]
+    assert shown == labels
+
+
+def test_timeline_ticks_by_hand():
+    from xreid.rendering.timeline import tick_step, time_ticks
+
+    assert tick_step(3.0) == 0.5 and tick_step(3600.0) == 600 and tick_step(5 * 86400.0) == 86400
+    assert time_ticks(0.3, 3.3, True) == [(0.5, "0.5 s"), (1.0, "1.0 s"), (1.5, "1.5 s"), (2.0, "2.0 s"),
+                                          (2.5, "2.5 s"), (3.0, "3.0 s")]
+    assert [label for _, label in time_ticks(12, 19000, True)] == ["1:00:00", "2:00:00", "3:00:00", "4:00:00",
+                                                                   "5:00:00"]
