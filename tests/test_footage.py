@@ -614,3 +614,40 @@ def test_timeline_ticks_by_hand():
                                           (2.5, "2.5 s"), (3.0, "3.0 s")]
     assert [label for _, label in time_ticks(12, 19000, True)] == ["1:00:00", "2:00:00", "3:00:00", "4:00:00",
                                                                    "5:00:00"]
+
+
+def test_index_check_finds_and_repairs_damaged_footage_files(tmp_path, embedder, head):
+    """A flipped byte in a crop and a truncated chunk are named by `xreid index check`; --repair moves
+    them (and the chunk after the damaged one) aside and marks the video not done, and `index add
+    --video` makes the files again from the committed chunks, the rows unchanged."""
+    clip = write_clip(tmp_path / "cam.avi", 30)
+    case = tmp_path / "case"
+    _index(embedder, head, clip, case, camera="gate")  # chunks of 10 frames: 3
+    out = runner.invoke(app, ["index", "check", str(case)])
+    assert out.exit_code == 0 and "intact" in out.output and "without a recorded checksum" not in out.output, out.output
+    [video] = [p.name for p in (case / "footage").iterdir()]
+    listing = json.loads((case / "footage" / video / "files.json").read_text())
+    assert any(k.endswith("crop-0.jpg") for k in listing) and any("chunk-" in k for k in listing)
+    crop = case / "sightings" / video / "00001" / "crop-1.jpg"
+    good_crop = crop.read_bytes()
+    data = bytearray(good_crop)
+    data[len(data) // 2] ^= 0x10
+    crop.write_bytes(bytes(data))
+    chunk = case / "footage" / video / "chunk-000001.npz"
+    chunk.write_bytes(chunk.read_bytes()[:-40])
+    out = runner.invoke(app, ["index", "check", str(case)])
+    assert out.exit_code == 1 and "run again with --repair" in out.output
+    assert f"damaged: {crop}: content changed" in out.output and f"damaged: {chunk}: truncated" in out.output
+    out = runner.invoke(app, ["index", "check", str(case), "--repair"])
+    assert out.exit_code == 0 and "repaired" in out.output and f"--video {clip}" in out.output, out.output
+    moved = case / "damaged" / "footage" / video
+    assert (moved / "chunk-000001.npz").is_file() and (moved / "chunk-000002.npz").is_file()  # the later one too
+    assert (case / "damaged" / "sightings" / video / "00001" / "crop-1.jpg").is_file() and not crop.exists()
+    assert not json.loads((case / "footage" / video / "video.json").read_text())["done"]
+    assert runner.invoke(app, ["index", "check", str(case)]).exit_code == 0
+    report = index_footage(embedder, head, ColourDetector(), clip, case, camera="gate", append=True,
+                           opts=FootageOptions(chunk_frames=10), progress=False, say=lambda s: None)
+    assert report.count == 2 and len(GalleryIndex.open(case)) == 2  # no row added twice
+    assert crop.read_bytes() == good_crop and (case / "footage" / video / "chunk-000002.npz").is_file()
+    out = runner.invoke(app, ["index", "check", str(case)])
+    assert out.exit_code == 0 and "intact" in out.output, out.output

@@ -15,6 +15,7 @@ Case layout added to the index folder::
 
     footage/VIDEO_ID/chunk-NNNNNN.npz   detections and crop candidates of CHUNK frames (committed chunks)
     footage/VIDEO_ID/tracks.npz         boxes of every sighting per frame (MOT export, timeline)
+    footage/VIDEO_ID/files.json         size and SHA-256 of the video's files (``xreid index check``)
     footage/VIDEO_ID/video.json         the video, its camera / start and where they came from, problems,
                                         and 'done' once its sightings are committed
     sightings/VIDEO_ID/SSSSS/crop-K.jpg, keyframe.jpg   what each sighting shows
@@ -43,12 +44,11 @@ from xreid.explain.sightings import (MIN_CROP_GAP, LinkParams, TrackEnds, choose
                                      mean_embedding, occluded_fraction, split_points, touches_border)
 from xreid.index.gallery import THUMB_HEIGHT, IndexWriter, Rows
 from xreid.index.metadata import format_time
-from xreid.index.sightings import SIGHTINGS
+from xreid.index.sightings import FILES, FOOTAGE, SIGHTINGS, footage_checks
 from xreid.io import atomic_write, write_json
 
 log = logging.getLogger(__name__)
 
-FOOTAGE = "footage"
 KEYFRAME_WIDTH = 640
 #: crop candidates are kept per block of this many frames of a track, the best CROPS_PER_BLOCK each
 CROP_BLOCK, CROPS_PER_BLOCK = 40, 2
@@ -598,6 +598,7 @@ def index_footage(embedder, head, detector, video: str | Path, case: Path, camer
                 report.skipped.append(f"{f.path}: {p}")
                 say(f"{f.path}: {p}")
             record = _video_record(f, done=True, sightings=n, frames_read=frames)
+            write_json(_video_dir(case, f) / FILES, footage_checks(case, f.video_id))
             write_json(record_path, record)
             report.videos.append(record)
             report.added += n
