@@ -50,6 +50,9 @@ from xreid.io import atomic_write, write_json
 log = logging.getLogger(__name__)
 
 KEYFRAME_WIDTH = 640
+#: sampled embeddings are held (and committed) as half floats: they are held until the video ends, and
+#: only their cosines matter (splitting at 0.55, linking at 0.9), which float16 keeps to about 1e-4
+SAMPLE_DTYPE = np.float16
 #: crop candidates are kept per block of this many frames of a track, the best CROPS_PER_BLOCK each
 CROP_BLOCK, CROPS_PER_BLOCK = 40, 2
 
@@ -202,7 +205,7 @@ class VideoTracker:
         """Embed the sampled crops waiting (in batches, as they come)."""
         if not self.pending:
             return
-        vectors = self.embed([c for _, _, c in self.pending])
+        vectors = np.asarray(self.embed([c for _, _, c in self.pending])).astype(SAMPLE_DTYPE)
         for (tid, n, _), v in zip(self.pending, vectors):
             self.tracks[tid].samples.append((n, v))
             self.chunk_samples.append((tid, n, v))
@@ -252,7 +255,7 @@ class VideoTracker:
         dim = len(self.chunk_samples[0][2]) if self.chunk_samples else 0
         return {"sample_track": np.array([s[0] for s in self.chunk_samples], np.int64),
                 "sample_frame": np.array([s[1] for s in self.chunk_samples], np.int64),
-                "sample_vec": np.array([s[2] for s in self.chunk_samples], np.float32).reshape(len(self.chunk_samples), dim),
+                "sample_vec": np.array([s[2] for s in self.chunk_samples], SAMPLE_DTYPE).reshape(len(self.chunk_samples), dim),
                 "crop_cutoff": np.array(cutoff, np.int64),
                 "det_frame": frames, "det_box": boxes.astype(np.float32), "touched": touched,
                 "crop": np.array(crop_rows, np.float64).reshape(-1, 12),
@@ -282,7 +285,8 @@ class VideoTracker:
         for tid in data["touched"].tolist():
             if tid in self.tracks:
                 self.tracks[tid].crops = [c for c in self.tracks[tid].crops if c.frame < cutoff]
-        for tid, n, v in zip(data["sample_track"].tolist(), data["sample_frame"].tolist(), data["sample_vec"]):
+        for tid, n, v in zip(data["sample_track"].tolist(), data["sample_frame"].tolist(),
+                             data["sample_vec"].astype(SAMPLE_DTYPE)):
             self.tracks.setdefault(int(tid), Track()).samples.append((int(n), v))
         for row, blob in zip(crops, blobs):
             t = self.tracks.setdefault(int(row[0]), Track())
