@@ -396,7 +396,8 @@ def table(report: Report, header: list[str], per_pair: dict, seconds: dict) -> d
         rows.append([name, f"{s['mean_ratio']:.3f}", f"{s['median_ratio']:.3f}", f"{100 * s['share_below_1']:.0f} %",
                      own, f"{o['mean_ratio']:.3f}", f"{j['mean_ratio']:.3f}" if j else "-",
                      f"{seconds[name]:.2f}" if seconds.get(name) is not None else "-"])
-    report.table(["map", "deletion AUC ratio (map / random), whole similarity, mean", "median", "pairs < 1",
+    report.table(["map", "deletion AUC ratio (map / random), whole pair similarity (attribute maps: its probability), mean",
+                  "median", "pairs < 1",
                   "own target", "ratio on own target, mean", "joint deletion (query + gallery), mean",
                   "s per pair"], rows)
     report.save(out)
