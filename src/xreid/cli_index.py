@@ -370,7 +370,9 @@ def serve(
     """Serve a gallery index: REST API (/docs) and a search page for analysts, offline, at http://HOST:PORT/."""
     from xreid.serve.app import check_bind, serve as run_server
     from xreid.serve.case import CaseSession, Limits
+    from xreid.serve.memory import ARENAS, limit_arenas
 
+    limit_arenas(ARENAS)  # before the model loads and its threads make heaps of their own
     check_bind(host, token)
     embedder = opts.load()
     session = CaseSession.open(case, embedder, load_head(opts.model, head), resolve_data_root(data_root),

@@ -73,6 +73,9 @@ class Limits:
     decoded_cache_bytes: int = 256 * 2**20
     #: uploads decoded at the same time (each may take 3 x max_pixels bytes while it is embedded)
     concurrent_decodes: int = 2
+    #: requests handled at the same time (threads; more wait their turn): each thread keeps memory of
+    #: its own, so the server's memory follows this number, not the number of clients
+    worker_threads: int = 8
 
 
 @dataclass
