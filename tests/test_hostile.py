@@ -515,6 +515,9 @@ def test_fuse_fit_default_attributes_are_refused_before_any_work(tiny_model, tmp
                                   "--data-root", str(tmp_path / "nothing-here")])
     assert res.exit_code == 2, res.output
     assert "model default was trained on peta-reid" in res.output and "--allow-seen-validation" in res.output
+    # what to do instead: a head fitted on PETA-ReID-val's train list (`attributes fit` does), given to fuse fit
+    assert "`xreid attributes fit --model MODEL --out head.npz`" in res.output
+    assert "--attributes-model MODEL --attributes-head head.npz" in res.output
     assert not (tmp_path / "f.npz").exists()
 
 
