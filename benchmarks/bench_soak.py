@@ -19,7 +19,8 @@ a result, with 0.05 search again among the real images (a camera filter) and dow
 JSON report (a report explains every result, and derived rows have no image). Every answer that is not 2xx is an error.
 
 Warm-up: first ``--fill`` large PNGs are uploaded one after the other (filling the server's
-decoded-image cache, the largest bounded store), then the clients run; the memory baseline is taken
+decoded-image cache, the largest bounded store) and every kind of request is made once (the first
+explanation with maps loads the PyTorch model, once), then the clients run; the memory baseline is taken
 ``--warmup`` seconds into their load. Reported: operations and requests by kind, errors, the
 server's resident memory (VmRSS, sampled every 2 s) after the fill, after ``--warmup`` and at the
 end (and its peak), and whether every search the
@@ -150,6 +151,18 @@ def main() -> None:
                                           "application/octet-stream")
             if status != 201:
                 raise SystemExit(f"warm-up upload failed: {status} {data[:200]!r}")
+        # and every kind of request once: the first explanation with maps loads the PyTorch model for
+        # Grad-CAM (about +105 MB, once), which would otherwise land inside the measured window
+        uid = json.loads(filler.request("POST", "/api/uploads?name=q", images[0], "application/octet-stream")[1])["id"]
+        query = json.dumps({"uploads": [uid], "k": 5, "filters": {"camera": real_cameras}}).encode()
+        sid, first = (lambda r: (r["search"], r["results"][0]["id"]))(json.loads(filler.request("POST", "/api/search",
+                                                                                              query)[1]))
+        searched.append(sid)
+        for path in (f"/api/searches/{sid}/items/{first}/explanation.json",
+                     f"/api/searches/{sid}/items/{first}/explanation.html?maps=pair", f"/api/searches/{sid}/report.json"):
+            status, data = filler.request("GET", path)
+            if status != 200:
+                raise SystemExit(f"warm-up request {path} failed: {status} {data[:200]!r}")
         rss_filled = rss_mb(server.pid)
         t0 = time.perf_counter()
         stop = t0 + args.seconds
