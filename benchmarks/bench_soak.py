@@ -93,10 +93,15 @@ def big_png(seed: int, size=(2000, 3000)) -> bytes:
     return buf.getvalue()
 
 
+#: seconds a client waits for an answer (16 clients on 2 shared cores queue behind one another: an
+#: explanation with maps waited up to 133 s with 4 clients); a longer wait is an error
+TIMEOUT = 900
+
+
 class Client:
     def __init__(self, port: int):
         self.port = port
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
 
     def request(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json"
                 ) -> tuple[int, bytes]:
@@ -110,7 +115,7 @@ class Client:
                 # the server closed a keep-alive connection that sat idle past its timeout (5 s) while this
                 # client made its next image: open a new one and send again once, as HTTP clients do
                 self.conn.close()
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
                 if attempt:
                     raise
         raise AssertionError("unreachable")
