@@ -93,8 +93,8 @@ def big_png(seed: int, size=(2000, 3000)) -> bytes:
     return buf.getvalue()
 
 
-#: seconds a client waits for an answer (16 clients on 2 shared cores queue behind one another: an
-#: explanation with maps waited up to 133 s with 4 clients); a longer wait is an error
+#: seconds a client waits for an answer (16 clients on 2 shared cores queue behind one another, and
+#: maps are drawn one at a time); a longer wait is an error
 TIMEOUT = 900
 
 
@@ -157,7 +157,7 @@ def main() -> None:
             if status != 201:
                 raise SystemExit(f"warm-up upload failed: {status} {data[:200]!r}")
         # and every kind of request once: the first explanation with maps loads the PyTorch model for
-        # Grad-CAM (about +105 MB, once), which would otherwise land inside the measured window
+        # Grad-CAM (once), which would otherwise land inside the measured window
         uid = json.loads(filler.request("POST", "/api/uploads?name=q", images[0], "application/octet-stream")[1])["id"]
         query = json.dumps({"uploads": [uid], "k": 5, "filters": {"camera": real_cameras}}).encode()
         sid, first = (lambda r: (r["search"], r["results"][0]["id"]))(json.loads(filler.request("POST", "/api/search",

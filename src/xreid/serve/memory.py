@@ -1,13 +1,13 @@
 """The native memory of a long-running server, kept flat (glibc's allocator; nothing elsewhere).
 
 A server that decodes images, runs ONNX Runtime and draws maps in many request threads grows in
-memory that Python never sees (``tracemalloc`` counts a few MB while the process grows by hundreds):
-memory freed inside glibc's heaps that is not given back, spread over one heap per thread. Three
-settings keep it bounded (``docs/RESULTS.md``, the soak, shows before and after):
+memory that Python never sees (``tracemalloc`` counts little of it): memory freed inside glibc's
+heaps that is not given back, spread over one heap per thread. Three settings keep it bounded
+(the soak's before / after: docs/RESULTS.md#search-service):
 
 - ``fix_mmap_threshold``: every allocation of 1 MiB or more gets its own mapping, returned to the
   system when freed (by default glibc raises that threshold to the largest block freed, up to 32 MiB,
-  so freed 18 MB decoded images stayed in the heaps);
+  so freed decoded images stayed in the heaps);
 - ``limit_arenas``: at most ``n`` heaps (glibc's default is 8 per core: every new request thread
   gets one, each keeping its own free memory);
 - ``Trimmer``: ``malloc_trim(0)`` every few seconds, which gives back the free pages inside every
@@ -46,8 +46,8 @@ def _glibc():
 
 def fix_mmap_threshold(threshold: int = 1 << 20) -> bool:
     """Serve every allocation of ``threshold`` bytes or more with its own mmap, returned to the system
-    when freed (measured: 345 -> 1,385 MB over 180 uploads and searches in 8 threads with glibc's
-    dynamic threshold; 331 -> 619 MB, flat once the decoded-image cache filled, with it fixed)."""
+    when freed (glibc's dynamic threshold kept freed decoded uploads in the per-thread heaps, and a
+    server decoding large uploads in many threads grew without bound)."""
     libc = _glibc()
     return bool(libc is not None and libc.mallopt(M_MMAP_THRESHOLD, int(threshold)))
 
