@@ -534,6 +534,7 @@ def test_description_search_ranks_sightings(tmp_path, embedder, head, tiny_model
     from fastapi.testclient import TestClient
 
     from xreid.explain.description_score import description_scores
+    from xreid.index.gallery import decode_probabilities
     from xreid.serve.app import create_app
     from xreid.serve.case import CaseSession
 
@@ -545,7 +546,8 @@ def test_description_search_ranks_sightings(tmp_path, embedder, head, tiny_model
     head.save(tmp_path / "head.npz")
     index = GalleryIndex.open(tmp_path / "case")
     assert len(index) == 4
-    p = index.probabilities()
+    p = decode_probabilities(index.description_codes().T)  # each sighting read with its look-alikes
+    assert index.lookalike_codes is not None
     score = description_scores(p[:, :2], [True, True], np.ones(2), "geomean")  # "man, backpack"; no reliability
     assert len(np.unique(score)) == 4  # the order is the formula's, not ties
     expected = np.lexsort((np.arange(4), -score))

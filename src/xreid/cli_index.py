@@ -334,7 +334,8 @@ def _describe_search(opts: ModelOptions, index, query: Path | None, text: str, w
         weak = [t.text for t, w in zip(res.terms, res.weights) if w < 1]
         if weak:
             typer.echo(f"  unreliable for this model, weighted down: {', '.join(weak)}")
-        typer.echo(f"{len(index)} images, {res.candidates} pass the filter; ranked by how well they fit ({res.rule})")
+        typer.echo(f"{len(index)} images, {res.candidates} pass the filter; ranked by how well they fit ({res.rule}"
+                   + (", each read with its look-alikes)" if res.lookalikes else ")"))
         lines = zip(res.ids, res.scores, res.evidence)
     else:
         typer.echo(f"image search re-ranked by the description ({res.mode})")

@@ -1,7 +1,9 @@
 """Search a gallery index by description (docs/METHODS.md#search-by-description): every row the
 filter keeps is scored by how well its stored calibrated attribute probabilities fit the described
 terms (``xreid.explain.description_score``), with one table lookup per term on the uint8 codes.
-Camera, time, field and attribute filters act as in image search (``GalleryIndex.mask``).
+Camera, time, field and attribute filters act as in image search (``GalleryIndex.mask``). The
+probabilities ranked are each row's smoothed over its look-alikes where the index has them
+(``GalleryIndex.description_codes``; docs/METHODS.md#search-by-description); the evidence gives both.
 
 On a large index the search is exact but does not look every term up for every row: the k-th best
 score of an evenly spaced sample of the kept rows is a lower bound L of the k-th best overall, and
@@ -39,6 +41,7 @@ class DescriptionResult:
     rule: str
     scored: int = 0  # rows scored in full (the others could not reach the k-th best)
     method: str = "description"
+    lookalikes: bool = False  # ranked by probabilities smoothed over each row's look-alikes
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -113,7 +116,8 @@ def search_description(index: GalleryIndex, terms: Sequence[Term], k: int = 10, 
     mask = index.mask(where)
     kept = len(index) if mask is None else int(np.count_nonzero(mask))
     pos = {n: i for i, n in enumerate(index.attribute_names)}
-    codes = [index.attribute_codes[pos[t.name]] for t in terms]
+    ranked = index.description_codes()
+    codes = [ranked[pos[t.name]] for t in terms]
     tables = score_tables(decode_probabilities(np.arange(256)), [t.wanted for t in terms], weights, rule
                           ).astype(np.float32)
     ids = _candidates(codes, tables, weights, rule, mask, kept, k)
@@ -123,8 +127,11 @@ def search_description(index: GalleryIndex, terms: Sequence[Term], k: int = 10, 
     best = finish_scores(reduced[top], weights, rule) if terms else np.ones(len(top))
     reliable = (np.ones(len(terms), bool) if rel is None
                 else np.nan_to_num(rel, nan=0.0) >= RELIABLE_AT)
-    probs = index.probabilities(chosen)[:, [pos[t.name] for t in terms]] if len(chosen) else np.zeros((0, len(terms)))
-    ev = [evidence(p, [t.name for t in terms], [t.wanted for t in terms], [t.text for t in terms], weights, reliable)
-          for p in probs]
+    cols = [pos[t.name] for t in terms]
+    probs = decode_probabilities(ranked[:, chosen].T)[:, cols] if len(chosen) else np.zeros((0, len(terms)))
+    own = index.probabilities(chosen)[:, cols] if len(chosen) else probs
+    smoothed = index.lookalike_codes is not None
+    ev = [evidence(p, [t.name for t in terms], [t.wanted for t in terms], [t.text for t in terms], weights, reliable,
+                   own=o if smoothed else None) for p, o in zip(probs, own)]
     return DescriptionResult(chosen, best, [index.row(int(i)) for i in chosen], ev, kept, terms, weights, rule,
-                             scored=len(ids))
+                             scored=len(ids), lookalikes=smoothed)

@@ -13,7 +13,8 @@ were recorded are read as before (structure checked only).
   the marks and the audit log still name the same images); they are never returned by a search, and
   ``xreid index add`` indexes their images again (under new ids);
 - a thumbnail pack: its rows have no stored thumbnail (the server draws one from the image);
-- the ANN file: removed, and built again when the index is large enough (searches are exact until then).
+- the ANN file: removed, and built again when the index is large enough (searches are exact until then);
+- the look-alikes file: built again (a description search reads each image alone until then).
 """
 
 from __future__ import annotations
@@ -91,13 +92,14 @@ class CheckReport:
     segments: dict[str, str] = field(default_factory=dict)  # file -> problem
     packs: dict[str, str] = field(default_factory=dict)
     ann: str | None = None  # problem of the ANN file
+    lookalikes: str | None = None  # problem of the look-alikes file
     verified: int = 0
     unchecked: int = 0  # files with no recorded checksum (older indexes): structure checked only
     dropped_rows: int = 0  # rows of segments an earlier repair dropped
 
     @property
     def clean(self) -> bool:
-        return not self.segments and not self.packs and self.ann is None
+        return not self.segments and not self.packs and self.ann is None and self.lookalikes is None
 
 
 def check_files(case: Path, manifest: dict) -> CheckReport:
@@ -131,4 +133,11 @@ def check_files(case: Path, manifest: dict) -> CheckReport:
             read_checked(case / ann["file"], ann if "sha256" in ann else None)
         except DamagedFile as exc:
             report.ann = f"{ann['file']}: {exc.problem}"
+    near = manifest.get("lookalikes")
+    if near:
+        report.verified += 1
+        try:
+            load_npz(case / near["file"], near)
+        except DamagedFile as exc:
+            report.lookalikes = f"{near['file']}: {exc.problem}"
     return report

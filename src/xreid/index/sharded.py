@@ -128,6 +128,10 @@ class ShardedGallery(GalleryIndex):
                     "segments": []}
         super().__init__(case, manifest, vectors, attributes, keys, times, columns, thumbs, None, image_root)
         self.damaged = {f"{s.case.name}/{f}": why for s in shards for f, why in s.damaged.items()}
+        if shards and all(s.lookalike_codes is not None for s in shards):  # look-alikes within each shard
+            self.lookalike_codes = np.concatenate([s.lookalike_codes for s in shards], axis=1)
+            self.lookalikes = np.concatenate([np.where(s.lookalikes >= 0, s.lookalikes + off, -1)
+                                              for s, off in zip(shards, self.offsets[:-1])])
         if any(s.dead is not None for s in shards):  # rows of damaged segments, never returned
             self.dead = np.concatenate([s.dead if s.dead is not None else np.zeros(len(s), bool) for s in shards])
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(shards)), thread_name_prefix="shard")

@@ -348,7 +348,7 @@ class CaseSession:
                          results=[{"id": r["id"], "key": r["key"], "score": r["score"]} for r in results])
         return {"search": search.id, "kind": "description", "description": {**d.to_dict(), "problems": d.problems},
                 "query": {"uploads": [], "items": [], "chips": [], "description": text}, "rule": res.rule,
-                "method": "description", "candidates": res.candidates, "threshold": self.threshold,
+                "lookalikes": res.lookalikes, "method": "description", "candidates": res.candidates, "threshold": self.threshold,
                 "calibrated": self.calibration is not None, "results": results}
 
     def search(self, uploads: list[str] | None = None, items: list[int] | None = None, k: int = 20,

@@ -282,18 +282,25 @@ def check_index(case: Path, repair: bool = False) -> tuple[CheckReport, list[str
         if report.ann:
             manifest["ann"] = None
             done.append(f"dropped the ANN file {report.ann}")
+        if report.lookalikes or report.segments:  # dropped rows are no one's look-alike: computed again
+            manifest["lookalikes"] = None
         damaged = [n for n in list(report.segments) + list(report.packs)] + (
-            [writer.manifest["ann"]["file"]] if report.ann else [])
+            [writer.manifest["ann"]["file"]] if report.ann else []) + (
+            [writer.manifest["lookalikes"]["file"]] if report.lookalikes else [])
         writer._publish(manifest)
         keep = case / "damaged"
         for name in damaged:  # kept for inspection, out of the index's way
-            src = case / name if name.startswith("ann-") else case / "segments" / name
+            src = case / name if name.startswith(("ann-", "near-")) else case / "segments" / name
             if src.exists():
                 keep.mkdir(exist_ok=True)
                 src.replace(keep / name)
+        ann = None
         if report.ann and writer.count >= ANN_MIN_ROWS:
-            writer.update_ann(rebuild=True)
+            ann = writer.update_ann(rebuild=True)
             done.append("built the ANN file again")
+        if manifest.get("lookalikes") is None and writer.manifest.get("segments"):
+            writer.update_lookalikes(ann)
+            done.append(f"found each row's look-alikes again{' (' + report.lookalikes + ')' if report.lookalikes else ''}")
     return report, done
 
 
