@@ -424,6 +424,7 @@ def test_lookalikes_are_computed_over_the_whole_index_when_a_build_or_add_finish
     expected = nearest_rows(unit, LOOKALIKES)
     assert (g.lookalikes == expected).all()
     assert (g.lookalike_codes == lookalike_codes(g.attribute_codes, expected)).all()
+    assert (lookalike_codes(g.attribute_codes, expected, block=7) == g.lookalike_codes).all()  # blocks change nothing
     # p' = (1 - a) p + a mean of the look-alikes' p, on the stored bin centres
     p = g.probabilities()
     want = (1 - LOOKALIKE_WEIGHT) * p[7] + LOOKALIKE_WEIGHT * p[expected[7]].mean(0)
@@ -464,12 +465,14 @@ def test_description_search_pruning_is_exact(tmp_path, monkeypatch, rule):
                    Term("personalMale", False, "woman")]):
         for where in (None, Filter(camera="3")):
             full = describe_mod.search_description(g, terms, 15, where, rel, rule=rule, unreliable_weight=0.0)
-            monkeypatch.setattr(describe_mod, "PRUNE_FROM", 10)
-            pruned = describe_mod.search_description(g, terms, 15, where, rel, rule=rule, unreliable_weight=0.0)
-            monkeypatch.setattr(describe_mod, "PRUNE_FROM", 50_000)
-            assert pruned.ids.tolist() == full.ids.tolist()
-            assert pruned.scores == pytest.approx(full.scores)
-            assert pruned.scored < full.scored and pruned.candidates == full.candidates
+            for sample in (16_384, 64):  # a small sample also takes the term-by-term pass
+                monkeypatch.setattr(describe_mod, "PRUNE_FROM", 10)
+                monkeypatch.setattr(describe_mod, "SAMPLE", sample)
+                pruned = describe_mod.search_description(g, terms, 15, where, rel, rule=rule, unreliable_weight=0.0)
+                monkeypatch.setattr(describe_mod, "PRUNE_FROM", 50_000)
+                assert pruned.ids.tolist() == full.ids.tolist()
+                assert pruned.scores == pytest.approx(full.scores)
+                assert pruned.scored < full.scored and pruned.candidates == full.candidates
 
 
 def test_cli_search_by_description_and_json(tiny_model, head_path, root, tmp_path):

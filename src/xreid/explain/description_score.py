@@ -67,13 +67,18 @@ def lookalike_smoothed(p: np.ndarray, neighbours: np.ndarray, weight: float = LO
     N x m row ids, -1 where a row has fewer); a row without neighbours keeps its own p."""
     p = np.asarray(p, np.float64)
     nb = np.asarray(neighbours, np.int64).reshape(len(p), -1)
-    valid = nb >= 0
-    count = valid.sum(1)
-    if not len(p) or not nb.shape[1]:
-        return p.copy()
-    total = (p[np.where(valid, nb, 0)] * valid[..., None]).sum(1)
-    mean = total / np.maximum(count, 1)[:, None]
-    return np.where(count[:, None] > 0, (1 - weight) * p + weight * mean, p)
+    return lookalike_mix(p, p[np.maximum(nb, 0)], nb >= 0, weight)
+
+
+def lookalike_mix(p: np.ndarray, neighbour_p: np.ndarray, valid: np.ndarray, weight: float = LOOKALIKE_WEIGHT
+                  ) -> np.ndarray:
+    """``lookalike_smoothed`` for rows whose neighbours' probabilities are given (neighbour_p:
+    N x m x A, ``valid``: N x m, which of them exist)."""
+    p = np.asarray(p, np.float64)
+    valid = np.asarray(valid, bool)
+    count = valid.sum(1)[:, None]
+    mean = (np.asarray(neighbour_p, np.float64) * valid[..., None]).sum(1) / np.maximum(count, 1)
+    return np.where(count > 0, (1 - weight) * p + weight * mean, p)
 
 
 def term_probabilities(p: np.ndarray, wanted: Sequence[bool] | np.ndarray) -> np.ndarray:

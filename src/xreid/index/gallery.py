@@ -764,6 +764,16 @@ class GalleryIndex(Gallery):
         look-alikes where the index has them, else each row's own."""
         return self.attribute_codes if self.lookalike_codes is None else self.lookalike_codes
 
+    def description_code_range(self) -> np.ndarray:
+        """A x 2: the smallest and largest of each attribute's ``description_codes`` (computed once)."""
+        codes = self.description_codes()
+        cached = getattr(self, "_description_range", None)
+        if cached is None or cached[0] is not codes:
+            rng = (np.stack([codes.min(1), codes.max(1)], 1) if codes.shape[1]
+                   else np.tile(np.array([0, 255], np.uint8), (len(codes), 1)))
+            self._description_range = cached = (codes, rng)
+        return cached[1]
+
     def is_dead(self, i: int) -> bool:
         """Row ``i`` lies in a damaged or dropped segment (nothing of it can be served)."""
         return self.dead is not None and bool(self.dead[i])
