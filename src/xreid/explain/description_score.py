@@ -38,7 +38,7 @@ RULE = "geomean"
 #: the weight of an attribute unreliable for the model (chosen on PETA-ReID-val)
 UNRELIABLE_WEIGHT = 0.25
 #: look-alike smoothing: how many nearest images, and their share (chosen on PETA-ReID-val)
-LOOKALIKES = 4
+LOOKALIKES = 1
 LOOKALIKE_WEIGHT = 0.5
 #: how a description joins an image search ("search by this image"): "rerank" (distance - BETA x
 #: log score over the image search's first candidates) or "filter" (every reliable term likely as
