@@ -217,6 +217,11 @@ def test_nearest_rows_exact_by_hand_and_through_the_ann():
     x = centres[rng.integers(0, 300, 3000)] + 0.2 * rng.standard_normal((3000, 16))
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     exact = nearest_rows(x, 4, block=500)
+    from xreid.index.lookalikes import extend_nearest
+
+    first, sims = nearest_rows(x[:2000], 4, similarity=True)
+    grown, _ = extend_nearest(x, first, sims)
+    assert (grown == exact).all()  # 1,000 rows added: the update equals a full search
     ann = nearest_rows(x, 4, ann=AnnIndex.build(x, nlist=16), block=500)
     assert (ann == exact).mean() > 0.95 and (exact[:, 0] != np.arange(3000)).all()
 

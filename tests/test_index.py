@@ -437,6 +437,8 @@ def test_lookalikes_are_computed_over_the_whole_index_when_a_build_or_add_finish
         w.finish(ann_min_rows=10_000)
     g = GalleryIndex.open(case)
     assert g.manifest["lookalikes"]["rows"] == 905 and g.lookalikes[:5, 0].tolist() == list(range(900, 905))
+    both = np.concatenate([unit, twin / np.linalg.norm(twin, axis=1, keepdims=True)]).astype(np.float32)
+    assert (g.lookalikes == nearest_rows(both, LOOKALIKES)).all()  # the add's update equals a full search
     assert [p.name for p in case.glob("near-*.npz")] == [g.manifest["lookalikes"]["file"]]  # the old one removed
     # a damaged file is named; the search then reads each image alone
     (case / g.manifest["lookalikes"]["file"]).write_bytes(b"junk")

@@ -487,11 +487,12 @@ class IndexWriter:
         """Find every row's look-alikes and smooth its attribute codes over them
         (``xreid.index.lookalikes``), and commit them; nothing to do when they are up to date."""
         from xreid.explain.description_score import LOOKALIKE_WEIGHT, LOOKALIKES
-        from xreid.index.lookalikes import lookalike_codes, nearest_rows
+        from xreid.index.lookalikes import extend_nearest, lookalike_codes
 
         current = self.manifest.get(LOOKALIKES_KEY)
         settings = {"m": LOOKALIKES, "weight": LOOKALIKE_WEIGHT}
-        if current and current["rows"] == self.count and all(current.get(k) == v for k, v in settings.items()):
+        same = bool(current) and all(current.get(k) == v for k, v in settings.items())
+        if same and current["rows"] == self.count:
             return
         vectors = l2_normalise(load_vectors(self.case, self.manifest)).astype(np.float32)
         codes = load_attribute_codes(self.case, self.manifest)
@@ -499,11 +500,19 @@ class IndexWriter:
                                 ) if self.manifest["segments"] else np.zeros(0, bool)
         if ann is not None and ann.rows != len(vectors):
             ann = None
-        neighbours = nearest_rows(vectors, LOOKALIKES, usable, ann)
+        known = np.zeros((0, LOOKALIKES), np.int32), np.zeros((0, LOOKALIKES), np.float32)
+        if same and current["rows"] < self.count:  # an add: only the new rows are searched for
+            try:
+                data = load_npz(self.case / current["file"], current)
+                if "similarity" in data:
+                    known = data["neighbours"], data["similarity"]
+            except DamagedFile as exc:
+                log.warning("%s; finding every row's look-alikes again", exc)
+        neighbours, similarity = extend_nearest(vectors, *known, usable, ann)
         smoothed = lookalike_codes(codes, neighbours, LOOKALIKE_WEIGHT)
         generation = self.manifest["generation"] + 1
         name = f"near-{generation:06d}.npz"
-        blob = npz_bytes({"neighbours": neighbours, "codes": smoothed})
+        blob = npz_bytes({"neighbours": neighbours, "similarity": similarity, "codes": smoothed})
         check = file_check(blob)
         self._write(self.case / name, blob)
         self._publish({**self.manifest, "generation": generation,
