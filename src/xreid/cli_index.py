@@ -18,7 +18,7 @@ from xreid.workflows.loading import load_head
 
 index_app = typer.Typer(help="A persistent gallery index: build it from images, add to it, export, search.",
                         no_args_is_help=True)
-CaseArg = Annotated[Path, typer.Argument(help="The index folder (from `xreid index build --out`).")]
+CaseArg = Annotated[Path, typer.Argument(help="The case: an index folder (from `xreid index build --out`).")]
 
 
 @dataclass
@@ -57,7 +57,7 @@ footage_options = option_group([inspect.Parameter(name, inspect.Parameter.KEYWOR
 def index_build(
     opts: ModelOptions,
     footage: Footage,
-    out: Annotated[Path, typer.Option(help="Index folder to create (an interrupted build there is continued).")],
+    out: Annotated[Path, typer.Option(help="The case to create: an index folder (an interrupted build there is continued).")],
     images: ImagesOpt = None,
     list_file: Annotated[Optional[Path], typer.Option(
         "--list", help="CSV with a header row (required): a 'path' column (relative to the data root; absolute "
@@ -215,18 +215,18 @@ def index_check(
     case: CaseArg,
     repair: Annotated[bool, typer.Option(
         "--repair", help="Drop what is damaged: a segment's rows (ids kept; index their images again with "
-                         "`xreid index add`), a thumbnail pack, the ANN file (built again). Damaged files are "
+                         "`xreid index add`), a thumbnail pack, the ANN file (built again), a video's footage "
+                         "files (`xreid index add CASE --video PATH` makes them again). Damaged files are "
                          "moved to CASE/damaged/.")] = False,
 ) -> None:
-    """Verify every file of an index against the sizes and SHA-256 its manifest recorded; exit 1 when
+    """Verify every file of an index against the sizes and SHA-256 its manifest recorded, its footage
+    files (crops, key frames, chunks, tracks) and, for a sharded case, every shard; exit 1 when
     something is damaged and not repaired."""
     from xreid.workflows.index import check_index
 
     report, done = check_index(case, repair)
-    for name, problem in {**report.segments, **report.packs}.items():
-        typer.echo(f"damaged: {case / 'segments' / name}: {problem}")
-    if report.ann:
-        typer.echo(f"damaged: {case / report.ann}")
+    for line in report.problems(case):
+        typer.echo(f"damaged: {line}")
     for line in done:
         typer.echo(line)
     typer.echo(f"{case}: {report.verified} file(s) checked"
@@ -368,7 +368,7 @@ def serve(
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest upload accepted, in MB.")] = 10.0,
     max_pixels: Annotated[int, typer.Option(min=1, help="Largest upload accepted, in pixels.")] = 40_000_000,
 ) -> None:
-    """Serve a gallery index: REST API (/docs) and a search page for analysts, offline, at http://HOST:PORT/."""
+    """Serve a case (its gallery index): REST API (/docs) and a search page for analysts, offline, at http://HOST:PORT/."""
     from xreid.serve.app import check_bind, serve as run_server
     from xreid.serve.case import CaseSession, Limits
 
