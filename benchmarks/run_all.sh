@@ -82,6 +82,7 @@ run python benchmarks/bench_match_calibration.py ${data[@]+"${data[@]}"} --out "
 run python benchmarks/bench_serve.py ${data[@]+"${data[@]}"} --out "$out/serve"
 run python benchmarks/bench_case_session.py --out "$out/case_session"
 run python benchmarks/bench_describe.py ${data[@]+"${data[@]}"} --out "$out/describe"
+run python benchmarks/bench_describe_variants.py ${data[@]+"${data[@]}"} --out "$out/describe_variants"
 # the soak as recorded (a short one; the issue-29 target is --rows 100000 --real 19000 --clients 16 --seconds 1200)
 run python benchmarks/bench_soak.py ${data[@]+"${data[@]}"} --rows 2000 --real 300 --clients 4 --seconds 600 \
     --warmup 120 --out "$out/soak_short"
