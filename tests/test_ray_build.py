@@ -17,19 +17,10 @@ ray = pytest.importorskip("ray")
 NAMES = ["personalMale", "carryingBackpack", "hairLong"]
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A head and one worker node, 1 CPU each, small object stores, no dashboard."""
-    from ray.cluster_utils import Cluster
-
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 80 * 2**20,
-                                                      "include_dashboard": False})
-    c.add_node(num_cpus=1, object_store_memory=80 * 2**20)
-    c.wait_for_nodes()
-    ray.init(address=c.address, include_dashboard=False, log_to_driver=False)
-    yield c
-    ray.shutdown()
-    c.shutdown()
+@pytest.fixture()
+def cluster(ray_cluster):
+    """The session's two-node local cluster (conftest ``ray_cluster``)."""
+    return ray_cluster
 
 
 def _case(case):

@@ -19,6 +19,11 @@ from xreid.workflows.loading import load_head
 index_app = typer.Typer(help="A persistent gallery index: build it from images, add to it, export, search.",
                         no_args_is_help=True)
 CaseArg = Annotated[Path, typer.Argument(help="The index folder (from `xreid index build --out`).")]
+RayShardsOpt = Annotated[Optional[str], typer.Option(
+    "--ray", metavar="ADDRESS", help="A sharded index (--shards N) with each shard held by a Ray actor, spread over "
+                                     "the cluster's nodes: its address (ray://... or HOST:PORT), 'auto' (the running "
+                                     "one) or 'local' (start one here). Every node must see the index at the same "
+                                     "path.")]
 
 
 @dataclass
@@ -286,17 +291,17 @@ def index_search(
     json_out: Annotated[Optional[Path], typer.Option(
         "--json", help="Also write the ranked results (ids, keys, scores, per-attribute evidence) to this JSON file.")]
     = None,
+    ray: RayShardsOpt = None,
 ) -> None:
     """Search an index for a query image, a description, or both (prints the top results)."""
-    from xreid.index.gallery import GalleryIndex
     from xreid.io import write_json
     from xreid.workflows.describe import image_json
-    from xreid.workflows.index import search_filter, search_index
+    from xreid.workflows.index import open_case, search_filter, search_index
 
     if query is None and describe is None:
         fail("give a query image (--query), a description (--describe), or both")
     outputs(json_out)
-    index = GalleryIndex.open(case)
+    index = open_case(case, ray=ray)
     where = search_filter(index, filter_text, camera, after, before)  # bad conditions fail before the model loads
     if describe is not None:
         _describe_search(opts, index, query, describe, where, top_k, exact, head, json_out)
@@ -366,6 +371,7 @@ def serve(
                                "(default: the calibration's).")] = None,
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest upload accepted, in MB.")] = 10.0,
     max_pixels: Annotated[int, typer.Option(min=1, help="Largest upload accepted, in pixels.")] = 40_000_000,
+    ray: RayShardsOpt = None,
 ) -> None:
     """Serve a gallery index: REST API (/docs) and a search page for analysts, offline, at http://HOST:PORT/."""
     from xreid.serve.app import check_bind, serve as run_server
@@ -375,7 +381,8 @@ def serve(
     embedder = opts.load()
     session = CaseSession.open(case, embedder, load_head(opts.model, head), resolve_data_root(data_root),
                                workdir=workdir, threshold=threshold,
-                               limits=Limits(max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels))
+                               limits=Limits(max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels),
+                               ray=ray)
     if session.calibration is None:
         typer.echo(f"note: {case} has no same-person calibration (run `xreid index calibrate {case}` with the same "
                    f"model options); results are shown without a probability")

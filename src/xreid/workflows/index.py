@@ -302,6 +302,16 @@ def export_index(case: Path, out: Path) -> int:
     return export_features(case, out)
 
 
+def open_case(case: str | Path, image_root: str | Path | None = None, ray: str | None = None) -> GalleryIndex:
+    """The index at ``case``; with ``ray`` (a Ray cluster's address, 'auto' or 'local'), a sharded
+    case with each shard held by a Ray actor (``xreid.index.ray_sharded``)."""
+    if ray is None:
+        return GalleryIndex.open(case, image_root=image_root)
+    from xreid.index.base import backend
+
+    return backend("ray-sharded").open(case, image_root=image_root, address=ray)
+
+
 def search_filter(index: GalleryIndex, text: str | None, camera: list[str] | None = None, after: str | None = None,
                   before: str | None = None) -> Filter:
     """The command line's conditions as one filter: ``text``'s attributes and fields (checked against
