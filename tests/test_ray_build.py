@@ -120,3 +120,54 @@ def test_a_killed_worker_loses_nothing(cluster, tiny_model, tmp_path):
     (k1, v1, _), (k2, v2, _) = _case(tmp_path / "one"), _case(tmp_path / "ray")
     assert k1 == k2
     np.testing.assert_allclose(v1, v2, atol=1e-5)
+
+
+@pytest.mark.shared
+@pytest.mark.slow  # about 40 s on a busy 2-core machine
+def test_ray_footage_build_gives_the_sightings_of_one_process(cluster, tiny_model, tmp_path):
+    """`index build --video ... --ray`: one video per task on the two-node cluster; the same sightings
+    (keys, embeddings, fields, tracks, crops) as one process, and a rerun adds nothing."""
+    from test_footage import DETECTOR, PETS, needs_video
+    from xreid.data.video import cut_video
+    from xreid.workflows.footage import FootageOptions, index_footage
+    from xreid.workflows.loading import embedder_and_detector
+
+    if not (PETS.is_file() and DETECTOR.is_file()):
+        pytest.skip(needs_video.kwargs["reason"])
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    assert cut_video(PETS, videos / "view1.avi", 20) == 20
+    assert cut_video(PETS, videos / "view2.avi", 20, start=101) == 20
+    head = tmp_path / "head.npz"
+    AttributeHead(NAMES, np.random.default_rng(0).normal(size=(1280, 3)), np.full(3, 0.4), {}).save(head)
+    opts = ModelOptions(model=str(tiny_model), backend="torch")
+    embedder, detector = embedder_and_detector(opts, str(DETECTOR))
+    attr = AttributeHead.load(head)
+    build = functools.partial(index_footage, embedder, attr, detector, videos, opts=FootageOptions(chunk_frames=10),
+                              progress=False, say=lambda s: None)
+    one = build(tmp_path / "one")
+    ray_opts = {"make": functools.partial(embedder_and_detector, opts, str(DETECTOR)), "concurrency": 2}
+    dist = build(tmp_path / "ray", ray=ray_opts)
+    assert dist.added == one.added == dist.count >= 4 and not dist.skipped
+    a, b = GalleryIndex.open(tmp_path / "one"), GalleryIndex.open(tmp_path / "ray")
+    assert a.keys.tolist() == b.keys.tolist()  # committed in video order: the same ids too
+    np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-5)
+    assert [a.row(i) for i in range(len(a))] == [b.row(i) for i in range(len(b))]
+    for f in sorted((tmp_path / "one" / "sightings").rglob("*.*")):
+        twin = tmp_path / "ray" / f.relative_to(tmp_path / "one")
+        assert twin.read_bytes() == f.read_bytes(), f
+    for f in sorted((tmp_path / "one" / "footage").glob("*/tracks.npz")):
+        with np.load(f) as x, np.load(tmp_path / "ray" / f.relative_to(tmp_path / "one")) as y:
+            np.testing.assert_array_equal(x["rows"], y["rows"])
+    again = build(tmp_path / "ray", append=True, ray=ray_opts)
+    assert again.added == 0 and again.count == dist.count
+    from typer.testing import CliRunner
+
+    from xreid.cli import app
+
+    res = CliRunner().invoke(app, ["index", "build", "--video", str(videos / "view2.avi"), "--detector", str(DETECTOR),
+                                   "--model", str(tiny_model), "--backend", "torch", "--head", str(head),
+                                   "--ray", "auto", "--workers", "1", "--out", str(tmp_path / "cli")])
+    assert res.exit_code == 0, res.output
+    c = GalleryIndex.open(tmp_path / "cli")
+    assert c.keys.tolist() == [k for k in a.keys.tolist() if "/view2-" in k]

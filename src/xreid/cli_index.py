@@ -77,28 +77,34 @@ def index_build(
         "--ray", metavar="ADDRESS", help="Embed on a Ray cluster with Ray Data: its address (ray://... or "
                                          "HOST:PORT), 'auto' (the running one) or 'local' (start one here). "
                                          "Workers need xreid installed.")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="With --ray: model actors (one model each).")] = 2,
+    workers: Annotated[int, typer.Option(
+        min=1, help="With --ray: model actors (one model each; for footage, one video each at a time).")] = 2,
     gpus_per_worker: Annotated[float, typer.Option(min=0, help="With --ray: GPUs per actor (0: CPU).")] = 0.0,
 ) -> None:
     """Index images, or footage (--video: people detected, tracked and stored as sightings):
     embeddings, calibrated attribute probabilities, thumbnails and metadata, committed as they are
-    done (rerun the same command to resume an interrupted build). --shards and --ray apply to
-    images (footage runs in one process, unsharded)."""
+    done (rerun the same command to resume an interrupted build). --shards applies to images;
+    --ray to images (Ray Data batches) and footage (one video per task)."""
     import functools
 
     from xreid.workflows.index import build_index
-    from xreid.workflows.loading import model_and_head
+    from xreid.workflows.loading import embedder_and_detector, model_and_head
 
     outputs(folders=(out,))
+    ray_address = None if ray == "local" else ray
     if footage.video is not None:
-        if shards > 1 or ray is not None:
-            fail("--shards and --ray index images; footage (--video) is indexed in one process, unsharded")
-        _index_footage(opts, head, out, footage, append=False)
+        if shards > 1:
+            fail("--shards indexes images; footage (--video) is indexed unsharded")
+        ray_opts = None
+        if ray is not None:
+            ray_opts = {"make": functools.partial(embedder_and_detector, opts, footage.detector),
+                        "concurrency": workers, "address": ray_address, "num_gpus": gpus_per_worker}
+        _index_footage(opts, head, out, footage, append=False, ray=ray_opts)
         return
     ray_opts = None
     if ray is not None:
         ray_opts = {"make": functools.partial(model_and_head, opts, head), "concurrency": workers,
-                    "address": None if ray == "local" else ray, "num_gpus": gpus_per_worker}
+                    "address": ray_address, "num_gpus": gpus_per_worker}
     _index_images(functools.partial(build_index, shards=shards, ray=ray_opts), opts, head, data_root, out, images,
                   list_file, batch_size,
                   interrupted=f"every finished batch is committed in {out}: run the same command to resume")
@@ -127,7 +133,7 @@ def index_add(
                   interrupted=f"the batches committed so far are in {case}")
 
 
-def _index_footage(opts: ModelOptions, head, case: Path, f: Footage, append: bool) -> None:
+def _index_footage(opts: ModelOptions, head, case: Path, f: Footage, append: bool, ray: dict | None = None) -> None:
     """`index build --video` / `index add --video`: run the footage workflow, report."""
     from xreid.workflows.footage import FootageOptions, index_footage
     from xreid.workflows.loading import head_name, load_detector
@@ -138,7 +144,7 @@ def _index_footage(opts: ModelOptions, head, case: Path, f: Footage, append: boo
         report = index_footage(embedder, attr_head, load_detector(f.detector, opts.precision), f.video, case,
                                camera=f.camera, start=f.start,
                                opts=FootageOptions(confidence=f.confidence, stride=f.stride, fps=f.fps),
-                               head_name=head_name(opts.model, head), append=append, say=typer.echo)
+                               head_name=head_name(opts.model, head), append=append, say=typer.echo, ray=ray)
     except KeyboardInterrupt:
         fail(f"interrupted; the committed chunks and videos are kept in {case}: run the same command to resume",
              code=130)

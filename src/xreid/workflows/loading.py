@@ -70,6 +70,11 @@ def model_and_head(opts: ModelOptions, head: Path | None):
     return opts.load(), load_head(opts.model, head)
 
 
+def embedder_and_detector(opts: ModelOptions, detector: str):
+    """The embedder of the model options and the person detector (what a Ray footage worker loads once)."""
+    return opts.load(), load_detector(detector, opts.precision)
+
+
 def head_name(model: str, head: Path | None) -> str:
     """How an index records the head it was built with."""
     return "bundled" if head is None and model == "default" else str(head)
