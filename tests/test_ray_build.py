@@ -171,3 +171,36 @@ def test_ray_footage_build_gives_the_sightings_of_one_process(cluster, tiny_mode
     assert res.exit_code == 0, res.output
     c = GalleryIndex.open(tmp_path / "cli")
     assert c.keys.tolist() == [k for k in a.keys.tolist() if "/view2-" in k]
+
+
+def test_runtime_threads_follow_the_ray_allotment(monkeypatch):
+    """$XREID_THREADS sets the runtimes' threads; outside a Ray worker claim_ray_cpus changes nothing."""
+    import os
+
+    from xreid.models.embedders import THREADS_ENV, runtime_threads
+    from xreid.workflows.loading import claim_ray_cpus
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    assert runtime_threads() is None
+    if not ray.is_initialized():
+        claim_ray_cpus()
+        assert THREADS_ENV not in os.environ
+    monkeypatch.setenv(THREADS_ENV, "3")
+    assert runtime_threads() == 3
+
+
+@pytest.mark.slow
+def test_a_one_cpu_actor_claims_one_thread(cluster):
+    @ray.remote(num_cpus=1)
+    def threads():
+        import os
+
+        import torch
+
+        from xreid.models.embedders import THREADS_ENV
+        from xreid.workflows.loading import claim_ray_cpus
+
+        claim_ray_cpus()
+        return os.environ.get(THREADS_ENV), torch.get_num_threads()
+
+    assert ray.get(threads.remote()) == ("1", 1)

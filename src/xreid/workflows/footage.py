@@ -573,6 +573,9 @@ class VideoWorker:
     embedder and the detector once per actor; ``run`` is ``track_video`` for one video."""
 
     def __init__(self, make, opts: FootageOptions, case: str):
+        from xreid.workflows.loading import claim_ray_cpus
+
+        claim_ray_cpus()  # the models on the CPUs Ray gave this actor
         embedder, self.detector = make()
         self.embed, self.opts, self.case = crop_embedder(embedder), opts, Path(case)
 
