@@ -123,7 +123,7 @@ def test_a_killed_worker_loses_nothing(cluster, tiny_model, tmp_path):
 
 
 @pytest.mark.shared
-@pytest.mark.slow  # about 40 s on a busy 2-core machine
+@pytest.mark.slow
 def test_ray_footage_build_gives_the_sightings_of_one_process(cluster, tiny_model, tmp_path):
     """`index build --video ... --ray`: one video per task on the two-node cluster; the same sightings
     (keys, embeddings, fields, tracks, crops) as one process, and a rerun adds nothing."""
