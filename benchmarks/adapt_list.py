@@ -1,4 +1,4 @@
-"""The unlabeled input of the adaptation measurement (issue 30): the PETA-ReID training images of the
+"""The unlabeled input of the adaptation measurement: the PETA-ReID training images of the
 test sets' subsets (VIPeR, PRID, GRID; their training halves, other people than the test sets') as a
 CSV list with the identity labels removed (``path,camera``; paths relative to the PETA image folder),
 for ``xreid adapt``. The cross-domain model never saw these cameras; after adapting on this list it is

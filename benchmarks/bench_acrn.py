@@ -1,4 +1,4 @@
-"""ACRN training of the own CNN against the same recipe without the complementary loss (issue 18, item 2).
+"""ACRN training of the own CNN against the same recipe without the complementary loss.
 
 Two runs of configs/peta_mobilenetv2_acrn.yaml, identical but for ``acrn.gamma`` (docs/RESULTS.md#acrn-training
 gives the commands), both trained on PETA-ReID-val's train list. Rows, on the PETA-ReID test sets (mean

@@ -126,8 +126,6 @@ def main() -> None:
                                                           "decoded fill the server's 256 MiB decoded-image cache)")
     args = parse(ap)
     report = Report(args.out)
-    from xreid.serve.audit import read_audit
-
     case = build_case(args.data_root, args.rows, args.real, report)
     images = query_images(args.data_root)
     workdir = CACHE / f"session_{os.getpid()}"
@@ -226,7 +224,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(60)
-    audit = read_audit(workdir / "audit.jsonl")
+    audit = [json.loads(line) for line in (workdir / "audit.jsonl").read_text().splitlines()]
     audited = {r["search"] for r in audit if r.get("event") == "search"}
     missing = [s for s in searched if s not in audited]
     after_warmup = [m for t, m in samples if t >= args.warmup] or [rss_end]

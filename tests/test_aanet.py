@@ -1,4 +1,4 @@
-"""AANet (issue 17 item 2): building blocks by hand, the network, its losses and its training."""
+"""AANet: building blocks by hand, the network, its losses and its training."""
 
 import math
 

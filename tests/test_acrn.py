@@ -1,4 +1,4 @@
-"""ACRN training of the own CNN (issue 18, item 2): the complementary triplet loss, the attribute
+"""ACRN training of the own CNN: the complementary triplet loss, the attribute
 weight layer, the attribute table, and a run from config to `xreid eval --fusion`."""
 
 import math

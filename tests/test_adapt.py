@@ -1,4 +1,4 @@
-"""Issue 30: `xreid adapt` -- clustering by hand, and the command end to end on tiny crops."""
+"""`xreid adapt` -- clustering by hand, and the command end to end on tiny crops."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""The target of issue 28: a new map method, model format, dataset or index backend is one new
+"""The extension target: a new map method, model format, dataset or index backend is one new
 file plus its registration line. Each trivial example below is written as its own module (one new
 file) into a temporary package, and registered by adding its module to the one list that names
 such modules (one line in one existing file), then used through xreid's ordinary entry points.

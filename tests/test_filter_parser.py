@@ -78,3 +78,32 @@ def test_attribute_violations_count_every_broken_condition():
 def test_as_list():
     assert _as_list("3") == ["3"] and _as_list(3) == [3] and _as_list(0.5) == [0.5] and _as_list(("a", "b")) == ["a", "b"]
     assert parse_filter(Filter(camera="2"), mode="rerank").mode == "rerank"
+
+
+def test_limits_hold_at_their_boundaries():
+    from xreid.index.filters import MAX_SECONDS, MAX_TEXT, MAX_VALUES
+
+    edge, over = "x" * MAX_TEXT, "x" * (MAX_TEXT + 1)
+    assert parse_filter({"camera": edge, "fields": {"site": [edge]}}).camera == edge
+    assert _message({"camera": over}) == f"filter 'camera': at most {MAX_TEXT} characters per value"
+    assert _message({"fields": {"site": over}}) == f"filter field 'site': at most {MAX_TEXT} characters per value"
+    assert _message({"after": over}) == f"filter 'after': at most {MAX_TEXT} characters"
+    assert len(parse_filter({"camera": ["1"] * MAX_VALUES}).camera) == MAX_VALUES
+    assert _message({"camera": ["1"] * (MAX_VALUES + 1)}) == f"filter 'camera': at most {MAX_VALUES} values"
+    assert parse_filter({"attributes": {edge: True}}).attributes == {edge: True}
+    assert _message({"attributes": {over: True}}) == (
+        f"filter 'attributes': each name must be a string of at most {MAX_TEXT} characters")
+    assert _message({"fields": {1: "a"}}).startswith("filter 'fields': each name must be a string")
+    assert _message({"attributes": {str(i): True for i in range(MAX_VALUES + 1)}}) == (
+        f"filter 'attributes': at most {MAX_VALUES} names")
+    for t in (MAX_SECONDS, -MAX_SECONDS, int(MAX_SECONDS), str(MAX_SECONDS)):
+        assert parse_filter({"after": t}).after == t
+    within = f"filter 'before': a number of seconds within +-{MAX_SECONDS:.0e}"
+    for t in (MAX_SECONDS * 1.0001, -int(MAX_SECONDS) - 1, float("inf"), float("nan"), 10**400, "2e11"):
+        assert _message({"before": t}) == within, t
+    assert parse_filter({"camera": [2**63, -2**63]}).camera == [2**63, -2**63]
+    assert _message({"camera": 2**63 + 1}) == "filter 'camera': integer too large"
+    assert _message({"fields": {"site": 1.0}}) == ("filter field 'site': give a value or a list of values (strings or "
+                                                   "integers), not float")
+    assert _message({"attributes": {"a": "x" * 50}}).endswith("(got str)")  # a long value is named by its type
+    assert _message({"mode": "x" * 50}) == "filter mode must be 'rerank' or 'keep', not str"

@@ -1,4 +1,4 @@
-"""Issue 30: on-the-fly teacher targets for the augmented view, attribute-only crops in the mimic loss of a
+"""On-the-fly teacher targets for the augmented view, attribute-only crops in the mimic loss of a
 run without an attribute loss, blur / scale augmentation."""
 
 import textwrap

@@ -1,4 +1,4 @@
-"""Hostile input against the CLI, the index and the local server (issue 29): foreign pages, huge
+"""Hostile input against the CLI, the index and the local server: foreign pages, huge
 images, secrets in logs, damaged and unwritable files, malformed requests. Each case must end
 clean: a clear error naming the problem, nothing lost, nothing written by a foreign page."""
 

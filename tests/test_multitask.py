@@ -1,4 +1,4 @@
-"""Multi-task training: the attribute layer learnt with the network (issue 17, items 1 and 3)."""
+"""Multi-task training: the attribute layer learnt with the network."""
 
 import math
 import textwrap

@@ -40,7 +40,8 @@ def load_embedder(model: str | Path = "default", flip: bool = False, **options) 
 
 
 def load_head(head: str | Path = "default") -> "AttributeHead":
-    """An attribute layer: ``"default"`` (the bundled model's) or an ``.npz`` from ``xreid attributes fit``."""
+    """An attribute head (the attribute layer with its calibration): ``"default"`` (the bundled model's) or an
+    ``.npz`` from ``xreid attributes fit``."""
     from xreid.explain.attribute_head import AttributeHead
     from xreid.models.loading import BUNDLED_HEAD
 

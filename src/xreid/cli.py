@@ -162,7 +162,7 @@ def evaluate(
 @command(app, models=True)
 def embed(
     opts: ModelOptions,
-    out: Annotated[Path, typer.Option(help="Output .npz: one float32 vector per image, key = path relative to the data root.")],
+    out: Annotated[Path, typer.Option(help="Output .npz: one float32 embedding per image, key = path relative to the data root.")],
     data_root: DataRoot = None,
     images: ImagesOpt = None,
     list_file: Annotated[Optional[Path], typer.Option("--list", help="CSV with a header row naming its columns: 'path' (relative to the data root, "

@@ -18,11 +18,11 @@ from xreid.workflows.loading import load_head
 
 index_app = typer.Typer(help="A persistent gallery index: build it from images, add to it, export, search.",
                         no_args_is_help=True)
-CaseArg = Annotated[Path, typer.Argument(help="The index folder (from `xreid index build --out`).")]
+CaseArg = Annotated[Path, typer.Argument(help="The case: an index folder (from `xreid index build --out`).")]
 RayShardsOpt = Annotated[Optional[str], typer.Option(
-    "--ray", metavar="ADDRESS", help="A sharded index (--shards N) with each shard held by a Ray actor, spread over "
+    "--ray", metavar="ADDRESS", help="A sharded case (--shards N) with each shard held by a Ray actor, spread over "
                                      "the cluster's nodes: its address (ray://... or HOST:PORT), 'auto' (the running "
-                                     "one) or 'local' (start one here). Every node must see the index at the same "
+                                     "one) or 'local' (start one here). Every node must see the case at the same "
                                      "path.")]
 
 
@@ -62,7 +62,7 @@ footage_options = option_group([inspect.Parameter(name, inspect.Parameter.KEYWOR
 def index_build(
     opts: ModelOptions,
     footage: Footage,
-    out: Annotated[Path, typer.Option(help="Index folder to create (an interrupted build there is continued).")],
+    out: Annotated[Path, typer.Option(help="The case to create: an index folder (an interrupted build there is continued).")],
     images: ImagesOpt = None,
     list_file: Annotated[Optional[Path], typer.Option(
         "--list", help="CSV with a header row (required): a 'path' column (relative to the data root; absolute "
@@ -379,7 +379,7 @@ def serve(
     max_pixels: Annotated[int, typer.Option(min=1, help="Largest upload accepted, in pixels.")] = 40_000_000,
     ray: RayShardsOpt = None,
 ) -> None:
-    """Serve a gallery index: REST API (/docs) and a search page for analysts, offline, at http://HOST:PORT/."""
+    """Serve a case (its gallery index): REST API (/docs) and a search page for analysts, offline, at http://HOST:PORT/."""
     from xreid.serve.app import check_bind, serve as run_server
     from xreid.serve.case import CaseSession, Limits
 

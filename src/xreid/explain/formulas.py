@@ -23,8 +23,8 @@ def class_balanced_weights(labels: np.ndarray, positive_ratio: np.ndarray, schem
 
     ``"inverse"`` (default): positives 1 / (2 p_a), negatives 1 / (2 (1 - p_a)), so both classes weigh
     the same in total; this optimises label-based mA, (TPR + TNR) / 2. ``"exp"``: positives
-    exp(1 - p_a), negatives exp(p_a) (the milder correction of the method's description). Measured on frozen
-    OMZ 0277 embeddings (PETA-ReID test, 35 attributes): 68.6 % mA with "inverse", 60.3 % with "exp".
+    exp(1 - p_a), negatives exp(p_a) (the milder correction of the method's description); "inverse"
+    gave the higher mA (docs/RESULTS.md#attribute-recognition).
     """
     p = np.clip(np.asarray(positive_ratio, np.float64), 1e-3, 1 - 1e-3)
     pos = np.asarray(labels, bool)

@@ -49,7 +49,7 @@ def default_nlist(n: int) -> int:
     """Inverted lists for ``n`` vectors: the power of two nearest sqrt(n) / 4, within [16, 1024]
     (256 for 1M). Fewer, longer lists than the usual sqrt(n): on random vectors and on data with
     the neighbour statistics of real re-id embeddings the tuning ends at a scan of every list,
-    which is 15-20 % faster over 256 lists than over 1024 (benchmarks/bench_index.py)."""
+    which is faster over 256 lists than over 1024 (benchmarks/bench_index.py)."""
     return int(min(1024, max(16, 2 ** round(math.log2(max(1.0, math.sqrt(n) / 4))))))
 
 

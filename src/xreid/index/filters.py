@@ -21,6 +21,12 @@ import numpy as np
 #: below the others, by how many conditions they break ("rerank")
 MODES = ("keep", "rerank")
 KEYS = ("attributes", "camera", "after", "before", "fields", "mode")
+#: limits on a filter's values from any source (command line, JSON request): longer text, more values
+#: or times further from 1970 are mistakes, refused before anything runs
+MAX_TEXT = 200
+MAX_VALUES = 1000
+#: times given as numbers are seconds since 1970: beyond this (year ~5138) they are a mistake
+MAX_SECONDS = 1e11
 _YES, _NO = ("yes", "1", "true"), ("no", "0", "false")
 
 
@@ -108,64 +114,120 @@ def _text_spec(text: str, field_names: Sequence[str], attribute_names: Sequence[
     return {"attributes": attributes, "fields": fields}
 
 
+def _shown(value) -> str:
+    """``value`` in a message: its repr when short, else its type (a request's value may be huge)."""
+    text = repr(value)
+    return text if len(text) <= 40 else type(value).__name__
+
+
+def _scalars(value, what: str, each: str) -> None:
+    """A camera or a field's value(s): strings or integers, at most MAX_TEXT characters, MAX_VALUES values."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if len(values) > MAX_VALUES:
+        raise ValueError(f"{what}: at most {MAX_VALUES} values")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (str, int)):
+            raise ValueError(f"{what}: {each}, not {type(v).__name__}")
+        if isinstance(v, str) and len(v) > MAX_TEXT:
+            raise ValueError(f"{what}: at most {MAX_TEXT} characters per value")
+        if isinstance(v, int) and abs(v) > 2**63:
+            raise ValueError(f"{what}: integer too large")
+
+
 def _camera(value):
     if value is None or value in ([], ""):
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, list, tuple)):
         raise ValueError(f"filter 'camera' must be a camera or a list of cameras, not {type(value).__name__}")
-    if isinstance(value, (list, tuple)):
-        bad = [v for v in value if isinstance(v, bool) or not isinstance(v, (str, int))]
-        if bad:
-            raise ValueError(f"filter 'camera': each camera must be a string or a number, not "
-                             f"{type(bad[0]).__name__}")
+    _scalars(value, "filter 'camera'", "each camera must be a string or a number")
     return value
 
 
-def _time(name: str, value):
+def _in_range(name: str, seconds) -> None:
+    if not (isinstance(seconds, int) or math.isfinite(seconds)) or abs(seconds) > MAX_SECONDS:
+        raise ValueError(f"filter {name!r}: a number of seconds within +-{MAX_SECONDS:.0e}")
+
+
+def _time(name: str, value, parse: bool = True):
+    """A time condition: its type and limits, and with ``parse`` its reading (``parse_time``)."""
     if value is None or value == "":
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int, float, datetime)):
         raise ValueError(f"filter {name!r} must be a time (ISO 8601 or seconds), not {type(value).__name__}")
-    from xreid.index.metadata import parse_time
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise ValueError(f"filter {name!r}: at most {MAX_TEXT} characters")
+    if isinstance(value, (int, float)):
+        _in_range(name, value)
+    if parse:
+        from xreid.index.metadata import parse_time
 
-    try:
-        parse_time(value)
-    except ValueError as exc:
-        raise ValueError(f"filter {name!r}: {exc}") from None
+        try:
+            seconds = parse_time(value)
+        except ValueError as exc:
+            raise ValueError(f"filter {name!r}: {exc}") from None
+        _in_range(name, seconds)  # a number written as text meets the same limit
+    return value
+
+
+def _object(value, key: str, shape: str) -> Mapping:
+    """The object under ``key`` ({} for None): a mapping of at most MAX_VALUES names of at most
+    MAX_TEXT characters; ``shape`` says what it maps in messages."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"filter {key!r} must be an object {shape}, not {type(value).__name__}")
+    if len(value) > MAX_VALUES:
+        raise ValueError(f"filter {key!r}: at most {MAX_VALUES} names")
+    for name in value:
+        if not isinstance(name, str) or len(name) > MAX_TEXT:
+            raise ValueError(f"filter {key!r}: each name must be a string of at most {MAX_TEXT} characters")
     return value
 
 
 def _attributes(value, attribute_names: Sequence[str] | None) -> dict:
-    value = value or {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"filter 'attributes' must be an object {{name: true | false | probability}}, not "
-                         f"{type(value).__name__}")
+    value = _object(value, "attributes", "{name: true | false | probability}")
     for name, want in value.items():
         number = isinstance(want, (int, float)) and not isinstance(want, bool)
-        if not (isinstance(want, (bool, np.bool_)) or (number and math.isfinite(want) and 0 <= want <= 1)):
+        if not (isinstance(want, (bool, np.bool_)) or (number and 0 <= want <= 1 and math.isfinite(want))):
             raise ValueError(f"filter attribute {name!r}: give true, false or a probability in [0, 1] "
-                             f"(got {want!r})")
+                             f"(got {_shown(want)})")
     if attribute_names is not None:
         check_attribute_names(list(value), list(attribute_names))
     return dict(value)
 
 
 def _fields(value, field_names: Sequence[str] | None) -> dict:
-    value = value or {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"filter 'fields' must be an object {{column: value or [values]}}, not "
-                         f"{type(value).__name__}")
+    value = _object(value, "fields", "{column: value or [values]}")
     out = {}
     for name, v in value.items():
         if v in ("", [], None):
             continue
-        values = v if isinstance(v, (list, tuple)) else [v]
-        if any(isinstance(x, bool) or not isinstance(x, (str, int, float)) for x in values):
-            raise ValueError(f"filter field {name!r}: give a value or a list of values (strings), not {v!r}")
+        _scalars(v, f"filter field {name!r}", "give a value or a list of values (strings or integers)")
         if field_names is not None and name not in field_names:
             raise ValueError(f"filter: unknown field {name!r}; this gallery has: {', '.join(field_names) or 'none'}")
         out[name] = v
     return out
+
+
+def _mode(value) -> str:
+    mode = value or "keep"
+    if mode not in MODES:
+        raise ValueError(f"filter mode must be 'rerank' or 'keep', not {_shown(mode)}")
+    return mode
+
+
+def check_filter_value(key: str, value) -> None:
+    """The checks of one key of a filter's JSON object that need no gallery: its type and the limits
+    (MAX_TEXT characters, MAX_VALUES values, times within MAX_SECONDS of 1970). ``parse_filter``
+    runs the same checks; the server runs these on a request before anything else (a 422), and
+    ``parse_filter`` then checks the names against the gallery and reads the times. A ValueError
+    names the key at fault."""
+    checks = {"camera": _camera, "after": lambda v: _time("after", v, parse=False),
+              "before": lambda v: _time("before", v, parse=False), "attributes": lambda v: _attributes(v, None),
+              "fields": lambda v: _fields(v, None), "mode": _mode}
+    if key not in checks:
+        raise ValueError(f"unknown filter key: {_shown(key)} (known: {', '.join(KEYS)})")
+    checks[key](value)
 
 
 def parse_filter(spec: str | Mapping | Filter | None, attribute_names: Sequence[str] | None = None,
@@ -192,10 +254,7 @@ def parse_filter(spec: str | Mapping | Filter | None, attribute_names: Sequence[
     if unknown:
         raise ValueError(f"unknown filter key(s): {', '.join(sorted(map(str, unknown)))} "
                          f"(known: {', '.join(KEYS)})")
-    mode = mode or spec.get("mode") or "keep"
-    if mode not in MODES:
-        raise ValueError(f"filter mode must be 'rerank' or 'keep', not {mode!r}")
     return Filter(camera=_camera(spec.get("camera")), after=_time("after", spec.get("after")),
                   before=_time("before", spec.get("before")),
                   attributes=_attributes(spec.get("attributes"), attribute_names),
-                  fields=_fields(spec.get("fields"), field_names), mode=mode)
+                  fields=_fields(spec.get("fields"), field_names), mode=_mode(mode or spec.get("mode")))

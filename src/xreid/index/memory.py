@@ -31,7 +31,7 @@ class MemoryGallery(Gallery):
         super().__init__()
         n = len(keys)
         self.keys = [str(k) for k in keys]
-        self.features = np.asarray(vectors).reshape(n, -1) if n else np.zeros((0, 0), np.float32)
+        self.vectors = np.asarray(vectors).reshape(n, -1) if n else np.zeros((0, 0), np.float32)
         self.paths = [Path(p) for p in (paths if paths is not None else keys)]
         self.pids = list(pids) if pids is not None else [None] * n
         self.fields = [dict(f) for f in fields] if fields is not None else [{} for _ in range(n)]
@@ -51,26 +51,26 @@ class MemoryGallery(Gallery):
         """The gallery of ``rows`` only (``skipped`` added to its list of unusable files)."""
         rows = [int(i) for i in rows]
         probs = None if self._probabilities is None else self._probabilities[rows]
-        return MemoryGallery([self.keys[i] for i in rows], self.features[rows], [self.paths[i] for i in rows],
+        return MemoryGallery([self.keys[i] for i in rows], self.vectors[rows], [self.paths[i] for i in rows],
                              [self.pids[i] for i in rows], self.head, probs, [self.fields[i] for i in rows],
                              self.times[rows], self.skipped + list(skipped))
 
     # -- the interface --
 
     def vectors_of(self, ids) -> np.ndarray:
-        return self.features[np.asarray(ids, np.int64)]
+        return self.vectors[np.asarray(ids, np.int64)]
 
     def all_probabilities(self) -> np.ndarray | None:
         """Every row's attribute probabilities (computed from the head once)."""
         if self._probabilities is None and self.head is not None and len(self):
-            self._probabilities = self.head.calibrated(self.features)
+            self._probabilities = self.head.calibrated(self.vectors)
         return self._probabilities
 
     def probabilities(self, ids) -> np.ndarray | None:
         ids = np.asarray(ids, np.int64)
         if self._probabilities is not None:
             return self._probabilities[ids]
-        return None if self.head is None else self.head.calibrated(self.features[ids])
+        return None if self.head is None else self.head.calibrated(self.vectors[ids])
 
     def metadata(self, i: int) -> dict:
         if not 0 <= i < len(self):
@@ -92,7 +92,7 @@ class MemoryGallery(Gallery):
     def search(self, query: np.ndarray, k: int = 10, where: Filter | None = None) -> Hits:
         if len(self) == 0:
             raise ValueError("the gallery is empty")
-        order, dist = rank_gallery(query, self.features)
+        order, dist = rank_gallery(query, self.vectors)
         return self.rank(dist, k, where, order=order)
 
     def rank(self, distances: np.ndarray, k: int = 10, where: Filter | None = None,

@@ -232,7 +232,7 @@ class AANet(BackboneNet):
 
 #: What an AANet ranks with: 'all', the paper's test descriptor (every classifier's V vector, 12 x V);
 #: 'global', the global branch's batch-normed V vector alone (the one that mimics the teacher; V-d, e.g.
-#: 256): a compact descriptor, the other branches still trained beside it (issue 30).
+#: 256): a compact descriptor, the other branches still trained beside it.
 DESCRIPTORS = ("all", "global")
 
 

@@ -220,7 +220,7 @@ def mobilenetv2(pretrained: bool | str = True, last_stride: int = 2) -> MobileNe
 def mobilenetv2_ibn(pretrained: bool | str = True, last_stride: int = 2) -> MobileNetV2:
     """MobileNetV2 with IBN-a in its blocks at 1/4-1/16 resolution (``IBN``), from the same ImageNet
     BatchNorm weights: instance normalisation removes each image's colour cast and contrast, which
-    change from camera to camera (cross-domain re-id, issue 30)."""
+    change from camera to camera (cross-domain re-id)."""
     net = MobileNetV2(last_stride=last_stride, ibn=True)
     if pretrained:
         load_backbone_weights(net, mobilenetv2_imagenet_weights() if pretrained is True else pretrained)

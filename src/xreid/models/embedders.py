@@ -226,7 +226,7 @@ class OnnxEmbedder(Embedder):
 class OpenVinoEmbedder(Embedder):
     """OpenVINO IR (or ONNX read by OpenVINO); the batch dimension is made dynamic so any batch size
     runs. ``precision`` sets INFERENCE_PRECISION_HINT explicitly: the CPU plugin otherwise picks bf16
-    on CPUs with AVX512-BF16 (or AMX), which moves embeddings by ~0.5 % (cosine 0.995)."""
+    on CPUs with AVX512-BF16 (or AMX), which moves embeddings (docs/RESULTS.md#openvino-precision-f32-and-bf16)."""
 
     backend = "openvino"
 

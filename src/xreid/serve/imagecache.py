@@ -61,10 +61,9 @@ _M_MMAP_THRESHOLD = -3
 def fix_mmap_threshold(threshold: int = 1 << 20) -> bool:
     """Serve every allocation of ``threshold`` bytes or more with its own mmap, returned to the system
     when freed (glibc only; False elsewhere). By default glibc raises that threshold to the size of the
-    largest block freed (up to 32 MiB): after the first decoded upload of 18 MB is freed, the next ones
+    largest block freed (up to 32 MiB): after the first large decoded upload is freed, the next ones
     come from the per-thread heaps, which keep the memory, and a server decoding large uploads in
-    many threads grows without bound (measured: 345 -> 1,385 MB over 180 uploads and searches in 8
-    threads; with the threshold fixed, 331 -> 619 MB, flat after the decoded-image cache filled)."""
+    many threads grows without bound (the measurement: docs/RESULTS.md#search-service)."""
     import ctypes
     import ctypes.util
     import sys

@@ -1,4 +1,4 @@
-"""Adaptation to a user's cameras without labels (``xreid adapt``, issue 30; docs/METHODS.md#adaptation).
+"""Adaptation to a user's cameras without labels (``xreid adapt``; docs/METHODS.md#adaptation-without-labels).
 
 Rounds of: embed every unlabeled crop with the current model, cluster them into pseudo-identities
 (DBSCAN on k-reciprocal Jaccard distances, Zhong et al. 2017 / Fan et al. 2018; crops of one track
@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from xreid.distance import l2_normalise
+from xreid.training import loop
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +201,7 @@ def adapt_model(model, spec, images: np.ndarray, cfg: AdaptConfig, work: Path, t
     from xreid.models.checkpoint import load_safely, plain_data
     from xreid.training.losses import batch_hard_triplet_loss, feature_distillation_loss
 
-    torch.manual_seed(cfg.seed)
-    torch.set_flush_denormal(True)
+    loop.start_run(cfg.seed)
     work.mkdir(parents=True, exist_ok=True)
     ckpt_path = work / "adapt.pt"
     model.backbone.freeze_stages(cfg.freeze_stages)
@@ -209,15 +209,12 @@ def adapt_model(model, spec, images: np.ndarray, cfg: AdaptConfig, work: Path, t
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_round, start_batch, history, labels, centres = 0, 0, [], None, None
+    loop.refuse_fresh_start(ckpt_path, resume, "an adaptation already runs", "choose another --out")
     if ckpt_path.exists():
-        if not resume:
-            raise FileExistsError(f"{ckpt_path}: an adaptation already runs here; pass --resume to continue it "
-                                  f"or choose another --out")
         ckpt = load_safely(ckpt_path)
-        changed = cfg.changes(ckpt.get("config", {}))
-        if changed:
-            raise ValueError(f"{ckpt_path}: the options differ from the ones this adaptation started with "
-                             f"({', '.join(changed)}); resume with the same options or choose another --out")
+        loop.refuse_changed_resume(ckpt_path, cfg.changes(ckpt.get("config", {})),
+                                   "the options differ from the ones this adaptation started with",
+                                   "resume with the same options or choose another --out")
         if ckpt.get("images") != len(images):
             raise ValueError(f"{ckpt_path}: started on {ckpt.get('images')} crops, now {len(images)}; resume on "
                              f"the same input or choose another --out")
@@ -251,9 +248,8 @@ def adapt_model(model, spec, images: np.ndarray, cfg: AdaptConfig, work: Path, t
             raise ValueError(f"{cfg.teacher}: the teacher's embeddings have {mean.shape[1]} dimensions, the model's "
                              f"{dim}; distillation needs equal sizes")
     augment = BatchAugment(spec.input_size, pad=cfg.crop_pad, color=cfg.color_jitter)
-    done = 0
-    position = (start_round, start_batch)
-    try:
+    checkpoints = loop.Checkpoints(save, ckpt_path, cfg.checkpoint_minutes, max_batches, (start_round, start_batch))
+    with checkpoints.saved_on_interrupt():
         for rnd in range(start_round, cfg.rounds):
             if labels is None:  # a round resumed mid-way keeps its clusters and centroids
                 feats = embed_all(model, images, progress=progress, desc=f"round {rnd + 1}/{cfg.rounds}: embedding")
@@ -268,10 +264,10 @@ def adapt_model(model, spec, images: np.ndarray, cfg: AdaptConfig, work: Path, t
             batches = pseudo_batches(labels, cfg.p, cfg.k, cfg.batches, cfg.seed, rnd)
             unclustered = np.flatnonzero(~clustered)
             model.train()
-            sums: dict[str, float] = {}
+            meter = loop.LossMeans()
             bar = tqdm(total=cfg.batches, initial=start_batch, desc=f"round {rnd + 1}/{cfg.rounds}: training",
                        unit="batch", disable=not progress)
-            tic, last_save = time.monotonic(), time.monotonic()
+            tic = time.monotonic()
             for b, idx in enumerate(batches):
                 if b < start_batch:
                     continue
@@ -291,34 +287,17 @@ def adapt_model(model, spec, images: np.ndarray, cfg: AdaptConfig, work: Path, t
                 if teacher is not None:
                     target = augmented_targets(teacher, x, mean)
                     losses["mimic"] = cfg.teacher_weight * feature_distillation_loss(emb, target)
-                loss = sum(losses.values())
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} in round {rnd + 1} batch {b}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                for key, v in losses.items():
-                    sums[key] = sums.get(key, 0.0) + float(v.detach())
-                bar.set_postfix({key: f"{v / (b - start_batch + 1):.3f}" for key, v in sums.items()})
+                loop.optimiser_step(optimizer, losses, f"in round {rnd + 1} batch {b}")
+                meter.add(losses)
+                bar.set_postfix(meter.postfix())
                 bar.update(1)
-                done += 1
-                position = (rnd, b + 1)
-                if time.monotonic() - last_save > cfg.checkpoint_minutes * 60:
-                    save(*position)
-                    last_save = time.monotonic()
-                if max_batches is not None and done >= max_batches:
-                    save(*position)
+                if checkpoints.batch_done(rnd, b):
                     bar.close()
                     return model.eval(), history, False
             bar.close()
-            m = max(cfg.batches - start_batch, 1)
             history.append({"round": rnd + 1, "clusters": n_clusters, "clustered": int(clustered.sum()),
-                            **{k: v / m for k, v in sums.items()}, "seconds": time.monotonic() - tic})
+                            **meter.means(), "seconds": time.monotonic() - tic})
             log.info("round %d: %s", rnd + 1, history[-1])
             start_batch, labels, centres = 0, None, None
-            position = (rnd + 1, 0)
-            save(*position)
-    except KeyboardInterrupt:
-        save(*position)
-        raise KeyboardInterrupt(f"interrupted; progress saved to {ckpt_path} (continue with --resume)") from None
+            checkpoints.outer_done(rnd)
     return model.eval(), history, True

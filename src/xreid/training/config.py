@@ -33,8 +33,9 @@ class DistillConfig:
     # attribute-only crops (CUHK, MIT; no identity) per batch in the mimic loss of a run without an
     # attribute loss (with one, attributes.attribute_only_batch decides); 0 = none
     attribute_only_batch: int = 0
-    # the teacher's OpenVINO inference precision: None = f32; 'bf16' runs 0277 2.2x faster on CPUs with
-    # AVX512-BF16 / AMX (embeddings at cosine 0.9998 to f32's), worth it when it runs every batch
+    # the teacher's OpenVINO inference precision: None = f32; 'bf16' runs faster on CPUs with
+    # AVX512-BF16 / AMX at nearly the same embeddings, worth it when it runs every batch
+    # (docs/METHODS.md#cross-domain-training)
     teacher_precision: str | None = None
 
 

@@ -29,6 +29,14 @@ from xreid.models.reid_net import ModelSpec
 from xreid.training.acrn import TABLE_FILE, AttributeTable, AttributeWeights
 from xreid.training.averaging import accumulate_average, recompute_batchnorm
 from xreid.training.config import Config, config_changes
+from xreid.training.loop import (
+    Checkpoints,
+    LossMeans,
+    optimiser_step,
+    refuse_changed_resume,
+    refuse_fresh_start,
+    start_run,
+)
 from xreid.training.losses import (
     aanet_losses,
     attribute_bce,
@@ -137,8 +145,9 @@ def draw_batch(dataset: InMemoryReIDSet, augment: BatchAugment, cfg: Config, epo
 def training_batches(dataset: InMemoryReIDSet, sampler: IdentitySampler, augment: BatchAugment,
                      cfg: Config, epoch: int, progress: bool = False):
     """One epoch of augmented P x K batches as training draws them, for re-estimating batch-norm
-    statistics after weight averaging. Measured: statistics from clean, unaugmented crops instead
-    cost 5.7 mAP (51.0 vs 56.7), since every layer after them was trained on augmented batches."""
+    statistics after weight averaging. Statistics from clean, unaugmented crops instead cost mAP
+    (docs/RESULTS.md#weight-averaging-and-how-it-was-chosen), since every layer after them was
+    trained on augmented batches."""
     from tqdm import tqdm
 
     for b, indices in enumerate(tqdm(sampler.epoch(epoch), total=len(sampler), desc="batch-norm statistics",
@@ -148,10 +157,8 @@ def training_batches(dataset: InMemoryReIDSet, sampler: IdentitySampler, augment
 
 def check_new_run(cfg: Config, resume: bool) -> None:
     """Refuse to start a run over an existing one unless resuming it."""
-    ckpt_path = cfg.run_dir / "last.pt"
-    if ckpt_path.exists() and not resume:
-        raise FileExistsError(f"{ckpt_path}: a run already exists here; pass --resume to continue it "
-                              f"or change 'name'/'output_dir' in the config")
+    refuse_fresh_start(cfg.run_dir / "last.pt", resume, "a run already exists",
+                       "change 'name'/'output_dir' in the config")
 
 
 def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = True,
@@ -164,12 +171,7 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
 
     from xreid.data.protocol import load_protocol, without_subsets
 
-    torch.manual_seed(cfg.seed)
-    # Weight decay drives many weights and gradients into the subnormal range as training goes on;
-    # CPUs handle those in microcode, so late steps ran 1.3-1.8x slower. Flushing them to zero costs no
-    # accuracy (they are < 1.2e-38); set before any parallel op so worker threads inherit it:
-    # benchmarks/bench_train_step.py --trained.
-    torch.set_flush_denormal(True)
+    start_run(cfg.seed)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "last.pt"
@@ -178,11 +180,10 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
     ckpt = load_training_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
     config = plain_data(asdict(cfg), "config")  # paths as strings: JSON- and weights-only-safe
     if ckpt is not None and ckpt.get("config") is not None:
-        changed = config_changes(ckpt["config"], config)
-        if changed:
-            raise ValueError(f"{ckpt_path}: the config differs from the one this run started with "
-                             f"({', '.join(changed)}); resume with the run's own config "
-                             f"({run_dir / 'config.json'}) or start a new run under another name")
+        refuse_changed_resume(ckpt_path, config_changes(ckpt["config"], config),
+                              "the config differs from the one this run started with",
+                              f"resume with the run's own config ({run_dir / 'config.json'}) or start a new run "
+                              f"under another name")
     protocol = load_protocol(cfg.protocol, data_root)
     m = cfg.model
     train_records = protocol.train
@@ -202,7 +203,7 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                      extra=aanet_extra(names, m.aanet_hidden, m.aanet_descriptor) if aanet else {})
     model = build_model(spec, pretrained=m.backbone_weights or True)
     model.backbone.freeze_stages(m.freeze_stages)
-    model = model.to(memory_format=torch.channels_last)  # 1.5x faster steps on CPU: benchmarks/bench_train_step.py
+    model = model.to(memory_format=torch.channels_last)  # faster steps on CPU: benchmarks/bench_train_step.py
     uncertainties = [model.heads.log_sigma] if aanet else []  # no weight decay on the log-uncertainties
     params = [p for p in model.parameters() if p.requires_grad and all(p is not u for u in uncertainties)]
     layer, targets, ao_images, calibration = None, None, None, []
@@ -288,14 +289,12 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
 
     t = cfg.train
     total_epochs = t.epochs + t.swa_epochs
-    last_save = time.monotonic()
-    done_batches = 0
-    position = (start_epoch, start_batch)  # the next batch to run, saved on interrupt
+    checkpoints = Checkpoints(save, ckpt_path, t.checkpoint_minutes, max_batches, (start_epoch, start_batch))
     model.train()
-    try:
+    with checkpoints.saved_on_interrupt():
         for epoch in range(start_epoch, total_epochs):
             ranking = epoch >= t.id_warm_epochs
-            sums: dict[str, float] = {}
+            meter = LossMeans()
             bar = tqdm(total=len(sampler), initial=start_batch, desc=f"epoch {epoch + 1}/{total_epochs}",
                        unit="batch", disable=not progress)
             tic = time.monotonic()
@@ -347,45 +346,25 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                     losses["attr"] = a.weight * attribute_bce(layer(emb)[torch.from_numpy(has)],
                                                               torch.from_numpy(rows[has]),
                                                               targets.positive_ratio, a.balance)
-                loss = sum(losses.values())
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1} batch {b}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                optimiser_step(optimizer, losses, f"at epoch {epoch + 1} batch {b}")
                 if acrn_layer is not None:
                     acrn_layer.project()
-                for k, v in {**losses, **logged}.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-                n = b - start_batch + 1
-                speed = n * len(labels) / max(time.monotonic() - tic, 1e-9)  # every image through the network
-                bar.set_postfix({**{k: f"{v / n:.3f}" for k, v in sums.items()}, "img/s": f"{speed:.0f}"})
+                meter.add({**losses, **logged})
+                speed = meter.count * len(labels) / max(time.monotonic() - tic, 1e-9)  # every image through the network
+                bar.set_postfix({**meter.postfix(), "img/s": f"{speed:.0f}"})
                 bar.update(1)
-                done_batches += 1
-                position = (epoch, b + 1)
-                if time.monotonic() - last_save > t.checkpoint_minutes * 60:
-                    save(*position)
-                    last_save = time.monotonic()
-                if max_batches is not None and done_batches >= max_batches:
-                    save(*position)
+                if checkpoints.batch_done(epoch, b):
                     bar.close()
                     return ckpt_path
             bar.close()
-            n = max(len(sampler) - start_batch, 1)
-            history.append({"epoch": epoch + 1, **{k: v / n for k, v in sums.items()},
-                            "seconds": time.monotonic() - tic})
+            history.append({"epoch": epoch + 1, **meter.means(), "seconds": time.monotonic() - tic})
             log.info("epoch %d: %s", epoch + 1, history[-1])
             if epoch >= t.epochs:
                 if layer is not None:
                     attr_average = accumulate_average(attr_average, layer, averaged)
                 average, averaged = accumulate_average(average, model, averaged), averaged + 1
             start_batch = 0
-            position = (epoch + 1, 0)
-            save(*position)
-            last_save = time.monotonic()
-    except KeyboardInterrupt:
-        save(*position)
-        raise KeyboardInterrupt(f"interrupted; progress saved to {ckpt_path} (continue with --resume)") from None
+            checkpoints.outer_done(epoch)
     if average is not None:
         model.load_state_dict(average, strict=False)
         if layer is not None:

@@ -323,7 +323,7 @@ def fused_search(gal: MemoryGallery, query_feature: np.ndarray, fusion: Fusion, 
     fusion's attribute probabilities of the query (A) and of every row (N x A); returns the hits and
     those probabilities of the query and of the hits."""
     f_q, f_g = probabilities
-    model_dist = cosine_distance(np.asarray(query_feature, np.float32), np.asarray(gal.features, np.float32))
+    model_dist = cosine_distance(np.asarray(query_feature, np.float32), np.asarray(gal.vectors, np.float32))
     fused = fusion.distances(model_dist[None], np.asarray(f_q)[None], np.asarray(f_g))[0]
     hits = gal.rank(fused, k, where, model_distances=model_dist)
     return hits, (f_q, np.asarray(f_g)[hits.ids])
@@ -345,7 +345,7 @@ def _fusion_probabilities(fusion: Fusion, attribute_embedder: Embedder, embedder
     if not isinstance(gal, MemoryGallery):
         raise ValueError("a fused ranking needs a gallery held in memory (a folder, a CSV list, an .npz or a protocol)")
     if attribute_embedder is embedder:
-        return (fusion.probabilities(q_feat[None])[0], fusion.probabilities(gal.features)), gal
+        return (fusion.probabilities(q_feat[None])[0], fusion.probabilities(gal.vectors)), gal
     if given_query:
         raise ValueError("a query given as an embedding cannot be fused with another model's attributes")
     q = attribute_embedder.embed_arrays([resize_rgb(original, attribute_embedder.preprocess.size)])[0]

@@ -131,8 +131,8 @@ def check_attributes_unseen(attribute_spec: str, head: AttributeHead, validation
                             allow_seen: bool = False, fingerprint: str | None = None) -> dict:
     """Refuse (ValidationSeen, saying which file and why) when the attribute model or its head was
     trained on ``validation``'s identities: choosing the mixing there would favour attributes that
-    know those people (0277 with the bundled attributes: 97.1 mean mAP on PETA-ReID-val, then 76.3 ->
-    61.8 on the test sets). ``allow_seen`` fits anyway and records it. ``fingerprint``: the attribute
+    know those people (docs/RESULTS.md#attribute-fusion-acrn: such a mixing loses mAP on the test
+    sets). ``allow_seen`` fits anyway and records it. ``fingerprint``: the attribute
     embedder's; a single-file ``attribute_spec`` that is another file is not read as its record.
     Returns what the files say, for the fusion's meta."""
     from xreid.models.fingerprint import fingerprint as file_fingerprint
