@@ -127,10 +127,11 @@ def tiny_model(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
     """A real two-node Ray cluster on this machine (head and one worker node, 1 CPU each, small object
-    stores, no dashboard), this process connected to it; started once per test session."""
+    stores, no dashboard), this process connected to it; started per test module and shut down after
+    it (so no cluster outlives the modules that use it)."""
     ray = pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
