@@ -77,7 +77,8 @@ def fit_views(x: np.ndarray, pids: np.ndarray) -> dict:
     centres /= counts[:, None]
     many = counts[inverse] >= 2
     scale = np.sqrt(counts[inverse][many] / (counts[inverse][many] - 1))[:, None]
-    return {"centres": centres[counts >= 2], "residuals": ((x[many] - centres[inverse[many]]) * scale).astype(np.float32)}
+    residuals = ((x[many] - centres[inverse[many]]) * scale).astype(np.float32)
+    return {"centres": centres[counts >= 2], "residuals": residuals}
 
 
 def draw_views(model: dict, out: np.ndarray, seed: int, chunk: int = 20_000) -> None:
@@ -106,7 +107,22 @@ def memory_index(vectors: np.ndarray, sets: np.ndarray, seed: int = 0) -> tuple[
     return index, built
 
 
-def score_level(index: GalleryIndex, tests: list[dict], n_gallery: int, k: int) -> dict:
+def sweep_nprobe(index: GalleryIndex, tests: list[dict], n_gallery: int, k: int, values: list[int]) -> list[dict]:
+    """The index's search at other ``nprobe`` values (lists scanned; the tuned one restored after):
+    mean mAP@k and p50 latency over the test sets."""
+    tuned, out = index.ann.nprobe, []
+    try:
+        for nprobe in sorted({min(v, index.ann.nlist) for v in values}):
+            index.ann.nprobe = nprobe
+            res = score_level(index, tests, n_gallery, k, exact=False)
+            out.append({"nprobe": index.ann.nprobe, "mAP_k_index": res["mean"]["mAP_k_index"],
+                        "R1_index": res["mean"]["R1_index"], "p50_ms": res["mean"]["p50_ms"]})
+    finally:
+        index.ann.nprobe = tuned
+    return out
+
+
+def score_level(index: GalleryIndex, tests: list[dict], n_gallery: int, k: int, exact: bool = True) -> dict:
     """Exact (full mAP, mAP@k, R1) and the index's search (mAP@k, R1), per test set and their mean."""
     x, n = index.vectors, len(index)
     out = {}
@@ -115,16 +131,17 @@ def score_level(index: GalleryIndex, tests: list[dict], n_gallery: int, k: int) 
         pids = np.concatenate([t["g_pids"], np.full(n - n_gallery, "distractor", dtype=object)]).astype(str)
         cams = np.concatenate([t["g_cams"], np.full(n - n_gallery, "distractor", dtype=object)]).astype(str)
         acc = MetricAccumulator(max_rank=k, keep_rankings=True)
-        for a in range(0, len(t["q"]), 64):
+        for a in range(0, len(t["q"]) if exact else 0, 64):
             dist = cosine_distance(t["q"][a:a + 64], x, normalised=True)[:, cols]
             acc.add(dist, t["q_pids"][a:a + 64], pids, t["q_cams"][a:a + 64], cams)
-        exact = acc.result()
+        ranked = acc.result()
         where = Filter(fields={"set": [t["name"], "distractor"]})
         ap_exact, ap_index, r1_index, methods, lat = [], [], [], set(), []
         for i, q in enumerate(t["q"]):
             positives = int(np.sum((t["g_pids"] == t["q_pids"][i]) & (t["g_cams"] != t["q_cams"][i])))
-            top = cols[exact.rankings[i][:k]]
-            ap_exact.append(truncated_average_precision(_matches(top, t, n_gallery, i), positives))
+            if exact:
+                top = cols[ranked.rankings[i][:k]]
+                ap_exact.append(truncated_average_precision(_matches(top, t, n_gallery, i), positives))
             t0 = time.perf_counter()
             hits = index.search(q, k, where)
             lat.append(1000 * (time.perf_counter() - t0))
@@ -132,8 +149,9 @@ def score_level(index: GalleryIndex, tests: list[dict], n_gallery: int, k: int) 
             m = _matches(hits.ids, t, n_gallery, i)
             ap_index.append(truncated_average_precision(m, positives))
             r1_index.append(bool(len(m) and m[0]))
-        out[t["name"]] = {"mAP": 100 * exact.mAP, "mAP_k_exact": 100 * float(np.mean(ap_exact)),
-                          "mAP_k_index": 100 * float(np.mean(ap_index)), "R1_exact": 100 * exact.rank(1),
+        out[t["name"]] = {"mAP": 100 * ranked.mAP, "mAP_k_exact": 100 * float(np.mean(ap_exact or [np.nan])),
+                          "mAP_k_index": 100 * float(np.mean(ap_index)),
+                          "R1_exact": 100 * ranked.rank(1) if exact else float("nan"),
                           "R1_index": 100 * float(np.mean(r1_index)), "search": "/".join(sorted(methods)),
                           "p50_ms": float(np.percentile(lat, 50))}
     keys = ["mAP", "mAP_k_exact", "mAP_k_index", "R1_exact", "R1_index", "p50_ms"]
@@ -160,6 +178,8 @@ def main(argv=None) -> None:
     ap.add_argument("--real", type=int, default=4000, help="real train crops for the real-vs-synthetic check (0: skip)")
     ap.add_argument("--rank", type=int, default=256, help="principal directions of the distractor Gaussian")
     ap.add_argument("--k", type=int, default=100, help="length of the ranked lists compared")
+    ap.add_argument("--sweep", type=int, nargs="*", default=[],
+                    help="also score the index's search at these nprobe values where it searches approximately")
     ap.add_argument("--cache", type=Path, default=Path("runs/embedding_cache"), help="embedding cache folder")
     args = parse(ap, argv)
     from xreid.data.protocol import load_protocol
@@ -181,7 +201,8 @@ def main(argv=None) -> None:
     model = fit_gaussian(fit, args.rank)
     views = fit_views(fit, fit_pids)
     dim = fit.shape[1]
-    explained = float((model["std"] ** 2).sum() / ((model["std"] ** 2).sum() + model["rest_std"] ** 2 * (dim - len(model["std"]))))
+    top = float((model["std"] ** 2).sum())
+    explained = top / (top + model["rest_std"] ** 2 * (dim - len(model["std"])))
     tests, galleries, lo = [], [], 0
     for ts in protocol.test_sets:
         q = [r for r in ts.query if r.path in row]
@@ -189,8 +210,10 @@ def main(argv=None) -> None:
         galleries.append(l2_normalise(np.stack([feats[row[r.path]] for r in g])).astype(np.float32))
         tests.append({"name": ts.name, "lo": lo, "hi": lo + len(g),
                       "q": l2_normalise(np.stack([feats[row[r.path]] for r in q])).astype(np.float32),
-                      "q_pids": np.array([r.pid for r in q]).astype(str), "q_cams": np.array([r.cam for r in q]).astype(str),
-                      "g_pids": np.array([r.pid for r in g]).astype(str), "g_cams": np.array([r.cam for r in g]).astype(str)})
+                      "q_pids": np.array([r.pid for r in q]).astype(str),
+                      "q_cams": np.array([r.cam for r in q]).astype(str),
+                      "g_pids": np.array([r.pid for r in g]).astype(str),
+                      "g_cams": np.array([r.cam for r in g]).astype(str)})
         lo += len(g)
     n_gallery = lo
     report.print(f"Distractor test on PETA-ReID test ({', '.join(t['name'] for t in tests)}: "
@@ -198,12 +221,12 @@ def main(argv=None) -> None:
                  f"k = {args.k}. Distractors fitted on {len(fit)} PETA-ReID train embeddings: 'views': new views of "
                  f"its {len(views['centres'])} identities with 2+ images (an identity's centre plus a residual of "
                  f"{len(views['residuals'])}); 'gaussian': a Gaussian (top {len(model['std'])} directions, "
-                 f"{100 * explained:.0f} % of the variance, isotropic rest); 'real': {0 if real is None else len(real)} "
-                 f"other PETA-ReID train crops")
+                 f"{100 * explained:.0f} % of the variance, isotropic rest); "
+                 f"'real': {0 if real is None else len(real)} other PETA-ReID train crops")
     levels = [("views", d) for d in args.levels]
     if real is not None:  # how hard are synthetic distractors against as many real people?
         levels = [("real", len(real)), ("views", len(real)), ("gaussian", len(real))] + levels
-    figures, rows = [], []
+    figures, rows, sweeps = [], [], []
     for kind, d in levels:
         report.progress(f"{kind} {d:,} distractors")
         x = np.empty((n_gallery + d, dim), np.float32)
@@ -221,6 +244,12 @@ def main(argv=None) -> None:
         m = res["mean"]
         fig = {"kind": kind, "distractors": d, "ann_build_s": round(built, 1), "nprobe": index.ann.nprobe,
                "nlist": index.ann.nlist, "tuned_recall": index.ann.tuned_recall, **res}
+        if args.sweep and res["mean"]["search"] == "ann":
+            report.progress(f"{kind} {d:,}: nprobe {args.sweep}")
+            fig["sweep"] = sweep_nprobe(index, tests, n_gallery, args.k, args.sweep)
+            sweeps += [[f"{d:,}", s_["nprobe"], f"{index.ann.nlist}", f"{s_['mAP_k_index']:.2f}",
+                        f"{m['mAP_k_exact'] - s_['mAP_k_index']:.2f}", f"{s_['R1_index']:.1f}", f"{s_['p50_ms']:.1f}"]
+                       for s_ in fig["sweep"]]
         figures.append(fig)
         rows.append([kind, f"{d:,}", f"{m['mAP']:.2f}", f"{m['mAP_k_exact']:.2f}", f"{m['mAP_k_index']:.2f}",
                      f"{m['mAP_k_exact'] - m['mAP_k_index']:.2f}", f"{m['R1_exact']:.1f}", f"{m['R1_index']:.1f}",
@@ -230,6 +259,11 @@ def main(argv=None) -> None:
                  f"(ANN where it keeps over {EXACT_LIMIT:,} rows)")
     report.table(["distractors", "count", "exact mAP", f"exact mAP@{args.k}", f"index mAP@{args.k}",
                   "loss (points)", "exact R1", "index R1", "index search", "index p50 ms", "nprobe/nlist"], rows)
+    if sweeps:
+        report.print("\nthe index's search at other nprobe values (lists scanned of nlist; the tuned one is in the "
+                     "table above)")
+        report.table(["distractors", "nprobe", "nlist", f"index mAP@{args.k}", "loss (points)", "index R1", "p50 ms"],
+                     sweeps)
     report.save({"k": args.k, "fit": len(fit), "rank": len(model["std"]), "explained_variance": explained,
                  "view_identities": len(views["centres"]), "view_residuals": len(views["residuals"]),
                  "levels": figures})

@@ -4,7 +4,7 @@ top k as the in-process sharded search, and the server answers from it."""
 import numpy as np
 import pytest
 
-from test_sharded import IDENTITY, NAMES, _rows, _write
+from test_sharded import NAMES, _rows, _write, server_answers_as
 from xreid.index.base import backend
 from xreid.index.gallery import Filter, GalleryIndex, GalleryIndexError
 
@@ -44,7 +44,6 @@ def test_actor_shards_search_as_the_in_process_sharded_gallery(ray_cluster, tmp_
 
 @pytest.mark.slow
 def test_the_server_and_search_answer_from_actor_shards(ray_cluster, tiny_model, tmp_path):
-    from fastapi.testclient import TestClient
     from typer.testing import CliRunner
 
     from conftest import write_image
@@ -52,7 +51,6 @@ def test_the_server_and_search_answer_from_actor_shards(ray_cluster, tiny_model,
     from xreid.explain.attribute_head import AttributeHead
     from xreid.index.ray_sharded import RayShardedGallery
     from xreid.models.loading import load_embedder
-    from xreid.serve.app import create_app
     from xreid.serve.case import CaseSession
     from xreid.workflows.index import build_index
 
@@ -67,16 +65,7 @@ def test_the_server_and_search_answer_from_actor_shards(ray_cluster, tiny_model,
     session = CaseSession(tmp_path / "sh", embedder, attr, root, ray="auto")
     try:
         assert isinstance(session.index, RayShardedGallery)
-        client = TestClient(create_app(session))
-        up = client.post("/api/uploads?name=q.jpg", content=(root / "gallery" / "img03.jpg").read_bytes(),
-                         headers={"content-type": "application/octet-stream"})
-        assert up.status_code == 201, up.text
-        res = client.post("/api/search", json={"uploads": [up.json()["id"]], "k": 3})
-        assert res.status_code == 200, res.text
-        got = res.json()["results"]
-        want = local.search(local.vectors[list(local.keys).index("gallery/img03.jpg")], 3)
-        assert got[0]["key"] == "gallery/img03.jpg" and [r["key"] for r in got] == want.keys
-        assert client.get(f"/api/items/{got[0]['id']}/thumbnail").status_code == 200
+        server_answers_as(session, root, "gallery/img03.jpg", local)  # the in-process sharded search's answer
     finally:
         session.close()  # ends the actors too
     model = ["--model", str(tiny_model), "--backend", "torch"]
