@@ -95,6 +95,9 @@ run python benchmarks/bench_soak.py ${data[@]+"${data[@]}"} --rows 2000 --real 3
 run python benchmarks/mimic_gap.py ${data[@]+"${data[@]}"} --out "$out/mimic_gap"
 run python benchmarks/bench_train_step.py --out "$out/train_step"
 run python benchmarks/bench_footage.py --out "$out/footage"
+# memory and case size over a long input: the video looped 12 times (15.9 min of footage) at stride 3, as
+# recorded (about 25 min on a busy machine); --loops 45 --stride 1 is the whole hour the issue names
+run python benchmarks/bench_footage_hour.py --loops 12 --stride 3 --out "$out/footage_hour"
 # xreid adapt (issue 30): its unlabeled input and the choice of its clustering, given a cross-domain model
 xdomain="${XREID_XDOMAIN:-runs/xdomain_aug/peta_mobilenetv2_xdomain_aug/model.pt}"
 if [ -f "$xdomain" ]; then

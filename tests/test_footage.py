@@ -525,3 +525,129 @@ def test_timeline_page_carries_its_data_as_json_even_with_markup_in_names():
     block = re.search(r"<script type='application/json' id='timeline-data'>(.*?)</script>", page, re.S).group(1)
     assert "<b>" not in block and json.loads(block) == data  # readable JSON, no markup to break out with
     assert "gate &lt;b&gt;&amp;" in page  # the table shows the name escaped
+
+
+def test_representative_crop_pair_by_hand():
+    from xreid.explain.sightings import crop_distances, representative_pair, typical_view
+
+    d = np.array([[0.10, 0.40, 0.30],
+                  [0.25, 0.31, 0.90]])
+    assert representative_pair(d, 0.30) == (0, 2)  # |0.30 - 0.30| = 0
+    assert representative_pair(d, 0.28) == (0, 2)  # 0.02 beats 0.03 (0.25 and 0.31)
+    assert representative_pair(d, 0.28, query_view=1) == (1, 0)  # 0.03 ties 0.03: the better crop (j = 0)
+    assert representative_pair(d, 5.0) == (1, 2)
+    v = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    np.testing.assert_allclose(crop_distances(v[:1], v), [[0.0, 0.4, 1.0]])
+    assert typical_view(v, np.array([0.5, 0.6])) == 1  # the mean of the three points nearest the middle one
+
+
+def test_why_reads_a_sighting_through_its_best_crops(tmp_path, embedder, head):
+    """'Why?' on a pair of sightings reads every best crop of both: the distances of all crop pairs
+    are reported, and the picture shown is the crop whose distance stands for the ranking's. Here
+    the result's key crop is then replaced by a copy of the query's crop shown (distance 0, which
+    stands for nothing): the explanation must show another crop."""
+    import shutil
+
+    from xreid.serve.case import CaseSession
+    from xreid.workflows.explain import render_explained
+
+    clip = write_clip(tmp_path / "cam.avi", 60)
+    _index(embedder, head, clip, tmp_path / "case", camera="gate")
+    session = CaseSession(tmp_path / "case", embedder, head, tmp_path / "no-data-root")
+    index = session.index
+    assert all(len(index.view_paths(i)) >= 2 for i in range(len(index)))  # several crops per sighting
+    s = session.search(items=[0], k=2)
+    ex = session.explain(s["search"], [1], maps="none")
+    [r] = ex.results
+    c = r.crops
+    assert c is not None and len(c.query) >= 2 and len(c.result) >= 2
+    assert np.asarray(c.distances).shape == (len(c.query), len(c.result))
+    assert c.distance == pytest.approx(r.distance)
+    gaps = np.abs(np.asarray(c.distances)[c.shown[0]] - r.distance)
+    assert gaps[c.shown[1]] == gaps.min()
+    assert any("The query is a sighting" in n for n in ex.notes)
+    shutil.copyfile(index.view_paths(0)[c.shown[0]], index.view_paths(1)[0])
+    ex = session.explain(s["search"], [1], maps="pair")
+    [r] = ex.results
+    c = r.crops
+    assert np.asarray(c.distances)[c.shown[0], 0] == pytest.approx(0, abs=1e-5)
+    assert c.shown[1] != 0 and c.result[c.shown[1]] != "crop-0.jpg"  # not the key crop
+    assert ex.picture(r.key) is ex.shown[r.key] and ex.maps is not None and ex.maps.maps
+    page = render_explained(ex)
+    assert "Read through the best crops" in page and page.count('<figure class="crop') == len(c.result)
+    assert ex.to_dict()["results"][0]["crops"]["result"] == c.result
+
+
+@pytest.mark.parametrize("relative", [False, True])
+@pytest.mark.parametrize("span", [3.0, 0.8, 47.0, 5 * 3600 + 17.0, 40 * 3600.0, 9 * 86400.0])
+def test_timeline_tick_labels_are_distinct_for_seconds_to_days(span, relative):
+    import calendar
+
+    from xreid.index.sightings import timeline
+    from xreid.rendering.timeline import time_ticks, timeline_svg
+
+    t0 = 12.3 if relative else calendar.timegm((2024, 5, 1, 23, 0, 0)) + 0.3
+    ticks = time_ticks(t0, t0 + span, relative)
+    labels = [label for _, label in ticks]
+    assert 2 <= len(ticks) <= 7 and len(set(labels)) == len(labels), labels
+    assert all(t0 - 1e-6 <= t <= t0 + span + 1e-6 for t, _ in ticks)
+    steps = np.diff([t for t, _ in ticks])
+    np.testing.assert_allclose(steps, steps[0], atol=1e-3)  # evenly spaced, round steps
+    if not relative and span > 86400:
+        assert all(any(c.isdigit() for c in label.split()[0]) and "-" in label for label in labels)  # dated
+    # the SVG shows the same distinct labels
+    start = "" if relative else "2024-05-01T23:00:00.3Z"
+    rows = [{"id": 0, "path": "sightings/v/00000/crop-0.jpg", "camera": "a", "time": start or None,
+             "offset_start": "0", "offset_end": f"{span}", "end": ""}]
+    if relative:
+        rows[0].update(offset_start=f"{t0}", offset_end=f"{t0 + span}")
+    svg = str(timeline_svg(timeline(rows)))
+    shown = [label for label in labels if f">{label}</text>" in svg]
+    assert shown == labels
+
+
+def test_timeline_ticks_by_hand():
+    from xreid.rendering.timeline import tick_step, time_ticks
+
+    assert tick_step(3.0) == 0.5 and tick_step(3600.0) == 600 and tick_step(5 * 86400.0) == 86400
+    assert time_ticks(0.3, 3.3, True) == [(0.5, "0.5 s"), (1.0, "1.0 s"), (1.5, "1.5 s"), (2.0, "2.0 s"),
+                                          (2.5, "2.5 s"), (3.0, "3.0 s")]
+    assert [label for _, label in time_ticks(12, 19000, True)] == ["1:00:00", "2:00:00", "3:00:00", "4:00:00",
+                                                                   "5:00:00"]
+
+
+def test_index_check_finds_and_repairs_damaged_footage_files(tmp_path, embedder, head):
+    """A flipped byte in a crop and a truncated chunk are named by `xreid index check`; --repair moves
+    them (and the chunk after the damaged one) aside and marks the video not done, and `index add
+    --video` makes the files again from the committed chunks, the rows unchanged."""
+    clip = write_clip(tmp_path / "cam.avi", 30)
+    case = tmp_path / "case"
+    _index(embedder, head, clip, case, camera="gate")  # chunks of 10 frames: 3
+    out = runner.invoke(app, ["index", "check", str(case)])
+    assert out.exit_code == 0 and "intact" in out.output and "without a recorded checksum" not in out.output, out.output
+    [video] = [p.name for p in (case / "footage").iterdir()]
+    listing = json.loads((case / "footage" / video / "files.json").read_text())
+    assert any(k.endswith("crop-0.jpg") for k in listing) and any("chunk-" in k for k in listing)
+    crop = case / "sightings" / video / "00001" / "crop-1.jpg"
+    good_crop = crop.read_bytes()
+    data = bytearray(good_crop)
+    data[len(data) // 2] ^= 0x10
+    crop.write_bytes(bytes(data))
+    chunk = case / "footage" / video / "chunk-000001.npz"
+    chunk.write_bytes(chunk.read_bytes()[:-40])
+    out = runner.invoke(app, ["index", "check", str(case)])
+    assert out.exit_code == 1 and "run again with --repair" in out.output
+    assert f"damaged: {crop}: content changed" in out.output and f"damaged: {chunk}: truncated" in out.output
+    out = runner.invoke(app, ["index", "check", str(case), "--repair"])
+    assert out.exit_code == 0 and "repaired" in out.output and f"--video {clip}" in out.output, out.output
+    moved = case / "damaged" / "footage" / video
+    assert (moved / "chunk-000001.npz").is_file() and (moved / "chunk-000002.npz").is_file()  # the later one too
+    assert (case / "damaged" / "sightings" / video / "00001" / "crop-1.jpg").is_file() and not crop.exists()
+    assert not json.loads((case / "footage" / video / "video.json").read_text())["done"]
+    assert runner.invoke(app, ["index", "check", str(case)]).exit_code == 0
+    report = index_footage(embedder, head, ColourDetector(), clip, case, camera="gate", append=True,
+                           opts=FootageOptions(chunk_frames=10), progress=False, say=lambda s: None)
+    assert report.count == 2 and len(GalleryIndex.open(case)) == 2  # no row added twice
+    assert crop.read_bytes() == good_crop and (case / "footage" / video / "chunk-000002.npz").is_file()
+    out = runner.invoke(app, ["index", "check", str(case)])
+    assert out.exit_code == 0 and "intact" in out.output, out.output

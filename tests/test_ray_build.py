@@ -159,6 +159,9 @@ def test_ray_footage_build_gives_the_sightings_of_one_process(cluster, tiny_mode
     for f in sorted((tmp_path / "one" / "footage").glob("*/tracks.npz")):
         with np.load(f) as x, np.load(tmp_path / "ray" / f.relative_to(tmp_path / "one")) as y:
             np.testing.assert_array_equal(x["rows"], y["rows"])
+    from xreid.workflows.index import check_index
+
+    assert check_index(tmp_path / "ray")[0].clean  # every footage file recorded, as one process records it
     again = build(tmp_path / "ray", append=True, ray=ray_opts)
     assert again.added == 0 and again.count == dist.count
     from typer.testing import CliRunner

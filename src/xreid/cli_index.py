@@ -226,18 +226,18 @@ def index_check(
     case: CaseArg,
     repair: Annotated[bool, typer.Option(
         "--repair", help="Drop what is damaged: a segment's rows (ids kept; index their images again with "
-                         "`xreid index add`), a thumbnail pack, the ANN file (built again). Damaged files are "
+                         "`xreid index add`), a thumbnail pack, the ANN file (built again), a video's footage "
+                         "files (`xreid index add CASE --video PATH` makes them again). Damaged files are "
                          "moved to CASE/damaged/.")] = False,
 ) -> None:
-    """Verify every file of an index against the sizes and SHA-256 its manifest recorded; exit 1 when
+    """Verify every file of an index against the sizes and SHA-256 its manifest recorded, its footage
+    files (crops, key frames, chunks, tracks) and, for a sharded case, every shard; exit 1 when
     something is damaged and not repaired."""
     from xreid.workflows.index import check_index
 
     report, done = check_index(case, repair)
-    for name, problem in {**report.segments, **report.packs}.items():
-        typer.echo(f"damaged: {case / 'segments' / name}: {problem}")
-    if report.ann:
-        typer.echo(f"damaged: {case / report.ann}")
+    for line in report.problems(case):
+        typer.echo(f"damaged: {line}")
     for line in done:
         typer.echo(line)
     typer.echo(f"{case}: {report.verified} file(s) checked"

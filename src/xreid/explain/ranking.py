@@ -18,6 +18,7 @@ from xreid.explain.formulas import (DEFAULT_CONFIDENCE, attribute_error, confide
 from xreid.explain.fusion import Fusion, fused_parts
 from xreid.explain.naming import RELIABLE_AT, PairSummary, summarise_pair
 from xreid.explain.query_check import QueryCheck
+from xreid.explain.sightings import CropPairs
 
 
 
@@ -104,6 +105,7 @@ class ResultExplanation:
     calibrated: list[float] = field(default_factory=list)  # calibrated attribute probabilities
     summary: PairSummary | None = None  # what differs and what is shared, for the plain-words line
     fused: FusedParts | None = None  # with a fusion: the model's part and each attribute's part of ``distance``
+    crops: CropPairs | None = None  # a sighting (or a sighting query): the pair read through its best crops
 
 
 @dataclass

@@ -20,11 +20,20 @@ of at least ``min_similarity``, and ``b``'s first box lies within ``speed * gap 
 frame and came back (``a`` ends at the edge, ``b`` starts at the edge) needs no motion agreement but
 ``min_similarity_reentry``. Pairs are joined greedily, most similar first, each track having at
 most one predecessor and one successor.
+
+Explaining a pair through the crops. A sighting's embedding is the mean of its best crops', so the
+ranking's distance ``D`` of two sightings is not the distance of any two pictures. "Why?" reads
+every best crop of both sides: ``crop_distances`` gives the distance of each query crop to each
+result crop, and ``representative_pair`` picks the pair whose own distance is nearest ``D``; the
+maps and pictures are drawn on that pair, so what the analyst sees stands for the number the
+ranking used (the key crop, the best-quality one, may be an outlier). When the query side is fixed
+(one query picture for the whole ranking), only the result crop is chosen; a query sighting shows
+its most typical crop (``typical_view``: nearest its embedding).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -176,3 +185,46 @@ def split_points(vectors: np.ndarray, window: int, min_similarity: float, min_pi
         return [] if where is None else search(lo, where) + [where] + search(where, hi)
 
     return search(0, len(v))
+
+
+@dataclass
+class CropPairs:
+    """A pair explained through its crops: the names of the query's and the result's views (crop
+    files; one view for a single image), the distance (1 - cos) of every query view to every result
+    view, the pair ``shown`` (query view, result view) and the distance it stands for (the one the
+    ranking used, of the sightings' mean embeddings)."""
+
+    query: list[str]
+    result: list[str]
+    distances: list[list[float]]
+    shown: tuple[int, int]
+    distance: float
+    skipped: list[str] = field(default_factory=list)  # crop files that could not be read
+
+    @property
+    def shown_distance(self) -> float:
+        return self.distances[self.shown[0]][self.shown[1]]
+
+
+def crop_distances(query: np.ndarray, result: np.ndarray) -> np.ndarray:
+    """1 - cos of each row of ``query`` (n x D) with each row of ``result`` (m x D): n x m."""
+    q = np.asarray(query, np.float64).reshape(len(query), -1)
+    r = np.asarray(result, np.float64).reshape(len(result), -1)
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    r = r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12)
+    return 1.0 - q @ r.T
+
+
+def representative_pair(distances: np.ndarray, target: float, query_view: int | None = None) -> tuple[int, int]:
+    """The (query view, result view) whose distance is nearest ``target``; ties go to the better
+    crops (views are ordered best first: smallest i + j, then smallest i). ``query_view`` fixes the
+    query side."""
+    d = np.asarray(distances, np.float64)
+    rows = range(d.shape[0]) if query_view is None else [query_view]
+    best = min(((round(abs(d[i, j] - target), 9), i + j, i, j) for i in rows for j in range(d.shape[1])))
+    return best[2], best[3]
+
+
+def typical_view(vectors: np.ndarray, centre: np.ndarray) -> int:
+    """The view (row of ``vectors``) nearest ``centre`` in cosine; the first of equals."""
+    return int(np.argmin(crop_distances(np.asarray(centre)[None], vectors)[0].round(12)))

@@ -144,6 +144,11 @@ class Gallery(ABC):
     def image_path(self, i: int) -> Path:
         """Where row ``i``'s image file lies."""
 
+    def view_paths(self, i: int) -> list[Path]:
+        """The pictures row ``i`` stands for, best first: its image, or a sighting's best crops
+        (``xreid.index.sightings``); explanations read them all (docs/METHODS.md#footage-and-sightings)."""
+        return [self.image_path(i)]
+
     def key(self, i: int) -> str:
         return str(self.metadata(i)["path"])
 

@@ -47,7 +47,7 @@ from xreid.index.features import save_features
 from xreid.index.filters import Filter, _as_list, check_attribute_names
 from xreid.index.integrity import DamagedFile, file_check, load_npz, npz_bytes, read_checked
 from xreid.index.metadata import CAMERA, PID, TIME, check_column_name, format_time, parse_time
-from xreid.index.sightings import is_sighting_key
+from xreid.index.sightings import crop_paths, is_sighting_key
 from xreid.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -868,6 +868,13 @@ class GalleryIndex(Gallery):
         if self.image_root is None:
             raise ValueError(f"{self.case}: open the index with image_root (the data root) to read its images")
         return self.image_root / key
+
+    def view_paths(self, i: int) -> list[Path]:
+        """Row ``i``'s image, or for a sighting its best crops (``crop-K.jpg`` in its folder, best first)."""
+        path = self.image_path(i)
+        if not is_sighting_key(str(self.keys[i])):
+            return [path]
+        return crop_paths(path.parent) or [path]
 
     def export_features(self, out: str | Path) -> int:
         """Write the embeddings in ``xreid embed``'s ``.npz`` format (see ``export_features``)."""

@@ -14,6 +14,18 @@ were recorded are read as before (structure checked only).
   ``xreid index add`` indexes their images again (under new ids);
 - a thumbnail pack: its rows have no stored thumbnail (the server draws one from the image);
 - the ANN file: removed, and built again when the index is large enough (searches are exact until then).
+
+Footage (``xreid index build --video``) adds files beside the segments: per video ``footage/VIDEO/``
+(chunk files, ``tracks.npz``, ``video.json``) and ``sightings/VIDEO/SSSSS/`` (crops, key frame,
+frame, ``crops.json``). When a video's sightings are committed, their sizes and SHA-256 are recorded
+in ``footage/VIDEO/files.json`` (``xreid.index.sightings.footage_checks``); ``check`` verifies them
+(files of a video not finished, or of a case written before, are checked for structure: the JPEG
+decodes, the JSON and ``.npz`` read). ``--repair`` moves the damaged files to ``CASE/damaged/`` (a
+damaged chunk takes the later chunks of its video with it: they cannot be replayed without it) and
+marks the video not done, so that ``xreid index add CASE --video PATH`` makes its files again from
+its committed chunks (frames after a damaged chunk are detected again); its rows stay in the index.
+
+A sharded case is checked shard by shard (``shards``), each as an index of its own.
 """
 
 from __future__ import annotations
@@ -94,10 +106,49 @@ class CheckReport:
     verified: int = 0
     unchecked: int = 0  # files with no recorded checksum (older indexes): structure checked only
     dropped_rows: int = 0  # rows of segments an earlier repair dropped
+    footage: dict[str, str] = field(default_factory=dict)  # footage file (relative to the case) -> problem
+    shards: dict[str, "CheckReport"] = field(default_factory=dict)  # a sharded case: each shard's report
 
     @property
     def clean(self) -> bool:
-        return not self.segments and not self.packs and self.ann is None
+        return (not self.segments and not self.packs and self.ann is None and not self.footage
+                and all(r.clean for r in self.shards.values()))
+
+    def problems(self, case: Path) -> list[str]:
+        """Each damaged file as 'PATH: problem', shards' included."""
+        out = [f"{case / 'segments' / n}: {p}" for n, p in {**self.segments, **self.packs}.items()]
+        out += [f"{case / self.ann}"] if self.ann else []
+        out += [f"{case / n}: {p}" for n, p in self.footage.items()]
+        for name, r in self.shards.items():
+            out += r.problems(case / name)
+        return out
+
+    def add_shard(self, name: str, report: "CheckReport") -> None:
+        self.shards[name] = report
+        self.verified += report.verified
+        self.unchecked += report.unchecked
+        self.dropped_rows += report.dropped_rows
+
+
+def check_structure(path: Path) -> None:
+    """DamagedFile unless ``path`` (a file with no recorded checksum) reads as what its name says: a
+    JPEG that decodes, JSON that parses, an ``.npz`` whose arrays load."""
+    if path.suffix == ".npz":
+        load_npz(path, None)
+        return
+    data = read_checked(path, None)
+    try:
+        if path.suffix == ".json":
+            import json
+
+            json.loads(data)
+        elif path.suffix in (".jpg", ".jpeg"):
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+    except (ValueError, OSError, SyntaxError) as exc:
+        raise DamagedFile(path, f"unreadable ({type(exc).__name__}: {exc})") from None
 
 
 def check_files(case: Path, manifest: dict) -> CheckReport:

@@ -17,6 +17,10 @@ from pathlib import Path, PurePosixPath
 
 SIGHTINGS = "sightings"
 SIGHTING_PREFIX = SIGHTINGS + "/"
+#: per video, what the build keeps to resume and export (``xreid.workflows.footage``)
+FOOTAGE = "footage"
+#: per video, the sizes and SHA-256 of its files once its sightings are committed
+FILES = "files.json"
 
 
 def is_sighting_key(key: str) -> bool:
@@ -25,6 +29,69 @@ def is_sighting_key(key: str) -> bool:
 
 def sighting_folder(case: str | Path, key: str) -> Path:
     return Path(case) / PurePosixPath(key).parent
+
+
+def video_files(case: str | Path, video_id: str) -> list[Path]:
+    """The files a finished video left in the case, but ``video.json`` and ``files.json`` (written
+    after them): its chunk files and ``tracks.npz``, and every file of its sightings."""
+    case = Path(case)
+    folder = case / FOOTAGE / video_id
+    files = sorted(folder.glob("chunk-*.npz")) + ([folder / "tracks.npz"] if (folder / "tracks.npz").is_file() else [])
+    return files + sorted(p for p in (case / SIGHTINGS / video_id).rglob("*") if p.is_file())
+
+
+def footage_checks(case: str | Path, video_id: str) -> dict[str, dict]:
+    """Size and SHA-256 of each of ``video_files``, by path relative to the case (``files.json``)."""
+    from xreid.index.integrity import file_check
+
+    case = Path(case)
+    return {p.relative_to(case).as_posix(): file_check(p.read_bytes()) for p in video_files(case, video_id)}
+
+
+def check_footage(case: str | Path) -> tuple[dict[str, str], int, int]:
+    """Verify the footage files of every video in the case: those ``files.json`` lists against their
+    checksums (and it must list every file a finished video has), the others for structure. Returns
+    (damaged file relative to the case -> problem, files verified, files without a checksum)."""
+    import json
+
+    from xreid.index.integrity import DamagedFile, check_structure, read_checked
+
+    case = Path(case)
+    damaged: dict[str, str] = {}
+    verified = unchecked = 0
+    for folder in sorted(p for p in (case / FOOTAGE).glob("*") if p.is_dir()):
+        listing: dict = {}
+        if (folder / FILES).is_file():
+            try:
+                listing = json.loads((folder / FILES).read_text())
+            except (OSError, ValueError) as exc:
+                damaged[(folder / FILES).relative_to(case).as_posix()] = f"unreadable ({exc})"
+        for path in [folder / "video.json"] + video_files(case, folder.name):
+            rel = path.relative_to(case).as_posix()
+            verified += 1
+            unchecked += rel not in listing and path.name != "video.json"  # the record itself, as a manifest
+            try:
+                if rel in listing:
+                    read_checked(path, listing[rel])
+                else:
+                    check_structure(path)
+            except DamagedFile as exc:
+                damaged[rel] = exc.problem
+        for rel, check in listing.items():  # listed but gone
+            if not (case / rel).exists():
+                verified += 1
+                damaged[rel] = "missing"
+    return damaged, verified, unchecked
+
+
+def crop_paths(folder: Path) -> list[Path]:
+    """The ``crop-K.jpg`` files of a sighting's folder, in the order of K (best first)."""
+    found = []
+    for p in Path(folder).glob("crop-*.jpg"):
+        k = p.stem[len("crop-"):]
+        if k.isdigit():
+            found.append((int(k), p))
+    return [p for _, p in sorted(found)]
 
 
 def sighting_details(case: str | Path, row: dict) -> dict:

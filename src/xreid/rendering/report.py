@@ -100,9 +100,29 @@ def _fused_line(r: ResultExplanation, top: int = 4) -> str:
             f"{sum(r.fused.attributes.values()):.4f}" + (f" ({named}{more})" if named else ""))
 
 
+def crops_view(r: ResultExplanation, strip: list[np.ndarray] | None) -> dict | None:
+    """What the card shows of a pair read through its crops (``r.crops``): one line, and the result's
+    crops with each one's distance to the query picture, the one shown marked."""
+    c = r.crops
+    if c is None:
+        return None
+    d = np.asarray(c.distances)
+    qi, rj = c.shown
+    side = f"{len(c.query)} crops of the query x " if len(c.query) > 1 else ""
+    line = (f"Read through the best crops: {side}{len(c.result)} of this result, crop distances "
+            f"{d.min():.3f}-{d.max():.3f} (median {np.median(d):.3f}). Shown: "
+            + (f"query {c.query[qi]} with " if len(c.query) > 1 else "")
+            + f"{c.result[rj]} ({c.shown_distance:.3f}), the pair nearest the ranking's distance {c.distance:.3f}."
+            + (f" Unreadable: {'; '.join(c.skipped)}." if c.skipped else ""))
+    cells = [{"uri": image_data_uri(im, 72), "text": f"{name} · {d[qi, j]:.3f}", "shown": j == rj}
+             for j, (name, im) in enumerate(zip(c.result, strip or []))]
+    return {"line": line, "cells": cells}
+
+
 def result_card(e: RankingExplanation, r: ResultExplanation, picture, maps: list[MapPicture],
-                interpreted=None) -> dict:
-    """What ``card.html.j2`` draws for result ``r``; ``picture``: its image file or decoded image."""
+                interpreted=None, strip: list[np.ndarray] | None = None) -> dict:
+    """What ``card.html.j2`` draws for result ``r``; ``picture``: its image file or decoded image;
+    ``strip``: a sighting's crops (small), shown with ``r.crops``."""
     names = e.attribute_names
     cls = "" if r.is_match is None else ("match" if r.is_match else "nomatch")
     label, label_cls = "", cls
@@ -130,20 +150,23 @@ def result_card(e: RankingExplanation, r: ResultExplanation, picture, maps: list
         "pie": pie_svg([v for _, v, _ in slices], [c for _, _, c in slices]),
         "legend": [{"label": lbl, "share": f"{100 * v / max(model_distance, 1e-12):.0f}", "colour": c}
                    for lbl, v, c in slices],
-        "rows": _detail_rows(e, r)}
+        "rows": _detail_rows(e, r), "crops": crops_view(r, strip)}
 
 
 def render_report(e: RankingExplanation, query_path: str | Path | np.ndarray,
                   gallery_paths: dict[str, str | Path | np.ndarray | None],
                   maps: list[MapPicture] | None = None, skipped: list[str] | None = None,
-                  notes: list[str] | None = None, interpretation=None) -> str:
+                  notes: list[str] | None = None, interpretation=None,
+                  strips: dict[str, list[np.ndarray]] | None = None) -> str:
     """The HTML page for one explained ranking: a query card, then one card per result with its
     plain-words line; every number folds open underneath. The query and the results' pictures are
     image files or images already decoded (H x W x 3 RGB). ``skipped`` lists the files that could not
     be used, ``notes`` any other remark the reader must see. One self-contained offline file."""
     maps = maps or []
     interpreted = {p.key: p for p in interpretation.pairs} if interpretation is not None else {}
-    cards = [result_card(e, r, gallery_paths.get(r.key), maps, interpreted.get(r.key)) for r in e.results]
+    strips = strips or {}
+    cards = [result_card(e, r, gallery_paths.get(r.key), maps, interpreted.get(r.key), strips.get(r.key))
+             for r in e.results]
     return str(render(
         "report.html.j2", e=e, query_picture=image_data_uri(query_path, 192), chip_groups=_chip_groups(e),
         unreliable=[words(n).present for n, ok in zip(e.attribute_names, e.attribute_reliable) if not ok],

@@ -4,6 +4,7 @@ to its sighting), as an HTML page with the data as JSON, and as a PNG for printi
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,7 +18,55 @@ from xreid.rendering.templating import render
 def _label(t: float, relative: bool) -> str:
     if relative:
         return f"{t:.0f} s"
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%H:%M:%S")
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+#: tick steps (seconds) a timeline may use: round numbers of seconds, minutes, hours and days
+TICK_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
+              86400, 2 * 86400, 7 * 86400, 14 * 86400, 28 * 86400)
+
+
+def tick_step(span: float, most: int = 7) -> float:
+    """The smallest step of ``TICK_STEPS`` that puts at most ``most`` ticks on ``span`` seconds."""
+    for step in TICK_STEPS:
+        if span / step <= most - 1:
+            return step
+    return span / (most - 1)
+
+
+def _clock(seconds: float, tenths: bool) -> str:
+    """An offset as H:MM:SS (M:SS under an hour; 'N d H:MM:SS' past a day), with tenths of a second."""
+    total = round(seconds * 10)
+    days, rest = divmod(total, 864000)
+    h, rest = divmod(rest, 36000)
+    m, rest = divmod(rest, 600)
+    sec = f"{rest / 10:04.1f}" if tenths else f"{rest // 10:02d}"
+    text = f"{h}:{m:02d}:{sec}" if h or days else f"{m}:{sec}"
+    return f"{days} d {text}" if days else text
+
+
+def time_ticks(t0: float, t1: float, relative: bool, most: int = 7) -> list[tuple[float, str]]:
+    """Ticks for a time axis from ``t0`` to ``t1`` (seconds; since the epoch, UTC, unless
+    ``relative``: offsets into a video): at multiples of a round step (``tick_step``) and labelled
+    to the resolution that step needs, so that no two labels are the same, from a few seconds to
+    weeks. Absolute times carry the date when the span covers more than one day."""
+    span = max(t1 - t0, 1e-9)
+    step = tick_step(span, most)
+    k0, k1 = math.ceil(t0 / step - 1e-9), math.floor(t1 / step + 1e-9)
+    ticks = [round(k * step, 1) for k in range(k0, k1 + 1)] or [t0]
+    if relative:
+        if span < 60:
+            return [(t, f"{t:.1f} s" if step < 1 else f"{t:.0f} s") for t in ticks]
+        return [(t, _clock(t, step < 1)) for t in ticks]
+    when = [datetime.fromtimestamp(math.floor(t), timezone.utc) for t in ticks]
+    if step >= 86400:
+        fmt = "%Y-%m-%d"
+    else:
+        clock = "%H:%M" if step >= 60 else "%H:%M:%S"
+        dated = when[0].date() != datetime.fromtimestamp(t1, timezone.utc).date()
+        fmt = f"%m-%d {clock}" if dated else clock
+    labels = [w.strftime(fmt) + (f".{round(t * 10) % 10}" if step < 1 else "") for w, t in zip(when, ticks)]
+    return list(zip(ticks, labels))
 
 
 def _span(data: dict) -> tuple[float, float]:
@@ -56,10 +105,8 @@ def timeline_svg(data: dict, width: int = 720, lane_height: int = 28, link: str 
                      "title": f"sighting {item['id']}: {item['camera']}, {_label(item['start'], data['relative'])}"
                               f" - {_label(item['end'], data['relative'])}",
                      "href": link.format(id=item["id"]) if link else None})
-    ticks = []
-    for k in range(5):
-        t = t0 + (t1 - t0) * k / 4
-        ticks.append({"x": f"{left + (t - t0) * scale:.1f}", "label": _label(t, data["relative"])})
+    ticks = [{"x": f"{left + (t - t0) * scale:.1f}", "label": label}
+             for t, label in time_ticks(t0, t1, data["relative"])]
     return render("timeline.svg.j2", width=width, height=height, left=left, lanes=lanes, bars=bars, ticks=ticks)
 
 
@@ -89,8 +136,9 @@ def timeline_png(data: dict, path: str | Path, title: str = "Sightings") -> None
     ax.set_ylim(y - 0.5, -0.8)
     if data["items"]:
         t0, t1 = _span(data)
-        ticks = [t0 + (t1 - t0) * k / 4 for k in range(5)]
-        ax.set_xticks(ticks, [_label(t, data["relative"]) for t in ticks])
+        ticks = time_ticks(t0, t1, data["relative"])
+        ax.set_xticks([t for t, _ in ticks], [label for _, label in ticks])
+        ax.set_xlim(t0 - 0.02 * (t1 - t0), t1 + 0.02 * (t1 - t0))
     ax.set_xlabel("seconds into the video" if data["relative"] else "time (UTC)")
     ax.set_title(title)
     fig.tight_layout()

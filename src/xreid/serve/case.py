@@ -555,7 +555,8 @@ class CaseSession:
                          f"confirmed matches); the maps are drawn on the first.")
         with self._maps_lock if kinds else nullcontext():
             out = explain_hits(self.embedder, self.head, index, hits, s.vector, original, qpath, qkey, query_id=qpid,
-                               notes=notes, kinds=kinds, model_name=self.embedder.name)
+                               notes=notes, kinds=kinds, model_name=self.embedder.name,
+                               query_row=None if s.uploads else s.items[0])
         self.audit.write("explain", search=sid, items=list(items), maps=kinds)
         return out
 

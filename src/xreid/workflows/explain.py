@@ -25,6 +25,7 @@ from xreid.explain.maps.base import QUERY
 from xreid.explain.maps.compute import MapSet, compute_maps, parse_kinds
 from xreid.explain.query_check import check_query
 from xreid.explain.ranking import RankingExplanation, ResultExplanation, check_options, explain_ranking
+from xreid.explain.sightings import CropPairs, crop_distances, representative_pair, typical_view
 from xreid.index.base import Gallery, Hits
 from xreid.index.filters import Filter, parse_filter
 from xreid.index.memory import MemoryGallery
@@ -55,6 +56,10 @@ class Explained:
     interpretation: InterpretedRanking | None = None  # the interpreter's parts (``--interpreter``)
     hits: Hits | None = None
     query_image: np.ndarray | None = None
+    #: results read through their crops (``ResultExplanation.crops``): the crop shown, and all its crops
+    #: as small pictures for the report's strip, by result key
+    shown: dict[str, np.ndarray] = field(default_factory=dict)
+    strips: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     @property
     def results(self) -> list[ResultExplanation]:
@@ -62,6 +67,8 @@ class Explained:
 
     def picture(self, key: str) -> np.ndarray | Path | None:
         """A result's image for the report (from the gallery's cache), or its path where it cannot be read."""
+        if key in self.shown:
+            return self.shown[key]
         ids = dict(zip(self.hits.keys, self.hits.ids.tolist())) if self.hits is not None else {}
         if key not in ids:
             return None
@@ -288,11 +295,17 @@ def explain_hits(embedder: Embedder, head: AttributeHead, gallery: Gallery, hits
                  notes: list[str] | None = None, threshold: float = 0.3, where: Filter | None = None,
                  kinds: Sequence[str] = (), map_dims: int = 5, model_name: str | None = None,
                  fusion: Fusion | None = None, fusion_probabilities: tuple | None = None, interpreter=None,
-                 basis: np.ndarray | None = None, include_vectors: bool = True) -> Explained:
+                 basis: np.ndarray | None = None, include_vectors: bool = True,
+                 query_row: int | None = None) -> Explained:
     """Explain ``hits`` of ``gallery`` for the query (its embedding and its image ``original``): the
     numbers (``explain_ranking``), then the maps (``kinds``) and the interpreter's parts on images
     read through the gallery (each decoded once). What ``xreid explain``, ``xreid index search`` and
-    the server's explanations share."""
+    the server's explanations share.
+
+    A result that is a sighting of footage, or every result when the query is one (``query_row``:
+    the query is that row of ``gallery``), is read through the sightings' best crops
+    (``read_through_crops``): the maps and pictures show the crop pair that stands for the ranking's
+    distance."""
     notes = list(notes or [])
     explanation = explain_ranking(query_feature, hits, gallery, head, threshold=threshold, query_pid=query_id,
                                   query_key=query_key, basis=basis, include_vectors=include_vectors,
@@ -302,12 +315,15 @@ def explain_hits(embedder: Embedder, head: AttributeHead, gallery: Gallery, hits
     if identical:
         notes.append(f"{len(identical)} result(s) are the same picture as the query (distance 0): "
                      f"{', '.join(identical)}.")
+    original, shown, strips = read_through_crops(embedder, gallery, hits, explanation, query_feature, original,
+                                                 query_row, notes)
     out = Explained(explanation, query_path, gallery, list(getattr(gallery, "skipped", [])), notes, hits=hits,
-                    query_image=original)
+                    query_image=original, shown=shown, strips=strips)
     if kinds:
         out.images = {QUERY: resize_rgb(original, embedder.preprocess.size)}
         for i, r in zip(hits.ids.tolist(), explanation.results):
-            out.images[r.key] = resize_rgb(_gallery_image(gallery, i), embedder.preprocess.size)
+            picture = shown[r.key] if r.key in shown else _gallery_image(gallery, i)
+            out.images[r.key] = resize_rgb(picture, embedder.preprocess.size)
         out.maps = compute_maps(embedder, head, explanation, out.images, kinds, k=map_dims)
         if out.maps.substituted:
             notes.append(f"This model has no gradients: occlusion maps were drawn instead of "
@@ -315,6 +331,68 @@ def explain_hits(embedder: Embedder, head: AttributeHead, gallery: Gallery, hits
     if interpreter is not None:
         _interpret(out, interpreter, original)
     return out
+
+
+#: height (pixels) of the crops in a report's strip
+STRIP_HEIGHT = 96
+
+
+def _read_views(paths: list[Path]) -> tuple[list[str], list[np.ndarray], list[str]]:
+    """The readable pictures among ``paths``: their file names, pixels, and the problems of the others."""
+    names, pictures, skipped = [], [], []
+    for p in paths:
+        try:
+            pictures.append(images.load_image(p))
+            names.append(p.name)
+        except ImageError as exc:
+            skipped.append(str(exc))
+    return names, pictures, skipped
+
+
+def _small(image: np.ndarray, height: int = STRIP_HEIGHT) -> np.ndarray:
+    h, w = image.shape[:2]
+    return resize_rgb(image, (height, max(1, round(w * height / max(h, 1))))) if h > height else image
+
+
+def read_through_crops(embedder: Embedder, gallery: Gallery, hits: Hits, explanation: RankingExplanation,
+                       query_feature: np.ndarray, original: np.ndarray, query_row: int | None,
+                       notes: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
+    """Explain each pair through the sightings' best crops (docs/METHODS.md#footage-and-sightings):
+    every view of the query (``query_row``'s, else the query image) and of each result
+    (``Gallery.view_paths``) is embedded, and ``ResultExplanation.crops`` records the distance of
+    each crop pair and the pair shown: the query's most typical crop (nearest the query embedding)
+    with the result crop whose distance to it is nearest the ranking's distance. Nothing is done
+    when neither side has more than one picture. Returns the query picture to show and, by result
+    key, the crop shown and the strip of all its crops (small)."""
+    paths = {int(i): gallery.view_paths(int(i)) for i in hits.ids}
+    q_paths = gallery.view_paths(int(query_row)) if query_row is not None else []
+    if len(q_paths) <= 1 and all(len(p) <= 1 for p in paths.values()):
+        return original, {}, {}
+
+    def embed(pictures: list[np.ndarray]) -> np.ndarray:
+        return embedder.embed_arrays([resize_rgb(p, embedder.preprocess.size) for p in pictures])
+
+    q_names, q_pictures, q_skipped = _read_views(q_paths) if len(q_paths) > 1 else ([], [], [])
+    if q_pictures:
+        q_vectors = embed(q_pictures)
+        q_shown = typical_view(q_vectors, query_feature)
+        original = q_pictures[q_shown]
+        notes.append(f"The query is a sighting: its {len(q_pictures)} best crops were read; its picture and maps are "
+                     f"{q_names[q_shown]}, the crop nearest its embedding."
+                     + (f" Unreadable: {'; '.join(q_skipped)}." if q_skipped else ""))
+    else:
+        q_names, q_vectors, q_shown = ["query"], embed_query(embedder, original)[None], 0
+    shown, strips = {}, {}
+    for r, i in zip(explanation.results, hits.ids.tolist()):
+        names, pictures, skipped = _read_views(paths[i])
+        if not pictures:
+            continue
+        d = crop_distances(q_vectors, embed(pictures))
+        target = r.fused.model if r.fused is not None else r.distance
+        pair = representative_pair(d, target, q_shown)
+        r.crops = CropPairs(q_names, names, d.round(6).tolist(), pair, float(target), skipped)
+        shown[r.key], strips[r.key] = pictures[pair[1]], [_small(p) for p in pictures]
+    return original, shown, strips
 
 
 def fused_search(gal: MemoryGallery, query_feature: np.ndarray, fusion: Fusion, probabilities: tuple,
@@ -414,7 +492,7 @@ def render_explained(explained: Explained, pictures: list | None = None, notes: 
         pictures = draw_maps(explained.maps.maps, explained.images) if explained.maps else []
     query = explained.query_image if explained.query_image is not None else explained.query_path
     return render_report(explained.explanation, query, {r.key: explained.picture(r.key) for r in explained.results},
-                         pictures,
+                         pictures, strips=explained.strips,
                          skipped=explained.skipped, notes=explained.notes if notes is None else notes,
                          interpretation=explained.interpretation)
 

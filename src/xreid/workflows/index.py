@@ -253,54 +253,122 @@ def add_to_index(embedder: Embedder, head: AttributeHead, root: Path, case: Path
 
 def check_index(case: Path, repair: bool = False) -> tuple[CheckReport, list[str]]:
     """Verify every file of the index at ``case`` against the checksums its manifest recorded
-    (``xreid.index.integrity``); with ``repair``, drop what is damaged (under the writer's lock): a
+    (``xreid.index.integrity``), and its footage files (``xreid.index.sightings.check_footage``); a
+    sharded case shard by shard. With ``repair``, drop what is damaged (under the writer's lock): a
     damaged segment's rows become dropped rows (ids kept; `index add` indexes their images again), a
-    damaged thumbnail pack is no longer read, a damaged ANN file is built again. Damaged files are
-    moved to ``CASE/damaged/``, not deleted. Returns the report and what was done."""
-    from xreid.index.gallery import ANN_MIN_ROWS, read_manifest
+    damaged thumbnail pack is no longer read, a damaged ANN file is built again, a video with
+    damaged files is marked not done (`index add --video` makes them again). Damaged files are moved
+    to ``CASE/damaged/``, not deleted. Returns the report and what was done."""
+    from xreid.index.gallery import read_manifest
     from xreid.index.integrity import check_files
 
     case = Path(case)
-    report = check_files(case, read_manifest(case))
+    manifest = read_manifest(case)
+    if manifest.get("shards"):
+        report, done = CheckReport(), []
+        for name in manifest["shards"]:
+            part, did = check_index(case / name, repair)
+            report.add_shard(name, part)
+            done += [f"{name}: {line}" for line in did]
+        return report, done
+    report = _check_case(case, manifest)
     if not repair or report.clean:
         return report, []
     done: list[str] = []
     with IndexWriter._locked(case, lambda: read_manifest(case)) as writer:
-        report = check_files(case, writer.manifest)  # as it is now that we hold the lock
-        segments = []
-        for seg in writer.manifest["segments"]:
-            seg = dict(seg)
-            name = seg.get("file")
-            if name in report.segments:
-                first, n = seg["first_id"], seg["rows"]
-                seg = {"file": None, "packs": [None] * len(seg["packs"]), "rows": n, "first_id": first,
-                       "dropped": f"{name}: {report.segments[name]}"}
-                done.append(f"dropped {name} ({report.segments[name]}): rows {first}..{first + n - 1} are no longer "
-                            f"served; index their images again with `xreid index add`")
-            elif name:
-                bad = [p for p in seg["packs"] if p in report.packs]
-                if bad:
-                    seg["packs"] = [None if p in report.packs else p for p in seg["packs"]]
-                    done += [f"dropped thumbnail pack {p} ({report.packs[p]}): its rows' thumbnails are drawn from "
-                             f"the images" for p in bad]
-            segments.append(seg)
-        manifest = {**writer.manifest, "segments": segments}
-        if report.ann:
-            manifest["ann"] = None
-            done.append(f"dropped the ANN file {report.ann}")
-        damaged = [n for n in list(report.segments) + list(report.packs)] + (
-            [writer.manifest["ann"]["file"]] if report.ann else [])
-        writer._publish(manifest)
-        keep = case / "damaged"
-        for name in damaged:  # kept for inspection, out of the index's way
-            src = case / name if name.startswith("ann-") else case / "segments" / name
-            if src.exists():
-                keep.mkdir(exist_ok=True)
-                src.replace(keep / name)
-        if report.ann and writer.count >= ANN_MIN_ROWS:
-            writer.update_ann(rebuild=True)
-            done.append("built the ANN file again")
+        report = _check_case(case, writer.manifest)  # as it is now that we hold the lock
+        if report.segments or report.packs or report.ann:
+            _repair_files(case, writer, report, done)
+        if report.footage:
+            _repair_footage(case, report.footage, done)
     return report, done
+
+
+def _check_case(case: Path, manifest: dict) -> CheckReport:
+    from xreid.index.integrity import check_files
+    from xreid.index.sightings import check_footage
+
+    report = check_files(case, manifest)
+    report.footage, verified, unchecked = check_footage(case)
+    report.verified += verified
+    report.unchecked += unchecked
+    return report
+
+
+def _repair_files(case: Path, writer: IndexWriter, report: CheckReport, done: list[str]) -> None:
+    """Drop the damaged segments, thumbnail packs and ANN file ``report`` names."""
+    from xreid.index.gallery import ANN_MIN_ROWS
+
+    segments = []
+    for seg in writer.manifest["segments"]:
+        seg = dict(seg)
+        name = seg.get("file")
+        if name in report.segments:
+            first, n = seg["first_id"], seg["rows"]
+            seg = {"file": None, "packs": [None] * len(seg["packs"]), "rows": n, "first_id": first,
+                   "dropped": f"{name}: {report.segments[name]}"}
+            done.append(f"dropped {name} ({report.segments[name]}): rows {first}..{first + n - 1} are no longer "
+                        f"served; index their images again with `xreid index add`")
+        elif name:
+            bad = [p for p in seg["packs"] if p in report.packs]
+            if bad:
+                seg["packs"] = [None if p in report.packs else p for p in seg["packs"]]
+                done += [f"dropped thumbnail pack {p} ({report.packs[p]}): its rows' thumbnails are drawn from "
+                         f"the images" for p in bad]
+        segments.append(seg)
+    manifest = {**writer.manifest, "segments": segments}
+    if report.ann:
+        manifest["ann"] = None
+        done.append(f"dropped the ANN file {report.ann}")
+    damaged = [n for n in list(report.segments) + list(report.packs)] + (
+        [writer.manifest["ann"]["file"]] if report.ann else [])
+    writer._publish(manifest)
+    keep = case / "damaged"
+    for name in damaged:  # kept for inspection, out of the index's way
+        src = case / name if name.startswith("ann-") else case / "segments" / name
+        if src.exists():
+            keep.mkdir(exist_ok=True)
+            src.replace(keep / name)
+    if report.ann and writer.count >= ANN_MIN_ROWS:
+        writer.update_ann(rebuild=True)
+        done.append("built the ANN file again")
+
+
+def _repair_footage(case: Path, damaged: dict[str, str], done: list[str]) -> None:
+    """Move the damaged footage files (and the chunks after a damaged chunk) to ``CASE/damaged/``,
+    record what is left in each video's ``files.json`` and mark the video not done."""
+    import json
+    from pathlib import PurePosixPath
+
+    from xreid.index.sightings import FILES, FOOTAGE, footage_checks
+    from xreid.io import write_json
+
+    by_video: dict[str, list[str]] = {}
+    for rel in damaged:
+        by_video.setdefault(PurePosixPath(rel).parts[1], []).append(rel)
+    for video, rels in sorted(by_video.items()):
+        folder = case / FOOTAGE / video
+        chunks = sorted(PurePosixPath(r).name for r in rels if PurePosixPath(r).name.startswith("chunk-"))
+        if chunks:  # the chunks after a damaged one cannot be replayed without it
+            rels += [p.relative_to(case).as_posix() for p in sorted(folder.glob("chunk-*.npz"))
+                     if p.name > chunks[0] and p.relative_to(case).as_posix() not in rels]
+        for rel in rels:
+            src = case / rel
+            if src.exists():
+                (case / "damaged" / rel).parent.mkdir(parents=True, exist_ok=True)
+                src.replace(case / "damaged" / rel)
+        try:
+            record = json.loads((folder / "video.json").read_text())
+        except (OSError, ValueError):
+            record = {}
+        if folder.is_dir():
+            write_json(folder / FILES, footage_checks(case, video))
+            write_json(folder / "video.json", {**record, "done": False, "damaged": sorted(rels)})
+        path = record.get("path") or "THE_VIDEO"
+        done.append(f"moved {len(rels)} file(s) of video {video} to {case / 'damaged'} ({', '.join(sorted(rels))}); "
+                    f"`xreid index add {case} --video {path}` makes them again from its committed chunks"
+                    + (" (frames from the damaged chunk on are detected again)" if chunks else "")
+                    + "; its rows stay in the index")
 
 
 def export_index(case: Path, out: Path) -> int:
