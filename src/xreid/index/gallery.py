@@ -788,7 +788,7 @@ class GalleryIndex(Gallery):
         return self.dead is not None and bool(self.dead[i])
 
     def __len__(self) -> int:
-        return len(self.vectors)
+        return len(self.keys)  # (not the vectors: a gallery whose vectors live elsewhere holds none here)
 
     @property
     def identity(self) -> dict:

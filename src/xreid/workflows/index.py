@@ -86,7 +86,10 @@ class BatchEmbedder:
 
     def __init__(self, root: str | Path, embedder: Embedder | None = None, head: AttributeHead | None = None,
                  make=None):
-        if make is not None:
+        if make is not None:  # a Ray actor: the model on the CPUs Ray gave it
+            from xreid.workflows.loading import claim_ray_cpus
+
+            claim_ray_cpus()
             embedder, head = make()
         self.root, self.embedder, self.head = Path(root), embedder, head
 
@@ -159,11 +162,14 @@ def ray_batches(keys: list[str], root: Path, make, batch_size: int, concurrency:
     committed batch."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    from xreid.index.ray_sharded import connect
+
+    connect(address)
     ds = ray.data.from_items([{"key": k} for k in keys], override_num_blocks=max(1, -(-len(keys) // batch_size)))
     out = ds.map_batches(BatchEmbedder, fn_constructor_kwargs={"root": str(root), "make": make},
-                         batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=concurrency),
+                         batch_size=batch_size,
+                         # batches start as soon as one actor holds its model (not once all do)
+                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=concurrency),
                          batch_format="numpy",
                          num_cpus=num_cpus, num_gpus=num_gpus)
     yield from out.iter_batches(batch_size=None, batch_format="numpy")
@@ -377,6 +383,16 @@ def _repair_footage(case: Path, damaged: dict[str, str], done: list[str]) -> Non
 def export_index(case: Path, out: Path) -> int:
     """Write the index's embeddings in ``xreid embed``'s ``.npz`` format; returns how many."""
     return export_features(case, out)
+
+
+def open_case(case: str | Path, image_root: str | Path | None = None, ray: str | None = None) -> GalleryIndex:
+    """The index at ``case``; with ``ray`` (a Ray cluster's address, 'auto' or 'local'), a sharded
+    case with each shard held by a Ray actor (``xreid.index.ray_sharded``)."""
+    if ray is None:
+        return GalleryIndex.open(case, image_root=image_root)
+    from xreid.index.base import backend
+
+    return backend("ray-sharded").open(case, image_root=image_root, address=ray)
 
 
 def search_filter(index: GalleryIndex, text: str | None, camera: list[str] | None = None, after: str | None = None,
