@@ -49,6 +49,7 @@ from xreid.serve.imagecache import ImageCache
 from xreid.serve.marks import MarkStoreError, load_marks, save_marks
 from xreid.workflows.describe import joined_filter, rerank_order
 from xreid.workflows.explain import Explained, embed_query, explain_hits, render_explained
+from xreid.workflows.index import open_case
 from xreid.workflows.index import thumbnail as make_thumbnail
 
 log = logging.getLogger(__name__)
@@ -134,8 +135,8 @@ class CaseSession:
 
     def __init__(self, case: str | Path, embedder: Embedder, head: AttributeHead, data_root: Path,
                  workdir: str | Path | None = None, calibration=None, limits: Limits = Limits(),
-                 threshold: float | None = None):
-        self.case = Path(case)
+                 threshold: float | None = None, ray: str | None = None):
+        self.case, self.ray = Path(case), ray
         manifest = read_manifest(self.case)
         check_binding(self.case, manifest.get("identity"), embedder.identity(),
                       remedy="Serve the index with the model options it was built with.")
@@ -152,7 +153,7 @@ class CaseSession:
             raise ValueError(f"{self.workdir}: cannot create the session folder ({exc.strerror}); "
                              f"give a writable --workdir") from None
         self.audit = AuditLog(self.workdir / "audit.jsonl")
-        self._index = GalleryIndex.open(self.case, image_root=self.data_root)
+        self._index = open_case(self.case, self.data_root, self.ray)
         self._seen = self._manifest_stamp()
         self._checked = time.monotonic()
         self._lock = threading.Lock()  # uploads / searches / marks bookkeeping and index swaps
@@ -170,12 +171,12 @@ class CaseSession:
     @classmethod
     def open(cls, case: str | Path, embedder: Embedder, head: AttributeHead, data_root: Path,
              workdir: str | Path | None = None, threshold: float | None = None,
-             limits: Limits = Limits()) -> "CaseSession":
+             limits: Limits = Limits(), ray: str | None = None) -> "CaseSession":
         """A session on ``case`` with its same-person calibration: the case's own, else the one shipped
         for the bundled model, else none (results are then shown without a probability)."""
         from xreid.workflows.match_calibration import load_match_calibration
 
-        return cls(case, embedder, head, data_root, workdir=workdir, threshold=threshold, limits=limits,
+        return cls(case, embedder, head, data_root, workdir=workdir, threshold=threshold, limits=limits, ray=ray,
                    calibration=load_match_calibration(Path(case), embedder.identity()))
 
     # -- the index, kept current --
@@ -192,7 +193,7 @@ class CaseSession:
             try:
                 stamp = self._manifest_stamp()
                 if stamp != self._seen:
-                    fresh = GalleryIndex.open(self.case, image_root=self.data_root)
+                    fresh = open_case(self.case, self.data_root, self.ray)
                     with self._lock:
                         self._index, self._seen = fresh, stamp
                     log.info("%s: re-read, %d rows", self.case, len(fresh))
@@ -351,7 +352,7 @@ class CaseSession:
                          results=[{"id": r["id"], "key": r["key"], "score": r["score"]} for r in results])
         return {"search": search.id, "kind": "description", "description": {**d.to_dict(), "problems": d.problems},
                 "query": {"uploads": [], "items": [], "chips": [], "description": text}, "rule": res.rule,
-                "method": "description", "candidates": res.candidates, "threshold": self.threshold,
+                "lookalikes": res.lookalikes, "method": "description", "candidates": res.candidates, "threshold": self.threshold,
                 "calibrated": self.calibration is not None, "results": results}
 
     def search(self, uploads: list[str] | None = None, items: list[int] | None = None, k: int = 20,
@@ -639,6 +640,8 @@ class CaseSession:
 
     def close(self) -> None:
         self.audit.close()
+        if hasattr(self._index, "close"):  # a gallery holding resources elsewhere (Ray actors)
+            self._index.close()
 
 
 def public_key(key: str) -> str:
