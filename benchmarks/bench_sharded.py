@@ -2,7 +2,7 @@
 what sharding and Ray cost and give on this machine.
 
     python benchmarks/bench_sharded.py [--sizes 10000 100000] [--shards 1 2 4] [--queries 100]
-                                       [--images 400] [--out STEM]
+                                       [--images 400 1600] [--batch 32] [--repeats 2] [--out STEM]
 
 Part 1, sharded search: synthetic galleries at the default model's dimension (3,072), people seen
 several times (one identity per 5 rows, views at cosine ~0.6 to their centre, so neighbours exist
@@ -14,10 +14,14 @@ and ANN file. Latency: one query at a time, k = 10, shard-parallel threads, p50 
 ``--queries`` queries (perturbed views of gallery identities). Recall@10 against exact search
 (numpy, float32, over all rows).
 
-Part 2, Ray's overhead: ``--images`` synthetic crops indexed with the bundled model, once in one
+Part 2, Ray's overhead: synthetic crops indexed with the bundled model into 2 shards, once in one
 process and once with ``--ray`` on a local two-node cluster (``ray.cluster_utils.Cluster``, head
-and one worker, 1 CPU each, two model actors), on the same two cores. Throughput counts the
-build (model loading in each actor included); the cluster's own start is reported apart.
+and one worker, 1 CPU each, two model actors whose runtimes run on the one CPU Ray gave each), on
+the same two cores. The two arms run interleaved (back to back, alternating which goes first), at
+two folder sizes (``--images 400 1600``), ``--repeats`` times: the machine is shared, so only
+side-by-side figures compare. Throughput counts the whole build (model loading in each actor
+included); the marginal throughput ((n2 - n1) / (t2 - t1)) leaves out what a build pays once. The
+cluster's own start is reported apart. Prints the ratios (Ray / one process).
 """
 
 from __future__ import annotations
@@ -118,12 +122,39 @@ def part_search(report: Report, sizes: list[int], shard_counts: list[int], n_que
     return figures
 
 
-def part_ray(report: Report, n_images: int) -> dict:
+def _timed_build(embedder, head, root: Path, folder: str, out: Path, batch: int, ray: dict | None) -> dict:
+    """One build of ``root/folder`` into 2 shards: wall seconds, images per second and the time of
+    its first committed batch (``commit_batch`` wrapped)."""
+    import xreid.workflows.index as idx
+    from xreid.workflows.index import build_index
+
+    commit, stamps = idx.commit_batch, []
+
+    def timed(writers, entries, o):
+        got = commit(writers, entries, o)
+        stamps.append(time.perf_counter())
+        return got
+
+    idx.commit_batch = timed
+    try:
+        t0 = time.perf_counter()
+        report = build_index(embedder, head, root, out, images=root / folder, batch_size=batch, progress=False,
+                             shards=2, ray=ray)
+        total = time.perf_counter() - t0
+    finally:
+        idx.commit_batch = commit
+    return {"s": round(total, 2), "img_s": round(report.count / total, 1), "first_batch_s": round(stamps[0] - t0, 2),
+            "count": report.count}
+
+
+def part_ray(report: Report, sizes: list[int], batch: int, repeats: int) -> dict:
+    """One process against Ray (2 one-CPU actors) on the same 2 cores, interleaved: for each repeat
+    and folder size the two arms run back to back, in alternating order. Two sizes give each arm's
+    marginal throughput ((n2 - n1) / (t2 - t1)): what a build costs per image once started."""
     import ray
     from ray.cluster_utils import Cluster
 
-    from xreid.cli import ModelOptions, _model_and_head
-    from xreid.workflows.index import build_index
+    from xreid.workflows.loading import ModelOptions, model_and_head
 
     tmp = Path(tempfile.mkdtemp(prefix="xreid-ray-"))
     try:
@@ -131,14 +162,15 @@ def part_ray(report: Report, n_images: int) -> dict:
 
         rng = np.random.default_rng(0)
         root = tmp / "data"
-        (root / "crops").mkdir(parents=True)
-        for i in range(n_images):
-            Image.fromarray(rng.integers(0, 256, (128, 64, 3), dtype=np.uint8)).save(root / "crops" / f"c{i:04d}.jpg")
+        for n in sizes:
+            (root / f"crops{n}").mkdir(parents=True)
+        for i in range(max(sizes)):
+            img = Image.fromarray(rng.integers(0, 256, (128, 64, 3), dtype=np.uint8))
+            for n in sizes:
+                if i < n:
+                    img.save(root / f"crops{n}" / f"c{i:05d}.jpg")
         opts = ModelOptions()
-        embedder, head = _model_and_head(opts, None)
-        t0 = time.perf_counter()
-        build_index(embedder, head, root, tmp / "one", images=root / "crops", batch_size=8, progress=False)
-        single = time.perf_counter() - t0
+        embedder, head = model_and_head(opts, None)
         t0 = time.perf_counter()
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 100 * 2**20,
                                                                 "include_dashboard": False})
@@ -146,27 +178,48 @@ def part_ray(report: Report, n_images: int) -> dict:
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
         start = time.perf_counter() - t0
+        make = functools.partial(model_and_head, opts, None)
+        arms = [("one", None), ("ray", {"make": make, "concurrency": 2})]
+        runs, rows = [], []
         try:
-            t0 = time.perf_counter()
-            build_index(embedder, head, root, tmp / "ray", images=root / "crops", batch_size=8, progress=False,
-                        shards=2, ray={"make": functools.partial(_model_and_head, opts, None), "concurrency": 2})
-            distributed = time.perf_counter() - t0
+            for r in range(repeats):
+                fig = {"repeat": r + 1}
+                for n in sizes:
+                    for name, ray_opts in (arms if (r + len(fig)) % 2 == 0 else arms[::-1]):
+                        report.progress(f"repeat {r + 1}, {n} crops: {name}")
+                        out = tmp / f"case-{r}-{n}-{name}"
+                        fig[(name, n)] = _timed_build(embedder, head, root, f"crops{n}", out, batch, ray_opts)
+                        shutil.rmtree(out, ignore_errors=True)
+                a, b = min(sizes), max(sizes)
+                marginal = {name: (b - a) / max(fig[(name, b)]["s"] - fig[(name, a)]["s"], 1e-9) for name, _ in arms}
+                runs.append({"repeat": r + 1, "sizes": {str(n): {name: fig[(name, n)] for name, _ in arms}
+                                                        for n in sizes},
+                             "marginal_img_s": {k: round(v, 1) for k, v in marginal.items()},
+                             "marginal_ratio": round(marginal["ray"] / marginal["one"], 2)})
+                for n in sizes:
+                    one, dist = fig[("one", n)], fig[("ray", n)]
+                    rows.append([r + 1, n, f"{one['img_s']:.1f}", f"{dist['img_s']:.1f}",
+                                 f"{dist['img_s'] / one['img_s']:.2f}", f"{dist['first_batch_s']:.1f}"])
+                rows.append([r + 1, f"marginal {a}->{b}", f"{marginal['one']:.1f}", f"{marginal['ray']:.1f}",
+                             f"{marginal['ray'] / marginal['one']:.2f}", ""])
         finally:
             ray.shutdown()
             cluster.shutdown()
-        a, b = GalleryIndex.open(tmp / "one"), GalleryIndex.open(tmp / "ray")
-        same = sorted(a.keys.tolist()) == sorted(b.keys.tolist())
-        fig = {"images": n_images, "single_s": round(single, 2), "ray_s": round(distributed, 2),
-               "cluster_start_s": round(start, 2), "single_img_s": round(n_images / single, 1),
-               "ray_img_s": round(n_images / distributed, 1), "same_keys": same}
-        report.print(f"\nRay overhead: {n_images} crops, bundled model, batch 8; local cluster of 2 nodes x 1 CPU, "
-                     f"2 actors, 2 shards")
-        report.table(["build", "seconds", "images/s"],
-                     [["one process", f"{single:.1f}", f"{fig['single_img_s']:.1f}"],
-                      ["Ray, 2 nodes", f"{distributed:.1f}", f"{fig['ray_img_s']:.1f}"],
-                      ["(cluster start, apart)", f"{start:.1f}", ""]])
-        report.print(f"Ray throughput / one process: {fig['ray_img_s'] / fig['single_img_s']:.2f} (same keys: {same})")
-        return fig
+        report.print(f"\nRay overhead: synthetic crops, bundled model, batch {batch}, 2 shards; one process against a "
+                     f"local cluster of 2 nodes x 1 CPU (2 actors, each runtime on 1 thread), on the same 2 cores; "
+                     f"the arms interleaved (back to back, alternating order); cluster start {start:.1f} s, apart")
+        report.table(["repeat", "crops", "one img/s", "Ray img/s", "Ray / one", "Ray first batch s"], rows)
+        whole = {n: float(np.median([x["sizes"][str(n)]["ray"]["img_s"] / x["sizes"][str(n)]["one"]["img_s"]
+                                     for x in runs])) for n in sizes}
+        marginal = float(np.median([x["marginal_ratio"] for x in runs]))
+        for n, v in whole.items():
+            report.print(f"Ray throughput / one process, {n} crops, whole build (start-up included), median of "
+                         f"{repeats}: {v:.2f}")
+        report.print(f"Ray marginal throughput / one process ({min(sizes)} -> {max(sizes)} crops, start-up excluded), "
+                     f"median of {repeats}: {marginal:.2f}")
+        return {"sizes": sizes, "batch": batch, "cluster_start_s": round(start, 2), "runs": runs,
+                "median_ratio": {str(n): round(v, 2) for n, v in whole.items()},
+                "median_marginal_ratio": round(marginal, 2)}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -176,12 +229,15 @@ def main(argv=None) -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000], help="gallery sizes (none: skip part 1)")
     ap.add_argument("--shards", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--queries", type=int, default=100)
-    ap.add_argument("--images", type=int, default=400, help="crops for the Ray overhead run (0: skip it)")
+    ap.add_argument("--images", type=int, nargs="*", default=[400, 1600],
+                    help="crops of the Ray overhead run: two folder sizes (none: skip it)")
+    ap.add_argument("--batch", type=int, default=32, help="batch size of the Ray overhead run")
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved repeats of the Ray overhead run")
     args = parse(ap, argv)
     report = Report(args.out)
     figures = {"search": part_search(report, args.sizes, args.shards, args.queries)} if args.sizes else {}
     if args.images:
-        figures["ray"] = part_ray(report, args.images)
+        figures["ray"] = part_ray(report, args.images, args.batch, args.repeats)
     report.save(figures)
 
 

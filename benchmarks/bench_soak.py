@@ -19,7 +19,8 @@ a result, with 0.05 search again among the real images (a camera filter) and dow
 JSON report (a report explains every result, and derived rows have no image). Every answer that is not 2xx is an error.
 
 Warm-up: first ``--fill`` large PNGs are uploaded one after the other (filling the server's
-decoded-image cache, the largest bounded store), then the clients run; the memory baseline is taken
+decoded-image cache, the largest bounded store) and every kind of request is made once (the first
+explanation with maps loads the PyTorch model, once), then the clients run; the memory baseline is taken
 ``--warmup`` seconds into their load. Reported: operations and requests by kind, errors, the
 server's resident memory (VmRSS, sampled every 2 s) after the fill, after ``--warmup`` and at the
 end (and its peak), and whether every search the
@@ -37,12 +38,12 @@ import random
 import shutil
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from bench_serve import FILTERS, query_images, rss_mb, start_server, top_up
+from bench_serve import FILTERS, pct, query_images, rss_mb, start_server, top_up
 from common import REPO, Report, parse, parser, relative
 
 CACHE = REPO / "runs" / "bench_soak"
@@ -92,10 +93,15 @@ def big_png(seed: int, size=(2000, 3000)) -> bytes:
     return buf.getvalue()
 
 
+#: seconds a client waits for an answer (16 clients on 2 shared cores queue behind one another, and
+#: maps are drawn one at a time); a longer wait is an error
+TIMEOUT = 900
+
+
 class Client:
     def __init__(self, port: int):
         self.port = port
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
 
     def request(self, method: str, path: str, body: bytes | None = None, content_type: str = "application/json"
                 ) -> tuple[int, bytes]:
@@ -109,7 +115,7 @@ class Client:
                 # the server closed a keep-alive connection that sat idle past its timeout (5 s) while this
                 # client made its next image: open a new one and send again once, as HTTP clients do
                 self.conn.close()
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=TIMEOUT)
                 if attempt:
                     raise
         raise AssertionError("unreachable")
@@ -122,6 +128,9 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=1200.0)
     ap.add_argument("--warmup", type=float, default=120.0, help="seconds of load before the memory baseline is taken")
+    ap.add_argument("--trace", action="store_true",
+                    help="read the server's RSS before and after every request and report the change by request "
+                         "kind (which requests grow memory; with several clients, overlapping requests share a change)")
     ap.add_argument("--fill", type=int, default=20, help="large PNGs uploaded before the clock starts (20 x 18 MB "
                                                           "decoded fill the server's 256 MiB decoded-image cache)")
     args = parse(ap)
@@ -132,6 +141,8 @@ def main() -> None:
     shutil.rmtree(workdir, ignore_errors=True)
     server, port, info = start_server(case, workdir, args.data_root)
     counts: Counter = Counter()
+    latency: dict[str, list[float]] = defaultdict(list)
+    trace: list[tuple[float, str, float]] = []  # (seconds into the load, kind, RSS change in MB)
     errors: Counter = Counter()
     searched: list[str] = []
     lock = threading.Lock()
@@ -145,13 +156,29 @@ def main() -> None:
                                           "application/octet-stream")
             if status != 201:
                 raise SystemExit(f"warm-up upload failed: {status} {data[:200]!r}")
+        # and every kind of request once: the first explanation with maps loads the PyTorch model for
+        # Grad-CAM (once), which would otherwise land inside the measured window
+        uid = json.loads(filler.request("POST", "/api/uploads?name=q", images[0], "application/octet-stream")[1])["id"]
+        query = json.dumps({"uploads": [uid], "k": 5, "filters": {"camera": real_cameras}}).encode()
+        sid, first = (lambda r: (r["search"], r["results"][0]["id"]))(json.loads(filler.request("POST", "/api/search",
+                                                                                              query)[1]))
+        searched.append(sid)
+        for path in (f"/api/searches/{sid}/items/{first}/explanation.json",
+                     f"/api/searches/{sid}/items/{first}/explanation.html?maps=pair", f"/api/searches/{sid}/report.json"):
+            status, data = filler.request("GET", path)
+            if status != 200:
+                raise SystemExit(f"warm-up request {path} failed: {status} {data[:200]!r}")
         rss_filled = rss_mb(server.pid)
         t0 = time.perf_counter()
         stop = t0 + args.seconds
 
-        def note(kind: str, status: int, data: bytes) -> bool:
+        def note(kind: str, status: int, data: bytes, seconds: float = float("nan"), grew: float | None = None
+                 ) -> bool:
             with lock:
                 counts[kind] += 1
+                latency[kind].append(seconds)
+                if grew is not None:
+                    trace.append((time.perf_counter() - t0, kind, grew))
                 if not 200 <= status < 300:
                     errors[f"{kind} {status}: {data[:160]!r}"] += 1
                     return False
@@ -160,21 +187,32 @@ def main() -> None:
         def worker(seed: int) -> None:
             rng = random.Random(seed)
             c = Client(port)
+
+            def ask(kind: str, method: str, path: str, body: bytes | None = None,
+                    content_type: str = "application/json") -> tuple[bool, bytes]:
+                """One request, timed; with --trace the server's RSS change while it ran is kept."""
+                before = rss_mb(server.pid) if args.trace else None
+                start = time.perf_counter()
+                status, data = c.request(method, path, body, content_type)
+                seconds = time.perf_counter() - start
+                grew = rss_mb(server.pid) - before if args.trace else None
+                return note(kind, status, data, seconds, grew), data
+
             n = 0
             while time.perf_counter() < stop:
                 n += 1
                 try:
-                    if rng.random() < 0.1:
-                        body, name = big_png(seed * 1_000_003 + n), "big.png"
-                    else:
-                        body, name = images[rng.randrange(len(images))], "query"
-                    status, data = c.request("POST", f"/api/uploads?name={name}", body, "application/octet-stream")
-                    if not note("upload", status, data):
+                    big = rng.random() < 0.1
+                    body, name = (big_png(seed * 1_000_003 + n), "big.png") if big else (
+                        images[rng.randrange(len(images))], "query")
+                    ok, data = ask("upload (large PNG)" if big else "upload", "POST", f"/api/uploads?name={name}",
+                                   body, "application/octet-stream")
+                    if not ok:
                         continue
                     uid = json.loads(data)["id"]
                     query = json.dumps({"uploads": [uid], "k": 20, "filters": FILTERS[rng.randrange(4)]}).encode()
-                    status, data = c.request("POST", "/api/search", query)
-                    if not note("search", status, data):
+                    ok, data = ask("search", "POST", "/api/search", query)
+                    if not ok:
                         continue
                     res = json.loads(data)
                     with lock:
@@ -182,26 +220,22 @@ def main() -> None:
                     sid, results = res["search"], res["results"]
                     real = [r for r in results if not str(r["key"]).startswith("synthetic/")]
                     if real and rng.random() < 0.5:
-                        status, data = c.request("GET", f"/api/searches/{sid}/items/{real[0]['id']}/explanation.json")
-                        note("explanation", status, data)
+                        ask("explanation", "GET", f"/api/searches/{sid}/items/{real[0]['id']}/explanation.json")
                     if real and rng.random() < 0.05:
-                        status, data = c.request(
-                            "GET", f"/api/searches/{sid}/items/{real[0]['id']}/explanation.html?maps=pair")
-                        note("explanation with maps", status, data)
+                        ask("explanation with maps", "GET",
+                            f"/api/searches/{sid}/items/{real[0]['id']}/explanation.html?maps=pair")
                     if results and rng.random() < 0.3:
                         mark = json.dumps({"search": sid, "item": results[rng.randrange(len(results))]["id"],
                                            "mark": rng.choice(["match", "not_match", None])}).encode()
-                        status, data = c.request("POST", "/api/marks", mark)
-                        note("mark", status, data)
+                        ask("mark", "POST", "/api/marks", mark)
                     if rng.random() < 0.05:  # a report explains every result: searched among real images only
                         query = json.dumps({"uploads": [uid], "k": 5, "filters": {"camera": real_cameras}}).encode()
-                        status, data = c.request("POST", "/api/search", query)
-                        if note("search", status, data):
+                        ok, data = ask("search", "POST", "/api/search", query)
+                        if ok:
                             sid = json.loads(data)["search"]
                             with lock:
                                 searched.append(sid)
-                            status, data = c.request("GET", f"/api/searches/{sid}/report.json")
-                            note("report", status, data)
+                            ask("report", "GET", f"/api/searches/{sid}/report.json")
                 except (OSError, http.client.HTTPException, ValueError, KeyError) as exc:
                     with lock:
                         errors[f"client: {exc!r}"[:200]] += 1
@@ -224,7 +258,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(60)
-    audit = [json.loads(line) for line in (workdir / "audit.jsonl").read_text().splitlines()]
+    audit = [json.loads(line) for line in (workdir / "audit.jsonl").read_text().splitlines() if line.strip()]
     audited = {r["search"] for r in audit if r.get("event") == "search"}
     missing = [s for s in searched if s not in audited]
     after_warmup = [m for t, m in samples if t >= args.warmup] or [rss_end]
@@ -235,6 +269,15 @@ def main() -> None:
     report.print(f"{args.clients} clients for {args.seconds:.0f} s ({wall:.0f} s wall), warm-up {args.warmup:.0f} s; "
                  f"machine: {os.cpu_count()} cores, shared with whatever else ran\n")
     report.table(["requests", *sorted(counts)], [["done", *[counts[k] for k in sorted(counts)]]])
+    kinds = sorted(latency)
+    report.print("")
+    report.table(["latency ms", *kinds], [[q, *[f"{pct(latency[k], q):.0f}" for k in kinds]] for q in (50, 99)])
+    if args.trace:
+        report.print("\nserver RSS change while requests ran (--trace), MB: all / after warm-up")
+        report.table(["RSS change", *kinds], [
+            ["all", *[f"{sum(g for _, k2, g in trace if k2 == k):+.0f}" for k in kinds]],
+            ["after warm-up", *[f"{sum(g for t, k2, g in trace if k2 == k and t >= args.warmup):+.0f}" for k in kinds]],
+            ["per request, KB", *[f"{1024 * np.mean([g for _, k2, g in trace if k2 == k]):+.0f}" for k in kinds]]])
     report.print(f"\nerrors: {sum(errors.values())}" + ("" if not errors else ": " + "; ".join(
         f"{n} x {e}" for e, n in errors.most_common(5))))
     report.print(f"searches answered: {len(searched)}, in the audit log: {len(searched) - len(missing)} "
@@ -243,7 +286,11 @@ def main() -> None:
                  f"{rss_warm:.0f} MB after {args.warmup:.0f} s of load, {rss_end:.0f} MB at the "
                  f"end ({growth:+.1f} % after warm-up; target within 10 %), peak {max(m for _, m in samples):.0f} MB")
     report.save({"rows": info["count"], "real": args.real, "clients": args.clients, "seconds": args.seconds,
-                 "warmup": args.warmup, "wall_s": wall, "requests": dict(counts), "errors": sum(errors.values()),
+                 "warmup": args.warmup, "wall_s": wall, "requests": dict(counts),
+                 "latency_ms": {k: {"p50": pct(latency[k], 50), "p99": pct(latency[k], 99)} for k in kinds},
+                 "rss_change_by_kind_mb": {k: {"all": sum(g for _, k2, g in trace if k2 == k),
+                                               "after_warmup": sum(g for t, k2, g in trace if k2 == k and t >= args.warmup)}
+                                           for k in kinds} if args.trace else None, "errors": sum(errors.values()),
                  "error_kinds": dict(errors.most_common(10)), "searches": len(searched), "unaudited": len(missing),
                  "fill": args.fill,
                  "rss_mb": {"start": rss_start, "after_fill": rss_filled, "after_warmup": rss_warm, "end": rss_end,

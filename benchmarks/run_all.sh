@@ -77,11 +77,19 @@ else
 fi
 run python benchmarks/bench_large_gallery.py --out "$out/large_gallery"
 run python benchmarks/bench_index.py ${data[@]+"${data[@]}"} --out "$out/index"
-run python benchmarks/bench_sharded.py --out "$out/sharded"
+run python benchmarks/bench_sharded.py --images --out "$out/sharded"
+# Ray's overhead (one process and a local 2-node cluster interleaved; about 10 min)
+run python benchmarks/bench_sharded.py --sizes --out "$out/sharded_ray"
+# the distractor test on PETA-ReID (embeddings cached in runs/embedding_cache; about 30 min, 6 GB of RAM)
+run python benchmarks/bench_distractors.py ${data[@]+"${data[@]}"} --out "$out/distractors"
+# the same at 100,000 and 300,000 distractors with the index's search at other nprobe values (about 20 min)
+run python benchmarks/bench_distractors.py ${data[@]+"${data[@]}"} --levels 100000 300000 --real 0 --sweep 4 16 64 128 \
+    --out "$out/distractors_nprobe"
 run python benchmarks/bench_match_calibration.py ${data[@]+"${data[@]}"} --out "$out/match_calibration"
 run python benchmarks/bench_serve.py ${data[@]+"${data[@]}"} --out "$out/serve"
 run python benchmarks/bench_case_session.py --out "$out/case_session"
 run python benchmarks/bench_describe.py ${data[@]+"${data[@]}"} --out "$out/describe"
+run python benchmarks/bench_describe_variants.py ${data[@]+"${data[@]}"} --out "$out/describe_variants"
 # the soak as recorded (a short one; the issue-29 target is --rows 100000 --real 19000 --clients 16 --seconds 1200)
 run python benchmarks/bench_soak.py ${data[@]+"${data[@]}"} --rows 2000 --real 300 --clients 4 --seconds 600 \
     --warmup 120 --out "$out/soak_short"

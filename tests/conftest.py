@@ -125,3 +125,21 @@ def tiny_model(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.pt"
     save_model_file(model, model.spec, path, meta={})
     return path
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real two-node Ray cluster on this machine (head and one worker node, 1 CPU each, small object
+    stores, no dashboard), this process connected to it; started per test module and shut down after
+    it (so no cluster outlives the modules that use it)."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 80 * 2**20,
+                                                      "include_dashboard": False})
+    c.add_node(num_cpus=1, object_store_memory=80 * 2**20)
+    c.wait_for_nodes()
+    ray.init(address=c.address, include_dashboard=False, log_to_driver=False)
+    yield c
+    ray.shutdown()
+    c.shutdown()

@@ -185,6 +185,47 @@ def test_evidence_statuses():
                                "Counted at weight 0.5 (the model is unreliable on it): no hat.")
 
 
+def test_lookalike_smoothing_by_hand():
+    from xreid.explain.description_score import lookalike_smoothed
+
+    p = np.array([[0.9, 0.2], [0.5, 0.6], [0.1, 1.0]])
+    nb = np.array([[1, 2], [0, -1], [-1, -1]])  # row 1 has one look-alike, row 2 none
+    got = lookalike_smoothed(p, nb, weight=0.5)
+    # row 0: 0.5 [0.9, 0.2] + 0.5 mean([0.5, 0.6], [0.1, 1.0]) = [0.45 + 0.15, 0.1 + 0.4]
+    assert got[0] == pytest.approx([0.6, 0.5])
+    assert got[1] == pytest.approx([0.7, 0.4])  # 0.5 [0.5, 0.6] + 0.5 [0.9, 0.2]
+    assert got[2] == pytest.approx([0.1, 1.0])  # no look-alike: its own
+    assert lookalike_smoothed(p, nb, weight=0.0) == pytest.approx(p)
+    assert lookalike_smoothed(p, np.zeros((3, 0), int)) == pytest.approx(p)
+    ev = evidence(got[0], ["a", "b"], [True, False], ["a", "no b"], np.ones(2), [True, True], own=p[0])
+    assert [(round(e.probability, 2), round(e.own, 2)) for e in ev] == [(0.6, 0.9), (0.5, 0.8)]
+    assert ev[0].to_dict()["own"] == 0.9 and "own" not in evidence(p[0], ["a"], [True], ["a"], np.ones(1),
+                                                                     [True])[0].to_dict()
+
+
+def test_nearest_rows_exact_by_hand_and_through_the_ann():
+    from xreid.index.ann import AnnIndex
+    from xreid.index.lookalikes import nearest_rows
+
+    v = np.array([[1, 0], [0.8, 0.6], [0, 1], [-1, 0]], np.float32)  # cosines: 0-1 0.8, 1-2 0.6, 0-2 0
+    assert nearest_rows(v, 2).tolist() == [[1, 2], [0, 2], [1, 0], [2, 1]]  # 3: cos -0.8 to 1 > -1 to 0: [2, 1]
+    assert nearest_rows(v, 2, usable=np.array([True, False, True, True])).tolist() == [[2, 3], [-1, -1], [0, 3], [2, 0]]
+    assert nearest_rows(v[:2], 3).tolist() == [[1, -1, -1], [0, -1, -1]]
+    assert nearest_rows(v[:0], 3).shape == (0, 3)
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((300, 16))
+    x = centres[rng.integers(0, 300, 3000)] + 0.2 * rng.standard_normal((3000, 16))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    exact = nearest_rows(x, 4, block=500)
+    from xreid.index.lookalikes import extend_nearest
+
+    first, sims = nearest_rows(x[:2000], 4, similarity=True)
+    grown, _ = extend_nearest(x, first, sims)
+    assert (grown == exact).all()  # 1,000 rows added: the update equals a full search
+    ann = nearest_rows(x, 4, ann=AnnIndex.build(x, nlist=16), block=500)
+    assert (ann == exact).mean() > 0.95 and (exact[:, 0] != np.arange(3000)).all()
+
+
 def test_describe_this_person():
     from xreid.explain.describe import description_of
 

@@ -651,3 +651,55 @@ def test_index_check_finds_and_repairs_damaged_footage_files(tmp_path, embedder,
     assert crop.read_bytes() == good_crop and (case / "footage" / video / "chunk-000002.npz").is_file()
     out = runner.invoke(app, ["index", "check", str(case)])
     assert out.exit_code == 0 and "intact" in out.output, out.output
+
+
+def test_description_search_ranks_sightings(tmp_path, embedder, head, tiny_model):
+    """`xreid index search CASE --describe` on a footage case ranks its sightings by the formula
+    (issue 32, item 2), with camera filters, evidence and the sighting's fields in --json; the
+    service's description search does the same."""
+    from fastapi.testclient import TestClient
+
+    from xreid.explain.description_score import description_scores
+    from xreid.index.gallery import decode_probabilities
+    from xreid.serve.app import create_app
+    from xreid.serve.case import CaseSession
+
+    a, b = write_clip(tmp_path / "a.avi", 20), write_clip(tmp_path / "b.avi", 20, frame=lambda n, size: people_frame(
+        n, size)[:, ::-1].copy())  # the same two people, mirrored: other crops, other probabilities
+    _index(embedder, head, a, tmp_path / "case", camera="gate", start="2024-05-01T12:00:00Z")
+    index_footage(embedder, head, ColourDetector(), b, tmp_path / "case", camera="door", append=True,
+                  opts=FootageOptions(chunk_frames=10), progress=False, say=lambda s: None)
+    head.save(tmp_path / "head.npz")
+    index = GalleryIndex.open(tmp_path / "case")
+    assert len(index) == 4
+    p = decode_probabilities(index.description_codes().T)  # each sighting read with its look-alikes
+    assert index.lookalike_codes is not None
+    score = description_scores(p[:, :2], [True, True], np.ones(2), "geomean")  # "man, backpack"; no reliability
+    alone = description_scores(index.probabilities()[:, :2], [True, True], np.ones(2), "geomean")
+    assert len(np.unique(score)) >= 2 and not np.allclose(score, alone)  # smoothed; ties go by id
+    expected = np.lexsort((np.arange(4), -score))
+    model = ["--model", str(tiny_model), "--backend", "torch", "--head", str(tmp_path / "head.npz")]
+    out = tmp_path / "d.json"
+    res = runner.invoke(app, ["index", "search", str(tmp_path / "case"), *model, "--describe", "a man with a backpack",
+                              "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "described: man, backpack" in res.output and "4 images, 4 pass the filter" in res.output
+    data = json.loads(out.read_text())
+    assert [r["id"] for r in data["results"]] == expected.tolist()
+    first = data["results"][0]
+    assert first["key"].startswith("sightings/") and first["kind"] == "sighting"
+    assert {"frame_start", "frame_end", "video", "camera", "time"} <= set(first)
+    assert first["score"] == pytest.approx(score[expected[0]], abs=1e-5)
+    assert [e["text"] for e in first["evidence"]] == ["man", "backpack"]
+    res = runner.invoke(app, ["index", "search", str(tmp_path / "case"), *model, "--describe", "man, backpack",
+                              "--camera", "door", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    door = [i for i in expected if index.row(int(i))["camera"] == "door"]
+    assert [r["id"] for r in json.loads(out.read_text())["results"]] == door and len(door) == 2
+    # the service: a description alone ranks the sightings the same way; a result's sighting detail opens
+    session = CaseSession(tmp_path / "case", embedder, head, tmp_path / "no-data-root")
+    client = TestClient(create_app(session))
+    body = client.post("/api/search", json={"description": "man, backpack", "k": 4}).json()
+    assert body["kind"] == "description" and [r["id"] for r in body["results"]] == expected.tolist()
+    detail = client.get(f"/api/items/{body['results'][0]['id']}/sighting").json()
+    assert detail["camera"] in ("gate", "door") and detail["keyframe"]

@@ -515,14 +515,39 @@ def test_fuse_fit_default_attributes_are_refused_before_any_work(tiny_model, tmp
                                   "--data-root", str(tmp_path / "nothing-here")])
     assert res.exit_code == 2, res.output
     assert "model default was trained on peta-reid" in res.output and "--allow-seen-validation" in res.output
+    # what to do instead: a head fitted on PETA-ReID-val's train list (`attributes fit` does), given to fuse fit
+    assert "`xreid attributes fit --model MODEL --out head.npz`" in res.output
+    assert "--attributes-model MODEL --attributes-head head.npz" in res.output
     assert not (tmp_path / "f.npz").exists()
 
 
-def test_the_server_fixes_the_allocators_mmap_threshold():
+def test_the_server_keeps_native_memory_flat(session, monkeypatch):
+    """The soak's growth was native (glibc heaps): the server fixes the mmap threshold, limits its
+    heaps, trims them periodically while it runs and bounds its request threads (AnyIO's default is 40)."""
     import platform
     import sys
 
-    from xreid.serve.imagecache import fix_mmap_threshold
+    from anyio import to_thread
+
+    from xreid.serve import app as app_module
+    from xreid.serve.memory import Trimmer, fix_mmap_threshold, limit_arenas, trim
 
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
-    assert fix_mmap_threshold() is glibc
+    assert fix_mmap_threshold() is glibc and limit_arenas(2) is glibc and trim() is glibc
+    t = Trimmer(0.02).start()
+    time.sleep(0.3)
+    t.stop()
+    assert (t.trims > 0) is glibc
+    seen = {}
+
+    class FakeServer:
+        def run(self):
+            seen["trimming"] = any(th.name == "xreid-malloc-trim" for th in threading.enumerate())
+
+    monkeypatch.setattr(app_module, "make_server", lambda *a, **k: FakeServer())
+    app_module.serve(session)
+    assert seen["trimming"] is glibc
+    assert not any(th.name == "xreid-malloc-trim" for th in threading.enumerate())  # stopped with the server
+    with TestClient(create_app(session)) as c:
+        threads = c.portal.call(lambda: to_thread.current_default_thread_limiter().total_tokens)
+    assert threads == session.limits.worker_threads == 8

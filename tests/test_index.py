@@ -19,6 +19,7 @@ from xreid.index.gallery import (
     GalleryIndexError,
     IndexWriter,
     Rows,
+    decode_probabilities,
     encode_probabilities,
     read_manifest,
     threshold_code,
@@ -396,7 +397,8 @@ def test_description_search_ranks_every_kept_row_by_the_formula(tmp_path):
     res = search_description(g, terms, k=20, where=Filter(camera="2"), reliability=rel, rule="geomean",
                              unreliable_weight=0.5)
     kept = np.flatnonzero(cams == 2)
-    stored = g.probabilities(kept)[:, :2]  # what the index holds (bin centres)
+    assert res.lookalikes and g.lookalike_codes is not None
+    stored = decode_probabilities(g.description_codes()[:, kept].T)[:, :2]  # what it ranks by (bin centres)
     expected = description_scores(stored, [False, True], np.array([1.0, 0.5]), "geomean")
     order = kept[np.lexsort((kept, -expected))][:20]
     assert res.ids.tolist() == order.tolist()
@@ -404,8 +406,52 @@ def test_description_search_ranks_every_kept_row_by_the_formula(tmp_path):
     assert res.scores == pytest.approx(np.sort(expected)[::-1][:20], rel=1e-5)
     assert [e.reliable for e in res.evidence[0]] == [True, False]
     assert res.evidence[0][1].probability == pytest.approx(stored[kept.tolist().index(res.ids[0]), 1], abs=1e-6)
+    assert res.evidence[0][1].own == pytest.approx(g.probabilities([res.ids[0]])[0, 1], abs=1e-6)
     with pytest.raises(ValueError, match="no attribute hairShort"):
         search_description(g, [Term("hairShort", True, "short hair")])
+
+
+def test_lookalikes_are_computed_over_the_whole_index_when_a_build_or_add_finishes(tmp_path, caplog):
+    from xreid.explain.description_score import LOOKALIKE_WEIGHT, LOOKALIKES
+    from xreid.index.lookalikes import lookalike_codes, nearest_rows
+
+    case = tmp_path / "case"
+    x, probs, cams, sites = _synthetic(case, n=900, ann_min_rows=10_000, batch=400)
+    g = GalleryIndex.open(case)
+    info = g.manifest["lookalikes"]
+    assert info["rows"] == 900 and info["m"] == LOOKALIKES and info["weight"] == LOOKALIKE_WEIGHT
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    expected = nearest_rows(unit, LOOKALIKES)
+    assert (g.lookalikes == expected).all()
+    assert (g.lookalike_codes == lookalike_codes(g.attribute_codes, expected)).all()
+    assert (lookalike_codes(g.attribute_codes, expected, block=7) == g.lookalike_codes).all()  # blocks change nothing
+    # p' = (1 - a) p + a mean of the look-alikes' p, on the stored bin centres
+    p = g.probabilities()
+    want = (1 - LOOKALIKE_WEIGHT) * p[7] + LOOKALIKE_WEIGHT * p[expected[7]].mean(0)
+    assert decode_probabilities(g.lookalike_codes[:, 7]) == pytest.approx(want, abs=1 / 256)
+    # an add recomputes them for every row: a new row may be an old row's look-alike
+    identity = {"model": "synthetic", "fingerprint": "f" * 16, "preprocess": {}, "flip": False}
+    twin = x[:5] + 1e-3
+    with IndexWriter.append(case, identity, NAMES, {"head": "h", "head_fingerprint": "0"}) as w:
+        w.commit(Rows([f"q/{i}.jpg" for i in range(5)], twin, probs[:5], [{}] * 5, np.zeros(5)))
+        w.finish(ann_min_rows=10_000)
+    g = GalleryIndex.open(case)
+    assert g.manifest["lookalikes"]["rows"] == 905 and g.lookalikes[:5, 0].tolist() == list(range(900, 905))
+    both = np.concatenate([unit, twin / np.linalg.norm(twin, axis=1, keepdims=True)]).astype(np.float32)
+    assert (g.lookalikes == nearest_rows(both, LOOKALIKES)).all()  # the add's update equals a full search
+    assert [p.name for p in case.glob("near-*.npz")] == [g.manifest["lookalikes"]["file"]]  # the old one removed
+    # a damaged file is named; the search then reads each image alone
+    (case / g.manifest["lookalikes"]["file"]).write_bytes(b"junk")
+    with caplog.at_level("WARNING"):
+        g = GalleryIndex.open(case)
+    assert g.lookalike_codes is None and "near-" in caplog.text and (g.description_codes() == g.attribute_codes).all()
+    from xreid.index.integrity import check_files
+
+    assert not check_files(case, g.manifest).clean
+    from xreid.workflows.index import check_index
+
+    _, done = check_index(case, repair=True)
+    assert any("look-alikes" in d for d in done) and GalleryIndex.open(case).lookalike_codes is not None
 
 
 @pytest.mark.parametrize("rule", ["geomean", "min", "mean"])
@@ -421,12 +467,14 @@ def test_description_search_pruning_is_exact(tmp_path, monkeypatch, rule):
                    Term("personalMale", False, "woman")]):
         for where in (None, Filter(camera="3")):
             full = describe_mod.search_description(g, terms, 15, where, rel, rule=rule, unreliable_weight=0.0)
-            monkeypatch.setattr(describe_mod, "PRUNE_FROM", 10)
-            pruned = describe_mod.search_description(g, terms, 15, where, rel, rule=rule, unreliable_weight=0.0)
-            monkeypatch.setattr(describe_mod, "PRUNE_FROM", 50_000)
-            assert pruned.ids.tolist() == full.ids.tolist()
-            assert pruned.scores == pytest.approx(full.scores)
-            assert pruned.scored < full.scored and pruned.candidates == full.candidates
+            for sample in (16_384, 64):  # a small sample also takes the term-by-term pass
+                monkeypatch.setattr(describe_mod, "PRUNE_FROM", 10)
+                monkeypatch.setattr(describe_mod, "SAMPLE", sample)
+                pruned = describe_mod.search_description(g, terms, 15, where, rel, rule=rule, unreliable_weight=0.0)
+                monkeypatch.setattr(describe_mod, "PRUNE_FROM", 50_000)
+                assert pruned.ids.tolist() == full.ids.tolist()
+                assert pruned.scores == pytest.approx(full.scores)
+                assert pruned.scored < full.scored and pruned.candidates == full.candidates
 
 
 def test_cli_search_by_description_and_json(tiny_model, head_path, root, tmp_path):
@@ -442,7 +490,7 @@ def test_cli_search_by_description_and_json(tiny_model, head_path, root, tmp_pat
     assert "described: woman, backpack" in res.output and "not understood: fluffy" in res.output
     data = json.loads(out.read_text())
     g = GalleryIndex.open(case)
-    p = g.probabilities()[:, :2]
+    p = decode_probabilities(g.description_codes().T)[:, :2]  # smoothed over each row's look-alikes
     expected = np.argsort(-np.sqrt((1 - p[:, 0]) * p[:, 1]), kind="stable")[:4]  # geomean, both reliable
     assert [r["id"] for r in data["results"]] == expected.tolist()
     first = data["results"][0]

@@ -2,7 +2,16 @@ import numpy as np
 import pytest
 
 from xreid.evaluation.metrics import (MetricAccumulator, attribute_mean_accuracy, average_precision, evaluate_distances,
+                                      truncated_average_precision,
                                       evaluate_ranking, inverse_negative_penalty)
+
+
+def test_truncated_average_precision_hand_computed():
+    # 3 true matches in the gallery, the top 4 holds two of them at ranks 1 and 3: (1/1 + 2/3) / 3
+    assert truncated_average_precision(np.array([1, 0, 1, 0], bool), 3) == pytest.approx((1 + 2 / 3) / 3)
+    # every true match in the list: plain AP
+    assert truncated_average_precision(np.array([0, 1, 1], bool), 2) == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert truncated_average_precision(np.array([0, 0], bool), 1) == 0.0
 
 
 def test_average_precision_hand_computed():

@@ -17,19 +17,10 @@ ray = pytest.importorskip("ray")
 NAMES = ["personalMale", "carryingBackpack", "hairLong"]
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A head and one worker node, 1 CPU each, small object stores, no dashboard."""
-    from ray.cluster_utils import Cluster
-
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 80 * 2**20,
-                                                      "include_dashboard": False})
-    c.add_node(num_cpus=1, object_store_memory=80 * 2**20)
-    c.wait_for_nodes()
-    ray.init(address=c.address, include_dashboard=False, log_to_driver=False)
-    yield c
-    ray.shutdown()
-    c.shutdown()
+@pytest.fixture()
+def cluster(ray_cluster):
+    """The session's two-node local cluster (conftest ``ray_cluster``)."""
+    return ray_cluster
 
 
 def _case(case):
@@ -129,3 +120,90 @@ def test_a_killed_worker_loses_nothing(cluster, tiny_model, tmp_path):
     (k1, v1, _), (k2, v2, _) = _case(tmp_path / "one"), _case(tmp_path / "ray")
     assert k1 == k2
     np.testing.assert_allclose(v1, v2, atol=1e-5)
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_ray_footage_build_gives_the_sightings_of_one_process(cluster, tiny_model, tmp_path):
+    """`index build --video ... --ray`: one video per task on the two-node cluster; the same sightings
+    (keys, embeddings, fields, tracks, crops) as one process, and a rerun adds nothing."""
+    from test_footage import DETECTOR, PETS, needs_video
+    from xreid.data.video import cut_video
+    from xreid.workflows.footage import FootageOptions, index_footage
+    from xreid.workflows.loading import embedder_and_detector
+
+    if not (PETS.is_file() and DETECTOR.is_file()):
+        pytest.skip(needs_video.kwargs["reason"])
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    assert cut_video(PETS, videos / "view1.avi", 20) == 20
+    assert cut_video(PETS, videos / "view2.avi", 20, start=101) == 20
+    head = tmp_path / "head.npz"
+    AttributeHead(NAMES, np.random.default_rng(0).normal(size=(1280, 3)), np.full(3, 0.4), {}).save(head)
+    opts = ModelOptions(model=str(tiny_model), backend="torch")
+    embedder, detector = embedder_and_detector(opts, str(DETECTOR))
+    attr = AttributeHead.load(head)
+    build = functools.partial(index_footage, embedder, attr, detector, videos, opts=FootageOptions(chunk_frames=10),
+                              progress=False, say=lambda s: None)
+    one = build(tmp_path / "one")
+    ray_opts = {"make": functools.partial(embedder_and_detector, opts, str(DETECTOR)), "concurrency": 2}
+    dist = build(tmp_path / "ray", ray=ray_opts)
+    assert dist.added == one.added == dist.count >= 4 and not dist.skipped
+    a, b = GalleryIndex.open(tmp_path / "one"), GalleryIndex.open(tmp_path / "ray")
+    assert a.keys.tolist() == b.keys.tolist()  # committed in video order: the same ids too
+    np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-5)
+    assert [a.row(i) for i in range(len(a))] == [b.row(i) for i in range(len(b))]
+    for f in sorted((tmp_path / "one" / "sightings").rglob("*.*")):
+        twin = tmp_path / "ray" / f.relative_to(tmp_path / "one")
+        assert twin.read_bytes() == f.read_bytes(), f
+    for f in sorted((tmp_path / "one" / "footage").glob("*/tracks.npz")):
+        with np.load(f) as x, np.load(tmp_path / "ray" / f.relative_to(tmp_path / "one")) as y:
+            np.testing.assert_array_equal(x["rows"], y["rows"])
+    from xreid.workflows.index import check_index
+
+    assert check_index(tmp_path / "ray")[0].clean  # every footage file recorded, as one process records it
+    again = build(tmp_path / "ray", append=True, ray=ray_opts)
+    assert again.added == 0 and again.count == dist.count
+    from typer.testing import CliRunner
+
+    from xreid.cli import app
+
+    res = CliRunner().invoke(app, ["index", "build", "--video", str(videos / "view2.avi"), "--detector", str(DETECTOR),
+                                   "--model", str(tiny_model), "--backend", "torch", "--head", str(head),
+                                   "--ray", "auto", "--workers", "1", "--out", str(tmp_path / "cli")])
+    assert res.exit_code == 0, res.output
+    c = GalleryIndex.open(tmp_path / "cli")
+    assert c.keys.tolist() == [k for k in a.keys.tolist() if "/view2-" in k]
+
+
+def test_runtime_threads_follow_the_ray_allotment(monkeypatch):
+    """$XREID_THREADS sets the runtimes' threads; outside a Ray worker claim_ray_cpus changes nothing."""
+    import os
+
+    from xreid.models.embedders import THREADS_ENV, runtime_threads
+    from xreid.workflows.loading import claim_ray_cpus
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    assert runtime_threads() is None
+    if not ray.is_initialized():
+        claim_ray_cpus()
+        assert THREADS_ENV not in os.environ
+    monkeypatch.setenv(THREADS_ENV, "3")
+    assert runtime_threads() == 3
+
+
+@pytest.mark.slow
+def test_a_one_cpu_actor_claims_one_thread(cluster):
+    @ray.remote(num_cpus=1)
+    def threads():
+        import os
+
+        import torch
+
+        from xreid.models.embedders import THREADS_ENV
+        from xreid.workflows.loading import claim_ray_cpus
+
+        claim_ray_cpus()
+        return os.environ.get(THREADS_ENV), torch.get_num_threads()
+
+    assert ray.get(threads.remote()) == ("1", 1)

@@ -163,7 +163,10 @@ def test_search_by_description_needs_no_image(client, session):
     body = res.json()
     assert body["kind"] == "description" and body["candidates"] == 5
     assert body["description"]["unmatched"] == ["fluffy"] and ["rucksak", "rucksack"] in body["description"]["corrections"]
-    p = session.index.probabilities()
+    from xreid.index.gallery import decode_probabilities
+
+    assert body["lookalikes"] and session.index.lookalike_codes is not None
+    p = decode_probabilities(session.index.description_codes().T)  # each image read with its look-alikes
     score = np.sqrt((1 - p[:, 0]) * p[:, 1])  # geomean of "not male" and "backpack" (no reliability: weight 1)
     cam2 = np.arange(1, 10, 2)
     expected = cam2[np.lexsort((cam2, -score[cam2]))][:4]

@@ -80,9 +80,27 @@ def test_sharded_backend_is_registered_and_refuses_add(tmp_path):
         start_sharded(tmp_path / "sh", 3, IDENTITY, NAMES, HEAD, 16)
 
 
+def server_answers_as(session, root, key: str, index) -> None:
+    """The server on ``session`` answers a search by the image ``key`` with ``index``'s top 3 (the
+    image itself first) and serves the best one's thumbnail."""
+    from fastapi.testclient import TestClient
+
+    from xreid.serve.app import create_app
+
+    client = TestClient(create_app(session))
+    up = client.post("/api/uploads?name=q.jpg", content=(root / key).read_bytes(),
+                     headers={"content-type": "application/octet-stream"})
+    assert up.status_code == 201, up.text
+    res = client.post("/api/search", json={"uploads": [up.json()["id"]], "k": 3})
+    assert res.status_code == 200, res.text
+    got = res.json()["results"]
+    assert got[0]["key"] == key
+    assert [r["key"] for r in got] == index.search(index.vectors[list(index.keys).index(key)], 3).keys
+    assert client.get(f"/api/items/{got[0]['id']}/thumbnail").status_code == 200
+
+
 def test_build_with_shards_equals_one_index_and_the_server_answers(tiny_model, tmp_path):
     """`xreid index build --shards 3` and `xreid index search` / the server on the sharded case."""
-    from fastapi.testclient import TestClient
     from typer.testing import CliRunner
 
     from conftest import write_image
@@ -111,21 +129,11 @@ def test_build_with_shards_equals_one_index_and_the_server_answers(tiny_model, t
     assert res.exit_code == 0 and "gallery/img03.jpg" in res.output.splitlines()[1] + res.output, res.output
 
     from xreid.models.loading import load_embedder
-    from xreid.serve.app import create_app
     from xreid.serve.case import CaseSession
 
     session = CaseSession(tmp_path / "sh", load_embedder(tiny_model, backend="torch"), AttributeHead.load(head), root)
     try:
-        client = TestClient(create_app(session))
-        up = client.post("/api/uploads?name=q.jpg", content=(root / "gallery" / "img03.jpg").read_bytes(),
-                         headers={"content-type": "application/octet-stream"})
-        assert up.status_code == 201, up.text
-        res = client.post("/api/search", json={"uploads": [up.json()["id"]], "k": 3})
-        assert res.status_code == 200, res.text
-        got = res.json()["results"]
-        assert got[0]["key"] == "gallery/img03.jpg"
-        assert [r["key"] for r in got] == sh.search(sh.vectors[list(sh.keys).index("gallery/img03.jpg")], 3).keys
-        assert client.get(f"/api/items/{got[0]['id']}/thumbnail").status_code == 200
+        server_answers_as(session, root, "gallery/img03.jpg", sh)
     finally:
         session.close()
 
@@ -144,6 +152,7 @@ def test_index_check_covers_every_shard(tmp_path):
     out = runner.invoke(app, ["index", "check", str(case)])
     files = sum(1 + len([p for p in seg["packs"] if p]) for s in ("shard-000", "shard-001", "shard-002")
                 for seg in read_manifest(case / s)["segments"])
+    files += sum(bool(read_manifest(case / s).get("lookalikes")) for s in ("shard-000", "shard-001", "shard-002"))
     assert out.exit_code == 0 and "intact" in out.output, out.output
     assert files >= 3 and f"{case}: {files} file(s) checked" in out.output  # every shard's segments and packs
     seg = case / "shard-001" / "segments" / read_manifest(case / "shard-001")["segments"][0]["file"]

@@ -19,6 +19,11 @@ from xreid.workflows.loading import load_head
 index_app = typer.Typer(help="A persistent gallery index: build it from images, add to it, export, search.",
                         no_args_is_help=True)
 CaseArg = Annotated[Path, typer.Argument(help="The case: an index folder (from `xreid index build --out`).")]
+RayShardsOpt = Annotated[Optional[str], typer.Option(
+    "--ray", metavar="ADDRESS", help="A sharded case (--shards N) with each shard held by a Ray actor, spread over "
+                                     "the cluster's nodes: its address (ray://... or HOST:PORT), 'auto' (the running "
+                                     "one) or 'local' (start one here). Every node must see the case at the same "
+                                     "path.")]
 
 
 @dataclass
@@ -72,28 +77,34 @@ def index_build(
         "--ray", metavar="ADDRESS", help="Embed on a Ray cluster with Ray Data: its address (ray://... or "
                                          "HOST:PORT), 'auto' (the running one) or 'local' (start one here). "
                                          "Workers need xreid installed.")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="With --ray: model actors (one model each).")] = 2,
+    workers: Annotated[int, typer.Option(
+        min=1, help="With --ray: model actors (one model each; for footage, one video each at a time).")] = 2,
     gpus_per_worker: Annotated[float, typer.Option(min=0, help="With --ray: GPUs per actor (0: CPU).")] = 0.0,
 ) -> None:
     """Index images, or footage (--video: people detected, tracked and stored as sightings):
     embeddings, calibrated attribute probabilities, thumbnails and metadata, committed as they are
-    done (rerun the same command to resume an interrupted build). --shards and --ray apply to
-    images (footage runs in one process, unsharded)."""
+    done (rerun the same command to resume an interrupted build). --shards applies to images;
+    --ray to images (Ray Data batches) and footage (one video per task)."""
     import functools
 
     from xreid.workflows.index import build_index
-    from xreid.workflows.loading import model_and_head
+    from xreid.workflows.loading import embedder_and_detector, model_and_head
 
     outputs(folders=(out,))
+    ray_address = None if ray == "local" else ray
     if footage.video is not None:
-        if shards > 1 or ray is not None:
-            fail("--shards and --ray index images; footage (--video) is indexed in one process, unsharded")
-        _index_footage(opts, head, out, footage, append=False)
+        if shards > 1:
+            fail("--shards indexes images; footage (--video) is indexed unsharded")
+        ray_opts = None
+        if ray is not None:
+            ray_opts = {"make": functools.partial(embedder_and_detector, opts, footage.detector),
+                        "concurrency": workers, "address": ray_address, "num_gpus": gpus_per_worker}
+        _index_footage(opts, head, out, footage, append=False, ray=ray_opts)
         return
     ray_opts = None
     if ray is not None:
         ray_opts = {"make": functools.partial(model_and_head, opts, head), "concurrency": workers,
-                    "address": None if ray == "local" else ray, "num_gpus": gpus_per_worker}
+                    "address": ray_address, "num_gpus": gpus_per_worker}
     _index_images(functools.partial(build_index, shards=shards, ray=ray_opts), opts, head, data_root, out, images,
                   list_file, batch_size,
                   interrupted=f"every finished batch is committed in {out}: run the same command to resume")
@@ -122,7 +133,7 @@ def index_add(
                   interrupted=f"the batches committed so far are in {case}")
 
 
-def _index_footage(opts: ModelOptions, head, case: Path, f: Footage, append: bool) -> None:
+def _index_footage(opts: ModelOptions, head, case: Path, f: Footage, append: bool, ray: dict | None = None) -> None:
     """`index build --video` / `index add --video`: run the footage workflow, report."""
     from xreid.workflows.footage import FootageOptions, index_footage
     from xreid.workflows.loading import head_name, load_detector
@@ -133,7 +144,7 @@ def _index_footage(opts: ModelOptions, head, case: Path, f: Footage, append: boo
         report = index_footage(embedder, attr_head, load_detector(f.detector, opts.precision), f.video, case,
                                camera=f.camera, start=f.start,
                                opts=FootageOptions(confidence=f.confidence, stride=f.stride, fps=f.fps),
-                               head_name=head_name(opts.model, head), append=append, say=typer.echo)
+                               head_name=head_name(opts.model, head), append=append, say=typer.echo, ray=ray)
     except KeyboardInterrupt:
         fail(f"interrupted; the committed chunks and videos are kept in {case}: run the same command to resume",
              code=130)
@@ -286,17 +297,17 @@ def index_search(
     json_out: Annotated[Optional[Path], typer.Option(
         "--json", help="Also write the ranked results (ids, keys, scores, per-attribute evidence) to this JSON file.")]
     = None,
+    ray: RayShardsOpt = None,
 ) -> None:
     """Search an index for a query image, a description, or both (prints the top results)."""
-    from xreid.index.gallery import GalleryIndex
     from xreid.io import write_json
     from xreid.workflows.describe import image_json
-    from xreid.workflows.index import search_filter, search_index
+    from xreid.workflows.index import open_case, search_filter, search_index
 
     if query is None and describe is None:
         fail("give a query image (--query), a description (--describe), or both")
     outputs(json_out)
-    index = GalleryIndex.open(case)
+    index = open_case(case, ray=ray)
     where = search_filter(index, filter_text, camera, after, before)  # bad conditions fail before the model loads
     if describe is not None:
         _describe_search(opts, index, query, describe, where, top_k, exact, head, json_out)
@@ -334,7 +345,8 @@ def _describe_search(opts: ModelOptions, index, query: Path | None, text: str, w
         weak = [t.text for t, w in zip(res.terms, res.weights) if w < 1]
         if weak:
             typer.echo(f"  unreliable for this model, weighted down: {', '.join(weak)}")
-        typer.echo(f"{len(index)} images, {res.candidates} pass the filter; ranked by how well they fit ({res.rule})")
+        typer.echo(f"{len(index)} images, {res.candidates} pass the filter; ranked by how well they fit ({res.rule}"
+                   + (", each read with its look-alikes)" if res.lookalikes else ")"))
         lines = zip(res.ids, res.scores, res.evidence)
     else:
         typer.echo(f"image search re-ranked by the description ({res.mode})")
@@ -366,16 +378,20 @@ def serve(
                                "(default: the calibration's).")] = None,
     max_upload_mb: Annotated[float, typer.Option(min=0.01, help="Largest upload accepted, in MB.")] = 10.0,
     max_pixels: Annotated[int, typer.Option(min=1, help="Largest upload accepted, in pixels.")] = 40_000_000,
+    ray: RayShardsOpt = None,
 ) -> None:
     """Serve a case (its gallery index): REST API (/docs) and a search page for analysts, offline, at http://HOST:PORT/."""
     from xreid.serve.app import check_bind, serve as run_server
     from xreid.serve.case import CaseSession, Limits
+    from xreid.serve.memory import ARENAS, limit_arenas
 
+    limit_arenas(ARENAS)  # before the model loads and its threads make heaps of their own
     check_bind(host, token)
     embedder = opts.load()
     session = CaseSession.open(case, embedder, load_head(opts.model, head), resolve_data_root(data_root),
                                workdir=workdir, threshold=threshold, model=opts.model,
-                               limits=Limits(max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels))
+                               limits=Limits(max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=max_pixels),
+                               ray=ray)
     if session.calibration is None:
         typer.echo(f"note: {case} has no same-person calibration (run `xreid index calibrate {case}` with the same "
                    f"model options); results are shown without a probability")

@@ -27,6 +27,16 @@ def average_precision(matches: np.ndarray) -> float:
     return float(np.mean(np.arange(1, hits.size + 1) / (hits + 1)))
 
 
+def truncated_average_precision(matches: np.ndarray, positives: int) -> float:
+    """AP of a top-k list of booleans when the gallery holds ``positives`` true matches: true matches
+    missing from the list count as never found (precision 0), so a list holding every true match
+    gives ``average_precision``. For comparing searches that return only their top k."""
+    hits = np.flatnonzero(matches)
+    if positives <= 0:
+        return 0.0
+    return float(np.sum(np.arange(1, hits.size + 1) / (hits + 1)) / positives)
+
+
 def inverse_negative_penalty(matches: np.ndarray) -> float:
     """INP of one ranked list (Ye et al.): number of true matches / rank of the hardest (last) one."""
     hits = np.flatnonzero(matches)

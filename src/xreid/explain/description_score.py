@@ -13,6 +13,12 @@ as unreliable). The rules compared:
 - ``mean``:     sum_t w_t q_t / sum_t w_t
 
 The rule (``RULE``) and the unreliable weight were chosen on PETA-ReID-val (docs/RESULTS.md).
+
+Look-alike smoothing: a person is usually seen more than once, and one crop reads an attribute
+worse than several. Before scoring, each image's probabilities are averaged with those of its
+``LOOKALIKES`` nearest images in the case (cosine of the embeddings; ``lookalike_smoothed``):
+p' = (1 - a) p + a mean_j p_j, with a = ``LOOKALIKE_WEIGHT``; both chosen on PETA-ReID-val. The
+index computes them when a build or add finishes (``xreid.index.lookalikes``).
 Evidence per term: met when q_t >= 0.5 + ``UNSURE_WITHIN``, not met when q_t <= 0.5 - ``UNSURE_WITHIN``,
 else unsure.
 """
@@ -31,6 +37,9 @@ RULES = ("product", "geomean", "min", "mean")
 RULE = "geomean"
 #: the weight of an attribute unreliable for the model (chosen on PETA-ReID-val)
 UNRELIABLE_WEIGHT = 0.25
+#: look-alike smoothing: how many nearest images, and their share (chosen on PETA-ReID-val)
+LOOKALIKES = 1
+LOOKALIKE_WEIGHT = 0.5
 #: how a description joins an image search ("search by this image"): "rerank" (distance - BETA x
 #: log score over the image search's first candidates) or "filter" (every reliable term likely as
 #: described); chosen on PETA-ReID-val (docs/RESULTS.md#search-by-description)
@@ -51,6 +60,25 @@ def term_weights(reliability: Sequence[float] | np.ndarray | None, n_terms: int,
         return np.ones(n_terms)
     r = np.nan_to_num(np.asarray(reliability, np.float64), nan=0.0)
     return np.where(r >= reliable_at, 1.0, float(unreliable_weight))
+
+
+def lookalike_smoothed(p: np.ndarray, neighbours: np.ndarray, weight: float = LOOKALIKE_WEIGHT) -> np.ndarray:
+    """p' = (1 - weight) p + weight x the mean of the neighbours' p, per row (p: N x A; neighbours:
+    N x m row ids, -1 where a row has fewer); a row without neighbours keeps its own p."""
+    p = np.asarray(p, np.float64)
+    nb = np.asarray(neighbours, np.int64).reshape(len(p), -1)
+    return lookalike_mix(p, p[np.maximum(nb, 0)], nb >= 0, weight)
+
+
+def lookalike_mix(p: np.ndarray, neighbour_p: np.ndarray, valid: np.ndarray, weight: float = LOOKALIKE_WEIGHT
+                  ) -> np.ndarray:
+    """``lookalike_smoothed`` for rows whose neighbours' probabilities are given (neighbour_p:
+    N x m x A, ``valid``: N x m, which of them exist)."""
+    p = np.asarray(p, np.float64)
+    valid = np.asarray(valid, bool)
+    count = valid.sum(1)[:, None]
+    mean = (np.asarray(neighbour_p, np.float64) * valid[..., None]).sum(1) / np.maximum(count, 1)
+    return np.where(count > 0, (1 - weight) * p + weight * mean, p)
 
 
 def term_probabilities(p: np.ndarray, wanted: Sequence[bool] | np.ndarray) -> np.ndarray:
@@ -156,11 +184,15 @@ class TermEvidence:
     status: str  # met / not met / unsure
     reliable: bool
     weight: float
+    own: float | None = None  # q_t read from this image alone, where the probability ranked is smoothed
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "wanted": self.wanted, "text": self.text,
-                "probability": round(self.probability, 4), "status": self.status, "reliable": self.reliable,
-                "weight": self.weight}
+        out = {"name": self.name, "wanted": self.wanted, "text": self.text,
+               "probability": round(self.probability, 4), "status": self.status, "reliable": self.reliable,
+               "weight": self.weight}
+        if self.own is not None:
+            out["own"] = round(self.own, 4)
+        return out
 
 
 def status(q: float) -> str:
@@ -168,8 +200,10 @@ def status(q: float) -> str:
 
 
 def evidence(p: np.ndarray, names: Sequence[str], wanted: Sequence[bool], texts: Sequence[str],
-             weights: np.ndarray, reliable: Sequence[bool]) -> list[TermEvidence]:
-    """Per term, for one image (p: T calibrated probabilities of the described attributes)."""
+             weights: np.ndarray, reliable: Sequence[bool], own: np.ndarray | None = None) -> list[TermEvidence]:
+    """Per term, for one image (p: T calibrated probabilities of the described attributes, as
+    ranked; ``own``: the image's own where those are smoothed over its look-alikes)."""
     q = term_probabilities(p, wanted)
-    return [TermEvidence(n, bool(w), t, float(qq), status(float(qq)), bool(r), float(wt))
-            for n, w, t, qq, wt, r in zip(names, wanted, texts, q, weights, reliable)]
+    q_own = [None] * len(q) if own is None else [float(v) for v in term_probabilities(own, wanted)]
+    return [TermEvidence(n, bool(w), t, float(qq), status(float(qq)), bool(r), float(wt), o)
+            for n, w, t, qq, wt, r, o in zip(names, wanted, texts, q, weights, reliable, q_own)]

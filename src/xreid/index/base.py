@@ -188,6 +188,7 @@ BACKENDS: dict[str, str] = {
     "memory": "xreid.index.memory:MemoryGallery",
     "index": "xreid.index.gallery:GalleryIndex",
     "sharded": "xreid.index.sharded:ShardedGallery",
+    "ray-sharded": "xreid.index.ray_sharded:RayShardedGallery",
 }
 
 

@@ -1,12 +1,15 @@
 """Search a gallery index by description (docs/METHODS.md#search-by-description): every row the
 filter keeps is scored by how well its stored calibrated attribute probabilities fit the described
 terms (``xreid.explain.description_score``), with one table lookup per term on the uint8 codes.
-Camera, time, field and attribute filters act as in image search (``GalleryIndex.mask``).
+Camera, time, field and attribute filters act as in image search (``GalleryIndex.mask``). The
+probabilities ranked are each row's smoothed over its look-alikes where the index has them
+(``GalleryIndex.description_codes``; docs/METHODS.md#search-by-description); the evidence gives both.
 
 On a large index the search is exact but does not look every term up for every row: the k-th best
 score of an evenly spaced sample of the kept rows is a lower bound L of the k-th best overall, and
 since each term's value rises (or falls) with its code, a row can only reach L when each of its
-codes passes a threshold computed from L and the other terms' best values. Those comparisons on
+codes passes a threshold computed from L and the other terms' best values (the best any row of
+the index holds: the value at the attribute's smallest or largest code). Those comparisons on
 the uint8 codes pick the few candidates that are then scored in full."""
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class DescriptionResult:
     rule: str
     scored: int = 0  # rows scored in full (the others could not reach the k-th best)
     method: str = "description"
+    lookalikes: bool = False  # ranked by probabilities smoothed over each row's look-alikes
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -60,7 +64,7 @@ SAMPLE = 16_384
 
 
 def _candidates(codes: list[np.ndarray], tables: np.ndarray, weights: np.ndarray, rule: str,
-                mask: np.ndarray | None, kept: int, k: int) -> np.ndarray:
+                mask: np.ndarray | None, kept: int, k: int, ranges: np.ndarray | None = None) -> np.ndarray:
     """Ids of the kept rows that may be among the ``k`` best (all kept rows on a small index)."""
     n = len(codes[0]) if codes else len(mask) if mask is not None else 0
     if not codes or kept <= max(PRUNE_FROM, 4 * k):
@@ -71,7 +75,12 @@ def _candidates(codes: list[np.ndarray], tables: np.ndarray, weights: np.ndarray
     sample_vals = reduce_tables([table[c[sample]] for table, c in zip(tables, codes)], weights, rule, finish=False)
     bound = float(np.partition(sample_vals, len(sample_vals) - k)[len(sample_vals) - k]) - 1e-3
     active = [t for t in range(len(codes)) if not (rule == "min" and weights[t] <= 0)]
-    best = tables.max(1).astype(np.float64)
+    if ranges is None:
+        best = tables.max(1).astype(np.float64)
+    else:  # tables are monotonic in the code: the best value a row holds is at one end of its range
+        r = np.asarray(ranges, np.int64)
+        best = np.maximum(tables[np.arange(len(tables)), r[:, 0]], tables[np.arange(len(tables)), r[:, 1]]
+                          ).astype(np.float64)
     keep = mask.copy() if mask is not None else np.ones(n, bool)
     for t in active:
         need = bound if rule == "min" else bound - (best[active].sum() - best[t])
@@ -85,7 +94,20 @@ def _candidates(codes: list[np.ndarray], tables: np.ndarray, weights: np.ndarray
             continue
         c = codes[t]
         keep &= (c >= lo) if hi == 255 else (c <= hi) if lo == 0 else ((c >= lo) & (c <= hi))
-    return np.flatnonzero(keep)
+    ids = np.flatnonzero(keep)
+    if rule == "min" or len(ids) <= 4 * SAMPLE:
+        return ids
+    # term by term on the survivors: a row whose partial sum plus the other terms' best cannot reach
+    # the bound is dropped (look-alike codes, averaged, bunch up and leave the thresholds above loose)
+    acc = np.zeros(len(ids), np.float32)
+    rest = float(best[active].sum())
+    spread = tables.max(1) - tables.min(1)
+    for t in sorted(active, key=lambda t: -spread[t]):  # the terms that can lose most first
+        acc += tables[t][codes[t][ids]]
+        rest -= float(best[t])
+        ok = acc + rest >= bound - 1e-3
+        ids, acc = ids[ok], acc[ok]
+    return ids
 
 
 def term_reliability(terms: Sequence[Term], names: Sequence[str], reliability: np.ndarray | None) -> np.ndarray | None:
@@ -113,18 +135,23 @@ def search_description(index: GalleryIndex, terms: Sequence[Term], k: int = 10, 
     mask = index.mask(where)
     kept = len(index) if mask is None else int(np.count_nonzero(mask))
     pos = {n: i for i, n in enumerate(index.attribute_names)}
-    codes = [index.attribute_codes[pos[t.name]] for t in terms]
+    ranked = index.description_codes()
+    codes = [ranked[pos[t.name]] for t in terms]
     tables = score_tables(decode_probabilities(np.arange(256)), [t.wanted for t in terms], weights, rule
                           ).astype(np.float32)
-    ids = _candidates(codes, tables, weights, rule, mask, kept, k)
+    ids = _candidates(codes, tables, weights, rule, mask, kept, k,
+                      index.description_code_range()[[pos[t.name] for t in terms]])
     reduced = reduce_tables([table[c[ids]] for table, c in zip(tables, codes)], weights, rule, finish=False)
     top = _top_k_desc(reduced, ids, min(k, len(ids)))
     chosen = ids[top].astype(np.int64)
     best = finish_scores(reduced[top], weights, rule) if terms else np.ones(len(top))
     reliable = (np.ones(len(terms), bool) if rel is None
                 else np.nan_to_num(rel, nan=0.0) >= RELIABLE_AT)
-    probs = index.probabilities(chosen)[:, [pos[t.name] for t in terms]] if len(chosen) else np.zeros((0, len(terms)))
-    ev = [evidence(p, [t.name for t in terms], [t.wanted for t in terms], [t.text for t in terms], weights, reliable)
-          for p in probs]
+    cols = [pos[t.name] for t in terms]
+    probs = decode_probabilities(ranked[:, chosen].T)[:, cols] if len(chosen) else np.zeros((0, len(terms)))
+    own = index.probabilities(chosen)[:, cols] if len(chosen) else probs
+    smoothed = index.lookalike_codes is not None
+    ev = [evidence(p, [t.name for t in terms], [t.wanted for t in terms], [t.text for t in terms], weights, reliable,
+                   own=o if smoothed else None) for p, o in zip(probs, own)]
     return DescriptionResult(chosen, best, [index.row(int(i)) for i in chosen], ev, kept, terms, weights, rule,
-                             scored=len(ids))
+                             scored=len(ids), lookalikes=smoothed)

@@ -11,6 +11,9 @@ Layout of an index folder ``CASE/``::
     segments/t-NNNNNN.bin    thumbnails of one commit (JPEG, 128 px high), never rewritten
     ann-GGGGGG.faiss       the approximate search structure (``xreid.index.ann``), derived from the
                            vectors; absent for small indexes, where every search is exact
+    near-GGGGGG.npz        each row's look-alikes (nearest rows) and its attribute codes smoothed over
+                           them, which a description search ranks by (``xreid.index.lookalikes``);
+                           derived from the vectors and codes when a build or add finishes
 
 Each commit writes its segment files (atomically: temporary file, fsync, rename), then replaces
 ``manifest.json`` (the same way) with one that lists them. The manifest is the only thing readers
@@ -62,8 +65,11 @@ ANN_MIN_ROWS = 50_000
 #: more segments than this are merged into one at the end of a build or add
 MAX_SEGMENTS = 16
 BUILDING, READY = "building", "ready"
+#: the manifest's entry for the look-alikes file
+LOOKALIKES_KEY = "lookalikes"
 _SEGMENT = re.compile(r"^(seg|t)-(\d{6})\.(npz|bin)$")
 _ANN = re.compile(r"^ann-(\d{6})\.faiss$")
+_NEAR = re.compile(r"^near-(\d{6})\.npz$")
 
 
 class GalleryIndexError(ValueError):
@@ -299,8 +305,9 @@ class IndexWriter:
         for seg in self.manifest["segments"]:
             names.add(seg["file"])
             names.update(p for p in seg["packs"] if p)
-        if self.manifest.get("ann"):
-            names.add(self.manifest["ann"]["file"])
+        for derived in ("ann", LOOKALIKES_KEY):
+            if self.manifest.get(derived):
+                names.add(self.manifest[derived]["file"])
         return names
 
     def remove_orphans(self, superseded: bool = False) -> list[str]:
@@ -314,7 +321,7 @@ class IndexWriter:
                 continue
             for p in folder.iterdir():
                 orphan = (p.name.endswith(".tmp") and p.name.startswith(".")) or (
-                    p.name not in used and (_SEGMENT.match(p.name) or _ANN.match(p.name)))
+                    p.name not in used and (_SEGMENT.match(p.name) or _ANN.match(p.name) or _NEAR.match(p.name)))
                 if orphan and p.is_file():
                     p.unlink()
                     removed.append(p.name)
@@ -476,11 +483,48 @@ class IndexWriter:
         self.remove_orphans(superseded=True)
         return ann
 
+    def update_lookalikes(self, ann: AnnIndex | None = None) -> None:
+        """Find every row's look-alikes and smooth its attribute codes over them
+        (``xreid.index.lookalikes``), and commit them; nothing to do when they are up to date."""
+        from xreid.explain.description_score import LOOKALIKE_WEIGHT, LOOKALIKES
+        from xreid.index.lookalikes import extend_nearest, lookalike_codes
+
+        current = self.manifest.get(LOOKALIKES_KEY)
+        settings = {"m": LOOKALIKES, "weight": LOOKALIKE_WEIGHT}
+        same = bool(current) and all(current.get(k) == v for k, v in settings.items())
+        if same and current["rows"] == self.count:
+            return
+        vectors = l2_normalise(load_vectors(self.case, self.manifest)).astype(np.float32)
+        codes = load_attribute_codes(self.case, self.manifest)
+        usable = np.concatenate([np.full(s["rows"], bool(s.get("file"))) for s in self.manifest["segments"]]
+                                ) if self.manifest["segments"] else np.zeros(0, bool)
+        if ann is not None and ann.rows != len(vectors):
+            ann = None
+        known = np.zeros((0, LOOKALIKES), np.int32), np.zeros((0, LOOKALIKES), np.float32)
+        if same and current["rows"] < self.count:  # an add: only the new rows are searched for
+            try:
+                data = load_npz(self.case / current["file"], current)
+                if "similarity" in data:
+                    known = data["neighbours"], data["similarity"]
+            except DamagedFile as exc:
+                log.warning("%s; finding every row's look-alikes again", exc)
+        neighbours, similarity = extend_nearest(vectors, *known, usable, ann)
+        smoothed = lookalike_codes(codes, neighbours, LOOKALIKE_WEIGHT)
+        generation = self.manifest["generation"] + 1
+        name = f"near-{generation:06d}.npz"
+        blob = npz_bytes({"neighbours": neighbours, "similarity": similarity, "codes": smoothed})
+        check = file_check(blob)
+        self._write(self.case / name, blob)
+        self._publish({**self.manifest, "generation": generation,
+                       LOOKALIKES_KEY: {"file": name, **check, "rows": len(vectors), **settings}})
+        self.remove_orphans(superseded=True)
+
     def finish(self, ann_min_rows: int = ANN_MIN_ROWS) -> dict:
         """End a build or add: merge segments (a build, resumed or not, ends with one), bring the ANN
-        up to date, mark the index ready."""
+        and the look-alikes up to date, mark the index ready."""
         self.merge_segments(everything=self.manifest["state"] == BUILDING)
-        self.update_ann(ann_min_rows)
+        ann = self.update_ann(ann_min_rows)
+        self.update_lookalikes(ann)
         if self.manifest["state"] != READY:
             self._publish({**self.manifest, "state": READY})
         return self.manifest
@@ -550,6 +594,30 @@ def _column_values(seg: dict[str, np.ndarray], name: str, n: int) -> np.ndarray:
     return np.full(n, "", dtype=str)
 
 
+def load_attribute_codes(case: Path, manifest: dict) -> np.ndarray:
+    """All attribute codes (A x N uint8), in id order; zeros for dropped rows."""
+    n_attr = len(manifest["attributes"]["names"])
+    parts = [_load_segment(Path(case) / SEGMENTS / s["file"], _check_of(s))["attributes"] if s.get("file")
+             else np.zeros((s["rows"], n_attr), np.uint8) for s in manifest["segments"]]
+    return np.ascontiguousarray(np.concatenate(parts).T) if parts else np.zeros((n_attr, 0), np.uint8)
+
+
+def load_lookalikes(case: Path, manifest: dict, rows: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(neighbours N x m, smoothed codes A x N) of an index, or None when it has none up to date
+    (built before them, or an add not finished) or the file is damaged (said in the log)."""
+    from xreid.explain.description_score import LOOKALIKE_WEIGHT, LOOKALIKES
+
+    info = manifest.get(LOOKALIKES_KEY)
+    if not info or info["rows"] != rows or info.get("m") != LOOKALIKES or info.get("weight") != LOOKALIKE_WEIGHT:
+        return None
+    try:
+        data = load_npz(Path(case) / info["file"], info)
+    except DamagedFile as exc:
+        log.warning("%s; a description search reads each image alone", exc)
+        return None
+    return data["neighbours"], np.ascontiguousarray(data["codes"])
+
+
 def load_vectors(case: Path, manifest: dict) -> np.ndarray:
     """All embeddings (N x D float32, as the model gave them), in id order."""
     parts = []
@@ -616,6 +684,10 @@ class GalleryIndex(Gallery):
         self.damaged: dict[str, str] = {}
         #: rows that cannot be served (damaged or dropped segments), None when there are none
         self.dead: np.ndarray | None = None
+        #: each row's look-alikes (N x m row ids) and its attribute codes smoothed over them (A x N),
+        #: what a description search ranks by; None for an index without them up to date
+        self.lookalikes: np.ndarray | None = None
+        self.lookalike_codes: np.ndarray | None = None
         self._pack_checked: dict[str, str | None] = {}  # pack -> problem (None: verified)
         self.attribute_names: list[str] = list(manifest["attributes"]["names"])
         self._attr_pos = {n: i for i, n in enumerate(self.attribute_names)}
@@ -691,14 +763,32 @@ class GalleryIndex(Gallery):
         out.damaged = damaged
         dead_rows = np.concatenate(dead) if dead else np.zeros(0, bool)
         out.dead = dead_rows if dead_rows.any() else None
+        near = load_lookalikes(case, manifest, len(vectors))
+        if near is not None:
+            out.lookalikes, out.lookalike_codes = near
         return out
+
+    def description_codes(self) -> np.ndarray:
+        """The attribute codes a description search ranks by (A x N): smoothed over each row's
+        look-alikes where the index has them, else each row's own."""
+        return self.attribute_codes if self.lookalike_codes is None else self.lookalike_codes
+
+    def description_code_range(self) -> np.ndarray:
+        """A x 2: the smallest and largest of each attribute's ``description_codes`` (computed once)."""
+        codes = self.description_codes()
+        cached = getattr(self, "_description_range", None)
+        if cached is None or cached[0] is not codes:
+            rng = (np.stack([codes.min(1), codes.max(1)], 1) if codes.shape[1]
+                   else np.tile(np.array([0, 255], np.uint8), (len(codes), 1)))
+            self._description_range = cached = (codes, rng)
+        return cached[1]
 
     def is_dead(self, i: int) -> bool:
         """Row ``i`` lies in a damaged or dropped segment (nothing of it can be served)."""
         return self.dead is not None and bool(self.dead[i])
 
     def __len__(self) -> int:
-        return len(self.vectors)
+        return len(self.keys)  # (not the vectors: a gallery whose vectors live elsewhere holds none here)
 
     @property
     def identity(self) -> dict:

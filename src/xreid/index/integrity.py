@@ -13,7 +13,8 @@ were recorded are read as before (structure checked only).
   the marks and the audit log still name the same images); they are never returned by a search, and
   ``xreid index add`` indexes their images again (under new ids);
 - a thumbnail pack: its rows have no stored thumbnail (the server draws one from the image);
-- the ANN file: removed, and built again when the index is large enough (searches are exact until then).
+- the ANN file: removed, and built again when the index is large enough (searches are exact until then);
+- the look-alikes file: built again (a description search reads each image alone until then).
 
 Footage (``xreid index build --video``) adds files beside the segments: per video ``footage/VIDEO/``
 (chunk files, ``tracks.npz``, ``video.json``) and ``sightings/VIDEO/SSSSS/`` (crops, key frame,
@@ -103,6 +104,7 @@ class CheckReport:
     segments: dict[str, str] = field(default_factory=dict)  # file -> problem
     packs: dict[str, str] = field(default_factory=dict)
     ann: str | None = None  # problem of the ANN file
+    lookalikes: str | None = None  # problem of the look-alikes file
     verified: int = 0
     unchecked: int = 0  # files with no recorded checksum (older indexes): structure checked only
     dropped_rows: int = 0  # rows of segments an earlier repair dropped
@@ -111,13 +113,14 @@ class CheckReport:
 
     @property
     def clean(self) -> bool:
-        return (not self.segments and not self.packs and self.ann is None and not self.footage
-                and all(r.clean for r in self.shards.values()))
+        return (not self.segments and not self.packs and self.ann is None and self.lookalikes is None
+                and not self.footage and all(r.clean for r in self.shards.values()))
 
     def problems(self, case: Path) -> list[str]:
         """Each damaged file as 'PATH: problem', shards' included."""
         out = [f"{case / 'segments' / n}: {p}" for n, p in {**self.segments, **self.packs}.items()]
         out += [f"{case / self.ann}"] if self.ann else []
+        out += [f"{case / self.lookalikes}"] if self.lookalikes else []
         out += [f"{case / n}: {p}" for n, p in self.footage.items()]
         for name, r in self.shards.items():
             out += r.problems(case / name)
@@ -182,4 +185,11 @@ def check_files(case: Path, manifest: dict) -> CheckReport:
             read_checked(case / ann["file"], ann if "sha256" in ann else None)
         except DamagedFile as exc:
             report.ann = f"{ann['file']}: {exc.problem}"
+    near = manifest.get("lookalikes")
+    if near:
+        report.verified += 1
+        try:
+            load_npz(case / near["file"], near)
+        except DamagedFile as exc:
+            report.lookalikes = f"{near['file']}: {exc.problem}"
     return report

@@ -27,6 +27,7 @@ import hashlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,6 +36,16 @@ from xreid.index.gallery import (BUILDING, FORMAT, MANIFEST, READY, VERSION, Gal
                                  SearchResult, _top_k, _write_manifest, read_manifest)
 
 SHARD = "shard-{:03d}"
+
+
+class ShardHits(NamedTuple):
+    """One shard's answer to a search: its top k as shard-local ids and distances, how it searched
+    ('exact' or 'ann') and how many of its rows the filter kept."""
+
+    ids: np.ndarray
+    distances: np.ndarray
+    method: str
+    candidates: int
 
 
 def shard_of(key: str, shards: int) -> int:
@@ -128,6 +139,10 @@ class ShardedGallery(GalleryIndex):
                     "segments": []}
         super().__init__(case, manifest, vectors, attributes, keys, times, columns, thumbs, None, image_root)
         self.damaged = {f"{s.case.name}/{f}": why for s in shards for f, why in s.damaged.items()}
+        if shards and all(s.lookalike_codes is not None for s in shards):  # look-alikes within each shard
+            self.lookalike_codes = np.concatenate([s.lookalike_codes for s in shards], axis=1)
+            self.lookalikes = np.concatenate([np.where(s.lookalikes >= 0, s.lookalikes + off, -1)
+                                              for s, off in zip(shards, self.offsets[:-1])])
         if any(s.dead is not None for s in shards):  # rows of damaged segments, never returned
             self.dead = np.concatenate([s.dead if s.dead is not None else np.zeros(len(s), bool) for s in shards])
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(shards)), thread_name_prefix="shard")
@@ -155,7 +170,18 @@ class ShardedGallery(GalleryIndex):
         applied inside it), merged by distance then id."""
         if k < 1:
             raise ValueError(f"k must be at least 1 (got {k})")
-        parts = list(self._pool.map(lambda s: s.search(query, k, where, exact=exact), self.shards))
+        return self._merge(self._shard_hits(query, k, where, exact), k)
+
+    def _shard_hits(self, query: np.ndarray, k: int, where: Filter | None, exact: bool) -> list[ShardHits]:
+        """Each shard's own top ``k`` (shard-local ids), asked in parallel."""
+        def one(s: GalleryIndex) -> ShardHits:
+            r = s.search(query, k, where, exact=exact)
+            return ShardHits(r.ids, r.distances, r.method, r.candidates)
+
+        return list(self._pool.map(one, self.shards))
+
+    def _merge(self, parts: list[ShardHits], k: int) -> SearchResult:
+        """The ``k`` nearest of the shards' hits (distance, then id of the whole)."""
         ids = np.concatenate([p.ids + off for p, off in zip(parts, self.offsets)]) if parts else np.zeros(0, np.int64)
         dist = (np.concatenate([p.distances for p in parts]) if parts else np.zeros(0, np.float32)).astype(np.float32)
         top = _top_k(dist, ids, min(k, len(ids))) if len(ids) else np.zeros(0, np.int64)

@@ -50,6 +50,10 @@ class Detector:
         self.channel_order, self.label, self.precision = channel_order, label, precision
         self.name = self.path.stem
         self.fingerprint = fingerprint(self.path)
+        if threads is None:  # a Ray worker's CPU allotment, else the runtime's choice
+            from xreid.models.embedders import runtime_threads
+
+            threads = runtime_threads()
         if self.path.suffix == ".onnx":
             self._load_onnx(threads)
         elif self.path.suffix == ".xml":

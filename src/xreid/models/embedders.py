@@ -188,6 +188,18 @@ class CompiledEmbedder(TorchEmbedder):
         return self.runtime.run(inputs)
 
 
+#: threads a compiled model runtime runs on, when set (a Ray actor sets it to the CPUs Ray gave it)
+THREADS_ENV = "XREID_THREADS"
+
+
+def runtime_threads() -> int | None:
+    """Threads for ONNX Runtime / OpenVINO: ``$XREID_THREADS`` when set, else None (the runtime's own
+    choice: every core). Two 1-CPU Ray actors on a 2-core node that each take every core fight over
+    them; ``xreid.workflows.loading.claim_ray_cpus`` sets it in a Ray worker."""
+    value = os.environ.get(THREADS_ENV)
+    return max(1, int(value)) if value else None
+
+
 class OnnxEmbedder(Embedder):
     backend = "onnx"
 
@@ -195,7 +207,10 @@ class OnnxEmbedder(Embedder):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = os.cpu_count() or 1
+        threads = runtime_threads()
+        opts.intra_op_num_threads = threads or os.cpu_count() or 1
+        if threads:  # a CPU allotment: idle threads sleep rather than spin on a core others need
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -227,8 +242,10 @@ class OpenVinoEmbedder(Embedder):
         if shape.rank.get_length() == 4:
             shape[0] = -1
             model.reshape({model.inputs[0].any_name: shape})
-        self.compiled = core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY",
-                                                          "INFERENCE_PRECISION_HINT": precision})
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+        if runtime_threads():
+            config["INFERENCE_NUM_THREADS"] = runtime_threads()
+        self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
         self.name, self.preprocess, self.precision = path.stem, preprocess, precision
 

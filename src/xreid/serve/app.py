@@ -14,8 +14,9 @@ browser send is refused (403): any ``/api/`` request marked ``Sec-Fetch-Site: cr
 whose Content-Type is one a page may send cross-site without a preflight (``text/plain``, forms) unless
 it carries ``X-Xreid-Client``. Programs (curl, httpx) send JSON or ``application/octet-stream``.
 Decoded upload images are kept in a byte-budgeted cache (``Limits.decoded_cache_bytes``), never per
-upload. No secret in any log (``xreid.serve.redact``): the token is redacted from uvicorn's logs and
-the audit log.
+upload; at most ``Limits.worker_threads`` requests run in threads at once, and the process's native
+memory is kept flat under load (``xreid.serve.memory``). No secret in any log
+(``xreid.serve.redact``): the token is redacted from uvicorn's logs and the audit log.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Optional
 
+from anyio import to_thread
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.concurrency import run_in_threadpool
@@ -210,7 +213,15 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
     from xreid.serve.redact import add_secret
 
     add_secret(token)  # never written to a log or the audit log, however it arrives
-    app = FastAPI(title="xreid search", version="1",
+
+    @asynccontextmanager
+    async def lifespan(app):
+        # at most `worker_threads` requests in threads at once (AnyIO's default is 40): each thread's
+        # working memory (decoded images, maps, its malloc heap) stays, so the bound is on memory too
+        to_thread.current_default_thread_limiter().total_tokens = session.limits.worker_threads
+        yield
+
+    app = FastAPI(title="xreid search", version="1", lifespan=lifespan,
                   description="Search a gallery index by image or gallery item, with attribute, camera and time "
                               "filters; explain results; mark them; export reports. Images are named by id.",
                   docs_url=None, redoc_url=None)
@@ -383,13 +394,16 @@ def serve(session: CaseSession, host: str = "127.0.0.1", port: int = 8000, token
     import faiss
 
     check_bind(host, token)
-    from xreid.serve.imagecache import fix_mmap_threshold
+    from xreid.serve.memory import keep_flat
 
-    fix_mmap_threshold()  # large decoded images go back to the system when freed (see there)
+    trimmer = keep_flat()  # native memory flat under load (see there); the CLI fixes the heaps' number earlier
     # requests run in parallel threads: one OpenMP thread per search (several per search would
     # oversubscribe the cores as soon as two requests overlap)
     faiss.omp_set_num_threads(1)
-    make_server(session, host, port, token).run()
+    try:
+        make_server(session, host, port, token).run()
+    finally:
+        trimmer.stop()
 
 
 def make_server(session: CaseSession, host: str = "127.0.0.1", port: int = 8000, token: str | None = None):

@@ -49,6 +49,7 @@ from xreid.serve.imagecache import ImageCache
 from xreid.serve.marks import MarkStoreError, load_marks, save_marks
 from xreid.workflows.describe import joined_filter, rerank_order
 from xreid.workflows.explain import Explained, embed_query, explain_hits, render_explained
+from xreid.workflows.index import open_case
 from xreid.workflows.index import thumbnail as make_thumbnail
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,9 @@ class Limits:
     decoded_cache_bytes: int = 256 * 2**20
     #: uploads decoded at the same time (each may take 3 x max_pixels bytes while it is embedded)
     concurrent_decodes: int = 2
+    #: requests handled at the same time (threads; more wait their turn): each thread keeps memory of
+    #: its own, so the server's memory follows this number, not the number of clients
+    worker_threads: int = 8
 
 
 @dataclass
@@ -131,8 +135,8 @@ class CaseSession:
 
     def __init__(self, case: str | Path, embedder: Embedder, head: AttributeHead, data_root: Path,
                  workdir: str | Path | None = None, calibration=None, limits: Limits = Limits(),
-                 threshold: float | None = None, map_quality: dict | None = None):
-        self.case = Path(case)
+                 threshold: float | None = None, ray: str | None = None, map_quality: dict | None = None):
+        self.case, self.ray = Path(case), ray
         manifest = read_manifest(self.case)
         check_binding(self.case, manifest.get("identity"), embedder.identity(),
                       remedy="Serve the index with the model options it was built with.")
@@ -150,7 +154,7 @@ class CaseSession:
             raise ValueError(f"{self.workdir}: cannot create the session folder ({exc.strerror}); "
                              f"give a writable --workdir") from None
         self.audit = AuditLog(self.workdir / "audit.jsonl")
-        self._index = GalleryIndex.open(self.case, image_root=self.data_root)
+        self._index = open_case(self.case, self.data_root, self.ray)
         self._seen = self._manifest_stamp()
         self._checked = time.monotonic()
         self._lock = threading.Lock()  # uploads / searches / marks bookkeeping and index swaps
@@ -168,7 +172,7 @@ class CaseSession:
     @classmethod
     def open(cls, case: str | Path, embedder: Embedder, head: AttributeHead, data_root: Path,
              workdir: str | Path | None = None, threshold: float | None = None,
-             limits: Limits = Limits(), model: str | None = None) -> "CaseSession":
+             limits: Limits = Limits(), ray: str | None = None, model: str | None = None) -> "CaseSession":
         """A session on ``case`` with its same-person calibration: the case's own, else the one shipped
         for the bundled model, else none (results are then shown without a probability); and the
         map-quality record of ``model`` (the --model given), which decides the default maps."""
@@ -176,7 +180,7 @@ class CaseSession:
         from xreid.workflows.match_calibration import load_match_calibration
 
         quality = load_map_quality(model) if model is not None else None
-        return cls(case, embedder, head, data_root, workdir=workdir, threshold=threshold, limits=limits,
+        return cls(case, embedder, head, data_root, workdir=workdir, threshold=threshold, limits=limits, ray=ray,
                    calibration=load_match_calibration(Path(case), embedder.identity()),
                    map_quality=quality.maps if quality else None)
 
@@ -194,7 +198,7 @@ class CaseSession:
             try:
                 stamp = self._manifest_stamp()
                 if stamp != self._seen:
-                    fresh = GalleryIndex.open(self.case, image_root=self.data_root)
+                    fresh = open_case(self.case, self.data_root, self.ray)
                     with self._lock:
                         self._index, self._seen = fresh, stamp
                     log.info("%s: re-read, %d rows", self.case, len(fresh))
@@ -353,7 +357,7 @@ class CaseSession:
                          results=[{"id": r["id"], "key": r["key"], "score": r["score"]} for r in results])
         return {"search": search.id, "kind": "description", "description": {**d.to_dict(), "problems": d.problems},
                 "query": {"uploads": [], "items": [], "chips": [], "description": text}, "rule": res.rule,
-                "method": "description", "candidates": res.candidates, "threshold": self.threshold,
+                "lookalikes": res.lookalikes, "method": "description", "candidates": res.candidates, "threshold": self.threshold,
                 "calibrated": self.calibration is not None, "results": results}
 
     def search(self, uploads: list[str] | None = None, items: list[int] | None = None, k: int = 20,
@@ -656,6 +660,8 @@ class CaseSession:
 
     def close(self) -> None:
         self.audit.close()
+        if hasattr(self._index, "close"):  # a gallery holding resources elsewhere (Ray actors)
+            self._index.close()
 
 
 def public_key(key: str) -> str:

@@ -53,25 +53,3 @@ class ImageCache:
         self.put(key, image)
         return image
 
-
-#: glibc's mallopt parameter number of M_MMAP_THRESHOLD
-_M_MMAP_THRESHOLD = -3
-
-
-def fix_mmap_threshold(threshold: int = 1 << 20) -> bool:
-    """Serve every allocation of ``threshold`` bytes or more with its own mmap, returned to the system
-    when freed (glibc only; False elsewhere). By default glibc raises that threshold to the size of the
-    largest block freed (up to 32 MiB): after the first large decoded upload is freed, the next ones
-    come from the per-thread heaps, which keep the memory, and a server decoding large uploads in
-    many threads grows without bound (the measurement: docs/RESULTS.md#search-service)."""
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(threshold)))
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False

@@ -120,7 +120,8 @@ def _row(index: GalleryIndex, i: int) -> dict:
 
 def description_json(d: Description, res: DescriptionResult, index: GalleryIndex) -> dict:
     """What `--json` writes for a description search: the description as read, and the ranked results."""
-    return {"kind": "description", "description": d.to_dict(), "rule": res.rule, "candidates": res.candidates,
+    return {"kind": "description", "description": d.to_dict(), "rule": res.rule, "lookalikes": res.lookalikes,
+            "candidates": res.candidates,
             "weights": {t.name: float(w) for t, w in zip(res.terms, res.weights)},
             "results": [{"rank": r + 1, **_row(index, i), "score": round(float(s), 6),
                          "evidence": [e.to_dict() for e in ev], "reason": reason_line(ev)}

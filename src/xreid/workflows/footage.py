@@ -536,12 +536,100 @@ def _video_record(f: Footage, **extra) -> dict:
             "width": f.width, "height": f.height, "problems": list(f.problems), **extra}
 
 
+def crop_embedder(embedder):
+    """``embed(crops) -> vectors``: RGB crops of any size through ``embedder``, 64 at a time."""
+    def embed(crops: list[np.ndarray]) -> np.ndarray:
+        from xreid.data.transforms import resize_rgb
+
+        return np.concatenate([embedder.embed_arrays([resize_rgb(c, embedder.preprocess.size) for c in crops[i:i + 64]])
+                               for i in range(0, len(crops), 64)])
+
+    return embed
+
+
+@dataclass
+class VideoResult:
+    """What detecting, tracking and sighting one video gives, before anything joins the index."""
+
+    footage: Footage  # with the problems met on the way
+    sightings: list[Sighting]
+    frames: int  # the last frame read
+
+
+def track_video(f: Footage, detector, opts: FootageOptions, case: Path, embed, bar=None) -> VideoResult:
+    """One video to sightings (``process_video``, ``make_sightings``, key frames); its chunks are
+    committed in ``case`` as it goes, its sightings are not written (``_commit_video`` does that,
+    once, in the process holding the index writer)."""
+    try:
+        vt = process_video(f, detector, opts, case, bar, embed)
+    except FootageError as exc:
+        f.problems.append(exc.problem)
+        vt = None
+    sightings = make_sightings(vt, embed, opts) if vt is not None else []
+    draw_keyframes(f, sightings)
+    if vt is not None and not sightings:
+        f.problems.append("no person detected" if not vt.tracks else "no person tracked long enough")
+    return VideoResult(f, sightings, vt.last_frame if vt else 0)
+
+
+class VideoWorker:
+    """A Ray actor tracking whole videos (``index_footage(..., ray=...)``): ``make()`` loads the
+    embedder and the detector once per actor; ``run`` is ``track_video`` for one video."""
+
+    def __init__(self, make, opts: FootageOptions, case: str):
+        from xreid.workflows.loading import claim_ray_cpus
+
+        claim_ray_cpus()  # the models on the CPUs Ray gave this actor
+        embedder, self.detector = make()
+        self.embed, self.opts, self.case = crop_embedder(embedder), opts, Path(case)
+
+    def run(self, f: Footage) -> VideoResult:
+        return track_video(f, self.detector, self.opts, self.case, self.embed)
+
+
+def ray_videos(videos: list[Footage], opts: FootageOptions, case: Path, make, concurrency: int = 2,
+               address: str | None = None, num_cpus: float = 1.0, num_gpus: float = 0.0):
+    """``track_video``'s results for ``videos``, in their order, computed one video per task on
+    ``concurrency`` Ray actors (``VideoWorker``; ``address`` as ``xreid.index.ray_sharded.connect``).
+    Every node must see the videos and the case at the same paths (the actors read the videos and
+    commit chunks in the case). A killed actor is restarted and its video retried, resuming from the
+    chunks it committed; the caller writes each result's sightings once."""
+    import ray
+    from ray.util import ActorPool
+
+    from xreid.index.ray_sharded import connect
+
+    connect(address)
+    actor = ray.remote(VideoWorker).options(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=-1,
+                                           max_task_retries=-1)
+    pool = ActorPool([actor.remote(make, opts, str(case)) for _ in range(max(1, min(concurrency, len(videos))))])
+    yield from pool.map(lambda a, f: a.run.remote(f), videos)
+
+
+def _commit_video(case: Path, result: VideoResult, head, writer: IndexWriter, detector_name: str,
+                  report: "FootageReport", say) -> None:
+    """A tracked video's sightings into the index (written once: keys the index holds are not
+    added again), its record marked done."""
+    f = result.footage
+    n = _write_sightings(case, f, result.sightings, head, writer, detector_name)
+    for p in f.problems:
+        report.skipped.append(f"{f.path}: {p}")
+        say(f"{f.path}: {p}")
+    record = _video_record(f, done=True, sightings=n, frames_read=result.frames)
+    write_json(_video_dir(case, f) / FILES, footage_checks(case, f.video_id))
+    write_json(_video_dir(case, f) / "video.json", record)
+    report.videos.append(record)
+    report.added += n
+
+
 def index_footage(embedder, head, detector, video: str | Path, case: Path, camera: str | None = None,
                   start: str | None = None, opts: FootageOptions | None = None, head_name: str = "",
-                  append: bool = False, progress: bool = True, say=print) -> FootageReport:
+                  append: bool = False, progress: bool = True, say=print, ray: dict | None = None) -> FootageReport:
     """Index the footage at ``video`` into the case ``case`` (a new or interrupted build, or with
     ``append`` a finished one). Each video's camera / start and where they came from are stated
-    with ``say``; videos that cannot be read or show nobody are reported and skipped."""
+    with ``say``; videos that cannot be read or show nobody are reported and skipped. ``ray``: track
+    the videos on a Ray cluster, one video per task (``ray_videos``' options, with ``make``
+    returning the embedder and the detector); the sightings are the same as in one process."""
     from tqdm import tqdm
 
     from xreid.binding import head_binding
@@ -566,13 +654,8 @@ def index_footage(embedder, head, detector, video: str | Path, case: Path, camer
                              f"({known}); rerun it with those options or delete {case}")
         if known != settings:
             writer._publish({**writer.manifest, "footage": settings})
-
-        def embed(crops: list[np.ndarray]) -> np.ndarray:
-            from xreid.data.transforms import resize_rgb
-
-            return np.concatenate([embedder.embed_arrays([resize_rgb(c, embedder.preprocess.size) for c in crops[i:i + 64]])
-                                   for i in range(0, len(crops), 64)])
-
+        embed = crop_embedder(embedder)
+        todo = []
         for f in videos:
             say(f.describe() if not f.problems else f"{f.path}: {'; '.join(f.problems)}")
             record_path = _video_dir(case, f) / "video.json"
@@ -584,28 +667,23 @@ def index_footage(embedder, head, detector, video: str | Path, case: Path, camer
                 report.skipped.append(f"{f.path}: {'; '.join(f.problems)}")
                 write_json(record_path, _video_record(f, done=False, sightings=0))
                 continue
+            if ray is not None:
+                todo.append(f)
+                continue
             bar = tqdm(total=f.frames or None, desc=f.path.name[:30], unit="frame", disable=not progress)
             try:
-                vt = process_video(f, detector, opts, case, bar, embed)
-            except FootageError as exc:
-                f.problems.append(exc.problem)
-                vt = None
+                result = track_video(f, detector, opts, case, embed, bar)
             finally:
                 bar.close()
-            sightings = make_sightings(vt, embed, opts) if vt is not None else []
-            draw_keyframes(f, sightings)
-            if vt is not None and not sightings:
-                f.problems.append("no person detected" if not vt.tracks else "no person tracked long enough")
-            n = _write_sightings(case, f, sightings, head, writer, detector.name)
-            frames = vt.last_frame if vt else 0
-            for p in f.problems:
-                report.skipped.append(f"{f.path}: {p}")
-                say(f"{f.path}: {p}")
-            record = _video_record(f, done=True, sightings=n, frames_read=frames)
-            write_json(_video_dir(case, f) / FILES, footage_checks(case, f.video_id))
-            write_json(record_path, record)
-            report.videos.append(record)
-            report.added += n
+            _commit_video(case, result, head, writer, detector.name, report, say)
+        if todo:
+            bar = tqdm(total=len(todo), desc="videos on Ray", unit="video", disable=not progress)
+            try:
+                for result in ray_videos(todo, opts, case, **ray):
+                    _commit_video(case, result, head, writer, detector.name, report, say)
+                    bar.update(1)
+            finally:
+                bar.close()
         manifest = writer.finish()
         report.count = manifest["count"]
     report.seconds = time.perf_counter() - began

@@ -157,10 +157,11 @@ def check_attributes_unseen(attribute_spec: str, head: AttributeHead, validation
         raise ValidationSeen(
             f"fuse fit: not chosen: {names}. The training split of {seen[0].protocol} holds the {validation} "
             f"identities the mixing would be chosen on, so validation would favour these attributes (0277 with "
-            f"the bundled attributes: 97.1 mean mAP on validation, 76.3 -> 61.8 on the test sets). Use attributes "
-            f"that never saw those identities: --attributes-model MODEL --attributes-head HEAD, with HEAD from "
-            f"`xreid attributes fit --model MODEL` (fitted on PETA-ReID-val's train list) and MODEL a network not "
-            f"trained on PETA-ReID's training split (e.g. --attributes-model being --model 0277.xml); or pass "
+            f"the bundled attributes: 97.1 mean mAP on validation, 76.3 -> 61.8 on the test sets). Instead, use "
+            f"attributes that never saw those identities: a head fitted on PETA-ReID-val's train list for a network "
+            f"not trained on PETA-ReID's training split, e.g. the fused model itself: "
+            f"`xreid attributes fit --model MODEL --out head.npz`, then `xreid fuse fit --model MODEL "
+            f"--attributes-model MODEL --attributes-head head.npz --out FUSION.npz`; or pass "
             f"--allow-seen-validation to fit anyway (the choice is then biased and recorded as such).")
     if seen:
         log.warning("fusion chosen on %s although the attributes saw those identities (--allow-seen-validation): "

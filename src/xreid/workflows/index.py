@@ -86,7 +86,10 @@ class BatchEmbedder:
 
     def __init__(self, root: str | Path, embedder: Embedder | None = None, head: AttributeHead | None = None,
                  make=None):
-        if make is not None:
+        if make is not None:  # a Ray actor: the model on the CPUs Ray gave it
+            from xreid.workflows.loading import claim_ray_cpus
+
+            claim_ray_cpus()
             embedder, head = make()
         self.root, self.embedder, self.head = Path(root), embedder, head
 
@@ -159,11 +162,14 @@ def ray_batches(keys: list[str], root: Path, make, batch_size: int, concurrency:
     committed batch."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    from xreid.index.ray_sharded import connect
+
+    connect(address)
     ds = ray.data.from_items([{"key": k} for k in keys], override_num_blocks=max(1, -(-len(keys) // batch_size)))
     out = ds.map_batches(BatchEmbedder, fn_constructor_kwargs={"root": str(root), "make": make},
-                         batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=concurrency),
+                         batch_size=batch_size,
+                         # batches start as soon as one actor holds its model (not once all do)
+                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=concurrency),
                          batch_format="numpy",
                          num_cpus=num_cpus, num_gpus=num_gpus)
     yield from out.iter_batches(batch_size=None, batch_format="numpy")
@@ -271,7 +277,7 @@ def check_index(case: Path, repair: bool = False) -> tuple[CheckReport, list[str
     done: list[str] = []
     with IndexWriter._locked(case, lambda: read_manifest(case)) as writer:
         report = _check_case(case, writer.manifest)  # as it is now that we hold the lock
-        if report.segments or report.packs or report.ann:
+        if report.segments or report.packs or report.ann or report.lookalikes:
             _repair_files(case, writer, report, done)
         if report.footage:
             _repair_footage(case, report.footage, done)
@@ -290,7 +296,8 @@ def _check_case(case: Path, manifest: dict) -> CheckReport:
 
 
 def _repair_files(case: Path, writer: IndexWriter, report: CheckReport, done: list[str]) -> None:
-    """Drop the damaged segments, thumbnail packs and ANN file ``report`` names."""
+    """Drop the damaged segments, thumbnail packs, ANN and look-alikes files ``report`` names; find
+    the look-alikes again when their file or a segment was dropped (dropped rows are no one's)."""
     from xreid.index.gallery import ANN_MIN_ROWS
 
     segments = []
@@ -314,18 +321,26 @@ def _repair_files(case: Path, writer: IndexWriter, report: CheckReport, done: li
     if report.ann:
         manifest["ann"] = None
         done.append(f"dropped the ANN file {report.ann}")
+    if report.lookalikes or report.segments:
+        manifest["lookalikes"] = None
     damaged = [n for n in list(report.segments) + list(report.packs)] + (
-        [writer.manifest["ann"]["file"]] if report.ann else [])
+        [writer.manifest["ann"]["file"]] if report.ann else []) + (
+        [writer.manifest["lookalikes"]["file"]] if report.lookalikes else [])
     writer._publish(manifest)
     keep = case / "damaged"
     for name in damaged:  # kept for inspection, out of the index's way
-        src = case / name if name.startswith("ann-") else case / "segments" / name
+        src = case / name if name.startswith(("ann-", "near-")) else case / "segments" / name
         if src.exists():
             keep.mkdir(exist_ok=True)
             src.replace(keep / name)
+    ann = None
     if report.ann and writer.count >= ANN_MIN_ROWS:
-        writer.update_ann(rebuild=True)
+        ann = writer.update_ann(rebuild=True)
         done.append("built the ANN file again")
+    if manifest.get("lookalikes") is None and writer.manifest.get("segments"):
+        writer.update_lookalikes(ann)
+        done.append("found each row's look-alikes again"
+                    + (f" ({report.lookalikes})" if report.lookalikes else ""))
 
 
 def _repair_footage(case: Path, damaged: dict[str, str], done: list[str]) -> None:
@@ -368,6 +383,16 @@ def _repair_footage(case: Path, damaged: dict[str, str], done: list[str]) -> Non
 def export_index(case: Path, out: Path) -> int:
     """Write the index's embeddings in ``xreid embed``'s ``.npz`` format; returns how many."""
     return export_features(case, out)
+
+
+def open_case(case: str | Path, image_root: str | Path | None = None, ray: str | None = None) -> GalleryIndex:
+    """The index at ``case``; with ``ray`` (a Ray cluster's address, 'auto' or 'local'), a sharded
+    case with each shard held by a Ray actor (``xreid.index.ray_sharded``)."""
+    if ray is None:
+        return GalleryIndex.open(case, image_root=image_root)
+    from xreid.index.base import backend
+
+    return backend("ray-sharded").open(case, image_root=image_root, address=ray)
 
 
 def search_filter(index: GalleryIndex, text: str | None, camera: list[str] | None = None, after: str | None = None,

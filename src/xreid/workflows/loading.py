@@ -65,9 +65,36 @@ def load_head(model: str, head: Path | None):
     return AttributeHead.load(head)
 
 
+def claim_ray_cpus() -> None:
+    """In a Ray worker: model runtimes (torch, ONNX Runtime, OpenVINO) run on as many threads as
+    the CPUs Ray gave this worker, not on every core of its node (``$XREID_THREADS``). Call before
+    loading a model; outside Ray it does nothing."""
+    import os
+
+    try:
+        import ray
+    except ImportError:
+        return
+    if not ray.is_initialized():
+        return
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    if cpus:
+        import torch
+
+        from xreid.models.embedders import THREADS_ENV
+
+        os.environ[THREADS_ENV] = str(max(1, int(cpus)))
+        torch.set_num_threads(max(1, int(cpus)))
+
+
 def model_and_head(opts: ModelOptions, head: Path | None):
     """The embedder and attribute head of the model options (what a Ray worker loads once)."""
     return opts.load(), load_head(opts.model, head)
+
+
+def embedder_and_detector(opts: ModelOptions, detector: str):
+    """The embedder of the model options and the person detector (what a Ray footage worker loads once)."""
+    return opts.load(), load_detector(detector, opts.precision)
 
 
 def head_name(model: str, head: Path | None) -> str:
