@@ -104,9 +104,11 @@ def query_images(root: Path) -> list[bytes]:
     return images
 
 
-def start_server(case: Path, workdir: Path, root: Path) -> tuple[subprocess.Popen, int, dict]:
+def start_server(case: Path, workdir: Path, root: Path, src: Path | None = None
+                 ) -> tuple[subprocess.Popen, int, dict]:
     """The real ``xreid serve`` on a free loopback port (its log in ``workdir``.log), once it answers
-    ``/api/info``: (process, port, info)."""
+    ``/api/info``: (process, port, info); ``src``: run the library from that source tree instead
+    (another commit's ``src``, for a before / after comparison)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -115,7 +117,8 @@ def start_server(case: Path, workdir: Path, root: Path) -> tuple[subprocess.Pope
     with open(log_path, "wb") as log:  # a file, not a pipe: a long run's log never blocks the server
         server = subprocess.Popen([sys.executable, "-m", "xreid.cli", "serve", str(case), "--port", str(port),
                                    "--workdir", str(workdir), "--data-root", str(root)],
-                                  stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+                                  stdout=log, stderr=subprocess.STDOUT,
+                                  env={**os.environ, **({"PYTHONPATH": str(src)} if src else {})})
     deadline = time.time() + 300
     while True:
         try:

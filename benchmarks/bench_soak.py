@@ -128,6 +128,11 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=1200.0)
     ap.add_argument("--warmup", type=float, default=120.0, help="seconds of load before the memory baseline is taken")
+    ap.add_argument("--server-src", type=Path, default=None,
+                    help="run the server from this source tree (e.g. `git archive COMMIT src` unpacked: a before / "
+                         "after comparison of the library; the benchmark itself is this one)")
+    ap.add_argument("--lazy-warmup", action="store_true",
+                    help="skip the one request of every kind before the clock starts (the warm-up before it was added)")
     ap.add_argument("--trace", action="store_true",
                     help="read the server's RSS before and after every request and report the change by request "
                          "kind (which requests grow memory; with several clients, overlapping requests share a change)")
@@ -139,7 +144,7 @@ def main() -> None:
     images = query_images(args.data_root)
     workdir = CACHE / f"session_{os.getpid()}"
     shutil.rmtree(workdir, ignore_errors=True)
-    server, port, info = start_server(case, workdir, args.data_root)
+    server, port, info = start_server(case, workdir, args.data_root, args.server_src)
     counts: Counter = Counter()
     latency: dict[str, list[float]] = defaultdict(list)
     trace: list[tuple[float, str, float]] = []  # (seconds into the load, kind, RSS change in MB)
@@ -158,16 +163,17 @@ def main() -> None:
                 raise SystemExit(f"warm-up upload failed: {status} {data[:200]!r}")
         # and every kind of request once: the first explanation with maps loads the PyTorch model for
         # Grad-CAM (once), which would otherwise land inside the measured window
-        uid = json.loads(filler.request("POST", "/api/uploads?name=q", images[0], "application/octet-stream")[1])["id"]
-        query = json.dumps({"uploads": [uid], "k": 5, "filters": {"camera": real_cameras}}).encode()
-        sid, first = (lambda r: (r["search"], r["results"][0]["id"]))(json.loads(filler.request("POST", "/api/search",
-                                                                                              query)[1]))
-        searched.append(sid)
-        for path in (f"/api/searches/{sid}/items/{first}/explanation.json",
-                     f"/api/searches/{sid}/items/{first}/explanation.html?maps=pair", f"/api/searches/{sid}/report.json"):
-            status, data = filler.request("GET", path)
-            if status != 200:
-                raise SystemExit(f"warm-up request {path} failed: {status} {data[:200]!r}")
+        if not args.lazy_warmup:
+            uid = json.loads(filler.request("POST", "/api/uploads?name=q", images[0], "application/octet-stream")[1])["id"]
+            query = json.dumps({"uploads": [uid], "k": 5, "filters": {"camera": real_cameras}}).encode()
+            sid, first = (lambda r: (r["search"], r["results"][0]["id"]))(json.loads(filler.request("POST", "/api/search",
+                                                                                                  query)[1]))
+            searched.append(sid)
+            for path in (f"/api/searches/{sid}/items/{first}/explanation.json",
+                         f"/api/searches/{sid}/items/{first}/explanation.html?maps=pair", f"/api/searches/{sid}/report.json"):
+                status, data = filler.request("GET", path)
+                if status != 200:
+                    raise SystemExit(f"warm-up request {path} failed: {status} {data[:200]!r}")
         rss_filled = rss_mb(server.pid)
         t0 = time.perf_counter()
         stop = t0 + args.seconds

@@ -59,7 +59,22 @@ else
     echo "runs/acrn/acrn_e16_s1 or acrn_off_e16_s1 not trained (--set seed=1): acrn_s1 not regenerated" >&2
 fi
 run python benchmarks/bench_query_check.py ${data[@]+"${data[@]}"} --out "$out/query_check"
-run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 20 --out "$out/maps"
+# map variants of the bundled model: chosen on PETA-ReID-val (30 + 30 pairs; --record writes the model's
+# map-quality record, src/xreid/weights/default_map_quality.json), reported on 100 test pairs (two runs of 50, merged)
+run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --protocol peta-reid-val --pairs 30 --maps all \
+    --joint gc-pair5,gc-sim,gxa-sim --occlusion-model none --no-attributes --out "$out/maps_variants_val"
+run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --protocol peta-reid-val --pairs 30 --start 30 \
+    --maps occ-grey,gc-pair5,attention --occlusion-model none --no-attributes --out "$out/maps_val_30"
+run python benchmarks/bench_maps.py --merge "$out/maps_variants_val.json" "$out/maps_val_30.json" \
+    --record --model default --protocol peta-reid-val --out "$out/maps_val"
+run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --protocol peta-reid-val --pairs 10 \
+    --maps oracle-greedy,occ-grey --occlusion-model none --no-attributes --out "$out/maps_oracle_val"
+maps=occ-grey,gc-pair5,attention,occ-grey-parts,gc-branches,gc-sim
+run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 50 --start 0 --maps $maps --no-attributes \
+    --out "$out/maps_test_0"
+run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 50 --start 50 --maps $maps --no-attributes \
+    --out "$out/maps_test_50"
+run python benchmarks/bench_maps.py --merge "$out/maps_test_0.json" "$out/maps_test_50.json" --out "$out/maps"
 # attribute maps on 100 pairs, for the ablation table of docs/RESULTS.md#multi-task-training-issue-17: the bundled
 # AANet model, then the validation-list runs of configs/peta_mobilenetv2_multitask.yaml and _aanet.yaml when trained
 run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 100 --only attribute --out "$out/maps_attribute_default"
@@ -93,6 +108,22 @@ run python benchmarks/bench_describe_variants.py ${data[@]+"${data[@]}"} --out "
 # the soak as recorded (a short one; the issue-29 target is --rows 100000 --real 19000 --clients 16 --seconds 1200)
 run python benchmarks/bench_soak.py ${data[@]+"${data[@]}"} --rows 2000 --real 300 --clients 4 --seconds 600 \
     --warmup 120 --out "$out/soak_short"
+# the issue's soak as large as recorded (100,000 rows of which 5,000 real crops, 16 clients, 20 min)
+run python benchmarks/bench_soak.py ${data[@]+"${data[@]}"} --rows 100000 --real 5000 --clients 16 --seconds 1200 \
+    --warmup 300 --trace --out "$out/soak_full"
+# the server's memory changes, before (the library at commit 3d153e3) and after, side by side (both at once),
+# with the one-of-each warm-up and without it
+before=$(mktemp -d)
+git archive 3d153e3 src | tar -x -C "$before"
+ab=(--rows 2000 --real 300 --clients 4 --seconds 360 --warmup 120 --trace)
+run python benchmarks/bench_soak.py ${data[@]+"${data[@]}"} "${ab[@]}" --server-src "$before/src" --out "$out/soak_ab_before" &
+run python benchmarks/bench_soak.py ${data[@]+"${data[@]}"} "${ab[@]}" --out "$out/soak_ab_after"
+wait
+run python benchmarks/bench_soak.py ${data[@]+"${data[@]}"} "${ab[@]}" --lazy-warmup --server-src "$before/src" \
+    --out "$out/soak_ab_lazywarmup_before" &
+run python benchmarks/bench_soak.py ${data[@]+"${data[@]}"} "${ab[@]}" --lazy-warmup --out "$out/soak_ab_lazywarmup_after"
+wait
+rm -rf "$before"
 run python benchmarks/mimic_gap.py ${data[@]+"${data[@]}"} --out "$out/mimic_gap"
 run python benchmarks/bench_train_step.py --out "$out/train_step"
 run python benchmarks/bench_footage.py --out "$out/footage"

@@ -3,8 +3,9 @@ as one (``xreid serve --ray ADDRESS``, ``xreid index search --ray ADDRESS``).
 
 The case is an ordinary sharded case (``xreid.index.sharded``, from ``xreid index build --shards
 N``). Each shard folder is opened by one ``ShardServer`` actor, which holds that shard's vectors and
-ANN structure; actors are placed with Ray's SPREAD strategy, so a cluster of several nodes spreads
-the shards (and their memory) over them. Every node must see the case at the same path (a shared
+ANN structure; shard i's actor is placed on the i-th live node, round robin (soft: another node
+if that one cannot take it), so a cluster of several nodes spreads the shards (and their memory)
+evenly over them. Every node must see the case at the same path (a shared
 or replicated file system): an actor opens its shard from disk, no vector travels from the driver.
 
 ``search`` sends the query and the filter to every actor at once; each searches its own shard
@@ -78,9 +79,14 @@ class RayShardedGallery(ShardedGallery):
             raise GalleryIndexError(f"{case}: not a sharded index (build it with --shards N to serve it from "
                                     f"Ray actors)")
         connect(address)
-        actor = ray.remote(ShardServer).options(scheduling_strategy="SPREAD", num_cpus=cpus_per_shard,
-                                                max_restarts=-1, max_task_retries=-1)
-        actors = [actor.remote(str(case / s), ann) for s in manifest["shards"]]  # they open while the driver reads
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
+        actor = ray.remote(ShardServer)
+        actors = [actor.options(num_cpus=cpus_per_shard, max_restarts=-1, max_task_retries=-1,
+                                scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True)
+                                ).remote(str(case / s), ann)
+                  for i, s in enumerate(manifest["shards"])]  # they open while the driver reads
         shards = []
         for name in manifest["shards"]:
             s = GalleryIndex.open(case / name, ann=False, image_root=image_root)
