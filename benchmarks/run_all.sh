@@ -130,6 +130,8 @@ run python benchmarks/bench_footage.py --out "$out/footage"
 # memory and case size over a long input: the video looped 12 times (15.9 min of footage) at stride 3, as
 # recorded (about 25 min on a busy machine); --loops 45 --stride 1 is the whole hour the issue names
 run python benchmarks/bench_footage_hour.py --loops 12 --stride 3 --out "$out/footage_hour"
+# the whole hour the issue names (about 20 min on 2 free cores)
+run python benchmarks/bench_footage_hour.py --loops 45 --stride 1 --out "$out/footage_hour_full"
 # xreid adapt (issue 30): its unlabeled input and the choice of its clustering, given a cross-domain model
 xdomain="${XREID_XDOMAIN:-runs/xdomain_aug/peta_mobilenetv2_xdomain_aug/model.pt}"
 if [ -f "$xdomain" ]; then
