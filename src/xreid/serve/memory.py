@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import platform
 import sys
 import threading
@@ -34,8 +35,10 @@ M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 
 
+@functools.cache
 def _glibc():
-    """The C library when it is glibc (None elsewhere: musl, macOS, Windows)."""
+    """The C library when it is glibc (None elsewhere: musl, macOS, Windows); looked up once
+    (``find_library`` may run ``ldconfig``), not on every trim."""
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return None
     try:
