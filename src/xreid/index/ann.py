@@ -13,6 +13,15 @@ smallest power of two whose recall@10 against exact search, on gallery vectors u
 times) need few lists; unstructured ones (random vectors) end at a full scan, which still meets the
 latency target. A filtered search scans ``nprobe / selectivity`` lists (at most all), since a filter
 that keeps 10 % of the rows leaves a tenth of the candidates in each list.
+
+That tuning answers for a query that looks like the gallery's own rows, and with many views of
+the same people it settles on one or two lists: each row's near-copies share its list. A query
+of someone the gallery holds few views of has its match in another list, so the tuned width lost
+7-14 mAP points at 100,000-300,000 distractors (docs/RESULTS.md, Distractors). A search
+therefore scans at least a fixed fraction of the lists, the **scan floor** (``scan_nprobe``;
+``SCAN_FLOOR`` unless a build says otherwise, recorded in the index's manifest): ``nprobe`` is
+``max(tuned, ceil(floor * nlist))``. Gallery-to-gallery searches (the look-alikes a build finds
+for every row) are what the tuning measured and keep the tuned width (``tuned_nprobe``).
 """
 
 from __future__ import annotations
@@ -29,6 +38,16 @@ log = logging.getLogger(__name__)
 
 TUNE_RECALL = 0.98
 TUNE_QUERIES = 256
+#: the smallest fraction of the lists a search scans (chosen on PETA-ReID-val: docs/RESULTS.md, Distractors)
+SCAN_FLOOR = 0.25
+
+
+def scan_nprobe(tuned: int, nlist: int, floor: float) -> int:
+    """Lists a search scans: the tuned ``nprobe``, raised to ``ceil(floor * nlist)``, at most ``nlist``
+    (``floor`` in [0, 1])."""
+    if not 0.0 <= floor <= 1.0:
+        raise ValueError(f"scan floor must be a fraction of the lists in [0, 1] (got {floor})")
+    return int(min(nlist, max(int(tuned), math.ceil(floor * nlist - 1e-9), 1)))
 
 
 def candidates_for(k: int) -> int:
@@ -62,9 +81,14 @@ def pq_spec(dim: int, nlist: int) -> str:
 class AnnIndex:
     """A faiss IVF-PQ fast-scan index over row ids 0..n-1 of a gallery (inner product on unit rows)."""
 
-    def __init__(self, index, nprobe: int, tuned_recall: float | None = None, factor: int = 1):
+    def __init__(self, index, nprobe: int, tuned_recall: float | None = None, factor: int = 1,
+                 scan_floor: float = SCAN_FLOOR):
         self.index = index
-        self.nprobe = int(nprobe)
+        #: lists a gallery row searching the gallery needs (the tuning's answer)
+        self.tuned_nprobe = int(nprobe)
+        self.scan_floor = float(scan_floor)
+        #: lists a search scans: the tuned width, at least ``scan_floor`` of the lists
+        self.nprobe = scan_nprobe(self.tuned_nprobe, self.nlist, self.scan_floor)
         #: candidates re-ranked = factor * candidates_for(k)
         self.factor = int(factor)
         self.tuned_recall = tuned_recall
@@ -82,8 +106,10 @@ class AnnIndex:
         return pq_spec(self.index.d, self.nlist)
 
     @classmethod
-    def build(cls, vectors: np.ndarray, seed: int = 0, nlist: int | None = None, tune: bool = True) -> "AnnIndex":
-        """Train on a sample of ``vectors`` (unit rows, float32), add them all, tune ``nprobe``."""
+    def build(cls, vectors: np.ndarray, seed: int = 0, nlist: int | None = None, tune: bool = True,
+              scan_floor: float = SCAN_FLOOR) -> "AnnIndex":
+        """Train on a sample of ``vectors`` (unit rows, float32), add them all, tune ``nprobe``; a
+        search scans at least ``scan_floor`` of the lists."""
         faiss = _faiss()
         vectors = np.ascontiguousarray(vectors, np.float32)
         n, dim = vectors.shape
@@ -94,7 +120,7 @@ class AnnIndex:
         index.cp.seed = seed  # k-means seed: the same vectors give the same index
         index.train(sample)
         index.add(vectors)
-        ann = cls(index, nlist)
+        ann = cls(index, nlist, scan_floor=scan_floor)
         if tune:
             ann.tune(vectors, seed)
         return ann
@@ -122,7 +148,8 @@ class AnnIndex:
         """Set ``nprobe`` to the smallest power of two (or all lists) whose recall@k of the re-ranked
         candidates, for up to ``TUNE_QUERIES`` gallery rows as queries (each excluded from its own
         answer), reaches ``target``; if a scan of every list still falls short (unstructured data),
-        double the candidates re-ranked (up to 8x) instead."""
+        double the candidates re-ranked (up to 8x) instead. Sets ``tuned_nprobe`` (the search width,
+        ``nprobe``, is then raised to the scan floor)."""
         n = len(vectors)
         rng = np.random.default_rng(seed + 1)
         qi = np.sort(rng.choice(n, min(n, TUNE_QUERIES), replace=False))
@@ -149,19 +176,37 @@ class AnnIndex:
         while r < target and factor < 8:
             factor *= 2
             r = recall(nprobe, factor)
-        self.nprobe, self.factor, self.tuned_recall = nprobe, factor, r
-        log.info("ANN index: nprobe %d of %d lists, %d candidates re-ranked: recall@%d %.3f on %d gallery queries",
-                 nprobe, nlist, factor * candidates_for(k), k, r, len(qi))
+        self.tuned_nprobe, self.factor, self.tuned_recall = nprobe, factor, r
+        self.nprobe = scan_nprobe(nprobe, nlist, self.scan_floor)
+        log.info("ANN index: nprobe %d of %d lists tuned, %d candidates re-ranked: recall@%d %.3f on %d gallery "
+                 "queries; a search scans %d lists (floor %.3g)", nprobe, nlist, factor * candidates_for(k), k, r,
+                 len(qi), self.nprobe, self.scan_floor)
 
     def save(self, path: Path) -> None:
         data = _faiss().serialize_index(self.index)
         atomic_write(path, lambda fh: fh.write(np.asarray(data).tobytes()))
 
     @classmethod
-    def load(cls, path: Path, nprobe: int, tuned_recall: float | None = None, factor: int = 1) -> "AnnIndex":
+    def load(cls, path: Path, nprobe: int, tuned_recall: float | None = None, factor: int = 1,
+             scan_floor: float = SCAN_FLOOR) -> "AnnIndex":
+        """The index saved at ``path`` with its tuned ``nprobe`` and the ``scan_floor`` it searches with."""
         faiss = _faiss()
         try:
             index = faiss.deserialize_index(np.fromfile(path, dtype=np.uint8))
         except (RuntimeError, OSError) as exc:
             raise ValueError(f"{path}: not a readable faiss index ({str(exc).splitlines()[-1]})") from None
-        return cls(index, nprobe, tuned_recall, factor)
+        return cls(index, nprobe, tuned_recall, factor, scan_floor)
+
+    @classmethod
+    def from_manifest(cls, path: Path, info: dict, scan_floor: float | None = None) -> "AnnIndex":
+        """The index a manifest's ``ann`` entry describes (``path``: its file): the tuned width, the
+        candidates factor and the scan floor it recorded (``SCAN_FLOOR`` for an index written before
+        floors were recorded), or ``scan_floor`` when given."""
+        floor = info.get("scan_floor", SCAN_FLOOR) if scan_floor is None else scan_floor
+        return cls.load(path, info.get("tuned_nprobe", info["nprobe"]), info.get("tuned_recall"),
+                        info.get("factor", 1), floor)
+
+    def manifest_entry(self) -> dict:
+        """What a manifest records of this index (besides its file and checks)."""
+        return {"spec": self.spec, "nlist": self.nlist, "nprobe": self.nprobe, "tuned_nprobe": self.tuned_nprobe,
+                "scan_floor": self.scan_floor, "factor": self.factor, "tuned_recall": self.tuned_recall}

@@ -44,7 +44,7 @@ import numpy as np
 
 from xreid.binding import HEAD_FIELDS, check_binding
 from xreid.distance import cosine_distance, l2_normalise
-from xreid.index.ann import AnnIndex
+from xreid.index.ann import SCAN_FLOOR, AnnIndex, scan_nprobe
 from xreid.index.base import Gallery, Hits
 from xreid.index.features import save_features
 from xreid.index.filters import Filter, _as_list, check_attribute_names
@@ -445,29 +445,37 @@ class IndexWriter:
         self._added_segments = [name]
         self.remove_orphans(superseded=True)
 
-    def update_ann(self, min_rows: int = ANN_MIN_ROWS, rebuild: bool = False) -> AnnIndex | None:
+    def update_ann(self, min_rows: int = ANN_MIN_ROWS, rebuild: bool = False,
+                   scan_floor: float | None = None) -> AnnIndex | None:
         """Build (or extend with the rows it lacks) the ANN structure and commit it; none below
         ``min_rows`` rows. One trained on fewer than half the rows is trained again (its lists and
-        codebooks would no longer fit the data)."""
+        codebooks would no longer fit the data). ``scan_floor``: the smallest fraction of its lists a
+        search scans (``xreid.index.ann``); None keeps the one the index recorded, else ``SCAN_FLOOR``."""
         if self.count < min_rows:
             return None
         current = self.manifest.get("ann")
+        if scan_floor is None:
+            scan_floor = (current or {}).get("scan_floor", SCAN_FLOOR)
+        scan_nprobe(1, 1, scan_floor)  # a floor out of range is an error before any work
         ann = None
         if current and not rebuild and current.get("trained_rows", current["rows"]) * 2 >= self.count:
             try:
                 read_checked(self.case / current["file"], current if "sha256" in current else None)
-                ann = AnnIndex.load(self.case / current["file"], current["nprobe"], current.get("tuned_recall"),
-                                       current.get("factor", 1))
+                ann = AnnIndex.from_manifest(self.case / current["file"], current, scan_floor)
             except (ValueError, OSError) as exc:  # DamagedFile included
                 log.warning("%s; building it again", exc)
-        if ann is not None and ann.rows == self.count:
+        if ann is not None and ann.rows == self.count and current.get("scan_floor") == scan_floor:
+            return ann
+        if ann is not None and ann.rows == self.count:  # only the floor changed: no new file
+            self._publish({**self.manifest, "generation": self.manifest["generation"] + 1,
+                           "ann": {**current, **ann.manifest_entry()}})
             return ann
         vectors = l2_normalise(load_vectors(self.case, self.manifest))
         if ann is not None and ann.rows < self.count:
             ann.add(vectors[ann.rows:])
             trained = current.get("trained_rows", current["rows"])
         else:
-            ann = AnnIndex.build(vectors)
+            ann = AnnIndex.build(vectors, scan_floor=scan_floor)
             trained = ann.rows
         generation = self.manifest["generation"] + 1
         name = f"ann-{generation:06d}.faiss"
@@ -477,9 +485,8 @@ class IndexWriter:
         except OSError as exc:
             raise IndexWriteError.of(self.case / name, exc) from None
         self._publish({**self.manifest, "generation": generation,
-                       "ann": {"file": name, **check, "rows": ann.rows, "trained_rows": trained, "spec": ann.spec,
-                               "nlist": ann.nlist, "nprobe": ann.nprobe, "factor": ann.factor,
-                               "tuned_recall": ann.tuned_recall}})
+                       "ann": {"file": name, **check, "rows": ann.rows, "trained_rows": trained,
+                               **ann.manifest_entry()}})
         self.remove_orphans(superseded=True)
         return ann
 
@@ -519,11 +526,11 @@ class IndexWriter:
                        LOOKALIKES_KEY: {"file": name, **check, "rows": len(vectors), **settings}})
         self.remove_orphans(superseded=True)
 
-    def finish(self, ann_min_rows: int = ANN_MIN_ROWS) -> dict:
+    def finish(self, ann_min_rows: int = ANN_MIN_ROWS, scan_floor: float | None = None) -> dict:
         """End a build or add: merge segments (a build, resumed or not, ends with one), bring the ANN
-        and the look-alikes up to date, mark the index ready."""
+        (with ``scan_floor``, ``update_ann``'s) and the look-alikes up to date, mark the index ready."""
         self.merge_segments(everything=self.manifest["state"] == BUILDING)
-        ann = self.update_ann(ann_min_rows)
+        ann = self.update_ann(ann_min_rows, scan_floor=scan_floor)
         self.update_lookalikes(ann)
         if self.manifest["state"] != READY:
             self._publish({**self.manifest, "state": READY})
@@ -750,7 +757,7 @@ class GalleryIndex(Gallery):
             info = manifest["ann"]
             try:
                 read_checked(case / info["file"], info if "sha256" in info else None)
-                index = AnnIndex.load(case / info["file"], info["nprobe"], info.get("tuned_recall"), info.get("factor", 1))
+                index = AnnIndex.from_manifest(case / info["file"], info)
             except (ValueError, OSError) as exc:
                 log.warning("%s: %s; searching exactly", case, exc)
             if index is not None and index.rows > len(vectors):

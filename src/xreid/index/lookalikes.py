@@ -88,7 +88,7 @@ def _ann_candidates(ann, queries: np.ndarray, k: int) -> np.ndarray:
     from xreid.index.ann import _faiss
 
     faiss = _faiss()
-    params = faiss.SearchParametersIVF(nprobe=min(ann.nlist, ann.nprobe))
+    params = faiss.SearchParametersIVF(nprobe=min(ann.nlist, ann.tuned_nprobe))  # what the tuning measured
     _, ids = ann.index.search(np.ascontiguousarray(queries, np.float32), max(ANN_CANDIDATES, 4 * k), params=params)
     return ids.astype(np.int64)
 

@@ -624,9 +624,10 @@ def _commit_video(case: Path, result: VideoResult, head, writer: IndexWriter, de
 
 def index_footage(embedder, head, detector, video: str | Path, case: Path, camera: str | None = None,
                   start: str | None = None, opts: FootageOptions | None = None, head_name: str = "",
-                  append: bool = False, progress: bool = True, say=print, ray: dict | None = None) -> FootageReport:
+                  append: bool = False, progress: bool = True, say=print, ray: dict | None = None,
+                  scan_floor: float | None = None) -> FootageReport:
     """Index the footage at ``video`` into the case ``case`` (a new or interrupted build, or with
-    ``append`` a finished one). Each video's camera / start and where they came from are stated
+    ``append`` a finished one; ``scan_floor``: the ANN's, as ``IndexWriter.update_ann`` takes it). Each video's camera / start and where they came from are stated
     with ``say``; videos that cannot be read or show nobody are reported and skipped. ``ray``: track
     the videos on a Ray cluster, one video per task (``ray_videos``' options, with ``make``
     returning the embedder and the detector); the sightings are the same as in one process."""
@@ -684,7 +685,7 @@ def index_footage(embedder, head, detector, video: str | Path, case: Path, camer
                     bar.update(1)
             finally:
                 bar.close()
-        manifest = writer.finish()
+        manifest = writer.finish(scan_floor=scan_floor)
         report.count = manifest["count"]
     report.seconds = time.perf_counter() - began
     return report

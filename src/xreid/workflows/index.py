@@ -214,9 +214,11 @@ def _check_head(embedder: Embedder, head: AttributeHead) -> None:
 
 def build_index(embedder: Embedder, head: AttributeHead, root: Path, out: Path, images: Path | None = None,
                 list_file: Path | None = None, head_name: str = "", batch_size: int = BATCH_SIZE,
-                progress: bool = True, shards: int = 1, ray: dict | None = None) -> IndexReport:
+                progress: bool = True, shards: int = 1, ray: dict | None = None,
+                scan_floor: float | None = None) -> IndexReport:
     """Index a folder or CSV list of images into ``out``; continues an interrupted build of the same
-    model found there. Every batch is committed as it finishes. ``shards`` > 1 writes a sharded case
+    model found there. ``scan_floor``: the smallest fraction of the ANN's lists a search scans
+    (``xreid.index.ann``; None: ``SCAN_FLOOR``, or the one an interrupted build recorded). Every batch is committed as it finishes. ``shards`` > 1 writes a sharded case
     (``xreid.index.sharded``: a row's shard is a stable hash of its key, so a rerun resumes each
     shard); ``ray``: embed on a Ray cluster (``ray_batches``' options: ``make``, ``concurrency``,
     ``address``, ...), writing the same rows."""
@@ -233,7 +235,7 @@ def build_index(embedder: Embedder, head: AttributeHead, root: Path, out: Path, 
         writers = [stack.enter_context(IndexWriter.create(d, *args, source=source)) for d in dirs]
         before = sum(w.count for w in writers)
         added, skipped = _index_entries(writers, embedder, head, root, entries, batch_size, progress, ray)
-        manifests = [w.finish() for w in writers]
+        manifests = [w.finish(scan_floor=scan_floor) for w in writers]
     manifest = finish_sharded(out) if shards > 1 else manifests[0]
     return IndexReport(Path(out), added, before, manifest["count"], problems + skipped, manifest.get("ann"))
 
@@ -318,6 +320,7 @@ def _repair_files(case: Path, writer: IndexWriter, report: CheckReport, done: li
                          f"the images" for p in bad]
         segments.append(seg)
     manifest = {**writer.manifest, "segments": segments}
+    floor = (writer.manifest.get("ann") or {}).get("scan_floor")  # the rebuilt ANN keeps it
     if report.ann:
         manifest["ann"] = None
         done.append(f"dropped the ANN file {report.ann}")
@@ -335,7 +338,7 @@ def _repair_files(case: Path, writer: IndexWriter, report: CheckReport, done: li
             src.replace(keep / name)
     ann = None
     if report.ann and writer.count >= ANN_MIN_ROWS:
-        ann = writer.update_ann(rebuild=True)
+        ann = writer.update_ann(rebuild=True, scan_floor=floor)
         done.append("built the ANN file again")
     if manifest.get("lookalikes") is None and writer.manifest.get("segments"):
         writer.update_lookalikes(ann)

@@ -1,0 +1,121 @@
+"""The ANN's scan floor (``xreid.index.ann``): a search scans at least a fixed fraction of the
+inverted lists, whatever the build's tuning on the gallery's own rows chose; recorded in the
+index's manifest."""
+
+import json
+
+import numpy as np
+import pytest
+
+from xreid.index import ann as ann_mod
+from xreid.index.ann import SCAN_FLOOR, AnnIndex, scan_nprobe
+from xreid.index.gallery import MANIFEST, GalleryIndex, IndexWriter, Rows, read_manifest
+from xreid.index.lookalikes import _ann_candidates
+
+NAMES = ["personalMale"]
+IDENTITY = {"model": "synthetic", "fingerprint": "f" * 16, "preprocess": {}, "flip": False}
+HEAD = {"head": "h", "head_fingerprint": "0"}
+
+
+@pytest.mark.parametrize("tuned, nlist, floor, lists", [
+    (2, 128, 0.25, 32),   # the floor raises a narrow tuning: ceil(0.25 * 128) = 32
+    (40, 128, 0.25, 40),  # a wider tuning stands
+    (1, 64, 0.0, 1),      # no floor: the tuning alone
+    (1, 10, 0.25, 3),     # ceil(2.5) = 3
+    (1, 16, 1.0, 16),     # every list
+    (300, 256, 0.5, 256),  # never more than nlist
+    (0, 16, 0.0, 1),      # at least one list
+])
+def test_scan_nprobe_is_the_tuning_raised_to_the_floor(tuned, nlist, floor, lists):
+    assert scan_nprobe(tuned, nlist, floor) == lists
+
+
+@pytest.mark.parametrize("floor", [-0.1, 1.5])
+def test_a_floor_outside_0_to_1_is_refused(floor):
+    with pytest.raises(ValueError, match="scan floor"):
+        scan_nprobe(1, 16, floor)
+
+
+def _near_copies(n=3000, people=40, dim=16, seed=0):
+    """Many views of few people: each row is one of ``people`` centres plus small noise, so each row's
+    ten nearest neighbours share its list and the tuning settles on one list or two."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((people, dim))
+    x = centres[rng.integers(0, people, n)] + 0.05 * rng.standard_normal((n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_the_floor_widens_searches_but_not_the_lookalikes_the_tuning_measured():
+    x = _near_copies()
+    ann = AnnIndex.build(x, nlist=16, scan_floor=0.5)
+    assert ann.tuned_nprobe <= 2 and ann.tuned_recall >= 0.98  # near-copies: one or two lists do
+    assert ann.nprobe == 8 and ann.scan_floor == 0.5
+    narrow = AnnIndex.build(x, nlist=16, scan_floor=0.0)
+    assert narrow.nprobe == narrow.tuned_nprobe == ann.tuned_nprobe  # same data, same seed, same tuning
+    # gallery rows searching the gallery (the look-alikes) scan the tuned width, not the floor's
+    seen = []
+    real = ann.index.search
+
+    def spy(q, k, params=None):
+        seen.append(params.nprobe)
+        return real(q, k, params=params)
+
+    ann.index.search = spy
+    _ann_candidates(ann, x[:4], 4)
+    ann.search(x[0], 10)
+    assert seen == [ann.tuned_nprobe, 8]
+
+
+def _write(case, x, floor=None, batch=1000):
+    with IndexWriter.create(case, IDENTITY, NAMES, HEAD, x.shape[1]) as w:
+        for s in range(0, len(x), batch):
+            e = min(len(x), s + batch)
+            w.commit(Rows([f"p/{i}.jpg" for i in range(s, e)], x[s:e], np.full((e - s, 1), 0.5),
+                          [{"camera": "c1"}] * (e - s), np.arange(s, e) * 1.0))
+        w.finish(ann_min_rows=1000, scan_floor=floor)
+
+
+def test_the_floor_is_recorded_kept_by_an_add_and_used_by_search(tmp_path, monkeypatch):
+    monkeypatch.setattr("xreid.index.gallery.EXACT_LIMIT", 100)  # a small index stands in for a large one
+    x = _near_copies()
+    case = tmp_path / "case"
+    _write(case, x[:2500], floor=0.5)
+    info = read_manifest(case)["ann"]
+    assert info["scan_floor"] == 0.5 and info["nlist"] == 16
+    assert info["nprobe"] == max(info["tuned_nprobe"], 8)
+    assert GalleryIndex.open(case).ann.nprobe == info["nprobe"]
+    with IndexWriter.append(case, IDENTITY, NAMES, HEAD) as w:  # an add keeps the recorded floor
+        w.commit(Rows([f"p/{i}.jpg" for i in range(2500, 3000)], x[2500:], np.full((500, 1), 0.5),
+                      [{"camera": "c1"}] * 500, np.arange(2500, 3000) * 1.0))
+        w.finish(ann_min_rows=1000)
+    info = read_manifest(case)["ann"]
+    assert info["scan_floor"] == 0.5 and info["rows"] == 3000
+    g = GalleryIndex.open(case)
+    assert g.ann.nprobe == info["nprobe"] == max(info["tuned_nprobe"], 8)
+    assert g.search(x[0], 5).method == "ann"
+
+
+def test_the_default_floor_and_an_index_written_before_floors(tmp_path, monkeypatch):
+    x = _near_copies()
+    case = tmp_path / "case"
+    _write(case, x)
+    info = read_manifest(case)["ann"]
+    assert info["scan_floor"] == SCAN_FLOOR
+    assert info["nprobe"] == scan_nprobe(info["tuned_nprobe"], 16, SCAN_FLOOR)
+    # an index written before floors were recorded: its nprobe was the tuning's; it searches with
+    # the default floor
+    manifest = json.loads((case / MANIFEST).read_text())
+    for key in ("scan_floor", "tuned_nprobe"):
+        del manifest["ann"][key]
+    manifest["ann"]["nprobe"] = 1
+    (case / MANIFEST).write_text(json.dumps(manifest))
+    monkeypatch.setattr(ann_mod, "SCAN_FLOOR", 0.75)
+    monkeypatch.setattr("xreid.index.gallery.SCAN_FLOOR", 0.75)
+    g = GalleryIndex.open(case)
+    assert g.ann.tuned_nprobe == 1 and g.ann.nprobe == 12  # ceil(0.75 * 16)
+
+
+def test_a_floor_out_of_range_is_refused_before_the_ann_is_built(tmp_path):
+    x = _near_copies(n=1200)
+    with pytest.raises(ValueError, match="scan floor"):
+        _write(tmp_path / "case", x, floor=2.0)
