@@ -1,12 +1,16 @@
 """The distractor test of the good-practices paper on PETA-ReID: mAP as distractor embeddings join
 each test gallery, exact search against the index's approximate search.
 
-    python benchmarks/bench_distractors.py [--data-root ROOT] [--levels 0 10000 100000 300000]
-                                           [--fit 4000] [--real 4000] [--k 100] [--out STEM]
+    python benchmarks/bench_distractors.py [--data-root ROOT] [--protocol peta-reid | peta-reid-val]
+                                           [--model default | FILE.xml ...] [--cache DIR]
+                                           [--levels 0 10000 100000 300000] [--fit 4000] [--real 4000]
+                                           [--k 100] [--scan-floor F] [--floors F ...] [--out STEM]
 
-Embeddings: the bundled model (3,072-d) on the PETA-ReID test sets (VIPeR, PRID, GRID: query and
-gallery) and on ``--fit`` + ``--real`` images drawn from PETA-ReID **train** (other identities),
-cached under ``--cache``. Distractors are synthetic, fitted on the ``--fit`` train embeddings
+Embeddings: ``--model`` (default: the bundled model, 3,072-d; any model ``xreid`` loads, e.g. OMZ
+0277 at 256-d, which never saw PETA) on the protocol's three query/gallery sets (PETA-ReID test:
+VIPeR, PRID, GRID; ``--protocol peta-reid-val``: the validation sets, where choices are made) and
+on ``--fit`` + ``--real`` images drawn from the protocol's **train** split (other identities: the
+val protocol's train holds none of the val sets' people), cached under ``--cache``. Distractors are synthetic, fitted on the ``--fit`` train embeddings
 without any free parameter: **views** (the levels): new views of the train identities that have
 two or more images there, each an identity's centre (mean normalised embedding) plus the residual
 of a random image from its own centre (any identity), normalised: the within-person spread of
@@ -17,7 +21,8 @@ real people.
 
 At each level the three test galleries and the distractors are one in-memory ``GalleryIndex``
 (string field ``set``: the test set or 'distractor'), with the index's own ANN structure
-(``AnnIndex.build``: IVF-PQ fast-scan, nprobe tuned as a build tunes it) at every level; each test
+(``AnnIndex.build``: IVF-PQ fast-scan, nprobe tuned as a build tunes it and raised to the scan
+floor, ``--scan-floor``, default the library's) at every level; each test
 set's queries search it with the filter ``set in {its set, distractor}`` (the filter inside the
 search, as the server does). Exact: every distance computed, the library's ranking metrics (full
 mAP and the top-``--k`` list). Approximate: ``GalleryIndex.search(q, k)``, which uses the ANN
@@ -25,6 +30,10 @@ structure where the filter keeps more than ``EXACT_LIMIT`` (20,000) rows and sea
 below. Both are scored on their top ``k`` (mAP@k: true matches missing from the list count as not
 found, ``truncated_average_precision``), so their difference is what the ANN loses; the full exact
 mAP is given beside. Figures are the mean over the three test sets, as PETA-ReID reports.
+Latency: p50 of one query at a time through ``GalleryIndex.search`` with the filter, the index's
+search on every query, the exact search (``exact=True``) on ``--exact-timed`` queries per set.
+``--floors``: the index's search again with other scan floors (the same ANN structure), to choose
+the floor on PETA-ReID-val.
 """
 
 from __future__ import annotations
@@ -34,10 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
-from common import Report, parse, parser
+from common import Report, parse, parser, relative
 from xreid.distance import cosine_distance, l2_normalise
 from xreid.evaluation.metrics import MetricAccumulator, truncated_average_precision
-from xreid.index.ann import AnnIndex
+from xreid.index.ann import SCAN_FLOOR, AnnIndex, scan_nprobe
 from xreid.index.filters import Filter
 from xreid.index.gallery import EXACT_LIMIT, GalleryIndex
 
@@ -91,13 +100,14 @@ def draw_views(model: dict, out: np.ndarray, seed: int, chunk: int = 20_000) -> 
         out[a:a + n] = l2_normalise(c[rng.integers(0, len(c), n)] + r[rng.integers(0, len(r), n)])
 
 
-def memory_index(vectors: np.ndarray, sets: np.ndarray, seed: int = 0) -> tuple[GalleryIndex, float]:
+def memory_index(vectors: np.ndarray, sets: np.ndarray, seed: int = 0,
+                 scan_floor: float = SCAN_FLOOR) -> tuple[GalleryIndex, float]:
     """An in-memory ``GalleryIndex`` over unit ``vectors`` with a string field ``set`` and the ANN
     structure a build makes; returns it and the ANN build seconds."""
     vocab, codes = np.unique(sets, return_inverse=True)
     n = len(vectors)
     t0 = time.perf_counter()
-    ann = AnnIndex.build(vectors, seed=seed)
+    ann = AnnIndex.build(vectors, seed=seed, scan_floor=scan_floor)
     built = time.perf_counter() - t0
     manifest = {"attributes": {"names": []}, "columns": {"set": "string"}, "segments": [], "identity": {}}
     thumbs = {"pack": np.full(n, -1, np.int32), "offset": np.zeros(n, np.int64), "length": np.zeros(n, np.int64)}
@@ -107,23 +117,29 @@ def memory_index(vectors: np.ndarray, sets: np.ndarray, seed: int = 0) -> tuple[
     return index, built
 
 
-def sweep_nprobe(index: GalleryIndex, tests: list[dict], n_gallery: int, k: int, values: list[int]) -> list[dict]:
-    """The index's search at other ``nprobe`` values (lists scanned; the tuned one restored after):
-    mean mAP@k and p50 latency over the test sets."""
-    tuned, out = index.ann.nprobe, []
+def sweep_nprobe(index: GalleryIndex, tests: list[dict], n_gallery: int, k: int, values: list[int],
+                 floors: list[float] | None = None) -> list[dict]:
+    """The index's search at other ``nprobe`` values, or (``floors``) at the nprobe other scan floors
+    give (lists scanned; the index's own restored after): mean mAP@k and p50 latency over the test sets."""
+    ann, out = index.ann, []
+    own = ann.nprobe
+    runs = ([(None, min(v, ann.nlist)) for v in values] if floors is None
+            else [(f, scan_nprobe(ann.tuned_nprobe, ann.nlist, f)) for f in floors])
     try:
-        for nprobe in sorted({min(v, index.ann.nlist) for v in values}):
-            index.ann.nprobe = nprobe
+        for floor, nprobe in sorted(set(runs), key=lambda r: (r[1], r[0] or 0)):
+            ann.nprobe = nprobe
             res = score_level(index, tests, n_gallery, k, exact=False)
-            out.append({"nprobe": index.ann.nprobe, "mAP_k_index": res["mean"]["mAP_k_index"],
+            out.append({"floor": floor, "nprobe": nprobe, "mAP_k_index": res["mean"]["mAP_k_index"],
                         "R1_index": res["mean"]["R1_index"], "p50_ms": res["mean"]["p50_ms"]})
     finally:
-        index.ann.nprobe = tuned
+        ann.nprobe = own
     return out
 
 
-def score_level(index: GalleryIndex, tests: list[dict], n_gallery: int, k: int, exact: bool = True) -> dict:
-    """Exact (full mAP, mAP@k, R1) and the index's search (mAP@k, R1), per test set and their mean."""
+def score_level(index: GalleryIndex, tests: list[dict], n_gallery: int, k: int, exact: bool = True,
+                timed: int = 0) -> dict:
+    """Exact (full mAP, mAP@k, R1) and the index's search (mAP@k, R1), per test set and their mean;
+    the p50 latency of the index's search and (``timed`` queries per set) of its exact search."""
     x, n = index.vectors, len(index)
     out = {}
     for t in tests:
@@ -136,8 +152,12 @@ def score_level(index: GalleryIndex, tests: list[dict], n_gallery: int, k: int, 
             acc.add(dist, t["q_pids"][a:a + 64], pids, t["q_cams"][a:a + 64], cams)
         ranked = acc.result()
         where = Filter(fields={"set": [t["name"], "distractor"]})
-        ap_exact, ap_index, r1_index, methods, lat = [], [], [], set(), []
+        ap_exact, ap_index, r1_index, methods, lat, lat_exact = [], [], [], set(), [], []
         for i, q in enumerate(t["q"]):
+            if exact and i < timed:
+                t0 = time.perf_counter()
+                index.search(q, k, where, exact=True)
+                lat_exact.append(1000 * (time.perf_counter() - t0))
             positives = int(np.sum((t["g_pids"] == t["q_pids"][i]) & (t["g_cams"] != t["q_cams"][i])))
             if exact:
                 top = cols[ranked.rankings[i][:k]]
@@ -153,8 +173,9 @@ def score_level(index: GalleryIndex, tests: list[dict], n_gallery: int, k: int, 
                           "mAP_k_index": 100 * float(np.mean(ap_index)),
                           "R1_exact": 100 * ranked.rank(1) if exact else float("nan"),
                           "R1_index": 100 * float(np.mean(r1_index)), "search": "/".join(sorted(methods)),
-                          "p50_ms": float(np.percentile(lat, 50))}
-    keys = ["mAP", "mAP_k_exact", "mAP_k_index", "R1_exact", "R1_index", "p50_ms"]
+                          "p50_ms": float(np.percentile(lat, 50)),
+                          "p50_ms_exact": float(np.percentile(lat_exact, 50)) if lat_exact else float("nan")}
+    keys = ["mAP", "mAP_k_exact", "mAP_k_index", "R1_exact", "R1_index", "p50_ms", "p50_ms_exact"]
     out["mean"] = {key: float(np.mean([out[t["name"]][key] for t in tests])) for key in keys}
     out["mean"]["search"] = "/".join(sorted({out[t["name"]]["search"] for t in tests}))
     return out
@@ -180,15 +201,25 @@ def main(argv=None) -> None:
     ap.add_argument("--k", type=int, default=100, help="length of the ranked lists compared")
     ap.add_argument("--sweep", type=int, nargs="*", default=[],
                     help="also score the index's search at these nprobe values where it searches approximately")
-    ap.add_argument("--cache", type=Path, default=Path("runs/embedding_cache"), help="embedding cache folder")
+    ap.add_argument("--floors", type=float, nargs="*", default=[],
+                    help="also score the index's search at these scan floors where it searches approximately")
+    ap.add_argument("--scan-floor", type=float, default=SCAN_FLOOR,
+                    help=f"the scan floor the index is built with (default the library's, {SCAN_FLOOR})")
+    ap.add_argument("--protocol", default="peta-reid", choices=["peta-reid", "peta-reid-val"],
+                    help="whose query/gallery sets and train split (choose on peta-reid-val, report on peta-reid)")
+    ap.add_argument("--model", default="default", help="the model embedding every image (default: the bundled one)")
+    ap.add_argument("--exact-timed", type=int, default=50,
+                    help="queries per set whose exact search is timed one at a time (p50)")
+    ap.add_argument("--cache", type=Path, default=Path("runs/embedding_cache"),
+                    help="embedding cache folder (one file per model; keep it outside the checkout to reuse it)")
     args = parse(ap, argv)
     from xreid.data.protocol import load_protocol
     from xreid.workflows.embedding_cache import cached_embeddings
     from xreid.workflows.loading import ModelOptions
 
     report = Report(args.out)
-    protocol = load_protocol("peta-reid", args.data_root)
-    embedder = ModelOptions().load()
+    protocol = load_protocol(args.protocol, args.data_root)
+    embedder = ModelOptions(model=args.model).load()
     rng = np.random.default_rng(0)
     train = [protocol.train[i] for i in rng.permutation(len(protocol.train))[:args.fit + args.real]]
     test_keys = [r.path for r in protocol.test_images()]
@@ -216,9 +247,11 @@ def main(argv=None) -> None:
                       "g_cams": np.array([r.cam for r in g]).astype(str)})
         lo += len(g)
     n_gallery = lo
-    report.print(f"Distractor test on PETA-ReID test ({', '.join(t['name'] for t in tests)}: "
-                 f"{sum(len(t['q']) for t in tests)} queries, {n_gallery} gallery images), bundled model ({dim}-d), "
-                 f"k = {args.k}. Distractors fitted on {len(fit)} PETA-ReID train embeddings: 'views': new views of "
+    model_name = "bundled model" if args.model == "default" else f"model {relative(args.model)}"
+    report.print(f"Distractor test on {args.protocol} ({', '.join(t['name'] for t in tests)}: "
+                 f"{sum(len(t['q']) for t in tests)} queries, {n_gallery} gallery images), {model_name} ({dim}-d), "
+                 f"k = {args.k}, index built with scan floor {args.scan_floor}. Distractors fitted on {len(fit)} "
+                 f"{args.protocol} train embeddings: 'views': new views of "
                  f"its {len(views['centres'])} identities with 2+ images (an identity's centre plus a residual of "
                  f"{len(views['residuals'])}); 'gaussian': a Gaussian (top {len(model['std'])} directions, "
                  f"{100 * explained:.0f} % of the variance, isotropic rest); "
@@ -239,32 +272,41 @@ def main(argv=None) -> None:
             draw(model, x[n_gallery:], seed=d)
         sets = np.concatenate([np.repeat([t["name"] for t in tests], [t["hi"] - t["lo"] for t in tests]),
                                np.full(d, "distractor")])
-        index, built = memory_index(x, sets)
-        res = score_level(index, tests, n_gallery, args.k)
+        index, built = memory_index(x, sets, scan_floor=args.scan_floor)
+        report.progress(f"{kind} {d:,}: ANN built in {built:.0f} s, nprobe {index.ann.nprobe} of {index.ann.nlist} "
+                        f"(tuned {index.ann.tuned_nprobe}); scoring")
+        res = score_level(index, tests, n_gallery, args.k, timed=args.exact_timed)
         m = res["mean"]
         fig = {"kind": kind, "distractors": d, "ann_build_s": round(built, 1), "nprobe": index.ann.nprobe,
+               "tuned_nprobe": index.ann.tuned_nprobe, "scan_floor": index.ann.scan_floor,
                "nlist": index.ann.nlist, "tuned_recall": index.ann.tuned_recall, **res}
-        if args.sweep and res["mean"]["search"] == "ann":
-            report.progress(f"{kind} {d:,}: nprobe {args.sweep}")
-            fig["sweep"] = sweep_nprobe(index, tests, n_gallery, args.k, args.sweep)
-            sweeps += [[f"{d:,}", s_["nprobe"], f"{index.ann.nlist}", f"{s_['mAP_k_index']:.2f}",
-                        f"{m['mAP_k_exact'] - s_['mAP_k_index']:.2f}", f"{s_['R1_index']:.1f}", f"{s_['p50_ms']:.1f}"]
-                       for s_ in fig["sweep"]]
+        for name, values, floors in (("sweep", args.sweep, None), ("floors", args.floors, args.floors)):
+            if values and res["mean"]["search"] == "ann":
+                report.progress(f"{kind} {d:,}: {name} {values}")
+                fig[name] = sweep_nprobe(index, tests, n_gallery, args.k, values, floors)
+                sweeps += [[f"{d:,}", "" if s_["floor"] is None else f"{s_['floor']:g}", s_["nprobe"],
+                            f"{index.ann.nlist}", f"{s_['mAP_k_index']:.2f}",
+                            f"{m['mAP_k_exact'] - s_['mAP_k_index']:.2f}", f"{s_['R1_index']:.1f}",
+                            f"{s_['p50_ms']:.1f}"] for s_ in fig[name]]
         figures.append(fig)
         rows.append([kind, f"{d:,}", f"{m['mAP']:.2f}", f"{m['mAP_k_exact']:.2f}", f"{m['mAP_k_index']:.2f}",
                      f"{m['mAP_k_exact'] - m['mAP_k_index']:.2f}", f"{m['R1_exact']:.1f}", f"{m['R1_index']:.1f}",
-                     m["search"], f"{m['p50_ms']:.1f}", f"{index.ann.nprobe}/{index.ann.nlist}"])
+                     m["search"], f"{m['p50_ms_exact']:.1f}", f"{m['p50_ms']:.1f}",
+                     f"{index.ann.nprobe}/{index.ann.nlist}"])
+        report.progress(f"{kind} {d:,}: loss {m['mAP_k_exact'] - m['mAP_k_index']:.2f} points")
         del index, x
     report.print(f"\nmean over the three test sets; exact: every distance; index: GalleryIndex.search with the filter "
                  f"(ANN where it keeps over {EXACT_LIMIT:,} rows)")
     report.table(["distractors", "count", "exact mAP", f"exact mAP@{args.k}", f"index mAP@{args.k}",
-                  "loss (points)", "exact R1", "index R1", "index search", "index p50 ms", "nprobe/nlist"], rows)
+                  "loss (points)", "exact R1", "index R1", "index search", "exact p50 ms", "index p50 ms",
+                  "nprobe/nlist"], rows)
     if sweeps:
-        report.print("\nthe index's search at other nprobe values (lists scanned of nlist; the tuned one is in the "
-                     "table above)")
-        report.table(["distractors", "nprobe", "nlist", f"index mAP@{args.k}", "loss (points)", "index R1", "p50 ms"],
-                     sweeps)
-    report.save({"k": args.k, "fit": len(fit), "rank": len(model["std"]), "explained_variance": explained,
+        report.print("\nthe index's search at other scan floors or nprobe values (lists scanned of nlist; the "
+                     "index's own is in the table above)")
+        report.table(["distractors", "scan floor", "nprobe", "nlist", f"index mAP@{args.k}", "loss (points)",
+                      "index R1", "p50 ms"], sweeps)
+    report.save({"protocol": args.protocol, "model": "default" if args.model == "default" else relative(args.model),
+                 "dim": dim, "scan_floor": args.scan_floor, "k": args.k, "fit": len(fit), "rank": len(model["std"]), "explained_variance": explained,
                  "view_identities": len(views["centres"]), "view_residuals": len(views["residuals"]),
                  "levels": figures})
 
