@@ -1,10 +1,11 @@
 """Sharded gallery (``xreid.index.sharded``) and distributed indexing (``xreid index build --ray``):
 what sharding and Ray cost and give on this machine.
 
-    python benchmarks/bench_sharded.py [--sizes 10000 100000] [--shards 1 2 4] [--queries 100]
+    python benchmarks/bench_sharded.py [--sizes 10000 100000] [--shards 1 2 4] [--queries 100] [--dim 3072]
                                        [--images 400 1600] [--batch 32] [--repeats 2] [--out STEM]
 
-Part 1, sharded search: synthetic galleries at the default model's dimension (3,072), people seen
+Part 1, sharded search: synthetic galleries at the default model's dimension (3,072; ``--dim``: another,
+e.g. 256 for OMZ 0277 or a compact model), people seen
 several times (one identity per 5 rows, views at cosine ~0.6 to their centre, so neighbours exist
 as in real embeddings), written through ``IndexWriter`` into 1, 2 or 4 shards (a row's shard is
 ``shard_of(key)``), each shard as ``xreid index build`` leaves it (one segment; an ANN structure
@@ -82,14 +83,15 @@ def shard_memory(g: GalleryIndex) -> list[float]:
     return out
 
 
-def part_search(report: Report, sizes: list[int], shard_counts: list[int], n_queries: int) -> list[dict]:
+def part_search(report: Report, sizes: list[int], shard_counts: list[int], n_queries: int,
+                dim: int = DIM) -> list[dict]:
     figures = []
     rows = []
     for n in sizes:
-        x, ids = identities(n, DIM)
+        x, ids = identities(n, dim)
         rng = np.random.default_rng(1)
         picks = rng.integers(0, n, n_queries)
-        noise = 0.5 * rng.standard_normal((n_queries, DIM)).astype(np.float32) / np.sqrt(DIM)
+        noise = 0.5 * rng.standard_normal((n_queries, dim)).astype(np.float32) / np.sqrt(dim)
         queries = l2_normalise(x[picks] + noise).astype(np.float32)
         exact = [set(np.argpartition(-(x @ q), 10)[:10].tolist()) for q in queries]
         for shards in shard_counts:
@@ -117,7 +119,7 @@ def part_search(report: Report, sizes: list[int], shard_counts: list[int], n_que
                 del g
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-    report.print(f"Sharded search, {DIM}-d synthetic identities, k = 10, {n_queries} queries, one at a time")
+    report.print(f"Sharded search, {dim}-d synthetic identities, k = 10, {n_queries} queries, one at a time")
     report.table(["rows", "shards", "build s", "MB per shard (max)", "p50 ms", "p99 ms", "recall@10", "search"], rows)
     return figures
 
@@ -229,13 +231,14 @@ def main(argv=None) -> None:
     ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000], help="gallery sizes (none: skip part 1)")
     ap.add_argument("--shards", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--dim", type=int, default=DIM, help="dimension of the synthetic vectors (part 1)")
     ap.add_argument("--images", type=int, nargs="*", default=[400, 1600],
                     help="crops of the Ray overhead run: two folder sizes (none: skip it)")
     ap.add_argument("--batch", type=int, default=32, help="batch size of the Ray overhead run")
     ap.add_argument("--repeats", type=int, default=2, help="interleaved repeats of the Ray overhead run")
     args = parse(ap, argv)
     report = Report(args.out)
-    figures = {"search": part_search(report, args.sizes, args.shards, args.queries)} if args.sizes else {}
+    figures = {"search": part_search(report, args.sizes, args.shards, args.queries, args.dim)} if args.sizes else {}
     if args.images:
         figures["ray"] = part_ray(report, args.images, args.batch, args.repeats)
     report.save(figures)
