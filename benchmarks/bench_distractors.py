@@ -58,7 +58,7 @@ def fit_gaussian(x: np.ndarray, rank: int) -> dict:
     mu = x.mean(0)
     _, s, vt = np.linalg.svd(x - mu, full_matrices=False)
     var = s**2 / (len(x) - 1)
-    rank = min(rank, len(var))
+    rank = min(rank, len(var), x.shape[1] - 1)  # at least one direction left for the isotropic rest
     rest = max(var[rank:].sum(), 0.0) / (x.shape[1] - rank)
     return {"mean": mu.astype(np.float32), "dirs": vt[:rank].astype(np.float32),
             "std": np.sqrt(var[:rank]).astype(np.float32), "rest_std": float(np.sqrt(rest))}
@@ -247,7 +247,8 @@ def main(argv=None) -> None:
                       "g_cams": np.array([r.cam for r in g]).astype(str)})
         lo += len(g)
     n_gallery = lo
-    model_name = "bundled model" if args.model == "default" else f"model {relative(args.model)}"
+    model_file = "default" if args.model == "default" else relative(Path(args.model).expanduser().resolve())
+    model_name = "bundled model" if args.model == "default" else f"model {model_file}"
     report.print(f"Distractor test on {args.protocol} ({', '.join(t['name'] for t in tests)}: "
                  f"{sum(len(t['q']) for t in tests)} queries, {n_gallery} gallery images), {model_name} ({dim}-d), "
                  f"k = {args.k}, index built with scan floor {args.scan_floor}. Distractors fitted on {len(fit)} "
@@ -305,7 +306,7 @@ def main(argv=None) -> None:
                      "index's own is in the table above)")
         report.table(["distractors", "scan floor", "nprobe", "nlist", f"index mAP@{args.k}", "loss (points)",
                       "index R1", "p50 ms"], sweeps)
-    report.save({"protocol": args.protocol, "model": "default" if args.model == "default" else relative(args.model),
+    report.save({"protocol": args.protocol, "model": model_file,
                  "dim": dim, "scan_floor": args.scan_floor, "k": args.k, "fit": len(fit), "rank": len(model["std"]), "explained_variance": explained,
                  "view_identities": len(views["centres"]), "view_residuals": len(views["residuals"]),
                  "levels": figures})

@@ -82,9 +82,9 @@ def index_build(
     gpus_per_worker: Annotated[float, typer.Option(min=0, help="With --ray: GPUs per actor (0: CPU).")] = 0.0,
     scan_floor: Annotated[Optional[float], typer.Option(
         min=0.0, max=1.0, help="The smallest fraction of the approximate index's lists a search scans (recorded in "
-                               "the index; default 0.25, chosen on PETA-ReID-val with 1,000,000 distractors). "
-                               "Lower is faster and misses more matches of people the gallery holds few "
-                               "views of.")] = None,
+                               "the index; default 1: every list, chosen on PETA-ReID-val with 100,000 to "
+                               "1,000,000 distractors). Lower is faster and misses more matches of people the "
+                               "gallery holds few views of.")] = None,
 ) -> None:
     """Index images, or footage (--video: people detected, tracked and stored as sightings):
     embeddings, calibrated attribute probabilities, thumbnails and metadata, committed as they are
