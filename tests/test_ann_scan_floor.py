@@ -119,3 +119,14 @@ def test_a_floor_out_of_range_is_refused_before_the_ann_is_built(tmp_path):
     x = _near_copies(n=1200)
     with pytest.raises(ValueError, match="scan floor"):
         _write(tmp_path / "case", x, floor=2.0)
+
+
+def test_index_build_refuses_a_floor_outside_0_to_1(tmp_path):
+    from typer.testing import CliRunner
+
+    from xreid.cli import app
+
+    res = CliRunner().invoke(app, ["index", "build", "--out", str(tmp_path / "case"), "--images", str(tmp_path),
+                                   "--scan-floor", "1.5"])
+    assert res.exit_code == 2 and "scan-floor" in res.output
+    assert not (tmp_path / "case").exists()
