@@ -130,3 +130,16 @@ def test_index_build_refuses_a_floor_outside_0_to_1(tmp_path):
                                    "--scan-floor", "1.5"])
     assert res.exit_code == 2 and "scan-floor" in res.output
     assert not (tmp_path / "case").exists()
+
+
+def test_a_new_floor_on_a_finished_index_is_recorded_without_building_the_ann_again(tmp_path):
+    x = _near_copies()
+    case = tmp_path / "case"
+    _write(case, x, floor=1.0)
+    before = read_manifest(case)["ann"]
+    with IndexWriter.append(case, IDENTITY, NAMES, HEAD) as w:
+        w.finish(ann_min_rows=1000, scan_floor=0.25)
+    after = read_manifest(case)["ann"]
+    assert after["file"] == before["file"] and after["sha256"] == before["sha256"]  # the same ANN file
+    assert after["scan_floor"] == 0.25 and after["nprobe"] == max(after["tuned_nprobe"], 4)
+    assert GalleryIndex.open(case).ann.nprobe == after["nprobe"]
