@@ -2,7 +2,7 @@
 what sharding and Ray cost and give on this machine.
 
     python benchmarks/bench_sharded.py [--sizes 10000 100000] [--shards 1 2 4] [--queries 100] [--dim 3072]
-                                       [--images 400 1600] [--batch 32] [--repeats 2] [--out STEM]
+                                       [--skip-lookalikes] [--images 400 1600] [--batch 32] [--repeats 2] [--out STEM]
 
 Part 1, sharded search: synthetic galleries at the default model's dimension (3,072; ``--dim``: another,
 e.g. 256 for OMZ 0277 or a compact model), people seen
@@ -54,7 +54,16 @@ def identities(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]
     return l2_normalise(x).astype(np.float32), ids
 
 
-def write_case(case: Path, x: np.ndarray, shards: int, batch: int = 20_000) -> float:
+def write_case(case: Path, x: np.ndarray, shards: int, batch: int = 20_000, lookalikes: bool = True) -> float:
+    """Seconds to write ``x`` into ``shards`` shards as a build does; without ``lookalikes`` the
+    build's look-alike pass (each row's nearest rows, for attribute smoothing) is left out."""
+    if not lookalikes:
+        original = IndexWriter.update_lookalikes
+        IndexWriter.update_lookalikes = lambda self, ann=None: None
+        try:
+            return write_case(case, x, shards, batch)
+        finally:
+            IndexWriter.update_lookalikes = original
     t0 = time.perf_counter()
     keys = np.array([f"p/{i:08d}.jpg" for i in range(len(x))])
     where = np.array([shard_of(k, shards) for k in keys]) if shards > 1 else np.zeros(len(x), int)
@@ -84,7 +93,7 @@ def shard_memory(g: GalleryIndex) -> list[float]:
 
 
 def part_search(report: Report, sizes: list[int], shard_counts: list[int], n_queries: int,
-                dim: int = DIM) -> list[dict]:
+                dim: int = DIM, lookalikes: bool = True) -> list[dict]:
     figures = []
     rows = []
     for n in sizes:
@@ -98,7 +107,7 @@ def part_search(report: Report, sizes: list[int], shard_counts: list[int], n_que
             tmp = Path(tempfile.mkdtemp(prefix="xreid-shard-"))
             try:
                 report.progress(f"n={n} shards={shards}: building")
-                build_s = write_case(tmp / "case", x, shards)
+                build_s = write_case(tmp / "case", x, shards, lookalikes=lookalikes)
                 g = GalleryIndex.open(tmp / "case")
                 row_of = {k: int(k[2:10]) for k in g.keys.tolist()}
                 g.search(queries[0], 10)
@@ -112,15 +121,22 @@ def part_search(report: Report, sizes: list[int], shard_counts: list[int], n_que
                 fig = {"rows": n, "shards": shards, "build_s": round(build_s, 2),
                        "shard_mb": [round(m, 1) for m in mem], "p50_ms": round(float(np.percentile(lat, 50)), 2),
                        "p99_ms": round(float(np.percentile(lat, 99)), 2), "recall10": round(float(np.mean(recall)), 4),
-                       "method": hits.method}
+                       "method": hits.method, "lookalikes": lookalikes,
+                       "nprobe": [s.manifest["ann"]["nprobe"] if s.manifest.get("ann") else None
+                                  for s in getattr(g, "shards", [g])],
+                       "nlist": [s.manifest["ann"]["nlist"] if s.manifest.get("ann") else None
+                                 for s in getattr(g, "shards", [g])]}
                 figures.append(fig)
                 rows.append([f"{n:,}", shards, f"{build_s:.1f}", f"{max(mem):.0f}", f"{fig['p50_ms']:.1f}",
-                             f"{fig['p99_ms']:.1f}", f"{fig['recall10']:.3f}", hits.method])
+                             f"{fig['p99_ms']:.1f}", f"{fig['recall10']:.3f}", hits.method,
+                             " ".join(f"{a}/{b}" for a, b in zip(fig["nprobe"], fig["nlist"]) if a)])
                 del g
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-    report.print(f"Sharded search, {dim}-d synthetic identities, k = 10, {n_queries} queries, one at a time")
-    report.table(["rows", "shards", "build s", "MB per shard (max)", "p50 ms", "p99 ms", "recall@10", "search"], rows)
+    report.print(f"Sharded search, {dim}-d synthetic identities, k = 10, {n_queries} queries, one at a time"
+                 + ("" if lookalikes else "; builds without the look-alike pass (--skip-lookalikes)"))
+    report.table(["rows", "shards", "build s", "MB per shard (max)", "p50 ms", "p99 ms", "recall@10", "search",
+                  "lists scanned / nlist"], rows)
     return figures
 
 
@@ -232,13 +248,16 @@ def main(argv=None) -> None:
     ap.add_argument("--shards", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--dim", type=int, default=DIM, help="dimension of the synthetic vectors (part 1)")
+    ap.add_argument("--skip-lookalikes", action="store_true",
+                    help="part 1: leave the build's look-alike pass out (at 1 M rows it dominates the build)")
     ap.add_argument("--images", type=int, nargs="*", default=[400, 1600],
                     help="crops of the Ray overhead run: two folder sizes (none: skip it)")
     ap.add_argument("--batch", type=int, default=32, help="batch size of the Ray overhead run")
     ap.add_argument("--repeats", type=int, default=2, help="interleaved repeats of the Ray overhead run")
     args = parse(ap, argv)
     report = Report(args.out)
-    figures = {"search": part_search(report, args.sizes, args.shards, args.queries, args.dim)} if args.sizes else {}
+    figures = {"search": part_search(report, args.sizes, args.shards, args.queries, args.dim,
+                                     not args.skip_lookalikes)} if args.sizes else {}
     if args.images:
         figures["ray"] = part_ray(report, args.images, args.batch, args.repeats)
     report.save(figures)
