@@ -93,6 +93,10 @@ fi
 run python benchmarks/bench_large_gallery.py --out "$out/large_gallery"
 run python benchmarks/bench_index.py ${data[@]+"${data[@]}"} --out "$out/index"
 run python benchmarks/bench_sharded.py --images --out "$out/sharded"
+# the scale curve at 256-d (OMZ 0277's and the compact model's dimension), 10,000 to 1,000,000 rows, builds
+# without the look-alike pass (about 5 min, 7 GB of RAM)
+run python benchmarks/bench_sharded.py --sizes 10000 100000 1000000 --dim 256 --skip-lookalikes --images \
+    --out "$out/sharded_256"
 # Ray's overhead (one process and a local 2-node cluster interleaved; about 10 min)
 run python benchmarks/bench_sharded.py --sizes --out "$out/sharded_ray"
 # the distractor test on PETA-ReID (embeddings cached in runs/embedding_cache; about 15 min, 6 GB of RAM),
