@@ -131,3 +131,29 @@ def test_files_of_another_model_set_up_are_refused(two_models, mini_peta, tmp_pa
     res = runner.invoke(app, ["index", "add", str(tmp_path / "case"), *model, "--head", str(head_path),
                               "--images", str(images), "--data-root", str(mini_peta)])
     assert res.exit_code == 2 and "another model" in res.output, res.output
+
+
+def test_combined_head_mixes_the_parts_calibrated_logits_by_hand():
+    from xreid.explain.attribute_head import combine_heads
+
+    one = AttributeHead(["a"], np.array([[2.0]]), np.array([0.3]), calibration=np.array([[0.5, 1.0]]))
+    two = AttributeHead(["a"], np.array([[1.0], [0.0]]), np.array([0.5]))  # uncalibrated: slope 1
+    head = combine_heads([one, two], np.array([[0.5], [0.5]]))
+    f1, f2 = np.array([[1.0]]), np.array([[0.6, 0.8]])  # z1 = 2, z2 = 0.6
+    # 0.5 * 0.5 * 2 + 0.5 * 1 * 0.6 = 0.8, whatever scale the parts had before normalising
+    assert head.logits(concatenate_embeddings([3 * f1, f2]))[0, 0] == pytest.approx(0.8)
+    assert head.positive_ratio[0] == pytest.approx(0.4) and head.calibration is None
+    with pytest.raises(ValueError, match="shares of shape"):
+        combine_heads([one, two], np.ones((1, 1)))
+
+
+def test_head_shares_by_hand():
+    from xreid.explain.attribute_head import head_shares
+
+    y = np.array([[1, 1], [0, 1], [1, 1], [0, 1]], bool)  # attribute b: all positive, AP not measurable
+    z0 = np.array([[3, 0], [2, 0], [1, 0], [0, 0]], float)  # a ranked 1,0,1,0: AP (1 + 2/3) / 2
+    z1 = np.array([[3, 0], [0, 0], [2, 0], [1, 0]], float)  # a ranked 1,1,0,0: AP 1
+    assert head_shares([z0, z1], y, "best").tolist() == [[0, 1], [1, 0]]
+    assert head_shares([z0, z1], y, "mean").tolist() == [[0.5, 0.5], [0.5, 0.5]]
+    with pytest.raises(ValueError, match="expected one of"):
+        head_shares([z0, z1], y, "max")
