@@ -49,18 +49,17 @@ from xreid.data.protocol import load_protocol
 from xreid.data.vocabulary import words
 from xreid.distance import cosine_distance, l2_normalise
 from xreid.evaluation.metrics import evaluate_distances
-from xreid.explain.attribute_head import AttributeHead, combine_heads, fit_attribute_head, head_shares
+from xreid.explain.attribute_head import COMBINE_RULES, AttributeHead
 from xreid.evaluation.attributes import reliability
-from xreid.explain.calibration import fit_platt
 from xreid.explain.describe import parse_description, terms_text
 from xreid.explain.description_score import (LOOKALIKE_WEIGHT, LOOKALIKES, RULE, RULES, UNRELIABLE_WEIGHT,
                                             description_scores, lookalike_smoothed, term_weights)
 from xreid.index.lookalikes import nearest_rows
 from xreid.index.gallery import decode_probabilities, encode_probabilities
-from xreid.models.concat import ConcatEmbedder, concatenate_embeddings
+from xreid.models.concat import ConcatEmbedder
 from xreid.models.loading import BUNDLED_HEAD, load_embedder
 from xreid.paths import default_data_root
-from xreid.workflows.attributes import fit_head
+from xreid.workflows.attributes import fit_calibrated, fit_combined, fit_combined_head, fit_head
 from xreid.workflows.embedding_cache import CachedEmbedder, cached_embeddings
 
 SEED = 0
@@ -209,19 +208,12 @@ def clean_features(embedder, root, cache) -> list[tuple[np.ndarray, np.ndarray]]
     return out
 
 
-def calibrated(head: AttributeHead, f_cal: np.ndarray, y_cal: np.ndarray) -> AttributeHead:
-    """The head with its calibration and reliability measured on the calibration images."""
-    z = head.logits(f_cal)
-    head.calibration, head.reliability = fit_platt(z, y_cal), reliability(z, y_cal)
-    return head
-
-
 def clean_head(embedder, root, cache) -> AttributeHead:
     """The model's layer fitted on PETA-ReID-val train + 70 % attribute-only, calibrated on the other 30 % only."""
     (f_fit, y_fit), (f_cal, y_cal) = clean_features(embedder, root, cache)
-    head = fit_attribute_head(f_fit, y_fit, list(EXPLANATION_ATTRIBUTES),
-                              meta={"source": "val train + 70 % attribute-only"})
-    return calibrated(head, f_cal, y_cal)
+    return fit_calibrated(np.concatenate([f_fit, f_cal]), np.concatenate([y_fit, y_cal]),
+                          np.arange(len(f_fit) + len(f_cal)) < len(f_fit), list(EXPLANATION_ATTRIBUTES), 300,
+                          {"source": "val train + 70 % attribute-only"})
 
 
 def clean_0277_head(m0277, root, cache) -> AttributeHead:
@@ -229,14 +221,13 @@ def clean_0277_head(m0277, root, cache) -> AttributeHead:
 
 
 def clean_combined_head(parts, root, cache, rule: str) -> AttributeHead:
-    """Each part's clean head, combined per attribute (``combine_heads``; shares by ``rule`` from the
-    calibration images) into one layer on the parts' concatenation, calibrated again there."""
+    """The parts' clean layers combined per attribute by ``rule`` into one layer on their concatenation
+    (``fit_combined``, as ``xreid attributes fit --combine`` does), calibrated there again."""
     feats = [clean_features(e, root, cache) for e in parts]
-    heads = [clean_head(e, root, cache) for e in parts]
-    y_cal = feats[0][1][1]
-    shares = head_shares([h.logits(f[1][0]) for h, f in zip(heads, feats)], y_cal, rule)
-    head = combine_heads(heads, shares, {"source": f"{rule} of {len(parts)} clean heads"})
-    return calibrated(head, concatenate_embeddings([f[1][0] for f in feats]), y_cal)
+    (_, y_fit), (_, y_cal) = feats[0]
+    return fit_combined([np.concatenate([f[0][0], f[1][0]]) for f in feats], np.concatenate([y_fit, y_cal]),
+                        np.arange(len(y_fit) + len(y_cal)) < len(y_fit), list(EXPLANATION_ATTRIBUTES), rule, 300,
+                        {"source": f"{rule} of {len(parts)} clean layers"})
 
 
 def probabilities(embedder, head: AttributeHead, records, root, cache, raw: bool = False) -> np.ndarray:
@@ -393,7 +384,7 @@ def lookalike_cost(exact_rows: int, ann_rows: int, report: Report, dim: int = 25
 TEST_CASES = ((3, 0.0), (5, 0.0), (8, 0.0), (5, 0.01), (5, 0.05))
 
 
-def test_table(heads: dict, images: Images, proto, cache, report: Report, cases) -> dict:
+def table_on_test(heads: dict, images: Images, proto, cache, report: Report, cases) -> dict:
     """Per (k, noise) of ``cases``: each head's mAP / R1 with the library's look-alikes, each image
     alone and raw, beside random and the oracle; printed as a table, returned as figures."""
     names = images.names
@@ -432,7 +423,7 @@ OMZ_SOURCES = ("0277", "0286", "0287")
 #: attribute sources compared on validation: one model's layer, the layer on the three concatenated,
 #: and the three models' layers combined per attribute (``combine_heads``: mean, or the best by AP on
 #: the calibration images)
-SOURCES = OMZ_SOURCES + ("concat", "mean", "best")
+SOURCES = OMZ_SOURCES + ("concat",) + COMBINE_RULES
 
 
 def source_head(name: str, models: dict, root, cache):
@@ -484,15 +475,20 @@ def sources(names_: list[str], val, test, root, cache, report: Report) -> dict:
     chosen = max(val_fig, key=lambda n: val_fig[n]["lookalikes"][0])
     report.print(f"\nchosen on validation: {chosen}\n")
     heads = {name: source_head(name, models, root, cache) for name in dict.fromkeys(["0277", chosen])}
+    concat = ConcatEmbedder([models[m] for m in OMZ_SOURCES])
+    cached = ConcatEmbedder([CachedEmbedder(models[m], test.image_root, cache, False) for m in OMZ_SOURCES])
+    names3 = ",".join(OMZ_SOURCES)
     if chosen == "concat":  # as `xreid attributes fit --model a,b,c` makes it (calibrated on the val sets too)
-        concat = heads[chosen][0]
         heads["concat, attributes fit"] = (concat, fit_head(CachedEmbedder(concat, test.image_root, cache, False),
-                                                            root, "peta-reid", model_name="0277,0286,0287"))
+                                                            root, "peta-reid", model_name=names3))
+    elif chosen in COMBINE_RULES:  # as `xreid attributes fit --model a,b,c --combine RULE` makes it
+        heads[f"{chosen}, attributes fit"] = (concat, fit_combined_head(cached, root, "peta-reid", chosen,
+                                                                         model_name=names3))
     images = Images(test.test_images(), list(EXPLANATION_ATTRIBUTES))
     report.print(f"## PETA-ReID test ({len(images.records)} images of the 3 sets pooled, {len(images.identities)} "
                  f"identities), heads fitted and calibrated without validation images unless named\n")
     return {"val": val_fig, "chosen": chosen,
-            "test": test_table(heads, images, test, cache, report, ((3, 0.0), (5, 0.0), (8, 0.0)))}
+            "test": table_on_test(heads, images, test, cache, report, ((3, 0.0), (5, 0.0), (8, 0.0)))}
 
 
 def main() -> None:
@@ -600,7 +596,7 @@ def main() -> None:
                  f"{len(test_images.identities)} identities), rule {RULE}, unreliable weight {UNRELIABLE_WEIGHT}, "
                  f"look-alikes m {LOOKALIKES}, a {LOOKALIKE_WEIGHT}\n")
     heads = {"bundled": (bundled, head_b), "0277": (m0277, head_0277)}
-    figures["test"] = test_table(heads, test_images, test, cache, report, TEST_CASES)
+    figures["test"] = table_on_test(heads, test_images, test, cache, report, TEST_CASES)
 
     report.print("\nImage + description on PETA-ReID test (mean over the 3 sets):\n")
     rows, fig = [], {}

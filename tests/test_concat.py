@@ -157,3 +157,21 @@ def test_head_shares_by_hand():
     assert head_shares([z0, z1], y, "mean").tolist() == [[0.5, 0.5], [0.5, 0.5]]
     with pytest.raises(ValueError, match="expected one of"):
         head_shares([z0, z1], y, "max")
+
+
+def test_two_copies_of_one_model_combine_into_that_models_layer():
+    """fit_combined on two identical parts: the mean of one calibrated logit with itself is that logit,
+    so the combined layer's calibrated probabilities are the part's (up to the calibration's small pull)."""
+    from xreid.workflows.attributes import fit_calibrated, fit_combined
+
+    rng = np.random.default_rng(0)
+    f = rng.standard_normal((400, 6))
+    labels = np.stack([f[:, 0] + rng.standard_normal(400) > 0, f[:, 1] - f[:, 2] + rng.standard_normal(400) > 0.3], 1)
+    is_fit = np.arange(400) < 300
+    names = ["a", "b"]
+    one = fit_calibrated(f, labels, is_fit, names, 30, {})
+    for rule in ("mean", "best"):
+        both = fit_combined([f, f], labels, is_fit, names, rule, 30, {"model": "x"})
+        assert both.embedding_dim == 12 and both.meta["combined"] == rule and both.meta["train_images"] == 300
+        np.testing.assert_allclose(both.calibrated(concatenate_embeddings([f, f])), one.calibrated(f), atol=0.02)
+        np.testing.assert_allclose(both.reliability, one.reliability)
