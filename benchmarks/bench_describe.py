@@ -437,29 +437,38 @@ def source_head(name: str, models: dict, root, cache):
     return concat, clean_combined_head(parts, root, cache, name)
 
 
-def compare_sources(names_: list[str], models: dict, val, root, cache, report: Report) -> dict:
-    """Validation: each source's description mAP / R1 (k = 5, mean of ``VAL_SEEDS``) with the library's
-    look-alikes and alone, and its mean balanced accuracy over the attributes on the validation images."""
+def val_descriptions(val) -> tuple[Images, list, list[float]]:
+    """The validation images, their 5-term descriptions for each of ``VAL_SEEDS``, and the oracle's mAP on each."""
     images = Images(val.test_images(), list(EXPLANATION_ATTRIBUTES))
     seeded = [descriptions(images, 5, seed=s)[0] for s in VAL_SEEDS]
-    oracles = [rank_metrics(oracle_scores(images, d), images, images.identities, np.random.default_rng(1))[0]
-               for d in seeded]
+    return images, seeded, [rank_metrics(oracle_scores(images, d), images, images.identities,
+                                         np.random.default_rng(1))[0] for d in seeded]
+
+
+def source_metrics(emb, head, val, cache, images: Images, seeded, oracles) -> dict:
+    """One source on validation: mean balanced accuracy over the attributes, and (mAP, R1, of the oracle's
+    mAP) of the descriptions, mean over the seeds, with the library's look-alikes and each image alone."""
+    p, f = probabilities(emb, head, images.records, val.image_root, cache)
+    entry = {"balanced_accuracy": float(np.nanmean(reliability(head.logits(f), images.labels)))}
+    for label, probs_ in (("lookalikes", with_lookalikes(p, lookalikes_of(f, LOOKALIKES), LOOKALIKE_WEIGHT)),
+                          ("alone", quantised(p))):
+        vals = [rank_metrics(score_all(probs_, d, images.names, head.reliability, RULE, UNRELIABLE_WEIGHT),
+                             images, images.identities, np.random.default_rng(1)) for d in seeded]
+        entry[label] = (float(np.mean([v[0] for v in vals])), float(np.mean([v[1] for v in vals])),
+                        float(np.mean([v[0] / o for v, o in zip(vals, oracles)])))
+    return entry
+
+
+def compare_sources(names_: list[str], models: dict, val, root, cache, report: Report) -> dict:
+    """Validation: each source's ``source_metrics`` (k = 5, mean of ``VAL_SEEDS``), as a table."""
+    images, seeded, oracles = val_descriptions(val)
     rows, out = [], {}
     for name in names_:
         report.progress(f"source {name} ...")
-        emb, head = source_head(name, models, root, cache)
-        p, f = probabilities(emb, head, images.records, val.image_root, cache)
-        ma = float(np.nanmean(reliability(head.logits(f), images.labels)))
-        entry = {"balanced_accuracy": ma}
-        for label, probs_ in (("lookalikes", with_lookalikes(p, lookalikes_of(f, LOOKALIKES), LOOKALIKE_WEIGHT)),
-                              ("alone", quantised(p))):
-            vals = [rank_metrics(score_all(probs_, d, images.names, head.reliability, RULE, UNRELIABLE_WEIGHT),
-                                 images, images.identities, np.random.default_rng(1)) for d in seeded]
-            entry[label] = (float(np.mean([v[0] for v in vals])), float(np.mean([v[1] for v in vals])),
-                            float(np.mean([v[0] / o for v, o in zip(vals, oracles)])))
-        out[name] = entry
-        rows.append([name, f"{100 * ma:.1f}"] + [f"{entry[x][0]:.2f} / {entry[x][1]:.2f} ({100 * entry[x][2]:.1f} %)"
-                                                  for x in ("lookalikes", "alone")])
+        out[name] = entry = source_metrics(*source_head(name, models, root, cache), val, cache, images, seeded, oracles)
+        rows.append([name, f"{100 * entry['balanced_accuracy']:.1f}"]
+                    + [f"{entry[x][0]:.2f} / {entry[x][1]:.2f} ({100 * entry[x][2]:.1f} %)"
+                       for x in ("lookalikes", "alone")])
     report.print(f"Attribute sources (heads without val images), rule {RULE}, unreliable weight {UNRELIABLE_WEIGHT}, "
                  f"k = 5, mean of description seeds {VAL_SEEDS} (oracle mAP {np.mean(oracles):.1f}):\n")
     report.table(["source", "mean balanced accuracy % (val images)", f"mAP / R1 (of oracle), look-alikes m "
@@ -475,6 +484,8 @@ def sources(names_: list[str], val, test, root, cache, report: Report) -> dict:
     chosen = max(val_fig, key=lambda n: val_fig[n]["lookalikes"][0])
     report.print(f"\nchosen on validation: {chosen}\n")
     heads = {name: source_head(name, models, root, cache) for name in dict.fromkeys(["0277", chosen])}
+    heads["0277, attributes fit"] = (models["0277"], fit_head(CachedEmbedder(models["0277"], test.image_root, cache,
+                                                                             False), root, "peta-reid"))
     concat = ConcatEmbedder([models[m] for m in OMZ_SOURCES])
     cached = ConcatEmbedder([CachedEmbedder(models[m], test.image_root, cache, False) for m in OMZ_SOURCES])
     names3 = ",".join(OMZ_SOURCES)
