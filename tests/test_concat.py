@@ -175,3 +175,23 @@ def test_two_copies_of_one_model_combine_into_that_models_layer():
         assert both.embedding_dim == 12 and both.meta["combined"] == rule and both.meta["train_images"] == 300
         np.testing.assert_allclose(both.calibrated(concatenate_embeddings([f, f])), one.calibrated(f), atol=0.02)
         np.testing.assert_allclose(both.reliability, one.reliability)
+
+
+def test_cli_attributes_fit_with_two_models_and_a_cache(two_models, mini_peta, tmp_path):
+    """`xreid attributes fit --model a,b --cache DIR`: one head on the concatenation; the cache keeps each
+    part's embeddings, and a second fit reads them and fits the same layer."""
+    a, b = two_models
+    cache, heads = tmp_path / "cache", []
+    for run in range(2):
+        out = tmp_path / f"head{run}.npz"
+        res = runner.invoke(app, ["attributes", "fit", "--model", f"{a},{b}", "--backend", "torch", "--data-root",
+                                  str(mini_peta), "--out", str(out), "--epochs", "20", "--cache", str(cache)])
+        assert res.exit_code == 0, res.output
+        heads.append(AttributeHead.load(out))
+        if run == 0:
+            files = sorted(cache.glob("*.npz"))
+            assert files and all("+" not in f.name for f in files)  # per part, never the concatenation
+            stamps = [f.stat().st_mtime_ns for f in files]
+    assert heads[0].embedding_dim == 2560 and heads[0].meta["model"] == f"{a},{b}"
+    np.testing.assert_array_equal(heads[0].weights, heads[1].weights)
+    assert [f.stat().st_mtime_ns for f in sorted(cache.glob("*.npz"))] == stamps  # read, not embedded again
