@@ -59,7 +59,7 @@ from xreid.index.gallery import decode_probabilities, encode_probabilities
 from xreid.models.concat import ConcatEmbedder
 from xreid.models.loading import BUNDLED_HEAD, load_embedder
 from xreid.paths import default_data_root
-from xreid.workflows.attributes import fit_calibrated, fit_combined, fit_combined_head, fit_head
+from xreid.workflows.attributes import fit_calibrated, fit_combined, fit_head
 from xreid.workflows.embedding_cache import CachedEmbedder, cached_embeddings
 
 SEED = 0
@@ -486,15 +486,10 @@ def sources(names_: list[str], val, test, root, cache, report: Report) -> dict:
     heads = {name: source_head(name, models, root, cache) for name in dict.fromkeys(["0277", chosen])}
     heads["0277, attributes fit"] = (models["0277"], fit_head(CachedEmbedder(models["0277"], test.image_root, cache,
                                                                              False), root, "peta-reid"))
-    concat = ConcatEmbedder([models[m] for m in OMZ_SOURCES])
-    cached = ConcatEmbedder([CachedEmbedder(models[m], test.image_root, cache, False) for m in OMZ_SOURCES])
-    names3 = ",".join(OMZ_SOURCES)
     if chosen == "concat":  # as `xreid attributes fit --model a,b,c` makes it (calibrated on the val sets too)
+        concat = heads[chosen][0]
         heads["concat, attributes fit"] = (concat, fit_head(CachedEmbedder(concat, test.image_root, cache, False),
-                                                            root, "peta-reid", model_name=names3))
-    elif chosen in COMBINE_RULES:  # as `xreid attributes fit --model a,b,c --combine RULE` makes it
-        heads[f"{chosen}, attributes fit"] = (concat, fit_combined_head(cached, root, "peta-reid", chosen,
-                                                                         model_name=names3))
+                                                            root, "peta-reid", model_name=",".join(OMZ_SOURCES)))
     images = Images(test.test_images(), list(EXPLANATION_ATTRIBUTES))
     report.print(f"## PETA-ReID test ({len(images.records)} images of the 3 sets pooled, {len(images.identities)} "
                  f"identities), heads fitted and calibrated without validation images unless named\n")

@@ -98,46 +98,12 @@ def fit_calibrated(feats: np.ndarray, labels: np.ndarray, is_fit: np.ndarray, na
     return head
 
 
-def fit_combined_head(embedder: Embedder, data_root: Path, protocol: str = "peta-reid", rule: str = "mean",
-                      epochs: int = 300, model_name: str = "") -> AttributeHead:
-    """``fit_head`` for a concatenation of models (``--model a,b,...``), fitted part by part: each
-    model's layer on its own embedding (same images, same calibration), combined per attribute into
-    one layer on the concatenation by ``rule`` (``head_shares``: 'mean' of their calibrated logits, or
-    the 'best' model's by average precision on the calibration images), calibrated again
-    (docs/METHODS.md#search-by-description)."""
-    from xreid.data.peta import EXPLANATION_ATTRIBUTES
-    from xreid.data.protocol import load_protocol
-    from xreid.evaluation.attributes import labelled_embeddings
-
-    parts = getattr(embedder, "parts", None)
-    if not parts:
-        raise ValueError(f"combining attribute layers needs several models (--model a,b,...), got {embedder.name}")
-    fit_recs, cal_recs, source = calibration_split(data_root, protocol)
-    root = load_protocol(protocol, data_root).image_root
-    names = list(EXPLANATION_ATTRIBUTES)
-    fit_paths = {r.path for r in fit_recs}
-    part_feats, kept_paths = [], None
-    for part in parts:
-        feats, labels, kept = labelled_embeddings(part, root, fit_recs + cal_recs, names)
-        paths = [r.path for r in kept]
-        if kept_paths is not None and paths != kept_paths:
-            raise ValueError(f"{part.name} read other images than {parts[0].name}: cannot combine their layers")
-        kept_paths = paths
-        part_feats.append(feats)
-    is_fit = np.array([p in fit_paths for p in kept_paths], bool)
-    if (~is_fit).sum() < MIN_CALIBRATION_IMAGES:
-        raise ValueError(f"combining attribute layers needs at least {MIN_CALIBRATION_IMAGES} held-out labelled "
-                         f"images, {source} has {int((~is_fit).sum())}")
-    meta = {"model": model_name or embedder.name, "source": source, "embedder": embedder.name,
-            "model_fingerprint": getattr(embedder, "fingerprint", None), "calibration_images": int((~is_fit).sum())}
-    return fit_combined(part_feats, labels, is_fit, names, rule, epochs, meta)
-
-
 def fit_combined(part_feats: list[np.ndarray], labels: np.ndarray, is_fit: np.ndarray, names, rule: str,
                  epochs: int, meta: dict) -> AttributeHead:
     """Each part's layer fitted on the rows ``is_fit`` and calibrated on the others, combined by
     ``rule`` (``head_shares`` on the other rows) into one layer on the parts' concatenation,
-    calibrated there again."""
+    calibrated there again. Compared on PETA-ReID-val with the layer fitted on the concatenation
+    itself, which won (docs/RESULTS.md#search-by-description)."""
     from xreid.evaluation.attributes import reliability
     from xreid.explain.attribute_head import combine_heads, head_shares
     from xreid.explain.calibration import fit_platt
