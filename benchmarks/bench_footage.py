@@ -47,6 +47,7 @@ VIDEO = SHARED / "data" / "video" / "PETS09-S2L1.avi"
 GT = SHARED / "data" / "video" / "PETS09-S2L1-gt-dev.txt"
 DETECTOR = SHARED / "models" / "openvino" / "person-detection-retail-0013" / "FP16" / "person-detection-retail-0013.xml"
 GT_FRAMES = 400
+DEFAULT_REID_MODELS = {"omz-0277": str(omz_model("person-reidentification-retail-0277"))}
 
 
 def baseline(report: Report) -> dict:
@@ -185,10 +186,13 @@ def tracklets(case: Path) -> list:
     return make_sightings(vt, embed, FootageOptions(link=False))
 
 
-def reid_rows(items: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]]) -> dict:
-    """mAP of querying by one sighting for the bundled model (its stored sighting embedding), OMZ
-    0277 and a colour histogram (mean over the same crops). ``items``: (frames, boxes, bundled
-    embedding, crops) per sighting; only sightings overlapping a ground-truth person in frames 1-400."""
+def reid_rows(items: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]],
+              models: dict[str, str] | None = None) -> dict:
+    """mAP of querying by one sighting for the case's model (its stored sighting embedding), each
+    model of ``models`` (label -> model spec; default OMZ 0277: the mean of its normalised
+    embeddings of the same crops) and a colour histogram (mean over the same crops). ``items``:
+    (frames, boxes, case embedding, crops) per sighting; only sightings overlapping a ground-truth
+    person in frames 1-400."""
     from xreid.data.transforms import resize_rgb
     from xreid.evaluation.mot import read_mot
     from xreid.explain.sightings import mean_embedding
@@ -199,17 +203,18 @@ def reid_rows(items: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndar
     people = assign_people(rows, read_mot(GT))
     ids = [k for k in range(len(items)) if k + 1 in people]
     person = np.array([people[k + 1] for k in ids])
-    m0277 = load_embedder(omz_model("person-reidentification-retail-0277"))
     out = {"sightings": len(ids), "people": int(len(set(person.tolist())))}
     out["bundled"] = sighting_map(np.stack([items[k][2] for k in ids]), person)
-    out["omz-0277"] = sighting_map(np.stack([mean_embedding(m0277.embed_arrays(
-        [resize_rgb(c, m0277.preprocess.size) for c in items[k][3]])) for k in ids]), person)
+    for label, spec in (models or DEFAULT_REID_MODELS).items():
+        m = load_embedder(spec)
+        out[label] = sighting_map(np.stack([mean_embedding(m.embed_arrays(
+            [resize_rgb(c, m.preprocess.size) for c in items[k][3]])) for k in ids]), person)
     out["colour-histogram"] = sighting_map(np.stack([np.mean([colour_histogram(c) for c in items[k][3]], axis=0)
                                                      for k in ids]), person)
     return out
 
 
-def reid_across_time(case: Path) -> dict:
+def reid_across_time(case: Path, models: dict[str, str] | None = None) -> dict:
     """Re-identification across time on the case's sightings and on its tracklets (before linking)."""
     from xreid.data.images import load_image
     from xreid.index.gallery import GalleryIndex
@@ -226,13 +231,25 @@ def reid_across_time(case: Path) -> dict:
         items.append((t[:, 0].astype(int), boxes, index.vectors[i],
                       [load_image(p) for p in sorted(folder.glob("crop-*.jpg"))]))
     pieces = [(s.frames, s.boxes, s.embedding, [_decode(c.jpeg) for c in s.crops]) for s in tracklets(case)]
-    return {"sightings": reid_rows(items), "tracklets": reid_rows(pieces)}
+    return {"sightings": reid_rows(items, models), "tracklets": reid_rows(pieces, models)}
 
 
 def main(argv=None) -> None:
     ap = parser(__doc__, data_root=False)
     ap.add_argument("--strides", default="1,2,3")
+    ap.add_argument("--reid-model", action="append", default=[], metavar="LABEL=MODEL",
+                    help="also score re-identification across time with this model (e.g. a model adapted "
+                         "with `xreid adapt` on the footage's case); repeatable; OMZ 0277 is always scored")
+    ap.add_argument("--reid-only", type=Path, metavar="CASE",
+                    help="skip tracking and throughput: score re-identification on this stride-1 case "
+                         "(built with `xreid index build --video` from the same footage)")
     args = parse(ap, argv)
+    models = dict(DEFAULT_REID_MODELS)
+    for item in args.reid_model:
+        label, sep, spec = item.partition("=")
+        if not sep or not label or not spec:
+            sys.exit(f"--reid-model {item!r}: expected LABEL=MODEL")
+        models[label] = spec
     report = Report(args.out)
     for path in (VIDEO, GT, DETECTOR):
         if not path.is_file():
@@ -241,6 +258,12 @@ def main(argv=None) -> None:
 
     gt = read_mot(GT)
     figures: dict = {}
+    if args.reid_only:
+        report.progress(f"re-identification across time on {args.reid_only} ...")
+        figures["reid"] = reid_across_time(args.reid_only, models)
+        report_reid(report, figures, models)
+        report.save(figures)
+        return
     report.progress("baseline: detector + ByteTrack ...")
     figures["baseline"] = b = baseline(report)
     runs = {}
@@ -255,7 +278,7 @@ def main(argv=None) -> None:
             runs[stride] = run
             if stride == 1:
                 report.progress("re-identification across time ...")
-                figures["reid"] = reid_across_time(case)
+                figures["reid"] = reid_across_time(case, models)
         figures["xreid"] = {str(k): v for k, v in runs.items()}
     report.print("## Tracking, frames 1-400 of PETS09-S2L1 (thresholds chosen on these frames)\n")
     rows = [["plain baseline: detector + ByteTrack", f"{b['MOTA']:.1f}", f"{b['IDF1']:.1f}", b["IDsw"], b["FP"], b["FN"],
@@ -280,15 +303,19 @@ def main(argv=None) -> None:
         figures["hour_estimate"] = {"case_gib": r1["case_bytes"] * hour / 2**30,
                                     "peak_mib": r1["peak_rss_mib"] + grow}
     if "reid" in figures:
-        report.print("\n## Re-identification across time (frames 1-400): query by one sighting, find the person's "
-                     "others\n")
-        rows = []
-        for what, label in (("sightings", "sightings (linked)"), ("tracklets", "tracklets (split, not linked)")):
-            r = figures["reid"][what]
-            for k in ("bundled", "omz-0277", "colour-histogram"):
-                rows.append([f"{label}: {r['sightings']} of {r['people']} people", k, f"{r[k][0]:.1f}", r[k][1]])
-        report.table(["set", "embedding", "mAP", "queries with another sighting of their person"], rows)
+        report_reid(report, figures, models)
     report.save(figures)
+
+
+def report_reid(report: Report, figures: dict, models: dict[str, str]) -> None:
+    report.print("\n## Re-identification across time (frames 1-400): query by one sighting, find the person's "
+                 "others\n")
+    rows = []
+    for what, label in (("sightings", "sightings (linked)"), ("tracklets", "tracklets (split, not linked)")):
+        r = figures["reid"][what]
+        for k in ("bundled", *models, "colour-histogram"):
+            rows.append([f"{label}: {r['sightings']} of {r['people']} people", k, f"{r[k][0]:.1f}", r[k][1]])
+    report.table(["set", "embedding", "mAP", "queries with another sighting of their person"], rows)
 
 
 if __name__ == "__main__":
