@@ -19,12 +19,12 @@ from common import Report, omz_model, parse, parser
 
 from xreid.data.protocol import load_protocol
 from xreid.distance import l2_normalise
-from xreid.evaluation.attributes import reliability
 from xreid.explain.attribute_head import fit_attribute_head
-from xreid.explain.calibration import apply_platt, fit_platt
+from xreid.explain.calibration import apply_platt
 from xreid.explain.formulas import class_balanced_weights
 from xreid.models.concat import ConcatEmbedder
 from xreid.models.loading import load_embedder
+from xreid.workflows.attributes import calibrated
 
 NAMES = list(EXPLANATION_ATTRIBUTES)
 
@@ -93,9 +93,7 @@ def main() -> None:
     for label, emb, make in variants:
         t0 = time.time()
         (f_fit, y_fit), (f_cal, y_cal) = clean_features(emb, root, cache)
-        head = make(f_fit, y_fit)
-        z = head.logits(f_cal)
-        head.calibration, head.reliability = fit_platt(z, y_cal), reliability(z, y_cal)
+        head = calibrated(make(f_fit, y_fit), f_cal, y_cal)
         figures[label] = e = source_metrics(emb, head, val, cache, images, seeded, oracles)
         rows.append([label, f"{100 * e['balanced_accuracy']:.1f}",
                      *[f"{e[x][0]:.2f} / {e[x][1]:.2f} ({100 * e[x][2]:.1f} %)" for x in ("lookalikes", "alone")]])

@@ -87,14 +87,17 @@ def fit_head(embedder: Embedder, data_root: Path, protocol: str = "peta-reid", m
 def fit_calibrated(feats: np.ndarray, labels: np.ndarray, is_fit: np.ndarray, names, epochs: int, meta: dict,
                    calibrate: bool = True) -> AttributeHead:
     """The layer fitted on the rows ``is_fit``, then calibrated and its reliability measured on the others."""
+    head = fit_attribute_head(feats[is_fit], labels[is_fit], names, epochs=epochs, meta=meta)
+    return calibrated(head, feats[~is_fit], labels[~is_fit]) if calibrate else head
+
+
+def calibrated(head: AttributeHead, feats: np.ndarray, labels: np.ndarray) -> AttributeHead:
+    """``head`` with its calibration fitted and its reliability measured on held-out ``feats`` / ``labels``."""
     from xreid.evaluation.attributes import reliability
     from xreid.explain.calibration import fit_platt
 
-    head = fit_attribute_head(feats[is_fit], labels[is_fit], names, epochs=epochs, meta=meta)
-    if calibrate:
-        logits = head.logits(feats[~is_fit])
-        head.calibration = fit_platt(logits, labels[~is_fit])
-        head.reliability = reliability(logits, labels[~is_fit])
+    logits = head.logits(feats)
+    head.calibration, head.reliability = fit_platt(logits, labels), reliability(logits, labels)
     return head
 
 
@@ -103,10 +106,8 @@ def fit_combined(part_feats: list[np.ndarray], labels: np.ndarray, is_fit: np.nd
     """Each part's layer fitted on the rows ``is_fit`` and calibrated on the others, combined by
     ``rule`` (``head_shares`` on the other rows) into one layer on the parts' concatenation,
     calibrated there again. Compared on PETA-ReID-val with the layer fitted on the concatenation
-    itself, which won (docs/RESULTS.md#search-by-description)."""
-    from xreid.evaluation.attributes import reliability
+    itself, which won (docs/RESULTS.md#description-attribute-source)."""
     from xreid.explain.attribute_head import combine_heads, head_shares
-    from xreid.explain.calibration import fit_platt
     from xreid.models.concat import concatenate_embeddings
 
     heads = [fit_calibrated(f, labels, is_fit, names, epochs, {}) for f in part_feats]
@@ -114,9 +115,7 @@ def fit_combined(part_feats: list[np.ndarray], labels: np.ndarray, is_fit: np.nd
     shares = head_shares([h.logits(f[~is_fit]) for h, f in zip(heads, part_feats)], y_cal, rule)
     head = combine_heads(heads, shares, {**meta, "combined": rule, "train_images": int(is_fit.sum()),
                                          "never_positive_in_training": heads[0].meta["never_positive_in_training"]})
-    z = head.logits(concatenate_embeddings([f[~is_fit] for f in part_feats]))
-    head.calibration, head.reliability = fit_platt(z, y_cal), reliability(z, y_cal)
-    return head
+    return calibrated(head, concatenate_embeddings([f[~is_fit] for f in part_feats]), y_cal)
 
 
 def evaluate_head(embedder: Embedder, head: AttributeHead, data_root: Path, protocol: str = "peta-reid") -> dict:
