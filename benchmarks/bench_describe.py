@@ -1,6 +1,6 @@
 """Search by description on PETA-ReID (docs/METHODS.md#search-by-description).
 
-    python benchmarks/bench_describe.py [--data-root DATA_ROOT] [--cache runs/describe_cache] [--out STEM]
+    python benchmarks/bench_describe.py [--data-root DATA_ROOT] [--cache CACHE] [--sources SOURCE ...] [--out STEM]
 
 For every identity of a set of images, a description is made from its ground-truth labels: k
 attributes (k = 3, 5, 8) drawn at random (seed fixed), ceil(k / 2) from the labels it has and the
@@ -41,26 +41,30 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import M0277, Report, parse, parser, relative
+from common import M0277, Report, omz_model, parse, parser, relative
 
 from xreid.data.labels import label_matrix
+from xreid.data.peta import EXPLANATION_ATTRIBUTES
 from xreid.data.protocol import load_protocol
 from xreid.data.vocabulary import words
 from xreid.distance import cosine_distance, l2_normalise
 from xreid.evaluation.metrics import evaluate_distances
-from xreid.explain.attribute_head import AttributeHead, fit_attribute_head
+from xreid.explain.attribute_head import COMBINE_RULES, AttributeHead
 from xreid.evaluation.attributes import reliability
-from xreid.explain.calibration import fit_platt
 from xreid.explain.describe import parse_description, terms_text
 from xreid.explain.description_score import (LOOKALIKE_WEIGHT, LOOKALIKES, RULE, RULES, UNRELIABLE_WEIGHT,
                                             description_scores, lookalike_smoothed, term_weights)
 from xreid.index.lookalikes import nearest_rows
 from xreid.index.gallery import decode_probabilities, encode_probabilities
+from xreid.models.concat import ConcatEmbedder
 from xreid.models.loading import BUNDLED_HEAD, load_embedder
-from xreid.workflows.attributes import fit_head
+from xreid.paths import default_data_root
+from xreid.workflows.attributes import fit_calibrated, fit_combined, fit_head
 from xreid.workflows.embedding_cache import CachedEmbedder, cached_embeddings
 
 SEED = 0
+#: the embedding cache's default folder
+CACHE = default_data_root() / "describe_cache"
 WEIGHTS = (0.0, 0.25, 0.5, 1.0)
 #: look-alikes compared on validation: m nearest images, their weight a (m = 0: each image alone)
 LOOKALIKE_M = (1, 2, 4, 8, 16)
@@ -183,26 +187,47 @@ def random_metrics(images: Images, descs, reps: int = 5) -> tuple[float, float]:
     return tuple(np.mean(vals, axis=0))
 
 
-def clean_0277_head(m0277, root, cache) -> AttributeHead:
-    """0277's layer fitted on PETA-ReID-val train + 70 % attribute-only, calibrated on the other 30 % only."""
-    from xreid.data.peta import EXPLANATION_ATTRIBUTES
+def clean_split(root) -> tuple[list, list]:
+    """(fit, calibration) records of a head that sees no validation image: PETA-ReID-val train + 70 %
+    of the attribute-only images, and the other 30 %."""
     from xreid.data.splits import CALIBRATION_SHARE, held_out
 
     val = load_protocol("peta-reid-val", root)
     fit = val.train + [r for r in val.attribute_only if not held_out(r.path, CALIBRATION_SHARE)]
-    cal = [r for r in val.attribute_only if held_out(r.path, CALIBRATION_SHARE)]
-    names = list(EXPLANATION_ATTRIBUTES)
-    feats = {}
-    for part in (fit, cal):
-        f, kept, _ = cached_embeddings(m0277, val.image_root, [r.path for r in part], cache, progress=False)
-        feats[id(part)] = (f, [r for r in part if r.path in set(kept)])
-    (f_fit, r_fit), (f_cal, r_cal) = feats[id(fit)], feats[id(cal)]
-    y_fit, _ = label_matrix(r_fit, names)
-    y_cal, _ = label_matrix(r_cal, names)
-    head = fit_attribute_head(f_fit, y_fit, names, meta={"source": "val train + 70 % attribute-only"})
-    z = head.logits(f_cal)
-    head.calibration, head.reliability = fit_platt(z, y_cal), reliability(z, y_cal)
-    return head
+    return fit, [r for r in val.attribute_only if held_out(r.path, CALIBRATION_SHARE)]
+
+
+def clean_features(embedder, root, cache) -> list[tuple[np.ndarray, np.ndarray]]:
+    """[(features, labels) of the fit images, (features, labels) of the calibration images] (``clean_split``)."""
+    image_root = load_protocol("peta-reid-val", root).image_root
+    out = []
+    for part in clean_split(root):
+        f, kept, skipped = cached_embeddings(embedder, image_root, [r.path for r in part], cache, progress=False)
+        assert not skipped and kept == [r.path for r in part], f"{len(skipped)} images unreadable"
+        out.append((f, label_matrix(part, list(EXPLANATION_ATTRIBUTES))[0]))
+    return out
+
+
+def clean_head(embedder, root, cache) -> AttributeHead:
+    """The model's layer fitted on PETA-ReID-val train + 70 % attribute-only, calibrated on the other 30 % only."""
+    (f_fit, y_fit), (f_cal, y_cal) = clean_features(embedder, root, cache)
+    return fit_calibrated(np.concatenate([f_fit, f_cal]), np.concatenate([y_fit, y_cal]),
+                          np.arange(len(f_fit) + len(f_cal)) < len(f_fit), list(EXPLANATION_ATTRIBUTES), 300,
+                          {"source": "val train + 70 % attribute-only"})
+
+
+def clean_0277_head(m0277, root, cache) -> AttributeHead:
+    return clean_head(m0277, root, cache)
+
+
+def clean_combined_head(parts, root, cache, rule: str) -> AttributeHead:
+    """The parts' clean layers combined per attribute by ``rule`` into one layer on their concatenation
+    (``fit_combined``, as ``xreid attributes fit --combine`` does), calibrated there again."""
+    feats = [clean_features(e, root, cache) for e in parts]
+    (_, y_fit), (_, y_cal) = feats[0]
+    return fit_combined([np.concatenate([f[0][0], f[1][0]]) for f in feats], np.concatenate([y_fit, y_cal]),
+                        np.arange(len(y_fit) + len(y_cal)) < len(y_fit), list(EXPLANATION_ATTRIBUTES), rule, 300,
+                        {"source": f"{rule} of {len(parts)} clean layers"})
 
 
 def probabilities(embedder, head: AttributeHead, records, root, cache, raw: bool = False) -> np.ndarray:
@@ -356,9 +381,129 @@ def lookalike_cost(exact_rows: int, ann_rows: int, report: Report, dim: int = 25
     return out
 
 
+TEST_CASES = ((3, 0.0), (5, 0.0), (8, 0.0), (5, 0.01), (5, 0.05))
+
+
+def table_on_test(heads: dict, images: Images, proto, cache, report: Report, cases) -> dict:
+    """Per (k, noise) of ``cases``: each head's mAP / R1 with the library's look-alikes, each image
+    alone and raw, beside random and the oracle; printed as a table, returned as figures."""
+    names = images.names
+    probs = {}
+    for label, (emb, head) in heads.items():
+        p, f = probabilities(emb, head, images.records, proto.image_root, cache)
+        raw, _ = probabilities(emb, head, images.records, proto.image_root, cache, raw=True)
+        probs[label] = (with_lookalikes(p, lookalikes_of(f, LOOKALIKES), LOOKALIKE_WEIGHT), quantised(p),
+                        quantised(raw), head.reliability)
+    rows, fig = [], {}
+    for k, noise in cases:
+        descs, misread = descriptions(images, k, noise)
+        ids = images.identities
+        oracle = rank_metrics(oracle_scores(images, descs), images, ids, np.random.default_rng(1))
+        rand = random_metrics(images, descs)
+        entry = {"oracle": oracle, "random": rand, "misread_descriptions": misread}
+        cells = [k, f"{100 * noise:g} %", misread]
+        for label, (p, alone, raw, rel) in probs.items():
+            cal, own, unc = (rank_metrics(score_all(x, descs, names, rel, RULE, UNRELIABLE_WEIGHT), images, ids,
+                                          np.random.default_rng(1)) for x in (p, alone, raw))
+            entry[label] = {"calibrated": cal, "alone": own, "raw": unc, "of_oracle": cal[0] / oracle[0],
+                            "alone_of_oracle": own[0] / oracle[0]}
+            cells += [f"{cal[0]:.1f} / {cal[1]:.1f} ({100 * cal[0] / oracle[0]:.0f} %)",
+                      f"{own[0]:.1f} / {own[1]:.1f} ({100 * own[0] / oracle[0]:.0f} %)", f"{unc[0]:.1f} / {unc[1]:.1f}"]
+        cells += [f"{rand[0]:.1f} / {rand[1]:.1f}", f"{oracle[0]:.1f} / {oracle[1]:.1f}"]
+        rows.append(cells)
+        fig[f"k{k}_noise{noise}"] = entry
+    report.table(["k", "words replaced", "misread"]
+                 + [c for label in heads for c in (f"{label} mAP / R1 (of oracle)", f"{label}, each image alone",
+                                                   f"{label} raw, alone")] + ["random", "oracle"], rows)
+    return fig
+
+
+#: the OMZ re-id models whose attribute layers are compared as description sources (never saw PETA)
+OMZ_SOURCES = ("0277", "0286", "0287")
+#: attribute sources compared on validation: one model's layer, the layer on the three concatenated,
+#: and the three models' layers combined per attribute (``combine_heads``: mean, or the best by AP on
+#: the calibration images)
+SOURCES = OMZ_SOURCES + ("concat",) + COMBINE_RULES
+
+
+def source_head(name: str, models: dict, root, cache):
+    """(embedder, clean head) of an attribute source (``SOURCES``)."""
+    if name in models:
+        return models[name], clean_head(models[name], root, cache)
+    parts = [models[m] for m in OMZ_SOURCES]
+    concat = ConcatEmbedder(parts)
+    if name == "concat":
+        return concat, clean_head(concat, root, cache)
+    return concat, clean_combined_head(parts, root, cache, name)
+
+
+def val_descriptions(val) -> tuple[Images, list, list[float]]:
+    """The validation images, their 5-term descriptions for each of ``VAL_SEEDS``, and the oracle's mAP on each."""
+    images = Images(val.test_images(), list(EXPLANATION_ATTRIBUTES))
+    seeded = [descriptions(images, 5, seed=s)[0] for s in VAL_SEEDS]
+    return images, seeded, [rank_metrics(oracle_scores(images, d), images, images.identities,
+                                         np.random.default_rng(1))[0] for d in seeded]
+
+
+def source_metrics(emb, head, val, cache, images: Images, seeded, oracles) -> dict:
+    """One source on validation: mean balanced accuracy over the attributes, and (mAP, R1, of the oracle's
+    mAP) of the descriptions, mean over the seeds, with the library's look-alikes and each image alone."""
+    p, f = probabilities(emb, head, images.records, val.image_root, cache)
+    entry = {"balanced_accuracy": float(np.nanmean(reliability(head.logits(f), images.labels)))}
+    for label, probs_ in (("lookalikes", with_lookalikes(p, lookalikes_of(f, LOOKALIKES), LOOKALIKE_WEIGHT)),
+                          ("alone", quantised(p))):
+        vals = [rank_metrics(score_all(probs_, d, images.names, head.reliability, RULE, UNRELIABLE_WEIGHT),
+                             images, images.identities, np.random.default_rng(1)) for d in seeded]
+        entry[label] = (float(np.mean([v[0] for v in vals])), float(np.mean([v[1] for v in vals])),
+                        float(np.mean([v[0] / o for v, o in zip(vals, oracles)])))
+    return entry
+
+
+def compare_sources(names_: list[str], models: dict, val, root, cache, report: Report) -> dict:
+    """Validation: each source's ``source_metrics`` (k = 5, mean of ``VAL_SEEDS``), as a table."""
+    images, seeded, oracles = val_descriptions(val)
+    rows, out = [], {}
+    for name in names_:
+        report.progress(f"source {name} ...")
+        out[name] = entry = source_metrics(*source_head(name, models, root, cache), val, cache, images, seeded, oracles)
+        rows.append([name, f"{100 * entry['balanced_accuracy']:.1f}"]
+                    + [f"{entry[x][0]:.2f} / {entry[x][1]:.2f} ({100 * entry[x][2]:.1f} %)"
+                       for x in ("lookalikes", "alone")])
+    report.print(f"Attribute sources (heads without val images), rule {RULE}, unreliable weight {UNRELIABLE_WEIGHT}, "
+                 f"k = 5, mean of description seeds {VAL_SEEDS} (oracle mAP {np.mean(oracles):.1f}):\n")
+    report.table(["source", "mean balanced accuracy % (val images)", f"mAP / R1 (of oracle), look-alikes m "
+                  f"{LOOKALIKES} a {LOOKALIKE_WEIGHT}", "each image alone"], rows)
+    return out
+
+
+def sources(names_: list[str], val, test, root, cache, report: Report) -> dict:
+    """``--sources``: the validation comparison, then the chosen source and 0277 on test."""
+    models = {m: load_embedder(omz_model(f"person-reidentification-retail-{m}")) for m in OMZ_SOURCES}
+    report.print(f"## Attribute sources on PETA-ReID-val ({len(val.test_images())} images)\n")
+    val_fig = compare_sources(names_, models, val, root, cache, report)
+    chosen = max(val_fig, key=lambda n: val_fig[n]["lookalikes"][0])
+    report.print(f"\nchosen on validation: {chosen}\n")
+    heads = {name: source_head(name, models, root, cache) for name in dict.fromkeys(["0277", chosen])}
+    heads["0277, attributes fit"] = (models["0277"], fit_head(CachedEmbedder(models["0277"], test.image_root, cache,
+                                                                             False), root, "peta-reid"))
+    if chosen == "concat":  # as `xreid attributes fit --model a,b,c` makes it (calibrated on the val sets too)
+        concat = heads[chosen][0]
+        heads["concat, attributes fit"] = (concat, fit_head(CachedEmbedder(concat, test.image_root, cache, False),
+                                                            root, "peta-reid", model_name=",".join(OMZ_SOURCES)))
+    images = Images(test.test_images(), list(EXPLANATION_ATTRIBUTES))
+    report.print(f"## PETA-ReID test ({len(images.records)} images of the 3 sets pooled, {len(images.identities)} "
+                 f"identities), heads fitted and calibrated without validation images unless named\n")
+    return {"val": val_fig, "chosen": chosen,
+            "test": table_on_test(heads, images, test, cache, report, ((3, 0.0), (5, 0.0), (8, 0.0)))}
+
+
 def main() -> None:
     ap = parser(__doc__)
-    ap.add_argument("--cache", type=Path, default=Path("runs/describe_cache"), help="embedding cache folder")
+    ap.add_argument("--cache", type=Path, default=CACHE, help="embedding cache folder, one file per model "
+                    "(default: beside the default data root, outside the checkout, so it outlives a worktree)")
+    ap.add_argument("--sources", nargs="+", choices=SOURCES, default=None, metavar="SOURCE",
+                    help=f"only compare these attribute sources ({', '.join(SOURCES)}) on PETA-ReID-val, then "
+                         "measure the best and 0277 on PETA-ReID test (k = 3, 5, 8)")
     ap.add_argument("--rows", type=int, default=1_000_000, help="rows of the synthetic index for the latency")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--lookalike-rows", type=int, nargs=2, default=(20_000, 100_000), metavar=("EXACT", "ANN"),
@@ -373,6 +518,10 @@ def main() -> None:
     head_b = AttributeHead.load(BUNDLED_HEAD)
     m0277 = load_embedder(M0277)
     names = head_b.names
+    if args.sources:
+        figures["sources"] = sources(args.sources, val, test, root, cache, report)
+        report.save(figures)
+        return
 
     # -- 1. the choice, on validation --
     report.progress("0277 head without validation images ...")
@@ -453,38 +602,7 @@ def main() -> None:
                  f"{len(test_images.identities)} identities), rule {RULE}, unreliable weight {UNRELIABLE_WEIGHT}, "
                  f"look-alikes m {LOOKALIKES}, a {LOOKALIKE_WEIGHT}\n")
     heads = {"bundled": (bundled, head_b), "0277": (m0277, head_0277)}
-    probs = {}
-    for label, (emb, head) in heads.items():
-        p, f = probabilities(emb, head, test_images.records, test.image_root, cache)
-        raw, _ = probabilities(emb, head, test_images.records, test.image_root, cache, raw=True)
-        probs[label] = (with_lookalikes(p, lookalikes_of(f, LOOKALIKES), LOOKALIKE_WEIGHT), quantised(p),
-                        quantised(raw), head.reliability)
-    rows, fig = [], {}
-    for k, noise in [(3, 0.0), (5, 0.0), (8, 0.0), (5, 0.01), (5, 0.05)]:
-        descs, misread = descriptions(test_images, k, noise)
-        ids = test_images.identities
-        oracle = rank_metrics(oracle_scores(test_images, descs), test_images, ids, np.random.default_rng(1))
-        rand = random_metrics(test_images, descs)
-        entry = {"oracle": oracle, "random": rand, "misread_descriptions": misread}
-        cells = [k, f"{100 * noise:g} %", misread]
-        for label, (p, alone, raw, rel) in probs.items():
-            cal = rank_metrics(score_all(p, descs, names, rel, RULE, UNRELIABLE_WEIGHT), test_images, ids,
-                               np.random.default_rng(1))
-            own = rank_metrics(score_all(alone, descs, names, rel, RULE, UNRELIABLE_WEIGHT), test_images, ids,
-                               np.random.default_rng(1))
-            unc = rank_metrics(score_all(raw, descs, names, rel, RULE, UNRELIABLE_WEIGHT), test_images, ids,
-                               np.random.default_rng(1))
-            entry[label] = {"calibrated": cal, "alone": own, "raw": unc, "of_oracle": cal[0] / oracle[0],
-                            "alone_of_oracle": own[0] / oracle[0]}
-            cells += [f"{cal[0]:.1f} / {cal[1]:.1f} ({100 * cal[0] / oracle[0]:.0f} %)",
-                      f"{own[0]:.1f} / {own[1]:.1f} ({100 * own[0] / oracle[0]:.0f} %)", f"{unc[0]:.1f} / {unc[1]:.1f}"]
-        cells += [f"{rand[0]:.1f} / {rand[1]:.1f}", f"{oracle[0]:.1f} / {oracle[1]:.1f}"]
-        rows.append(cells)
-        fig[f"k{k}_noise{noise}"] = entry
-    report.table(["k", "words replaced", "misread", "bundled mAP / R1 (of oracle)", "bundled, each image alone",
-                  "bundled raw, alone", "0277 mAP / R1 (of oracle)", "0277, each image alone", "0277 raw, alone",
-                  "random", "oracle"], rows)
-    figures["test"] = fig
+    figures["test"] = table_on_test(heads, test_images, test, cache, report, TEST_CASES)
 
     report.print("\nImage + description on PETA-ReID test (mean over the 3 sets):\n")
     rows, fig = [], {}

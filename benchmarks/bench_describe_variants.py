@@ -4,12 +4,12 @@ weighted by cosine, smoothing only inside the first C unsmoothed results; beside
 grid and the rules. OMZ 0277 with its attribute layer fitted without validation images (as in
 bench_describe.py), k = 3 / 5 / 8, mean over three description seeds.
 
-    python benchmarks/bench_describe_variants.py [--data-root DATA_ROOT] [--cache runs/describe_cache]
+    python benchmarks/bench_describe_variants.py [--data-root DATA_ROOT] [--cache CACHE]
 """
 import time
 from pathlib import Path
 import numpy as np
-from bench_describe import (Images, clean_0277_head, descriptions, oracle_scores, quantised, rank_metrics,
+from bench_describe import (CACHE, Images, clean_0277_head, descriptions, oracle_scores, quantised, rank_metrics,
                             probabilities)
 from common import M0277, Report, parse, parser
 from xreid.data.protocol import load_protocol
@@ -18,7 +18,7 @@ from xreid.explain.description_score import description_scores, term_weights, EP
 from xreid.models.loading import load_embedder
 
 ap = parser(__doc__)
-ap.add_argument("--cache", type=Path, default=Path("runs/describe_cache"), help="embedding cache folder")
+ap.add_argument("--cache", type=Path, default=CACHE, help="embedding cache folder (as bench_describe.py)")
 args = parse(ap)
 root, cache = args.data_root, args.cache
 report = Report(args.out)

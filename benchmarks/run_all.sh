@@ -122,6 +122,11 @@ run python benchmarks/bench_serve.py ${data[@]+"${data[@]}"} --out "$out/serve"
 run python benchmarks/bench_case_session.py --out "$out/case_session"
 run python benchmarks/bench_describe.py ${data[@]+"${data[@]}"} --out "$out/describe"
 run python benchmarks/bench_describe_variants.py ${data[@]+"${data[@]}"} --out "$out/describe_variants"
+# the description search's attribute source: the OMZ layers compared on PETA-ReID-val, the chosen one on test (about
+# 6 min with the embeddings cached in the default describe_cache; 30 min to embed them), and the variants not kept
+run python benchmarks/bench_describe.py ${data[@]+"${data[@]}"} --sources 0277 0286 0287 concat mean best \
+    --out "$out/describe_sources"
+run python benchmarks/bench_describe_source_variants.py ${data[@]+"${data[@]}"} --out "$out/describe_source_variants"
 # the soak as recorded (a short one; the issue-29 target is --rows 100000 --real 19000 --clients 16 --seconds 1200)
 run python benchmarks/bench_soak.py ${data[@]+"${data[@]}"} --rows 2000 --real 300 --clients 4 --seconds 600 \
     --warmup 120 --out "$out/soak_short"

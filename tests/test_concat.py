@@ -131,3 +131,67 @@ def test_files_of_another_model_set_up_are_refused(two_models, mini_peta, tmp_pa
     res = runner.invoke(app, ["index", "add", str(tmp_path / "case"), *model, "--head", str(head_path),
                               "--images", str(images), "--data-root", str(mini_peta)])
     assert res.exit_code == 2 and "another model" in res.output, res.output
+
+
+def test_combined_head_mixes_the_parts_calibrated_logits_by_hand():
+    from xreid.explain.attribute_head import combine_heads
+
+    one = AttributeHead(["a"], np.array([[2.0]]), np.array([0.3]), calibration=np.array([[0.5, 1.0]]))
+    two = AttributeHead(["a"], np.array([[1.0], [0.0]]), np.array([0.5]))  # uncalibrated: slope 1
+    head = combine_heads([one, two], np.array([[0.5], [0.5]]))
+    f1, f2 = np.array([[1.0]]), np.array([[0.6, 0.8]])  # z1 = 2, z2 = 0.6
+    # 0.5 * 0.5 * 2 + 0.5 * 1 * 0.6 = 0.8, whatever scale the parts had before normalising
+    assert head.logits(concatenate_embeddings([3 * f1, f2]))[0, 0] == pytest.approx(0.8)
+    assert head.positive_ratio[0] == pytest.approx(0.4) and head.calibration is None
+    with pytest.raises(ValueError, match="shares of shape"):
+        combine_heads([one, two], np.ones((1, 1)))
+
+
+def test_head_shares_by_hand():
+    from xreid.explain.attribute_head import head_shares
+
+    y = np.array([[1, 1], [0, 1], [1, 1], [0, 1]], bool)  # attribute b: all positive, AP not measurable
+    z0 = np.array([[3, 0], [2, 0], [1, 0], [0, 0]], float)  # a ranked 1,0,1,0: AP (1 + 2/3) / 2
+    z1 = np.array([[3, 0], [0, 0], [2, 0], [1, 0]], float)  # a ranked 1,1,0,0: AP 1
+    assert head_shares([z0, z1], y, "best").tolist() == [[0, 1], [1, 0]]
+    assert head_shares([z0, z1], y, "mean").tolist() == [[0.5, 0.5], [0.5, 0.5]]
+    with pytest.raises(ValueError, match="expected one of"):
+        head_shares([z0, z1], y, "max")
+
+
+def test_two_copies_of_one_model_combine_into_that_models_layer():
+    """fit_combined on two identical parts: the mean of one calibrated logit with itself is that logit,
+    so the combined layer's calibrated probabilities are the part's (up to the calibration's small pull)."""
+    from xreid.workflows.attributes import fit_calibrated, fit_combined
+
+    rng = np.random.default_rng(0)
+    f = rng.standard_normal((400, 6))
+    labels = np.stack([f[:, 0] + rng.standard_normal(400) > 0, f[:, 1] - f[:, 2] + rng.standard_normal(400) > 0.3], 1)
+    is_fit = np.arange(400) < 300
+    names = ["a", "b"]
+    one = fit_calibrated(f, labels, is_fit, names, 30, {})
+    for rule in ("mean", "best"):
+        both = fit_combined([f, f], labels, is_fit, names, rule, 30, {"model": "x"})
+        assert both.embedding_dim == 12 and both.meta["combined"] == rule and both.meta["train_images"] == 300
+        np.testing.assert_allclose(both.calibrated(concatenate_embeddings([f, f])), one.calibrated(f), atol=0.02)
+        np.testing.assert_allclose(both.reliability, one.reliability)
+
+
+def test_cli_attributes_fit_with_two_models_and_a_cache(two_models, mini_peta, tmp_path):
+    """`xreid attributes fit --model a,b --cache DIR`: one head on the concatenation; the cache keeps each
+    part's embeddings, and a second fit reads them and fits the same layer."""
+    a, b = two_models
+    cache, heads = tmp_path / "cache", []
+    for run in range(2):
+        out = tmp_path / f"head{run}.npz"
+        res = runner.invoke(app, ["attributes", "fit", "--model", f"{a},{b}", "--backend", "torch", "--data-root",
+                                  str(mini_peta), "--out", str(out), "--epochs", "20", "--cache", str(cache)])
+        assert res.exit_code == 0, res.output
+        heads.append(AttributeHead.load(out))
+        if run == 0:
+            files = sorted(cache.glob("*.npz"))
+            assert files and all("+" not in f.name for f in files)  # per part, never the concatenation
+            stamps = [f.stat().st_mtime_ns for f in files]
+    assert heads[0].embedding_dim == 2560 and heads[0].meta["model"] == f"{a},{b}"
+    np.testing.assert_array_equal(heads[0].weights, heads[1].weights)
+    assert [f.stat().st_mtime_ns for f in sorted(cache.glob("*.npz"))] == stamps  # read, not embedded again

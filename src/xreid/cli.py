@@ -210,13 +210,28 @@ def attributes_fit(
     market_root: Annotated[Optional[Path], typer.Option(help="Fit on Market-1501 instead: its root folder.")] = None,
     market_attributes: Annotated[Optional[Path], typer.Option(help="market_attribute.mat (with --market-root).")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Full-batch optimisation steps.")] = 300,
+    cache: Annotated[Optional[Path], typer.Option(
+        help="Embedding cache folder, one file per model (several models: one per part), kept for the next "
+             "fit; an interrupted fit resumes from it.")] = None,
 ) -> None:
     """Train the bias-free linear attribute layer on frozen embeddings (class-balanced BCE)."""
     from xreid.workflows.attributes import fit_head
 
     outputs(out)
-    head = fit_head(opts.load(), resolve_data_root(data_root), protocol, market_root, market_attributes,
-                    epochs=epochs, model_name=opts.model)
+    root = resolve_data_root(data_root)
+    embedder = opts.load()
+    if cache is not None:
+        from xreid.data.protocol import load_protocol
+        from xreid.workflows.embedding_cache import CachedEmbedder
+
+        images = market_root if market_root is not None else load_protocol(protocol, root).image_root
+        embedder = CachedEmbedder(embedder, images, cache)
+    try:
+        head = fit_head(embedder, root, protocol, market_root, market_attributes, epochs=epochs,
+                        model_name=opts.model)
+    except KeyboardInterrupt:
+        fail("interrupted" + ("; the embeddings done so far are cached: run the same command to resume"
+                              if cache is not None else " (--cache keeps the embeddings for the next run)"), code=130)
     head.save(out)
     typer.echo(f"attribute head ({len(head.names)} attributes, {head.embedding_dim}-d embeddings, "
                f"{head.meta['train_images']} images) written to {out}")

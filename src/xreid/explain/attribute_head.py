@@ -12,6 +12,7 @@ name only differences that calibrated, reliable attributes support.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,3 +157,52 @@ def fit_attribute_head(features: np.ndarray, labels: np.ndarray, names: Sequence
     info = {**(meta or {}), "train_images": int(len(features)), "final_loss": float(loss.detach()),
             "never_positive_in_training": never, "balance": balance}
     return AttributeHead(list(names), weight.detach().double().numpy(), ratio.astype(np.float64), info)
+
+
+#: How ``head_shares`` weighs the heads of several models in ``combine_heads``.
+COMBINE_RULES = ("mean", "best")
+
+
+def head_shares(logits: Sequence[np.ndarray], labels: np.ndarray, rule: str) -> np.ndarray:
+    """K x A: how much each of K heads counts for each attribute, from their logits (K arrays, M x A)
+    on held-out images with ``labels`` (M x A bool). 'mean': 1 / K each; 'best': all to the head
+    whose logits rank the attribute's positives best (average precision; the first head where no
+    image or every image is positive)."""
+    from xreid.evaluation.metrics import average_precision
+
+    if rule not in COMBINE_RULES:
+        raise ValueError(f"head combination {rule!r}: expected one of {', '.join(COMBINE_RULES)}")
+    k, a = len(logits), np.asarray(labels).shape[1]
+    if rule == "mean":
+        return np.full((k, a), 1.0 / k)
+    y = np.asarray(labels, bool)
+    ap = np.zeros((k, a))
+    for i, z in enumerate(logits):
+        for j in range(a):
+            if y[:, j].any() and not y[:, j].all():
+                ap[i, j] = average_precision(y[np.argsort(-np.asarray(z)[:, j], kind="stable"), j])
+    shares = np.zeros((k, a))
+    shares[np.argmax(ap, axis=0), np.arange(a)] = 1.0
+    return shares
+
+
+def combine_heads(heads: Sequence[AttributeHead], shares: np.ndarray, meta: dict | None = None) -> AttributeHead:
+    """One bias-free head on the concatenation of the heads' embeddings (each part L2-normalised,
+    ``models.concat.concatenate_embeddings``) whose logit is, per attribute a, the shares' mix of the
+    heads' calibrated slopes times their logits: sum_k shares[k, a] * slope_k[a] * z_k[a] (a head
+    without calibration: slope 1). The intercepts drop out (the layer has no bias): calibrate the
+    result again (``fit_platt``)."""
+    if not heads:
+        raise ValueError("no attribute heads to combine")
+    names = heads[0].names
+    if any(h.names != names for h in heads):
+        raise ValueError("attribute heads to combine must have the same attributes in the same order")
+    shares = np.asarray(shares, np.float64)
+    if shares.shape != (len(heads), len(names)):
+        raise ValueError(f"shares of shape {shares.shape}, expected {(len(heads), len(names))}")
+    # the concatenation's norm is sqrt(K) (K unit parts), so a part's logit z_k = f_k . W_k is
+    # sqrt(K) * (f / |f|) . W_k: scale each part's weights by sqrt(K)
+    blocks = [math.sqrt(len(heads)) * h.weights * (s * (h.calibration[:, 0] if h.calibration is not None else 1.0))
+              for h, s in zip(heads, shares)]
+    ratio = np.mean([h.positive_ratio for h in heads], axis=0)
+    return AttributeHead(list(names), np.concatenate(blocks, axis=0), ratio, dict(meta or {}))

@@ -51,8 +51,6 @@ def fit_head(embedder: Embedder, data_root: Path, protocol: str = "peta-reid", m
     reliability on held-out images of other identities (docs/METHODS.md#attribute-calibration)."""
     from xreid.data.peta import EXPLANATION_ATTRIBUTES
     from xreid.evaluation.attributes import labelled_embeddings
-    from xreid.evaluation.attributes import reliability
-    from xreid.explain.calibration import fit_platt
 
     if market_root is not None:
         from xreid.data.market import MARKET_ATTRIBUTES, load_market, load_market_attributes
@@ -83,12 +81,41 @@ def fit_head(embedder: Embedder, data_root: Path, protocol: str = "peta-reid", m
     meta = {"model": model_name or embedder.name, "source": source, "embedder": embedder.name,
             "model_fingerprint": getattr(embedder, "fingerprint", None),
             "calibration_images": int((~is_fit).sum())}
+    return fit_calibrated(feats, labels, is_fit, names, epochs, meta, calibrate)
+
+
+def fit_calibrated(feats: np.ndarray, labels: np.ndarray, is_fit: np.ndarray, names, epochs: int, meta: dict,
+                   calibrate: bool = True) -> AttributeHead:
+    """The layer fitted on the rows ``is_fit``, then calibrated and its reliability measured on the others."""
     head = fit_attribute_head(feats[is_fit], labels[is_fit], names, epochs=epochs, meta=meta)
-    if calibrate:
-        logits = head.logits(feats[~is_fit])
-        head.calibration = fit_platt(logits, labels[~is_fit])
-        head.reliability = reliability(logits, labels[~is_fit])
+    return calibrated(head, feats[~is_fit], labels[~is_fit]) if calibrate else head
+
+
+def calibrated(head: AttributeHead, feats: np.ndarray, labels: np.ndarray) -> AttributeHead:
+    """``head`` with its calibration fitted and its reliability measured on held-out ``feats`` / ``labels``."""
+    from xreid.evaluation.attributes import reliability
+    from xreid.explain.calibration import fit_platt
+
+    logits = head.logits(feats)
+    head.calibration, head.reliability = fit_platt(logits, labels), reliability(logits, labels)
     return head
+
+
+def fit_combined(part_feats: list[np.ndarray], labels: np.ndarray, is_fit: np.ndarray, names, rule: str,
+                 epochs: int, meta: dict) -> AttributeHead:
+    """Each part's layer fitted on the rows ``is_fit`` and calibrated on the others, combined by
+    ``rule`` (``head_shares`` on the other rows) into one layer on the parts' concatenation,
+    calibrated there again. Compared on PETA-ReID-val with the layer fitted on the concatenation
+    itself, which won (docs/RESULTS.md#description-attribute-source)."""
+    from xreid.explain.attribute_head import combine_heads, head_shares
+    from xreid.models.concat import concatenate_embeddings
+
+    heads = [fit_calibrated(f, labels, is_fit, names, epochs, {}) for f in part_feats]
+    y_cal = labels[~is_fit]
+    shares = head_shares([h.logits(f[~is_fit]) for h, f in zip(heads, part_feats)], y_cal, rule)
+    head = combine_heads(heads, shares, {**meta, "combined": rule, "train_images": int(is_fit.sum()),
+                                         "never_positive_in_training": heads[0].meta["never_positive_in_training"]})
+    return calibrated(head, concatenate_embeddings([f[~is_fit] for f in part_feats]), y_cal)
 
 
 def evaluate_head(embedder: Embedder, head: AttributeHead, data_root: Path, protocol: str = "peta-reid") -> dict:
