@@ -61,7 +61,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import Report, parse, parser
+from common import Report, lookalike_pass, parse, parser
 
 DIM, N_ATTR, CAMERAS, DAYS = 256, 57, 8, 30
 BACKPACK, MALE = 5, 0  # attribute columns used by the filters
@@ -316,6 +316,10 @@ class Lance:
         return disk_mb(self.path)
 
 
+#: whether xreid's build runs its look-alike pass (``--skip-lookalikes``)
+LOOKALIKES = True
+
+
 class Xreid:
     """The library's index, built through its writer (segments of 100,000 rows, then finish()),
     opened and searched as ``xreid index search`` and the server do."""
@@ -329,7 +333,8 @@ class Xreid:
         self.case = tmp / "xreid"
         names = [f"a{j}" for j in range(N_ATTR)]
         identity = {"model": "synthetic", "fingerprint": "0" * 16, "preprocess": {}, "flip": False}
-        with IndexWriter.create(self.case, identity, names, {"head": "synthetic", "head_fingerprint": "0"}, DIM) as w:
+        with lookalike_pass(LOOKALIKES), \
+                IndexWriter.create(self.case, identity, names, {"head": "synthetic", "head_fingerprint": "0"}, DIM) as w:
             for s in range(0, len(x), 100_000):
                 e = min(len(x), s + 100_000)
                 probs = (meta["attrs"][:, s:e].T.astype(np.float64) + 0.5) / 256.0
@@ -424,12 +429,17 @@ def main() -> None:
     ap.add_argument("--candidates", default=",".join(CANDIDATES),
                     help="on the first data set; the others run exact and xreid only")
     ap.add_argument("--threads", type=int, default=1, help="faiss threads while searching (builds use all cores)")
+    ap.add_argument("--skip-lookalikes", action="store_true",
+                    help="xreid's build without the look-alike pass (each row's nearest rows for the description "
+                         "search: N searches, what dominates a 1M-row build); search is the same")
     args = parse(ap)
+    global LOOKALIKES
+    LOOKALIKES = not args.skip_lookalikes
     import faiss
 
     report = Report(args.out)
     figures: dict = {"n": args.n, "dim": DIM, "queries": args.queries, "attributes": N_ATTR, "filters": FILTERS,
-                     "faiss": faiss.__version__, "results": []}
+                     "faiss": faiss.__version__, "lookalikes": LOOKALIKES, "results": []}
     try:
         import lancedb
 

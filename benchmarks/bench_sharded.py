@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import Report, parse, parser
+from common import Report, lookalike_pass, parse, parser
 from xreid.distance import l2_normalise
 from xreid.index.gallery import GalleryIndex, IndexWriter, Rows
 from xreid.index.sharded import finish_sharded, shard_of, start_sharded
@@ -58,12 +58,8 @@ def write_case(case: Path, x: np.ndarray, shards: int, batch: int = 20_000, look
     """Seconds to write ``x`` into ``shards`` shards as a build does; without ``lookalikes`` the
     build's look-alike pass (each row's nearest rows, for attribute smoothing) is left out."""
     if not lookalikes:
-        original = IndexWriter.update_lookalikes
-        IndexWriter.update_lookalikes = lambda self, ann=None: None
-        try:
+        with lookalike_pass(False):
             return write_case(case, x, shards, batch)
-        finally:
-            IndexWriter.update_lookalikes = original
     t0 = time.perf_counter()
     keys = np.array([f"p/{i:08d}.jpg" for i in range(len(x))])
     where = np.array([shard_of(k, shards) for k in keys]) if shards > 1 else np.zeros(len(x), int)

@@ -10,6 +10,7 @@ what was printed) and ``NAME.json`` (the figures, where the benchmark has any), 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -25,6 +26,22 @@ RESULTS = REPO / "benchmarks" / "results"
 #: The shared data and models beside the checkout (as in tests/conftest.py).
 SHARED = Path(os.environ.get("XREID_SHARED", REPO.parent / "shared")).expanduser()
 SHARED_MODELS = SHARED / "models" / "openvino"
+
+
+@contextlib.contextmanager
+def lookalike_pass(enabled: bool = True):
+    """Index builds inside this block run the look-alike pass (each row's nearest rows, for the
+    description search's smoothing) only if ``enabled``: a benchmark of search or sharding can leave
+    out what dominates a 1M-row build (docs/RESULTS.md, Search by description)."""
+    from xreid.index.gallery import IndexWriter
+
+    original = IndexWriter.update_lookalikes
+    if not enabled:
+        IndexWriter.update_lookalikes = lambda self, ann=None: None
+    try:
+        yield
+    finally:
+        IndexWriter.update_lookalikes = original
 
 
 def omz_model(name: str) -> Path:

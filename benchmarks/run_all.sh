@@ -92,6 +92,8 @@ else
 fi
 run python benchmarks/bench_large_gallery.py --out "$out/large_gallery"
 run python benchmarks/bench_index.py ${data[@]+"${data[@]}"} --out "$out/index"
+# the library's index only, since the scan floor, without the build's 1M-row look-alike pass
+run python benchmarks/bench_index.py ${data[@]+"${data[@]}"} --candidates xreid --skip-lookalikes --out "$out/index_floor"
 run python benchmarks/bench_sharded.py --images --out "$out/sharded"
 # the scale curve at 256-d (OMZ 0277's and the compact model's dimension), 10,000 to 1,000,000 rows, builds
 # without the look-alike pass (about 5 min, 7 GB of RAM)
