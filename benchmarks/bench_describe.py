@@ -49,7 +49,8 @@ from xreid.data.protocol import load_protocol
 from xreid.data.vocabulary import words
 from xreid.distance import cosine_distance, l2_normalise
 from xreid.evaluation.metrics import evaluate_distances
-from xreid.explain.attribute_head import COMBINE_RULES, AttributeHead
+from xreid.evaluation.attributes import COMBINE_RULES
+from xreid.explain.attribute_head import AttributeHead
 from xreid.evaluation.attributes import reliability
 from xreid.explain.describe import parse_description, terms_text
 from xreid.explain.description_score import (LOOKALIKE_WEIGHT, LOOKALIKES, RULE, RULES, UNRELIABLE_WEIGHT,

@@ -148,7 +148,7 @@ def test_combined_head_mixes_the_parts_calibrated_logits_by_hand():
 
 
 def test_head_shares_by_hand():
-    from xreid.explain.attribute_head import head_shares
+    from xreid.evaluation.attributes import head_shares
 
     y = np.array([[1, 1], [0, 1], [1, 1], [0, 1]], bool)  # attribute b: all positive, AP not measurable
     z0 = np.array([[3, 0], [2, 0], [1, 0], [0, 0]], float)  # a ranked 1,0,1,0: AP (1 + 2/3) / 2

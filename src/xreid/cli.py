@@ -219,16 +219,9 @@ def attributes_fit(
 
     outputs(out)
     root = resolve_data_root(data_root)
-    embedder = opts.load()
-    if cache is not None:
-        from xreid.data.protocol import load_protocol
-        from xreid.workflows.embedding_cache import CachedEmbedder
-
-        images = market_root if market_root is not None else load_protocol(protocol, root).image_root
-        embedder = CachedEmbedder(embedder, images, cache)
     try:
-        head = fit_head(embedder, root, protocol, market_root, market_attributes, epochs=epochs,
-                        model_name=opts.model)
+        head = fit_head(opts.load(), root, protocol, market_root, market_attributes, epochs=epochs,
+                        model_name=opts.model, cache=cache)
     except KeyboardInterrupt:
         fail("interrupted" + ("; the embeddings done so far are cached: run the same command to resume"
                               if cache is not None else " (--cache keeps the embeddings for the next run)"), code=130)

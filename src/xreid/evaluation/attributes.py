@@ -11,7 +11,7 @@ import numpy as np
 
 from xreid.data.labels import label_matrix
 from xreid.data.records import ImageRecord
-from xreid.evaluation.metrics import attribute_mean_accuracy
+from xreid.evaluation.metrics import attribute_mean_accuracy, average_precision
 from xreid.models.embedders import Embedder
 
 
@@ -49,3 +49,28 @@ def reliability(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     images hold only one class (reliability cannot be measured)."""
     _, tpr, tnr = attribute_mean_accuracy(np.asarray(logits) > 0, labels)
     return (tpr + tnr) / 2
+
+
+#: How ``head_shares`` weighs the heads of several models in ``combine_heads``.
+COMBINE_RULES = ("mean", "best")
+
+
+def head_shares(logits: Sequence[np.ndarray], labels: np.ndarray, rule: str) -> np.ndarray:
+    """K x A: how much each of K heads counts for each attribute, from their logits (K arrays, M x A)
+    on held-out images with ``labels`` (M x A bool). 'mean': 1 / K each; 'best': all to the head
+    whose logits rank the attribute's positives best (average precision; the first head where no
+    image or every image is positive)."""
+    if rule not in COMBINE_RULES:
+        raise ValueError(f"head combination {rule!r}: expected one of {', '.join(COMBINE_RULES)}")
+    k, a = len(logits), np.asarray(labels).shape[1]
+    if rule == "mean":
+        return np.full((k, a), 1.0 / k)
+    y = np.asarray(labels, bool)
+    ap = np.zeros((k, a))
+    for i, z in enumerate(logits):
+        for j in range(a):
+            if y[:, j].any() and not y[:, j].all():
+                ap[i, j] = average_precision(y[np.argsort(-np.asarray(z)[:, j], kind="stable"), j])
+    shares = np.zeros((k, a))
+    shares[np.argmax(ap, axis=0), np.arange(a)] = 1.0
+    return shares

@@ -159,33 +159,6 @@ def fit_attribute_head(features: np.ndarray, labels: np.ndarray, names: Sequence
     return AttributeHead(list(names), weight.detach().double().numpy(), ratio.astype(np.float64), info)
 
 
-#: How ``head_shares`` weighs the heads of several models in ``combine_heads``.
-COMBINE_RULES = ("mean", "best")
-
-
-def head_shares(logits: Sequence[np.ndarray], labels: np.ndarray, rule: str) -> np.ndarray:
-    """K x A: how much each of K heads counts for each attribute, from their logits (K arrays, M x A)
-    on held-out images with ``labels`` (M x A bool). 'mean': 1 / K each; 'best': all to the head
-    whose logits rank the attribute's positives best (average precision; the first head where no
-    image or every image is positive)."""
-    from xreid.evaluation.metrics import average_precision
-
-    if rule not in COMBINE_RULES:
-        raise ValueError(f"head combination {rule!r}: expected one of {', '.join(COMBINE_RULES)}")
-    k, a = len(logits), np.asarray(labels).shape[1]
-    if rule == "mean":
-        return np.full((k, a), 1.0 / k)
-    y = np.asarray(labels, bool)
-    ap = np.zeros((k, a))
-    for i, z in enumerate(logits):
-        for j in range(a):
-            if y[:, j].any() and not y[:, j].all():
-                ap[i, j] = average_precision(y[np.argsort(-np.asarray(z)[:, j], kind="stable"), j])
-    shares = np.zeros((k, a))
-    shares[np.argmax(ap, axis=0), np.arange(a)] = 1.0
-    return shares
-
-
 def combine_heads(heads: Sequence[AttributeHead], shares: np.ndarray, meta: dict | None = None) -> AttributeHead:
     """One bias-free head on the concatenation of the heads' embeddings (each part L2-normalised,
     ``models.concat.concatenate_embeddings``) whose logit is, per attribute a, the shares' mix of the

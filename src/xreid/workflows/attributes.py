@@ -45,10 +45,12 @@ def calibration_split(data_root: Path, protocol: str) -> tuple[list[ImageRecord]
 
 
 def fit_head(embedder: Embedder, data_root: Path, protocol: str = "peta-reid", market_root: Path | None = None,
-             market_attributes: Path | None = None, epochs: int = 300, model_name: str = "") -> AttributeHead:
+             market_attributes: Path | None = None, epochs: int = 300, model_name: str = "",
+             cache: Path | None = None) -> AttributeHead:
     """Fit the bias-free attribute layer on frozen embeddings (PETA vocabulary on a protocol, or
     Market-1501's 30 attributes), then calibrate its probabilities and measure each attribute's
-    reliability on held-out images of other identities (docs/METHODS.md#attribute-calibration)."""
+    reliability on held-out images of other identities (docs/METHODS.md#attribute-calibration).
+    ``cache``: an embedding cache folder (one file per model or part), so an interrupted fit resumes."""
     from xreid.data.peta import EXPLANATION_ATTRIBUTES
     from xreid.evaluation.attributes import labelled_embeddings
 
@@ -67,6 +69,10 @@ def fit_head(embedder: Embedder, data_root: Path, protocol: str = "peta-reid", m
 
         fit_recs, cal_recs, source = calibration_split(data_root, protocol)
         root, names = load_protocol(protocol, data_root).image_root, EXPLANATION_ATTRIBUTES
+    if cache is not None:
+        from xreid.workflows.embedding_cache import CachedEmbedder
+
+        embedder = CachedEmbedder(embedder, root, cache)
     feats, labels, kept = labelled_embeddings(embedder, root, fit_recs + cal_recs, names)
     fit_paths = {r.path for r in fit_recs}
     is_fit = np.array([r.path in fit_paths for r in kept], bool)
@@ -107,7 +113,8 @@ def fit_combined(part_feats: list[np.ndarray], labels: np.ndarray, is_fit: np.nd
     ``rule`` (``head_shares`` on the other rows) into one layer on the parts' concatenation,
     calibrated there again. Compared on PETA-ReID-val with the layer fitted on the concatenation
     itself, which won (docs/RESULTS.md#description-attribute-source)."""
-    from xreid.explain.attribute_head import combine_heads, head_shares
+    from xreid.evaluation.attributes import head_shares
+    from xreid.explain.attribute_head import combine_heads
     from xreid.models.concat import concatenate_embeddings
 
     heads = [fit_calibrated(f, labels, is_fit, names, epochs, {}) for f in part_feats]
