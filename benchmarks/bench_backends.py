@@ -1,7 +1,7 @@
 """Whole-process speed of ``xreid embed --list`` over PETA-ReID test crops, one row per backend.
 
     python benchmarks/bench_backends.py [--data-root DATA_ROOT] [--images 800] [--runs 3]
-                                        [--out benchmarks/results/backends]
+                                        [--candidate LABEL=MODEL.pt] [--out benchmarks/results/backends]
 
 Each figure is the command as a user runs it, process start included (interpreter, imports, model
 load, JPEG decoding, embedding, writing the .npz), timed from outside:
@@ -10,7 +10,8 @@ load, JPEG decoding, embedding, writing the .npz), timed from outside:
   compiled-model cache);
 - ``--model default`` with ``XREID_BACKEND=torch``: the same model in PyTorch (what 'default' ran
   before the cache existed);
-- ``--model`` Open Model Zoo person-reidentification-retail-0277 (OpenVINO, f32).
+- ``--model`` Open Model Zoo person-reidentification-retail-0277 (OpenVINO, f32);
+- ``--candidate LABEL=MODEL``: any other xreid model file (a candidate default) under 'auto'.
 
 The crops are spread evenly over the test images of every test set. One untimed run of each command
 comes first (it fills the model cache and the page cache); then the commands run in turn, A B C A B
@@ -64,6 +65,9 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=800, help="test crops to embed (default 800)")
     ap.add_argument("--runs", type=int, default=3, help="timed runs per command (default 3)")
     ap.add_argument("--omz", type=Path, default=M0277, help="the Open Model Zoo row's model (.xml)")
+    ap.add_argument("--candidate", action="append", default=[], metavar="LABEL=MODEL",
+                    help="also time `xreid embed --model MODEL` (e.g. a candidate default's .pt), default backend; "
+                         "repeatable")
     args = parse(ap)
     report = Report(args.out)
 
@@ -73,6 +77,11 @@ def main() -> None:
     base_env = {k: v for k, v in os.environ.items() if k != "XREID_BACKEND"}
     rows = {"xreid default (auto: ONNX Runtime, cached)": ("default", {}),
             "xreid default (XREID_BACKEND=torch: PyTorch)": ("default", {"XREID_BACKEND": "torch"})}
+    for item in args.candidate:
+        label, sep, model = item.partition("=")
+        if not sep or not label or not Path(model).is_file():
+            sys.exit(f"--candidate {item!r}: expected LABEL=MODEL with an existing model file")
+        rows[f"{label} (auto)"] = (model, {})
     if args.omz.is_file():
         rows[f"{args.omz.stem} (OpenVINO f32)"] = (str(args.omz), {})
     else:
@@ -80,7 +89,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="xreid_bench_backends_") as tmp:
         list_file = Path(tmp) / "crops.txt"
-        list_file.write_text("\n".join(keys) + "\n")
+        list_file.write_text("path\n" + "\n".join(keys) + "\n")  # a list is a CSV with a header row
         commands = {label: (embed_command(model, list_file, Path(tmp) / f"{i}.npz", args.data_root),
                             {**base_env, **extra}) for i, (label, (model, extra)) in enumerate(rows.items())}
         cold_env = {**base_env, "XREID_MODEL_CACHE": str(Path(tmp) / "empty-cache")}
