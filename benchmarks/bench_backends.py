@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import M0277, Report, parse, parser, relative
+from common import M0277, Report, labelled_models, parse, parser, relative
 
 from xreid.data.protocol import load_protocol
 
@@ -77,10 +77,9 @@ def main() -> None:
     base_env = {k: v for k, v in os.environ.items() if k != "XREID_BACKEND"}
     rows = {"xreid default (auto: ONNX Runtime, cached)": ("default", {}),
             "xreid default (XREID_BACKEND=torch: PyTorch)": ("default", {"XREID_BACKEND": "torch"})}
-    for item in args.candidate:
-        label, sep, model = item.partition("=")
-        if not sep or not label or not Path(model).is_file():
-            sys.exit(f"--candidate {item!r}: expected LABEL=MODEL with an existing model file")
+    for label, model in labelled_models(args.candidate, "--candidate").items():
+        if not Path(model).is_file():
+            sys.exit(f"--candidate {label}={model}: no such model file")
         rows[f"{label} (auto)"] = (model, {})
     if args.omz.is_file():
         rows[f"{args.omz.stem} (OpenVINO f32)"] = (str(args.omz), {})

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED, Report, omz_model, parse, parser  # noqa: E402
+from common import SHARED, Report, labelled_models, omz_model, parse, parser  # noqa: E402
 
 VIDEO = SHARED / "data" / "video" / "PETS09-S2L1.avi"
 GT = SHARED / "data" / "video" / "PETS09-S2L1-gt-dev.txt"
@@ -244,12 +244,7 @@ def main(argv=None) -> None:
                     help="skip tracking and throughput: score re-identification on this stride-1 case "
                          "(built with `xreid index build --video` from the same footage)")
     args = parse(ap, argv)
-    models = dict(DEFAULT_REID_MODELS)
-    for item in args.reid_model:
-        label, sep, spec = item.partition("=")
-        if not sep or not label or not spec:
-            sys.exit(f"--reid-model {item!r}: expected LABEL=MODEL")
-        models[label] = spec
+    models = {**DEFAULT_REID_MODELS, **labelled_models(args.reid_model, "--reid-model")}
     report = Report(args.out)
     for path in (VIDEO, GT, DETECTOR):
         if not path.is_file():

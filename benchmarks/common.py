@@ -44,6 +44,17 @@ def lookalike_pass(enabled: bool = True):
         IndexWriter.update_lookalikes = original
 
 
+def labelled_models(items: Sequence[str], option: str) -> dict[str, str]:
+    """``LABEL=MODEL`` option values as {label: model}; exits naming the option on a malformed one."""
+    out = {}
+    for item in items:
+        label, sep, model = item.partition("=")
+        if not sep or not label or not model:
+            sys.exit(f"{option} {item!r}: expected LABEL=MODEL")
+        out[label] = model
+    return out
+
+
 def omz_model(name: str) -> Path:
     """The OpenVINO IR of an Open Model Zoo model in ``SHARED/models/openvino`` (FP16 where the zoo
     ships the re-id models so, else FP32)."""
