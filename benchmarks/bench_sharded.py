@@ -2,18 +2,23 @@
 what sharding and Ray cost and give on this machine.
 
     python benchmarks/bench_sharded.py [--sizes 10000 100000] [--shards 1 2 4] [--queries 100] [--dim 3072]
-                                       [--skip-lookalikes] [--images 400 1600] [--batch 32] [--repeats 2] [--out STEM]
+                                       [--skip-lookalikes] [--floors F ...] [--images 400 1600] [--batch 32]
+                                       [--repeats 2] [--out STEM]
 
 Part 1, sharded search: synthetic galleries at the default model's dimension (3,072; ``--dim``: another,
 e.g. 256 for OMZ 0277 or a compact model), people seen
 several times (one identity per 5 rows, views at cosine ~0.6 to their centre, so neighbours exist
 as in real embeddings), written through ``IndexWriter`` into 1, 2 or 4 shards (a row's shard is
 ``shard_of(key)``), each shard as ``xreid index build`` leaves it (one segment; an ANN structure
-from 50,000 rows per shard, exact search below). Build time: writing and finishing every shard
-from the vectors (embedding excluded). Memory per shard: its float32 vectors, uint8 attribute codes
-and ANN file. Latency: one query at a time, k = 10, shard-parallel threads, p50 / p99 over
-``--queries`` queries (perturbed views of gallery identities). Recall@10 against exact search
-(numpy, float32, over all rows).
+from 50,000 rows per shard, exact search below; a vector file, memory-mapped, from 512 MB of vectors
+per shard). The rows are made in blocks of ``CHUNK`` (each block's people and views from its own seed)
+and never held all at once, so 10,000,000 rows fit this machine. Build time: writing and finishing
+every shard from the vectors (embedding excluded). Memory per shard: what a search process holds
+(uint8 attribute codes, the ANN file, and the float32 vectors unless they are mapped) and, apart,
+the mapped vectors. Latency: one query at a time, k = 10, shard-parallel threads, p50 / p99 over
+``--queries`` queries (perturbed views of gallery rows), with the scan floor the build recorded or,
+with ``--floors``, each floor given (the same index, searched again). Recall@10 against exact search
+(numpy, float32, over all rows, block by block).
 
 Part 2, Ray's overhead: synthetic crops indexed with the bundled model into 2 shards, once in one
 process and once with ``--ray`` on a local two-node cluster (``ray.cluster_utils.Cluster``, head
@@ -37,6 +42,7 @@ import numpy as np
 
 from common import Report, lookalike_pass, parse, parser
 from xreid.distance import l2_normalise
+from xreid.index.ann import SCAN_FLOOR, TopK, scan_nprobe
 from xreid.index.gallery import GalleryIndex, IndexWriter, Rows
 from xreid.index.sharded import finish_sharded, shard_of, start_sharded
 
@@ -45,94 +51,140 @@ IDENTITY = {"model": "synthetic", "fingerprint": "0" * 16, "preprocess": {}, "fl
 HEAD = {"head": "synthetic", "head_fingerprint": "0"}
 
 
-def identities(n: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` unit vectors, 5 views per identity on average, and each row's identity."""
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(0, max(1, n // 5), n)
-    centres = rng.standard_normal((max(1, n // 5), dim)).astype(np.float32)
-    x = centres[ids] + 1.3 * rng.standard_normal((n, dim)).astype(np.float32)
-    return l2_normalise(x).astype(np.float32), ids
+#: rows made (and written, and scored for the exact answer) at a time
+CHUNK = 250_000
 
 
-def write_case(case: Path, x: np.ndarray, shards: int, batch: int = 20_000, lookalikes: bool = True) -> float:
-    """Seconds to write ``x`` into ``shards`` shards as a build does; without ``lookalikes`` the
-    build's look-alike pass (each row's nearest rows, for attribute smoothing) is left out."""
+def identity_block(n: int, c: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Rows ``c * CHUNK`` .. of ``n`` synthetic unit vectors: the block's own people (one per 5 rows),
+    each row one of them seen anew, from the block's own seed (any block can be made again alone)."""
+    m = min(CHUNK, n - c * CHUNK)
+    rng = np.random.default_rng([seed, c])
+    people = max(1, m // 5)
+    centres = rng.standard_normal((people, dim)).astype(np.float32)
+    x = centres[rng.integers(0, people, m)] + 1.3 * rng.standard_normal((m, dim)).astype(np.float32)
+    return l2_normalise(x).astype(np.float32)
+
+
+def blocks(n: int) -> range:
+    return range(-(-n // CHUNK))
+
+
+def queries_for(n: int, dim: int, n_queries: int) -> np.ndarray:
+    """Perturbed views of ``n_queries`` gallery rows drawn at random (their blocks made again)."""
+    rng = np.random.default_rng(1)
+    picks = rng.integers(0, n, n_queries)
+    noise = 0.5 * rng.standard_normal((n_queries, dim)).astype(np.float32) / np.sqrt(dim)
+    rows = np.zeros((n_queries, dim), np.float32)
+    for c in np.unique(picks // CHUNK):
+        here = picks // CHUNK == c
+        rows[here] = identity_block(n, int(c), dim)[picks[here] - c * CHUNK]
+    return l2_normalise(rows + noise).astype(np.float32)
+
+
+def write_case(case: Path, n: int, dim: int, shards: int, queries: np.ndarray, lookalikes: bool = True
+               ) -> tuple[float, np.ndarray]:
+    """Write the ``n`` synthetic rows into ``shards`` shards as a build does, block by block, every
+    shard's writer open at once, scoring each block against ``queries`` on the way; returns the
+    seconds taken (the scoring left out) and each query's exact top 10 (row numbers). Without
+    ``lookalikes`` the build's look-alike pass (each row's nearest rows, for attribute smoothing)
+    is left out."""
     if not lookalikes:
         with lookalike_pass(False):
-            return write_case(case, x, shards, batch)
-    t0 = time.perf_counter()
-    keys = np.array([f"p/{i:08d}.jpg" for i in range(len(x))])
-    where = np.array([shard_of(k, shards) for k in keys]) if shards > 1 else np.zeros(len(x), int)
-    probs = np.full((len(x), N_ATTR), 0.3)
+            return write_case(case, n, dim, shards, queries)
+    from contextlib import ExitStack
+
     names = [f"a{j}" for j in range(N_ATTR)]
-    dirs = start_sharded(case, shards, IDENTITY, names, HEAD, x.shape[1]) if shards > 1 else [case]
-    for s, d in enumerate(dirs):
-        mine = np.flatnonzero(where == s)
-        with IndexWriter.create(d, IDENTITY, names, HEAD, x.shape[1]) as w:
-            for a in range(0, len(mine), batch):
-                rows = mine[a:a + batch]
-                w.commit(Rows(keys[rows].tolist(), x[rows], probs[rows]))
+    best, scoring = TopK(len(queries), 10), 0.0
+    t0 = time.perf_counter()
+    dirs = start_sharded(case, shards, IDENTITY, names, HEAD, dim) if shards > 1 else [case]
+    with ExitStack() as stack:
+        writers = [stack.enter_context(IndexWriter.create(d, IDENTITY, names, HEAD, dim)) for d in dirs]
+        for c in blocks(n):
+            x = identity_block(n, c, dim)
+            t1 = time.perf_counter()
+            best.add(queries @ x.T, c * CHUNK)
+            scoring += time.perf_counter() - t1
+            keys = np.array([f"p/{i:08d}.jpg" for i in range(c * CHUNK, c * CHUNK + len(x))])
+            where = np.array([shard_of(k, shards) for k in keys]) if shards > 1 else np.zeros(len(x), int)
+            for s, w in enumerate(writers):
+                mine = np.flatnonzero(where == s)
+                w.commit(Rows(keys[mine].tolist(), x[mine], np.full((len(mine), N_ATTR), 0.3)))
+        for w in writers:
             w.finish()
     if shards > 1:
         finish_sharded(case)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0 - scoring, best.ids
 
 
-def shard_memory(g: GalleryIndex) -> list[float]:
-    """MB per shard: vectors, attribute codes and ANN file."""
-    parts = getattr(g, "shards", [g])
+def shard_memory(g: GalleryIndex) -> list[tuple[float, float]]:
+    """MB per shard: (held: attribute codes, ANN file, and vectors unless mapped; mapped vectors)."""
     out = []
-    for s in parts:
+    for s in getattr(g, "shards", [g]):
         ann = (s.case / s.manifest["ann"]["file"]).stat().st_size if s.manifest.get("ann") else 0
-        out.append((s.vectors.nbytes + s.attribute_codes.nbytes + ann) / 2**20)
+        mapped = isinstance(s.vectors, np.memmap)
+        out.append(((s.attribute_codes.nbytes + ann + (0 if mapped else s.vectors.nbytes)) / 2**20,
+                    s.vectors.nbytes / 2**20 if mapped else 0.0))
+    return out
+
+
+def set_floor(g: GalleryIndex, floor: float | None) -> list[int | None]:
+    """Search every shard with the scan floor ``floor`` (None: the one its build recorded); the lists
+    each scans."""
+    out = []
+    for s in getattr(g, "shards", [g]):
+        if s.ann is not None:
+            recorded = s.manifest["ann"].get("scan_floor", SCAN_FLOOR)
+            s.ann.nprobe = scan_nprobe(s.ann.tuned_nprobe, s.ann.nlist, recorded if floor is None else floor)
+        out.append(None if s.ann is None else s.ann.nprobe)
     return out
 
 
 def part_search(report: Report, sizes: list[int], shard_counts: list[int], n_queries: int,
-                dim: int = DIM, lookalikes: bool = True) -> list[dict]:
+                dim: int = DIM, lookalikes: bool = True, floors: list[float | None] | None = None) -> list[dict]:
     figures = []
     rows = []
     for n in sizes:
-        x, ids = identities(n, dim)
-        rng = np.random.default_rng(1)
-        picks = rng.integers(0, n, n_queries)
-        noise = 0.5 * rng.standard_normal((n_queries, dim)).astype(np.float32) / np.sqrt(dim)
-        queries = l2_normalise(x[picks] + noise).astype(np.float32)
-        exact = [set(np.argpartition(-(x @ q), 10)[:10].tolist()) for q in queries]
+        queries = queries_for(n, dim, n_queries)
         for shards in shard_counts:
             tmp = Path(tempfile.mkdtemp(prefix="xreid-shard-"))
             try:
                 report.progress(f"n={n} shards={shards}: building")
-                build_s = write_case(tmp / "case", x, shards, lookalikes=lookalikes)
+                build_s, exact = write_case(tmp / "case", n, dim, shards, queries, lookalikes=lookalikes)
+                exact = [set(r.tolist()) for r in exact]
+                t0 = time.perf_counter()
                 g = GalleryIndex.open(tmp / "case")
+                open_s = time.perf_counter() - t0
                 row_of = {k: int(k[2:10]) for k in g.keys.tolist()}
-                g.search(queries[0], 10)
-                lat, recall = [], []
-                for q, truth in zip(queries, exact):
-                    t0 = time.perf_counter()
-                    hits = g.search(q, 10)
-                    lat.append((time.perf_counter() - t0) * 1000)
-                    recall.append(len({row_of[k] for k in hits.keys} & truth) / 10)
                 mem = shard_memory(g)
-                fig = {"rows": n, "shards": shards, "build_s": round(build_s, 2),
-                       "shard_mb": [round(m, 1) for m in mem], "p50_ms": round(float(np.percentile(lat, 50)), 2),
-                       "p99_ms": round(float(np.percentile(lat, 99)), 2), "recall10": round(float(np.mean(recall)), 4),
-                       "method": hits.method, "lookalikes": lookalikes,
-                       "nprobe": [s.manifest["ann"]["nprobe"] if s.manifest.get("ann") else None
-                                  for s in getattr(g, "shards", [g])],
-                       "nlist": [s.manifest["ann"]["nlist"] if s.manifest.get("ann") else None
-                                 for s in getattr(g, "shards", [g])]}
-                figures.append(fig)
-                rows.append([f"{n:,}", shards, f"{build_s:.1f}", f"{max(mem):.0f}", f"{fig['p50_ms']:.1f}",
-                             f"{fig['p99_ms']:.1f}", f"{fig['recall10']:.3f}", hits.method,
-                             " ".join(f"{a}/{b}" for a, b in zip(fig["nprobe"], fig["nlist"]) if a)])
+                for floor in floors or [None]:
+                    lists = set_floor(g, floor)
+                    g.search(queries[0], 10)
+                    lat, recall = [], []
+                    for q, truth in zip(queries, exact):
+                        t0 = time.perf_counter()
+                        hits = g.search(q, 10)
+                        lat.append((time.perf_counter() - t0) * 1000)
+                        recall.append(len({row_of[k] for k in hits.keys} & truth) / 10)
+                    nlist = [s.ann.nlist if s.ann is not None else None for s in getattr(g, "shards", [g])]
+                    fig = {"rows": n, "shards": shards, "build_s": round(build_s, 2), "open_s": round(open_s, 2),
+                           "shard_mb": [round(m, 1) for m, _ in mem], "mapped_mb": [round(m, 1) for _, m in mem],
+                           "p50_ms": round(float(np.percentile(lat, 50)), 2),
+                           "p99_ms": round(float(np.percentile(lat, 99)), 2),
+                           "recall10": round(float(np.mean(recall)), 4), "method": hits.method,
+                           "lookalikes": lookalikes, "floor": floor, "nprobe": lists, "nlist": nlist}
+                    figures.append(fig)
+                    rows.append([f"{n:,}", shards, f"{build_s:.1f}", f"{open_s:.1f}", f"{max(m for m, _ in mem):.0f}",
+                                 f"{max(m for _, m in mem):.0f}", "build's" if floor is None else f"{floor:g}",
+                                 f"{fig['p50_ms']:.1f}", f"{fig['p99_ms']:.1f}", f"{fig['recall10']:.3f}", hits.method,
+                                 " ".join(f"{a}/{b}" for a, b in zip(lists, nlist) if a)])
                 del g
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     report.print(f"Sharded search, {dim}-d synthetic identities, k = 10, {n_queries} queries, one at a time"
                  + ("" if lookalikes else "; builds without the look-alike pass (--skip-lookalikes)"))
-    report.table(["rows", "shards", "build s", "MB per shard (max)", "p50 ms", "p99 ms", "recall@10", "search",
-                  "lists scanned / nlist"], rows)
+    report.table(["rows", "shards", "build s", "open s", "MB held per shard (max)", "MB mapped per shard (max)",
+                  "scan floor", "p50 ms", "p99 ms", "recall@10", "search", "lists scanned / nlist"], rows)
     return figures
 
 
@@ -244,6 +296,8 @@ def main(argv=None) -> None:
     ap.add_argument("--shards", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--dim", type=int, default=DIM, help="dimension of the synthetic vectors (part 1)")
+    ap.add_argument("--floors", type=float, nargs="+", default=None,
+                    help="part 1: search each index again with each of these scan floors (default: the build's)")
     ap.add_argument("--skip-lookalikes", action="store_true",
                     help="part 1: leave the build's look-alike pass out (at 1 M rows it dominates the build)")
     ap.add_argument("--images", type=int, nargs="*", default=[400, 1600],
@@ -253,7 +307,7 @@ def main(argv=None) -> None:
     args = parse(ap, argv)
     report = Report(args.out)
     figures = {"search": part_search(report, args.sizes, args.shards, args.queries, args.dim,
-                                     not args.skip_lookalikes)} if args.sizes else {}
+                                     not args.skip_lookalikes, args.floors)} if args.sizes else {}
     if args.images:
         figures["ray"] = part_ray(report, args.images, args.batch, args.repeats)
     report.save(figures)

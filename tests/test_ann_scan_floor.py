@@ -143,3 +143,20 @@ def test_a_new_floor_on_a_finished_index_is_recorded_without_building_the_ann_ag
     assert after["file"] == before["file"] and after["sha256"] == before["sha256"]  # the same ANN file
     assert after["scan_floor"] == 0.25 and after["nprobe"] == max(after["tuned_nprobe"], 4)
     assert GalleryIndex.open(case).ann.nprobe == after["nprobe"]
+
+
+def test_top_k_over_blocks_is_the_exact_top_k():
+    from xreid.index.ann import TopK
+
+    rng = np.random.default_rng(3)
+    scores = rng.standard_normal((5, 1000)).astype(np.float32)
+    best = TopK(5, 10)
+    for a in (0, 7, 400, 993):  # uneven blocks, the last shorter than k
+        b = {0: 7, 7: 400, 400: 993, 993: 1000}[a]
+        best.add(scores[:, a:b], a)
+    want = np.argsort(-scores, axis=1)[:, :10]
+    assert [set(r) for r in best.ids.tolist()] == [set(r) for r in want.tolist()]
+    np.testing.assert_array_equal(np.sort(best.scores, 1), np.sort(np.take_along_axis(scores, want, 1), 1))
+    small = TopK(1, 3)  # fewer rows than k so far: the missing places stay empty (-1)
+    small.add(np.array([[0.5, 0.9]], np.float32), 10)
+    assert sorted(small.ids[0].tolist()) == [-1, 10, 11]

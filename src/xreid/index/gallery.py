@@ -11,6 +11,8 @@ Layout of an index folder ``CASE/``::
     segments/t-NNNNNN.bin    thumbnails of one commit (JPEG, 128 px high), never rewritten
     ann-GGGGGG.faiss       the approximate search structure (``xreid.index.ann``), derived from the
                            vectors; absent for small indexes, where every search is exact
+    vec-GGGGGG.npy         every row's unit vector, memory-mapped when the index opens; only in indexes
+                           whose vectors reach ``MAP_MIN_BYTES`` (``xreid.index.vector_file``)
     near-GGGGGG.npz        each row's look-alikes (nearest rows) and its attribute codes smoothed over
                            them, which a description search ranks by (``xreid.index.lookalikes``);
                            derived from the vectors and codes when a build or add finishes
@@ -51,6 +53,7 @@ from xreid.index.filters import Filter, _as_list, check_attribute_names
 from xreid.index.integrity import DamagedFile, file_check, load_npz, npz_bytes, read_checked
 from xreid.index.metadata import CAMERA, PID, TIME, check_column_name, format_time, parse_time
 from xreid.index.sightings import crop_paths, is_sighting_key
+from xreid.index.vector_file import MAP_MIN_BYTES, VECTORS_KEY, map_vector_file, wants_file, write_vector_file
 from xreid.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ LOOKALIKES_KEY = "lookalikes"
 _SEGMENT = re.compile(r"^(seg|t)-(\d{6})\.(npz|bin)$")
 _ANN = re.compile(r"^ann-(\d{6})\.faiss$")
 _NEAR = re.compile(r"^near-(\d{6})\.npz$")
+_VEC = re.compile(r"^vec-(\d{6})\.npy$")
 
 
 class GalleryIndexError(ValueError):
@@ -305,7 +309,7 @@ class IndexWriter:
         for seg in self.manifest["segments"]:
             names.add(seg["file"])
             names.update(p for p in seg["packs"] if p)
-        for derived in ("ann", LOOKALIKES_KEY):
+        for derived in ("ann", LOOKALIKES_KEY, VECTORS_KEY):
             if self.manifest.get(derived):
                 names.add(self.manifest[derived]["file"])
         return names
@@ -321,7 +325,7 @@ class IndexWriter:
                 continue
             for p in folder.iterdir():
                 orphan = (p.name.endswith(".tmp") and p.name.startswith(".")) or (
-                    p.name not in used and (_SEGMENT.match(p.name) or _ANN.match(p.name) or _NEAR.match(p.name)))
+                    p.name not in used and any(r.match(p.name) for r in (_SEGMENT, _ANN, _NEAR, _VEC)))
                 if orphan and p.is_file():
                     p.unlink()
                     removed.append(p.name)
@@ -470,7 +474,7 @@ class IndexWriter:
             self._publish({**self.manifest, "generation": self.manifest["generation"] + 1,
                            "ann": {**current, **ann.manifest_entry()}})
             return ann
-        vectors = l2_normalise(load_vectors(self.case, self.manifest))
+        vectors = self.unit_vectors()
         if ann is not None and ann.rows < self.count:
             ann.add(vectors[ann.rows:])
             trained = current.get("trained_rows", current["rows"])
@@ -501,7 +505,7 @@ class IndexWriter:
         same = bool(current) and all(current.get(k) == v for k, v in settings.items())
         if same and current["rows"] == self.count:
             return
-        vectors = l2_normalise(load_vectors(self.case, self.manifest)).astype(np.float32)
+        vectors = self.unit_vectors()
         codes = load_attribute_codes(self.case, self.manifest)
         usable = np.concatenate([np.full(s["rows"], bool(s.get("file"))) for s in self.manifest["segments"]]
                                 ) if self.manifest["segments"] else np.zeros(0, bool)
@@ -526,10 +530,47 @@ class IndexWriter:
                        LOOKALIKES_KEY: {"file": name, **check, "rows": len(vectors), **settings}})
         self.remove_orphans(superseded=True)
 
-    def finish(self, ann_min_rows: int = ANN_MIN_ROWS, scan_floor: float | None = None) -> dict:
-        """End a build or add: merge segments (a build, resumed or not, ends with one), bring the ANN
-        (with ``scan_floor``, ``update_ann``'s) and the look-alikes up to date, mark the index ready."""
+    def unit_vectors(self) -> np.ndarray:
+        """Every row's unit vector (N x D float32, id order): mapped from the vector file when it is up
+        to date, else read from the segments."""
+        info = self.manifest.get(VECTORS_KEY)
+        if info and info["rows"] == self.count:
+            try:
+                return map_vector_file(self.case / info["file"], info)
+            except DamagedFile as exc:
+                log.warning("%s; reading the vectors from the segments", exc)
+        return l2_normalise(load_vectors(self.case, self.manifest)).astype(np.float32, copy=False)
+
+    def update_vector_file(self, min_bytes: int = MAP_MIN_BYTES) -> None:
+        """Write the vector file (``xreid.index.vector_file``) when the index's vectors reach
+        ``min_bytes`` and the file does not cover every row, and commit it; read segment by segment."""
+        current, dim = self.manifest.get(VECTORS_KEY), self.manifest["embedding_dim"]
+        if not wants_file(self.count, dim, min_bytes) or (current and current["rows"] == self.count):
+            return
+
+        def parts():
+            for seg in self.manifest["segments"]:
+                if not seg.get("file"):
+                    yield np.zeros((seg["rows"], dim), np.float32)
+                else:
+                    yield _load_segment(self.segments_dir / seg["file"], _check_of(seg))["vectors"]
+
+        generation = self.manifest["generation"] + 1
+        name = f"vec-{generation:06d}.npy"
+        try:
+            entry = write_vector_file(self.case / name, parts(), self.count, dim)
+        except OSError as exc:
+            raise IndexWriteError.of(self.case / name, exc) from None
+        self._publish({**self.manifest, "generation": generation, VECTORS_KEY: {"file": name, **entry}})
+        self.remove_orphans(superseded=True)
+
+    def finish(self, ann_min_rows: int = ANN_MIN_ROWS, scan_floor: float | None = None,
+               map_min_bytes: int = MAP_MIN_BYTES) -> dict:
+        """End a build or add: merge segments (a build, resumed or not, ends with one), bring the vector
+        file (for an index of at least ``map_min_bytes`` of vectors), the ANN (with ``scan_floor``,
+        ``update_ann``'s) and the look-alikes up to date, mark the index ready."""
         self.merge_segments(everything=self.manifest["state"] == BUILDING)
+        self.update_vector_file(map_min_bytes)
         ann = self.update_ann(ann_min_rows, scan_floor=scan_floor)
         self.update_lookalikes(ann)
         if self.manifest["state"] != READY:
@@ -556,9 +597,9 @@ def _check_of(seg: dict) -> dict | None:
     return seg.get("checks", {}).get(seg["file"])
 
 
-def _load_segment(path: Path, check: dict | None = None) -> dict[str, np.ndarray]:
+def _load_segment(path: Path, check: dict | None = None, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     try:
-        return load_npz(path, check)
+        return load_npz(path, check, skip)
     except DamagedFile as exc:
         raise DamagedSegment(str(exc), path) from None
 
@@ -713,6 +754,14 @@ class GalleryIndex(Gallery):
 
             return ShardedGallery.open(case, ann=ann, image_root=image_root)
         n_attr, dim = len(manifest["attributes"]["names"]), manifest["embedding_dim"]
+        mapped = None  # a large index's vectors, mapped from its vector file (then left out of the segments)
+        info = manifest.get(VECTORS_KEY)
+        if info and info["rows"] == sum(s["rows"] for s in manifest["segments"]):
+            try:
+                mapped = map_vector_file(case / info["file"], info)
+            except DamagedFile as exc:
+                log.warning("%s; reading the vectors from the segments", exc)
+        skip = ("vectors",) if mapped is not None else ()
         # a damaged segment is named and left out (its rows kept as dead rows, so later ids stay right);
         # the intact ones are served
         segs, damaged, dead = [], {}, []
@@ -720,7 +769,7 @@ class GalleryIndex(Gallery):
             data = None
             if s.get("file"):
                 try:
-                    data = _load_segment(case / SEGMENTS / s["file"], _check_of(s))
+                    data = _load_segment(case / SEGMENTS / s["file"], _check_of(s), skip)
                     if len(data.get("keys", ())) != s["rows"]:
                         raise DamagedSegment(f"{case / SEGMENTS / s['file']}: holds {len(data.get('keys', ()))} rows, "
                                              f"the manifest says {s['rows']}; the index is damaged",
@@ -731,7 +780,8 @@ class GalleryIndex(Gallery):
             dead.append(np.full(s["rows"], data is None))
             segs.append(data if data is not None else _dead_rows(s["rows"], dim, n_attr))
         cat = (lambda key, empty: np.concatenate([d[key] for d in segs]) if segs else empty)
-        vectors = l2_normalise(cat("vectors", np.zeros((0, dim), np.float32)).astype(np.float32, copy=False))
+        vectors = mapped if mapped is not None else l2_normalise(
+            cat("vectors", np.zeros((0, dim), np.float32)).astype(np.float32, copy=False))
         attributes = np.ascontiguousarray(cat("attributes", np.zeros((0, n_attr), np.uint8)).T)
         keys = cat("keys", np.zeros(0, dtype=str))
         times = cat(TIME, np.zeros(0))

@@ -14,7 +14,8 @@ were recorded are read as before (structure checked only).
   ``xreid index add`` indexes their images again (under new ids);
 - a thumbnail pack: its rows have no stored thumbnail (the server draws one from the image);
 - the ANN file: removed, and built again when the index is large enough (searches are exact until then);
-- the look-alikes file: built again (a description search reads each image alone until then).
+- the look-alikes file: built again (a description search reads each image alone until then);
+- the vector file of a large index: written again from the segments (they are read instead until then).
 
 Footage (``xreid index build --video``) adds files beside the segments: per video ``footage/VIDEO/``
 (chunk files, ``tracks.npz``, ``video.json``) and ``sightings/VIDEO/SSSSS/`` (crops, key frame,
@@ -57,13 +58,17 @@ def file_check(data: bytes) -> dict:
     return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
+def size_problem(size: int, written: int) -> str:
+    """What a file of ``size`` bytes is, when ``written`` were written."""
+    return f"{'truncated' if size < written else 'longer than written'} ({size:,} bytes, {written:,} were written)"
+
+
 def verify_bytes(path: Path, data: bytes, check: dict | None) -> None:
     """Raise DamagedFile when ``data`` (read from ``path``) is not what ``check`` recorded."""
     if not check:
         return
     if len(data) != check["bytes"]:
-        what = "truncated" if len(data) < check["bytes"] else "longer than written"
-        raise DamagedFile(path, f"{what} ({len(data):,} bytes, {check['bytes']:,} were written)")
+        raise DamagedFile(path, size_problem(len(data), check["bytes"]))
     if hashlib.sha256(data).hexdigest() != check["sha256"]:
         raise DamagedFile(path, "content changed since it was written (SHA-256 differs)")
 
@@ -86,13 +91,35 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buf.getvalue()
 
 
-def load_npz(path: Path, check: dict | None) -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` at ``path``, checked against ``check``; DamagedFile otherwise
-    (also for an unchecked file whose zip structure or CRC is broken)."""
-    data = read_checked(path, check)
+def verify_file(path: Path, check: dict | None) -> None:
+    """As ``read_checked``, reading the file in blocks (never whole in memory)."""
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
+        size = path.stat().st_size
+        if check and size != check["bytes"]:
+            raise DamagedFile(path, size_problem(size, check["bytes"]))
+        if check:
+            with path.open("rb") as fh:
+                if hashlib.file_digest(fh, "sha256").hexdigest() != check["sha256"]:
+                    raise DamagedFile(path, "content changed since it was written (SHA-256 differs)")
+    except FileNotFoundError:
+        raise DamagedFile(path, "missing") from None
+    except OSError as exc:
+        raise DamagedFile(path, f"unreadable ({exc.strerror})") from None
+
+
+def load_npz(path: Path, check: dict | None, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path`` but those named in ``skip``, checked against ``check``;
+    DamagedFile otherwise (also for an unchecked file whose zip structure or CRC is broken). With
+    ``skip`` the file is hashed in blocks and only the arrays kept are read (a large segment whose
+    vectors are mapped from the index's vector file never holds them in memory)."""
+    if skip:
+        verify_file(path, check)
+        source = path
+    else:
+        source = io.BytesIO(read_checked(path, check))
+    try:
+        with np.load(source, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files if k not in skip}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
         raise DamagedFile(path, f"unreadable segment ({type(exc).__name__}: {exc})") from None
 
@@ -105,6 +132,7 @@ class CheckReport:
     packs: dict[str, str] = field(default_factory=dict)
     ann: str | None = None  # problem of the ANN file
     lookalikes: str | None = None  # problem of the look-alikes file
+    vectors: str | None = None  # problem of the vector file (``xreid.index.vector_file``)
     verified: int = 0
     unchecked: int = 0  # files with no recorded checksum (older indexes): structure checked only
     dropped_rows: int = 0  # rows of segments an earlier repair dropped
@@ -114,6 +142,7 @@ class CheckReport:
     @property
     def clean(self) -> bool:
         return (not self.segments and not self.packs and self.ann is None and self.lookalikes is None
+                and self.vectors is None
                 and not self.footage and all(r.clean for r in self.shards.values()))
 
     def problems(self, case: Path) -> list[str]:
@@ -121,6 +150,7 @@ class CheckReport:
         out = [f"{case / 'segments' / n}: {p}" for n, p in {**self.segments, **self.packs}.items()]
         out += [f"{case / self.ann}"] if self.ann else []
         out += [f"{case / self.lookalikes}"] if self.lookalikes else []
+        out += [f"{case / self.vectors}"] if self.vectors else []
         out += [f"{case / n}: {p}" for n, p in self.footage.items()]
         for name, r in self.shards.items():
             out += r.problems(case / name)
@@ -192,4 +222,13 @@ def check_files(case: Path, manifest: dict) -> CheckReport:
             load_npz(case / near["file"], near)
         except DamagedFile as exc:
             report.lookalikes = f"{near['file']}: {exc.problem}"
+    vec = manifest.get("vectors")
+    if vec:
+        from xreid.index.vector_file import verify_vector_file
+
+        report.verified += 1
+        try:
+            verify_vector_file(case / vec["file"], vec)
+        except DamagedFile as exc:
+            report.vectors = f"{vec['file']}: {exc.problem}"
     return report

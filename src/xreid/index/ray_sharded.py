@@ -21,7 +21,6 @@ vectors an explanation needs (``vectors_of``). Actors end when the gallery is cl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -109,20 +108,14 @@ class RayShardedGallery(ShardedGallery):
         q = np.asarray(query, np.float32)
         return [ShardHits(*h) for h in ray.get([a.search.remote(q, k, where, exact) for a in self.actors])]
 
-    def vectors_of(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Embeddings of ``ids`` (L2-normalised float32), asked of the actors holding them."""
+    def _ask_vectors(self, shard: int, ids: np.ndarray):
+        """The vectors are asked of the actor holding the shard."""
+        return self.actors[shard].vectors_of.remote(ids)
+
+    def _answer(self, ask) -> np.ndarray:
         import ray
 
-        ids = np.asarray(ids, np.int64).reshape(-1)
-        if len(ids) and (ids.min() < 0 or ids.max() >= len(self)):
-            raise IndexError(f"rows {ids.tolist()} not all in the index (0..{len(self) - 1})")
-        shard = np.searchsorted(self.offsets, ids, side="right") - 1
-        out = np.zeros((len(ids), self.manifest["embedding_dim"]), np.float32)
-        asks = {int(s): self.actors[int(s)].vectors_of.remote(ids[shard == s] - self.offsets[s])
-                for s in np.unique(shard)}
-        for s, ref in asks.items():
-            out[shard == s] = ray.get(ref)
-        return out
+        return ray.get(ask)
 
     def close(self) -> None:
         """End the actors (they also end when this gallery is dropped)."""

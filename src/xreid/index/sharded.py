@@ -121,13 +121,19 @@ class ShardedGallery(GalleryIndex):
         self.shards = shards
         self.offsets = np.concatenate([[0], np.cumsum([len(s) for s in shards])]).astype(np.int64)
         dim, n_attr = manifest["embedding_dim"], len(manifest["attributes"]["names"])
-        vectors = np.concatenate([s.vectors for s in shards]) if shards else np.zeros((0, dim), np.float32)
+        # shards whose vectors are mapped from their vector files keep them (``vectors_of`` asks them):
+        # a concatenation would read every one into memory
+        mapped = any(isinstance(s.vectors, np.memmap) for s in shards)
+        vectors = (np.concatenate([s.vectors for s in shards]) if shards and not mapped
+                   else np.zeros((0, dim), np.float32))
         attributes = (np.concatenate([s.attribute_codes for s in shards], axis=1) if shards
                       else np.zeros((n_attr, 0), np.uint8))
         keys = np.concatenate([s.keys for s in shards])
         times = np.concatenate([s.times for s in shards])
         for s, a, b in zip(shards, self.offsets[:-1], self.offsets[1:]):  # shards keep views of the whole
-            s.vectors, s.attribute_codes = vectors[a:b], attributes[:, a:b]
+            s.attribute_codes = attributes[:, a:b]
+            if not mapped:
+                s.vectors = vectors[a:b]
         names = sorted({n for s in shards for n in s.columns})
         columns = {}
         for name in names:
@@ -190,6 +196,28 @@ class ShardedGallery(GalleryIndex):
         return SearchResult(ids, [str(self.keys[i]) for i in ids], dist, method=method,
                             candidates=sum(p.candidates for p in parts), size=len(self),
                             rows=[self.row(int(i)) for i in ids])
+
+    def vectors_of(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Embeddings of ``ids`` (L2-normalised float32): from the whole when this process holds it,
+        else asked of the shards holding them (``_ask_vectors``), all asks sent before any answer is read."""
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(self)):
+            raise IndexError(f"rows {ids.tolist()} not all in the index (0..{len(self) - 1})")
+        if len(self.vectors) == len(self):
+            return self.vectors[ids]
+        shard = np.searchsorted(self.offsets, ids, side="right") - 1
+        out = np.zeros((len(ids), self.manifest["embedding_dim"]), np.float32)
+        asks = {int(s): self._ask_vectors(int(s), ids[shard == s] - self.offsets[s]) for s in np.unique(shard)}
+        for s, ask in asks.items():
+            out[shard == s] = self._answer(ask)
+        return out
+
+    def _ask_vectors(self, shard: int, ids: np.ndarray):
+        """Ask shard ``shard`` for the vectors of its rows ``ids`` (its own ids); ``_answer`` reads the reply."""
+        return self.shards[shard].vectors_of(ids)
+
+    def _answer(self, ask) -> np.ndarray:
+        return ask
 
     def thumbnail(self, i: int) -> bytes | None:
         shard, j = self._locate(int(i))

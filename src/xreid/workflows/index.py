@@ -279,7 +279,7 @@ def check_index(case: Path, repair: bool = False) -> tuple[CheckReport, list[str
     done: list[str] = []
     with IndexWriter._locked(case, lambda: read_manifest(case)) as writer:
         report = _check_case(case, writer.manifest)  # as it is now that we hold the lock
-        if report.segments or report.packs or report.ann or report.lookalikes:
+        if report.segments or report.packs or report.ann or report.lookalikes or report.vectors:
             _repair_files(case, writer, report, done)
         if report.footage:
             _repair_footage(case, report.footage, done)
@@ -298,7 +298,7 @@ def _check_case(case: Path, manifest: dict) -> CheckReport:
 
 
 def _repair_files(case: Path, writer: IndexWriter, report: CheckReport, done: list[str]) -> None:
-    """Drop the damaged segments, thumbnail packs, ANN and look-alikes files ``report`` names; find
+    """Drop the damaged segments, thumbnail packs, ANN, look-alikes and vector files ``report`` names; find
     the look-alikes again when their file or a segment was dropped (dropped rows are no one's)."""
     from xreid.index.gallery import ANN_MIN_ROWS
 
@@ -326,16 +326,24 @@ def _repair_files(case: Path, writer: IndexWriter, report: CheckReport, done: li
         done.append(f"dropped the ANN file {report.ann}")
     if report.lookalikes or report.segments:
         manifest["lookalikes"] = None
+    if report.vectors:
+        manifest["vectors"] = None
+        done.append(f"dropped the vector file {report.vectors}")
     damaged = [n for n in list(report.segments) + list(report.packs)] + (
         [writer.manifest["ann"]["file"]] if report.ann else []) + (
-        [writer.manifest["lookalikes"]["file"]] if report.lookalikes else [])
+        [writer.manifest["lookalikes"]["file"]] if report.lookalikes else []) + (
+        [writer.manifest["vectors"]["file"]] if report.vectors else [])
     writer._publish(manifest)
     keep = case / "damaged"
     for name in damaged:  # kept for inspection, out of the index's way
-        src = case / name if name.startswith(("ann-", "near-")) else case / "segments" / name
+        src = case / name if name.startswith(("ann-", "near-", "vec-")) else case / "segments" / name
         if src.exists():
             keep.mkdir(exist_ok=True)
             src.replace(keep / name)
+    if report.vectors:
+        writer.update_vector_file(min_bytes=0)  # the index had one: whatever its size now
+        if writer.manifest.get("vectors"):
+            done.append("wrote the vector file again")
     ann = None
     if report.ann and writer.count >= ANN_MIN_ROWS:
         ann = writer.update_ann(rebuild=True, scan_floor=floor)
