@@ -17,7 +17,8 @@ every shard from the vectors (embedding excluded). Memory per shard: what a sear
 (uint8 attribute codes, the ANN file, and the float32 vectors unless they are mapped) and, apart,
 the mapped vectors. Latency: one query at a time, k = 10, shard-parallel threads, p50 / p99 over
 ``--queries`` queries (perturbed views of gallery rows), with the scan floor the build recorded or,
-with ``--floors``, each floor given (the same index, searched again). Recall@10 against exact search
+with ``--floors``, each floor given, and with ``--lists``, exactly each fraction of the lists given
+(the same index, searched again: what recall a narrower scan keeps). Recall@10 against exact search
 (numpy, float32, over all rows, block by block).
 
 Part 2, Ray's overhead: synthetic crops indexed with the bundled model into 2 shards, once in one
@@ -128,20 +129,23 @@ def shard_memory(g: GalleryIndex) -> list[tuple[float, float]]:
     return out
 
 
-def set_floor(g: GalleryIndex, floor: float | None) -> list[int | None]:
-    """Search every shard with the scan floor ``floor`` (None: the one its build recorded); the lists
-    each scans."""
+def set_floor(g: GalleryIndex, floor: float | None, lists: bool = False) -> list[int | None]:
+    """Search every shard with the scan floor ``floor`` (None: the one its build recorded), or with
+    ``lists`` exactly that fraction of its lists (the tuning and the floor set aside); the lists each
+    scans."""
     out = []
     for s in getattr(g, "shards", [g]):
         if s.ann is not None:
             recorded = s.manifest["ann"].get("scan_floor", SCAN_FLOOR)
-            s.ann.nprobe = scan_nprobe(s.ann.tuned_nprobe, s.ann.nlist, recorded if floor is None else floor)
+            tuned = 1 if lists else s.ann.tuned_nprobe
+            s.ann.nprobe = scan_nprobe(tuned, s.ann.nlist, recorded if floor is None else floor)
         out.append(None if s.ann is None else s.ann.nprobe)
     return out
 
 
 def part_search(report: Report, sizes: list[int], shard_counts: list[int], n_queries: int,
-                dim: int = DIM, lookalikes: bool = True, floors: list[float | None] | None = None) -> list[dict]:
+                dim: int = DIM, lookalikes: bool = True, floors: list[float | None] | None = None,
+                fractions: list[float] | None = None) -> list[dict]:
     figures = []
     rows = []
     for n in sizes:
@@ -157,8 +161,9 @@ def part_search(report: Report, sizes: list[int], shard_counts: list[int], n_que
                 open_s = time.perf_counter() - t0
                 row_of = {k: int(k[2:10]) for k in g.keys.tolist()}
                 mem = shard_memory(g)
-                for floor in floors or [None]:
-                    lists = set_floor(g, floor)
+                settings = [(f, False) for f in floors or ([] if fractions else [None])]
+                for floor, fixed in settings + [(f, True) for f in fractions or []]:
+                    lists = set_floor(g, floor, fixed)
                     g.search(queries[0], 10)
                     lat, recall = [], []
                     for q, truth in zip(queries, exact):
@@ -172,10 +177,12 @@ def part_search(report: Report, sizes: list[int], shard_counts: list[int], n_que
                            "p50_ms": round(float(np.percentile(lat, 50)), 2),
                            "p99_ms": round(float(np.percentile(lat, 99)), 2),
                            "recall10": round(float(np.mean(recall)), 4), "method": hits.method,
-                           "lookalikes": lookalikes, "floor": floor, "nprobe": lists, "nlist": nlist}
+                           "lookalikes": lookalikes, "floor": None if fixed else floor,
+                           "lists_fraction": floor if fixed else None, "nprobe": lists, "nlist": nlist}
                     figures.append(fig)
                     rows.append([f"{n:,}", shards, f"{build_s:.1f}", f"{open_s:.1f}", f"{max(m for m, _ in mem):.0f}",
-                                 f"{max(m for _, m in mem):.0f}", "build's" if floor is None else f"{floor:g}",
+                                 f"{max(m for _, m in mem):.0f}",
+                                 f"lists {floor:g}" if fixed else "build's" if floor is None else f"{floor:g}",
                                  f"{fig['p50_ms']:.1f}", f"{fig['p99_ms']:.1f}", f"{fig['recall10']:.3f}", hits.method,
                                  " ".join(f"{a}/{b}" for a, b in zip(lists, nlist) if a)])
                 del g
@@ -184,7 +191,7 @@ def part_search(report: Report, sizes: list[int], shard_counts: list[int], n_que
     report.print(f"Sharded search, {dim}-d synthetic identities, k = 10, {n_queries} queries, one at a time"
                  + ("" if lookalikes else "; builds without the look-alike pass (--skip-lookalikes)"))
     report.table(["rows", "shards", "build s", "open s", "MB held per shard (max)", "MB mapped per shard (max)",
-                  "scan floor", "p50 ms", "p99 ms", "recall@10", "search", "lists scanned / nlist"], rows)
+                  "scan floor (or lists)", "p50 ms", "p99 ms", "recall@10", "search", "lists scanned / nlist"], rows)
     return figures
 
 
@@ -298,6 +305,9 @@ def main(argv=None) -> None:
     ap.add_argument("--dim", type=int, default=DIM, help="dimension of the synthetic vectors (part 1)")
     ap.add_argument("--floors", type=float, nargs="+", default=None,
                     help="part 1: search each index again with each of these scan floors (default: the build's)")
+    ap.add_argument("--lists", type=float, nargs="+", default=None,
+                    help="part 1: search each index again scanning exactly this fraction of its lists (the tuning "
+                         "and the floor set aside): the recall / latency trade-off")
     ap.add_argument("--skip-lookalikes", action="store_true",
                     help="part 1: leave the build's look-alike pass out (at 1 M rows it dominates the build)")
     ap.add_argument("--images", type=int, nargs="*", default=[400, 1600],
@@ -307,7 +317,7 @@ def main(argv=None) -> None:
     args = parse(ap, argv)
     report = Report(args.out)
     figures = {"search": part_search(report, args.sizes, args.shards, args.queries, args.dim,
-                                     not args.skip_lookalikes, args.floors)} if args.sizes else {}
+                                     not args.skip_lookalikes, args.floors, args.lists)} if args.sizes else {}
     if args.images:
         figures["ray"] = part_ray(report, args.images, args.batch, args.repeats)
     report.save(figures)
