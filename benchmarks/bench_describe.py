@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import M0277, Report, omz_model, parse, parser, relative
+from common import M0277, Report, labelled_models, omz_model, parse, parser, relative
 
 from xreid.data.labels import label_matrix
 from xreid.data.peta import EXPLANATION_ATTRIBUTES
@@ -58,7 +58,7 @@ from xreid.explain.description_score import (LOOKALIKE_WEIGHT, LOOKALIKES, RULE,
 from xreid.index.lookalikes import nearest_rows
 from xreid.index.gallery import decode_probabilities, encode_probabilities
 from xreid.models.concat import ConcatEmbedder
-from xreid.models.loading import BUNDLED_HEAD, load_embedder
+from xreid.models.loading import BUNDLED_HEAD, load_embedder, model_head_path
 from xreid.paths import default_data_root
 from xreid.workflows.attributes import fit_calibrated, fit_combined, fit_head
 from xreid.workflows.embedding_cache import CachedEmbedder, cached_embeddings
@@ -427,8 +427,16 @@ OMZ_SOURCES = ("0277", "0286", "0287")
 SOURCES = OMZ_SOURCES + ("concat",) + COMBINE_RULES
 
 
-def source_head(name: str, models: dict, root, cache):
-    """(embedder, clean head) of an attribute source (``SOURCES``)."""
+#: suffix of a ``--source-model``'s own head (the one its training wrote beside it) as a source
+OWN = " own head"
+
+
+def source_head(name: str, models: dict, root, cache, own: dict[str, Path] | None = None):
+    """(embedder, head) of an attribute source: ``SOURCES``, a ``--source-model`` label (a clean layer
+    fitted on its embedding) or that label + ``OWN`` (the head its training wrote beside it, ``own``)."""
+    if name.endswith(OWN):
+        label = name[:-len(OWN)]
+        return models[label], AttributeHead.load(own[label])
     if name in models:
         return models[name], clean_head(models[name], root, cache)
     parts = [models[m] for m in OMZ_SOURCES]
@@ -460,13 +468,15 @@ def source_metrics(emb, head, val, cache, images: Images, seeded, oracles) -> di
     return entry
 
 
-def compare_sources(names_: list[str], models: dict, val, root, cache, report: Report) -> dict:
+def compare_sources(names_: list[str], models: dict, val, root, cache, report: Report,
+                    own: dict[str, Path] | None = None) -> dict:
     """Validation: each source's ``source_metrics`` (k = 5, mean of ``VAL_SEEDS``), as a table."""
     images, seeded, oracles = val_descriptions(val)
     rows, out = [], {}
     for name in names_:
         report.progress(f"source {name} ...")
-        out[name] = entry = source_metrics(*source_head(name, models, root, cache), val, cache, images, seeded, oracles)
+        out[name] = entry = source_metrics(*source_head(name, models, root, cache, own), val, cache, images, seeded,
+                                           oracles)
         rows.append([name, f"{100 * entry['balanced_accuracy']:.1f}"]
                     + [f"{entry[x][0]:.2f} / {entry[x][1]:.2f} ({100 * entry[x][2]:.1f} %)"
                        for x in ("lookalikes", "alone")])
@@ -477,14 +487,23 @@ def compare_sources(names_: list[str], models: dict, val, root, cache, report: R
     return out
 
 
-def sources(names_: list[str], val, test, root, cache, report: Report) -> dict:
-    """``--sources``: the validation comparison, then the chosen source and 0277 on test."""
+def sources(names_: list[str], val, test, root, cache, report: Report, extra: dict[str, str] | None = None) -> dict:
+    """``--sources``: the validation comparison, then the chosen source and 0277 on test. ``extra``
+    ({label: model}, ``--source-model``): more models compared, each with a clean layer on its
+    embedding and, when its training wrote one, its own head (neither may have seen a validation image)."""
     models = {m: load_embedder(omz_model(f"person-reidentification-retail-{m}")) for m in OMZ_SOURCES}
+    own = {}
+    for label, model in (extra or {}).items():
+        models[label] = load_embedder(model)
+        names_ = names_ + [label]
+        if model_head_path(model).is_file():
+            own[label] = model_head_path(model)
+            names_.append(label + OWN)
     report.print(f"## Attribute sources on PETA-ReID-val ({len(val.test_images())} images)\n")
-    val_fig = compare_sources(names_, models, val, root, cache, report)
+    val_fig = compare_sources(names_, models, val, root, cache, report, own)
     chosen = max(val_fig, key=lambda n: val_fig[n]["lookalikes"][0])
     report.print(f"\nchosen on validation: {chosen}\n")
-    heads = {name: source_head(name, models, root, cache) for name in dict.fromkeys(["0277", chosen])}
+    heads = {name: source_head(name, models, root, cache, own) for name in dict.fromkeys(["0277", chosen])}
     heads["0277, attributes fit"] = (models["0277"], fit_head(CachedEmbedder(models["0277"], test.image_root, cache,
                                                                              False), root, "peta-reid"))
     if chosen == "concat":  # as `xreid attributes fit --model a,b,c` makes it (calibrated on the val sets too)
@@ -505,6 +524,10 @@ def main() -> None:
     ap.add_argument("--sources", nargs="+", choices=SOURCES, default=None, metavar="SOURCE",
                     help=f"only compare these attribute sources ({', '.join(SOURCES)}) on PETA-ReID-val, then "
                          "measure the best and 0277 on PETA-ReID test (k = 3, 5, 8)")
+    ap.add_argument("--source-model", nargs="+", default=[], metavar="LABEL=MODEL",
+                    help="with --sources: more models compared as attribute sources (a clean layer on the "
+                         "embedding, and the model's own head where its training wrote one); they must not have "
+                         "seen a PETA-ReID-val image")
     ap.add_argument("--rows", type=int, default=1_000_000, help="rows of the synthetic index for the latency")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--lookalike-rows", type=int, nargs=2, default=(20_000, 100_000), metavar=("EXACT", "ANN"),
@@ -520,7 +543,8 @@ def main() -> None:
     m0277 = load_embedder(M0277)
     names = head_b.names
     if args.sources:
-        figures["sources"] = sources(args.sources, val, test, root, cache, report)
+        figures["sources"] = sources(args.sources, val, test, root, cache, report,
+                                     labelled_models(args.source_model, "--source-model"))
         report.save(figures)
         return
 

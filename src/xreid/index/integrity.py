@@ -207,28 +207,18 @@ def check_files(case: Path, manifest: dict) -> CheckReport:
                     read_checked(seg_dir / name, checks.get(name))
             except DamagedFile as exc:
                 kind[name] = exc.problem
-    ann = manifest.get("ann")
-    if ann:
-        report.verified += 1
-        report.unchecked += "sha256" not in ann
-        try:
-            read_checked(case / ann["file"], ann if "sha256" in ann else None)
-        except DamagedFile as exc:
-            report.ann = f"{ann['file']}: {exc.problem}"
-    near = manifest.get("lookalikes")
-    if near:
-        report.verified += 1
-        try:
-            load_npz(case / near["file"], near)
-        except DamagedFile as exc:
-            report.lookalikes = f"{near['file']}: {exc.problem}"
-    vec = manifest.get("vectors")
-    if vec:
-        from xreid.index.vector_file import verify_vector_file
+    from xreid.index.vector_file import verify_vector_file
 
+    # the derived files (the report's field of the same name as the manifest's entry)
+    for key, verify in (("ann", lambda path, info: read_checked(path, info if "sha256" in info else None)),
+                        ("lookalikes", load_npz), ("vectors", verify_vector_file)):
+        info = manifest.get(key)
+        if not info:
+            continue
         report.verified += 1
+        report.unchecked += "sha256" not in info
         try:
-            verify_vector_file(case / vec["file"], vec)
+            verify(case / info["file"], info)
         except DamagedFile as exc:
-            report.vectors = f"{vec['file']}: {exc.problem}"
+            setattr(report, key, f"{info['file']}: {exc.problem}")
     return report
