@@ -160,3 +160,12 @@ def test_top_k_over_blocks_is_the_exact_top_k():
     small = TopK(1, 3)  # fewer rows than k so far: the missing places stay empty (-1)
     small.add(np.array([[0.5, 0.9]], np.float32), 10)
     assert sorted(small.ids[0].tolist()) == [-1, 10, 11]
+
+
+def test_the_tuning_in_blocks_gives_the_tuning_in_one(monkeypatch):
+    x = _near_copies(n=2000)
+    whole = AnnIndex.build(x, nlist=16, scan_floor=0.0)
+    monkeypatch.setattr(ann_mod, "TOPK_BLOCK", 97)  # many blocks, each query's own row in one of them
+    blocks = AnnIndex.build(x, nlist=16, scan_floor=0.0)
+    assert (blocks.tuned_nprobe, blocks.factor, blocks.tuned_recall) == (whole.tuned_nprobe, whole.factor,
+                                                                         whole.tuned_recall)

@@ -79,14 +79,18 @@ def test_the_segments_are_read_without_their_vectors(tmp_path, monkeypatch):
     seen = []
     real = load_npz
 
-    def spy(path, check, skip=()):
+    def spy(path, check, skip=(), only=None):
         if path.parent.name == "segments":
             seen.append(skip)
-        return real(path, check, skip)
+        return real(path, check, skip, only)
 
     monkeypatch.setattr("xreid.index.gallery.load_npz", spy)
+    whole = []
+    monkeypatch.setattr("xreid.index.integrity.read_checked", lambda path, check: whole.append(path))
     GalleryIndex.open(tmp_path / "case")
     assert seen and all(s == ("vectors",) for s in seen)
+    assert not [p for p in whole if p.parent.name == "segments"]  # no segment read whole into memory
+    monkeypatch.undo()
     seg = read_manifest(tmp_path / "case")["segments"][0]
     path = tmp_path / "case" / "segments" / seg["file"]
     assert "vectors" not in real(path, seg["checks"][seg["file"]], ("vectors",))
@@ -161,3 +165,77 @@ def test_a_sharded_index_with_mapped_shards_holds_no_concatenated_vectors(tmp_pa
     assert hit.keys == ["p/42.jpg"] and g.vectors_of(hit.ids).shape == (1, 8)
     with pytest.raises(IndexError):
         g.vectors_of([3000])
+
+
+def test_an_interrupted_add_reads_the_segments_until_it_finishes(tmp_path, caplog):
+    x = _rows(2000)
+    case = tmp_path / "case"
+    _write(case, x[:1500])
+    w = IndexWriter.append(case, IDENTITY, NAMES, HEAD)  # committed, never finished: the file covers 1,500 rows
+    w.commit(Rows([f"p/{i}.jpg" for i in range(1500, 2000)], x[1500:], np.full((500, 2), 0.7)))
+    w.close()
+    g = GalleryIndex.open(case)
+    assert not isinstance(g.vectors, np.memmap) and len(g.vectors) == 2000
+    assert g.search(x[1999], 1).keys == ["p/1999.jpg"] and g.search(x[3], 1).keys == ["p/3.jpg"]
+    with IndexWriter.append(case, IDENTITY, NAMES, HEAD) as w:  # the add finishing writes it for every row
+        w.finish(ann_min_rows=1000, map_min_bytes=0)
+    g = GalleryIndex.open(case)
+    assert isinstance(g.vectors, np.memmap) and len(g.vectors) == 2000
+    assert g.search(x[1999], 1).keys == ["p/1999.jpg"]
+
+
+def test_a_dropped_segment_gets_zeros_when_the_file_is_written_again(tmp_path):
+    x = _rows(2000)
+    case = tmp_path / "case"
+    _write(case, x[:1500])
+    _write(case, x[1500:], first=1500, append=True)
+    manifest = read_manifest(case)
+    added = manifest["segments"][-1]
+    assert added["first_id"] == 1500
+    (case / "segments" / added["file"]).write_bytes(b"not a segment")  # the add's segment damaged
+    (case / manifest["vectors"]["file"]).unlink()  # and the vector file gone
+    report, done = check_index(case, repair=True)
+    assert added["file"] in report.segments and any("wrote the vector file again" in d for d in done)
+    g = GalleryIndex.open(case)
+    assert isinstance(g.vectors, np.memmap)
+    assert not g.vectors[1500:].any() and g.vectors[:1500].any()  # dropped rows: zeros
+    assert all(int(k[2:-4]) < 1500 for k in g.search(x[1600], 20).keys)  # and never returned
+
+
+def test_a_large_index_without_its_vector_file_is_found_and_repaired_after_a_failed_write(tmp_path, monkeypatch):
+    import errno
+
+    from xreid.index import vector_file
+    from xreid.index.gallery import IndexWriteError
+
+    x = _rows()
+    case = tmp_path / "case"
+    _write(case, x)
+    monkeypatch.setattr(vector_file, "MAP_MIN_BYTES", 0)  # this small index counts as large
+    (case / read_manifest(case)["vectors"]["file"]).unlink()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("xreid.index.gallery.write_vector_file", full)
+    with pytest.raises(IndexWriteError, match="disk is full"):
+        check_index(case, repair=True)
+    assert "vectors" not in read_manifest(case) or not read_manifest(case)["vectors"]
+    assert GalleryIndex.open(case).search(x[9], 1).keys == ["p/9.jpg"]  # the index works without it
+    report, _ = check_index(case)  # a rerun still sees what is missing
+    assert report.vectors and "missing" in report.vectors
+    monkeypatch.setattr("xreid.index.gallery.write_vector_file", write_vector_file)
+    _, done = check_index(case, repair=True)
+    assert any("wrote the vector file again" in d for d in done) and check_index(case)[0].clean
+    assert isinstance(GalleryIndex.open(case).vectors, np.memmap)
+
+
+def test_finishing_writes_a_missing_file_again(tmp_path, caplog):
+    x = _rows()
+    case = tmp_path / "case"
+    _write(case, x)
+    (case / read_manifest(case)["vectors"]["file"]).unlink()
+    with caplog.at_level(logging.WARNING), IndexWriter.append(case, IDENTITY, NAMES, HEAD) as w:
+        w.finish(ann_min_rows=1000, map_min_bytes=0)
+    assert "missing; writing it again" in caplog.text
+    assert isinstance(GalleryIndex.open(case).vectors, np.memmap)

@@ -53,7 +53,7 @@ from xreid.index.filters import Filter, _as_list, check_attribute_names
 from xreid.index.integrity import DamagedFile, file_check, load_npz, npz_bytes, read_checked
 from xreid.index.metadata import CAMERA, PID, TIME, check_column_name, format_time, parse_time
 from xreid.index.sightings import crop_paths, is_sighting_key
-from xreid.index.vector_file import MAP_MIN_BYTES, VECTORS_KEY, map_vector_file, wants_file, write_vector_file
+from xreid.index.vector_file import VECTORS_KEY, map_vector_file, wants_file, write_vector_file
 from xreid.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -301,7 +301,8 @@ class IndexWriter:
             self._keys = set()
             for seg in self.manifest["segments"]:
                 if seg.get("file"):  # a segment dropped by `xreid index check --repair` holds no keys
-                    self._keys.update(_load_segment(self.segments_dir / seg["file"], _check_of(seg))["keys"].tolist())
+                    self._keys.update(_load_segment(self.segments_dir / seg["file"], _check_of(seg),
+                                                    only=("keys",))["keys"].tolist())
         return self._keys
 
     def _files_in_use(self) -> set[str]:
@@ -541,19 +542,26 @@ class IndexWriter:
                 log.warning("%s; reading the vectors from the segments", exc)
         return l2_normalise(load_vectors(self.case, self.manifest)).astype(np.float32, copy=False)
 
-    def update_vector_file(self, min_bytes: int = MAP_MIN_BYTES) -> None:
+    def update_vector_file(self, min_bytes: int | None = None) -> None:
         """Write the vector file (``xreid.index.vector_file``) when the index's vectors reach
-        ``min_bytes`` and the file does not cover every row, and commit it; read segment by segment."""
+        ``min_bytes`` (default ``MAP_MIN_BYTES``) and the file does not cover every row (or is gone or
+        damaged), and commit it; read segment by segment."""
         current, dim = self.manifest.get(VECTORS_KEY), self.manifest["embedding_dim"]
-        if not wants_file(self.count, dim, min_bytes) or (current and current["rows"] == self.count):
+        if not wants_file(self.count, dim, min_bytes):
             return
+        if current and current["rows"] == self.count:
+            try:  # up to date, unless the file is gone or damaged (size and header: cheap)
+                map_vector_file(self.case / current["file"], current)
+                return
+            except DamagedFile as exc:
+                log.warning("%s: %s; writing it again", exc.path, exc.problem)
 
         def parts():
             for seg in self.manifest["segments"]:
                 if not seg.get("file"):
                     yield np.zeros((seg["rows"], dim), np.float32)
                 else:
-                    yield _load_segment(self.segments_dir / seg["file"], _check_of(seg))["vectors"]
+                    yield _load_segment(self.segments_dir / seg["file"], _check_of(seg), only=("vectors",))["vectors"]
 
         generation = self.manifest["generation"] + 1
         name = f"vec-{generation:06d}.npy"
@@ -565,10 +573,10 @@ class IndexWriter:
         self.remove_orphans(superseded=True)
 
     def finish(self, ann_min_rows: int = ANN_MIN_ROWS, scan_floor: float | None = None,
-               map_min_bytes: int = MAP_MIN_BYTES) -> dict:
+               map_min_bytes: int | None = None) -> dict:
         """End a build or add: merge segments (a build, resumed or not, ends with one), bring the vector
-        file (for an index of at least ``map_min_bytes`` of vectors), the ANN (with ``scan_floor``,
-        ``update_ann``'s) and the look-alikes up to date, mark the index ready."""
+        file (for an index of at least ``map_min_bytes`` of vectors, ``update_vector_file``'s), the ANN
+        (with ``scan_floor``, ``update_ann``'s) and the look-alikes up to date, mark the index ready."""
         self.merge_segments(everything=self.manifest["state"] == BUILDING)
         self.update_vector_file(map_min_bytes)
         ann = self.update_ann(ann_min_rows, scan_floor=scan_floor)
@@ -597,9 +605,10 @@ def _check_of(seg: dict) -> dict | None:
     return seg.get("checks", {}).get(seg["file"])
 
 
-def _load_segment(path: Path, check: dict | None = None, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+def _load_segment(path: Path, check: dict | None = None, skip: tuple[str, ...] = (),
+                  only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
     try:
-        return load_npz(path, check, skip)
+        return load_npz(path, check, skip, only)
     except DamagedFile as exc:
         raise DamagedSegment(str(exc), path) from None
 
@@ -645,7 +654,8 @@ def _column_values(seg: dict[str, np.ndarray], name: str, n: int) -> np.ndarray:
 def load_attribute_codes(case: Path, manifest: dict) -> np.ndarray:
     """All attribute codes (A x N uint8), in id order; zeros for dropped rows."""
     n_attr = len(manifest["attributes"]["names"])
-    parts = [_load_segment(Path(case) / SEGMENTS / s["file"], _check_of(s))["attributes"] if s.get("file")
+    parts = [_load_segment(Path(case) / SEGMENTS / s["file"], _check_of(s), only=("attributes",))["attributes"]
+             if s.get("file")
              else np.zeros((s["rows"], n_attr), np.uint8) for s in manifest["segments"]]
     return np.ascontiguousarray(np.concatenate(parts).T) if parts else np.zeros((n_attr, 0), np.uint8)
 
@@ -673,7 +683,7 @@ def load_vectors(case: Path, manifest: dict) -> np.ndarray:
         if not seg.get("file"):  # dropped rows: zero vectors keep the ids in place
             parts.append(np.zeros((seg["rows"], manifest["embedding_dim"]), np.float32))
             continue
-        data = _load_segment(Path(case) / SEGMENTS / seg["file"], _check_of(seg))
+        data = _load_segment(Path(case) / SEGMENTS / seg["file"], _check_of(seg), only=("vectors",))
         if "vectors" not in data:
             raise DamagedSegment(f"{case}: segment {seg['file']} holds no vectors; the index is damaged",
                                  Path(case) / SEGMENTS / seg["file"])
@@ -1047,7 +1057,7 @@ def export_features(case: str | Path, out: str | Path) -> int:
     for seg in manifest["segments"]:
         if not seg.get("file"):  # rows dropped by a repair are not exported
             continue
-        data = _load_segment(case / SEGMENTS / seg["file"], _check_of(seg))
+        data = _load_segment(case / SEGMENTS / seg["file"], _check_of(seg), only=("keys", "vectors"))
         keys += data["keys"].tolist()
         vectors.append(data["vectors"])
     raw = np.concatenate(vectors) if vectors else np.zeros((0, manifest["embedding_dim"]), np.float32)

@@ -98,28 +98,32 @@ def verify_file(path: Path, check: dict | None) -> None:
         if check and size != check["bytes"]:
             raise DamagedFile(path, size_problem(size, check["bytes"]))
         if check:
+            digest = hashlib.sha256()
             with path.open("rb") as fh:
-                if hashlib.file_digest(fh, "sha256").hexdigest() != check["sha256"]:
-                    raise DamagedFile(path, "content changed since it was written (SHA-256 differs)")
+                while block := fh.read(1 << 22):
+                    digest.update(block)
+            if digest.hexdigest() != check["sha256"]:
+                raise DamagedFile(path, "content changed since it was written (SHA-256 differs)")
     except FileNotFoundError:
         raise DamagedFile(path, "missing") from None
     except OSError as exc:
         raise DamagedFile(path, f"unreadable ({exc.strerror})") from None
 
 
-def load_npz(path: Path, check: dict | None, skip: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` at ``path`` but those named in ``skip``, checked against ``check``;
-    DamagedFile otherwise (also for an unchecked file whose zip structure or CRC is broken). With
-    ``skip`` the file is hashed in blocks and only the arrays kept are read (a large segment whose
-    vectors are mapped from the index's vector file never holds them in memory)."""
-    if skip:
+def load_npz(path: Path, check: dict | None, skip: tuple[str, ...] = (),
+             only: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path`` (those named in ``only``, if given) but those named in
+    ``skip``, checked against ``check``; DamagedFile otherwise (also for an unchecked file whose zip
+    structure or CRC is broken). With ``skip`` or ``only`` the file is hashed in blocks and only the
+    arrays kept are read (a large segment's vectors are never in memory when they are not wanted)."""
+    if skip or only is not None:
         verify_file(path, check)
         source = path
     else:
         source = io.BytesIO(read_checked(path, check))
     try:
         with np.load(source, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files if k not in skip}
+            return {k: npz[k] for k in npz.files if k not in skip and (only is None or k in only)}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
         raise DamagedFile(path, f"unreadable segment ({type(exc).__name__}: {exc})") from None
 
@@ -198,8 +202,8 @@ def check_files(case: Path, manifest: dict) -> CheckReport:
             report.verified += 1
             report.unchecked += name not in checks
             try:
-                if name == seg["file"]:
-                    data = load_npz(seg_dir / name, checks.get(name))
+                if name == seg["file"]:  # the checksum covers the vectors: they need not be read as arrays
+                    data = load_npz(seg_dir / name, checks.get(name), ("vectors",) if name in checks else ())
                     if len(data.get("keys", ())) != seg["rows"]:
                         raise DamagedFile(seg_dir / name, f"holds {len(data.get('keys', ()))} rows, the manifest "
                                                           f"says {seg['rows']}")
@@ -207,8 +211,11 @@ def check_files(case: Path, manifest: dict) -> CheckReport:
                     read_checked(seg_dir / name, checks.get(name))
             except DamagedFile as exc:
                 kind[name] = exc.problem
-    from xreid.index.vector_file import verify_vector_file
+    from xreid.index.vector_file import verify_vector_file, wants_file
 
+    if (manifest.get("state") == "ready" and not manifest.get("vectors")
+            and wants_file(int(manifest.get("count", 0)), int(manifest.get("embedding_dim", 0)))):
+        report.vectors = "vec-*.npy: missing (the index's vectors reach the size kept in a vector file)"
     # the derived files (the report's field of the same name as the manifest's entry)
     for key, verify in (("ann", lambda path, info: read_checked(path, info if "sha256" in info else None)),
                         ("lookalikes", load_npz), ("vectors", verify_vector_file)):

@@ -9,10 +9,17 @@ index maps it read-only: the operating system pages in the rows a search reads a
 again, so the memory a search process holds is the ANN codes, attribute codes and keys.
 
 The manifest records the file like the ANN file (``vectors``: file, rows, dim, bytes, SHA-256).
-Opening checks its size and header only (hashing 10 GB at every open would undo the point);
-``xreid index check`` verifies the SHA-256 and ``--repair`` writes it again. A file that does not
-match (missing, truncated, another shape) is named in the log and the vectors are read from the
-segments as for a small index.
+Opening checks its size and header only (its SHA-256 would mean reading it whole at every open; the
+segments are still hashed, in blocks, so an open reads the segment files once but holds none of their
+vectors); ``xreid index check`` verifies the SHA-256 and ``--repair`` writes it again, as does the
+next build or add finishing. A file that does not match (missing, truncated, another shape) is named
+in the log and the vectors are read from the segments as for a small index. Rows of a segment a
+repair dropped keep their vectors in the file until it is written again (with zeros for them); they
+are never returned either way.
+
+Limits: the file covers the rows committed when it was written, so while an add runs (or after one
+was interrupted), a reader that opens the index reads every vector from the segments into memory,
+as for a small index, until the add finishes; and each add writes the whole file again.
 """
 
 from __future__ import annotations
@@ -32,11 +39,14 @@ VECTORS_KEY = "vectors"
 #: an index whose float32 vectors take at least this many bytes keeps them in a mapped file
 #: (512 MB: 500,000 rows at 256-d, 41,667 at 3,072-d)
 MAP_MIN_BYTES = 512 * 10**6
+#: rows normalised and written at a time
+WRITE_ROWS = 65_536
 
 
-def wants_file(rows: int, dim: int, min_bytes: int = MAP_MIN_BYTES) -> bool:
-    """Whether an index of ``rows`` x ``dim`` float32 vectors keeps them in a mapped file."""
-    return rows > 0 and rows * dim * 4 >= min_bytes
+def wants_file(rows: int, dim: int, min_bytes: int | None = None) -> bool:
+    """Whether an index of ``rows`` x ``dim`` float32 vectors keeps them in a mapped file (from
+    ``min_bytes``, default ``MAP_MIN_BYTES``)."""
+    return rows > 0 and rows * dim * 4 >= (MAP_MIN_BYTES if min_bytes is None else min_bytes)
 
 
 def _header(rows: int, dim: int) -> bytes:
@@ -58,11 +68,13 @@ def write_vector_file(path: Path, parts: Iterable[np.ndarray], rows: int, dim: i
         fh.write(head)
         digest.update(head)
         for block in parts:
-            data = np.ascontiguousarray(l2_normalise(np.asarray(block, np.float32).reshape(-1, dim)), np.float32)
-            written[0] += len(data)
-            raw = memoryview(data).cast("B")
-            fh.write(raw)
-            digest.update(raw)
+            block = np.asarray(block, np.float32).reshape(-1, dim)
+            for a in range(0, len(block), WRITE_ROWS):  # normalised a piece at a time: no second copy of a block
+                data = np.ascontiguousarray(l2_normalise(block[a:a + WRITE_ROWS]), np.float32)
+                raw = memoryview(data).cast("B")
+                fh.write(raw)
+                digest.update(raw)
+            written[0] += len(block)
         if written[0] != rows:
             raise ValueError(f"{path}: {written[0]} rows written, {rows} expected")
 
@@ -92,7 +104,10 @@ def map_vector_file(path: Path, info: dict) -> np.memmap:
                                 f"float32")
     if info["rows"] == 0:
         return np.zeros((0, info["dim"]), np.float32)
-    return np.memmap(path, np.float32, mode="r", offset=offset, shape=shape)
+    try:
+        return np.memmap(path, np.float32, mode="r", offset=offset, shape=shape)
+    except (OSError, ValueError) as exc:
+        raise DamagedFile(path, f"cannot be mapped ({exc})") from None
 
 
 def verify_vector_file(path: Path, info: dict) -> None:

@@ -326,13 +326,13 @@ def _repair_files(case: Path, writer: IndexWriter, report: CheckReport, done: li
         done.append(f"dropped the ANN file {report.ann}")
     if report.lookalikes or report.segments:
         manifest["lookalikes"] = None
-    if report.vectors:
+    if report.vectors and writer.manifest.get("vectors"):
         manifest["vectors"] = None
         done.append(f"dropped the vector file {report.vectors}")
     damaged = [n for n in list(report.segments) + list(report.packs)] + (
         [writer.manifest["ann"]["file"]] if report.ann else []) + (
         [writer.manifest["lookalikes"]["file"]] if report.lookalikes else []) + (
-        [writer.manifest["vectors"]["file"]] if report.vectors else [])
+        [writer.manifest["vectors"]["file"]] if report.vectors and writer.manifest.get("vectors") else [])
     writer._publish(manifest)
     keep = case / "damaged"
     for name in damaged:  # kept for inspection, out of the index's way
@@ -340,10 +340,6 @@ def _repair_files(case: Path, writer: IndexWriter, report: CheckReport, done: li
         if src.exists():
             keep.mkdir(exist_ok=True)
             src.replace(keep / name)
-    if report.vectors:
-        writer.update_vector_file(min_bytes=0)  # the index had one: whatever its size now
-        if writer.manifest.get("vectors"):
-            done.append("wrote the vector file again")
     ann = None
     if report.ann and writer.count >= ANN_MIN_ROWS:
         ann = writer.update_ann(rebuild=True, scan_floor=floor)
@@ -352,6 +348,10 @@ def _repair_files(case: Path, writer: IndexWriter, report: CheckReport, done: li
         writer.update_lookalikes(ann)
         done.append("found each row's look-alikes again"
                     + (f" ({report.lookalikes})" if report.lookalikes else ""))
+    if report.vectors:  # last: the largest write, and the index works without it
+        writer.update_vector_file(min_bytes=0)  # the index had one (or should): whatever its size now
+        if writer.manifest.get("vectors"):
+            done.append("wrote the vector file again")
 
 
 def _repair_footage(case: Path, damaged: dict[str, str], done: list[str]) -> None:
