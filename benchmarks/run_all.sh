@@ -105,6 +105,20 @@ run python benchmarks/bench_sharded.py --sizes 10000000 --shards 4 --dim 256 --q
     --floors 1 0 --images --out "$out/sharded_10m"
 # Ray's overhead (one process and a local 2-node cluster interleaved; about 10 min)
 run python benchmarks/bench_sharded.py --sizes --out "$out/sharded_ray"
+# issue 30's compact AANet, cross-domain run (configs/peta_mobilenetv2_aanet_compact.yaml header), when trained:
+# its explanations on test, as an attribute source for description search, its maps on validation pairs
+X=runs/aanet_compact/aanet_compact_xdomain
+if [ -f $X/model.pt ]; then
+    run python benchmarks/bench_explain_quality.py ${data[@]+"${data[@]}"} --model $X/model.pt --head $X/model_head.npz \
+        --out "$out/explain_quality_compact_xdomain"
+    run python benchmarks/bench_describe.py ${data[@]+"${data[@]}"} --sources concat --source-model compact=$X/model.pt \
+        --out "$out/describe_sources_compact"
+    run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --protocol peta-reid-val --pairs 30 \
+        --maps occ-grey,gc-pair5,attention --occlusion-model none --no-attributes --model $X/model.pt \
+        --out "$out/maps_compact_val"
+else
+    echo "$X not trained: explain_quality_compact_xdomain, describe_sources_compact, maps_compact_val not regenerated" >&2
+fi
 # the distractor test on PETA-ReID (embeddings cached in runs/embedding_cache; about 15 min, 6 GB of RAM),
 # the bundled model (3,072-d) up to 300,000 distractors (1,000,000 would need 12.3 GB), with the index's
 # search also at scan floor 0 (the build's tuning alone)
