@@ -116,8 +116,10 @@ if [ -f $X/model.pt ]; then
     run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --protocol peta-reid-val --pairs 30 \
         --maps occ-grey,gc-pair5,attention --occlusion-model none --no-attributes --model $X/model.pt \
         --out "$out/maps_compact_val"
+    run python benchmarks/bench_maps.py ${data[@]+"${data[@]}"} --pairs 100 --maps occ-grey,gc-pair5,attention \
+        --occlusion-model none --no-attributes --model $X/model.pt --out "$out/maps_compact_test"
 else
-    echo "$X not trained: explain_quality_compact_xdomain, describe_sources_compact, maps_compact_val not regenerated" >&2
+    echo "$X not trained: explain_quality_compact_xdomain, describe_sources_compact, maps_compact_val / _test not regenerated" >&2
 fi
 # the distractor test on PETA-ReID (embeddings cached in runs/embedding_cache; about 15 min, 6 GB of RAM),
 # the bundled model (3,072-d) up to 300,000 distractors (1,000,000 would need 12.3 GB), with the index's
