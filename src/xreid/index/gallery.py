@@ -534,12 +534,9 @@ class IndexWriter:
     def unit_vectors(self) -> np.ndarray:
         """Every row's unit vector (N x D float32, id order): mapped from the vector file when it is up
         to date, else read from the segments."""
-        info = self.manifest.get(VECTORS_KEY)
-        if info and info["rows"] == self.count:
-            try:
-                return map_vector_file(self.case / info["file"], info)
-            except DamagedFile as exc:
-                log.warning("%s; reading the vectors from the segments", exc)
+        mapped = mapped_vectors(self.case, self.manifest)
+        if mapped is not None:
+            return mapped
         return l2_normalise(load_vectors(self.case, self.manifest)).astype(np.float32, copy=False)
 
     def update_vector_file(self, min_bytes: int | None = None) -> None:
@@ -676,6 +673,19 @@ def load_lookalikes(case: Path, manifest: dict, rows: int) -> tuple[np.ndarray, 
     return data["neighbours"], np.ascontiguousarray(data["codes"])
 
 
+def mapped_vectors(case: Path, manifest: dict) -> np.ndarray | None:
+    """A large index's unit vectors mapped from its vector file when that covers every committed row;
+    None when it has none up to date, or when the file is damaged (said in the log)."""
+    info = manifest.get(VECTORS_KEY)
+    if not info or info["rows"] != sum(s["rows"] for s in manifest["segments"]):
+        return None
+    try:
+        return map_vector_file(Path(case) / info["file"], info)
+    except DamagedFile as exc:
+        log.warning("%s; reading the vectors from the segments", exc)
+        return None
+
+
 def load_vectors(case: Path, manifest: dict) -> np.ndarray:
     """All embeddings (N x D float32, as the model gave them), in id order."""
     parts = []
@@ -764,13 +774,7 @@ class GalleryIndex(Gallery):
 
             return ShardedGallery.open(case, ann=ann, image_root=image_root)
         n_attr, dim = len(manifest["attributes"]["names"]), manifest["embedding_dim"]
-        mapped = None  # a large index's vectors, mapped from its vector file (then left out of the segments)
-        info = manifest.get(VECTORS_KEY)
-        if info and info["rows"] == sum(s["rows"] for s in manifest["segments"]):
-            try:
-                mapped = map_vector_file(case / info["file"], info)
-            except DamagedFile as exc:
-                log.warning("%s; reading the vectors from the segments", exc)
+        mapped = mapped_vectors(case, manifest)  # then left out of the segments
         skip = ("vectors",) if mapped is not None else ()
         # a damaged segment is named and left out (its rows kept as dead rows, so later ids stay right);
         # the intact ones are served

@@ -54,6 +54,10 @@ class DamagedFile(ValueError):
         self.path, self.problem = path, problem
 
 
+#: the problem of a file whose bytes are not those written
+CHANGED = "content changed since it was written (SHA-256 differs)"
+
+
 def file_check(data: bytes) -> dict:
     return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
@@ -70,7 +74,7 @@ def verify_bytes(path: Path, data: bytes, check: dict | None) -> None:
     if len(data) != check["bytes"]:
         raise DamagedFile(path, size_problem(len(data), check["bytes"]))
     if hashlib.sha256(data).hexdigest() != check["sha256"]:
-        raise DamagedFile(path, "content changed since it was written (SHA-256 differs)")
+        raise DamagedFile(path, CHANGED)
 
 
 def read_checked(path: Path, check: dict | None) -> bytes:
@@ -103,7 +107,7 @@ def verify_file(path: Path, check: dict | None) -> None:
                 while block := fh.read(1 << 22):
                     digest.update(block)
             if digest.hexdigest() != check["sha256"]:
-                raise DamagedFile(path, "content changed since it was written (SHA-256 differs)")
+                raise DamagedFile(path, CHANGED)
     except FileNotFoundError:
         raise DamagedFile(path, "missing") from None
     except OSError as exc:
