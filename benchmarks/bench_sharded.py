@@ -2,7 +2,7 @@
 what sharding and Ray cost and give on this machine.
 
     python benchmarks/bench_sharded.py [--sizes 10000 100000] [--shards 1 2 4] [--queries 100] [--dim 3072]
-                                       [--skip-lookalikes] [--floors F ...] [--images 400 1600] [--batch 32]
+                                       [--skip-lookalikes] [--floors F ...] [--lists F ...] [--images 400 1600] [--batch 32]
                                        [--repeats 2] [--out STEM]
 
 Part 1, sharded search: synthetic galleries at the default model's dimension (3,072; ``--dim``: another,
