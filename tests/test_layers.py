@@ -26,13 +26,19 @@ FILE_CALLS = ("open", "load", "savez", "read_text", "read_bytes", "write_text", 
               "atomic_open", "imread")
 
 
+#: every module's syntax tree, parsed once while the tests are collected: CPython 3.11's ``ast.parse``
+#: can raise "AST constructor recursion depth mismatch" when another thread parses at the same time
+#: (the server tests leave worker threads behind), so no test parses while others run
+TREES = {path: ast.parse(path.read_text(), str(path)) for path in sorted(SRC.rglob("*.py"))}
+
+
 def _package(path: Path) -> str:
     rel = path.relative_to(SRC)
     return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
 def _imports(path: Path):
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(TREES[path]):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "xreid":
             yield node.lineno, node.module
         elif isinstance(node, ast.Import):
@@ -43,7 +49,7 @@ def _imports(path: Path):
 
 def layer_violations() -> list[str]:
     out = []
-    for path in sorted(SRC.rglob("*.py")):
+    for path in TREES:
         here = _package(path)
         for line, module in _imports(path):
             parts = module.split(".")
@@ -64,12 +70,22 @@ def test_imports_run_down_the_layers():
 def test_explain_opens_no_file():
     calls = []
     for path in sorted((SRC / "explain").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(TREES[path]):
             if isinstance(node, ast.Call):
                 name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
                 if name in FILE_CALLS:
                     calls.append(f"{path.relative_to(SRC)}:{node.lineno} {name}(")
     assert calls == []
+
+
+def test_domain_code_knows_nothing_of_http():
+    """The case session, the index and the workflows raise domain errors; only ``serve/app.py`` maps
+    them to HTTP."""
+    for path in [SRC / "serve" / "case.py", *sorted(SRC.glob("index/*.py")), *sorted(SRC.glob("workflows/*.py"))]:
+        modules = {a.name for n in ast.walk(TREES[path]) if isinstance(n, ast.Import) for a in n.names}
+        modules |= {n.module or "" for n in ast.walk(TREES[path]) if isinstance(n, ast.ImportFrom)}
+        assert not any(m.split(".")[0] in ("fastapi", "starlette") for m in modules), path
+        assert "HTTPException" not in path.read_text(), path
 
 
 def test_the_command_line_holds_options_and_messages():

@@ -310,21 +310,6 @@ def test_api_page_shows_reply_shapes_and_domain_errors_map_to_statuses(client):
         [400, 404, 413, 415, 400]
 
 
-def test_domain_code_knows_nothing_of_http():
-    import ast
-    from pathlib import Path
-
-    import xreid
-
-    src = Path(xreid.__file__).parent
-    for path in [src / "serve" / "case.py", *src.glob("index/*.py"), *src.glob("workflows/*.py")]:
-        tree = ast.parse(path.read_text())
-        names = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
-                 for a in n.names} | {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-        assert not any(m.split(".")[0] in ("fastapi", "starlette") for m in names), path
-        assert "HTTPException" not in path.read_text(), path
-
-
 def test_explanation_marks_report_and_audit_log(client, session):
     uid = _upload(client, _png(), "query.png").json()["id"]
     res = _search(client, uploads=[uid], k=4, filters={"camera": "1"}).json()
