@@ -2,7 +2,8 @@
 what sharding and Ray cost and give on this machine.
 
     python benchmarks/bench_sharded.py [--sizes 10000 100000] [--shards 1 2 4] [--queries 100] [--dim 3072]
-                                       [--skip-lookalikes] [--floors F ...] [--lists F ...] [--images 400 1600] [--batch 32]
+                                       [--skip-lookalikes] [--floors F ...] [--lists F ...] [--dims-per-code 2]
+                                       [--images 400 1600] [--batch 32]
                                        [--repeats 2] [--out STEM]
 
 Part 1, sharded search: synthetic galleries at the default model's dimension (3,072; ``--dim``: another,
@@ -18,7 +19,8 @@ every shard from the vectors (embedding excluded). Memory per shard: what a sear
 the mapped vectors. Latency: one query at a time, k = 10, shard-parallel threads, p50 / p99 over
 ``--queries`` queries (perturbed views of gallery rows), with the scan floor the build recorded or,
 with ``--floors``, each floor given, and with ``--lists``, exactly each fraction of the lists given
-(the same index, searched again: what recall a narrower scan keeps). Recall@10 against exact search
+(the same index, searched again: what recall a narrower scan keeps); ``--dims-per-code 4`` builds
+with codes half the default size (``xreid.index.ann.DIMS_PER_CODE``). Recall@10 against exact search
 (numpy, float32, over all rows, block by block).
 
 Part 2, Ray's overhead: synthetic crops indexed with the bundled model into 2 shards, once in one
@@ -43,6 +45,7 @@ import numpy as np
 
 from common import Report, lookalike_pass, parse, parser
 from xreid.distance import l2_normalise
+from xreid.index import ann
 from xreid.index.ann import SCAN_FLOOR, TopK, scan_nprobe
 from xreid.index.gallery import GalleryIndex, IndexWriter, Rows
 from xreid.index.sharded import finish_sharded, shard_of, start_sharded
@@ -122,9 +125,9 @@ def shard_memory(g: GalleryIndex) -> list[tuple[float, float]]:
     """MB per shard: (held: attribute codes, ANN file, and vectors unless mapped; mapped vectors)."""
     out = []
     for s in getattr(g, "shards", [g]):
-        ann = (s.case / s.manifest["ann"]["file"]).stat().st_size if s.manifest.get("ann") else 0
+        ann_bytes = (s.case / s.manifest["ann"]["file"]).stat().st_size if s.manifest.get("ann") else 0
         mapped = isinstance(s.vectors, np.memmap)
-        out.append(((s.attribute_codes.nbytes + ann + (0 if mapped else s.vectors.nbytes)) / 2**20,
+        out.append(((s.attribute_codes.nbytes + ann_bytes + (0 if mapped else s.vectors.nbytes)) / 2**20,
                     s.vectors.nbytes / 2**20 if mapped else 0.0))
     return out
 
@@ -188,7 +191,8 @@ def part_search(report: Report, sizes: list[int], shard_counts: list[int], n_que
                 del g
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-    report.print(f"Sharded search, {dim}-d synthetic identities, k = 10, {n_queries} queries, one at a time"
+    report.print(f"Sharded search, {dim}-d synthetic identities, k = 10, {n_queries} queries, one at a time; "
+                 f"codes {ann.pq_spec(dim, 1).split(',')[1]} (4-bit PQ, {ann.DIMS_PER_CODE} dims per code)"
                  + ("" if lookalikes else "; builds without the look-alike pass (--skip-lookalikes)"))
     report.table(["rows", "shards", "build s", "open s", "MB held per shard (max)", "MB mapped per shard (max)",
                   "scan floor (or lists)", "p50 ms", "p99 ms", "recall@10", "search", "lists scanned / nlist"], rows)
@@ -314,7 +318,10 @@ def main(argv=None) -> None:
                     help="crops of the Ray overhead run: two folder sizes (none: skip it)")
     ap.add_argument("--batch", type=int, default=32, help="batch size of the Ray overhead run")
     ap.add_argument("--repeats", type=int, default=2, help="interleaved repeats of the Ray overhead run")
+    ap.add_argument("--dims-per-code", type=int, default=ann.DIMS_PER_CODE,
+                    help="part 1: dimensions per 4-bit PQ code of the builds (the library's DIMS_PER_CODE by default)")
     args = parse(ap, argv)
+    ann.DIMS_PER_CODE = args.dims_per_code  # what-if: the library's choice, set for this run's builds
     report = Report(args.out)
     figures = {"search": part_search(report, args.sizes, args.shards, args.queries, args.dim,
                                      not args.skip_lookalikes, args.floors, args.lists)} if args.sizes else {}

@@ -103,6 +103,9 @@ run python benchmarks/bench_sharded.py --sizes 10000 100000 1000000 --dim 256 --
 # shard's segments merge, 21 GB of temporary disk), searched with the default floor and the tuning alone
 run python benchmarks/bench_sharded.py --sizes 10000000 --shards 4 --dim 256 --queries 100 --skip-lookalikes \
     --floors 1 0 --images --out "$out/sharded_10m"
+# the same with codes half the size (4 dims per 4-bit code; about 12 min): faster, recall at its floor
+run python benchmarks/bench_sharded.py --sizes 10000000 --shards 4 --dim 256 --queries 100 --skip-lookalikes \
+    --floors 1 --dims-per-code 4 --images --out "$out/sharded_10m_pq4"
 # Ray's overhead (one process and a local 2-node cluster interleaved; about 10 min)
 run python benchmarks/bench_sharded.py --sizes --out "$out/sharded_ray"
 # issue 30's compact AANet, cross-domain run (configs/peta_mobilenetv2_aanet_compact.yaml header), when trained:

@@ -169,3 +169,18 @@ def test_the_tuning_in_blocks_gives_the_tuning_in_one(monkeypatch):
     blocks = AnnIndex.build(x, nlist=16, scan_floor=0.0)
     assert (blocks.tuned_nprobe, blocks.factor, blocks.tuned_recall) == (whole.tuned_nprobe, whole.factor,
                                                                          whole.tuned_recall)
+
+
+@pytest.mark.parametrize("dim, per, spec", [(256, 2, "IVF64,PQ128x4fs"), (256, 4, "IVF64,PQ64x4fs"),
+                                            (15, 2, "IVF64,PQ15x4fs")])
+def test_pq_spec_codes_per_dims(dim, per, spec):
+    assert ann_mod.pq_spec(dim, 64, per) == spec
+
+
+def test_an_index_names_the_codes_it_was_built_with(monkeypatch):
+    """The manifest's spec comes from the built index, not from the module's current choice."""
+    x = _near_copies(n=2000, dim=16)
+    monkeypatch.setattr(ann_mod, "DIMS_PER_CODE", 4)
+    built = AnnIndex.build(x, nlist=16, tune=False)
+    monkeypatch.setattr(ann_mod, "DIMS_PER_CODE", 2)
+    assert built.spec == "IVF16,PQ4x4fs" and built.manifest_entry()["spec"] == "IVF16,PQ4x4fs"

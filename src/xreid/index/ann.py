@@ -75,9 +75,18 @@ def default_nlist(n: int) -> int:
     return int(min(1024, max(16, 2 ** round(math.log2(max(1.0, math.sqrt(n) / 4))))))
 
 
-def pq_spec(dim: int, nlist: int) -> str:
-    """The faiss factory string: IVF, then 4-bit fast-scan PQ with 2 dims per sub-quantizer."""
-    m = dim // 2 if dim % 2 == 0 else dim
+#: dimensions each 4-bit sub-quantizer codes. Two (64 bytes per 256-d row) keep recall@10 at 1.000
+#: on 10,000,000 synthetic rows; four halve the codes and the scan, but there the same search went
+#: from 31.6 to 22.3 ms p50 while recall@10 fell to 0.950, the bottom of its target
+#: (``bench_sharded.py --dims-per-code 4``, docs/RESULTS.md), so two stay
+DIMS_PER_CODE = 2
+
+
+def pq_spec(dim: int, nlist: int, per: int | None = None) -> str:
+    """The faiss factory string: IVF, then 4-bit fast-scan PQ with ``per`` (``DIMS_PER_CODE``) dims
+    per sub-quantizer (one where ``dim`` is not a multiple of it)."""
+    per = per or DIMS_PER_CODE
+    m = dim // per if dim % per == 0 else dim
     return f"IVF{nlist},PQ{m}x4fs"
 
 
@@ -132,7 +141,7 @@ class AnnIndex:
 
     @property
     def spec(self) -> str:
-        return pq_spec(self.index.d, self.nlist)
+        return pq_spec(self.index.d, self.nlist, self.index.d // self.index.pq.M)
 
     @classmethod
     def build(cls, vectors: np.ndarray, seed: int = 0, nlist: int | None = None, tune: bool = True,
