@@ -65,7 +65,9 @@ def test_sharded_search_equals_one_index(tmp_path, shards):
             np.testing.assert_allclose(b.distances, a.distances, atol=1e-6)
             assert b.candidates == a.candidates
             # rows of the whole read through the sharded ids: the same metadata and vectors
-            assert [r["path"] for r in b.rows] == a.keys
+            assert [r["path"] for r in b.rows] == a.keys and b.rows == [{**r, "id": i} for r, i in zip(a.rows, b.ids)]
+            bare = one.search(q, k, where, rows=False)  # a shard's answer: the same hits, no rows read
+            assert bare.keys == a.keys and bare.rows == []
             np.testing.assert_allclose(sh.vectors_of(b.ids), one.vectors_of(a.ids), atol=1e-6)
             np.testing.assert_allclose(sh.probabilities(b.ids), one.probabilities(a.ids))
     assert sh.facets()["attributes"] == one.facets()["attributes"]

@@ -906,11 +906,13 @@ class GalleryIndex(Gallery):
 
     # -- search --
 
-    def search(self, query: np.ndarray, k: int = 10, where: Filter | None = None, exact: bool = False) -> SearchResult:
+    def search(self, query: np.ndarray, k: int = 10, where: Filter | None = None, exact: bool = False, *,
+               rows: bool = True) -> SearchResult:
         """The ``k`` rows nearest ``query`` (an embedding from the index's model) among those ``where``
         keeps. The filter acts inside the search: the exact path scores only kept rows, the ANN path
         passes them as a bitmap that faiss checks before scoring. Small indexes, ``exact=True`` and
-        filters keeping at most ``EXACT_LIMIT`` rows search exactly."""
+        filters keeping at most ``EXACT_LIMIT`` rows search exactly. ``rows=False`` leaves the
+        results' metadata rows out (a shard's answer: most of it is dropped by the merge)."""
         if k < 1:
             raise ValueError(f"k must be at least 1 (got {k})")
         q = np.asarray(query, np.float32).reshape(-1)
@@ -937,7 +939,7 @@ class GalleryIndex(Gallery):
         top = _top_k(dist, ids, k)
         ids, dist = ids[top].astype(np.int64), dist[top].astype(np.float32)
         return SearchResult(ids, [str(self.keys[i]) for i in ids], dist, method=method, candidates=kept,
-                            size=len(self), rows=[self.row(int(i)) for i in ids])
+                            size=len(self), rows=[self.row(int(i)) for i in ids] if rows else [])
 
     # -- rows --
 

@@ -55,7 +55,7 @@ class ShardServer:
                 "ann": self.index.ann is not None}
 
     def search(self, query: np.ndarray, k: int, where: Filter | None, exact: bool) -> ShardHits:
-        r = self.index.search(query, k, where, exact=exact)
+        r = self.index.search(query, k, where, exact=exact, rows=False)
         return ShardHits(r.ids, r.distances, r.method, r.candidates)
 
     def vectors_of(self, ids: np.ndarray) -> np.ndarray:

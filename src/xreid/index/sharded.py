@@ -181,7 +181,7 @@ class ShardedGallery(GalleryIndex):
     def _shard_hits(self, query: np.ndarray, k: int, where: Filter | None, exact: bool) -> list[ShardHits]:
         """Each shard's own top ``k`` (shard-local ids), asked in parallel."""
         def one(s: GalleryIndex) -> ShardHits:
-            r = s.search(query, k, where, exact=exact)
+            r = s.search(query, k, where, exact=exact, rows=False)
             return ShardHits(r.ids, r.distances, r.method, r.candidates)
 
         return list(self._pool.map(one, self.shards))
