@@ -20,6 +20,23 @@ from pathlib import Path
 from xreid.data.protocol import load_protocol
 
 
+def unlabeled_rows(protocol, subsets: set[str]) -> list[tuple[str, str]]:
+    """(path, camera) of ``protocol``'s training images of ``subsets``, no identity; none of them is
+    of a person of the protocol's test sets."""
+    tested = {r.pid for t in protocol.test_sets for r in t.query + t.gallery}
+    train = [r for r in protocol.train if r.path.split("/")[0] in subsets]
+    assert not any(r.pid in tested for r in train), "a test identity in train"
+    return [(r.path, r.cam or "") for r in train]
+
+
+def write_list(rows: list[tuple[str, str]], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "camera"])
+        writer.writerows(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-root", type=Path, default=os.environ.get("XREID_DATA_ROOT"))
@@ -31,14 +48,8 @@ def main() -> None:
         raise SystemExit("give --data-root or set XREID_DATA_ROOT")
     protocol = load_protocol(args.protocol, args.data_root)
     subsets = set(args.subsets.split(","))
-    rows = [(r.path, r.cam or "") for r in protocol.train if r.path.split("/")[0] in subsets]
-    tested = {r.pid for t in protocol.test_sets for r in t.query + t.gallery}
-    assert not any(r.pid in tested for r in protocol.train if r.path.split("/")[0] in subsets), "a test identity in train"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "camera"])
-        writer.writerows(rows)
+    rows = unlabeled_rows(protocol, subsets)
+    write_list(rows, args.out)
     print(f"{len(rows)} unlabeled crops of {', '.join(sorted(subsets))} written to {args.out} "
           f"(image root {protocol.image_root})")
 

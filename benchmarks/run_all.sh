@@ -187,6 +187,15 @@ if [ -f "$xdomain" ]; then
 else
     echo "no cross-domain model $xdomain (set XREID_XDOMAIN): adapt_list, adapt_cluster_check not run" >&2
 fi
+# how long to adapt, chosen on validation, from the compact cross-domain model (about 30 min on 2 free cores)
+compact="${XREID_COMPACT_XDOMAIN:-runs/aanet_compact/aanet_compact_xdomain/model.pt}"
+if [ -f "$compact" ]; then
+    rm -rf runs/adapt_length
+    run python benchmarks/adapt_length.py ${data[@]+"${data[@]}"} --model "$compact" --stops 3 6 12 --batches 30 \
+        --work runs/adapt_length --out "$out/adapt_length"
+else
+    echo "no compact cross-domain model $compact (set XREID_COMPACT_XDOMAIN): adapt_length not run" >&2
+fi
 # the mutation score of issue 34 (about 30 min on 2 cores; the modules and test files: mutation.py --list)
 run python benchmarks/mutation.py --out "$out/mutation"
 if [ -f "$trained" ]; then
