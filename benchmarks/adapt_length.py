@@ -51,6 +51,8 @@ def main(argv=None) -> None:
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--work", type=Path, default=Path("runs/adapt_length"), help="lists, checkpoints, snapshots")
     args = parse(ap, argv)
+    if min(args.stops) < 1 or args.batches < 1:
+        ap.error("--stops and --batches must be at least 1")
     report = Report(args.out)
     protocol = load_protocol(PROTOCOL, args.data_root)
     crops = args.work / "val_cameras_train.csv"
@@ -69,24 +71,21 @@ def main(argv=None) -> None:
 
     evaluate(0, args.model, 0.0)
     spent = 0.0
+    state = work_dir(final) / "adapt.pt"  # the adaptation's checkpoint: the state after the last stop
     for stop in sorted(set(args.stops)):
         snap = args.work / f"round{stop:02d}.pt"
         if not snap.exists():
-            done = final.exists()
-            if not done:
+            at = load_safely(state) if state.exists() else {"round": 0, "batch": 0}  # the next batch to run
+            missing = stop * args.batches - (at["round"] * args.batches + at["batch"])
+            if missing < 0:
+                raise SystemExit(f"{state} is past round {stop} and {snap} is missing: remove {args.work} to start again")
+            if missing > 0:  # (none when a run stopped after this stop's batches but before its snapshot)
                 t0 = time.perf_counter()
-                state = work_dir(final) / "adapt.pt"
-                at = load_safely(state) if state.exists() else {"round": 0, "batch": 0}  # the next batch to run
-                already = at["round"] * args.batches + at["batch"]
-                result = adapt(str(args.model), crops, final, cfg, data_root=protocol.image_root,
-                               resume=state.exists(), progress=False,
-                               max_batches=stop * args.batches - already)
+                # the last stop ends on the last batch, through max_batches too: the run never "finishes"
+                adapt(str(args.model), crops, final, cfg, data_root=protocol.image_root, resume=state.exists(),
+                      progress=False, max_batches=missing)
                 spent += time.perf_counter() - t0
-                done = result.finished
-            if done:
-                snap.write_bytes(final.read_bytes())
-            else:
-                snapshot(args.model, work_dir(final) / "adapt.pt", snap)
+            snapshot(args.model, state, snap)
         evaluate(stop, snap, spent)
     report.print(f"xreid adapt on {len(rows)} unlabeled training crops of {', '.join(sorted(SUBSETS))} "
                  f"({PROTOCOL}'s; none of its sets' people), teacher {Path(args.teacher).stem}, lr {args.lr:g}, "

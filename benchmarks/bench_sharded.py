@@ -174,14 +174,17 @@ def part_search(report: Report, sizes: list[int], shard_counts: list[int], n_que
                         hits = g.search(q, 10)
                         lat.append((time.perf_counter() - t0) * 1000)
                         recall.append(len({row_of[k] for k in hits.keys} & truth) / 10)
-                    nlist = [s.ann.nlist if s.ann is not None else None for s in getattr(g, "shards", [g])]
+                    anns = [s.ann for s in getattr(g, "shards", [g])]
+                    nlist = [a.nlist if a is not None else None for a in anns]
                     fig = {"rows": n, "shards": shards, "build_s": round(build_s, 2), "open_s": round(open_s, 2),
                            "shard_mb": [round(m, 1) for m, _ in mem], "mapped_mb": [round(m, 1) for _, m in mem],
                            "p50_ms": round(float(np.percentile(lat, 50)), 2),
                            "p99_ms": round(float(np.percentile(lat, 99)), 2),
                            "recall10": round(float(np.mean(recall)), 4), "method": hits.method,
                            "lookalikes": lookalikes, "floor": None if fixed else floor,
-                           "lists_fraction": floor if fixed else None, "nprobe": lists, "nlist": nlist}
+                           "lists_fraction": floor if fixed else None, "nprobe": lists, "nlist": nlist,
+                           "spec": [a and a.spec for a in anns], "rerank_factor": [a and a.factor for a in anns],
+                           "tuned_recall": [a and a.tuned_recall for a in anns]}
                     figures.append(fig)
                     rows.append([f"{n:,}", shards, f"{build_s:.1f}", f"{open_s:.1f}", f"{max(m for m, _ in mem):.0f}",
                                  f"{max(m for _, m in mem):.0f}",
@@ -192,7 +195,7 @@ def part_search(report: Report, sizes: list[int], shard_counts: list[int], n_que
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     report.print(f"Sharded search, {dim}-d synthetic identities, k = 10, {n_queries} queries, one at a time; "
-                 f"codes {ann.pq_spec(dim, 1).split(',')[1]} (4-bit PQ, {ann.DIMS_PER_CODE} dims per code)"
+                 f"codes {ann.pq_spec(dim, 1).split(',')[1]} (4-bit PQ)"
                  + ("" if lookalikes else "; builds without the look-alike pass (--skip-lookalikes)"))
     report.table(["rows", "shards", "build s", "open s", "MB held per shard (max)", "MB mapped per shard (max)",
                   "scan floor (or lists)", "p50 ms", "p99 ms", "recall@10", "search", "lists scanned / nlist"], rows)
@@ -321,7 +324,10 @@ def main(argv=None) -> None:
     ap.add_argument("--dims-per-code", type=int, default=ann.DIMS_PER_CODE,
                     help="part 1: dimensions per 4-bit PQ code of the builds (the library's DIMS_PER_CODE by default)")
     args = parse(ap, argv)
-    ann.DIMS_PER_CODE = args.dims_per_code  # what-if: the library's choice, set for this run's builds
+    if args.dims_per_code < 1:
+        ap.error("--dims-per-code must be at least 1")
+    ann.DIMS_PER_CODE = args.dims_per_code  # what-if: the library's choice, for this run's builds (part 2 builds
+    # too few rows for an ANN)
     report = Report(args.out)
     figures = {"search": part_search(report, args.sizes, args.shards, args.queries, args.dim,
                                      not args.skip_lookalikes, args.floors, args.lists)} if args.sizes else {}

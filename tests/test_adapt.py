@@ -165,6 +165,37 @@ def test_adapt_command_end_to_end_resumes_and_refuses_bad_input(tmp_path):
     assert not (tmp_path / "d.pt").exists()
 
 
+def test_a_stop_at_a_round_boundary_is_the_shorter_run_and_resumes_exactly(tmp_path):
+    """`--max-batches` ending round r leaves the state a `--rounds r` run ends with (what
+    benchmarks/adapt_length.py evaluates), and resuming from there gives the full run's weights."""
+    from typer.testing import CliRunner
+
+    from xreid.cli import app
+
+    torch.set_num_threads(1)
+    crops = tmp_path / "crops"
+    _crops(crops)
+    model = _small_model(tmp_path / "m.pt")
+    common = ["--model", str(model), "--batches", "2", "--eps", "0.6", "--min-samples", "2", "--k1", "4",
+              "--data-root", str(crops)]
+    run = CliRunner().invoke
+    for out, extra in [("one.pt", ["--rounds", "1"]), ("two.pt", ["--rounds", "2"]),
+                       ("cut.pt", ["--rounds", "2", "--max-batches", "2"])]:
+        res = run(app, ["adapt", str(crops), "--out", str(tmp_path / out)] + common + extra)
+        assert res.exit_code == 0, res.output
+    one = torch.load(tmp_path / "one.pt", weights_only=True)["state_dict"]
+    cut = torch.load(tmp_path / "cut.pt.adapt" / "adapt.pt", weights_only=True)
+    assert (cut["round"], cut["batch"]) == (0, 2)  # the next batch to run: past the end of round 1
+    for k in one:
+        torch.testing.assert_close(one[k], cut["state_dict"][k].to(one[k].dtype), msg=k)
+    res = run(app, ["adapt", str(crops), "--out", str(tmp_path / "cut.pt"), "--rounds", "2", "--resume"] + common)
+    assert res.exit_code == 0, res.output
+    two = torch.load(tmp_path / "two.pt", weights_only=True)["state_dict"]
+    resumed = torch.load(tmp_path / "cut.pt", weights_only=True)["state_dict"]
+    for k in two:
+        torch.testing.assert_close(two[k], resumed[k], msg=k)
+
+
 def test_a_footage_case_gives_each_sighting_as_one_track(tmp_path, monkeypatch):
     """A case's sighting rows (footage) bring every crop kept in the case as one track; other rows are
     read under the data root, with the case's track column when it has one."""

@@ -172,7 +172,7 @@ def test_the_tuning_in_blocks_gives_the_tuning_in_one(monkeypatch):
 
 
 @pytest.mark.parametrize("dim, per, spec", [(256, 2, "IVF64,PQ128x4fs"), (256, 4, "IVF64,PQ64x4fs"),
-                                            (15, 2, "IVF64,PQ15x4fs")])
+                                            (15, 2, "IVF64,PQ15x4fs"), (258, 4, "IVF64,PQ129x4fs")])
 def test_pq_spec_codes_per_dims(dim, per, spec):
     assert ann_mod.pq_spec(dim, 64, per) == spec
 

@@ -46,7 +46,7 @@ def test_shard_of_is_stable_and_spreads_keys():
 
 
 @pytest.mark.parametrize("shards", [2, 3])
-def test_sharded_search_equals_one_index(tmp_path, shards):
+def test_sharded_search_equals_one_index(tmp_path, shards, monkeypatch):
     rows = _rows()
     _write(tmp_path / "one", rows, 1)
     _write(tmp_path / "sh", rows, shards)
@@ -66,11 +66,17 @@ def test_sharded_search_equals_one_index(tmp_path, shards):
             assert b.candidates == a.candidates
             # rows of the whole read through the sharded ids: the same metadata and vectors
             assert [r["path"] for r in b.rows] == a.keys and b.rows == [{**r, "id": i} for r, i in zip(a.rows, b.ids)]
-            bare = one.search(q, k, where, rows=False)  # a shard's answer: the same hits, no rows read
+            bare = sh.search(q, k, where, rows=False)
             assert bare.keys == a.keys and bare.rows == []
             np.testing.assert_allclose(sh.vectors_of(b.ids), one.vectors_of(a.ids), atol=1e-6)
             np.testing.assert_allclose(sh.probabilities(b.ids), one.probabilities(a.ids))
     assert sh.facets()["attributes"] == one.facets()["attributes"]
+    # the shards answer without metadata: only the merged top k's rows are read
+    read = []
+    original = GalleryIndex.row
+    monkeypatch.setattr(GalleryIndex, "row", lambda self, i, attributes=True: read.append(i) or original(self, i, attributes))
+    hits = sh.search(rng.standard_normal(16).astype(np.float32), 5)
+    assert len(hits.rows) == 5 and len(read) == 5
 
 
 def test_sharded_backend_is_registered_and_refuses_add(tmp_path):

@@ -76,18 +76,17 @@ def default_nlist(n: int) -> int:
 
 
 #: dimensions each 4-bit sub-quantizer codes. Two (64 bytes per 256-d row) keep recall@10 at 1.000
-#: on 10,000,000 synthetic rows; four halve the codes and the scan, but there the same search went
-#: from 31.6 to 22.3 ms p50 while recall@10 fell to 0.950, the bottom of its target
-#: (``bench_sharded.py --dims-per-code 4``, docs/RESULTS.md), so two stay
+#: on 10,000,000 synthetic rows; four halve the codes and the scan (there 31.6 -> 22.3 ms p50) but
+#: recall@10 fell to 0.950, the bottom of its target (``bench_sharded.py --dims-per-code 4``,
+#: docs/RESULTS.md), so two stay
 DIMS_PER_CODE = 2
 
 
 def pq_spec(dim: int, nlist: int, per: int | None = None) -> str:
     """The faiss factory string: IVF, then 4-bit fast-scan PQ with ``per`` (``DIMS_PER_CODE``) dims
-    per sub-quantizer (one where ``dim`` is not a multiple of it)."""
-    per = per or DIMS_PER_CODE
-    m = dim // per if dim % per == 0 else dim
-    return f"IVF{nlist},PQ{m}x4fs"
+    per sub-quantizer, or the largest divisor of ``dim`` below it."""
+    per = math.gcd(dim, per or DIMS_PER_CODE)
+    return f"IVF{nlist},PQ{dim // per}x4fs"
 
 
 #: rows scored at once by an exact top-k over many rows (``TopK``)

@@ -171,12 +171,14 @@ class ShardedGallery(GalleryIndex):
         s = int(np.searchsorted(self.offsets, i, side="right")) - 1
         return self.shards[s], i - int(self.offsets[s])
 
-    def search(self, query: np.ndarray, k: int = 10, where: Filter | None = None, exact: bool = False) -> SearchResult:
+    def search(self, query: np.ndarray, k: int = 10, where: Filter | None = None, exact: bool = False, *,
+               rows: bool = True) -> SearchResult:
         """The ``k`` rows nearest ``query`` among those ``where`` keeps: each shard's top k (filter
-        applied inside it), merged by distance then id."""
+        applied inside it, no metadata read), merged by distance then id; ``rows`` as
+        ``GalleryIndex.search``."""
         if k < 1:
             raise ValueError(f"k must be at least 1 (got {k})")
-        return self._merge(self._shard_hits(query, k, where, exact), k)
+        return self._merge(self._shard_hits(query, k, where, exact), k, rows)
 
     def _shard_hits(self, query: np.ndarray, k: int, where: Filter | None, exact: bool) -> list[ShardHits]:
         """Each shard's own top ``k`` (shard-local ids), asked in parallel."""
@@ -186,7 +188,7 @@ class ShardedGallery(GalleryIndex):
 
         return list(self._pool.map(one, self.shards))
 
-    def _merge(self, parts: list[ShardHits], k: int) -> SearchResult:
+    def _merge(self, parts: list[ShardHits], k: int, rows: bool = True) -> SearchResult:
         """The ``k`` nearest of the shards' hits (distance, then id of the whole)."""
         ids = np.concatenate([p.ids + off for p, off in zip(parts, self.offsets)]) if parts else np.zeros(0, np.int64)
         dist = (np.concatenate([p.distances for p in parts]) if parts else np.zeros(0, np.float32)).astype(np.float32)
@@ -195,7 +197,7 @@ class ShardedGallery(GalleryIndex):
         method = "ann" if any(p.method == "ann" for p in parts) else "exact"
         return SearchResult(ids, [str(self.keys[i]) for i in ids], dist, method=method,
                             candidates=sum(p.candidates for p in parts), size=len(self),
-                            rows=[self.row(int(i)) for i in ids])
+                            rows=[self.row(int(i)) for i in ids] if rows else [])
 
     def vectors_of(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Embeddings of ``ids`` (L2-normalised float32): from the whole when this process holds it,
