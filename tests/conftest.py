@@ -127,6 +127,33 @@ def tiny_model(tmp_path: Path) -> Path:
     return path
 
 
+def _every_node_schedulable(ray, timeout: float = 60.0) -> None:
+    """Wait until a task pinned to each node runs there: a node registered with the cluster can still
+    be unknown for a moment (longer on a loaded machine) to the scheduler that places an actor, and
+    the shard actors' hard node affinity to it would then fail."""
+    import time
+
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0)
+    def node():
+        return ray.get_runtime_context().get_node_id()
+
+    ids = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ran = ray.get([node.options(scheduling_strategy=NodeAffinitySchedulingStrategy(i, soft=False)).remote()
+                           for i in ids], timeout=10)
+            if sorted(ran) == ids:
+                return
+        except (ray.exceptions.RayError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the test cluster's nodes {ids} did not all take tasks within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A real two-node Ray cluster on this machine (head and one worker node, 1 CPU each, small object
@@ -140,6 +167,7 @@ def ray_cluster():
     c.add_node(num_cpus=1, object_store_memory=80 * 2**20)
     c.wait_for_nodes()
     ray.init(address=c.address, include_dashboard=False, log_to_driver=False)
+    _every_node_schedulable(ray)
     yield c
     ray.shutdown()
     c.shutdown()

@@ -3,9 +3,12 @@ as one (``xreid serve --ray ADDRESS``, ``xreid index search --ray ADDRESS``).
 
 The case is an ordinary sharded case (``xreid.index.sharded``, from ``xreid index build --shards
 N``). Each shard folder is opened by one ``ShardServer`` actor, which holds that shard's vectors and
-ANN structure; shard i's actor is placed on the i-th live node, round robin (soft: another node
-if that one cannot take it), so a cluster of several nodes spreads the shards (and their memory)
-evenly over them. Every node must see the case at the same path (a shared
+ANN structure; shard i's actor is placed on the i-th live node, round robin, so a cluster of
+several nodes spreads the shards (and their memory) evenly over them. The placement is a hard node
+affinity: a soft one (the first way) let Ray put every actor on one node of a loaded machine (10 of
+24 opens of the test's two-node cluster beside two busy processes), which for large shards means
+one node holding them all. A crashed actor restarts on its node; if the node itself is gone,
+that shard's searches fail until the case is opened again (on the live nodes). Every node must see the case at the same path (a shared
 or replicated file system): an actor opens its shard from disk, no vector travels from the driver.
 
 ``search`` sends the query and the filter to every actor at once; each searches its own shard
@@ -83,7 +86,7 @@ class RayShardedGallery(ShardedGallery):
         nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
         actor = ray.remote(ShardServer)
         actors = [actor.options(num_cpus=cpus_per_shard, max_restarts=-1, max_task_retries=-1,
-                                scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=True)
+                                scheduling_strategy=NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=False)
                                 ).remote(str(case / s), ann)
                   for i, s in enumerate(manifest["shards"])]  # they open while the driver reads
         shards = []
