@@ -30,7 +30,7 @@ import numpy as np
 
 from xreid.index.filters import Filter
 from xreid.index.gallery import GalleryIndex, GalleryIndexError, read_manifest
-from xreid.index.sharded import ShardedGallery, ShardHits
+from xreid.index.sharded import ShardedGallery, ShardHits, shard_answer
 
 
 def connect(address: str | None) -> None:
@@ -58,8 +58,7 @@ class ShardServer:
                 "ann": self.index.ann is not None}
 
     def search(self, query: np.ndarray, k: int, where: Filter | None, exact: bool) -> ShardHits:
-        r = self.index.search(query, k, where, exact=exact, rows=False)
-        return ShardHits(r.ids, r.distances, r.method, r.candidates)
+        return shard_answer(self.index, query, k, where, exact)
 
     def vectors_of(self, ids: np.ndarray) -> np.ndarray:
         return self.index.vectors[ids]

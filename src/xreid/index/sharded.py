@@ -48,6 +48,12 @@ class ShardHits(NamedTuple):
     candidates: int
 
 
+def shard_answer(shard: GalleryIndex, query: np.ndarray, k: int, where: Filter | None, exact: bool) -> ShardHits:
+    """One shard's top ``k``, without metadata rows (the merge reads those of the whole's top k)."""
+    r = shard.search(query, k, where, exact=exact, rows=False)
+    return ShardHits(r.ids, r.distances, r.method, r.candidates)
+
+
 def shard_of(key: str, shards: int) -> int:
     """The shard of ``key``: the first 8 bytes of its SHA-1, modulo ``shards`` (stable across runs,
     processes and machines, unlike Python's ``hash``)."""
@@ -182,11 +188,7 @@ class ShardedGallery(GalleryIndex):
 
     def _shard_hits(self, query: np.ndarray, k: int, where: Filter | None, exact: bool) -> list[ShardHits]:
         """Each shard's own top ``k`` (shard-local ids), asked in parallel."""
-        def one(s: GalleryIndex) -> ShardHits:
-            r = s.search(query, k, where, exact=exact, rows=False)
-            return ShardHits(r.ids, r.distances, r.method, r.candidates)
-
-        return list(self._pool.map(one, self.shards))
+        return list(self._pool.map(lambda s: shard_answer(s, query, k, where, exact), self.shards))
 
     def _merge(self, parts: list[ShardHits], k: int, rows: bool = True) -> SearchResult:
         """The ``k`` nearest of the shards' hits (distance, then id of the whole)."""
