@@ -108,6 +108,32 @@ def test_train_interrupt_and_resume_matches_uninterrupted(mini_peta, tmp_path):
     assert emb.embed_arrays(np.zeros((2, 64, 32, 3), np.uint8)).shape == (2, 1280)
 
 
+def test_style_mixing_trains_and_resumes_exactly(mini_peta, tmp_path, monkeypatch):
+    """train.style_mix mixes in the training passes (counted), never in the batch-norm re-estimation
+    or the saved model, and a resumed run mixes exactly as an uninterrupted one."""
+    import xreid.training.style_mix as style_mix
+
+    calls = []
+    real = style_mix.mix_styles
+    monkeypatch.setattr(style_mix, "mix_styles", lambda *a, **k: calls.append(1) or real(*a, **k))
+    torch.set_num_threads(1)
+    straight_cfg = _config(tmp_path, "mix_straight")
+    straight_cfg.train.style_mix, straight_cfg.train.swa_epochs = 1.0, 1
+    straight = train(straight_cfg, mini_peta, progress=False)
+    assert len(calls) > 0
+    cfg = _config(tmp_path, "mix_resumed")
+    cfg.train.style_mix, cfg.train.swa_epochs = 1.0, 1
+    train(cfg, mini_peta, progress=False, max_batches=3)
+    resumed = train(cfg, mini_peta, resume=True, progress=False)
+    a = torch.load(straight, weights_only=True)["state_dict"]
+    b = torch.load(resumed, weights_only=True)["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    n = len(calls)
+    load_embedder(resumed).embed_arrays(np.zeros((2, 64, 32, 3), np.uint8))
+    assert len(calls) == n  # the saved model never mixes
+
+
 def test_feature_distillation_trains_towards_cached_teacher(mini_peta, tmp_path):
     """The teacher's features come from the run's cache (8 train images, 16-d); the student's
     embedding must have the teacher's size, and the mimic loss is logged per epoch; ``id_weight``

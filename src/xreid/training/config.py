@@ -59,6 +59,7 @@ class TrainConfig:
     color_jitter: float = 0.0  # brightness/contrast/saturation jitter strength (0 = off)
     blur_prob: float = 0.0  # share of images Gaussian-blurred (sigma 0.1-1.5 px; camera focus / resolution)
     scale_jitter: float = 0.0  # zoom by a factor in [1 - s, 1 + s] on half the images (0 = off)
+    style_mix: float = 0.0  # probability that a batch's styles are mixed at each early stage (training.style_mix; 0 = off)
     swa_epochs: int = 0  # extra constant-rate epochs whose end-of-epoch weights are averaged (0 = off)
     swa_lr: float = 0.2  # their learning rate, as a fraction of ``lr``
     checkpoint_minutes: float = 5.0

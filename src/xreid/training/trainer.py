@@ -54,6 +54,7 @@ from xreid.training.multitask import (
     finish_head,
     split_attribute_only,
 )
+from xreid.training.style_mix import StyleMixing
 from xreid.training.teacher import augmented_targets
 
 log = logging.getLogger(__name__)
@@ -291,7 +292,8 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
     total_epochs = t.epochs + t.swa_epochs
     checkpoints = Checkpoints(save, ckpt_path, t.checkpoint_minutes, max_batches, (start_epoch, start_batch))
     model.train()
-    with checkpoints.saved_on_interrupt():
+    # training only: the hooks are gone before batch-norm statistics are re-estimated and the model saved
+    with checkpoints.saved_on_interrupt(), StyleMixing(model.backbone, t.style_mix):
         for epoch in range(start_epoch, total_epochs):
             ranking = epoch >= t.id_warm_epochs
             meter = LossMeans()
