@@ -16,6 +16,13 @@ def test_one_check_names_the_file_what_differs_and_both_models():
     msg = str(err.value)
     assert msg.startswith("x.npz: made by another model set-up (fingerprint differ)")
     assert "alpha (fingerprint aaaa)" in msg and "beta (fingerprint bbbb)" in msg and msg.endswith("refit")
+    bundled = {**A, "model": "default"}
+    with pytest.raises(IdentityMismatch, match="bundled model has changed") as err:  # after an upgrade
+        check_binding("case", bundled, {**bundled, "fingerprint": "bbbb"}, remedy="refit")
+    assert str(err.value).endswith("refit")
+    with pytest.raises(IdentityMismatch) as err:
+        check_binding("x.npz", A, {**A, "fingerprint": "bbbb"})
+    assert "bundled" not in str(err.value)
     with pytest.raises(IdentityMismatch, match="records no model identity"):
         check_binding("old.npz", None, A)
     check_binding("old.npz", None, A, strict=False)  # an older file without a binding is not refused then

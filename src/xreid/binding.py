@@ -27,6 +27,8 @@ from xreid.errors import XreidError
 MODEL_FIELDS = ("fingerprint", "preprocess", "flip")
 #: what decides an attribute head's probabilities: what a head check compares
 HEAD_FIELDS = ("names", "head_fingerprint")
+#: the name the bundled model goes by (``--model default``) in every binding
+BUNDLED_NAME = "default"
 
 
 class IdentityMismatch(XreidError):
@@ -91,5 +93,9 @@ def check_binding(path: str | Path, stored: dict | None, current: dict, fields: 
     if not strict:
         diff = [k for k in diff if stored.get(k) is not None and current.get(k) is not None]
     if diff:
+        upgraded = "fingerprint" in diff and stored.get("model") == current.get("model") == BUNDLED_NAME
+        note = ("The bundled model has changed since this file was made (this xreid ships other weights): make "
+                "the file again with it, or give the model file it was made with as the model.\n") if upgraded else ""
         raise error(f"{path}: {what} ({', '.join(diff)} differ): {verb} {describe(stored)}, the one in use is "
-                    f"{describe(current)}\n  in the file: {_short(stored)}\n  this run:    {_short(current)}\n{remedy}")
+                    f"{describe(current)}\n  in the file: {_short(stored)}\n  this run:    {_short(current)}\n"
+                    f"{note}{remedy}")

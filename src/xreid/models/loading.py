@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from xreid.binding import BUNDLED_NAME
 from xreid.models.checkpoint import load_model_file
 from xreid.models.embedders import CompiledEmbedder, Embedder, TorchEmbedder, black_box_preprocess, runtime_embedder
 from xreid.models.fingerprint import fingerprint
@@ -56,7 +57,7 @@ def _formats() -> dict[str, Callable[[Path, dict], Embedder]]:
 
 def resolve_model_path(spec: str | Path) -> Path:
     """The model file of ``spec``: the bundled model for 'default', else the path (which must exist)."""
-    if str(spec) == "default":
+    if str(spec) == BUNDLED_NAME:
         if not BUNDLED_MODEL.is_file():
             raise FileNotFoundError(f"{BUNDLED_MODEL}: the bundled model is missing from this install")
         return BUNDLED_MODEL
@@ -126,7 +127,7 @@ def load_embedder(spec: str | Path, flip_average: bool = False, backend: str = "
     if added is not None:
         embedder = added(path, preprocess_overrides)
     elif path.suffix in (".pt", ".pth"):
-        embedder = _xreid_embedder(path, "default" if str(spec) == "default" else path.stem, fp, chosen, precision)
+        embedder = _xreid_embedder(path, BUNDLED_NAME if str(spec) == BUNDLED_NAME else path.stem, fp, chosen, precision)
     else:
         embedder = runtime_embedder(path, black_box_preprocess(path, preprocess_overrides), chosen, precision)
     embedder.fingerprint, embedder.flip_average = fp, flip_average
