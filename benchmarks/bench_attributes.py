@@ -8,7 +8,8 @@ person-reidentification-retail-0277 and scored as `xreid attributes eval` scores
 Model Zoo attribute model person-attributes-recognition-crossroad-0230 on its 8 outputs mapped to
 PETA names (mA over those 8 only, and the head of the bundled model on the same 8 for comparison).
 The 0277 head is fitted once (embedding 16.6k training images is slow) and kept in --heads-dir;
---refit fits it again (after a change to `xreid attributes fit`; run_all.sh always refits).
+--refit fits it again (after a change to `xreid attributes fit`; run_all.sh always refits); --cache
+DIR keeps (or reads) the 0277 embeddings there, as `xreid attributes fit --cache` does.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def main() -> None:
     ap.add_argument("--heads-dir", type=Path, default=Path("runs/heads"),
                     help="where the head fitted on 0277 embeddings is kept (head_0277.npz)")
     ap.add_argument("--refit", action="store_true", help="fit the 0277 head again even if one is kept")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="embedding cache folder for the 0277 fit (as `xreid attributes fit --cache`)")
     args = parse(ap)
     report = Report(args.out)
     proto = load_protocol("peta-reid", args.data_root)
@@ -46,7 +49,7 @@ def main() -> None:
     head_0277 = args.heads_dir / "head_0277.npz"
     if args.refit or not head_0277.is_file():
         report.progress(f"fitting the attribute head on 0277 embeddings -> {relative(head_0277)}")
-        fit_head(emb_0277, args.data_root, model_name=relative(M0277)).save(head_0277)
+        fit_head(emb_0277, args.data_root, model_name=relative(M0277), cache=args.cache).save(head_0277)
     rows["head on OMZ 0277 embeddings (35 attributes)"] = evaluate_head(emb_0277, AttributeHead.load(head_0277),
                                                                         args.data_root)
 
