@@ -124,6 +124,14 @@ if [ -f $X/model.pt ]; then
 else
     echo "$X not trained: explain_quality_compact_xdomain, describe_sources_compact, maps_compact_val / _test not regenerated" >&2
 fi
+# the same recipe in domain (configs/peta_mobilenetv2_aanet_compact.yaml as committed), when trained: its explanations on test
+Y=runs/aanet_compact/peta_mobilenetv2_aanet_compact
+if [ -f $Y/model.pt ]; then
+    run python benchmarks/bench_explain_quality.py ${data[@]+"${data[@]}"} --model $Y/model.pt --head $Y/model_head.npz \
+        --out "$out/explain_quality_compact_indomain"
+else
+    echo "$Y not trained: explain_quality_compact_indomain not regenerated" >&2
+fi
 # the distractor test on PETA-ReID (embeddings cached in runs/embedding_cache; about 15 min, 6 GB of RAM),
 # the bundled model (3,072-d) up to 300,000 distractors (1,000,000 would need 12.3 GB), with the index's
 # search also at scan floor 0 (the build's tuning alone)
