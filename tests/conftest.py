@@ -55,6 +55,16 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 
 
+def assert_same_weights(a: Path, b: Path) -> None:
+    """Two model or checkpoint files hold the same weights (every tensor of ``a``'s state dict, float tolerance):
+    what an interrupted and resumed run must give against an uninterrupted one."""
+    import torch
+
+    sa, sb = (torch.load(p, weights_only=True)["state_dict"] for p in (a, b))
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], msg=k)
+
+
 def write_image(path: Path, seed: int, size=(32, 64), colour: tuple[int, int, int] | None = None) -> None:
     rng = np.random.default_rng(seed)
     arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_same_weights
 from xreid.models.aanet import (
     AANetHeads,
     _quantiles,
@@ -232,9 +233,7 @@ def test_aanet_trains_resumes_and_ships_its_attribute_layer(mini_peta, tmp_path)
     cfg = _train_config(tmp_path, "resumed")
     train(cfg, mini_peta, progress=False, max_batches=3)
     resumed = train(cfg, mini_peta, resume=True, progress=False)
-    a, b = (torch.load(p, weights_only=True)["state_dict"] for p in (straight, resumed))
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], msg=k)
+    assert_same_weights(straight, resumed)
     head = AttributeHead.load(model_head_path(straight))
     assert head.weights.shape == (96, 3)
     torch_embedder = load_embedder(straight, backend="torch")

@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import assert_same_weights
 from xreid.training.adapt import (
     AdaptConfig,
     centroids,
@@ -146,10 +147,7 @@ def test_adapt_command_end_to_end_resumes_and_refuses_bad_input(tmp_path):
     assert res.exit_code == 2 and "--resume" in res.output
     res = run(app, ["adapt", str(tmp_path / "list.csv"), "--out", str(tmp_path / "c.pt"), "--resume"] + common)
     assert res.exit_code == 0, res.output
-    a = torch.load(tmp_path / "b.pt", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "c.pt", weights_only=True)["state_dict"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], msg=k)
+    assert_same_weights(tmp_path / "b.pt", tmp_path / "c.pt")
     # bad input: each a clear message, nothing written
     (tmp_path / "empty").mkdir()
     for args, message in [

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_same_weights
 from xreid.data.dataset import to_tensor
 from xreid.models.embedders import OMZ_PREPROCESS, Preprocess
 from xreid.training.config import load_config
@@ -100,10 +101,7 @@ def test_augmented_targets_train_and_resume_exactly(mini_peta, tmp_path, monkeyp
     resumed_cfg.train = cfg.train
     train(resumed_cfg, mini_peta, progress=False, max_batches=3)
     resumed = train(resumed_cfg, mini_peta, resume=True, progress=False)
-    a = torch.load(straight, weights_only=True)["state_dict"]
-    b = torch.load(resumed, weights_only=True)["state_dict"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], msg=k)
+    assert_same_weights(straight, resumed)
 
 
 def test_attribute_only_crops_join_a_mimic_only_run(mini_peta, tmp_path, monkeypatch):

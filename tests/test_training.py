@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_same_weights
 from xreid.data.dataset import IdentitySampler
 from xreid.data.transforms import BatchAugment, cutout_noise, curriculum_fraction
 from xreid.models.backbones import mobilenetv2
@@ -99,10 +100,7 @@ def test_train_interrupt_and_resume_matches_uninterrupted(mini_peta, tmp_path):
     with pytest.raises(FileExistsError, match="--resume"):
         train(cfg, mini_peta, progress=False)
     resumed = train(cfg, mini_peta, resume=True, progress=False)
-    a = torch.load(straight, weights_only=True)["state_dict"]
-    b = torch.load(resumed, weights_only=True)["state_dict"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], msg=k)
+    assert_same_weights(straight, resumed)
     emb = load_embedder(resumed)
     assert emb.preprocess.size == (64, 32)
     assert emb.embed_arrays(np.zeros((2, 64, 32, 3), np.uint8)).shape == (2, 1280)
@@ -125,10 +123,7 @@ def test_style_mixing_trains_and_resumes_exactly(mini_peta, tmp_path, monkeypatc
     cfg.train.style_mix, cfg.train.swa_epochs = 1.0, 1
     train(cfg, mini_peta, progress=False, max_batches=3)
     resumed = train(cfg, mini_peta, resume=True, progress=False)
-    a = torch.load(straight, weights_only=True)["state_dict"]
-    b = torch.load(resumed, weights_only=True)["state_dict"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], msg=k)
+    assert_same_weights(straight, resumed)
     n = len(calls)
     load_embedder(resumed).embed_arrays(np.zeros((2, 64, 32, 3), np.uint8))
     assert len(calls) == n  # the saved model never mixes
@@ -259,10 +254,7 @@ def test_swa_epochs_run_at_constant_rate_and_resume_exactly(mini_peta, tmp_path)
     state = torch.load(ckpt, weights_only=True)  # stopped inside the second averaging epoch
     assert (state["epoch"], state["batch"], state["averaged"]) == (3, 1, 1)
     resumed = train(resumed_cfg, mini_peta, resume=True, progress=False)
-    a = torch.load(straight, weights_only=True)["state_dict"]
-    b = torch.load(resumed, weights_only=True)["state_dict"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], msg=k)
+    assert_same_weights(straight, resumed)
 
 
 def test_exclude_subsets_leaves_the_named_cameras_out():
