@@ -703,3 +703,19 @@ def test_description_search_ranks_sightings(tmp_path, embedder, head, tiny_model
     assert body["kind"] == "description" and [r["id"] for r in body["results"]] == expected.tolist()
     detail = client.get(f"/api/items/{body['results'][0]['id']}/sighting").json()
     assert detail["camera"] in ("gate", "door") and detail["keyframe"]
+
+
+def test_a_model_with_camera_statistics_embeds_each_video_with_its_cameras(tmp_path, embedder, head):
+    """The same clip indexed as camera 'gate' (a camera the model holds statistics for) and as
+    'door' (none): the sightings of 'door' are the plain model's, those of 'gate' differ."""
+    from xreid.training.camera_norm import estimate_camera_norms
+
+    clip = write_clip(tmp_path / "cam.avi", 12)
+    plain = _index(embedder, head, clip, tmp_path / "plain", camera="door")
+    crops = np.random.default_rng(0).integers(0, 256, (16, *embedder.preprocess.size, 3), dtype=np.uint8)
+    embedder.camera_norms, _ = estimate_camera_norms(embedder.model, crops, ["gate"] * 16)
+    _index(embedder, head, clip, tmp_path / "door", camera="door")
+    _index(embedder, head, clip, tmp_path / "gate", camera="gate")
+    vectors = {n: GalleryIndex.open(tmp_path / n).vectors_of(range(plain.count)) for n in ("plain", "door", "gate")}
+    np.testing.assert_allclose(vectors["door"], vectors["plain"], atol=1e-5)
+    assert np.abs(vectors["gate"] - vectors["plain"]).max() > 1e-2

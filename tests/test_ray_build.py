@@ -32,15 +32,30 @@ def _case(case):
 @pytest.mark.slow
 @pytest.mark.parametrize("shards", [1, 2])
 def test_ray_build_equals_the_single_process_build(cluster, tiny_model, tmp_path, shards):
+    """Also with a model holding two cameras' statistics and a list naming each image's camera: the
+    workers embed each image with its camera's, as one process does."""
+    import torch
+
+    from xreid.models.checkpoint import load_model_file, save_model_file
+    from xreid.models.reid_net import ModelSpec
+    from xreid.training.camera_norm import estimate_camera_norms
+
     root = tmp_path / "data"
     for i in range(12):
         write_image(root / "gallery" / f"img{i:02d}.jpg", seed=i, colour=(20 * i, 200 - 15 * i, 90))
+    (tmp_path / "list.csv").write_text("path,camera\n" + "".join(f"gallery/img{i:02d}.jpg,c{i % 3}\n" for i in range(12)))
+    net, ckpt = load_model_file(tiny_model)
+    crops = np.random.default_rng(0).integers(0, 256, (16, 64, 32, 3), dtype=np.uint8)
+    norms, _ = estimate_camera_norms(net, crops, ["c0"] * 8 + ["c1"] * 8)  # c2: the network's own
+    model = tmp_path / "cn.pt"
+    save_model_file(net, ModelSpec.from_dict(ckpt["spec"]), model, {}, camera_norms=norms)
     head = tmp_path / "head.npz"
     AttributeHead(NAMES, np.random.default_rng(0).normal(size=(1280, 3)), np.full(3, 0.4), {}).save(head)
-    embedder, attr = load_embedder(tiny_model, backend="torch"), AttributeHead.load(head)
-    build_index(embedder, attr, root, tmp_path / "one", images=root / "gallery", batch_size=4, progress=False)
-    make = functools.partial(_model_and_head, ModelOptions(model=str(tiny_model), backend="torch"), head)
-    report = build_index(embedder, attr, root, tmp_path / "ray", images=root / "gallery", batch_size=4,
+    embedder, attr = load_embedder(model, backend="torch"), AttributeHead.load(head)
+    torch.set_num_threads(1)
+    build_index(embedder, attr, root, tmp_path / "one", list_file=tmp_path / "list.csv", batch_size=4, progress=False)
+    make = functools.partial(_model_and_head, ModelOptions(model=str(model), backend="torch"), head)
+    report = build_index(embedder, attr, root, tmp_path / "ray", list_file=tmp_path / "list.csv", batch_size=4,
                          progress=False, shards=shards, ray={"make": make, "concurrency": 2})
     assert report.added == report.count == 12
     nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}

@@ -85,7 +85,8 @@ def adapt(
     teacher: Annotated[Optional[str], typer.Option(
         help="Distil from this model on the crops (e.g. an Open Model Zoo .xml of the same embedding size).")] = None,
     teacher_precision: Annotated[Optional[str], typer.Option(help="The teacher's OpenVINO precision: f32 or bf16.")] = None,
-    rounds: Annotated[int, typer.Option(min=1, help="Cluster-then-train rounds.")] = 8,
+    rounds: Annotated[int, typer.Option(min=0, help="Cluster-then-train rounds (0: only each camera's "
+                                                    "normalisation statistics).")] = 8,
     batches: Annotated[int, typer.Option(min=1, help="Training batches per round.")] = 50,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 3.5e-5,
     eps: Annotated[float, typer.Option(help="Clustering radius (Jaccard distance): larger merges more crops.")] = 0.6,
@@ -98,12 +99,17 @@ def adapt(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted adaptation to the same --out.")] = False,
     data_root: DataRoot = None,
     max_batches: Annotated[Optional[int], typer.Option(help="Stop after this many batches (smoke test).")] = None,
+    camera_norm: Annotated[bool, typer.Option(
+        help="When the crops name their cameras (a case's or list's camera column), store each camera's "
+             "normalisation statistics in the model: its crops are then embedded with their camera's.")] = True,
 ) -> None:
     """Fine-tune a model on the unlabeled crops of your cameras: pseudo-identities by clustering, positives
-    from tracks, optional distillation; checkpoints atomically and resumes after interruption."""
+    from tracks, optional distillation, then each camera's normalisation statistics; checkpoints atomically
+    and resumes after interruption."""
     import signal
 
     from xreid.training.adapt import AdaptConfig
+    from xreid.training.camera_norm import MIN_CROPS
     from xreid.workflows.adapt import adapt as run_adapt
 
     def stop(signum, frame):  # SIGTERM saves progress like Ctrl-C does
@@ -113,7 +119,7 @@ def adapt(
     cfg = AdaptConfig(rounds=rounds, batches=batches, lr=lr, eps=eps, min_samples=min_samples, k1=k1, k2=k2,
                       distance=distance, teacher=teacher, teacher_precision=teacher_precision)
     report = run_adapt(model, source, out, cfg, data_root=resolve_data_root(data_root), resume=resume,
-                       max_batches=max_batches)
+                       max_batches=max_batches, camera_norm=camera_norm)
     list_skipped(report.skipped, "image(s)")
     if not report.finished:
         typer.echo(f"stopped after --max-batches; progress in {report.out} (continue with --resume)")
@@ -122,6 +128,10 @@ def adapt(
     typer.echo(f"adapted model written to {report.out} ({report.images} crops"
                + (f", {report.tracks} tracks" if report.tracks else "")
                + (f"; last round: {last['clusters']} pseudo-identities holding {last['clustered']} crops" if last else "")
+               + (f"; normalisation statistics for {len(report.cameras)} camera(s)" if report.cameras else "")
+               + (f"; too few crops for statistics (below {MIN_CROPS}): "
+                  + ", ".join(f"{c} ({n})" for c, n in sorted(report.cameras_left_out.items()))
+                  if report.cameras_left_out else "")
                + "); its embedding changed: fit its attribute head with `xreid attributes fit --model "
                + f"{report.out} --out HEAD.npz` before explaining with it")
 

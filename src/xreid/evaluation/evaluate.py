@@ -47,7 +47,7 @@ def evaluate_protocol(embedder: Embedder, protocol: Protocol, rerank: bool = Fal
     images = protocol.test_images()
     paths = [protocol.image_root / r.path for r in images]
     tic = time.perf_counter()
-    res = embedder.embed_paths(paths, batch_size=batch_size, progress=progress)
+    res = embedder.embed_paths(paths, batch_size=batch_size, progress=progress, cameras=[r.cam for r in images])
     seconds = time.perf_counter() - tic
     row = {images[i].path: j for j, i in enumerate(res.kept)}
     per_set: dict[str, dict[str, float]] = {}

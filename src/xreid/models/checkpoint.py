@@ -80,13 +80,33 @@ def load_safely(path: str | Path) -> Any:
                          f"({_unsafe_reason(exc)}), and xreid never runs code from a model file") from None
 
 
-def save_model_file(model: torch.nn.Module, spec: ModelSpec, path: str | Path, meta: dict) -> None:
+def save_model_file(model: torch.nn.Module, spec: ModelSpec, path: str | Path, meta: dict,
+                    camera_norms: dict | None = None) -> None:
     """Write the slim, shareable model (atomically): fp16 weights without the ID classifier, its spec
-    with no classes, and ``meta``."""
+    with no classes, and ``meta``; ``camera_norms``, per-camera normalisation statistics
+    (``xreid.models.camera_norm``), in float32 when given."""
     state = {k: (v.half() if v.is_floating_point() else v)
              for k, v in model.state_dict().items() if not is_identity_classifier(k)}
-    save_torch({"format": MODEL_FORMAT, "spec": replace(spec, num_classes=0).to_dict(), "state_dict": state,
-                "meta": plain_data(meta, "meta")}, path)
+    content = {"format": MODEL_FORMAT, "spec": replace(spec, num_classes=0).to_dict(), "state_dict": state,
+               "meta": plain_data(meta, "meta")}
+    if camera_norms:
+        from xreid.models.camera_norm import CAMERA_NORMS_KEY
+
+        content[CAMERA_NORMS_KEY] = {str(c): {k: v.float() for k, v in s.items()} for c, s in camera_norms.items()}
+    save_torch(content, path)
+
+
+def read_camera_norms(path: str | Path) -> dict:
+    """The per-camera normalisation statistics a model file holds ({} when none), read without
+    loading its weights (memory-mapped, weights-only)."""
+    from xreid.models.camera_norm import CAMERA_NORMS_KEY, check_norms
+
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # noqa: BLE001 - as load_safely: name the file, never run its code
+        raise ValueError(f"{path}: not a readable xreid model file ({_unsafe_reason(exc)})") from None
+    norms = content.get(CAMERA_NORMS_KEY) if isinstance(content, dict) else None
+    return {} if norms is None else check_norms(norms, str(path))
 
 
 def load_model_file(path: str | Path) -> tuple[BackboneNet, dict]:

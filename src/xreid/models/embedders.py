@@ -16,9 +16,10 @@ import json
 import logging
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -121,10 +122,24 @@ class Embedder(ABC):
         batch = np.stack(list(images)) if not isinstance(images, np.ndarray) else images
         return self.embed_inputs(self.preprocess.apply(batch))
 
+    def for_camera(self, camera: str | None) -> "Embedder":
+        """The embedder for crops of ``camera``: a variant with that camera's normalisation statistics
+        when the model holds some (``xreid.models.camera_norm``), else this one."""
+        return self
+
+    def camera_names(self) -> tuple[str, ...]:
+        """The cameras this model holds normalisation statistics for (none: every crop alike)."""
+        return ()
+
     def embed_paths(self, paths: Sequence[str | Path], batch_size: int = 64, progress: bool = False,
-                    on_batch: Callable[[int], None] | None = None) -> EmbedResult:
-        """Embed image files; unreadable files are skipped and returned in ``skipped``."""
+                    on_batch: Callable[[int], None] | None = None,
+                    cameras: Sequence[str | None] | None = None) -> EmbedResult:
+        """Embed image files; unreadable files are skipped and returned in ``skipped``. ``cameras``
+        (one per path, None = unknown) routes each crop through ``for_camera``."""
         from tqdm import tqdm
+
+        if cameras is not None and self.camera_names():
+            return self._embed_by_camera(paths, cameras, batch_size, progress)
 
         feats: list[np.ndarray] = []
         kept: list[int] = []
@@ -145,6 +160,25 @@ class Embedder(ABC):
         dim = feats[0].shape[1] if feats else 0
         return EmbedResult(np.concatenate(feats) if feats else np.zeros((0, dim), np.float32), kept, skipped)
 
+    def _embed_by_camera(self, paths: Sequence[str | Path], cameras: Sequence[str | None], batch_size: int,
+                         progress: bool) -> EmbedResult:
+        """``embed_paths`` with each camera's crops embedded by ``for_camera(camera)``, in input order."""
+        if len(cameras) != len(paths):
+            raise ValueError(f"{len(paths)} images but {len(cameras)} cameras")
+        known = set(self.camera_names())
+        groups: dict[str | None, list[int]] = {}
+        for i, cam in enumerate(cameras):
+            groups.setdefault(cam if cam in known else None, []).append(i)
+        rows: dict[int, np.ndarray] = {}
+        skipped: list[ImageError] = []
+        for cam, idx in groups.items():
+            res = self.for_camera(cam).embed_paths([paths[i] for i in idx], batch_size, progress)
+            rows.update({idx[k]: res.features[r] for r, k in enumerate(res.kept)})
+            skipped += res.skipped
+        kept = sorted(rows)
+        feats = np.stack([rows[i] for i in kept]) if kept else np.zeros((0, 0), np.float32)
+        return EmbedResult(feats, kept, skipped)
+
 
 class TorchEmbedder(Embedder):
     """An xreid ReIDNet: ``model`` is its PyTorch module (gradients, for visual explanations), which
@@ -160,6 +194,9 @@ class TorchEmbedder(Embedder):
         if threads:
             torch.set_num_threads(threads)
 
+    #: per-camera normalisation statistics read from the model file (``xreid.models.camera_norm``)
+    camera_norms: Mapping[str, Mapping[str, torch.Tensor]] = MappingProxyType({})
+
     @property
     def model(self) -> torch.nn.Module:
         return self._model
@@ -167,6 +204,22 @@ class TorchEmbedder(Embedder):
     @torch.no_grad()
     def run(self, inputs: np.ndarray) -> np.ndarray:
         return self.model(torch.from_numpy(inputs)).numpy()
+
+    def camera_names(self) -> tuple[str, ...]:
+        return tuple(sorted(self.camera_norms))
+
+    def for_camera(self, camera: str | None) -> Embedder:
+        """A PyTorch embedder of the network with ``camera``'s statistics (made once per camera)."""
+        if camera not in self.camera_norms:
+            return self
+        variants = self.__dict__.setdefault("_camera_variants", {})
+        if camera not in variants:
+            from xreid.models.camera_norm import with_statistics
+
+            variant = TorchEmbedder(with_statistics(self.model, self.camera_norms[camera]), name=f"{self.name}@{camera}")
+            variant.fingerprint, variant.flip_average = self.fingerprint, self.flip_average
+            variants[camera] = variant
+        return variants[camera]
 
 
 class CompiledEmbedder(TorchEmbedder):

@@ -137,11 +137,16 @@ def load_embedder(spec: str | Path, flip_average: bool = False, backend: str = "
 def _xreid_embedder(path: Path, name: str, fp: str, backend: str, precision: str | None) -> TorchEmbedder:
     """The xreid model in ``path`` (fingerprint ``fp``) run by ``backend``; in PyTorch when that is
     asked for or no compiled copy can be had (the reason is logged)."""
-    model = None
+    from xreid.models.checkpoint import read_camera_norms
+
+    model, embedder = None, None
     if backend != "torch":
         from xreid.models.model_cache import compiled_runtime  # loads onnx / openvino: only when needed
 
         runtime, model = compiled_runtime(path, fp, backend, precision)
         if runtime is not None:
-            return CompiledEmbedder(runtime, path, name, model)
-    return TorchEmbedder(model if model is not None else load_model_file(path)[0], name=name)
+            embedder = CompiledEmbedder(runtime, path, name, model)
+    if embedder is None:
+        embedder = TorchEmbedder(model if model is not None else load_model_file(path)[0], name=name)
+    embedder.camera_norms = read_camera_norms(path)
+    return embedder

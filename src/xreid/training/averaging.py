@@ -27,11 +27,15 @@ def accumulate_average(average: dict[str, torch.Tensor] | None, model: nn.Module
 
 
 @torch.no_grad()
-def recompute_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
+def recompute_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor], every_layer: bool = False) -> int:
     """Re-estimate the running mean / variance of every batch-norm layer that is in training mode
-    under ``model.train()`` (frozen stages keep theirs) as the exact average over ``batches``.
-    Returns the number of images seen; the model is left in eval mode."""
+    under ``model.train()`` (frozen stages keep theirs; ``every_layer``: theirs too) as the exact
+    average over ``batches``. Returns the number of images seen; the model is left in eval mode."""
     model.train()
+    if every_layer:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.train()
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
     momenta = [m.momentum for m in layers]
     for m in layers:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xreid.index.metadata import CAMERA
 from xreid.training.adapt import AdaptConfig, adapt_model
 
 #: the case / list column naming each crop's track (crops of one person in consecutive frames)
@@ -27,6 +28,7 @@ class AdaptInput:
     keys: list[str]
     tracks: np.ndarray | None  # one track name per crop ('' = none), None when the input has no track column
     problems: list[str] = field(default_factory=list)
+    cameras: np.ndarray | None = None  # one camera name per crop ('' = unknown), None when none is known
 
 
 @dataclass
@@ -37,6 +39,8 @@ class AdaptReport:
     skipped: list[str]
     history: list[dict]
     tracks: int
+    cameras: list[str] = field(default_factory=list)  # the cameras the model now holds statistics for
+    cameras_left_out: dict[str, int] = field(default_factory=dict)  # camera -> crops, too few for statistics
 
 
 def read_input(source: Path, data_root: Path | None) -> AdaptInput:
@@ -57,27 +61,37 @@ def read_input(source: Path, data_root: Path | None) -> AdaptInput:
         from xreid.index.sightings import is_sighting_key, sighting_folder
 
         index = GalleryIndex.open(source, ann=False)
-        column = None
-        if TRACK in index.columns:
-            vocab, codes = index.columns[TRACK]
-            column = vocab[codes].astype(str)
-        paths, keys, tracks = [], [], []
+        def column(name: str) -> np.ndarray | None:
+            if name not in index.columns:
+                return None
+            vocab, codes = index.columns[name]
+            return vocab[codes].astype(str)
+
+        track_col, camera_col = column(TRACK), column(CAMERA)
+        paths, keys, tracks, cameras = [], [], [], []
         for i, key in enumerate(str(k) for k in index.keys):
+            camera = "" if camera_col is None else camera_col[i]
             if is_sighting_key(key):  # a sighting from footage: every crop kept in the case, one track
                 crops = sorted(sighting_folder(source, key).glob("crop-*.jpg")) or [source / key]
                 paths += crops
                 keys += [c.relative_to(source).as_posix() for c in crops]
                 tracks += [key] * len(crops)
+                cameras += [camera] * len(crops)
             else:
                 paths.append(data_root / key)
                 keys.append(key)
-                tracks.append("" if column is None else column[i])
-        has_tracks = column is not None or any(tracks)
-        return AdaptInput(paths, keys, np.array(tracks) if has_tracks else None)
+                tracks.append("" if track_col is None else track_col[i])
+                cameras.append(camera)
+        has_tracks = track_col is not None or any(tracks)
+        return AdaptInput(paths, keys, np.array(tracks) if has_tracks else None, cameras=known_cameras(cameras))
     if source.is_dir():
+        from xreid.index.metadata import fields_from_name
+
         found = LoadReport()
         records = load_folder(source, report=found)
-        return AdaptInput([source / r.path for r in records], [r.path for r in records], None, list(found.problems))
+        cameras = [fields_from_name(r.path).get(CAMERA, "") for r in records]
+        return AdaptInput([source / r.path for r in records], [r.path for r in records], None, list(found.problems),
+                          known_cameras(cameras))
     if source.suffix.lower() in (".csv", ".txt"):
         from xreid.index.metadata import read_gallery_csv
 
@@ -87,8 +101,14 @@ def read_input(source: Path, data_root: Path | None) -> AdaptInput:
         root = data_root if data_root is not None else source.parent
         paths = [Path(e.key) if Path(e.key).is_absolute() else root / e.key for e in entries]
         tracks = np.array([e.fields.get(TRACK, "") for e in entries]) if TRACK in names else None
-        return AdaptInput(paths, [e.key for e in entries], tracks)
+        cameras = [e.fields.get(CAMERA, "") for e in entries]
+        return AdaptInput(paths, [e.key for e in entries], tracks, cameras=known_cameras(cameras))
     raise ValueError(f"{source}: not a case folder, an image folder or a .csv list")
+
+
+def known_cameras(cameras: list[str]) -> np.ndarray | None:
+    """One camera name per crop ('' = unknown), or None when no crop names one."""
+    return np.array([str(c or "") for c in cameras]) if any(cameras) else None
 
 
 def work_dir(out: Path) -> Path:
@@ -97,8 +117,11 @@ def work_dir(out: Path) -> Path:
 
 
 def adapt(model: str, source: Path, out: Path, cfg: AdaptConfig, data_root: Path | None = None,
-          resume: bool = False, progress: bool = True, max_batches: int | None = None) -> AdaptReport:
-    """Adapt the xreid model ``model`` to the crops of ``source``; the adapted model goes to ``out``."""
+          resume: bool = False, progress: bool = True, max_batches: int | None = None,
+          camera_norm: bool = True) -> AdaptReport:
+    """Adapt the xreid model ``model`` to the crops of ``source``; the adapted model goes to ``out``.
+    ``camera_norm``: when the crops name their cameras, the adapted model also holds each camera's
+    normalisation statistics, estimated on its crops after the rounds (``cfg.rounds`` 0: only those)."""
     from xreid.data.dataset import decode_all
     from xreid.models.checkpoint import load_model_file, save_model_file
     from xreid.models.fingerprint import fingerprint
@@ -132,10 +155,17 @@ def adapt(model: str, source: Path, out: Path, cfg: AdaptConfig, data_root: Path
     adapted, history, finished = adapt_model(net, spec, images, cfg, work, tracks=tracks, resume=resume,
                                              progress=progress, max_batches=max_batches, source=origin)
     n_tracks = 0 if tracks is None else len({t for t in tracks if t})
+    norms, left_out = {}, {}
     if finished:
+        cameras = None if found.cameras is None else found.cameras[keep]
+        if camera_norm and cameras is not None:
+            from xreid.training.camera_norm import estimate_camera_norms
+
+            norms, left_out = estimate_camera_norms(adapted, images, cameras)
         meta = {**{k: v for k, v in ckpt.get("meta", {}).items() if k in ("config",)},
                 "adapted": {**origin, "images": len(images), "tracks": n_tracks, "config": asdict(cfg),
-                            "history": history}}
-        save_model_file(adapted, spec, out, meta)
+                            "history": history, "cameras": sorted(norms), "cameras_left_out": left_out}}
+        save_model_file(adapted, spec, out, meta, camera_norms=norms)
         shutil.rmtree(work, ignore_errors=True)
-    return AdaptReport(out if finished else work / "adapt.pt", finished, len(images), skipped, history, n_tracks)
+    return AdaptReport(out if finished else work / "adapt.pt", finished, len(images), skipped, history, n_tracks,
+                       sorted(norms), left_out)

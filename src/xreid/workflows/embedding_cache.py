@@ -82,8 +82,14 @@ class CachedEmbedder(Embedder):
     def embed_arrays(self, images) -> np.ndarray:
         return self.inner.embed_arrays(images)
 
+    def camera_names(self) -> tuple[str, ...]:
+        return self.inner.camera_names()
+
     def embed_paths(self, paths: Sequence[str | Path], batch_size: int = 64, progress: bool = False,
-                    on_batch=None) -> EmbedResult:
+                    on_batch=None, cameras=None) -> EmbedResult:
+        if cameras is not None and self.camera_names():
+            raise ValueError(f"{self.cache_dir}: the embedding cache keeps one embedding per image, and this model "
+                             f"embeds each camera's crops with its own statistics; embed without --cache")
         keys = []
         for p in paths:
             try:

@@ -537,7 +537,8 @@ def _video_record(f: Footage, **extra) -> dict:
 
 
 def crop_embedder(embedder):
-    """``embed(crops) -> vectors``: RGB crops of any size through ``embedder``, 64 at a time."""
+    """``embed(crops) -> vectors``: RGB crops of any size through ``embedder``, 64 at a time (one
+    video's crops: ``embedder.for_camera`` of its camera, when the model holds camera statistics)."""
     def embed(crops: list[np.ndarray]) -> np.ndarray:
         from xreid.data.transforms import resize_rgb
 
@@ -580,11 +581,11 @@ class VideoWorker:
         from xreid.workflows.loading import claim_ray_cpus
 
         claim_ray_cpus()  # the models on the CPUs Ray gave this actor
-        embedder, self.detector = make()
-        self.embed, self.opts, self.case = crop_embedder(embedder), opts, Path(case)
+        self.embedder, self.detector = make()
+        self.opts, self.case = opts, Path(case)
 
     def run(self, f: Footage) -> VideoResult:
-        return track_video(f, self.detector, self.opts, self.case, self.embed)
+        return track_video(f, self.detector, self.opts, self.case, crop_embedder(self.embedder.for_camera(f.camera)))
 
 
 def ray_videos(videos: list[Footage], opts: FootageOptions, case: Path, make, concurrency: int = 2,
@@ -655,7 +656,6 @@ def index_footage(embedder, head, detector, video: str | Path, case: Path, camer
                              f"({known}); rerun it with those options or delete {case}")
         if known != settings:
             writer._publish({**writer.manifest, "footage": settings})
-        embed = crop_embedder(embedder)
         todo = []
         for f in videos:
             say(f.describe() if not f.problems else f"{f.path}: {'; '.join(f.problems)}")
@@ -673,7 +673,7 @@ def index_footage(embedder, head, detector, video: str | Path, case: Path, camer
                 continue
             bar = tqdm(total=f.frames or None, desc=f.path.name[:30], unit="frame", disable=not progress)
             try:
-                result = track_video(f, detector, opts, case, embed, bar)
+                result = track_video(f, detector, opts, case, crop_embedder(embedder.for_camera(f.camera)), bar)
             finally:
                 bar.close()
             _commit_video(case, result, head, writer, detector.name, report, say)

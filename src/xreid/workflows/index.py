@@ -21,7 +21,7 @@ from xreid.explain.attribute_head import AttributeHead
 from xreid.index.filters import parse_filter
 from xreid.index.gallery import THUMB_HEIGHT, Filter, GalleryIndex, IndexWriter, Rows, SearchResult, export_features
 from xreid.index.integrity import CheckReport
-from xreid.index.metadata import Entry, fields_from_name, read_gallery_csv
+from xreid.index.metadata import CAMERA, Entry, fields_from_name, read_gallery_csv
 from xreid.models.embedders import Embedder
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,8 @@ class BatchEmbedder:
 
     def __call__(self, batch: dict) -> dict:
         keys = [str(k) for k in batch["key"]]
-        res = self.embedder.embed_paths([self.root / k for k in keys], batch_size=max(1, len(keys)))
+        cameras = {"cameras": [str(c) or None for c in batch["camera"]]} if "camera" in batch else {}
+        res = self.embedder.embed_paths([self.root / k for k in keys], batch_size=max(1, len(keys)), **cameras)
         n, dim, n_attr = len(keys), self.head.embedding_dim, len(self.head.names)
         ok, error = np.zeros(n, bool), np.array([""] * n, dtype=object)
         vectors, probs = np.zeros((n, dim), np.float32), np.zeros((n, n_attr), np.float32)
@@ -148,7 +149,7 @@ def commit_batch(writers: list[IndexWriter], entries: dict[str, Entry], out: dic
 
 
 def ray_batches(keys: list[str], root: Path, make, batch_size: int, concurrency: int = 2, address: str | None = None,
-                num_cpus: float = 1.0, num_gpus: float = 0.0):
+                num_cpus: float = 1.0, num_gpus: float = 0.0, cameras: list[str] | None = None):
     """``BatchEmbedder``'s outputs for ``keys``, computed on a Ray cluster (``address``; None: the
     one this process is connected to, else a local one) with Ray Data: ``map_batches`` over
     ``concurrency`` actors, each loading the model once (``make``).
@@ -165,7 +166,8 @@ def ray_batches(keys: list[str], root: Path, make, batch_size: int, concurrency:
     from xreid.index.ray_sharded import connect
 
     connect(address)
-    ds = ray.data.from_items([{"key": k} for k in keys], override_num_blocks=max(1, -(-len(keys) // batch_size)))
+    items = [{"key": k} for k in keys] if cameras is None else [{"key": k, "camera": c} for k, c in zip(keys, cameras)]
+    ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(keys) // batch_size)))
     out = ds.map_batches(BatchEmbedder, fn_constructor_kwargs={"root": str(root), "make": make},
                          batch_size=batch_size,
                          # batches start as soon as one actor holds its model (not once all do)
@@ -191,11 +193,16 @@ def _index_entries(writers: list[IndexWriter], embedder: Embedder, head: Attribu
     added, skipped = 0, []
     bar = tqdm(total=len(entries), initial=len(entries) - len(todo), desc=f"indexing ({embedder.name})", unit="img",
                disable=not progress)
+    # a model with per-camera statistics embeds each crop with its camera's (xreid.models.camera_norm)
+    cameras = [e.fields.get(CAMERA) or "" for e in todo] if embedder.camera_names() else None
     if ray is not None:
-        batches = ray_batches([e.key for e in todo], root, batch_size=batch_size, **ray) if todo else iter(())
+        batches = (ray_batches([e.key for e in todo], root, batch_size=batch_size, cameras=cameras, **ray) if todo
+                   else iter(()))
     else:
         embed = BatchEmbedder(root, embedder, head)
-        batches = (embed({"key": [e.key for e in todo[s:s + batch_size]]}) for s in range(0, len(todo), batch_size))
+        batches = (embed({"key": [e.key for e in todo[s:s + batch_size]],
+                          **({"camera": cameras[s:s + batch_size]} if cameras is not None else {})})
+                   for s in range(0, len(todo), batch_size))
     try:
         for out in batches:
             a, sk = commit_batch(writers, by_key, out)

@@ -1,0 +1,65 @@
+"""Per-camera normalisation statistics of an xreid network (docs/METHODS.md#camera-normalisation).
+
+A model file may hold, beside its weights, one set of batch-norm statistics (running mean and
+variance of every batch-norm layer) per camera of a site, estimated on that camera's unlabeled crops
+(``xreid adapt``, ``xreid.training.camera_norm``). A crop from such a camera is embedded by the
+network with that camera's statistics, so each camera's colour, light and viewpoint are normalised
+away before the layers compare people (camera-based batch normalisation, Zhuang et al., ECCV 2020).
+A crop whose camera is unknown, or has no statistics, is embedded with the network's own.
+
+Stored under the model file's ``camera_norms`` key: ``{camera: {layer name: 2 x C float32 tensor
+(mean; variance)}}``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+#: the model file key holding the per-camera statistics
+CAMERA_NORMS_KEY = "camera_norms"
+
+CameraNorms = Mapping[str, Mapping[str, torch.Tensor]]
+
+
+def batchnorm_layers(model: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:
+    """Every batch-norm layer of ``model`` by its module name."""
+    return {name: m for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+
+
+def running_statistics(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The network's batch-norm statistics in the stored form: layer name -> 2 x C (mean; variance)."""
+    return {name: torch.stack([m.running_mean, m.running_var]).float().clone()
+            for name, m in batchnorm_layers(model).items()}
+
+
+def with_statistics(model: nn.Module, stats: Mapping[str, torch.Tensor]) -> nn.Module:
+    """A copy of ``model`` (eval mode) whose batch-norm layers normalise with ``stats`` (layer name ->
+    2 x C); a ValueError when they do not name exactly the model's layers and sizes."""
+    layers = batchnorm_layers(model)
+    if set(stats) != set(layers):
+        missing, extra = sorted(set(layers) - set(stats)), sorted(set(stats) - set(layers))
+        raise ValueError(f"camera statistics do not fit the network: missing {missing[:3]}, unknown {extra[:3]}")
+    out = copy.deepcopy(model).eval()
+    for name, m in batchnorm_layers(out).items():
+        s = stats[name]
+        if tuple(s.shape) != (2, m.num_features):
+            raise ValueError(f"camera statistics of layer {name}: shape {tuple(s.shape)}, the layer has "
+                             f"{m.num_features} channels")
+        m.running_mean.copy_(s[0])
+        m.running_var.copy_(s[1])
+    return out
+
+
+def check_norms(norms: object, where: str) -> dict[str, dict[str, torch.Tensor]]:
+    """``norms`` as read from a model file, checked for shape: a ValueError naming ``where``."""
+    if not isinstance(norms, dict) or not all(isinstance(c, str) and isinstance(s, dict) for c, s in norms.items()):
+        raise ValueError(f"{where}: '{CAMERA_NORMS_KEY}' is not a mapping of camera names to statistics")
+    for cam, stats in norms.items():
+        for name, t in stats.items():
+            if not isinstance(t, torch.Tensor) or t.ndim != 2 or t.shape[0] != 2:
+                raise ValueError(f"{where}: the statistics of camera {cam!r}, layer {name}, are not a 2 x C tensor")
+    return norms

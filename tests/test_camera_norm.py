@@ -1,0 +1,165 @@
+"""Per-camera normalisation statistics: estimated by hand, stored in the model file, and used by every
+path that knows a crop's camera (evaluation, index build, `xreid adapt --rounds 0`)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from xreid.models.camera_norm import running_statistics, with_statistics
+from xreid.training.camera_norm import estimate_camera_norms
+
+
+def _hand_images():
+    """Camera 'a': two 2 x 2 crops (channel 0: 0 then 255; channel 1: 51 in both; channel 2: 102 then
+    204); camera 'b': one crop; one crop of no known camera."""
+    a0 = np.zeros((2, 2, 3), np.uint8)
+    a0[..., 1], a0[..., 2] = 51, 102
+    a1 = a0.copy()
+    a1[..., 0], a1[..., 2] = 255, 204
+    other = np.full((2, 2, 3), 9, np.uint8)
+    return np.stack([a0, a1, other, other]), ["a", "a", "b", ""]
+
+
+def test_camera_statistics_by_hand():
+    """Camera a's eight values per channel, in [0, 1]: channel 0 four 0s and four 1s (mean 0.5,
+    unbiased variance 8 x 0.25 / 7), channel 1 all 0.2 (variance 0), channel 2 four 0.4s and four 0.8s
+    (mean 0.6, variance 8 x 0.04 / 7). Camera b (1 crop) is below the minimum and is named; the
+    unnamed crop is never a camera. The model is not changed."""
+    images, cameras = _hand_images()
+    net = nn.Sequential(nn.BatchNorm2d(3)).eval()
+    norms, left_out = estimate_camera_norms(net, images, cameras, min_crops=2)
+    assert set(norms) == {"a"} and left_out == {"b": 1}
+    mean, var = norms["a"]["0"]
+    torch.testing.assert_close(mean, torch.tensor([0.5, 0.2, 0.6]))
+    torch.testing.assert_close(var, torch.tensor([2 / 7, 0.0, 0.32 / 7]))
+    torch.testing.assert_close(net[0].running_mean, torch.zeros(3))  # untouched
+    torch.testing.assert_close(net[0].running_var, torch.ones(3))
+    assert not net.training
+
+
+def test_with_statistics_normalises_with_the_camera_and_refuses_a_mismatch():
+    net = nn.Sequential(nn.BatchNorm2d(3)).eval()
+    stats = {"0": torch.tensor([[0.5, 0.2, 0.6], [0.25, 1.0, 0.04]])}
+    cam = with_statistics(net, stats)
+    x = torch.tensor([1.0, 0.2, 0.8]).view(1, 3, 1, 1)
+    expected = (torch.tensor([1.0, 0.2, 0.8]) - stats["0"][0]) / torch.sqrt(stats["0"][1] + 1e-5)
+    torch.testing.assert_close(cam(x).view(3), expected)
+    torch.testing.assert_close(net(x).view(3), x.view(3) / (1 + 1e-5) ** 0.5)  # the original keeps its own
+    assert running_statistics(cam)["0"].shape == (2, 3)
+    with pytest.raises(ValueError, match="do not fit"):
+        with_statistics(net, {"1": stats["0"]})
+    with pytest.raises(ValueError, match="channels"):
+        with_statistics(net, {"0": torch.zeros(2, 4)})
+
+
+def _crops(folder, cameras=("c1", "c2"), per=10, seed=0):
+    """Crops of each camera with its own colour cast (what camera statistics take away)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c, cam in enumerate(cameras):
+        for j in range(per):
+            arr = np.clip(rng.normal(60 + 120 * c, 30, (64, 32, 3)), 0, 255).astype(np.uint8)
+            path = folder / cam / f"{j}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(path)
+            rows.append((path.relative_to(folder).as_posix(), cam))
+    return rows
+
+
+def _adapted(tmp_path, tiny_model, rows, crops):
+    """`xreid adapt --rounds 0` on a camera list: the model file with each camera's statistics."""
+    from typer.testing import CliRunner
+
+    from xreid.cli import app
+
+    (tmp_path / "list.csv").write_text("path,camera\n" + "".join(f"{p},{c}\n" for p, c in rows))
+    out = tmp_path / "cn.pt"
+    res = CliRunner().invoke(app, ["adapt", str(tmp_path / "list.csv"), "--out", str(out), "--model", str(tiny_model),
+                                   "--rounds", "0", "--min-samples", "2", "--data-root", str(crops)])
+    assert res.exit_code == 0, res.output
+    return out, res.output
+
+
+def test_adapt_stores_each_cameras_statistics_and_the_embedder_routes_by_camera(tmp_path, tiny_model):
+    """`xreid adapt --rounds 0`: the weights are the model's, each camera with enough crops gets its
+    statistics, one with too few is named; embedding with cameras gives each crop its camera's
+    variant, an unknown camera the model's own statistics, and no cameras the model as before."""
+    from xreid.models.checkpoint import read_camera_norms
+    from xreid.models.loading import load_embedder
+    from xreid.training.camera_norm import MIN_CROPS
+
+    torch.set_num_threads(1)
+    crops = tmp_path / "crops"
+    rows = _crops(crops) + _crops(crops, cameras=("c3",), per=MIN_CROPS - 1, seed=1)
+    out, output = _adapted(tmp_path, tiny_model, rows, crops)
+    assert "statistics for 2 camera(s)" in output and f"c3 ({MIN_CROPS - 1})" in output
+    assert sorted(read_camera_norms(out)) == ["c1", "c2"]
+    assert read_camera_norms(tiny_model) == {}
+    meta = torch.load(out, weights_only=True)["meta"]["adapted"]
+    assert meta["cameras"] == ["c1", "c2"] and meta["cameras_left_out"] == {"c3": MIN_CROPS - 1}
+    base, emb = load_embedder(tiny_model), load_embedder(out)
+    assert emb.camera_names() == ("c1", "c2") and base.camera_names() == ()
+    paths = [crops / rows[0][0], crops / rows[10][0], crops / "missing.png", crops / rows[20][0], crops / rows[1][0]]
+    cams = ["c1", "c2", "c1", "c3", None]
+    res = emb.embed_paths(paths, cameras=cams)
+    assert res.kept == [0, 1, 3, 4] and len(res.skipped) == 1 and "missing.png" in str(res.skipped[0])
+    plain = emb.embed_paths([paths[i] for i in res.kept]).features
+    np.testing.assert_allclose(plain, base.embed_paths([paths[i] for i in res.kept]).features, atol=1e-4)
+    np.testing.assert_allclose(res.features[0], emb.for_camera("c1").embed_paths([paths[0]]).features[0], atol=1e-5)
+    np.testing.assert_allclose(res.features[1], emb.for_camera("c2").embed_paths([paths[1]]).features[0], atol=1e-5)
+    np.testing.assert_allclose(res.features[2:], plain[2:], atol=1e-4)  # c3 (no statistics) and unknown: own
+    assert np.abs(res.features[:2] - plain[:2]).max() > 1e-2  # the camera's statistics change the embedding
+    assert emb.for_camera("c3") is emb and emb.for_camera("c1") is emb.for_camera("c1")
+    # without --camera-norm: the model as it was
+    from typer.testing import CliRunner
+
+    from xreid.cli import app
+
+    res = CliRunner().invoke(app, ["adapt", str(tmp_path / "list.csv"), "--out", str(tmp_path / "no.pt"), "--model",
+                                   str(tiny_model), "--rounds", "0", "--no-camera-norm", "--data-root", str(crops)])
+    assert res.exit_code == 0 and "statistics" not in res.output, res.output
+    assert read_camera_norms(tmp_path / "no.pt") == {}
+
+
+def test_index_build_and_evaluation_embed_each_crop_with_its_camera(tmp_path, tiny_model):
+    """A case built from a camera list holds each crop's vector from its camera's statistics; evaluation
+    hands each protocol image's camera to the embedder."""
+    from xreid.data.protocol import Protocol, TestSet
+    from xreid.data.records import ImageRecord
+    from xreid.evaluation.evaluate import evaluate_protocol
+    from xreid.explain.attribute_head import AttributeHead
+    from xreid.index.gallery import GalleryIndex
+    from xreid.models.loading import load_embedder
+    from xreid.workflows.index import build_index
+
+    torch.set_num_threads(1)
+    crops = tmp_path / "crops"
+    rows = _crops(crops)
+    out, _ = _adapted(tmp_path, tiny_model, rows, crops)
+    emb = load_embedder(out)
+    dim = emb.embed_paths([crops / rows[0][0]]).features.shape[1]
+    head = AttributeHead(["a", "b"], np.zeros((dim, 2)), np.full(2, 0.5))
+    build_index(emb, head, crops, tmp_path / "case", list_file=tmp_path / "list.csv", progress=False)
+    index = GalleryIndex.open(tmp_path / "case", ann=False)
+    for i in range(len(index.keys)):
+        key = index.key(i)
+        camera = dict(rows)[key]
+        want = emb.for_camera(camera).embed_paths([crops / key]).features[0]
+        plain = emb.embed_paths([crops / key]).features[0]
+        np.testing.assert_allclose(index.vectors_of([i])[0], want / np.linalg.norm(want), atol=2e-3)
+        assert np.abs(index.vectors_of([i])[0] - plain / np.linalg.norm(plain)).max() > 1e-3
+
+    calls = []
+    original = emb.embed_paths
+
+    def spy(paths, batch_size=64, progress=False, on_batch=None, cameras=None):
+        calls.append(None if cameras is None else list(cameras))
+        return original(paths, batch_size, progress, on_batch, cameras)
+
+    emb.embed_paths = spy
+    recs = [ImageRecord(path=p, pid=f"p{j % 5}", cam=c) for j, (p, c) in enumerate(rows)]
+    proto = Protocol("cams", crops, [TestSet("s", recs[:5] + recs[10:15], recs[5:10] + recs[15:])], [], [], [])
+    evaluate_protocol(emb, proto, progress=False)
+    assert calls == [[r.cam for r in proto.test_images()]]
