@@ -43,14 +43,20 @@ def main() -> None:
     ap.add_argument("--protocol", default="peta-reid")
     ap.add_argument("--subsets", default="VIPeR,PRID,GRID")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--searched", action="store_true",
+                    help="list the test sets' own query and gallery images instead (camera statistics from the "
+                         "images searched, as from a user's case; transductive)")
     args = ap.parse_args()
     if args.data_root is None:
         raise SystemExit("give --data-root or set XREID_DATA_ROOT")
     protocol = load_protocol(args.protocol, args.data_root)
     subsets = set(args.subsets.split(","))
-    rows = unlabeled_rows(protocol, subsets)
+    if args.searched:
+        rows = [(r.path, r.cam or "") for r in protocol.test_images()]
+    else:
+        rows = unlabeled_rows(protocol, subsets)
     write_list(rows, args.out)
-    print(f"{len(rows)} unlabeled crops of {', '.join(sorted(subsets))} written to {args.out} "
+    print(f"{len(rows)} unlabeled {'searched' if args.searched else 'training'} crops of {', '.join(sorted(subsets))} written to {args.out} "
           f"(image root {protocol.image_root})")
 
 
