@@ -163,3 +163,22 @@ def test_index_build_and_evaluation_embed_each_crop_with_its_camera(tmp_path, ti
     proto = Protocol("cams", crops, [TestSet("s", recs[:5] + recs[10:15], recs[5:10] + recs[15:])], [], [], [])
     evaluate_protocol(emb, proto, progress=False)
     assert calls == [[r.cam for r in proto.test_images()]]
+
+
+def test_a_gallery_of_known_cameras_is_embedded_with_their_statistics(tmp_path, tiny_model):
+    """The explanation's in-memory gallery (a folder or list with cameras) ranks by the same vectors an
+    index of the same list holds: each image with its camera's statistics."""
+    from xreid.models.loading import load_embedder
+    from xreid.workflows.explain import _embed_files
+
+    torch.set_num_threads(1)
+    crops = tmp_path / "crops"
+    rows = _crops(crops)
+    out, _ = _adapted(tmp_path, tiny_model, rows, crops)
+    emb = load_embedder(out)
+    picked = [rows[0], rows[15]]
+    gal = _embed_files(emb, [crops / p for p, _ in picked], [p for p, _ in picked], [None, None], [],
+                       cameras=[c for _, c in picked])
+    for (p, c), v in zip(picked, gal.vectors):
+        want = emb.for_camera(c).embed_paths([crops / p]).features[0]
+        np.testing.assert_allclose(v / np.linalg.norm(v), want / np.linalg.norm(want), atol=1e-4)

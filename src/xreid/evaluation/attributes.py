@@ -19,7 +19,7 @@ def labelled_embeddings(embedder: Embedder, root: Path, records: Sequence[ImageR
                         progress: bool = True) -> tuple[np.ndarray, np.ndarray, list[ImageRecord]]:
     """Embeddings and M x A labels of the records that carry attribute labels and load."""
     records = [r for r in records if r.attributes is not None]
-    res = embedder.embed_paths([root / r.path for r in records], progress=progress)
+    res = embedder.embed_paths([root / r.path for r in records], progress=progress, cameras=[r.cam for r in records])
     kept = [records[i] for i in res.kept]
     labels, _ = label_matrix(kept, names)
     return res.features, labels, kept

@@ -139,7 +139,7 @@ class Embedder(ABC):
         from tqdm import tqdm
 
         if cameras is not None and self.camera_names():
-            return self._embed_by_camera(paths, cameras, batch_size, progress)
+            return self._embed_by_camera(paths, cameras, batch_size, progress, on_batch)
 
         feats: list[np.ndarray] = []
         kept: list[int] = []
@@ -161,7 +161,7 @@ class Embedder(ABC):
         return EmbedResult(np.concatenate(feats) if feats else np.zeros((0, dim), np.float32), kept, skipped)
 
     def _embed_by_camera(self, paths: Sequence[str | Path], cameras: Sequence[str | None], batch_size: int,
-                         progress: bool) -> EmbedResult:
+                         progress: bool, on_batch: Callable[[int], None] | None = None) -> EmbedResult:
         """``embed_paths`` with each camera's crops embedded by ``for_camera(camera)``, in input order."""
         if len(cameras) != len(paths):
             raise ValueError(f"{len(paths)} images but {len(cameras)} cameras")
@@ -171,10 +171,14 @@ class Embedder(ABC):
             groups.setdefault(cam if cam in known else None, []).append(i)
         rows: dict[int, np.ndarray] = {}
         skipped: list[ImageError] = []
+        done = 0
         for cam, idx in groups.items():
             res = self.for_camera(cam).embed_paths([paths[i] for i in idx], batch_size, progress)
             rows.update({idx[k]: res.features[r] for r, k in enumerate(res.kept)})
             skipped += res.skipped
+            done += len(idx)
+            if on_batch:
+                on_batch(done)
         kept = sorted(rows)
         feats = np.stack([rows[i] for i in kept]) if kept else np.zeros((0, 0), np.float32)
         return EmbedResult(feats, kept, skipped)

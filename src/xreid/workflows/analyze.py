@@ -33,7 +33,7 @@ def analyze(embedder: Embedder, head: AttributeHead, protocol: str, data_root: P
     head.check_model(embedder, "attribute head")
     proto = load_protocol(protocol, data_root)
     images = proto.test_images()
-    res = embedder.embed_paths([proto.image_root / r.path for r in images], progress=True)
+    res = embedder.embed_paths([proto.image_root / r.path for r in images], progress=True, cameras=[r.cam for r in images])
     head.check_embedding(res.features, f"{embedder.name} embeddings")
     keys = [images[i].path for i in res.kept]
     return write_analysis(out, dims_table(head), dim_rank_lists(head, res.features, keys, chosen),

@@ -109,7 +109,7 @@ def _same_file(a: Path, b: Path) -> bool:
 def _embed_files(embedder: Embedder, paths: list[Path], keys: list[str], pids: list[str | None],
                  skipped: list[str], head: AttributeHead | None = None,
                  cameras: list[str | None] | None = None) -> MemoryGallery:
-    res = embedder.embed_paths(paths, progress=len(paths) > 500)
+    res = embedder.embed_paths(paths, progress=len(paths) > 500, cameras=cameras)
     cams = cameras or [None] * len(paths)
     return MemoryGallery([keys[i] for i in res.kept], res.features, [paths[i] for i in res.kept],
                          [pids[i] for i in res.kept], head, fields=[{CAMERA: cams[i]} if cams[i] else {} for i in res.kept],

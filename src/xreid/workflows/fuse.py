@@ -278,9 +278,10 @@ def evaluate_fused(embedder: Embedder, attribute_embedder: Embedder, fusion: Fus
     images = protocol.test_images()
     paths = [protocol.image_root / r.path for r in images]
     tic = time.perf_counter()
-    res = embedder.embed_paths(paths, batch_size=batch_size, progress=progress)
+    cameras = [r.cam for r in images]
+    res = embedder.embed_paths(paths, batch_size=batch_size, progress=progress, cameras=cameras)
     a_res = res if attribute_embedder is embedder else attribute_embedder.embed_paths(paths, batch_size=batch_size,
-                                                                                      progress=progress)
+                                                                                      progress=progress, cameras=cameras)
     seconds = time.perf_counter() - tic
     both = sorted(set(res.kept) & set(a_res.kept))
     model = Lookup([images[i].path for i in res.kept], res.features)
