@@ -22,9 +22,6 @@ from torch import nn
 #: the model file key holding the per-camera statistics
 CAMERA_NORMS_KEY = "camera_norms"
 
-CameraNorms = Mapping[str, Mapping[str, torch.Tensor]]
-
-
 def batchnorm_layers(model: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:
     """Every batch-norm layer of ``model`` by its module name."""
     return {name: m for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}

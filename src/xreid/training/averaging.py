@@ -33,9 +33,10 @@ def recompute_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor], every
     average over ``batches``. Returns the number of images seen; the model is left in eval mode."""
     model.train()
     if every_layer:
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.train()
+        from xreid.models.camera_norm import batchnorm_layers
+
+        for m in batchnorm_layers(model).values():
+            m.train()
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
     momenta = [m.momentum for m in layers]
     for m in layers:

@@ -34,12 +34,12 @@ def estimate_camera_norms(model: torch.nn.Module, images: np.ndarray, cameras: S
     if len(cameras) != len(images):
         raise ValueError(f"{len(images)} crops but {len(cameras)} camera names")
     norms, left_out = {}, {}
+    net = copy.deepcopy(model)  # one copy: every camera's pass resets the statistics it re-estimates
     for cam in sorted({str(c) for c in cameras} - {""}):
         rows = np.flatnonzero(cameras == cam)
         if len(rows) < min_crops:
             left_out[cam] = int(len(rows))
             continue
-        net = copy.deepcopy(model)
         recompute_batchnorm(net, (to_tensor(images[rows[i:i + batch]]) for i in range(0, len(rows), batch)),
                             every_layer=True)
         norms[cam] = running_statistics(net)
