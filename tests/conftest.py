@@ -74,6 +74,21 @@ def write_image(path: Path, seed: int, size=(32, 64), colour: tuple[int, int, in
     Image.fromarray(arr).save(path)
 
 
+def camera_crops(folder: Path, cameras=("c1", "c2"), per: int = 10, seed: int = 0) -> list[tuple[str, str]]:
+    """Crops of each camera with its own colour cast (what per-camera statistics and centring take
+    away), written under ``folder/CAMERA/``: (path under folder, camera) per crop."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for c, cam in enumerate(cameras):
+        for j in range(per):
+            arr = np.clip(rng.normal(60 + 120 * c, 30, (64, 32, 3)), 0, 255).astype(np.uint8)
+            path = folder / cam / f"{j}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(arr).save(path)
+            rows.append((path.relative_to(folder).as_posix(), cam))
+    return rows
+
+
 @pytest.fixture()
 def mini_peta(tmp_path: Path) -> Path:
     """A data root holding a tiny PETA (VIPeR, 3DPeS, CUHK) and a PETA-ReID style protocol."""

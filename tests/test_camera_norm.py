@@ -4,8 +4,9 @@ path that knows a crop's camera (evaluation, index build, `xreid adapt --rounds 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch import nn
+
+from conftest import camera_crops
 
 from xreid.models.camera_norm import running_statistics, with_statistics
 from xreid.training.camera_norm import estimate_camera_norms
@@ -54,20 +55,6 @@ def test_with_statistics_normalises_with_the_camera_and_refuses_a_mismatch():
         with_statistics(net, {"0": torch.zeros(2, 4)})
 
 
-def _crops(folder, cameras=("c1", "c2"), per=10, seed=0):
-    """Crops of each camera with its own colour cast (what camera statistics take away)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for c, cam in enumerate(cameras):
-        for j in range(per):
-            arr = np.clip(rng.normal(60 + 120 * c, 30, (64, 32, 3)), 0, 255).astype(np.uint8)
-            path = folder / cam / f"{j}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(arr).save(path)
-            rows.append((path.relative_to(folder).as_posix(), cam))
-    return rows
-
-
 def _adapted(tmp_path, tiny_model, rows, crops):
     """`xreid adapt --rounds 0` on a camera list: the model file with each camera's statistics."""
     from typer.testing import CliRunner
@@ -92,7 +79,7 @@ def test_adapt_stores_each_cameras_statistics_and_the_embedder_routes_by_camera(
 
     torch.set_num_threads(1)
     crops = tmp_path / "crops"
-    rows = _crops(crops) + _crops(crops, cameras=("c3",), per=MIN_CROPS - 1, seed=1)
+    rows = camera_crops(crops) + camera_crops(crops, cameras=("c3",), per=MIN_CROPS - 1, seed=1)
     out, output = _adapted(tmp_path, tiny_model, rows, crops)
     assert "statistics for 2 camera(s)" in output and f"c3 ({MIN_CROPS - 1})" in output
     assert sorted(read_camera_norms(out)) == ["c1", "c2"]
@@ -136,7 +123,7 @@ def test_index_build_and_evaluation_embed_each_crop_with_its_camera(tmp_path, ti
 
     torch.set_num_threads(1)
     crops = tmp_path / "crops"
-    rows = _crops(crops)
+    rows = camera_crops(crops)
     out, _ = _adapted(tmp_path, tiny_model, rows, crops)
     emb = load_embedder(out)
     dim = emb.embed_paths([crops / rows[0][0]]).features.shape[1]
@@ -173,7 +160,7 @@ def test_a_gallery_of_known_cameras_is_embedded_with_their_statistics(tmp_path, 
 
     torch.set_num_threads(1)
     crops = tmp_path / "crops"
-    rows = _crops(crops)
+    rows = camera_crops(crops)
     out, _ = _adapted(tmp_path, tiny_model, rows, crops)
     emb = load_embedder(out)
     picked = [rows[0], rows[15]]

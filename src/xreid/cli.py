@@ -80,13 +80,15 @@ def adapt(
         metavar="CASE_OR_IMAGES", help="Unlabeled crops of your cameras: a case (index folder; its 'track' column, "
                                        "if any, gives positives), a folder of images, or a CSV list "
                                        "(path[,camera][,track]).")],
-    out: Annotated[Path, typer.Option(help="The adapted model file (.pt).")],
-    model: Annotated[str, typer.Option(help="The xreid model to start from ('default' or a .pt).")] = "default",
+    out: Annotated[Path, typer.Option(help="The adapted model file: .pt (fine-tuned, an xreid model), or .xcam "
+                                           "(any model, black boxes included, centred per camera; no training).")],
+    model: Annotated[str, typer.Option(help="The model to start from ('default' or a .pt; for a .xcam, any "
+                                            "model).")] = "default",
     teacher: Annotated[Optional[str], typer.Option(
         help="Distil from this model on the crops (e.g. an Open Model Zoo .xml of the same embedding size).")] = None,
     teacher_precision: Annotated[Optional[str], typer.Option(help="The teacher's OpenVINO precision: f32 or bf16.")] = None,
-    rounds: Annotated[int, typer.Option(min=0, help="Cluster-then-train rounds (0: only each camera's "
-                                                    "normalisation statistics).")] = 8,
+    rounds: Annotated[Optional[int], typer.Option(min=0, help="Cluster-then-train rounds (0: only each camera's "
+                                                              "normalisation statistics). [default: 8]")] = None,
     batches: Annotated[int, typer.Option(min=1, help="Training batches per round.")] = 50,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 3.5e-5,
     eps: Annotated[float, typer.Option(help="Clustering radius (Jaccard distance): larger merges more crops.")] = 0.6,
@@ -105,7 +107,8 @@ def adapt(
 ) -> None:
     """Fine-tune a model on the unlabeled crops of your cameras: pseudo-identities by clustering, positives
     from tracks, optional distillation, then each camera's normalisation statistics; checkpoints atomically
-    and resumes after interruption."""
+    and resumes after interruption. With --out SITE.xcam: any model's embeddings centred on each camera's
+    mean instead (no training; black boxes too)."""
     import signal
 
     from xreid.training.adapt import AdaptConfig
@@ -116,7 +119,13 @@ def adapt(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    cfg = AdaptConfig(rounds=rounds, batches=batches, lr=lr, eps=eps, min_samples=min_samples, k1=k1, k2=k2,
+    if out.suffix == ".xcam":
+        if rounds or teacher:
+            raise typer.BadParameter("a .xcam output only centres each camera's embeddings (no training): leave out "
+                                     "--rounds and --teacher, or adapt to a .pt first and centre that", param_hint="--out")
+        _centre(model, source, out, data_root)
+        return
+    cfg = AdaptConfig(rounds=8 if rounds is None else rounds, batches=batches, lr=lr, eps=eps, min_samples=min_samples, k1=k1, k2=k2,
                       distance=distance, teacher=teacher, teacher_precision=teacher_precision)
     report = run_adapt(model, source, out, cfg, data_root=resolve_data_root(data_root), resume=resume,
                        max_batches=max_batches, camera_norm=camera_norm)
@@ -134,6 +143,22 @@ def adapt(
                   if report.cameras_left_out else "")
                + "); its embedding changed: fit its attribute head with `xreid attributes fit --model "
                + f"{report.out} --out HEAD.npz` before explaining with it")
+
+
+def _centre(model: str, source: Path, out: Path, data_root) -> None:
+    """`xreid adapt ... --out SITE.xcam`: the camera-centred model."""
+    from xreid.training.camera_norm import MIN_CROPS
+    from xreid.workflows.adapt import centre_cameras
+
+    report = centre_cameras(model, source, out, resolve_data_root(data_root))
+    list_skipped(report.skipped, "image(s)")
+    typer.echo(f"camera-centred model written to {report.out} ({report.images} crops; a mean for "
+               f"{len(report.cameras)} camera(s): {', '.join(report.cameras)}"
+               + (f"; too few crops for a mean (below {MIN_CROPS}), centred on the nearest camera's mean: "
+                  + ", ".join(f"{c} ({n})" for c, n in sorted(report.cameras_left_out.items()))
+                  if report.cameras_left_out else "")
+               + f"). Use it as --model {report.out}; its embedding differs from the base model's: fit an attribute "
+               + f"head with `xreid attributes fit --model {report.out} --out HEAD.npz` to explain with it")
 
 
 @command(app, "eval", models=True)

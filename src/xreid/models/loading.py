@@ -1,5 +1,6 @@
 """Which embedder runs a model: ``load_embedder(spec)`` resolves 'default' (the bundled model), a
-``.pt`` checkpoint, a ``.onnx`` file or an OpenVINO ``.xml``, chooses the backend, and hands back an
+``.pt`` checkpoint, a ``.onnx`` file, an OpenVINO ``.xml`` or a camera-centred ``.xcam`` (a model
+with each camera's mean embedding, ``camera_centring``), chooses the backend, and hands back an
 ``Embedder`` (``xreid.models.embedders``) that knows its preprocessing, fingerprint and identity.
 
 xreid models run from a cached compiled copy (``model_cache``) unless PyTorch is asked for; this
@@ -67,9 +68,19 @@ def resolve_model_path(spec: str | Path) -> Path:
         return resolve_known_model(str(spec), kind="reid")
     path = Path(str(spec)).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"{path}: model not found (use 'default', a .pt, .onnx or OpenVINO .xml file, or a "
-                                f"model name fetched with `xreid models get`)")
+        raise FileNotFoundError(f"{path}: model not found (use 'default', a .pt, .onnx, OpenVINO .xml or camera-centred "
+                                f".xcam file, or a model name fetched with `xreid models get`)")
     return path
+
+
+def portable_spec(spec: str | Path) -> str:
+    """``spec`` as a file made elsewhere can store it: 'default' and known model names as they are,
+    each file path absolute (a comma-separated list part by part)."""
+    from xreid.models.zoo import KNOWN_MODELS
+
+    parts = [s.strip() for s in str(spec).split(",")]
+    return ",".join(p if p == BUNDLED_NAME or p in KNOWN_MODELS else str(Path(p).expanduser().resolve())
+                    for p in parts)
 
 
 def choose_backend(path: Path, backend: str, precision: str | None) -> str:
@@ -121,6 +132,10 @@ def load_embedder(spec: str | Path, flip_average: bool = False, backend: str = "
         return ConcatEmbedder([load_embedder(s, flip_average, backend, precision, **preprocess_overrides)
                                for s in specs])
     path = resolve_model_path(spec)
+    if path.suffix == ".xcam":
+        embedder = _centred_embedder(path, flip_average, backend, precision, preprocess_overrides)
+        embedder.fingerprint = fingerprint(path)
+        return embedder
     added = _formats().get(path.suffix)
     chosen = "own" if added is not None else choose_backend(path, backend, precision)
     fp = fingerprint(path)
@@ -150,3 +165,18 @@ def _xreid_embedder(path: Path, name: str, fp: str, backend: str, precision: str
         embedder = TorchEmbedder(model if model is not None else load_model_file(path)[0], name=name)
     embedder.camera_norms = read_camera_norms(path)
     return embedder
+
+
+def _centred_embedder(path: Path, flip_average: bool, backend: str, precision: str | None, overrides: dict) -> Embedder:
+    """The camera-centred model in ``path``: its base model loaded with these options, checked against
+    the fingerprint the file was made with, and wrapped (``CameraCentredEmbedder``)."""
+    from xreid.binding import IdentityMismatch
+    from xreid.models.camera_centring import CameraCentredEmbedder, CameraCentring
+
+    centring = CameraCentring.load(path)
+    base = load_embedder(centring.base, flip_average, backend, precision, **overrides)
+    if base.fingerprint != centring.base_fingerprint:
+        raise IdentityMismatch(f"{path}: made for {centring.base} with fingerprint {centring.base_fingerprint}, "
+                               f"but that model now has fingerprint {base.fingerprint}; centre it again with "
+                               f"`xreid adapt ... --model {centring.base} --out {path.name}`")
+    return CameraCentredEmbedder(base, centring, name=path.stem)

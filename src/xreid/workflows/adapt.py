@@ -5,6 +5,9 @@ if any; a sighting from footage, ``xreid index build --video``, gives all its ke
 ``camera`` / ``track`` columns; paths relative to the data root). Progress is checkpointed in
 ``OUT.adapt/`` beside the output and resumed with ``--resume``; the model file is written atomically
 at the end.
+
+``--out SITE.xcam`` instead centres any model's embeddings per camera (``centre_cameras``): no
+training, a black box included.
 """
 
 from __future__ import annotations
@@ -169,3 +172,46 @@ def adapt(model: str, source: Path, out: Path, cfg: AdaptConfig, data_root: Path
         shutil.rmtree(work, ignore_errors=True)
     return AdaptReport(out if finished else work / "adapt.pt", finished, len(images), skipped, history, n_tracks,
                        sorted(norms), left_out)
+
+
+@dataclass
+class CentringReport:
+    out: Path
+    images: int
+    skipped: list[str]
+    cameras: list[str]  # the cameras the file holds a mean for
+    cameras_left_out: dict[str, int]  # camera -> crops, too few for a mean
+
+
+def centre_cameras(model: str, source: Path, out: Path, data_root: Path | None = None, progress: bool = True,
+                   backend: str = "auto", precision: str | None = None) -> CentringReport:
+    """Write the camera-centred model ``out`` (``.xcam``): ``model`` (any model) with the mean unit
+    embedding of each camera of ``source``'s crops that has at least ``MIN_CROPS`` of them
+    (``xreid.models.camera_centring``). The crops must name their cameras."""
+    from xreid.models.camera_centring import SUFFIX, CameraCentring, camera_means
+    from xreid.models.loading import load_embedder, portable_spec
+    from xreid.training.camera_norm import MIN_CROPS
+
+    out = Path(out)
+    if out.suffix != SUFFIX:
+        raise ValueError(f"{out}: a camera-centred model is a {SUFFIX} file")
+    if out.exists():
+        raise FileExistsError(f"{out}: already exists; choose another --out (nothing was changed)")
+    found = read_input(source, data_root)
+    if found.cameras is None:
+        raise ValueError(f"{source}: no crop names its camera (a case's or list's 'camera' column, or camera "
+                         f"fields in file names); centring needs each crop's camera")
+    embedder = load_embedder(model, backend=backend, precision=precision)
+    res = embedder.embed_paths(found.paths, progress=progress, cameras=list(found.cameras))
+    skipped = found.problems + [str(e) for e in res.skipped]
+    if not res.kept:
+        raise ValueError(f"{source}: none of its {len(found.paths)} crops could be read")
+    means, left_out = camera_means(res.features, found.cameras[res.kept], MIN_CROPS)
+    if not means:
+        raise ValueError(f"{source}: no camera has {MIN_CROPS} readable crops (" +
+                         ", ".join(f"{c}: {n}" for c, n in sorted(left_out.items())) + "); nothing to centre on")
+    cams = tuple(sorted(means))
+    counts = tuple(int((found.cameras[res.kept] == c).sum()) for c in cams)
+    CameraCentring(portable_spec(model), embedder.fingerprint, cams, np.stack([means[c] for c in cams]),
+                   counts).save(out)
+    return CentringReport(out, len(res.kept), skipped, list(cams), left_out)

@@ -1,0 +1,147 @@
+"""Per-camera centring (`xreid adapt ... --out SITE.xcam`): the formula by hand, the file bound to its
+base model, and a black-box model centred end to end (embedding by camera, an index built from a
+camera list)."""
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import camera_crops
+
+from xreid.cli import app
+from xreid.models.camera_centring import CameraCentring, camera_means, centre
+
+
+def test_camera_means_and_centring_by_hand():
+    """Unit embeddings (0.6, 0.8), (0, 1) of camera a, (1, 0) and (0.8, 0.6) of camera b, (0, 1) of no
+    camera (not counted), and (1, 0) of camera c (1 crop: under the minimum of 2, named): a's mean
+    (0.3, 0.9), b's (0.9, 0.3). Centring (3, 4) on a's mean: (0.6, 0.8) - (0.3, 0.9) = (0.3, -0.1),
+    scaled to unit length. A crop of no known camera goes to the nearest mean: (1, 0) to b's
+    (similarity 0.9 against 0.3), giving (0.1, -0.3) scaled."""
+    feats = np.array([[3.0, 4.0], [0.0, 2.0], [5.0, 0.0], [4.0, 3.0], [0.0, 0.5], [2.0, 0.0]])
+    means, left_out = camera_means(feats, ["a", "a", "b", "b", "", "c"], min_crops=2)
+    assert set(means) == {"a", "b"} and left_out == {"c": 1}
+    np.testing.assert_allclose(means["a"], [0.3, 0.9])
+    np.testing.assert_allclose(means["b"], [0.9, 0.3])
+    np.testing.assert_allclose(centre(feats[:1], means["a"]), [[0.3 / 0.1 ** 0.5, -0.1 / 0.1 ** 0.5]], rtol=1e-6)
+    c = CameraCentring("m", "fp", ("a", "b"), np.stack([means["a"], means["b"]]), (2, 2))
+    np.testing.assert_allclose(c.centred(feats[:1], "a"), centre(feats[:1], means["a"]))
+    np.testing.assert_allclose(c.centred(feats[[2, 0]], None), [[0.1 / 0.1 ** 0.5, -0.3 / 0.1 ** 0.5],
+                                                                [0.3 / 0.1 ** 0.5, -0.1 / 0.1 ** 0.5]], rtol=1e-6)
+    np.testing.assert_allclose(c.centred(feats[2:3], "c"), c.centred(feats[2:3], None))
+    with pytest.raises(ValueError, match="one camera per crop"):
+        camera_means(feats, ["a"], 2)
+    with pytest.raises(ValueError, match="dimensions"):
+        centre(feats, np.zeros(3))
+
+
+@pytest.fixture()
+def black_box(tmp_path, tiny_model):
+    """The tiny xreid model exported to ONNX: a model xreid cannot fine-tune."""
+    from xreid.workflows.export import export_model
+
+    torch.set_num_threads(1)
+    return export_model(str(tiny_model), "onnx", tmp_path / "tiny.onnx")["path"]
+
+
+def _centre(tmp_path, model, rows, crops, *extra):
+    (tmp_path / "list.csv").write_text("path,camera\n" + "".join(f"{p},{c}\n" for p, c in rows))
+    out = tmp_path / "site.xcam"
+    res = CliRunner().invoke(app, ["adapt", str(tmp_path / "list.csv"), "--out", str(out), "--model", str(model),
+                                   "--data-root", str(crops), *extra])
+    return out, res
+
+
+def test_a_black_box_centred_per_camera_end_to_end(tmp_path, black_box):
+    """`xreid adapt LIST --model X.onnx --out site.xcam`: each camera with enough crops gets the mean of
+    its crops' unit embeddings (one with too few is named); `--model site.xcam` then embeds a crop of a
+    known camera centred on its camera's mean, any other on the overall mean, and an index built from
+    the camera list holds those vectors."""
+    from xreid.explain.attribute_head import AttributeHead
+    from xreid.index.gallery import GalleryIndex
+    from xreid.models.loading import load_embedder
+    from xreid.training.camera_norm import MIN_CROPS
+    from xreid.workflows.index import build_index
+
+    crops = tmp_path / "crops"
+    rows = camera_crops(crops) + camera_crops(crops, cameras=("c3",), per=MIN_CROPS - 1, seed=1)
+    # three crops of camera c1 that look like c2's: their nearest mean is not their camera's
+    rows += [(p, "c1") for p, c in camera_crops(crops, cameras=("x", "c1-odd"), per=3, seed=2) if c == "c1-odd"]
+    out, res = _centre(tmp_path, black_box, rows, crops)
+    assert res.exit_code == 0, res.output
+    assert "a mean for 2 camera(s): c1, c2" in res.output and f"c3 ({MIN_CROPS - 1})" in res.output
+    base = load_embedder(black_box)
+    raw = base.embed_paths([crops / p for p, _ in rows]).features
+    unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    saved = CameraCentring.load(out)
+    assert saved.cameras == ("c1", "c2") and saved.counts == (13, 10) and saved.base_fingerprint == base.fingerprint
+    np.testing.assert_allclose(saved.means[0], unit[list(range(10)) + [-3, -2, -1]].mean(0), atol=1e-5)
+    np.testing.assert_allclose(saved.means[1], unit[10:20].mean(0), atol=1e-5)
+
+    emb = load_embedder(out)
+    assert emb.name == "site" and emb.fingerprint != base.fingerprint and emb.camera_names() == ("c1", "c2")
+    picked = [0, 10, 20, 1, 11]
+    got = emb.embed_paths([crops / rows[i][0] for i in picked], cameras=["c1", "c2", "c3", None, None]).features
+
+    def want(i, mean):
+        v = unit[i] - mean
+        return v / np.linalg.norm(v)
+
+    def nearest(i):
+        return saved.means[int(np.argmax(saved.means @ unit[i]))]
+
+    np.testing.assert_allclose(got[0], want(0, saved.means[0]), atol=1e-4)
+    np.testing.assert_allclose(got[1], want(10, saved.means[1]), atol=1e-4)
+    for k, i in enumerate(picked[2:], start=2):  # too few crops (c3), or unknown: the nearest mean
+        np.testing.assert_allclose(got[k], want(i, nearest(i)), atol=1e-4)
+    np.testing.assert_allclose(nearest(1), saved.means[0])  # the crops' colour casts tell their cameras apart
+    np.testing.assert_allclose(nearest(11), saved.means[1])
+    assert np.abs(got[0] - want(0, saved.means[1])).max() > 1e-3  # the camera's own mean matters
+    np.testing.assert_allclose(emb.embed_paths([crops / rows[1][0]]).features[0], got[3], atol=1e-5)
+
+    dim = got.shape[1]
+    build_index(emb, AttributeHead(["a", "b"], np.zeros((dim, 2)), np.full(2, 0.5)), crops, tmp_path / "case",
+                list_file=tmp_path / "list.csv", progress=False)
+    index = GalleryIndex.open(tmp_path / "case", ann=False)
+    np.testing.assert_allclose(nearest(len(rows) - 1), saved.means[1])  # an odd c1 crop: nearest is c2's
+    for i in range(len(index.keys)):
+        j = [p for p, _ in rows].index(index.key(i))
+        cam = rows[j][1]
+        mean = saved.means[saved.cameras.index(cam)] if cam in saved.cameras else nearest(j)
+        np.testing.assert_allclose(index.vectors_of([i])[0], want(j, mean), atol=2e-3)
+
+
+def test_centring_refuses_what_it_cannot_do(tmp_path, black_box, tiny_model):
+    """No cameras in the input, training options with a .xcam output, an existing output, a changed base
+    model and a damaged file: each a clear error naming the file."""
+    from xreid.binding import IdentityMismatch
+    from xreid.models.loading import load_embedder
+
+    crops = tmp_path / "crops"
+    rows = camera_crops(crops)
+    (tmp_path / "nocams.csv").write_text("path\n" + "".join(f"{p}\n" for p, _ in rows))
+    res = CliRunner().invoke(app, ["adapt", str(tmp_path / "nocams.csv"), "--out", str(tmp_path / "x.xcam"),
+                                   "--model", str(black_box), "--data-root", str(crops)])
+    assert res.exit_code != 0 and "no crop names its camera" in res.output and "nocams.csv" in res.output
+    out, res = _centre(tmp_path, black_box, rows, crops, "--rounds", "3")
+    assert res.exit_code != 0 and "no training" in res.output and not out.exists()
+    out, res = _centre(tmp_path, black_box, rows, crops)
+    assert res.exit_code == 0, res.output
+    again = CliRunner().invoke(app, ["adapt", str(tmp_path / "list.csv"), "--out", str(out), "--model",
+                                     str(black_box), "--data-root", str(crops)])
+    assert again.exit_code != 0 and "already exists" in again.output
+
+    from xreid.models.checkpoint import load_model_file, save_model_file
+    from xreid.workflows.export import export_model
+
+    net, ckpt = load_model_file(tiny_model)  # another model exported to the same path
+    with torch.no_grad():
+        next(net.parameters()).mul_(1.5)
+    save_model_file(net, net.spec, tmp_path / "other.pt", meta={})
+    export_model(str(tmp_path / "other.pt"), "onnx", black_box)
+    with pytest.raises(IdentityMismatch, match="site.xcam"):
+        load_embedder(out)
+    (tmp_path / "bad.xcam").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="bad.xcam"):
+        load_embedder(tmp_path / "bad.xcam")
