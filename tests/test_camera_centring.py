@@ -145,3 +145,32 @@ def test_centring_refuses_what_it_cannot_do(tmp_path, black_box, tiny_model):
     (tmp_path / "bad.xcam").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="bad.xcam"):
         load_embedder(tmp_path / "bad.xcam")
+
+
+def test_a_centred_model_gets_its_own_head_and_explains(tmp_path, black_box, mini_peta):
+    """The centred model is a model like any other: `xreid attributes fit --model SITE.xcam` fits a head on
+    its embeddings, which `explain` then uses (the black-box maps); the base model's head is refused."""
+    import json
+
+    crops = tmp_path / "crops"
+    out, res = _centre(tmp_path, black_box, camera_crops(crops), crops)
+    assert res.exit_code == 0, res.output
+    head = tmp_path / "head.npz"
+    runner = CliRunner()
+    res = runner.invoke(app, ["attributes", "fit", "--model", str(out), "--data-root", str(mini_peta), "--out", str(head),
+                              "--epochs", "20"])
+    assert res.exit_code == 0, res.output
+    js = tmp_path / "r.json"
+    res = runner.invoke(app, ["explain", "--model", str(out), "--head", str(head), "--data-root", str(mini_peta),
+                              "--protocol", "peta-reid", "--test-set", "VIPeR", "--query-index", "1",
+                              "--out", str(tmp_path / "r.html"), "--json", str(js)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(js.read_text())["results"]
+    base_head = tmp_path / "base_head.npz"
+    res = runner.invoke(app, ["attributes", "fit", "--model", str(black_box), "--data-root", str(mini_peta),
+                              "--out", str(base_head), "--epochs", "5"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["explain", "--model", str(out), "--head", str(base_head), "--data-root", str(mini_peta),
+                              "--protocol", "peta-reid", "--test-set", "VIPeR", "--query-index", "1",
+                              "--out", str(tmp_path / "r2.html")])
+    assert res.exit_code != 0 and "base_head.npz" in res.output

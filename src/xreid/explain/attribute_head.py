@@ -33,6 +33,7 @@ class AttributeHead:
     meta: dict = field(default_factory=dict)
     calibration: np.ndarray | None = None  # A x 2 (slope, intercept) of the logit, from validation images
     reliability: np.ndarray | None = None  # A: balanced accuracy on validation images (NaN: not measurable)
+    source: str | None = field(default=None, compare=False)  # the file it was loaded from, for messages
 
     def __post_init__(self) -> None:
         if self.weights.ndim != 2 or self.weights.shape[1] != len(self.names):
@@ -71,7 +72,10 @@ class AttributeHead:
     def check_model(self, embedder, where: str = "") -> None:
         """Refuse a head fitted on another model: embeddings of the same width from two models
         mean different things, so the attributes would be read from the wrong directions."""
-        check_binding(where or "attribute head", self.binding, record(embedder), fields=("fingerprint",), strict=False,
+        where = where or "attribute head"
+        if self.source and self.source not in where:
+            where = f"{where} {self.source}"
+        check_binding(where, self.binding, record(embedder), fields=("fingerprint",), strict=False,
                       what="fitted on another model", verb="fitted on model",
                       remedy="Fit a head for it with `xreid attributes fit --model ...`.")
 
@@ -125,7 +129,9 @@ class AttributeHead:
 
     @classmethod
     def load(cls, path: str | Path) -> "AttributeHead":
-        return cls.from_arrays(read_arrays(path, "attribute head", made_by="`xreid attributes fit`"), str(path))
+        head = cls.from_arrays(read_arrays(path, "attribute head", made_by="`xreid attributes fit`"), str(path))
+        head.source = str(path)
+        return head
 
 
 def fit_attribute_head(features: np.ndarray, labels: np.ndarray, names: Sequence[str], epochs: int = 300,
