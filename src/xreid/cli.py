@@ -147,18 +147,15 @@ def adapt(
 
 def _centre(model: str, source: Path, out: Path, data_root) -> None:
     """`xreid adapt ... --out SITE.xcam`: the camera-centred model."""
-    from xreid.training.camera_norm import MIN_CROPS
     from xreid.workflows.adapt import centre_cameras
 
     report = centre_cameras(model, source, out, resolve_data_root(data_root))
     list_skipped(report.skipped, "image(s)")
-    typer.echo(f"camera-centred model written to {report.out} ({report.images} crops; a mean for "
-               f"{len(report.cameras)} camera(s): {', '.join(report.cameras)}"
-               + (f"; too few crops for a mean (below {MIN_CROPS}), centred on the nearest camera's mean: "
-                  + ", ".join(f"{c} ({n})" for c, n in sorted(report.cameras_left_out.items()))
-                  if report.cameras_left_out else "")
-               + f"). Use it as --model {report.out}; its embedding differs from the base model's: fit an attribute "
-               + f"head with `xreid attributes fit --model {report.out} --out HEAD.npz` to explain with it")
+    few = ", ".join(f"{c} ({n})" for c, n in sorted(report.cameras_left_out.items()))
+    typer.echo(f"camera-centred model written to {out} ({report.images} crops; a mean for {len(report.cameras)} "
+               f"camera(s): {', '.join(report.cameras)}" + (f"; too few crops for a mean, centred on the nearest "
+               f"camera's: {few}" if few else "") + f"). Use it as --model {out}; to explain with it, fit its "
+               f"attribute head: `xreid attributes fit --model {out} --out HEAD.npz`")
 
 
 @command(app, "eval", models=True)
