@@ -8,6 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import camera_crops
+from test_serve_browser import page  # noqa: F401  (fixture)
 
 from xreid.cli import app
 from xreid.models.camera_centring import CameraCentring, camera_means, centre
@@ -174,3 +175,73 @@ def test_a_centred_model_gets_its_own_head_and_explains(tmp_path, black_box, min
                               "--protocol", "peta-reid", "--test-set", "VIPeR", "--query-index", "1",
                               "--out", str(tmp_path / "r2.html")])
     assert res.exit_code != 0 and "base_head.npz" in res.output
+
+
+def test_a_query_may_say_its_camera_in_the_service_and_the_cli(tmp_path, black_box, page):
+    """A case built with a centred model: GET /api/info lists the cameras it embeds in their own way; a
+    search naming the uploads' camera ranks by that camera's embedding of them, one without a camera by
+    the nearest mean's, and a camera the model does not know is refused naming the known ones; `xreid
+    index search --query-camera` does the same."""
+    import io
+
+    from fastapi.testclient import TestClient
+
+    from xreid.explain.attribute_head import AttributeHead
+    from xreid.models.loading import load_embedder
+    from xreid.serve.app import create_app
+    from xreid.serve.case import CaseSession
+    from xreid.workflows.index import build_index
+
+    crops = tmp_path / "crops"
+    rows = camera_crops(crops)
+    rows += [(p, "c1") for p, c in camera_crops(crops, cameras=("x", "c1-odd"), per=3, seed=2) if c == "c1-odd"]
+    out, res = _centre(tmp_path, black_box, rows, crops)
+    assert res.exit_code == 0, res.output
+    emb = load_embedder(out)
+    dim = emb.embed_paths([crops / rows[0][0]]).features.shape[1]
+    head = AttributeHead(["a", "b"], np.zeros((dim, 2)), np.full(2, 0.5))
+    head.meta.update(model=emb.name, model_fingerprint=emb.fingerprint)
+    head.save(tmp_path / "head.npz")
+    build_index(emb, head, crops, tmp_path / "case", list_file=tmp_path / "list.csv", progress=False)
+    session = CaseSession(tmp_path / "case", emb, AttributeHead.load(tmp_path / "head.npz"), crops)
+    odd = crops / rows[-1][0]  # a c1 crop that looks like c2's: its nearest mean is c2's
+    try:
+        client = TestClient(create_app(session))
+        assert client.get("/api/info").json()["query_cameras"] == ["c1", "c2"]
+        up = client.post("/api/uploads?name=q.png", content=odd.read_bytes(),
+                         headers={"content-type": "application/octet-stream"}).json()
+        by_camera = client.post("/api/search", json={"uploads": [up["id"]], "k": 5, "camera": "c1"}).json()
+        unknown = client.post("/api/search", json={"uploads": [up["id"]], "k": 5}).json()
+        assert by_camera["query"]["camera"] == "c1" and unknown["query"]["camera"] is None
+        for reply, cam in ((by_camera, "c1"), (unknown, None)):
+            q = emb.for_camera(cam).embed_paths([odd]).features[0]
+            dist = 1 - session.index.vectors_of([r["id"] for r in reply["results"]]) @ (q / np.linalg.norm(q))
+            np.testing.assert_allclose([r["distance"] for r in reply["results"]], dist, atol=2e-3)
+        assert [r["distance"] for r in by_camera["results"]] != [r["distance"] for r in unknown["results"]]
+        bad = client.post("/api/search", json={"uploads": [up["id"]], "camera": "c9"})
+        assert bad.status_code == 400 and "c1, c2" in str(bad.json())
+    finally:
+        session.close()
+    _page_sends_the_query_camera(CaseSession(tmp_path / "case", emb, AttributeHead.load(tmp_path / "head.npz"), crops),
+                                 odd, page)
+    base = ["index", "search", str(tmp_path / "case"), "--model", str(out), "--query", str(odd), "--top-k", "3"]
+    ok = CliRunner().invoke(app, base + ["--query-camera", "c1"])
+    assert ok.exit_code == 0, ok.output
+    bad = CliRunner().invoke(app, base + ["--query-camera", "c9"])
+    assert bad.exit_code != 0 and "the model knows c1, c2" in bad.output
+
+
+def _page_sends_the_query_camera(session, image, page) -> None:
+    """The search page offers the model's cameras for an upload and sends the one chosen with the search."""
+    from test_serve_browser import serving
+
+    with serving(session) as url:
+        page.goto(url)
+        page.wait_for_selector("#attributes select")
+        assert page.locator("#query-camera option").all_inner_texts() == ["unknown", "c1", "c2"]
+        page.select_option("#query-camera", "c1")
+        with page.expect_request(lambda r: r.url.endswith("/api/search")) as request:
+            page.set_input_files("#file", str(image))
+        assert request.value.post_data_json["camera"] == "c1"
+        page.wait_for_selector(".result")
+        assert not page.errors, page.errors

@@ -3,6 +3,7 @@ apply a filter, open an explanation, mark a match, search again with it, export.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import threading
@@ -27,12 +28,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture()
-def served(case, embedder, head_path, root):  # noqa: F811
-    """The case served by uvicorn on a free loopback port, in a thread of this process."""
+@contextlib.contextmanager
+def serving(session):
+    """``session`` served by uvicorn on a free loopback port, in a thread of this process: its URL."""
     import uvicorn
 
-    session = CaseSession(case, embedder, AttributeHead.load(head_path), root, calibration=_calibration(embedder))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(session, allowed_hosts=["127.0.0.1"]), host="127.0.0.1",
                                            port=port, log_level="warning"))
@@ -42,10 +42,20 @@ def served(case, embedder, head_path, root):  # noqa: F811
     while not server.started and time.time() < deadline:
         time.sleep(0.05)
     assert server.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}", session
-    server.should_exit = True
-    thread.join(10)
-    session.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        session.close()
+
+
+@pytest.fixture()
+def served(case, embedder, head_path, root):  # noqa: F811
+    """The case served on a free loopback port."""
+    session = CaseSession(case, embedder, AttributeHead.load(head_path), root, calibration=_calibration(embedder))
+    with serving(session) as url:
+        yield url, session
 
 
 @pytest.fixture()
@@ -72,6 +82,7 @@ def test_an_analyst_searches_filters_explains_marks_and_exports(served, page, ro
     page.goto(url)
     page.wait_for_selector("#attributes select")
     assert page.locator("#cameras input").count() == 2
+    assert page.locator("#query-camera-row").is_hidden()  # the model embeds every camera alike
 
     # upload a query: the search runs by itself
     page.set_input_files("#file", str(root / "gallery" / "img04.jpg"))

@@ -289,6 +289,9 @@ def index_search(
     opts: ModelOptions,
     case: CaseArg,
     query: Annotated[Optional[Path], typer.Option(help="Query image.")] = None,
+    query_camera: Annotated[Optional[str], typer.Option(
+        help="The camera the query image comes from, when the model embeds that camera's crops in its own way "
+             "(per-camera statistics or means, `xreid adapt`); left out, it is a crop of unknown camera.")] = None,
     describe: Annotated[Optional[str], typer.Option(
         help="A description in words, e.g. 'woman, red top, backpack, no hat': alone it ranks the index by how well "
              "each image fits; with --query it re-ranks the image search.")] = None,
@@ -318,9 +321,9 @@ def index_search(
     index = open_case(case, ray=ray)
     where = search_filter(index, filter_text, camera, after, before)  # bad conditions fail before the model loads
     if describe is not None:
-        _describe_search(opts, index, query, describe, where, top_k, exact, head, json_out)
+        _describe_search(opts, index, query, describe, where, top_k, exact, head, json_out, query_camera)
         return
-    result = search_index(opts.load(), index, query, where, top_k, exact=exact)
+    result = search_index(_query_embedder(opts, query_camera), index, query, where, top_k, exact=exact)
     if index.damaged:
         typer.echo(f"warning: {len(index.damaged)} damaged segment(s) left out ({', '.join(index.damaged)}); "
                    f"run `xreid index check {case} --repair`", err=True)
@@ -336,15 +339,26 @@ def index_search(
         typer.echo(f"results written to {json_out}")
 
 
+def _query_embedder(opts: ModelOptions, camera: str | None):
+    """The model of the options, as it embeds crops of ``camera`` (None: of unknown camera)."""
+    embedder = opts.load()
+    if camera is not None and camera not in embedder.camera_names():
+        known = embedder.camera_names()
+        fail(f"--query-camera {camera}: " + (f"the model knows {', '.join(known)}" if known else
+             "the model holds no per-camera statistics or means (leave the option out)"))
+    return embedder.for_camera(camera)
+
+
 def _describe_search(opts: ModelOptions, index, query: Path | None, text: str, where, top_k: int, exact: bool,
-                     head: Path | None, json_out: Path | None) -> None:
+                     head: Path | None, json_out: Path | None, query_camera: str | None = None) -> None:
     """`xreid index search --describe`: alone, or joined to the image search of --query."""
     from xreid.io import write_json
     from xreid.rendering.description import reason_line
     from xreid.workflows.describe import describe_case, description_json, image_json
 
     attr_head = load_head(opts.model, head)
-    d, res = describe_case(index, text, attr_head, top_k, where, embedder=None if query is None else opts.load(),
+    d, res = describe_case(index, text, attr_head, top_k, where,
+                           embedder=None if query is None else _query_embedder(opts, query_camera),
                            query=query, exact=exact)
     typer.echo("described: " + ", ".join(t.text for t in d.terms))
     for p in d.problems:

@@ -292,7 +292,8 @@ def create_app(session: CaseSession, token: str | None = None, allowed_hosts: li
     @app.post("/api/search", response_model=SearchReply, response_model_exclude_unset=True, responses=ERRORS,
               summary="Search with uploaded images and / or gallery items, and / or a description")
     def search(req: SearchRequest):
-        return session.search(req.uploads, req.items, req.k, req.filters.as_dict(), req.threshold, req.description)
+        return session.search(req.uploads, req.items, req.k, req.filters.as_dict(), req.threshold, req.description,
+                              req.camera)
 
     @app.get("/api/items/{item}", response_model=ItemReply, response_model_exclude_unset=True, responses=ERRORS,
              summary="A gallery item's metadata and attribute probabilities")

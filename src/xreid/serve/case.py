@@ -218,7 +218,8 @@ class CaseSession:
                             "phrase": _phrase(n, True, index.attribute_names),
                             "absent_phrase": _phrase(n, False, index.attribute_names)}
                            for a, n in enumerate(index.attribute_names)],
-            "cameras": facets["cameras"], "time": facets["time"], "fields": facets["fields"],
+            "cameras": facets["cameras"], "query_cameras": list(self.embedder.camera_names()),
+            "time": facets["time"], "fields": facets["fields"],
             "calibration": None if self.calibration is None else self.calibration.to_dict(),
             "threshold": self.threshold,
             "damaged": sorted(index.damaged),
@@ -263,8 +264,18 @@ class CaseSession:
                 return load_image(up.path)
         return self.decoded.get(up.id, load)
 
-    def _embed(self, image: np.ndarray) -> np.ndarray:
-        return embed_query(self.embedder, image)
+    def _embed(self, image: np.ndarray, camera: str | None = None) -> np.ndarray:
+        return embed_query(self.embedder.for_camera(camera), image)
+
+    def _query_camera(self, camera: str | None) -> str | None:
+        """``camera`` checked against the cameras the model embeds in their own way."""
+        if camera is None or camera == "":
+            return None
+        known = self.embedder.camera_names()
+        if camera not in known:
+            raise InvalidInput(f"query camera {camera!r}: " + (f"the model knows {', '.join(known)}" if known else
+                               "the model holds no per-camera statistics or means (leave the camera out)"))
+        return camera
 
     def _remember(self, up: Upload) -> Upload:
         with self._lock:
@@ -361,10 +372,12 @@ class CaseSession:
                 "calibrated": self.calibration is not None, "results": results}
 
     def search(self, uploads: list[str] | None = None, items: list[int] | None = None, k: int = 20,
-               filters: dict | None = None, threshold: float | None = None, description: str | None = None) -> dict:
+               filters: dict | None = None, threshold: float | None = None, description: str | None = None,
+               camera: str | None = None) -> dict:
         """Search with the mean of the (normalised) embeddings of the uploaded images and gallery
         items given (items used as the query are left out of the results), or by a description
-        alone, or both: the description then re-ranks (or filters) the image search."""
+        alone, or both: the description then re-ranks (or filters) the image search. ``camera``: the
+        uploads' camera, when the model embeds that camera's crops in their own way."""
         uploads, items = list(uploads or []), [int(i) for i in (items or [])]
         text = (description or "").strip()
         try:  # a filter the audit log cannot hold (NaN, infinity) is refused before any search runs
@@ -391,8 +404,10 @@ class CaseSession:
         except (ValueError, TypeError, OverflowError) as exc:
             raise InvalidInput(f"filters: {exc}" if not str(exc).startswith("filter") else str(exc)) from None
         d = self._read_description(text) if text else None
+        camera = self._query_camera(camera)
         ups = [self.get_upload(u) for u in uploads]
-        vectors = [up.vector for up in ups] + list(index.vectors_of(items))
+        vectors = [up.vector if camera is None else self._embed(self.upload_pixels(up), camera) for up in ups]
+        vectors += list(index.vectors_of(items))
         query = l2_normalise(np.mean(l2_normalise(np.stack(vectors).astype(np.float64)), axis=0)).astype(np.float32)
         # the probability of a result reads the search's first `context` distances: fetch them even for a smaller k
         context = getattr(self.calibration, "context", 0)
@@ -425,13 +440,14 @@ class CaseSession:
             for r, ev in zip(results, self._evidence(d, search.ids, index)):
                 r.update(evidence=[e.to_dict() for e in ev], reason=reason_line(ev))
         self.audit.write("search", search=search.id,
-                         query={"uploads": uploads, "items": items, **({"description": text} if text else {})}, k=k,
+                         query={"uploads": uploads, "items": items, **({"description": text} if text else {}),
+                                **({"camera": camera} if camera else {})}, k=k,
                          filters=search.filters, threshold=threshold, method=found.method, candidates=found.candidates,
                          results=[{"id": r["id"], "key": r["key"], "distance": r["distance"],
                                    "probability": r["probability"], "flagged": r["flagged"]} for r in results])
         query_probs = self.head.calibrated(query[None])[0]
         return {"search": search.id, "kind": "image",
-                "query": {"uploads": uploads, "items": items, "chips": self._chips(query_probs),
+                "query": {"uploads": uploads, "items": items, "camera": camera, "chips": self._chips(query_probs),
                           "description": description_of(self.head.names, query_probs, self.reliable.tolist())},
                 "description": None if d is None else {**d.to_dict(), "problems": d.problems},
                 "joined": None if d is None else COMBINE,

@@ -69,6 +69,10 @@ class SearchRequest(BaseModel):
                                                            "no hat': alone (no uploads or items) it ranks the case by "
                                                            "how well each image fits; with a query image it re-ranks "
                                                            "the image search")
+    camera: Optional[str] = Field(None, description="the camera the uploaded images come from, one of GET /api/info's "
+                                                    "query_cameras (the model's per-camera statistics or means): "
+                                                    "they are embedded as that camera's crops; none: as a crop of "
+                                                    "unknown camera")
 
 
 class BoxRequest(BaseModel):
@@ -133,6 +137,9 @@ class InfoReply(Reply):
     model: Optional[str] = None
     attributes: list[AttributeInfo]
     cameras: list[ValueCount]
+    query_cameras: list[str] = Field(default_factory=list, description="cameras the model embeds crops of in their "
+                                                                       "own way (per-camera statistics or means): a "
+                                                                       "search may name one for its uploads")
     time: TimeRange
     fields: list[FieldFacet]
     calibration: Optional[dict] = Field(None, description="the distance -> same-person probability calibration")
@@ -202,6 +209,7 @@ class SearchQuery(Reply):
 
     uploads: list[str]
     items: list[int]
+    camera: Optional[str] = Field(None, description="the camera the uploads were embedded as")
     chips: list[Chip]
     description: Optional[Any] = Field(None, description="the description searched with, or the query image's "
                                                          "own description")

@@ -44,6 +44,10 @@ function drawFacets() {
     el("span", {}, el("input", {type: "checkbox", value: c.value, class: "camera"}), ` ${c.value}`),
     el("span", {class: "muted"}, c.count.toLocaleString()))));
   $("camera-facet").hidden = info.cameras.length === 0;
+  // the model embeds these cameras' crops in their own way: an upload may be said to come from one
+  $("query-camera").replaceChildren(el("option", {value: ""}, "unknown"),
+    ...(info.query_cameras || []).map((c) => el("option", {value: c}, c)));
+  $("query-camera-row").hidden = !(info.query_cameras || []).length;
   $("time-range").textContent = info.time.known
     ? `${info.time.known.toLocaleString()} images with a time, ${info.time.first} to ${info.time.last} (UTC)`
     : "no image of this case has a time";
@@ -155,7 +159,7 @@ async function runSearch(withConfirmed = false, items = null) {
   const body = {uploads: items ? [] : state.uploads.map((u) => u.id),
                 items: items || (withConfirmed ? confirmed() : []),
                 k: Number($("k").value), filters: filters(), threshold: Number($("threshold").value),
-                description: description() || null};
+                description: description() || null, camera: $("query-camera").value || null};
   status("searching…");
   try {
     const t0 = performance.now();
