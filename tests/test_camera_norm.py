@@ -148,8 +148,13 @@ def test_index_build_and_evaluation_embed_each_crop_with_its_camera(tmp_path, ti
     emb.embed_paths = spy
     recs = [ImageRecord(path=p, pid=f"p{j % 5}", cam=c) for j, (p, c) in enumerate(rows)]
     proto = Protocol("cams", crops, [TestSet("s", recs[:5] + recs[10:15], recs[5:10] + recs[15:])], [], [], [])
-    evaluate_protocol(emb, proto, progress=False)
+    with_cams = evaluate_protocol(emb, proto, progress=False)
     assert calls == [[r.cam for r in proto.test_images()]]
+    # queries as uploads of unknown camera: embedded again without cameras, the galleries as before
+    calls.clear()
+    unknown = evaluate_protocol(emb, proto, progress=False, query_cameras=False)
+    assert calls == [[r.cam for r in proto.test_images()], None]
+    assert unknown.options["query_cameras"] is False and unknown.mean["mAP"] != with_cams.mean["mAP"]
 
 
 def test_a_gallery_of_known_cameras_is_embedded_with_their_statistics(tmp_path, tiny_model):

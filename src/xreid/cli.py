@@ -123,8 +123,7 @@ def adapt(
         if rounds or teacher:
             raise typer.BadParameter("a .xcam output only centres each camera's embeddings (no training): leave out "
                                      "--rounds and --teacher, or adapt to a .pt first and centre that", param_hint="--out")
-        _centre(model, source, out, data_root)
-        return
+        return _centre(model, source, out, data_root)
     cfg = AdaptConfig(rounds=8 if rounds is None else rounds, batches=batches, lr=lr, eps=eps, min_samples=min_samples, k1=k1, k2=k2,
                       distance=distance, teacher=teacher, teacher_precision=teacher_precision)
     report = run_adapt(model, source, out, cfg, data_root=resolve_data_root(data_root), resume=resume,
@@ -168,6 +167,7 @@ def evaluate(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write all figures to this JSON file.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 64,
     fusion: FusionOpt = None,
+    query_cameras: Annotated[bool, typer.Option(help="Embed queries with their cameras (off: as uploads of unknown camera).")] = True,
 ) -> None:
     """Evaluate a model: CMC rank-1/5/10/20, mAP and mINP per test set and their mean."""
     from xreid.evaluation.evaluate import format_result
@@ -181,7 +181,7 @@ def evaluate(
     fused, attr_embedder = load_fusion(fusion, embedder)
     result = evaluate_model(embedder, protocol, resolve_data_root(data_root), rerank=rerank,
                             query_expansion=query_expansion, batch_size=batch_size, fusion=fused,
-                            attribute_embedder=attr_embedder)
+                            attribute_embedder=attr_embedder, query_cameras=query_cameras)
     typer.echo(f"{result.model} on {result.protocol} ({result.images_embedded} images, "
                f"{result.images_embedded / max(result.embed_seconds, 1e-9):.0f} img/s incl. decoding)")
     typer.echo(format_result(result))

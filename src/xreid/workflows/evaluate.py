@@ -13,7 +13,7 @@ from xreid.models.embedders import Embedder
 
 def evaluate_model(embedder: Embedder, protocol: str, data_root: Path, rerank: bool = False,
                    query_expansion: bool = False, batch_size: int = 64, fusion=None,
-                   attribute_embedder: Embedder | None = None) -> ProtocolResult:
+                   attribute_embedder: Embedder | None = None, query_cameras: bool = True) -> ProtocolResult:
     """The protocol's figures for ``embedder`` (``fusion``: rank by its fused distance instead, the
     attributes read by ``attribute_embedder``)."""
     if fusion is not None and (rerank or query_expansion):
@@ -24,4 +24,5 @@ def evaluate_model(embedder: Embedder, protocol: str, data_root: Path, rerank: b
         from xreid.workflows.fuse import evaluate_fused
 
         return evaluate_fused(embedder, attribute_embedder, fusion, proto, batch_size=batch_size)
-    return evaluate_protocol(embedder, proto, rerank=rerank, query_expansion=query_expansion, batch_size=batch_size)
+    return evaluate_protocol(embedder, proto, rerank=rerank, query_expansion=query_expansion, batch_size=batch_size,
+                             query_cameras=query_cameras)
