@@ -88,7 +88,7 @@ def adapt(
         help="Distil from this model on the crops (e.g. an Open Model Zoo .xml of the same embedding size).")] = None,
     teacher_precision: Annotated[Optional[str], typer.Option(help="The teacher's OpenVINO precision: f32 or bf16.")] = None,
     rounds: Annotated[Optional[int], typer.Option(min=0, help="Cluster-then-train rounds (0: only each camera's "
-                                                              "normalisation statistics). [default: 8]")] = None,
+                                                              "normalisation statistics; default 8).")] = None,
     batches: Annotated[int, typer.Option(min=1, help="Training batches per round.")] = 50,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 3.5e-5,
     eps: Annotated[float, typer.Option(help="Clustering radius (Jaccard distance): larger merges more crops.")] = 0.6,
