@@ -2,6 +2,8 @@
 base model, and a black-box model centred end to end (embedding by camera, an index built from a
 camera list)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -26,11 +28,11 @@ def test_camera_means_and_centring_by_hand():
     np.testing.assert_allclose(means["a"], [0.3, 0.9])
     np.testing.assert_allclose(means["b"], [0.9, 0.3])
     np.testing.assert_allclose(centre(feats[:1], means["a"]), [[0.3 / 0.1 ** 0.5, -0.1 / 0.1 ** 0.5]], rtol=1e-6)
-    c = CameraCentring("m", "fp", ("a", "b"), np.stack([means["a"], means["b"]]), (2, 2))
+    c = CameraCentring("m", {"fingerprint": "fp"}, ("a", "b"), np.stack([means["a"], means["b"]]), (2, 2))
     np.testing.assert_allclose(c.centred(feats[:1], "a"), centre(feats[:1], means["a"]))
     np.testing.assert_allclose(c.centred(feats[[2, 0]], None), [[0.1 / 0.1 ** 0.5, -0.3 / 0.1 ** 0.5],
                                                                 [0.3 / 0.1 ** 0.5, -0.1 / 0.1 ** 0.5]], rtol=1e-6)
-    np.testing.assert_allclose(c.centred(feats[2:3], "c"), c.centred(feats[2:3], None))
+    np.testing.assert_allclose(c.centred(feats[2:3], "c"), centre(feats[2:3], means["b"]))  # c has no mean
     with pytest.raises(ValueError, match="one camera per crop"):
         camera_means(feats, ["a"], 2)
     with pytest.raises(ValueError, match="dimensions"):
@@ -57,7 +59,7 @@ def _centre(tmp_path, model, rows, crops, *extra):
 def test_a_black_box_centred_per_camera_end_to_end(tmp_path, black_box):
     """`xreid adapt LIST --model X.onnx --out site.xcam`: each camera with enough crops gets the mean of
     its crops' unit embeddings (one with too few is named); `--model site.xcam` then embeds a crop of a
-    known camera centred on its camera's mean, any other on the overall mean, and an index built from
+    known camera centred on its camera's mean, any other on its nearest mean, and an index built from
     the camera list holds those vectors."""
     from xreid.explain.attribute_head import AttributeHead
     from xreid.index.gallery import GalleryIndex
@@ -146,6 +148,29 @@ def test_centring_refuses_what_it_cannot_do(tmp_path, black_box, tiny_model):
     (tmp_path / "bad.xcam").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="bad.xcam"):
         load_embedder(tmp_path / "bad.xcam")
+    (tmp_path / "cut.xcam").write_bytes(out.read_bytes()[:200])  # truncated
+    with pytest.raises(ValueError, match="cut.xcam: unreadable"):
+        load_embedder(tmp_path / "cut.xcam")
+    np.save(tmp_path / "arr.npy", np.zeros(3))
+    (tmp_path / "arr.npy").rename(tmp_path / "arr.xcam")
+    with pytest.raises(ValueError, match="arr.xcam: not a camera-centred model"):
+        load_embedder(tmp_path / "arr.xcam")
+
+
+def test_a_centred_model_is_used_as_it_was_measured(tmp_path, black_box):
+    """The means hold for the set-up they were measured with: flip averaging asked for on load is refused,
+    and a base model that moved is named with the .xcam file."""
+    from xreid.binding import IdentityMismatch
+    from xreid.models.loading import load_embedder
+
+    crops = tmp_path / "crops"
+    out, res = _centre(tmp_path, black_box, camera_crops(crops), crops)
+    assert res.exit_code == 0, res.output
+    with pytest.raises(IdentityMismatch, match="site.xcam: its means were measured with another model set-up"):
+        load_embedder(out, flip_average=True)
+    Path(black_box).rename(tmp_path / "moved.onnx")
+    with pytest.raises(FileNotFoundError, match="site.xcam: its base model"):
+        load_embedder(out)
 
 
 def test_a_centred_model_gets_its_own_head_and_explains(tmp_path, black_box, mini_peta):
@@ -218,6 +243,8 @@ def test_a_query_may_say_its_camera_in_the_service_and_the_cli(tmp_path, black_b
             dist = 1 - session.index.vectors_of([r["id"] for r in reply["results"]]) @ (q / np.linalg.norm(q))
             np.testing.assert_allclose([r["distance"] for r in reply["results"]], dist, atol=2e-3)
         assert [r["distance"] for r in by_camera["results"]] != [r["distance"] for r in unknown["results"]]
+        items_only = client.post("/api/search", json={"items": [0], "k": 3, "camera": "c1"}).json()
+        assert items_only["query"]["camera"] is None  # no upload was embedded as c1's
         bad = client.post("/api/search", json={"uploads": [up["id"]], "camera": "c9"})
         assert bad.status_code == 400 and "c1, c2" in str(bad.json())
     finally:
@@ -245,3 +272,12 @@ def _page_sends_the_query_camera(session, image, page) -> None:
         assert request.value.post_data_json["camera"] == "c1"
         page.wait_for_selector(".result")
         assert not page.errors, page.errors
+
+
+def test_fused_evaluation_refuses_queries_of_unknown_camera():
+    """`xreid eval --fusion F --no-query-cameras` is refused, not run with the cameras silently."""
+    from xreid.errors import InvalidInput
+    from xreid.workflows.evaluate import evaluate_model
+
+    with pytest.raises(InvalidInput, match="no-query-cameras"):
+        evaluate_model(None, "peta-reid", Path("."), fusion=object(), query_cameras=False)

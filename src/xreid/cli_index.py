@@ -317,6 +317,8 @@ def index_search(
 
     if query is None and describe is None:
         fail("give a query image (--query), a description (--describe), or both")
+    if query_camera and query is None:
+        fail("--query-camera is the camera of the --query image; give --query")
     outputs(json_out)
     index = open_case(case, ray=ray)
     where = search_filter(index, filter_text, camera, after, before)  # bad conditions fail before the model loads
@@ -341,12 +343,12 @@ def index_search(
 
 def _query_embedder(opts: ModelOptions, camera: str | None):
     """The model of the options, as it embeds crops of ``camera`` (None: of unknown camera)."""
-    embedder = opts.load()
-    if camera is not None and camera not in embedder.camera_names():
-        known = embedder.camera_names()
-        fail(f"--query-camera {camera}: " + (f"the model knows {', '.join(known)}" if known else
-             "the model holds no per-camera statistics or means (leave the option out)"))
-    return embedder.for_camera(camera)
+    from xreid.models.embedders import camera_variant
+
+    try:
+        return camera_variant(opts.load(), camera)
+    except ValueError as exc:
+        fail(f"--query-camera: {exc}")
 
 
 def _describe_search(opts: ModelOptions, index, query: Path | None, text: str, where, top_k: int, exact: bool,

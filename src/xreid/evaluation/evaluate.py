@@ -46,18 +46,18 @@ def evaluate_protocol(embedder: Embedder, protocol: Protocol, rerank: bool = Fal
                       query_expansion: bool = False, progress: bool = True, batch_size: int = 64,
                       query_cameras: bool = True) -> ProtocolResult:
     """Embed every test image once, each with its camera (``Embedder.for_camera``), score each test set
-    and average. ``query_cameras`` False: the query images are embedded as crops of unknown camera (an
-    analyst's uploaded photo), the galleries still with their cameras."""
+    and average. ``query_cameras`` False: the query images are embedded a second time, as crops of
+    unknown camera (an analyst's uploaded photo); the galleries keep their cameras."""
     images = protocol.test_images()
     paths = [protocol.image_root / r.path for r in images]
     tic = time.perf_counter()
     res = embedder.embed_paths(paths, batch_size=batch_size, progress=progress, cameras=[r.cam for r in images])
-    features = res.features
+    features = query_features = res.features
     if not query_cameras and embedder.camera_names():
         queries = {r.path for ts in protocol.test_sets for r in ts.query}
         redo = [j for j, i in enumerate(res.kept) if images[i].path in queries]
-        features = features.copy()
-        features[redo] = embedder.embed_paths([paths[res.kept[j]] for j in redo], batch_size=batch_size).features
+        query_features = features.copy()  # a query that is also a gallery image elsewhere keeps its camera there
+        query_features[redo] = embedder.embed_paths([paths[res.kept[j]] for j in redo], batch_size=batch_size).features
     seconds = time.perf_counter() - tic
     row = {images[i].path: j for j, i in enumerate(res.kept)}
     per_set: dict[str, dict[str, float]] = {}
@@ -66,7 +66,7 @@ def evaluate_protocol(embedder: Embedder, protocol: Protocol, rerank: bool = Fal
         g = [r for r in ts.gallery if r.path in row]
         if not q or not g:
             raise ValueError(f"test set {ts.name}: no usable query or gallery images")
-        m = score_test_set(features[[row[r.path] for r in q]], features[[row[r.path] for r in g]],
+        m = score_test_set(query_features[[row[r.path] for r in q]], features[[row[r.path] for r in g]],
                            [r.pid for r in q], [r.pid for r in g], [r.cam for r in q], [r.cam for r in g],
                            rerank=rerank, query_expansion=query_expansion)
         per_set[ts.name] = m.summary()

@@ -15,7 +15,9 @@ with camera statistics.
 
 from __future__ import annotations
 
+import json
 import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,10 +70,14 @@ class CameraCentring:
     """What a ``.xcam`` file holds: the base model and each camera's mean unit embedding."""
 
     base: str  # the base model's spec ('default', a known model name, or absolute paths, comma-separated)
-    base_fingerprint: str
+    base_identity: dict  # the base embedder's identity the means were measured with (``Embedder.identity``)
     cameras: tuple[str, ...]
     means: np.ndarray  # len(cameras) x D
     counts: tuple[int, ...]  # crops per camera
+
+    @property
+    def base_fingerprint(self) -> str | None:
+        return self.base_identity.get("fingerprint")
 
     def centred(self, features: np.ndarray, camera: str | None = None) -> np.ndarray:
         """``features`` of crops of ``camera`` centred on its mean; of a camera without one, each on
@@ -86,7 +92,7 @@ class CameraCentring:
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("wb") as fh:
             np.savez(fh, format=np.array(FORMAT), base=np.array(self.base),
-                     base_fingerprint=np.array(self.base_fingerprint), cameras=np.array(self.cameras, dtype=str),
+                     base_identity=np.array(json.dumps(self.base_identity)), cameras=np.array(self.cameras, dtype=str),
                      means=self.means.astype(np.float32), counts=np.asarray(self.counts, np.int64))
         os.replace(tmp, path)
 
@@ -95,14 +101,17 @@ class CameraCentring:
         """Read a ``.xcam`` file; a ValueError naming the file when it is not one or is damaged."""
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as z:
+            z = np.load(path, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError(f"not a camera-centred model (expected format {FORMAT})")
+            with z:
                 if "format" not in z.files or str(z["format"]) != FORMAT:
                     raise ValueError(f"not a camera-centred model (expected format {FORMAT})")
-                c = cls(str(z["base"]), str(z["base_fingerprint"]), tuple(str(s) for s in z["cameras"]),
+                c = cls(str(z["base"]), json.loads(str(z["base_identity"])), tuple(str(s) for s in z["cameras"]),
                         z["means"].astype(np.float32), tuple(int(n) for n in z["counts"]))
-        except ValueError as exc:
+        except ValueError as exc:  # json's decode error included
             raise ValueError(f"{path}: {exc}") from None
-        except (OSError, KeyError, EOFError) as exc:
+        except (OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"{path}: unreadable camera-centred model ({type(exc).__name__}: {exc})") from None
         if c.means.ndim != 2 or len(c.means) != len(c.cameras) or not len(c.cameras) or len(c.counts) != len(c.cameras):
             raise ValueError(f"{path}: damaged camera-centred model (means {c.means.shape} for {len(c.cameras)} "

@@ -184,6 +184,19 @@ class Embedder(ABC):
         return EmbedResult(feats, kept, skipped)
 
 
+def camera_variant(embedder: Embedder, camera: str | None) -> Embedder:
+    """``embedder`` as it embeds crops of ``camera`` (None or '': of unknown camera); a ValueError naming
+    the cameras the model knows when it holds no statistics or mean for ``camera``."""
+    if not camera:
+        return embedder
+    known = embedder.camera_names()
+    if camera not in known:
+        shown = camera if len(camera) <= 40 else camera[:40] + "..."
+        raise ValueError(f"query camera {shown!r}: " + (f"the model knows {', '.join(known)}" if known else
+                         "the model holds no per-camera statistics or means (leave the camera out)"))
+    return embedder.for_camera(camera)
+
+
 class TorchEmbedder(Embedder):
     """An xreid ReIDNet: ``model`` is its PyTorch module (gradients, for visual explanations), which
     here also runs the forward pass."""

@@ -170,13 +170,15 @@ def _xreid_embedder(path: Path, name: str, fp: str, backend: str, precision: str
 def _centred_embedder(path: Path, flip_average: bool, backend: str, precision: str | None, overrides: dict) -> Embedder:
     """The camera-centred model in ``path``: its base model loaded with these options, checked against
     the fingerprint the file was made with, and wrapped (``CameraCentredEmbedder``)."""
-    from xreid.binding import IdentityMismatch
+    from xreid.binding import check_binding
     from xreid.models.camera_centring import CameraCentredEmbedder, CameraCentring
 
     centring = CameraCentring.load(path)
-    base = load_embedder(centring.base, flip_average, backend, precision, **overrides)
-    if base.fingerprint != centring.base_fingerprint:
-        raise IdentityMismatch(f"{path}: made for {centring.base} with fingerprint {centring.base_fingerprint}, "
-                               f"but that model now has fingerprint {base.fingerprint}; centre it again with "
-                               f"`xreid adapt ... --model {centring.base} --out {path.name}`")
+    try:
+        base = load_embedder(centring.base, flip_average, backend, precision, **overrides)
+    except (OSError, ValueError) as exc:
+        raise type(exc)(f"{path}: its base model {centring.base}: {exc}") from None
+    check_binding(path, centring.base_identity, base.identity(), what="its means were measured with another model "
+                  "set-up", verb="measured with", remedy=f"Centre again: `xreid adapt CROPS --model {centring.base} "
+                  f"--out NEW.xcam` (or use the options the file was made with).")
     return CameraCentredEmbedder(base, centring, name=path.stem)

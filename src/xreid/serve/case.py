@@ -40,7 +40,7 @@ from xreid.index.filters import parse_filter
 from xreid.index.gallery import DamagedSegment, GalleryIndex, read_manifest
 from xreid.index.metadata import PID
 from xreid.io import atomic_write
-from xreid.models.embedders import Embedder, TorchEmbedder
+from xreid.models.embedders import Embedder, TorchEmbedder, camera_variant
 from xreid.rendering.charts import composition
 from xreid.rendering.description import reason_line
 from xreid.rendering.words import CHIP_AT, query_chips, result_line
@@ -103,6 +103,7 @@ class Search:
     upload_names: dict[str, str] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     description: str = ""
+    camera: str | None = None  # the camera the uploads were embedded as
 
     @property
     def ids(self) -> list[int]:
@@ -268,14 +269,12 @@ class CaseSession:
         return embed_query(self.embedder.for_camera(camera), image)
 
     def _query_camera(self, camera: str | None) -> str | None:
-        """``camera`` checked against the cameras the model embeds in their own way."""
-        if camera is None or camera == "":
-            return None
-        known = self.embedder.camera_names()
-        if camera not in known:
-            raise InvalidInput(f"query camera {camera!r}: " + (f"the model knows {', '.join(known)}" if known else
-                               "the model holds no per-camera statistics or means (leave the camera out)"))
-        return camera
+        """``camera`` checked against the cameras the model embeds in their own way ('' = none)."""
+        try:
+            camera_variant(self.embedder, camera)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+        return camera or None
 
     def _remember(self, up: Upload) -> Upload:
         with self._lock:
@@ -404,7 +403,7 @@ class CaseSession:
         except (ValueError, TypeError, OverflowError) as exc:
             raise InvalidInput(f"filters: {exc}" if not str(exc).startswith("filter") else str(exc)) from None
         d = self._read_description(text) if text else None
-        camera = self._query_camera(camera)
+        camera = self._query_camera(camera) if uploads else None  # the camera of the uploads: none, none to say
         ups = [self.get_upload(u) for u in uploads]
         vectors = [up.vector if camera is None else self._embed(self.upload_pixels(up), camera) for up in ups]
         vectors += list(index.vectors_of(items))
@@ -430,7 +429,7 @@ class CaseSession:
         hits = found.take(keep[:k]).renumbered()
         search = Search(hashlib.sha256(f"{time.time_ns()}:{uploads}:{items}".encode()).hexdigest()[:16], uploads,
                         items, k, dict(filters or {}), threshold, query, hits, probs, description=text,
-                        upload_names={up.id: up.name for up in ups})
+                        upload_names={up.id: up.name for up in ups}, camera=camera)
         with self._lock:
             self._searches[search.id] = search
             while len(self._searches) > 2048:
@@ -613,7 +612,7 @@ class CaseSession:
                    for i, m in sorted(marks.items()) if i not in s.ids]
         notes = ex.notes + (["Marked by the analyst: " + "; ".join(marked) + "."] if marked else [])
         page = render_explained(ex, notes=notes) if html else None
-        data = {"search": {"id": s.id, "created": s.created, "query": {"uploads": s.uploads, "items": s.items},
+        data = {"search": {"id": s.id, "created": s.created, "query": {"uploads": s.uploads, "items": s.items, "camera": s.camera},
                            "k": s.k, "filters": s.filters, "threshold": s.threshold,
                            "calibration": None if self.calibration is None else self.calibration.to_dict()},
                 "results": [{"id": i, "key": public_key(self.index.key(i)), "distance": d, "probability": p,

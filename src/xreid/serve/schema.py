@@ -69,7 +69,8 @@ class SearchRequest(BaseModel):
                                                            "no hat': alone (no uploads or items) it ranks the case by "
                                                            "how well each image fits; with a query image it re-ranks "
                                                            "the image search")
-    camera: Optional[str] = Field(None, description="the camera the uploaded images come from, one of GET /api/info's "
+    camera: Optional[str] = Field(None, max_length=200,
+                                  description="the camera the uploaded images come from, one of GET /api/info's "
                                                     "query_cameras (the model's per-camera statistics or means): "
                                                     "they are embedded as that camera's crops; none: as a crop of "
                                                     "unknown camera")

@@ -198,6 +198,9 @@ def centre_cameras(model: str, source: Path, out: Path, data_root: Path | None =
     if out.exists():
         raise FileExistsError(f"{out}: already exists; choose another --out (nothing was changed)")
     found = read_input(source, data_root)
+    if not found.paths:
+        raise ValueError(f"{source}: no crops to centre on" + (f" ({'; '.join(found.problems[:3])})"
+                                                               if found.problems else ""))
     if found.cameras is None:
         raise ValueError(f"{source}: no crop names its camera (a case's or list's 'camera' column, or camera "
                          f"fields in file names); centring needs each crop's camera")
@@ -205,13 +208,14 @@ def centre_cameras(model: str, source: Path, out: Path, data_root: Path | None =
     res = embedder.embed_paths(found.paths, progress=progress, cameras=list(found.cameras))
     skipped = found.problems + [str(e) for e in res.skipped]
     if not res.kept:
-        raise ValueError(f"{source}: none of its {len(found.paths)} crops could be read")
+        raise ValueError(f"{source}: none of its {len(found.paths)} crops could be read ("
+                         + "; ".join(skipped[:3]) + ")")
     means, left_out = camera_means(res.features, found.cameras[res.kept], MIN_CROPS)
     if not means:
         raise ValueError(f"{source}: no camera has {MIN_CROPS} readable crops (" +
                          ", ".join(f"{c}: {n}" for c, n in sorted(left_out.items())) + "); nothing to centre on")
     cams = tuple(sorted(means))
     counts = tuple(int((found.cameras[res.kept] == c).sum()) for c in cams)
-    CameraCentring(portable_spec(model), embedder.fingerprint, cams, np.stack([means[c] for c in cams]),
+    CameraCentring(portable_spec(model), embedder.identity(), cams, np.stack([means[c] for c in cams]),
                    counts).save(out)
     return CentringReport(out, len(res.kept), skipped, list(cams), left_out)

@@ -19,6 +19,9 @@ def evaluate_model(embedder: Embedder, protocol: str, data_root: Path, rerank: b
     if fusion is not None and (rerank or query_expansion):
         raise InvalidInput("--fusion ranks by the fused distance: it cannot be combined with --rerank or "
                            "--query-expansion")
+    if fusion is not None and not query_cameras:
+        raise InvalidInput("--fusion embeds every image with its camera: it cannot be combined with "
+                           "--no-query-cameras")
     proto = load_protocol(protocol, data_root)
     if fusion is not None:
         from xreid.workflows.fuse import evaluate_fused

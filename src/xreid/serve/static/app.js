@@ -159,7 +159,8 @@ async function runSearch(withConfirmed = false, items = null) {
   const body = {uploads: items ? [] : state.uploads.map((u) => u.id),
                 items: items || (withConfirmed ? confirmed() : []),
                 k: Number($("k").value), filters: filters(), threshold: Number($("threshold").value),
-                description: description() || null, camera: $("query-camera").value || null};
+                description: description() || null};
+  if (body.uploads.length && $("query-camera").value) body.camera = $("query-camera").value;
   status("searching…");
   try {
     const t0 = performance.now();
