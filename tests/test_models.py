@@ -123,7 +123,7 @@ def test_cli_eval_on_fixture(tiny_model, mini_peta, tmp_path):
                               "--query-expansion", "--flip", "--json", str(out)])
     assert res.exit_code == 0, res.output
     options = json.loads(out.read_text())["options"]
-    assert options == {"rerank": True, "query_expansion": True, "flip": True,
+    assert options == {"rerank": True, "query_expansion": True, "flip": True, "query_cameras": True,
                        "identity": load_embedder(tiny_model, flip_average=True).identity()}
 
 
