@@ -205,6 +205,12 @@ def test_ibn_normalises_half_by_instance_half_by_batch():
     ibn.eval()
     torch.testing.assert_close(ibn(x)[:, 3:], bn.eval()(x[:, 3:]))
     torch.testing.assert_close(ibn(x)[:, :3].mean((2, 3)), torch.zeros(4, 3), atol=1e-5, rtol=0)
+    # momentum None (the cumulative average weight averaging re-estimates with): every batch weighs the same
+    ibn, bn = IBN(6), nn.BatchNorm2d(3)
+    ibn.momentum = bn.momentum = None
+    ibn.train()(x[:2]), ibn(x[2:]), bn.train()(x[:2, 3:]), bn(x[2:, 3:])
+    torch.testing.assert_close(ibn.running_mean[3:], bn.running_mean)
+    torch.testing.assert_close(ibn.running_var[3:], bn.running_var)
 
 
 def test_ibn_backbone_loads_imagenet_weights_and_trains(mini_peta, tmp_path):

@@ -67,11 +67,14 @@ class IBN(nn.BatchNorm2d):
         h = self.num_features // 2
         inst = F.instance_norm(x[:, :h], weight=self.weight[:h], bias=self.bias[:h], eps=self.eps)
         use_batch = self.training or self.running_mean is None
+        factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
+            if self.momentum is None:  # cumulative average (as BatchNorm2d does): every batch weighs the same
+                factor = 1.0 / float(self.num_batches_tracked)
         # slices of the 1-d running buffers are views: batch_norm updates them in place
         batch = F.batch_norm(x[:, h:], self.running_mean[h:], self.running_var[h:], self.weight[h:], self.bias[h:],
-                             use_batch, self.momentum, self.eps)
+                             use_batch, factor, self.eps)
         return torch.cat([inst, batch], 1)
 
 
