@@ -39,16 +39,11 @@ def camera_means(features: np.ndarray, cameras: Sequence[str], min_crops: int
     crops, for the cameras left out). Crops whose camera is '' are not counted."""
     if len(features) != len(cameras) or not len(features):
         raise ValueError(f"{len(features)} embeddings and {len(cameras)} cameras: need one camera per crop")
+    from xreid.models.camera_norm import camera_groups
+
     unit = l2_normalise(np.asarray(features, np.float64))
-    cams = np.asarray([str(c or "") for c in cameras])
-    means, left_out = {}, {}
-    for cam in sorted(set(cams) - {""}):
-        rows = cams == cam
-        if rows.sum() >= min_crops:
-            means[cam] = unit[rows].mean(axis=0)
-        else:
-            left_out[cam] = int(rows.sum())
-    return means, left_out
+    groups, left_out = camera_groups(cameras, min_crops)
+    return {cam: unit[rows].mean(axis=0) for cam, rows in groups.items()}, left_out
 
 
 def nearest_mean(features: np.ndarray, means: np.ndarray) -> np.ndarray:

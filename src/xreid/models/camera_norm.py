@@ -22,6 +22,23 @@ from torch import nn
 #: the model file key holding the per-camera statistics
 CAMERA_NORMS_KEY = "camera_norms"
 
+def camera_groups(cameras, min_crops: int) -> tuple[dict[str, "np.ndarray"], dict[str, int]]:
+    """(camera -> row indices of its crops, for each named camera with at least ``min_crops``; camera ->
+    crop count, for the cameras left out). '' is never a camera. The one rule of which cameras get
+    their own statistics or mean."""
+    import numpy as np
+
+    cams = np.asarray([str(c or "") for c in cameras])
+    groups, left_out = {}, {}
+    for cam in sorted(set(cams) - {""}):
+        rows = np.flatnonzero(cams == cam)
+        if len(rows) >= min_crops:
+            groups[str(cam)] = rows
+        else:
+            left_out[str(cam)] = int(len(rows))
+    return groups, left_out
+
+
 def batchnorm_layers(model: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:
     """Every batch-norm layer of ``model`` by its module name."""
     return {name: m for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}

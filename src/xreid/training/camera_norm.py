@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from xreid.models.camera_norm import running_statistics
+from xreid.models.camera_norm import camera_groups, running_statistics
 from xreid.training.averaging import recompute_batchnorm
 
 #: a camera with fewer crops than this gets no statistics of its own (its crops use the network's)
@@ -30,16 +30,12 @@ def estimate_camera_norms(model: torch.nn.Module, images: np.ndarray, cameras: S
     ``min_crops``). ``model`` is not changed."""
     from xreid.data.dataset import to_tensor
 
-    cameras = np.asarray(cameras, dtype=str)
     if len(cameras) != len(images):
         raise ValueError(f"{len(images)} crops but {len(cameras)} camera names")
-    norms, left_out = {}, {}
+    groups, left_out = camera_groups(cameras, min_crops)
+    norms = {}
     net = copy.deepcopy(model)  # one copy: every camera's pass resets the statistics it re-estimates
-    for cam in sorted({str(c) for c in cameras} - {""}):
-        rows = np.flatnonzero(cameras == cam)
-        if len(rows) < min_crops:
-            left_out[cam] = int(len(rows))
-            continue
+    for cam, rows in groups.items():
         recompute_batchnorm(net, (to_tensor(images[rows[i:i + batch]]) for i in range(0, len(rows), batch)),
                             every_layer=True)
         norms[cam] = running_statistics(net)
