@@ -99,13 +99,15 @@ run python benchmarks/bench_sharded.py --images --out "$out/sharded"
 # without the look-alike pass (about 5 min, 7 GB of RAM)
 run python benchmarks/bench_sharded.py --sizes 10000 100000 1000000 --dim 256 --skip-lookalikes --images \
     --out "$out/sharded_256"
-# 10,000,000 rows at 256-d in 4 shards, their vectors memory-mapped (about 12 min, 11.7 GB peak while a
+# 10,000,000 rows at 256-d in 4 shards, their vectors memory-mapped (about 8-12 min, 11.7 GB peak while a
 # shard's segments merge, 21 GB of temporary disk), searched with the default floor and the tuning alone
 run python benchmarks/bench_sharded.py --sizes 10000000 --shards 4 --dim 256 --queries 100 --skip-lookalikes \
     --floors 1 0 --images --out "$out/sharded_10m"
 # the same with codes half the size (4 dims per 4-bit code; about 12 min): faster, recall at its floor
 run python benchmarks/bench_sharded.py --sizes 10000000 --shards 4 --dim 256 --queries 100 --skip-lookalikes \
     --floors 1 --dims-per-code 4 --images --out "$out/sharded_10m_pq4"
+# faiss's scan kernels for one query and for a batch, and two scans at once (about 4 min, 3 GB)
+run python benchmarks/bench_scan_kernel.py --out "$out/scan_kernel"
 # Ray's overhead (one process and a local 2-node cluster interleaved; about 10 min)
 run python benchmarks/bench_sharded.py --sizes --out "$out/sharded_ray"
 # issue 30's compact AANet, cross-domain run (configs/peta_mobilenetv2_aanet_compact.yaml header), when trained:

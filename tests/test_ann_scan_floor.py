@@ -184,3 +184,26 @@ def test_an_index_names_the_codes_it_was_built_with(monkeypatch):
     built = AnnIndex.build(x, nlist=16, tune=False)
     monkeypatch.setattr(ann_mod, "DIMS_PER_CODE", 2)
     assert built.spec == "IVF16,PQ4x4fs" and built.manifest_entry()["spec"] == "IVF16,PQ4x4fs"
+
+
+def test_one_query_scans_with_the_single_query_kernel_and_finds_what_a_batch_finds():
+    """A single search runs faiss's single-query fast-scan kernel, a batch (the tuning, the
+    look-alikes) faiss's own pick; the candidates agree but for ties of the 4-bit scores."""
+    x = _near_copies(n=3000, people=300)
+    ann = AnnIndex.build(x, nlist=16, scan_floor=1.0)
+    kernels = []
+    real = ann.index.search
+
+    def spy(q, k, params=None):
+        kernels.append((len(q), ann.index.implem))
+        return real(q, k, params=params)
+
+    ann.index.search = spy
+    one = [ann.search(q, 10) for q in x[:20]]
+    params = ann_mod._faiss().SearchParametersIVF(nprobe=ann.nprobe)
+    batch = ann.scan(x[:20], ann.factor * ann_mod.candidates_for(10), params)
+    _ann_candidates(ann, x[:4], 4)
+    assert kernels == [(1, ann_mod.SINGLE_QUERY_KERNEL)] * 20 + [(20, 0), (4, 0)]
+    assert ann_mod.SINGLE_QUERY_KERNEL != 0
+    shared = [len(np.intersect1d(a, b[b >= 0])) / len(a) for a, b in zip(one, batch)]
+    assert min(shared) >= 0.95 and all(i in a for i, a in enumerate(one))  # each row among its candidates

@@ -89,6 +89,12 @@ def pq_spec(dim: int, nlist: int, per: int | None = None) -> str:
     return f"IVF{nlist},PQ{dim // per}x4fs"
 
 
+#: faiss's fast-scan kernel for a single query (``IndexIVFFastScan.implem``): 10 scans the query's
+#: lists one after another into one heap, 1.7-1.9x (1,000,000 rows) and 2.0-2.1x (2,500,000 rows) faster for
+#: one query than the kernel faiss picks itself (0), which stays for batches, where it is 2.6-2.8x faster
+#: than 10 (``benchmarks/bench_scan_kernel.py``, docs/RESULTS.md, Sharded index and Ray)
+SINGLE_QUERY_KERNEL = 10
+
 #: rows scored at once by an exact top-k over many rows (``TopK``)
 TOPK_BLOCK = 262_144
 
@@ -177,9 +183,14 @@ class AnnIndex:
             selector = faiss.IDSelectorBitmap(self.rows, faiss.swig_ptr(bitmap))
             params.sel = selector  # ``selector`` and ``bitmap`` stay alive until the search returns
         n = self.factor * candidates_for(k)
-        _, ids = self.index.search(np.ascontiguousarray(query, np.float32).reshape(1, -1), n, params=params)
-        ids = ids[0]
+        ids = self.scan(np.ascontiguousarray(query, np.float32).reshape(1, -1), n, params)[0]
         return ids[ids >= 0]
+
+    def scan(self, queries: np.ndarray, n: int, params) -> np.ndarray:
+        """Q x ``n`` candidate ids (-1 padded) of unit ``queries`` (float32, contiguous) under faiss
+        search ``params``, with the fast-scan kernel for one query or for a batch (``SINGLE_QUERY_KERNEL``)."""
+        self.index.implem = SINGLE_QUERY_KERNEL if len(queries) == 1 else 0
+        return self.index.search(queries, n, params=params)[1]
 
     def tune(self, vectors: np.ndarray, seed: int = 0, target: float = TUNE_RECALL, k: int = 10) -> None:
         """Set ``nprobe`` to the smallest power of two (or all lists) whose recall@k of the re-ranked
@@ -202,7 +213,7 @@ class AnnIndex:
 
         def recall(nprobe: int, factor: int) -> float:
             params = faiss.SearchParametersIVF(nprobe=nprobe)
-            _, cand = self.index.search(queries, factor * candidates_for(k) + 1, params=params)
+            cand = self.scan(queries, factor * candidates_for(k) + 1, params)
             hits = 0
             for row, c in enumerate(cand):
                 c = c[(c >= 0) & (c != qi[row])]

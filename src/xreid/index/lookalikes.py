@@ -89,8 +89,7 @@ def _ann_candidates(ann, queries: np.ndarray, k: int) -> np.ndarray:
 
     faiss = _faiss()
     params = faiss.SearchParametersIVF(nprobe=min(ann.nlist, ann.tuned_nprobe))  # what the tuning measured
-    _, ids = ann.index.search(np.ascontiguousarray(queries, np.float32), max(ANN_CANDIDATES, 4 * k), params=params)
-    return ids.astype(np.int64)
+    return ann.scan(np.ascontiguousarray(queries, np.float32), max(ANN_CANDIDATES, 4 * k), params).astype(np.int64)
 
 
 def lookalike_codes(codes: np.ndarray, neighbours: np.ndarray, weight: float = LOOKALIKE_WEIGHT,
