@@ -707,7 +707,8 @@ def test_description_search_ranks_sightings(tmp_path, embedder, head, tiny_model
 
 def test_a_model_with_camera_statistics_embeds_each_video_with_its_cameras(tmp_path, embedder, head):
     """The same clip indexed as camera 'gate' (a camera the model holds statistics for) and as
-    'door' (none): the sightings of 'door' are the plain model's, those of 'gate' differ."""
+    'door' (none): the sightings of 'gate' use its statistics, not the plain model's; those of 'door'
+    take the statistics of the camera its crops look most like, here the only one, 'gate'."""
     from xreid.training.camera_norm import estimate_camera_norms
 
     clip = write_clip(tmp_path / "cam.avi", 12)
@@ -717,5 +718,5 @@ def test_a_model_with_camera_statistics_embeds_each_video_with_its_cameras(tmp_p
     _index(embedder, head, clip, tmp_path / "door", camera="door")
     _index(embedder, head, clip, tmp_path / "gate", camera="gate")
     vectors = {n: GalleryIndex.open(tmp_path / n).vectors_of(range(plain.count)) for n in ("plain", "door", "gate")}
-    np.testing.assert_allclose(vectors["door"], vectors["plain"], atol=1e-5)
+    np.testing.assert_allclose(vectors["door"], vectors["gate"], atol=1e-4)
     assert np.abs(vectors["gate"] - vectors["plain"]).max() > 1e-2

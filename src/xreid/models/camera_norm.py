@@ -5,7 +5,9 @@ variance of every batch-norm layer) per camera of a site, estimated on that came
 (``xreid adapt``, ``xreid.training.camera_norm``). A crop from such a camera is embedded by the
 network with that camera's statistics, so each camera's colour, light and viewpoint are normalised
 away before the layers compare people (camera-based batch normalisation, Zhuang et al., ECCV 2020).
-A crop whose camera is unknown, or has no statistics, is embedded with the network's own.
+A crop whose camera is unknown, or has no statistics, is embedded with the statistics of the camera
+it looks most like (``nearest_statistics``): the one whose first batch-norm layer's statistics the
+crop's own activations there fit best, as camera centring takes the nearest camera mean.
 
 Stored under the model file's ``camera_norms`` key: ``{camera: {layer name: 2 x C float32 tensor
 (mean; variance)}}``.
@@ -66,6 +68,57 @@ def with_statistics(model: nn.Module, stats: Mapping[str, torch.Tensor]) -> nn.M
         m.running_mean.copy_(s[0])
         m.running_var.copy_(s[1])
     return out
+
+
+class _Reached(Exception):
+    """Raised by the hook of ``first_norm_input`` to stop the forward pass at the first norm layer."""
+
+
+def first_norm_input(model: nn.Module, inputs: torch.Tensor) -> tuple[str, torch.Tensor]:
+    """(name, input) of the batch-norm layer ``model`` runs first on ``inputs``; the forward pass
+    stops there (only the layers before it run)."""
+    names = {m: name for name, m in batchnorm_layers(model).items()}
+
+    def hook(module, args):
+        raise _Reached(names[module], args[0])
+
+    handles = [m.register_forward_pre_hook(hook) for m in names]
+    try:
+        with torch.no_grad():
+            model(inputs)
+    except _Reached as got:
+        return got.args
+    finally:
+        for h in handles:
+            h.remove()
+    raise ValueError("the network has no batch-norm layer to match cameras by")
+
+
+def nearest_statistics(mean: "np.ndarray", var: "np.ndarray", cameras: Mapping[str, "np.ndarray"],
+                       eps: float = 1e-5) -> list[str]:
+    """For each crop (rows of ``mean``, ``var``: N x C, its activations' mean and variance per channel
+    over the image at one batch-norm layer), the camera whose statistics there (``cameras``: name ->
+    2 x C, mean; variance) fit it best: the smallest KL divergence of the crop's per-channel Gaussian
+    from the camera's, summed over channels,
+    0.5 * sum_c (log(s_c / v_c) + (v_c + (m_c - mu_c)^2) / s_c - 1), with eps added to each variance."""
+    import numpy as np
+
+    names = sorted(cameras)
+    m, v = np.asarray(mean, np.float64)[:, None], np.asarray(var, np.float64)[:, None] + eps
+    stats = np.stack([np.asarray(cameras[n], np.float64) for n in names])  # K x 2 x C
+    mu, s = stats[None, :, 0], stats[None, :, 1] + eps
+    kl = 0.5 * (np.log(s / v) + (v + (m - mu) ** 2) / s - 1).sum(-1)  # N x K
+    return [names[k] for k in kl.argmin(1)]
+
+
+def nearest_cameras(model: nn.Module, norms: Mapping[str, Mapping[str, torch.Tensor]],
+                    inputs: torch.Tensor) -> list[str]:
+    """The camera of ``norms`` each of ``inputs`` (a preprocessed batch) looks most like, by
+    ``nearest_statistics`` at the network's first batch-norm layer."""
+    name, x = first_norm_input(model, inputs)
+    x = x.double().flatten(2)
+    return nearest_statistics(x.mean(2).numpy(), x.var(2, unbiased=False).numpy(),
+                              {cam: stats[name].double().numpy() for cam, stats in norms.items()})
 
 
 def check_norms(norms: object, where: str) -> dict[str, dict[str, torch.Tensor]]:

@@ -225,6 +225,23 @@ class TorchEmbedder(Embedder):
     def camera_names(self) -> tuple[str, ...]:
         return tuple(sorted(self.camera_norms))
 
+    def embed_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        """As ``Embedder.embed_inputs``; a model with per-camera statistics embeds each crop (whose
+        camera this call does not know) with those of the camera it looks most like
+        (``camera_norm.nearest_cameras``)."""
+        if not self.camera_norms or len(inputs) == 0:
+            return super().embed_inputs(inputs)
+        from xreid.models.camera_norm import nearest_cameras
+
+        cams = np.asarray(nearest_cameras(self.model, self.camera_norms, torch.from_numpy(inputs)))
+        out = None
+        for cam in dict.fromkeys(cams.tolist()):
+            rows = np.flatnonzero(cams == cam)
+            f = self.for_camera(cam).embed_inputs(inputs[rows])
+            out = np.zeros((len(inputs), f.shape[1]), np.float32) if out is None else out
+            out[rows] = f
+        return out
+
     def for_camera(self, camera: str | None) -> Embedder:
         """A PyTorch embedder of the network with ``camera``'s statistics (made once per camera)."""
         if camera not in self.camera_norms:
