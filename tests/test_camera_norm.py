@@ -40,6 +40,21 @@ def test_camera_statistics_by_hand():
     assert not net.training
 
 
+def test_a_camera_of_one_crop_past_a_whole_batch_is_estimated(tiny_model):
+    """65 crops in batches of 64 would leave a batch of one, which a batch-norm layer in training mode
+    refuses: it joins the batch before (found by a camera of 65 crops)."""
+    from xreid.models.checkpoint import load_model_file
+    from xreid.training.camera_norm import batch_bounds
+
+    assert batch_bounds(65, 64) == [(0, 65)] and batch_bounds(66, 64) == [(0, 64), (64, 66)]
+    assert batch_bounds(1, 64) == [(0, 1)] and batch_bounds(129, 64) == [(0, 64), (64, 129)]
+    net, ckpt = load_model_file(tiny_model)
+    h, w = ckpt["spec"]["input_size"]
+    images = np.random.default_rng(0).integers(0, 256, (9, h, w, 3), dtype=np.uint8)
+    norms, _ = estimate_camera_norms(net.float(), images, ["a"] * 9, batch=4, min_crops=2)
+    assert set(norms) == {"a"}
+
+
 def test_with_statistics_normalises_with_the_camera_and_refuses_a_mismatch():
     net = nn.Sequential(nn.BatchNorm2d(3)).eval()
     stats = {"0": torch.tensor([[0.5, 0.2, 0.6], [0.25, 1.0, 0.04]])}
@@ -220,3 +235,54 @@ def test_a_gallery_of_known_cameras_is_embedded_with_their_statistics(tmp_path, 
     for (p, c), v in zip(picked, gal.vectors):
         want = emb.for_camera(c).embed_paths([crops / p]).features[0]
         np.testing.assert_allclose(v / np.linalg.norm(v), want / np.linalg.norm(want), atol=1e-4)
+
+
+def test_appearance_groups_split_crops_by_their_look():
+    """Two looks (dark and bright crops, 10 each, mixed): two groups, each one look; too few crops for
+    two groups of ``min_crops``: no groups."""
+    from xreid.models.camera_norm import APPEARANCE_GROUP
+    from xreid.training.camera_norm import appearance_groups
+
+    rng = np.random.default_rng(0)
+    dark = rng.normal(50, 20, (10, 8, 4, 3))
+    bright = rng.normal(200, 20, (10, 8, 4, 3))
+    images = np.clip(np.concatenate([dark, bright]), 0, 255).astype(np.uint8)[rng.permutation(20)]
+    is_dark = images.mean((1, 2, 3)) < 128
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)).eval()
+    names = np.array(appearance_groups(net, images, groups=4, min_crops=8))
+    assert set(names) == {APPEARANCE_GROUP + "01", APPEARANCE_GROUP + "02"}  # 20 // 8 = 2 groups at most
+    assert len(set(names[is_dark])) == 1 and len(set(names[~is_dark])) == 1 and names[is_dark][0] != names[~is_dark][0]
+    assert appearance_groups(net, images[:15], groups=4, min_crops=8) == [""] * 15
+
+
+def test_adapt_without_cameras_groups_crops_by_look(tmp_path, tiny_model):
+    """`xreid adapt FOLDER --rounds 0` on crops that name no camera: statistics per appearance group;
+    the groups are no cameras a query can name, and every crop is embedded with its nearest group's."""
+    from typer.testing import CliRunner
+
+    from xreid.cli import app
+    from xreid.models.camera_norm import is_appearance_group
+    from xreid.models.checkpoint import read_camera_norms
+    from xreid.models.loading import load_embedder
+
+    torch.set_num_threads(1)
+    crops = tmp_path / "crops"
+    rows = camera_crops(crops)  # two colour casts, 10 crops each; the folder names no camera
+    out = tmp_path / "groups.pt"
+    res = CliRunner().invoke(app, ["adapt", str(crops), "--out", str(out), "--model", str(tiny_model), "--rounds", "0",
+                                   "--min-samples", "2"])
+    assert res.exit_code == 0, res.output
+    assert "statistics for 2 appearance group(s) (the crops name no cameras)" in res.output
+    norms = read_camera_norms(out)
+    assert len(norms) == 2 and all(is_appearance_group(g) for g in norms)
+    emb = load_embedder(out)
+    assert emb.camera_names() == ()  # nothing for the page's "photo's camera"
+    paths = [crops / p for p, _ in rows]
+    feats = emb.embed_paths(paths).features
+    plain = load_embedder(tiny_model).embed_paths(paths).features
+    assert np.abs(feats - plain).max() > 1e-2
+    groups = {g: emb.for_camera(g).embed_paths(paths).features for g in norms}
+    picked = [min(groups, key=lambda g: np.abs(groups[g][i] - feats[i]).max()) for i in range(len(paths))]
+    for i, g in enumerate(picked):
+        np.testing.assert_allclose(feats[i], groups[g][i], atol=3e-4)
+    assert len(set(picked[:10])) == 1 and len(set(picked[10:])) == 1 and picked[0] != picked[10]  # one group a cast

@@ -102,8 +102,9 @@ def adapt(
     data_root: DataRoot = None,
     max_batches: Annotated[Optional[int], typer.Option(help="Stop after this many batches (smoke test).")] = None,
     camera_norm: Annotated[bool, typer.Option(
-        help="When the crops name their cameras (a case's or list's camera column), store each camera's "
-             "normalisation statistics in the model: its crops are then embedded with their camera's.")] = True,
+        help="Store normalisation statistics in the model for each camera the crops name (a case's or list's "
+             "camera column), else for each group of crops that look alike; a crop is embedded with its "
+             "camera's, or with those of the camera or group it looks most like.")] = True,
 ) -> None:
     """Fine-tune a model on the unlabeled crops of your cameras: pseudo-identities by clustering, positives
     from tracks, optional distillation, then each camera's normalisation statistics; checkpoints atomically
@@ -112,7 +113,6 @@ def adapt(
     import signal
 
     from xreid.training.adapt import AdaptConfig
-    from xreid.training.camera_norm import MIN_CROPS
     from xreid.workflows.adapt import adapt as run_adapt
 
     def stop(signum, frame):  # SIGTERM saves progress like Ctrl-C does
@@ -136,10 +136,7 @@ def adapt(
     typer.echo(f"adapted model written to {report.out} ({report.images} crops"
                + (f", {report.tracks} tracks" if report.tracks else "")
                + (f"; last round: {last['clusters']} pseudo-identities holding {last['clustered']} crops" if last else "")
-               + (f"; normalisation statistics for {len(report.cameras)} camera(s)" if report.cameras else "")
-               + (f"; too few crops for statistics (below {MIN_CROPS}): "
-                  + ", ".join(f"{c} ({n})" for c, n in sorted(report.cameras_left_out.items()))
-                  if report.cameras_left_out else "")
+               + report.statistics_note()
                + "); its embedding changed: fit its attribute head with `xreid attributes fit --model "
                + f"{report.out} --out HEAD.npz` before explaining with it")
 

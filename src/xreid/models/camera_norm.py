@@ -7,7 +7,10 @@ network with that camera's statistics, so each camera's colour, light and viewpo
 away before the layers compare people (camera-based batch normalisation, Zhuang et al., ECCV 2020).
 A crop whose camera is unknown, or has no statistics, is embedded with the statistics of the camera
 it looks most like (``nearest_statistics``): the one whose first batch-norm layer's statistics the
-crop's own activations there fit best, as camera centring takes the nearest camera mean.
+crop's own activations there fit best, as camera centring takes the nearest camera mean. When the
+crops name no cameras, ``xreid adapt`` groups them by those activations instead (appearance groups,
+named ``APPEARANCE_GROUP``...): statistics per group, every crop routed to its nearest group; a group
+is not a camera a query can name (``camera_names`` leaves them out).
 
 Stored under the model file's ``camera_norms`` key: ``{camera: {layer name: 2 x C float32 tensor
 (mean; variance)}}``.
@@ -111,14 +114,29 @@ def nearest_statistics(mean: "np.ndarray", var: "np.ndarray", cameras: Mapping[s
     return [names[k] for k in kl.argmin(1)]
 
 
+def crop_statistics(model: nn.Module, inputs: torch.Tensor) -> tuple[str, "np.ndarray", "np.ndarray"]:
+    """(layer name, N x C mean, N x C variance): each crop's activations at the network's first
+    batch-norm layer, per channel over the image (float64)."""
+    name, x = first_norm_input(model, inputs)
+    x = x.double().flatten(2)
+    return name, x.mean(2).numpy(), x.var(2, unbiased=False).numpy()
+
+
 def nearest_cameras(model: nn.Module, norms: Mapping[str, Mapping[str, torch.Tensor]],
                     inputs: torch.Tensor) -> list[str]:
     """The camera of ``norms`` each of ``inputs`` (a preprocessed batch) looks most like, by
     ``nearest_statistics`` at the network's first batch-norm layer."""
-    name, x = first_norm_input(model, inputs)
-    x = x.double().flatten(2)
-    return nearest_statistics(x.mean(2).numpy(), x.var(2, unbiased=False).numpy(),
-                              {cam: stats[name].double().numpy() for cam, stats in norms.items()})
+    name, mean, var = crop_statistics(model, inputs)
+    return nearest_statistics(mean, var, {cam: stats[name].double().numpy() for cam, stats in norms.items()})
+
+
+#: how the statistics of an appearance group are named (``xreid.training.camera_norm.appearance_groups``):
+#: crops of no named camera grouped by how they look; never a camera a user names
+APPEARANCE_GROUP = "appearance-group-"
+
+
+def is_appearance_group(name: str) -> bool:
+    return name.startswith(APPEARANCE_GROUP)
 
 
 def check_norms(norms: object, where: str) -> dict[str, dict[str, torch.Tensor]]:

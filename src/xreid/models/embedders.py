@@ -223,7 +223,9 @@ class TorchEmbedder(Embedder):
         return self.model(torch.from_numpy(inputs)).numpy()
 
     def camera_names(self) -> tuple[str, ...]:
-        return tuple(sorted(self.camera_norms))
+        from xreid.models.camera_norm import is_appearance_group
+
+        return tuple(sorted(c for c in self.camera_norms if not is_appearance_group(c)))
 
     def embed_inputs(self, inputs: np.ndarray) -> np.ndarray:
         """As ``Embedder.embed_inputs``; a model with per-camera statistics embeds each crop (whose

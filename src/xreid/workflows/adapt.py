@@ -45,6 +45,19 @@ class AdaptReport:
     cameras: list[str] = field(default_factory=list)  # the cameras the model now holds statistics for
     cameras_left_out: dict[str, int] = field(default_factory=dict)  # camera -> crops, too few for statistics
 
+    def statistics_note(self) -> str:
+        """What the model now holds of per-camera statistics, for the command's closing line."""
+        from xreid.models.camera_norm import is_appearance_group
+        from xreid.training.camera_norm import MIN_CROPS
+
+        groups = [c for c in self.cameras if is_appearance_group(c)]
+        note = (f"; normalisation statistics for {len(groups)} appearance group(s) (the crops name no cameras)"
+                if groups else f"; normalisation statistics for {len(self.cameras)} camera(s)" if self.cameras else "")
+        if self.cameras_left_out:
+            note += f"; too few crops for statistics (below {MIN_CROPS}): " + ", ".join(
+                f"{c} ({n})" for c, n in sorted(self.cameras_left_out.items()))
+        return note
+
 
 def read_input(source: Path, data_root: Path | None) -> AdaptInput:
     """The crops of ``source``: a case folder (``index.json`` inside; keys under ``data_root``), an image
@@ -123,8 +136,9 @@ def adapt(model: str, source: Path, out: Path, cfg: AdaptConfig, data_root: Path
           resume: bool = False, progress: bool = True, max_batches: int | None = None,
           camera_norm: bool = True) -> AdaptReport:
     """Adapt the xreid model ``model`` to the crops of ``source``; the adapted model goes to ``out``.
-    ``camera_norm``: when the crops name their cameras, the adapted model also holds each camera's
-    normalisation statistics, estimated on its crops after the rounds (``cfg.rounds`` 0: only those)."""
+    ``camera_norm``: the adapted model also holds normalisation statistics, estimated after the rounds
+    (``cfg.rounds`` 0: only those) on each camera's crops when the crops name their cameras, else on
+    each group of crops that look alike (``appearance_groups``)."""
     from xreid.data.dataset import decode_all
     from xreid.models.checkpoint import load_model_file, save_model_file
     from xreid.models.fingerprint import fingerprint
@@ -161,9 +175,11 @@ def adapt(model: str, source: Path, out: Path, cfg: AdaptConfig, data_root: Path
     norms, left_out = {}, {}
     if finished:
         cameras = None if found.cameras is None else found.cameras[keep]
-        if camera_norm and cameras is not None:
-            from xreid.training.camera_norm import estimate_camera_norms
+        if camera_norm:
+            from xreid.training.camera_norm import appearance_groups, estimate_camera_norms
 
+            if cameras is None:  # no camera named: groups of crops that look alike stand in for cameras
+                cameras = appearance_groups(adapted, images)
             norms, left_out = estimate_camera_norms(adapted, images, cameras)
         meta = {**{k: v for k, v in ckpt.get("meta", {}).items() if k in ("config",)},
                 "adapted": {**origin, "images": len(images), "tracks": n_tracks, "config": asdict(cfg),
