@@ -44,20 +44,24 @@ def appearance_groups(model: torch.nn.Module, images: np.ndarray, groups: int = 
     batch-norm layer (per channel, mean and log variance over the image; each standardised over the
     crops) into ``groups`` groups, fewer when there are not ``min_crops`` crops a group (none below
     two groups: every name then ''). Names: ``APPEARANCE_GROUP`` + a two-digit number."""
+    import faiss
+
     from xreid.data.dataset import to_tensor
-    from xreid.index.ann import _faiss
 
     k = min(groups, len(images) // min_crops)
     if k < 2:
         return [""] * len(images)
-    model = model.eval()
-    feats = []
-    for a, b in batch_bounds(len(images), batch):
-        _, mean, var = crop_statistics(model, to_tensor(images[a:b]))
-        feats.append(np.concatenate([mean, np.log(np.maximum(var, 1e-8))], 1))
+    training, feats = model.training, []
+    model.eval()  # the forward pass must not move the network's own statistics
+    try:
+        for a, b in batch_bounds(len(images), batch):
+            _, mean, var = crop_statistics(model, to_tensor(images[a:b]))
+            feats.append(np.concatenate([mean, np.log(np.maximum(var, 1e-8))], 1))
+    finally:
+        model.train(training)
     f = np.concatenate(feats)
     f = np.ascontiguousarray((f - f.mean(0)) / (f.std(0) + 1e-6), np.float32)
-    km = _faiss().Kmeans(f.shape[1], k, niter=50, nredo=5, seed=seed)
+    km = faiss.Kmeans(f.shape[1], k, niter=50, nredo=5, seed=seed)
     km.train(f)
     _, label = km.index.search(f, 1)
     return [f"{APPEARANCE_GROUP}{i + 1:02d}" for i in label[:, 0]]
