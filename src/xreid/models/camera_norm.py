@@ -79,11 +79,12 @@ class _Reached(Exception):
 
 def first_norm_input(model: nn.Module, inputs: torch.Tensor) -> tuple[str, torch.Tensor]:
     """(name, input) of the batch-norm layer ``model`` runs first on ``inputs``; the forward pass
-    stops there (only the layers before it run)."""
+    stops there (only the layers before it run). It hooks ``model``'s layers while it runs: give it a
+    network no other thread uses at the same time (``CameraRouter`` keeps a copy of its own)."""
     names = {m: name for name, m in batchnorm_layers(model).items()}
 
     def hook(module, args):
-        raise _Reached(names[module], args[0])
+        raise _Reached(names.get(module, ""), args[0])
 
     handles = [m.register_forward_pre_hook(hook) for m in names]
     try:
@@ -118,16 +119,39 @@ def crop_statistics(model: nn.Module, inputs: torch.Tensor) -> tuple[str, "np.nd
     """(layer name, N x C mean, N x C variance): each crop's activations at the network's first
     batch-norm layer, per channel over the image (float64)."""
     name, x = first_norm_input(model, inputs)
-    x = x.double().flatten(2)
+    x = x.double().flatten(2) if x.ndim > 2 else x.double()[..., None]  # a 1-d layer: one value a channel
     return name, x.mean(2).numpy(), x.var(2, unbiased=False).numpy()
 
 
 def nearest_cameras(model: nn.Module, norms: Mapping[str, Mapping[str, torch.Tensor]],
                     inputs: torch.Tensor) -> list[str]:
     """The camera of ``norms`` each of ``inputs`` (a preprocessed batch) looks most like, by
-    ``nearest_statistics`` at the network's first batch-norm layer."""
+    ``nearest_statistics`` at the network's first batch-norm layer (``first_norm_input``'s caveat)."""
     name, mean, var = crop_statistics(model, inputs)
+    missing = [cam for cam, stats in norms.items() if name not in stats]
+    if missing:
+        raise ValueError(f"camera statistics of {missing[0]!r} lack the network's first batch-norm layer {name!r}")
     return nearest_statistics(mean, var, {cam: stats[name].double().numpy() for cam, stats in norms.items()})
+
+
+#: how a model with camera statistics chooses them for a crop of unknown camera; part of its identity
+#: (``Embedder.identity``), so embeddings made before the rule are never mixed with embeddings made by it
+ROUTING = "nearest-first-norm/1"
+
+
+class CameraRouter:
+    """``nearest_cameras`` for one network, on a private copy of it behind a lock: the copy's layers
+    are hooked while it runs, so neither the network other threads embed or explain with nor the
+    camera copies made from it ever carry a hook."""
+
+    def __init__(self, model: nn.Module, norms: Mapping[str, Mapping[str, torch.Tensor]]):
+        import threading
+
+        self.model, self.norms, self.lock = copy.deepcopy(model).eval(), norms, threading.Lock()
+
+    def __call__(self, inputs: torch.Tensor) -> list[str]:
+        with self.lock:
+            return nearest_cameras(self.model, self.norms, inputs)
 
 
 #: how the statistics of an appearance group are named (``xreid.training.camera_norm.appearance_groups``):

@@ -233,9 +233,7 @@ class TorchEmbedder(Embedder):
         (``camera_norm.nearest_cameras``)."""
         if not self.camera_norms or len(inputs) == 0:
             return super().embed_inputs(inputs)
-        from xreid.models.camera_norm import nearest_cameras
-
-        cams = np.asarray(nearest_cameras(self.model, self.camera_norms, torch.from_numpy(inputs)))
+        cams = np.asarray(self._router()(torch.from_numpy(inputs)))
         out = None
         for cam in dict.fromkeys(cams.tolist()):
             rows = np.flatnonzero(cams == cam)
@@ -244,10 +242,39 @@ class TorchEmbedder(Embedder):
             out[rows] = f
         return out
 
+    def identity(self) -> dict:
+        """``Embedder.identity``; a model with per-camera statistics embeds in PyTorch (each camera's
+        statistics in a copy of the network, whatever backend was asked for) and names the rule that
+        picks statistics for a crop of unknown camera (``camera_norm.ROUTING``)."""
+        out = super().identity()
+        if self.camera_norms:
+            from xreid.models.camera_norm import ROUTING
+
+            out.update(backend="torch", precision=None, camera_routing=ROUTING)
+        return out
+
+    def _router(self):
+        """The camera router of this network (made once, under the variants' lock)."""
+        from xreid.models.camera_norm import CameraRouter
+
+        with self._variants_lock():
+            if "_camera_router" not in self.__dict__:
+                self.__dict__["_camera_router"] = CameraRouter(self.model, self.camera_norms)
+            return self.__dict__["_camera_router"]
+
+    def _variants_lock(self):
+        import threading
+
+        return self.__dict__.setdefault("_camera_lock", threading.Lock())
+
     def for_camera(self, camera: str | None) -> Embedder:
         """A PyTorch embedder of the network with ``camera``'s statistics (made once per camera)."""
         if camera not in self.camera_norms:
             return self
+        with self._variants_lock():
+            return self._variant(camera)
+
+    def _variant(self, camera: str) -> Embedder:
         variants = self.__dict__.setdefault("_camera_variants", {})
         if camera not in variants:
             from xreid.models.camera_norm import with_statistics
@@ -261,7 +288,8 @@ class TorchEmbedder(Embedder):
 class CompiledEmbedder(TorchEmbedder):
     """An xreid model whose forward pass runs in a compiled copy (ONNX Runtime or OpenVINO, see
     ``model_cache``); ``model``, the PyTorch module that Grad-CAM needs, is loaded from the source
-    file on first use, so embedding alone never builds it."""
+    file on first use, so embedding alone never builds it -- except with per-camera statistics, which
+    embed in PyTorch (``TorchEmbedder.identity`` says so)."""
 
     def __init__(self, runtime: Embedder, source: Path, name: str, model: torch.nn.Module | None = None):
         self.runtime, self.source, self.name, self._model = runtime, source, name, model

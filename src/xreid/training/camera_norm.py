@@ -25,6 +25,8 @@ MIN_CROPS = 8
 def batch_bounds(n: int, batch: int) -> list[tuple[int, int]]:
     """(start, end) of consecutive batches of at most ``batch`` of ``n`` rows, a last batch of one row
     joined to the one before (a batch-norm layer in training mode refuses a batch of one)."""
+    if batch < 2:
+        raise ValueError(f"batch must hold at least 2 crops (got {batch})")
     bounds = [(a, min(n, a + batch)) for a in range(0, n, batch)]
     if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
         bounds[-2:] = [(bounds[-2][0], n)]

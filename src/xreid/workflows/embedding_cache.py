@@ -79,6 +79,9 @@ class CachedEmbedder(Embedder):
     def run(self, inputs: np.ndarray) -> np.ndarray:
         return self.inner.run(inputs)
 
+    def embed_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        return self.inner.embed_inputs(inputs)  # the inner model's own rules (flip, camera routing)
+
     def embed_arrays(self, images) -> np.ndarray:
         return self.inner.embed_arrays(images)
 
