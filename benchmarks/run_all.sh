@@ -209,6 +209,14 @@ fi
 # camera centring for any model (issue 30): its choices on validation and the chosen rule on test, with 0288 and
 # 0277 (embeds 7,400 images per model: about 5 min for 0288 and 12 min for 0277 on 2 free cores)
 run python benchmarks/bench_camera_centring.py ${data[@]+"${data[@]}"} --out "$out/camera_centring"
+# statistics per appearance group for crops without cameras (issue 30), with the IBN-a + mixing cross-domain model
+# (docs/RESULTS.md, Cameras never seen; about 5 min)
+ibn="${XREID_IBN_XDOMAIN:-runs/aanet_compact/aanet_compact_xdomain_mix_ibn/model.pt}"
+if [ -f "$ibn" ]; then
+    run python benchmarks/bench_appearance_groups.py ${data[@]+"${data[@]}"} --model "$ibn" --out "$out/appearance_groups"
+else
+    echo "no IBN-a cross-domain model $ibn (set XREID_IBN_XDOMAIN): appearance_groups not run" >&2
+fi
 # the mutation score of issue 34 (about 30 min on 2 cores; the modules and test files: mutation.py --list)
 run python benchmarks/mutation.py --out "$out/mutation"
 if [ -f "$trained" ]; then
