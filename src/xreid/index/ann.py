@@ -188,7 +188,11 @@ class AnnIndex:
 
     def scan(self, queries: np.ndarray, n: int, params) -> np.ndarray:
         """Q x ``n`` candidate ids (-1 padded) of unit ``queries`` (float32, contiguous) under faiss
-        search ``params``, with the fast-scan kernel for one query or for a batch (``SINGLE_QUERY_KERNEL``)."""
+        search ``params``, with the fast-scan kernel for one query or for a batch (``SINGLE_QUERY_KERNEL``).
+        The kernel is an attribute of the faiss index, set before each search: threads searching one
+        index at once all ask for one query each (a server's searches; batches run when a build or add
+        finishes, on the writer's own index), and either kernel returns the same candidates but for
+        ties, so a race would cost speed, never results."""
         self.index.implem = SINGLE_QUERY_KERNEL if len(queries) == 1 else 0
         return self.index.search(queries, n, params=params)[1]
 
