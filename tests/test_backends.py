@@ -158,9 +158,17 @@ def test_backend_environment_variable_steers_auto(cache, monkeypatch):
         load_embedder("default")
 
 
-def test_exported_model_in_openvino_is_f32_unless_bf16_is_asked(cache):
+def test_exported_model_in_openvino_is_f32_unless_bf16_is_asked(cache, monkeypatch):
     """On CPUs with bf16 support OpenVINO's default precision is bf16 (cosine ~0.995 to PyTorch):
-    the explicit f32 hint keeps exports exact; bf16 stays available."""
+    the explicit f32 hint keeps exports exact; bf16 stays available. The export never runs OpenVINO's
+    model converter, whose usage telemetry goes out to the network by default (and hung a test run at
+    exit): the IR is read from the ONNX export."""
+    import openvino
+
+    def no_converter(*a, **k):
+        raise AssertionError("openvino.convert_model sends telemetry; read the ONNX export instead")
+
+    monkeypatch.setattr(openvino, "convert_model", no_converter)
     reference = load_embedder("default", backend="torch")
     f32 = load_embedder("default", backend="openvino")
     assert f32.identity()["precision"] == "f32" and min_cosine(f32, reference, crops()) > 0.9999

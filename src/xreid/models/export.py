@@ -32,12 +32,16 @@ def export_onnx(model: torch.nn.Module, size: tuple[int, int], out: Path) -> Non
 
 def export_openvino(model: torch.nn.Module, size: tuple[int, int], out: Path) -> None:
     """Write ``model`` as OpenVINO IR (``out`` .xml + .bin, fp32 weights); the .xml lands last, so a
-    present .xml means a complete pair."""
+    present .xml means a complete pair. The IR is read from the ONNX export by the OpenVINO runtime,
+    not made by ``openvino.convert_model``: the converter sends usage telemetry over the network by
+    default (forking a process that hung at exit where there is no network), and nothing of xreid's
+    may reach the network."""
     import openvino as ov
 
-    ov_model = ov.convert_model(model, example_input=torch.rand(1, 3, *size),
-                                input=[(-1, 3, size[0], size[1])])
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        onnx = Path(tmp) / "model.onnx"
+        export_onnx(model, size, onnx)
+        ov_model = ov.Core().read_model(str(onnx))
         tmp_xml = Path(tmp) / out.name
         ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=False)
         tmp_xml.with_suffix(".bin").replace(out.with_suffix(".bin"))
