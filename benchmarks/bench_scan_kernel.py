@@ -25,14 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from bench_sharded import CHUNK, blocks, identity_block, queries_for
+from bench_sharded import blocks, identity_block, queries_for
 from common import Report, parse, parser
 from xreid.index import ann
 from xreid.index.ann import AnnIndex, candidates_for
 
 
 def vectors(n: int, dim: int) -> np.ndarray:
-    return np.concatenate([identity_block(n, c, dim) for c in blocks(n)]) if n > CHUNK else identity_block(n, 0, dim)
+    return np.concatenate([identity_block(n, c, dim) for c in blocks(n)])
 
 
 def kernel_search(index: AnnIndex, queries: np.ndarray, kernel: int, params) -> tuple[float, np.ndarray]:

@@ -19,20 +19,20 @@ Stored under the model file's ``camera_norms`` key: ``{camera: {layer name: 2 x 
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
 #: the model file key holding the per-camera statistics
 CAMERA_NORMS_KEY = "camera_norms"
 
-def camera_groups(cameras, min_crops: int) -> tuple[dict[str, "np.ndarray"], dict[str, int]]:
+def camera_groups(cameras, min_crops: int) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """(camera -> row indices of its crops, for each named camera with at least ``min_crops``; camera ->
     crop count, for the cameras left out). '' is never a camera. The one rule of which cameras get
     their own statistics or mean."""
-    import numpy as np
-
     cams = np.asarray([str(c or "") for c in cameras])
     groups, left_out = {}, {}
     for cam in sorted(set(cams) - {""}):
@@ -98,15 +98,13 @@ def first_norm_input(model: nn.Module, inputs: torch.Tensor) -> tuple[str, torch
     raise ValueError("the network has no batch-norm layer to match cameras by")
 
 
-def nearest_statistics(mean: "np.ndarray", var: "np.ndarray", cameras: Mapping[str, "np.ndarray"],
+def nearest_statistics(mean: np.ndarray, var: np.ndarray, cameras: Mapping[str, np.ndarray],
                        eps: float = 1e-5) -> list[str]:
     """For each crop (rows of ``mean``, ``var``: N x C, its activations' mean and variance per channel
     over the image at one batch-norm layer), the camera whose statistics there (``cameras``: name ->
     2 x C, mean; variance) fit it best: the smallest KL divergence of the crop's per-channel Gaussian
     from the camera's, summed over channels,
     0.5 * sum_c (log(s_c / v_c) + (v_c + (m_c - mu_c)^2) / s_c - 1), with eps added to each variance."""
-    import numpy as np
-
     names = sorted(cameras)
     m, v = np.asarray(mean, np.float64)[:, None], np.asarray(var, np.float64)[:, None] + eps
     stats = np.stack([np.asarray(cameras[n], np.float64) for n in names])  # K x 2 x C
@@ -115,7 +113,7 @@ def nearest_statistics(mean: "np.ndarray", var: "np.ndarray", cameras: Mapping[s
     return [names[k] for k in kl.argmin(1)]
 
 
-def crop_statistics(model: nn.Module, inputs: torch.Tensor) -> tuple[str, "np.ndarray", "np.ndarray"]:
+def crop_statistics(model: nn.Module, inputs: torch.Tensor) -> tuple[str, np.ndarray, np.ndarray]:
     """(layer name, N x C mean, N x C variance): each crop's activations at the network's first
     batch-norm layer, per channel over the image (float64)."""
     name, x = first_norm_input(model, inputs)
@@ -145,8 +143,6 @@ class CameraRouter:
     camera copies made from it ever carry a hook."""
 
     def __init__(self, model: nn.Module, norms: Mapping[str, Mapping[str, torch.Tensor]]):
-        import threading
-
         self.model, self.norms, self.lock = copy.deepcopy(model).eval(), norms, threading.Lock()
 
     def __call__(self, inputs: torch.Tensor) -> list[str]:

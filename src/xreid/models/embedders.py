@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -26,6 +27,7 @@ import torch
 
 from xreid.data.dataset import load_resized
 from xreid.data.images import ImageError
+from xreid.models.camera_norm import ROUTING, CameraRouter, is_appearance_group, with_statistics
 from xreid.models.checkpoint import load_model_file
 
 log = logging.getLogger(__name__)
@@ -223,8 +225,6 @@ class TorchEmbedder(Embedder):
         return self.model(torch.from_numpy(inputs)).numpy()
 
     def camera_names(self) -> tuple[str, ...]:
-        from xreid.models.camera_norm import is_appearance_group
-
         return tuple(sorted(c for c in self.camera_norms if not is_appearance_group(c)))
 
     def embed_inputs(self, inputs: np.ndarray) -> np.ndarray:
@@ -234,12 +234,11 @@ class TorchEmbedder(Embedder):
         if not self.camera_norms or len(inputs) == 0:
             return super().embed_inputs(inputs)
         cams = np.asarray(self._router()(torch.from_numpy(inputs)))
-        out = None
-        for cam in dict.fromkeys(cams.tolist()):
-            rows = np.flatnonzero(cams == cam)
-            f = self.for_camera(cam).embed_inputs(inputs[rows])
-            out = np.zeros((len(inputs), f.shape[1]), np.float32) if out is None else out
-            out[rows] = f
+        rows = {cam: np.flatnonzero(cams == cam) for cam in dict.fromkeys(cams.tolist())}
+        parts = {cam: self.for_camera(cam).embed_inputs(inputs[r]) for cam, r in rows.items()}
+        out = np.empty((len(inputs), next(iter(parts.values())).shape[1]), np.float32)
+        for cam, r in rows.items():
+            out[r] = parts[cam]
         return out
 
     def identity(self) -> dict:
@@ -248,23 +247,17 @@ class TorchEmbedder(Embedder):
         picks statistics for a crop of unknown camera (``camera_norm.ROUTING``)."""
         out = super().identity()
         if self.camera_norms:
-            from xreid.models.camera_norm import ROUTING
-
             out.update(backend="torch", precision=None, camera_routing=ROUTING)
         return out
 
     def _router(self):
         """The camera router of this network (made once, under the variants' lock)."""
-        from xreid.models.camera_norm import CameraRouter
-
         with self._variants_lock():
             if "_camera_router" not in self.__dict__:
                 self.__dict__["_camera_router"] = CameraRouter(self.model, self.camera_norms)
             return self.__dict__["_camera_router"]
 
     def _variants_lock(self):
-        import threading
-
         return self.__dict__.setdefault("_camera_lock", threading.Lock())
 
     def for_camera(self, camera: str | None) -> Embedder:
@@ -277,8 +270,6 @@ class TorchEmbedder(Embedder):
     def _variant(self, camera: str) -> Embedder:
         variants = self.__dict__.setdefault("_camera_variants", {})
         if camera not in variants:
-            from xreid.models.camera_norm import with_statistics
-
             variant = TorchEmbedder(with_statistics(self.model, self.camera_norms[camera]), name=f"{self.name}@{camera}")
             variant.fingerprint, variant.flip_average = self.fingerprint, self.flip_average
             variants[camera] = variant
