@@ -108,6 +108,12 @@ run python benchmarks/bench_sharded.py --sizes 10000000 --shards 4 --dim 256 --q
     --floors 1 --dims-per-code 4 --images --out "$out/sharded_10m_pq4"
 # faiss's scan kernels for one query and for a batch, and two scans at once (about 4 min, 3 GB)
 run python benchmarks/bench_scan_kernel.py --out "$out/scan_kernel"
+# half-size codes against the default on copies of one 2,500,000-row shard, 4 shards in 2 threads (about
+# 1.5 min, 4 GB); the sharded search's thread set-up against the one before it, each arm in its own process
+# (about 4 min)
+run python benchmarks/bench_code_size.py --out "$out/code_size"
+run python benchmarks/bench_code_size.py --rows 1000000 --arms 2:200 2:200:before 2:1600 2:1600:before 4:3200 \
+    4:3200:before --processes 2 --out "$out/shard_threads"
 # Ray's overhead (one process and a local 2-node cluster interleaved; about 10 min)
 run python benchmarks/bench_sharded.py --sizes --out "$out/sharded_ray"
 # issue 30's compact AANet, cross-domain run (configs/peta_mobilenetv2_aanet_compact.yaml header), when trained:

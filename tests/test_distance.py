@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from xreid import distance
 from xreid.distance import (cosine_distance, cosine_similarity, l2_normalise, pair_distance, paired_cosine,
                             rank_gallery, row_norms)
 
@@ -73,3 +74,22 @@ def test_rank_gallery_scores_in_float32_and_keeps_long_ties_in_order():
     g = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]])[np.arange(40) % 4]
     order, _ = rank_gallery(np.array([1.0, 0.0]), g)
     assert order.tolist() == [i for k in (0, 2, 1, 3) for i in range(k, 40, 4)]
+
+
+def test_one_query_against_few_rows_is_summed_without_the_blas(monkeypatch):
+    """A search's re-rank (one query, a few hundred candidates) runs numpy's own loop on the calling
+    thread; a larger product keeps the BLAS. Both give the definition's values."""
+    calls = []
+    einsum = np.einsum
+    monkeypatch.setattr(distance.np, "einsum", lambda *a, **kw: calls.append(a[0]) or einsum(*a, **kw))
+    monkeypatch.setattr(distance, "OWN_LOOP_ROWS", 50)
+    rng = np.random.default_rng(0)
+    q, g = rng.normal(size=16).astype(np.float32), rng.normal(size=(50, 16)).astype(np.float32)
+    np.testing.assert_allclose(cosine_similarity(q, g, normalised=True), g @ q, rtol=1e-5)
+    np.testing.assert_allclose(cosine_distance(q, g), 1 - l2_normalise(g) @ l2_normalise(q), rtol=1e-5, atol=1e-6)
+    assert calls.count("nd,d->n") == 2  # (row_norms has an einsum of its own)
+    calls.clear()
+    big = np.concatenate([g, g[:1]])  # 51 rows: past the limit
+    np.testing.assert_allclose(cosine_similarity(q, big, normalised=True), big @ q, rtol=1e-5)
+    np.testing.assert_allclose(cosine_similarity(q[None], g, normalised=True), (g @ q)[None], rtol=1e-5)  # a batch
+    assert "nd,d->n" not in calls

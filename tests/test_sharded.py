@@ -175,3 +175,22 @@ def test_index_check_covers_every_shard(tmp_path):
     assert runner.invoke(app, ["index", "check", str(case)]).exit_code == 0
     g = GalleryIndex.open(case)
     assert g.dead is not None and g.dead.sum() == read_manifest(case / "shard-001")["segments"][0]["rows"]
+
+
+def test_shard_threads_run_faiss_on_one_thread_each(tmp_path):
+    """faiss's OpenMP thread count is set per thread: the sharded search's own threads set it to one,
+    so shards scanned side by side do not wake pools of OpenMP / BLAS threads on the same cores."""
+    import threading
+
+    from xreid.index.ann import _faiss
+
+    _write(tmp_path / "sh", _rows(n=60), 2)
+    sh = GalleryIndex.open(tmp_path / "sh")
+    faiss = _faiss()
+    assert set(sh._pool.map(lambda _: faiss.omp_get_max_threads(), range(4))) == {1}
+    plain = []
+    thread = threading.Thread(target=lambda: plain.append(faiss.omp_get_max_threads()))
+    thread.start()
+    thread.join()
+    if plain[0] == 1:
+        pytest.skip("faiss runs one OpenMP thread by default on this machine: nothing to tell apart")

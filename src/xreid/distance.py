@@ -32,13 +32,33 @@ def row_norms(x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("...d,...d->...", x, x)).clip(EPS)
 
 
+#: a single query against at most this many rows is scored by numpy's own loop, not the BLAS
+#: (``_dot_rows``)
+OWN_LOOP_ROWS = 16_384
+
+
+def _dot_rows(q: Array, g: Array) -> Array:
+    """``q @ g.T``. One query vector against up to ``OWN_LOOP_ROWS`` numpy rows (a search's re-rank of
+    its candidates, a small gallery) is summed by ``einsum``'s own loop on the calling thread instead of
+    the BLAS: the BLAS wakes its thread pool for a product this small, whose threads then spin on the
+    cores, and two threads calling it at once (a sharded search's shard threads, a server's concurrent
+    searches) wait on each other: 0.14 ms a product of 3,200 x 256 alone, 0.58 ms each from two threads
+    at once. With ``xreid.index.ann.one_thread_per_scan``, a search of 4 shards of 1,000,000 rows that
+    re-ranks 3,200 candidates a shard went from 19.2 to 9.8 ms (``benchmarks/bench_code_size.py``,
+    docs/RESULTS.md, Sharded index and Ray). Larger products keep the BLAS's threads."""
+    if (isinstance(q, np.ndarray) and isinstance(g, np.ndarray) and q.ndim == 1 and g.ndim == 2
+            and len(g) <= OWN_LOOP_ROWS):
+        return np.einsum("nd,d->n", g, q)
+    return q @ g.T
+
+
 def cosine_similarity(q: Array, g: Array, normalised: bool = False) -> Array:
     """Cosine similarity between every row of ``q`` (... x D or D) and every row of ``g`` (G x D).
     ``normalised=True`` says both are unit rows already (a large gallery normalised once)."""
     if normalised:
-        return q @ g.T
+        return _dot_rows(q, g)
     if isinstance(g, np.ndarray) and g.ndim == 2:  # divide by the row norms: no normalised copy of a large gallery
-        return (l2_normalise(np.asarray(q)) @ g.T) / row_norms(g)
+        return _dot_rows(l2_normalise(np.asarray(q)), g) / row_norms(g)
     return l2_normalise(q) @ l2_normalise(g).T
 
 

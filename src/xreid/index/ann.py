@@ -67,6 +67,17 @@ def _faiss():
     return faiss
 
 
+def one_thread_per_scan() -> None:
+    """Run faiss's work in the calling thread on that thread alone: its OpenMP thread count (and so
+    the OpenBLAS faiss drives) set to one for this thread. The initializer of the threads that search
+    shards side by side (``xreid.index.sharded``): each scan is already one thread's work, and pools
+    of OpenMP / BLAS threads woken from every shard thread spin on the same cores (measured together
+    with ``xreid.distance``'s own loop for small products: ``benchmarks/bench_code_size.py``,
+    docs/RESULTS.md, Sharded index and Ray). OpenMP's thread count is a per-thread setting: it applies
+    to this thread only."""
+    _faiss().omp_set_num_threads(1)
+
+
 def default_nlist(n: int) -> int:
     """Inverted lists for ``n`` vectors: the power of two nearest sqrt(n) / 4, within [16, 1024]
     (256 for 1M). Fewer, longer lists than the usual sqrt(n): on random vectors and on data with

@@ -13,7 +13,8 @@ committed. ``GalleryIndex.open(CASE)`` returns a ``ShardedGallery`` when the man
 so ``xreid serve`` and ``xreid index search`` open a sharded case unchanged.
 
 Row ids of the whole are the shards' ids laid end to end (shard 0's rows first). ``search`` asks
-every shard for its own top k (threads in one process; numpy and faiss release the GIL), with the
+every shard for its own top k (threads in one process; numpy and faiss release the GIL; each thread
+runs faiss on itself alone, ``xreid.index.ann.one_thread_per_scan``), with the
 filter applied inside each shard, and keeps the k smallest distances over all of them, ties broken
 by id: the top k of the whole is among the union of the shards' top k, so with exact search the
 result is the one a single index over all rows gives (up to ties between equal distances).
@@ -31,6 +32,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from xreid.index.ann import one_thread_per_scan
 from xreid.index.filters import Filter
 from xreid.index.gallery import (BUILDING, FORMAT, MANIFEST, READY, VERSION, GalleryIndex, GalleryIndexError,
                                  SearchResult, _top_k, _write_manifest, read_manifest)
@@ -157,7 +159,8 @@ class ShardedGallery(GalleryIndex):
                                               for s, off in zip(shards, self.offsets[:-1])])
         if any(s.dead is not None for s in shards):  # rows of damaged segments, never returned
             self.dead = np.concatenate([s.dead if s.dead is not None else np.zeros(len(s), bool) for s in shards])
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(shards)), thread_name_prefix="shard")
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(shards)), thread_name_prefix="shard",
+                                        initializer=one_thread_per_scan)
 
     @classmethod
     def open(cls, case: str | Path, ann: bool = True, image_root: str | Path | None = None) -> "ShardedGallery":
