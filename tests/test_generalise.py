@@ -51,6 +51,7 @@ class FakeTeacher:
     """A deterministic 'teacher': mean colour of each channel and their pairwise differences (6-d)."""
 
     preprocess = Preprocess(height=16, width=8, channel_order="bgr", scale=1.0)
+    name, backend, precision, fingerprint = "fake", "numpy", None, None
     calls: list = []
 
     def embed_inputs(self, x):
@@ -71,6 +72,22 @@ def test_augmented_targets_are_centred_and_normalised_by_hand():
     want = (raw - mean) / np.linalg.norm(raw - mean)
     got = augmented_targets(FakeTeacher(), img, mean)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-5)
+
+
+def test_a_concatenated_teacher_embeds_the_batch_with_each_part_by_hand():
+    from xreid.models.concat import ConcatEmbedder
+
+    class Wide(FakeTeacher):
+        preprocess = Preprocess(height=32, width=16, channel_order="bgr", scale=1.0)
+
+    img = torch.zeros(1, 3, 16, 8)
+    img[:, 0] = 1.0  # pure red at both sizes: each part's raw vector is (0, 0, 255, 0, -255, -255) + 1
+    part = np.array([[1.0, 1.0, 256.0, 1.0, -254.0, -254.0]])
+    part /= np.linalg.norm(part)
+    raw = np.concatenate([part, part], 1) / np.sqrt(2.0)  # two unit parts joined, then normalised
+    mean = np.zeros((1, 12))
+    got = augmented_targets(ConcatEmbedder([FakeTeacher(), Wide()]), img, mean)
+    np.testing.assert_allclose(got.numpy(), raw, rtol=1e-5)
 
 
 def test_sample_indices_are_evenly_spaced():

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from xreid.distance import l2_normalise
+from xreid.models.concat import ConcatEmbedder, concatenate_embeddings
 
 
 def teacher_inputs(images: torch.Tensor, preprocess) -> np.ndarray:
@@ -29,11 +30,20 @@ def teacher_inputs(images: torch.Tensor, preprocess) -> np.ndarray:
     return preprocess.apply(x)
 
 
+def batch_embeddings(teacher, images: torch.Tensor) -> np.ndarray:
+    """The teacher's raw embeddings of a student batch as it is: one batched call on its own input size;
+    a concatenated teacher (``ConcatEmbedder``, 'a.xml,b.xml') runs each part on its own input and
+    joins the parts' L2-normalised embeddings, as it does for images."""
+    if isinstance(teacher, ConcatEmbedder):
+        return concatenate_embeddings([batch_embeddings(part, images) for part in teacher.parts])
+    return teacher.embed_inputs(teacher_inputs(images, teacher.preprocess))
+
+
 def augmented_targets(teacher, images: torch.Tensor, mean: np.ndarray) -> torch.Tensor:
-    """The teacher's embeddings of a student batch as it is (one batched call, no mirror averaging: the
-    mirror is one of the views), L2-normalised, minus ``mean`` (the clean targets' centre, see
+    """The teacher's embeddings of a student batch as it is (``batch_embeddings``, no mirror averaging:
+    the mirror is one of the views), L2-normalised, minus ``mean`` (the clean targets' centre, see
     ``trainer.centred_targets``) and L2-normalised again."""
-    raw = l2_normalise(teacher.embed_inputs(teacher_inputs(images, teacher.preprocess)))
+    raw = l2_normalise(batch_embeddings(teacher, images))
     return torch.from_numpy(l2_normalise(raw - mean).astype(np.float32))
 
 
