@@ -4,7 +4,8 @@ each test gallery, exact search against the index's approximate search.
     python benchmarks/bench_distractors.py [--data-root ROOT] [--protocol peta-reid | peta-reid-val]
                                            [--model default | FILE.xml ...] [--cache DIR]
                                            [--levels 0 10000 100000 300000] [--fit 4000] [--real 4000]
-                                           [--k 100] [--scan-floor F] [--floors F ...] [--out STEM]
+                                           [--k 100] [--scan-floor F] [--floors F ...]
+                                           [--dims-per-code 2] [--rotation on|off] [--out STEM]
 
 Embeddings: ``--model`` (default: the bundled model, 3,072-d; any model ``xreid`` loads, e.g. OMZ
 0277 at 256-d, which never saw PETA) on the protocol's three query/gallery sets (PETA-ReID test:
@@ -33,7 +34,8 @@ mAP is given beside. Figures are the mean over the three test sets, as PETA-ReID
 Latency: p50 of one query at a time through ``GalleryIndex.search`` with the filter, the index's
 search on every query, the exact search (``exact=True``) on ``--exact-timed`` queries per set.
 ``--floors``: the index's search again with other scan floors (the same ANN structure), to choose
-the floor on PETA-ReID-val.
+the floor on PETA-ReID-val. ``--dims-per-code`` and ``--rotation``: the ANN's codes, as a what-if
+(default: the library's), to choose them there.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import Report, parse, parser, relative
+from common import Report, apply_codes, codes_name, codes_options, parse, parser, relative
 from xreid.distance import cosine_distance, l2_normalise
 from xreid.evaluation.metrics import MetricAccumulator, truncated_average_precision
 from xreid.index.ann import SCAN_FLOOR, AnnIndex, scan_nprobe
@@ -212,7 +214,9 @@ def main(argv=None) -> None:
                     help="queries per set whose exact search is timed one at a time (p50)")
     ap.add_argument("--cache", type=Path, default=Path("runs/embedding_cache"),
                     help="embedding cache folder (one file per model; keep it outside the checkout to reuse it)")
+    codes_options(ap)
     args = parse(ap, argv)
+    apply_codes(ap, args)
     from xreid.data.protocol import load_protocol
     from xreid.workflows.embedding_cache import cached_embeddings
     from xreid.workflows.loading import ModelOptions
@@ -251,7 +255,7 @@ def main(argv=None) -> None:
     model_name = "bundled model" if args.model == "default" else f"model {model_file}"
     report.print(f"Distractor test on {args.protocol} ({', '.join(t['name'] for t in tests)}: "
                  f"{sum(len(t['q']) for t in tests)} queries, {n_gallery} gallery images), {model_name} ({dim}-d), "
-                 f"k = {args.k}, index built with scan floor {args.scan_floor}. Distractors fitted on {len(fit)} "
+                 f"k = {args.k}, index built with scan floor {args.scan_floor}, codes {codes_name(dim)}. Distractors fitted on {len(fit)} "
                  f"{args.protocol} train embeddings: 'views': new views of "
                  f"its {len(views['centres'])} identities with 2+ images (an identity's centre plus a residual of "
                  f"{len(views['residuals'])}); 'gaussian': a Gaussian (top {len(model['std'])} directions, "
@@ -278,7 +282,8 @@ def main(argv=None) -> None:
                         f"(tuned {index.ann.tuned_nprobe}); scoring")
         res = score_level(index, tests, n_gallery, args.k, timed=args.exact_timed)
         m = res["mean"]
-        fig = {"kind": kind, "distractors": d, "ann_build_s": round(built, 1), "nprobe": index.ann.nprobe,
+        fig = {"kind": kind, "distractors": d, "codes": index.ann.spec, "ann_build_s": round(built, 1),
+               "nprobe": index.ann.nprobe, "factor": index.ann.factor,
                "tuned_nprobe": index.ann.tuned_nprobe, "scan_floor": index.ann.scan_floor,
                "nlist": index.ann.nlist, "tuned_recall": index.ann.tuned_recall, **res}
         for name, values, floors in (("sweep", args.sweep, None), ("floors", args.floors, args.floors)):

@@ -37,7 +37,7 @@ def vectors(n: int, dim: int) -> np.ndarray:
 
 def kernel_search(index: AnnIndex, queries: np.ndarray, kernel: int, params) -> tuple[float, np.ndarray]:
     """(seconds, candidate ids) of one faiss search of ``queries`` with fast-scan kernel ``kernel``."""
-    index.index.implem = kernel
+    index.ivf.implem = kernel
     t0 = time.perf_counter()
     _, ids = index.index.search(queries, candidates_for(10), params=params)
     return time.perf_counter() - t0, ids
@@ -87,7 +87,7 @@ def measure(n: int, dim: int, n_queries: int, batch: int, kernels: list[int], re
 
 def two_at_once(index: AnnIndex, queries: np.ndarray, params) -> dict:
     """Medians over query pairs: two single-query scans one after the other, and in two threads."""
-    index.index.implem = ann.SINGLE_QUERY_KERNEL
+    index.ivf.implem = ann.SINGLE_QUERY_KERNEL
     one = lambda q: index.index.search(q[None], candidates_for(10), params=params)  # noqa: E731
     serial, threads = [], []
     with ThreadPoolExecutor(2) as pool:
@@ -98,7 +98,7 @@ def two_at_once(index: AnnIndex, queries: np.ndarray, params) -> dict:
             t0 = time.perf_counter()
             list(pool.map(one, (a, b)))
             threads.append(time.perf_counter() - t0)
-    codes = 2 * index.rows * index.index.code_size / 1e9  # GB scanned by the pair
+    codes = 2 * index.rows * index.ivf.code_size / 1e9  # GB scanned by the pair
     s, t = float(np.median(serial)), float(np.median(threads))
     return {"serial_ms": round(s * 1000, 2), "threads_ms": round(t * 1000, 2), "speedup": round(s / t, 2),
             "serial_gb_s": round(codes / s, 1), "threads_gb_s": round(codes / t, 1)}

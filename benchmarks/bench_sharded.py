@@ -2,7 +2,7 @@
 what sharding and Ray cost and give on this machine.
 
     python benchmarks/bench_sharded.py [--sizes 10000 100000] [--shards 1 2 4] [--queries 100] [--dim 3072]
-                                       [--skip-lookalikes] [--floors F ...] [--lists F ...] [--dims-per-code 2]
+                                       [--skip-lookalikes] [--floors F ...] [--lists F ...] [--dims-per-code 2] [--rotation on|off]
                                        [--images 400 1600] [--batch 32]
                                        [--repeats 2] [--out STEM]
 
@@ -20,7 +20,8 @@ the mapped vectors. Latency: one query at a time, k = 10, shard-parallel threads
 ``--queries`` queries (perturbed views of gallery rows), with the scan floor the build recorded or,
 with ``--floors``, each floor given, and with ``--lists``, exactly each fraction of the lists given
 (the same index, searched again: what recall a narrower scan keeps); ``--dims-per-code 4`` builds
-with codes half the default size (``xreid.index.ann.DIMS_PER_CODE``). Recall@10 against exact search
+with codes half the default size (``xreid.index.ann.DIMS_PER_CODE``), ``--rotation off`` without the
+random rotation before the codes (``ROTATE``). Recall@10 against exact search
 (numpy, float32, over all rows, block by block).
 
 Part 2, Ray's overhead: synthetic crops indexed with the bundled model into 2 shards, once in one
@@ -43,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import Report, lookalike_pass, parse, parser
+from common import Report, apply_codes, codes_name, codes_options, lookalike_pass, parse, parser
 from xreid.distance import l2_normalise
 from xreid.index import ann
 from xreid.index.ann import SCAN_FLOOR, TopK, scan_nprobe
@@ -195,7 +196,7 @@ def part_search(report: Report, sizes: list[int], shard_counts: list[int], n_que
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     report.print(f"Sharded search, {dim}-d synthetic identities, k = 10, {n_queries} queries, one at a time; "
-                 f"codes {ann.pq_spec(dim, 1).split(',')[1]} (4-bit PQ)"
+                 f"codes {codes_name(dim)} (4-bit PQ)"
                  + ("" if lookalikes else "; builds without the look-alike pass (--skip-lookalikes)"))
     report.table(["rows", "shards", "build s", "open s", "MB held per shard (max)", "MB mapped per shard (max)",
                   "scan floor (or lists)", "p50 ms", "p99 ms", "recall@10", "search", "lists scanned / nlist"], rows)
@@ -321,13 +322,9 @@ def main(argv=None) -> None:
                     help="crops of the Ray overhead run: two folder sizes (none: skip it)")
     ap.add_argument("--batch", type=int, default=32, help="batch size of the Ray overhead run")
     ap.add_argument("--repeats", type=int, default=2, help="interleaved repeats of the Ray overhead run")
-    ap.add_argument("--dims-per-code", type=int, default=ann.DIMS_PER_CODE,
-                    help="part 1: dimensions per 4-bit PQ code of the builds (the library's DIMS_PER_CODE by default)")
+    codes_options(ap)  # part 1's builds (part 2 builds too few rows for an ANN)
     args = parse(ap, argv)
-    if args.dims_per_code < 1:
-        ap.error("--dims-per-code must be at least 1")
-    ann.DIMS_PER_CODE = args.dims_per_code  # what-if: the library's choice, for this run's builds (part 2 builds
-    # too few rows for an ANN)
+    apply_codes(ap, args)
     report = Report(args.out)
     figures = {"search": part_search(report, args.sizes, args.shards, args.queries, args.dim,
                                      not args.skip_lookalikes, args.floors, args.lists)} if args.sizes else {}

@@ -90,6 +90,32 @@ def parse(ap: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> arg
     return args
 
 
+# --- the index's codes, as a what-if ---------------------------------------------------------------
+
+def codes_options(ap: argparse.ArgumentParser) -> None:
+    """``--dims-per-code N`` and ``--rotation on|off``: the ANN codes this run's builds use (by default
+    the library's ``DIMS_PER_CODE`` and ``ROTATE``), set by :func:`apply_codes` after parsing."""
+    from xreid.index import ann
+    ap.add_argument("--dims-per-code", type=int, default=ann.DIMS_PER_CODE,
+                    help="dimensions per 4-bit PQ code of the builds (default: the library's DIMS_PER_CODE)")
+    ap.add_argument("--rotation", choices=["on", "off"], default="on" if ann.ROTATE else "off",
+                    help="a random rotation before the codes (default: the library's ROTATE)")
+
+
+def apply_codes(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Set the library's code choice to the parsed options, for this process's builds."""
+    from xreid.index import ann
+    if args.dims_per_code < 1:
+        ap.error("--dims-per-code must be at least 1")
+    ann.DIMS_PER_CODE, ann.ROTATE = args.dims_per_code, args.rotation == "on"
+
+
+def codes_name(dim: int) -> str:
+    """The codes a build at ``dim`` dimensions makes now, e.g. 'rotated, PQ128x4fs'."""
+    from xreid.index import ann
+    return ("rotated, " if ann.ROTATE else "") + ann.pq_spec(dim, 1, rotate=False).split(",")[-1]
+
+
 # --- paths for the record ------------------------------------------------------------------------
 
 _data_root: Path | None = None  # set by parse(); else the library's default

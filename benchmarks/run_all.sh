@@ -91,6 +91,9 @@ else
     echo "runs/aanet/aanet_val not trained (configs/peta_mobilenetv2_aanet.yaml header): maps_attribute_aanet not regenerated" >&2
 fi
 run python benchmarks/bench_large_gallery.py --out "$out/large_gallery"
+# The index benchmarks below ran before the random rotation of the codes (xreid.index.ann.ROTATE, session 11)
+# unless their comment says otherwise; they now build rotated codes (--rotation off, where a script has it,
+# builds as they did)
 run python benchmarks/bench_index.py ${data[@]+"${data[@]}"} --out "$out/index"
 # the library's index only, since the scan floor, without the build's 1M-row look-alike pass
 run python benchmarks/bench_index.py ${data[@]+"${data[@]}"} --candidates xreid --skip-lookalikes --out "$out/index_floor"
@@ -110,10 +113,12 @@ run python benchmarks/bench_sharded.py --sizes 10000000 --shards 4 --dim 256 --q
 run python benchmarks/bench_scan_kernel.py --out "$out/scan_kernel"
 # half-size codes against the default on copies of one 2,500,000-row shard, 4 shards in 2 threads (about
 # 1.5 min, 4 GB); the sharded search's thread set-up against the one before it, each arm in its own process
-# (about 4 min)
-run python benchmarks/bench_code_size.py --out "$out/code_size"
-run python benchmarks/bench_code_size.py --rows 1000000 --arms 2:200 2:200:before 2:1600 2:1600:before 4:3200 \
-    4:3200:before --processes 2 --out "$out/shard_threads"
+# (about 4 min); both recorded before the rotation, so their arms are ':plain'
+run python benchmarks/bench_code_size.py --arms 2:200:plain 4:1600:plain 4:3200:plain --out "$out/code_size"
+run python benchmarks/bench_code_size.py --rows 1000000 --arms 2:200:plain 2:200:before:plain 2:1600:plain \
+    2:1600:before:plain 4:3200:plain 4:3200:before:plain --processes 2 --out "$out/shard_threads"
+# the random rotation before the codes against none, same shard and threads (about 2 min, 5 GB)
+run python benchmarks/bench_code_size.py --arms 2:200:plain 2:400:plain 2:200 4:400 4:800 --out "$out/code_size_rotation"
 # Ray's overhead (one process and a local 2-node cluster interleaved; about 10 min)
 run python benchmarks/bench_sharded.py --sizes --out "$out/sharded_ray"
 # issue 30's compact AANet, cross-domain run (configs/peta_mobilenetv2_aanet_compact.yaml header), when trained:
@@ -151,6 +156,15 @@ run python benchmarks/bench_distractors.py ${data[@]+"${data[@]}"} --protocol pe
     --model "$shared/person-reidentification-retail-0277/FP16/person-reidentification-retail-0277.xml" \
     --levels 100000 300000 1000000 --real 0 --floors 0 0.0625 0.125 0.25 0.5 1 --exact-timed 20 \
     --out "$out/distractors_val_0277"
+# the ANN's codes chosen on PETA-ReID-val with OMZ 0277 and k = 10 (the rule: the smallest codes losing
+# under 0.5 mAP@10 at every level): 2 or 4 dims per 4-bit code, with and without the random rotation
+# (about 4 min each, 5.5 GB of RAM)
+codes_val=(${data[@]+"${data[@]}"} --protocol peta-reid-val --levels 300000 1000000 --real 0 --exact-timed 5 --k 10
+    --model "$shared/person-reidentification-retail-0277/FP16/person-reidentification-retail-0277.xml")
+run python benchmarks/bench_distractors.py "${codes_val[@]}" --rotation off --dims-per-code 2 --out "$out/distractors_val_codes_off2"
+run python benchmarks/bench_distractors.py "${codes_val[@]}" --rotation on --dims-per-code 2 --out "$out/distractors_val_codes_on2"
+run python benchmarks/bench_distractors.py "${codes_val[@]}" --rotation on --dims-per-code 4 --out "$out/distractors_val_codes_on4"
+run python benchmarks/bench_distractors.py "${codes_val[@]}" --rotation off --dims-per-code 4 --out "$out/distractors_val_codes_off4"
 # and PETA-ReID test with the chosen floor, 0 to 1,000,000 distractors (about 8 min, 5.5 GB of RAM)
 run python benchmarks/bench_distractors.py ${data[@]+"${data[@]}"} --protocol peta-reid \
     --model "$shared/person-reidentification-retail-0277/FP16/person-reidentification-retail-0277.xml" \

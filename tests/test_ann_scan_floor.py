@@ -174,7 +174,8 @@ def test_the_tuning_in_blocks_gives_the_tuning_in_one(monkeypatch):
 @pytest.mark.parametrize("dim, per, spec", [(256, 2, "IVF64,PQ128x4fs"), (256, 4, "IVF64,PQ64x4fs"),
                                             (15, 2, "IVF64,PQ15x4fs"), (258, 4, "IVF64,PQ129x4fs")])
 def test_pq_spec_codes_per_dims(dim, per, spec):
-    assert ann_mod.pq_spec(dim, 64, per) == spec
+    assert ann_mod.pq_spec(dim, 64, per, rotate=False) == spec
+    assert ann_mod.pq_spec(dim, 64, per, rotate=True) == f"RR{dim},{spec}"
 
 
 def test_an_index_names_the_codes_it_was_built_with(monkeypatch):
@@ -183,7 +184,7 @@ def test_an_index_names_the_codes_it_was_built_with(monkeypatch):
     monkeypatch.setattr(ann_mod, "DIMS_PER_CODE", 4)
     built = AnnIndex.build(x, nlist=16, tune=False)
     monkeypatch.setattr(ann_mod, "DIMS_PER_CODE", 2)
-    assert built.spec == "IVF16,PQ4x4fs" and built.manifest_entry()["spec"] == "IVF16,PQ4x4fs"
+    assert built.spec == "RR16,IVF16,PQ4x4fs" and built.manifest_entry()["spec"] == "RR16,IVF16,PQ4x4fs"
 
 
 def test_one_query_scans_with_the_single_query_kernel_and_finds_what_a_batch_finds():
@@ -195,7 +196,7 @@ def test_one_query_scans_with_the_single_query_kernel_and_finds_what_a_batch_fin
     real = ann.index.search
 
     def spy(q, k, params=None):
-        kernels.append((len(q), ann.index.implem))
+        kernels.append((len(q), ann.ivf.implem))
         return real(q, k, params=params)
 
     ann.index.search = spy
@@ -207,3 +208,56 @@ def test_one_query_scans_with_the_single_query_kernel_and_finds_what_a_batch_fin
     assert ann_mod.SINGLE_QUERY_KERNEL != 0
     shared = [len(np.intersect1d(a, b[b >= 0])) / len(a) for a, b in zip(one, batch)]
     assert min(shared) >= 0.95 and all(i in a for i, a in enumerate(one))  # each row among its candidates
+
+
+def _uneven(n=6000, dim=32, seed=0):
+    """Unit rows whose variance falls steeply over the dimensions (as embeddings' does): dimension i
+    has scale 1 / (1 + i)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, dim)) / (1.0 + np.arange(dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _code_recall(ann: AnnIndex, x: np.ndarray, queries: int = 100, shortlist: int = 20) -> float:
+    """Recall@10 of the best ``shortlist`` rows by the 4-bit codes alone (every list scanned), for
+    rows of ``x`` as queries: how well the codes order the rows, before any exact re-rank."""
+    faiss = ann_mod._faiss()
+    q = x[:queries]
+    truth = np.argsort(-(q @ x.T), axis=1)[:, :10]
+    cand = ann.scan(np.ascontiguousarray(q), shortlist, faiss.SearchParametersIVF(nprobe=ann.nlist))
+    return float(np.mean([len(np.intersect1d(c, t)) / 10 for c, t in zip(cand, truth)]))
+
+
+def test_rotated_codes_order_uneven_rows_better(monkeypatch):
+    """With the variance in a few dimensions, plain 4-bit codes spend most sub-quantizers on
+    dimensions that hardly vary; the rotation spreads it, so the codes' shortlist holds more of the
+    true neighbours (measured here: about 0.6 against 0.3)."""
+    x = _uneven()
+    rotated = AnnIndex.build(x, nlist=16, tune=False)
+    monkeypatch.setattr(ann_mod, "ROTATE", False)
+    plain = AnnIndex.build(x, nlist=16, tune=False)
+    assert rotated.rotated and rotated.spec.startswith("RR32,") and not plain.rotated
+    assert _code_recall(rotated, x) > _code_recall(plain, x) + 0.15
+
+
+def test_an_index_written_without_the_rotation_loads_and_searches(tmp_path, monkeypatch):
+    """Cases built before the rotation keep their index: it loads as it was and is searched as it was."""
+    x = _near_copies(n=2000, dim=16)
+    monkeypatch.setattr(ann_mod, "ROTATE", False)
+    old = AnnIndex.build(x, nlist=16, tune=False)
+    old.save(tmp_path / "old.faiss")
+    monkeypatch.setattr(ann_mod, "ROTATE", True)
+    loaded = AnnIndex.load(tmp_path / "old.faiss", nprobe=16)
+    assert not loaded.rotated and loaded.spec == "IVF16,PQ8x4fs"
+    assert 0 in loaded.search(x[0], k=10) and list(loaded.search(x[0], 10)) == list(old.search(x[0], 10))
+
+
+def test_a_rotated_build_is_deterministic_and_survives_a_save(tmp_path):
+    x = _uneven(n=3000)
+    a, b = AnnIndex.build(x, nlist=16, tune=False), AnnIndex.build(x, nlist=16, tune=False)
+    faiss = ann_mod._faiss()
+    assert np.array_equal(faiss.serialize_index(a.index), faiss.serialize_index(b.index))
+    a.save(tmp_path / "a.faiss")
+    loaded = AnnIndex.load(tmp_path / "a.faiss", nprobe=16)
+    assert loaded.rotated and loaded.spec == a.spec
+    assert list(loaded.search(x[5], 10)) == list(a.search(x[5], 10))

@@ -2,7 +2,7 @@
 
 Why this structure (measured in ``benchmarks/bench_index.py``, results in
 ``benchmarks/results/index.txt``): the codes are 64 bytes per 256-d vector (D/2 sub-quantizers of
-4 bits), scanned with SIMD lookup tables, so even a scan of every list of a 1,000,000-vector index
+4 bits) of the vector after a fixed random rotation (``ROTATE``), scanned with SIMD lookup tables, so even a scan of every list of a 1,000,000-vector index
 takes a few milliseconds on one core; filters act inside the scan through an ``IDSelectorBitmap``
 (rows the filter rejects are never scored), and the candidates (``max(200, 20 k)``) are re-ranked with
 the exact float32 vectors, so the distances returned are exact ``xreid.distance`` distances.
@@ -93,11 +93,21 @@ def default_nlist(n: int) -> int:
 DIMS_PER_CODE = 2
 
 
-def pq_spec(dim: int, nlist: int, per: int | None = None) -> str:
-    """The faiss factory string: IVF, then 4-bit fast-scan PQ with ``per`` (``DIMS_PER_CODE``) dims
-    per sub-quantizer, or the largest divisor of ``dim`` below it."""
+#: a random rotation of every vector before its codes (faiss ``RR``; fixed seed, so a build stays
+#: deterministic). Embeddings spread their variance unevenly over the dimensions (the synthetic
+#: identities' spectrum by design, real re-id embeddings as measured), and each 4-bit sub-quantizer
+#: codes a few consecutive dimensions with 16 centroids whatever their variance: the few
+#: high-variance dimensions are coded coarsely and their error dominates. A rotation spreads the
+#: variance evenly over the sub-quantizers (docs/RESULTS.md, Sharded index and Ray: rotated codes).
+ROTATE = True
+
+
+def pq_spec(dim: int, nlist: int, per: int | None = None, rotate: bool | None = None) -> str:
+    """The faiss factory string: a random rotation (``ROTATE``), IVF, then 4-bit fast-scan PQ with
+    ``per`` (``DIMS_PER_CODE``) dims per sub-quantizer, or the largest divisor of ``dim`` below it."""
     per = math.gcd(dim, per or DIMS_PER_CODE)
-    return f"IVF{nlist},PQ{dim // per}x4fs"
+    rotation = f"RR{dim}," if (ROTATE if rotate is None else rotate) else ""
+    return f"{rotation}IVF{nlist},PQ{dim // per}x4fs"
 
 
 #: faiss's fast-scan kernel for a single query (``IndexIVFFastScan.implem``): 10 scans the query's
@@ -137,7 +147,13 @@ class AnnIndex:
 
     def __init__(self, index, nprobe: int, tuned_recall: float | None = None, factor: int = 1,
                  scan_floor: float = SCAN_FLOOR):
+        faiss = _faiss()
+        #: what a search calls: the IVF index, or the rotation in front of it (``ROTATE``; indexes
+        #: written before rotations have none and are searched as they are)
         self.index = index
+        self.rotated = isinstance(index, faiss.IndexPreTransform)
+        #: the IVF-PQ fast-scan index itself (its lists, codes and scan kernel)
+        self.ivf = faiss.downcast_index(faiss.extract_index_ivf(index)) if self.rotated else index
         #: lists a gallery row searching the gallery needs (the tuning's answer)
         self.tuned_nprobe = int(nprobe)
         self.scan_floor = float(scan_floor)
@@ -149,7 +165,7 @@ class AnnIndex:
 
     @property
     def nlist(self) -> int:
-        return int(_faiss().extract_index_ivf(self.index).nlist)
+        return int(self.ivf.nlist)
 
     @property
     def rows(self) -> int:
@@ -157,7 +173,7 @@ class AnnIndex:
 
     @property
     def spec(self) -> str:
-        return pq_spec(self.index.d, self.nlist, self.index.d // self.index.pq.M)
+        return pq_spec(self.index.d, self.nlist, self.index.d // self.ivf.pq.M, self.rotated)
 
     @classmethod
     def build(cls, vectors: np.ndarray, seed: int = 0, nlist: int | None = None, tune: bool = True,
@@ -169,12 +185,12 @@ class AnnIndex:
         n, dim = vectors.shape
         nlist = nlist or default_nlist(n)
         index = faiss.index_factory(dim, pq_spec(dim, nlist), faiss.METRIC_INNER_PRODUCT)
+        ann = cls(index, nlist, scan_floor=scan_floor)
         rng = np.random.default_rng(seed)
         sample = vectors if n <= 64 * nlist else vectors[np.sort(rng.choice(n, 64 * nlist, replace=False))]
-        index.cp.seed = seed  # k-means seed: the same vectors give the same index
+        ann.ivf.cp.seed = seed  # k-means seed (the rotation's is faiss's own fixed one): same vectors, same index
         index.train(sample)
         index.add(vectors)
-        ann = cls(index, nlist, scan_floor=scan_floor)
         if tune:
             ann.tune(vectors, seed)
         return ann
@@ -204,7 +220,7 @@ class AnnIndex:
         index at once all ask for one query each (a server's searches; batches run when a build or add
         finishes, on the writer's own index), and either kernel returns the same candidates but for
         ties, so a race would cost speed, never results."""
-        self.index.implem = SINGLE_QUERY_KERNEL if len(queries) == 1 else 0
+        self.ivf.implem = SINGLE_QUERY_KERNEL if len(queries) == 1 else 0
         return self.index.search(queries, n, params=params)[1]
 
     def tune(self, vectors: np.ndarray, seed: int = 0, target: float = TUNE_RECALL, k: int = 10) -> None:
