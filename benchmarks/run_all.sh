@@ -165,6 +165,10 @@ run python benchmarks/bench_distractors.py "${codes_val[@]}" --rotation off --di
 run python benchmarks/bench_distractors.py "${codes_val[@]}" --rotation on --dims-per-code 2 --out "$out/distractors_val_codes_on2"
 run python benchmarks/bench_distractors.py "${codes_val[@]}" --rotation on --dims-per-code 4 --out "$out/distractors_val_codes_on4"
 run python benchmarks/bench_distractors.py "${codes_val[@]}" --rotation off --dims-per-code 4 --out "$out/distractors_val_codes_off4"
+# the chosen codes (rotated, 2 dims per code) reported once on PETA-ReID test, k = 10 (about 3 min)
+run python benchmarks/bench_distractors.py ${data[@]+"${data[@]}"} --protocol peta-reid --levels 300000 1000000 --real 0 \
+    --exact-timed 5 --k 10 --model "$shared/person-reidentification-retail-0277/FP16/person-reidentification-retail-0277.xml" \
+    --out "$out/distractors_codes_0277"
 # and PETA-ReID test with the chosen floor, 0 to 1,000,000 distractors (about 8 min, 5.5 GB of RAM)
 run python benchmarks/bench_distractors.py ${data[@]+"${data[@]}"} --protocol peta-reid \
     --model "$shared/person-reidentification-retail-0277/FP16/person-reidentification-retail-0277.xml" \
