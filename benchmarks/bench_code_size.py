@@ -71,12 +71,12 @@ class Arm(NamedTuple):
 def build(x: np.ndarray, per: int, rotate: bool) -> AnnIndex:
     """``AnnIndex.build``'s index of ``x`` with ``per`` dims per 4-bit code, rotated or not, untuned
     (every list scanned)."""
-    saved = ann.DIMS_PER_CODE, ann.ROTATE
-    ann.DIMS_PER_CODE, ann.ROTATE = per, rotate
+    saved = ann.DIMS_PER_CODE
+    ann.DIMS_PER_CODE = per
     try:
-        index = AnnIndex.build(x, tune=False)
+        index = AnnIndex.build(x, tune=False, rotate=rotate)  # rotated whatever the width: a what-if
     finally:
-        ann.DIMS_PER_CODE, ann.ROTATE = saved
+        ann.DIMS_PER_CODE = saved
     return index  # untuned, it scans every list
 
 

@@ -99,7 +99,8 @@ def codes_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--dims-per-code", type=int, default=ann.DIMS_PER_CODE,
                     help="dimensions per 4-bit PQ code of the builds (default: the library's DIMS_PER_CODE)")
     ap.add_argument("--rotation", choices=["on", "off"], default="on" if ann.ROTATE else "off",
-                    help="a random rotation before the codes (default: the library's ROTATE)")
+                    help="a random rotation before the codes, up to the library's ROTATE_MAX_DIM dimensions "
+                         "(default: the library's ROTATE)")
 
 
 def apply_codes(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -113,7 +114,8 @@ def apply_codes(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 def codes_name(dim: int) -> str:
     """The codes a build at ``dim`` dimensions makes now, e.g. 'rotated, PQ128x4fs'."""
     from xreid.index import ann
-    return ("rotated, " if ann.ROTATE else "") + ann.pq_spec(dim, 1, rotate=False).split(",")[-1]
+    spec = ann.pq_spec(dim, 1)
+    return ("rotated, " if spec.startswith("RR") else "") + spec.split(",")[-1]
 
 
 # --- paths for the record ------------------------------------------------------------------------

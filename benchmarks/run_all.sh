@@ -119,6 +119,9 @@ run python benchmarks/bench_code_size.py --rows 1000000 --arms 2:200:plain 2:200
     2:1600:before:plain 4:3200:plain 4:3200:before:plain --processes 2 --out "$out/shard_threads"
 # the random rotation before the codes against none, same shard and threads (about 2 min, 5 GB)
 run python benchmarks/bench_code_size.py --arms 2:200:plain 2:400:plain 2:200 4:400 4:800 --out "$out/code_size_rotation"
+# and at the bundled model's 3,072-d, 60,000 rows a shard (where a query reads a 38 MB rotation; about 1 min)
+run python benchmarks/bench_code_size.py --rows 60000 --dim 3072 --queries 60 --arms 2:200:plain 2:200 \
+    --out "$out/code_size_rotation_3072"
 # Ray's overhead (one process and a local 2-node cluster interleaved; about 10 min)
 run python benchmarks/bench_sharded.py --sizes --out "$out/sharded_ray"
 # issue 30's compact AANet, cross-domain run (configs/peta_mobilenetv2_aanet_compact.yaml header), when trained:

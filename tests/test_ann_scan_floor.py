@@ -228,6 +228,13 @@ def _code_recall(ann: AnnIndex, x: np.ndarray, queries: int = 100, shortlist: in
     return float(np.mean([len(np.intersect1d(c, t)) / 10 for c, t in zip(cand, truth)]))
 
 
+def test_wide_vectors_are_not_rotated_by_default():
+    """A query reads the whole D x D rotation: past ``ROTATE_MAX_DIM`` the codes are left unrotated."""
+    assert ann_mod.pq_spec(1024, 64).startswith("RR1024,")
+    assert ann_mod.pq_spec(3072, 64) == "IVF64,PQ1536x4fs"
+    assert ann_mod.pq_spec(3072, 64, rotate=True).startswith("RR3072,")
+
+
 def test_rotated_codes_order_uneven_rows_better(monkeypatch):
     """With the variance in a few dimensions, plain 4-bit codes spend most sub-quantizers on
     dimensions that hardly vary; the rotation spreads it, so the codes' shortlist holds more of the

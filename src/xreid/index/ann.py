@@ -100,13 +100,20 @@ DIMS_PER_CODE = 2
 #: high-variance dimensions are coded coarsely and their error dominates. A rotation spreads the
 #: variance evenly over the sub-quantizers (docs/RESULTS.md, Sharded index and Ray: rotated codes).
 ROTATE = True
+#: the widest vectors rotated: a query reads the D x D matrix (4 MB at 1,024-d, 38 MB at 3,072-d,
+#: where it made one query over 60,000 rows 3.5 -> 5.1 ms and was not shown to help; measured in
+#: ``benchmarks/bench_code_size.py``, docs/RESULTS.md)
+ROTATE_MAX_DIM = 1024
 
 
 def pq_spec(dim: int, nlist: int, per: int | None = None, rotate: bool | None = None) -> str:
-    """The faiss factory string: a random rotation (``ROTATE``), IVF, then 4-bit fast-scan PQ with
-    ``per`` (``DIMS_PER_CODE``) dims per sub-quantizer, or the largest divisor of ``dim`` below it."""
+    """The faiss factory string: a random rotation (by default where ``ROTATE`` and ``dim`` is at most
+    ``ROTATE_MAX_DIM``), IVF, then 4-bit fast-scan PQ with ``per`` (``DIMS_PER_CODE``) dims per
+    sub-quantizer, or the largest divisor of ``dim`` below it."""
     per = math.gcd(dim, per or DIMS_PER_CODE)
-    rotation = f"RR{dim}," if (ROTATE if rotate is None else rotate) else ""
+    if rotate is None:
+        rotate = ROTATE and dim <= ROTATE_MAX_DIM
+    rotation = f"RR{dim}," if rotate else ""
     return f"{rotation}IVF{nlist},PQ{dim // per}x4fs"
 
 
@@ -177,14 +184,15 @@ class AnnIndex:
 
     @classmethod
     def build(cls, vectors: np.ndarray, seed: int = 0, nlist: int | None = None, tune: bool = True,
-              scan_floor: float = SCAN_FLOOR) -> "AnnIndex":
+              scan_floor: float = SCAN_FLOOR, rotate: bool | None = None) -> "AnnIndex":
         """Train on a sample of ``vectors`` (unit rows, float32), add them all, tune ``nprobe``; a
-        search scans at least ``scan_floor`` of the lists."""
+        search scans at least ``scan_floor`` of the lists. ``rotate``: the rotation before the codes
+        (default: ``pq_spec``'s rule)."""
         faiss = _faiss()
         vectors = np.ascontiguousarray(vectors, np.float32)
         n, dim = vectors.shape
         nlist = nlist or default_nlist(n)
-        index = faiss.index_factory(dim, pq_spec(dim, nlist), faiss.METRIC_INNER_PRODUCT)
+        index = faiss.index_factory(dim, pq_spec(dim, nlist, rotate=rotate), faiss.METRIC_INNER_PRODUCT)
         ann = cls(index, nlist, scan_floor=scan_floor)
         rng = np.random.default_rng(seed)
         sample = vectors if n <= 64 * nlist else vectors[np.sort(rng.choice(n, 64 * nlist, replace=False))]
