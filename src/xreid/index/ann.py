@@ -1,12 +1,12 @@
 """The approximate nearest-neighbour part of a gallery index: faiss IVF with 4-bit PQ fast-scan codes.
 
 Why this structure (measured in ``benchmarks/bench_index.py``, results in
-``benchmarks/results/index.txt``): the codes are 64 bytes per 256-d vector (D/2 sub-quantizers of
-4 bits) of the vector after a fixed random rotation (``ROTATE``, up to ``ROTATE_MAX_DIM`` dims),
+``benchmarks/results/index.txt``): the codes are 64 bytes per 256-d vector (D/2 sub-quantizers of 4
+bits) of the vector after a fixed random rotation (``ROTATE``, up to ``ROTATE_MAX_DIM`` dims),
 scanned with SIMD lookup tables, so even a scan of every list of a 1,000,000-vector index takes a
-few milliseconds on one core; filters act inside the scan through an ``IDSelectorBitmap`` (rows the filter rejects are never
-scored), and the candidates (``max(200, 20 k)``) are re-ranked with the exact float32 vectors, so the
-distances returned are exact ``xreid.distance`` distances.
+few milliseconds on one core; filters act inside the scan through an ``IDSelectorBitmap`` (rows the
+filter rejects are never scored), and the candidates (``max(200, 20 k)``) are re-ranked with the
+exact float32 vectors, so the distances returned are exact ``xreid.distance`` distances.
 
 ``nprobe`` (how many of the ``nlist`` lists a query scans) is tuned when the index is built: the
 smallest power of two whose recall@10 against exact search, on gallery vectors used as queries
