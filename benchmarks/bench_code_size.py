@@ -65,19 +65,14 @@ class Arm(NamedTuple):
 
     @property
     def name(self) -> str:
-        return f"{self.per}:{self.candidates}" + (":before" if self.before else "") + ("" if self.rotate else ":plain")
+        flags = (":before" if self.before else "") + ("" if self.rotate else ":plain")
+        return f"{self.per}:{self.candidates}{flags}"
 
 
 def build(x: np.ndarray, per: int, rotate: bool) -> AnnIndex:
     """``AnnIndex.build``'s index of ``x`` with ``per`` dims per 4-bit code, rotated or not, untuned
     (every list scanned)."""
-    saved = ann.DIMS_PER_CODE
-    ann.DIMS_PER_CODE = per
-    try:
-        index = AnnIndex.build(x, tune=False, rotate=rotate)  # rotated whatever the width: a what-if
-    finally:
-        ann.DIMS_PER_CODE = saved
-    return index  # untuned, it scans every list
+    return AnnIndex.build(x, tune=False, rotate=rotate, per=per)  # untuned: it scans every list
 
 
 def top10(index: AnnIndex, x: np.ndarray, q: np.ndarray, candidates: int) -> np.ndarray:

@@ -185,15 +185,15 @@ class AnnIndex:
 
     @classmethod
     def build(cls, vectors: np.ndarray, seed: int = 0, nlist: int | None = None, tune: bool = True,
-              scan_floor: float = SCAN_FLOOR, rotate: bool | None = None) -> "AnnIndex":
+              scan_floor: float = SCAN_FLOOR, rotate: bool | None = None, per: int | None = None) -> "AnnIndex":
         """Train on a sample of ``vectors`` (unit rows, float32), add them all, tune ``nprobe``; a
-        search scans at least ``scan_floor`` of the lists. ``rotate``: the rotation before the codes
-        (default: ``pq_spec``'s rule)."""
+        search scans at least ``scan_floor`` of the lists. ``rotate`` and ``per`` (dims per code): the
+        codes, by default ``pq_spec``'s."""
         faiss = _faiss()
         vectors = np.ascontiguousarray(vectors, np.float32)
         n, dim = vectors.shape
         nlist = nlist or default_nlist(n)
-        index = faiss.index_factory(dim, pq_spec(dim, nlist, rotate=rotate), faiss.METRIC_INNER_PRODUCT)
+        index = faiss.index_factory(dim, pq_spec(dim, nlist, per, rotate), faiss.METRIC_INNER_PRODUCT)
         ann = cls(index, nlist, scan_floor=scan_floor)
         rng = np.random.default_rng(seed)
         sample = vectors if n <= 64 * nlist else vectors[np.sort(rng.choice(n, 64 * nlist, replace=False))]
