@@ -8,9 +8,9 @@ branches add.
         [--exclude VIPeR PRID GRID] [--variants global all g+0.5 g+0.5:pca512:w0.1 ...] [--out STEM]
 
 A variant is ``global`` (the global branch's batch-normed vector, what the compact recipe ranks
-with), ``all`` (the model's 12 x V descriptor as it is), or ``g+W`` (the global branch, unit length,
-beside the parts, regions and attention-map vectors, each V-vector unit length, each group scaled to
-unit length and weighted W), optionally followed by ``:pcaD`` (a PCA to D dimensions fitted on up to
+with), ``all`` (the model's 12 x V descriptor as it is), or ``g+W`` (the library's 'balanced' descriptor:
+the global branch at unit length beside the parts, regions and attention-map vectors, each V-vector
+unit length, each group scaled to length W), optionally followed by ``:pcaD`` (a PCA to D dimensions fitted on up to
 ``--fit-crops`` of the protocol's training crops, the subsets ``--exclude`` names left out, as a
 cross-domain model trained) and ``:wS`` (whitened, each component divided by the square root of its
 variance plus S times the mean variance). Every test image and fitted crop is embedded once; each
@@ -28,9 +28,8 @@ import torch
 from common import Report, parse, parser, relative
 
 from xreid.data.protocol import load_protocol, without_subsets
-from xreid.distance import l2_normalise
 from xreid.evaluation.metrics import evaluate_ranking
-from xreid.models.aanet import descriptor_branches
+from xreid.models.aanet import balanced_descriptor, descriptor_branches
 from xreid.models.checkpoint import load_model_file
 from xreid.models.embedders import TorchEmbedder
 
@@ -56,26 +55,17 @@ def heads_embedder(path: str) -> tuple[TorchEmbedder, int]:
     return TorchEmbedder(net.float().eval(), name="heads"), heads.global_id.reduce[0].out_features
 
 
-def unit_groups(x: np.ndarray, hidden: int) -> np.ndarray:
-    """Each V-vector of a group of branches unit length, the group scaled to unit length."""
-    n = x.shape[1] // hidden
-    v = x.reshape(len(x), n, hidden)
-    v = v / np.linalg.norm(v, axis=2, keepdims=True).clip(1e-12)
-    return v.reshape(len(x), -1) / np.sqrt(n)
-
-
 def base_vectors(feats: np.ndarray, hidden: int, name: str) -> np.ndarray:
-    """The variant's vectors before any projection, from ``heads_embedder``'s output."""
-    branches = descriptor_branches("all", hidden)
-    width = branches["aam"].stop
+    """The variant's vectors before any projection, from ``heads_embedder``'s output ('g+W': the
+    library's 'balanced' descriptor at branch weight W)."""
+    width = descriptor_branches("all", hidden)["aam"].stop
     desc, global_bn = feats[:, :width], feats[:, width:]
     if name == "global":
         return global_bn
     if name == "all":
         return desc
-    w = float(name[2:])
-    rest = [unit_groups(desc[:, branches[k]], hidden) for k in ("parts", "regions", "aam")]
-    return np.concatenate([l2_normalise(global_bn)] + [w * r for r in rest], 1)
+    out = {"global_bn": torch.from_numpy(global_bn), "descriptor": torch.from_numpy(desc)}
+    return balanced_descriptor(out, float(name[2:])).numpy()
 
 
 def pca(fit: np.ndarray, dim: int, shrink: float | None):

@@ -13,6 +13,7 @@ from xreid.models.aanet import (
     aanet_extra,
     attention_map,
     attribute_region,
+    balanced_descriptor,
     band_edges,
     band_pool,
     class_activation_maps,
@@ -171,6 +172,43 @@ def test_aanet_network_embeds_its_descriptor_and_ships_without_classifiers(tmp_p
     short.input_size = (64, 32)  # 4 rows at 1/16
     with pytest.raises(ValueError, match="64 pixels tall gives 4 rows with last_stride 1"):
         build_model(short)
+
+
+def test_balanced_descriptor_by_hand():
+    """V = 2: the global vector at unit length; the parts, regions and attention-map vectors each at
+    unit length, each group scaled to the branch weight's length."""
+    hidden = 2
+    glob = torch.tensor([[3.0, 4.0]])
+    global_v = torch.tensor([[9.0, 9.0]])  # the paper's concatenation holds the pre-BN vector: not used
+    parts = torch.tensor([[2.0, 0.0] * 6])
+    regions = torch.tensor([[0.0, 5.0] * 4])
+    aam = torch.tensor([[1.0, 1.0]])
+    out = {"global_bn": glob, "descriptor": torch.cat([global_v, parts, regions, aam], 1)}
+    got = balanced_descriptor(out, branch_weight=0.5)
+    want = [0.6, 0.8] + [0.5 / math.sqrt(6), 0.0] * 6 + [0.0, 0.5 / 2] * 4 + [0.5 / math.sqrt(2)] * 2
+    torch.testing.assert_close(got, torch.tensor([want]))
+    assert got.shape[1] == 12 * hidden
+    for group in (got[0, 2:14], got[0, 14:22], got[0, 22:]):  # each group has the weight's length
+        assert float(group.norm()) == pytest.approx(0.5)
+    assert aanet_extra(["hairLong"], 2, "balanced", 0.5)["branch_weight"] == 0.5
+    with pytest.raises(ValueError, match="branch weight -1"):
+        aanet_extra(["hairLong"], 2, "balanced", -1)
+
+
+def test_a_balanced_aanet_ranks_with_its_balanced_descriptor():
+    from xreid.models.aanet import descriptor_branches
+    from xreid.models.networks import build_model
+
+    torch.manual_seed(0)
+    spec = _aanet_spec()
+    spec.extra = aanet_extra(["hairLong", "upperBodyRed", "personalMale"], hidden=8, descriptor="balanced",
+                             branch_weight=0.25)
+    net = build_model(spec).eval()
+    images = torch.rand(2, 3, 96, 32)
+    out = net.heads(net.feature_map(images))
+    assert net.embedding_dim == 96
+    torch.testing.assert_close(net(images), balanced_descriptor(out, 0.25))
+    assert net.descriptor_branches() == descriptor_branches("all", 8)
 
 
 def test_aanet_losses_leave_crops_without_identity_out():

@@ -205,8 +205,9 @@ class AANet(BackboneNet):
         self.descriptor = extra.get("descriptor", "all")
         if self.descriptor not in DESCRIPTORS:
             raise ValueError(f"AANet spec: descriptor {self.descriptor!r}; choose from {', '.join(DESCRIPTORS)}")
+        self.branch_weight = float(extra.get("branch_weight", 1.0))
         self.heads = AANetHeads(self.backbone.out_channels, spec.num_classes, extra["regions"], extra["aam"], hidden)
-        self.embedding_dim = hidden * (1 + PARTS + len(REGIONS) + 1) if self.descriptor == "all" else hidden
+        self.embedding_dim = hidden if self.descriptor == "global" else hidden * (1 + PARTS + len(REGIONS) + 1)
 
     def descriptor_branches(self) -> dict[str, slice]:
         """Where each branch's vector lies in the embedding (``descriptor_branches``)."""
@@ -223,7 +224,11 @@ class AANet(BackboneNet):
         return rows
 
     def embed_feature_map(self, feature_map: torch.Tensor) -> torch.Tensor:
-        return ranking_descriptor(self.heads(feature_map), self.descriptor)
+        return self.ranking_descriptor(self.heads(feature_map))
+
+    def ranking_descriptor(self, out: dict) -> torch.Tensor:
+        """What this model ranks with, from its heads' outputs (``ranking_descriptor``)."""
+        return ranking_descriptor(out, self.descriptor, self.branch_weight)
 
     def training_outputs(self, feature_map: torch.Tensor) -> dict[str, torch.Tensor | None]:
         return self.heads(feature_map)
@@ -236,20 +241,39 @@ class AANet(BackboneNet):
 
 #: What an AANet ranks with: 'all', the paper's test descriptor (every classifier's V vector, 12 x V);
 #: 'global', the global branch's batch-normed V vector alone (the one that mimics the teacher; V-d, e.g.
-#: 256): a compact descriptor, the other branches still trained beside it.
-DESCRIPTORS = ("all", "global")
+#: 256): a compact descriptor, the other branches still trained beside it; 'balanced', the global
+#: branch's batch-normed vector beside the other branches with each branch group given a set share of
+#: the length (``balanced_descriptor``; 12 x V).
+DESCRIPTORS = ("all", "global", "balanced")
 
 
-def ranking_descriptor(out: dict, descriptor: str = "all") -> torch.Tensor:
+def balanced_descriptor(out: dict, branch_weight: float = 1.0) -> torch.Tensor:
+    """The 'balanced' descriptor (docs/METHODS.md#aanet): the global branch's batch-normed vector at unit
+    length, then the parts, the attribute regions and the attention-map branch, each V-vector at unit
+    length and each of those three groups scaled to length ``branch_weight``. Where the paper's
+    concatenation lets the branches weigh by their raw norms, here the global branch (the one that
+    mimics the teacher) and each group weigh by a set share."""
+    glob = out["global_bn"]
+    hidden = glob.shape[1]
+    rest = out["descriptor"][:, hidden:].reshape(len(glob), -1, hidden)
+    rest = rest / rest.norm(dim=2, keepdim=True).clamp_min(1e-12)
+    sizes = [PARTS, len(REGIONS), 1]
+    groups = [g.flatten(1) * (branch_weight / n ** 0.5) for g, n in zip(rest.split(sizes, dim=1), sizes)]
+    return torch.cat([glob / glob.norm(dim=1, keepdim=True).clamp_min(1e-12)] + groups, 1)
+
+
+def ranking_descriptor(out: dict, descriptor: str = "all", branch_weight: float = 1.0) -> torch.Tensor:
     """The embedding an AANet ranks with, from its heads' outputs (``AANetHeads.forward``); see DESCRIPTORS."""
+    if descriptor == "balanced":
+        return balanced_descriptor(out, branch_weight)
     return out["descriptor"] if descriptor == "all" else out["global_bn"]
 
 
 def descriptor_branches(descriptor: str = "all", hidden: int = 256) -> dict[str, slice]:
-    """The slice of the ranking descriptor each AANet branch fills: for 'all', global (V), parts (6 x V),
-    attribute regions (4 x V), AAM (V), in the order ``AANetHeads.forward`` concatenates them; for
-    'global', the whole descriptor is the global branch."""
-    if descriptor != "all":
+    """The slice of the ranking descriptor each AANet branch fills: for 'all' and 'balanced', global (V),
+    parts (6 x V), attribute regions (4 x V), AAM (V), in the order ``AANetHeads.forward`` concatenates
+    them; for 'global', the whole descriptor is the global branch."""
+    if descriptor == "global":
         return {"global": slice(0, hidden)}
     sizes = {"global": hidden, "parts": PARTS * hidden, "regions": len(REGIONS) * hidden, "aam": hidden}
     out, start = {}, 0
@@ -259,13 +283,18 @@ def descriptor_branches(descriptor: str = "all", hidden: int = 256) -> dict[str,
     return out
 
 
-def aanet_extra(attributes: Sequence[str], hidden: int = 256, descriptor: str = "all") -> dict:
+def aanet_extra(attributes: Sequence[str], hidden: int = 256, descriptor: str = "all",
+                branch_weight: float = 1.0) -> dict:
     """The ``ModelSpec.extra`` of an AANet predicting ``attributes``: regions and AAM members chosen by
     ``attribute_region`` and ``in_attention_map``; ``descriptor`` (DESCRIPTORS) stored only when not the
-    paper's, so earlier model files keep their spec."""
+    paper's, so earlier model files keep their spec, and ``branch_weight`` only for 'balanced'."""
     if descriptor not in DESCRIPTORS:
         raise ValueError(f"AANet descriptor {descriptor!r}; choose from {', '.join(DESCRIPTORS)}")
+    if branch_weight < 0:
+        raise ValueError(f"AANet branch weight {branch_weight}: must be 0 or more")
     names = list(attributes)
     extra = {"attributes": names, "regions": [attribute_region(n) for n in names],
              "aam": [i for i, n in enumerate(names) if in_attention_map(n)], "hidden": hidden}
+    if descriptor == "balanced":
+        return {**extra, "descriptor": descriptor, "branch_weight": float(branch_weight)}
     return extra if descriptor == "all" else {**extra, "descriptor": descriptor}

@@ -167,9 +167,7 @@ def training_embeddings(model, images: torch.Tensor) -> tuple[torch.Tensor, torc
     a BNNeck network's pre-BN feature and embedding; an AANet's ranking descriptor for both."""
     out = model(images)
     if isinstance(out, dict):
-        from xreid.models.aanet import ranking_descriptor
-
-        emb = ranking_descriptor(out, model.descriptor)
+        emb = model.ranking_descriptor(out)
         return emb, emb
     return out[0], out[1]
 

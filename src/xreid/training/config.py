@@ -19,7 +19,8 @@ class ModelConfig:
     freeze_stages: int = 0
     head: str = "bnneck"  # 'bnneck' (the bundled recipe) or 'aanet' (AANet's branches; needs an attributes section)
     aanet_hidden: int = 256  # AANet's V: each classifier's width (the descriptor is 12 x V)
-    aanet_descriptor: str = "all"  # AANet's ranking descriptor: 'all' (12 x V) or 'global' (its global branch, V-d)
+    aanet_descriptor: str = "all"  # AANet's ranking descriptor: 'all' (12 x V), 'global' (its global branch, V-d), 'balanced'
+    aanet_branch_weight: float = 1.0  # 'balanced': the length each other branch group gets beside the global one
 
 
 @dataclass

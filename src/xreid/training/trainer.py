@@ -23,7 +23,7 @@ from xreid.distance import l2_normalise
 from xreid.io import write_json
 from xreid.models.checkpoint import load_training_checkpoint, plain_data, save_model_file, save_training_checkpoint
 from xreid.models.loading import model_head_path
-from xreid.models.aanet import aanet_extra, ranking_descriptor
+from xreid.models.aanet import aanet_extra
 from xreid.models.networks import build_model
 from xreid.models.reid_net import ModelSpec
 from xreid.training.acrn import TABLE_FILE, AttributeTable, AttributeWeights
@@ -201,7 +201,7 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
     names = attribute_names(a.names, where=f"{cfg.name}: attributes.names") if a.weight else []
     spec = ModelSpec(backbone=m.backbone, pooling=m.pooling, embedding_dim=m.embedding_dim,
                      last_stride=m.last_stride, input_size=m.input_size, num_classes=dataset.num_classes, head=m.head,
-                     extra=aanet_extra(names, m.aanet_hidden, m.aanet_descriptor) if aanet else {})
+                     extra=aanet_extra(names, m.aanet_hidden, m.aanet_descriptor, m.aanet_branch_weight) if aanet else {})
     model = build_model(spec, pretrained=m.backbone_weights or True)
     model.backbone.freeze_stages(m.freeze_stages)
     model = model.to(memory_format=torch.channels_last)  # faster steps on CPU: benchmarks/bench_train_step.py
@@ -317,7 +317,7 @@ def train(cfg: Config, data_root: Path, resume: bool = False, progress: bool = T
                 p_attr = None if acrn_probs is None else acrn_probs[torch.as_tensor(indices)]
                 if aanet:
                     out = model(images)
-                    emb, mimic_emb = ranking_descriptor(out, model.descriptor), out["global_bn"]
+                    emb, mimic_emb = model.ranking_descriptor(out), out["global_bn"]
                     feat = mimic_emb  # the relational loss's input too
                     terms = aanet_losses(out, labels, torch.from_numpy(rows[has]), torch.from_numpy(has),
                                          model.heads.log_sigma, targets.positive_ratio, a.balance, t.label_smoothing)
