@@ -13,7 +13,7 @@ the global branch at unit length beside the parts, regions and attention-map vec
 unit length, each group scaled to length W), optionally followed by ``:pcaD`` (a PCA to D dimensions fitted on up to
 ``--fit-crops`` of the protocol's training crops, the subsets ``--exclude`` names left out, as a
 cross-domain model trained) and ``:wS`` (whitened, each component divided by the square root of its
-variance plus S times the mean variance). Every test image and fitted crop is embedded once; each
+variance plus S times the mean variance of the D components kept). Every test image and fitted crop is embedded once; each
 variant scores the protocol's test sets by cosine distance (mean mAP over the sets). Choose on
 PETA-ReID-val with a model that never saw its identities; report the chosen variant on PETA-ReID
 test once (``--protocol peta-reid --variants global CHOSEN``).
@@ -30,7 +30,7 @@ from common import Report, parse, parser, relative
 from xreid.data.protocol import load_protocol, without_subsets
 from xreid.evaluation.metrics import evaluate_ranking
 from xreid.models.aanet import balanced_descriptor, descriptor_branches
-from xreid.models.checkpoint import load_model_file
+from xreid.models.checkpoint import load_model_file, read_camera_norms
 from xreid.models.embedders import TorchEmbedder
 
 VARIANTS = ["global", "all", "g+0.25", "g+0.5", "g+1", "g+0.25:pca512", "g+0.5:pca512", "g+1:pca512",
@@ -45,6 +45,9 @@ def heads_embedder(path: str) -> tuple[TorchEmbedder, int]:
     net, _ = load_model_file(path)
     if not hasattr(net, "heads"):
         raise SystemExit(f"{path}: not an AANet model (no branches to compare)")
+    if read_camera_norms(path):
+        raise SystemExit(f"{path}: holds per-camera statistics, which this benchmark does not apply; "
+                         f"give the model file they were estimated from")
     heads = net.heads
 
     def both(feature_map: torch.Tensor) -> torch.Tensor:
@@ -133,7 +136,7 @@ def main(argv=None) -> None:
                  [[f["variant"], f["dim"], f"{f['mAP']:.1f}", " / ".join(f"{x:.1f}" for x in f["per_set"])]
                   for f in figures])
     report.save({"model": relative(args.model), "protocol": protocol.name, "exclude": args.exclude,
-                 "fit_crops": len(train), "variants": figures})
+                 "fit_crops": len(train) if "fit" in embedded else 0, "variants": figures})
 
 
 if __name__ == "__main__":

@@ -176,27 +176,35 @@ def test_aanet_network_embeds_its_descriptor_and_ships_without_classifiers(tmp_p
 
 def test_balanced_descriptor_by_hand():
     """V = 2: the global vector at unit length; the parts, regions and attention-map vectors each at
-    unit length, each group scaled to the branch weight's length."""
+    unit length (each its own norm and direction), each group scaled to the branch weight's length."""
     hidden = 2
     glob = torch.tensor([[3.0, 4.0]])
     global_v = torch.tensor([[9.0, 9.0]])  # the paper's concatenation holds the pre-BN vector: not used
-    parts = torch.tensor([[2.0, 0.0] * 6])
-    regions = torch.tensor([[0.0, 5.0] * 4])
+    parts = torch.tensor([[2.0, 0.0, 0.0, 3.0, 1.0, 1.0, 0.0, 0.5, 4.0, 0.0, 0.0, 1.0]])
+    regions = torch.tensor([[0.0, 5.0, 6.0, 8.0, 1.0, 0.0, 0.0, 2.0]])
     aam = torch.tensor([[1.0, 1.0]])
     out = {"global_bn": glob, "descriptor": torch.cat([global_v, parts, regions, aam], 1)}
     got = balanced_descriptor(out, branch_weight=0.5)
-    want = [0.6, 0.8] + [0.5 / math.sqrt(6), 0.0] * 6 + [0.0, 0.5 / 2] * 4 + [0.5 / math.sqrt(2)] * 2
+    p, r, a = 0.5 / math.sqrt(6), 0.5 / 2, 0.5  # each group's weight / sqrt(its vectors)
+    want = ([0.6, 0.8] + [p, 0, 0, p, p / math.sqrt(2), p / math.sqrt(2), 0, p, p, 0, 0, p]
+            + [0, r, 0.6 * r, 0.8 * r, r, 0, 0, r] + [a / math.sqrt(2), a / math.sqrt(2)])
     torch.testing.assert_close(got, torch.tensor([want]))
     assert got.shape[1] == 12 * hidden
     for group in (got[0, 2:14], got[0, 14:22], got[0, 22:]):  # each group has the weight's length
         assert float(group.norm()) == pytest.approx(0.5)
     assert aanet_extra(["hairLong"], 2, "balanced", 0.5)["branch_weight"] == 0.5
-    with pytest.raises(ValueError, match="branch weight -1"):
-        aanet_extra(["hairLong"], 2, "balanced", -1)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="branch weight"):
+            aanet_extra(["hairLong"], 2, "balanced", bad)
+    with pytest.raises(ValueError, match="only for the 'balanced' descriptor"):
+        aanet_extra(["hairLong"], 2, "all", 0.5)
 
 
-def test_a_balanced_aanet_ranks_with_its_balanced_descriptor():
+def test_a_balanced_aanet_keeps_its_weight_in_the_file_and_exports_for_any_batch(tmp_path):
     from xreid.models.aanet import descriptor_branches
+    from xreid.models.checkpoint import save_model_file
+    from xreid.models.embedders import CompiledEmbedder
+    from xreid.models.loading import load_embedder
     from xreid.models.networks import build_model
 
     torch.manual_seed(0)
@@ -204,11 +212,19 @@ def test_a_balanced_aanet_ranks_with_its_balanced_descriptor():
     spec.extra = aanet_extra(["hairLong", "upperBodyRed", "personalMale"], hidden=8, descriptor="balanced",
                              branch_weight=0.25)
     net = build_model(spec).eval()
-    images = torch.rand(2, 3, 96, 32)
+    images = torch.rand(3, 3, 96, 32)
     out = net.heads(net.feature_map(images))
-    assert net.embedding_dim == 96
+    assert net.embedding_dim == 96 and net.descriptor_branches() == descriptor_branches("all", 8)
     torch.testing.assert_close(net(images), balanced_descriptor(out, 0.25))
-    assert net.descriptor_branches() == descriptor_branches("all", 8)
+    save_model_file(net, net.spec, tmp_path / "b.pt", {})
+    torch_embedder = load_embedder(tmp_path / "b.pt", backend="torch")
+    assert torch_embedder.model.branch_weight == 0.25
+    compiled = load_embedder(tmp_path / "b.pt")
+    assert isinstance(compiled, CompiledEmbedder), "the balanced AANet did not export; it ran in PyTorch"
+    crops = np.random.default_rng(0).integers(0, 255, size=(3, 96, 32, 3), dtype=np.uint8)
+    x = torch_embedder.embed_arrays(crops)
+    for batch in (crops, crops[:1]):  # the exported graph takes any batch size
+        np.testing.assert_allclose(compiled.embed_arrays(batch), x[:len(batch)], atol=1e-3, rtol=1e-3)
 
 
 def test_aanet_losses_leave_crops_without_identity_out():

@@ -206,6 +206,7 @@ class AANet(BackboneNet):
         if self.descriptor not in DESCRIPTORS:
             raise ValueError(f"AANet spec: descriptor {self.descriptor!r}; choose from {', '.join(DESCRIPTORS)}")
         self.branch_weight = float(extra.get("branch_weight", 1.0))
+        check_branch_weight(self.descriptor, self.branch_weight)
         self.heads = AANetHeads(self.backbone.out_channels, spec.num_classes, extra["regions"], extra["aam"], hidden)
         self.embedding_dim = hidden if self.descriptor == "global" else hidden * (1 + PARTS + len(REGIONS) + 1)
 
@@ -248,18 +249,26 @@ DESCRIPTORS = ("all", "global", "balanced")
 
 
 def balanced_descriptor(out: dict, branch_weight: float = 1.0) -> torch.Tensor:
-    """The 'balanced' descriptor (docs/METHODS.md#aanet): the global branch's batch-normed vector at unit
+    """The 'balanced' descriptor (docs/METHODS.md#cross-domain-training): the global branch's batch-normed vector at unit
     length, then the parts, the attribute regions and the attention-map branch, each V-vector at unit
     length and each of those three groups scaled to length ``branch_weight``. Where the paper's
     concatenation lets the branches weigh by their raw norms, here the global branch (the one that
     mimics the teacher) and each group weigh by a set share."""
     glob = out["global_bn"]
-    hidden = glob.shape[1]
-    rest = out["descriptor"][:, hidden:].reshape(len(glob), -1, hidden)
+    rest = out["descriptor"][:, glob.shape[1]:].unflatten(1, (-1, glob.shape[1]))  # B x 11 x V, any batch size
     rest = rest / rest.norm(dim=2, keepdim=True).clamp_min(1e-12)
     sizes = [PARTS, len(REGIONS), 1]
     groups = [g.flatten(1) * (branch_weight / n ** 0.5) for g, n in zip(rest.split(sizes, dim=1), sizes)]
     return torch.cat([glob / glob.norm(dim=1, keepdim=True).clamp_min(1e-12)] + groups, 1)
+
+
+def check_branch_weight(descriptor: str, branch_weight: float) -> None:
+    """Refuse a branch weight that is negative or not a number, or set for a descriptor without one."""
+    if not branch_weight >= 0:
+        raise ValueError(f"AANet branch weight {branch_weight}: must be a number, 0 or more")
+    if branch_weight != 1.0 and descriptor != "balanced":
+        raise ValueError(f"AANet branch weight {branch_weight} is only for the 'balanced' descriptor, "
+                         f"not {descriptor!r}")
 
 
 def ranking_descriptor(out: dict, descriptor: str = "all", branch_weight: float = 1.0) -> torch.Tensor:
@@ -290,8 +299,7 @@ def aanet_extra(attributes: Sequence[str], hidden: int = 256, descriptor: str = 
     paper's, so earlier model files keep their spec, and ``branch_weight`` only for 'balanced'."""
     if descriptor not in DESCRIPTORS:
         raise ValueError(f"AANet descriptor {descriptor!r}; choose from {', '.join(DESCRIPTORS)}")
-    if branch_weight < 0:
-        raise ValueError(f"AANet branch weight {branch_weight}: must be 0 or more")
+    check_branch_weight(descriptor, branch_weight)
     names = list(attributes)
     extra = {"attributes": names, "regions": [attribute_region(n) for n in names],
              "aam": [i for i, n in enumerate(names) if in_attention_map(n)], "hidden": hidden}
