@@ -259,6 +259,10 @@ else
 fi
 run python benchmarks/bench_descriptor.py ${data[@]+"${data[@]}"} --model src/xreid/weights/default.pt --protocol peta-reid \
     --variants global all g+1 --out "$out/descriptor_test_default"
+# the in-domain choice (the same recipe trained on PETA-ReID-val's train list), then the compact pick on test for both twins
+run python benchmarks/bench_descriptor.py ${data[@]+"${data[@]}"} --model runs/aanet_compact/aanet_compact_mix_ibn_val/model.pt --out "$out/descriptor_val_mix_ibn_val"
+run python benchmarks/bench_descriptor.py ${data[@]+"${data[@]}"} --model "$ibn_in" --protocol peta-reid --variants g+1:pca512 --out "$out/descriptor_test_mix_ibn_compact"
+run python benchmarks/bench_descriptor.py ${data[@]+"${data[@]}"} --model "$ibn" --exclude VIPeR PRID GRID --protocol peta-reid --variants g+1:pca512 --out "$out/descriptor_test_xdomain_mix_ibn_compact"
 # the mutation score of issue 34 (about 30 min on 2 cores; the modules and test files: mutation.py --list)
 run python benchmarks/mutation.py --out "$out/mutation"
 if [ -f "$trained" ]; then
