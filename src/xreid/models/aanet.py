@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from xreid.data.vocabulary import WORDS
+from xreid.distance import l2_normalise
 from xreid.models.reid_net import BackboneNet, ModelSpec
 
 PARTS = 6
@@ -256,10 +257,10 @@ def balanced_descriptor(out: dict, branch_weight: float = 1.0) -> torch.Tensor:
     mimics the teacher) and each group weigh by a set share."""
     glob = out["global_bn"]
     rest = out["descriptor"][:, glob.shape[1]:].unflatten(1, (-1, glob.shape[1]))  # B x 11 x V, any batch size
-    rest = rest / rest.norm(dim=2, keepdim=True).clamp_min(1e-12)
+    rest = l2_normalise(rest)
     sizes = [PARTS, len(REGIONS), 1]
     groups = [g.flatten(1) * (branch_weight / n ** 0.5) for g, n in zip(rest.split(sizes, dim=1), sizes)]
-    return torch.cat([glob / glob.norm(dim=1, keepdim=True).clamp_min(1e-12)] + groups, 1)
+    return torch.cat([l2_normalise(glob)] + groups, 1)
 
 
 def check_branch_weight(descriptor: str, branch_weight: float) -> None:
