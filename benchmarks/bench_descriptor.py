@@ -32,6 +32,7 @@ from xreid.evaluation.metrics import evaluate_ranking
 from xreid.models.aanet import balanced_descriptor, descriptor_branches
 from xreid.models.checkpoint import load_model_file, read_camera_norms
 from xreid.models.embedders import TorchEmbedder
+from xreid.training.projection import fit_sample, pca_projection
 
 VARIANTS = ["global", "all", "g+0.25", "g+0.5", "g+1", "g+0.25:pca512", "g+0.5:pca512", "g+1:pca512",
             "g+0.25:pca512:w0.1", "g+0.5:pca512:w0.1", "g+1:pca512:w0.1", "g+0.5:pca512:w1",
@@ -72,13 +73,12 @@ def base_vectors(feats: np.ndarray, hidden: int, name: str) -> np.ndarray:
 
 
 def pca(fit: np.ndarray, dim: int, shrink: float | None):
-    """The projection to ``dim`` principal components of ``fit`` (whitened when ``shrink`` is given)."""
-    mu = fit.mean(0)
-    values, vectors = np.linalg.eigh(np.cov((fit - mu).T))
-    top = np.argsort(values)[::-1][:dim]
-    values, vectors = values[top], vectors[:, top]
+    """The library's projection (``pca_projection``) to ``dim`` principal components of ``fit``, each
+    component whitened when ``shrink`` is given."""
+    w, mu = pca_projection(fit, dim)
+    values = ((fit - mu) @ w.T).var(0, ddof=1)  # the eigenvalues kept
     scale = np.ones_like(values) if shrink is None else 1 / np.sqrt(values + shrink * values.mean())
-    return lambda x: ((x - mu) @ vectors) * scale
+    return lambda x: ((x - mu) @ w.T) * scale
 
 
 def score(protocol, row: dict, feats: np.ndarray) -> tuple[float, list[float]]:
@@ -107,9 +107,7 @@ def main(argv=None) -> None:
     embedder, hidden = heads_embedder(args.model)
     test = protocol.test_images()
     train = without_subsets(protocol.train, args.exclude) if args.exclude else protocol.train
-    if len(train) > args.fit_crops:
-        pick = np.random.default_rng(0).choice(len(train), args.fit_crops, replace=False)
-        train = [train[i] for i in sorted(pick)]
+    train = [train[i] for i in fit_sample(len(train), args.fit_crops)]  # as `xreid train`'s compact section
     embedded = {}
     wanted = [("test", test)] + ([("fit", train)] if any(":pca" in v for v in args.variants) else [])
     for name, records in wanted:

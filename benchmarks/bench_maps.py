@@ -298,6 +298,11 @@ def main() -> None:
     fast = load_embedder(args.model)  # forward passes only: the exported copy where there is one
     model = torch_emb.model
     parts = branches(model)
+    missing = [m for m in names if MAPS[m][1].startswith("sim:") and MAPS[m][1][4:] not in parts]
+    if missing:  # e.g. a projected embedding: its branches are mixed into one
+        report.print(f"the model's embedding has no {', '.join(sorted({MAPS[m][1][4:] for m in missing}))} "
+                        f"branch: {', '.join(missing)} not scored")
+        names = [m for m in names if m not in missing]
     scorers = {"sim": lambda f, fq: cosine_similarity(f, fq[None])[:, 0]}
     if len(parts) > 1:
         scorers.update({f"sim:{b}": (lambda f, fq, p=p: PairSimilarity(fq, p).scores(f)) for b, p in parts.items()})

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_same_weights
+from conftest import assert_same_weights, tiny_aanet_config
 from xreid.data.dataset import to_tensor
 from xreid.models.embedders import OMZ_PREPROCESS, Preprocess
 from xreid.training.config import load_config
@@ -184,15 +184,7 @@ def test_aanet_global_descriptor_is_compact_and_trains(mini_peta, tmp_path):
     assert ranking_descriptor(out).shape == (2, 12 * 8)
 
     torch.set_num_threads(1)
-    path = tmp_path / "g.yaml"
-    path.write_text(textwrap.dedent(f"""
-        name: g
-        output_dir: {tmp_path / 'runs'}
-        model: {{backbone: mobilenetv2, input_size: [96, 32], last_stride: 1, freeze_stages: 3, head: aanet,
-                 aanet_hidden: 8, aanet_descriptor: global}}
-        train: {{epochs: 1, id_warm_epochs: 1, p: 2, k: 2, warmup_epochs: 1, checkpoint_minutes: 0.0}}
-        attributes: {{weight: 1.0, names: [personalMale, hairLong, carryingBackpack], attribute_only_batch: 2}}
-    """))
+    path = tiny_aanet_config(tmp_path, "g", "aanet_descriptor: global", "epochs: 1")
     model = train(load_config(path), mini_peta, progress=False)
     meta = torch.load(model, weights_only=True)["meta"]
     assert {"global", "part", "attr_branch", "aam", "attr"} <= set(meta["history"][0])

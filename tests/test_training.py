@@ -192,20 +192,26 @@ def test_teacher_embeddings_resume_after_interruption(tmp_path, monkeypatch):
 
 
 def test_committed_config_is_the_bundled_models_recipe():
-    """`xreid train --config configs/peta_mobilenetv2_aanet.yaml` must reproduce the bundled model: its
-    training config (stored in the model file) equals the committed one, apart from the run name."""
+    """`xreid train --config configs/peta_mobilenetv2_aanet_default.yaml` must reproduce the bundled model:
+    its training config (stored in the model file) equals the committed one, apart from the run name, and
+    the file ranks with the projection its compact section fits."""
     from dataclasses import asdict
     from pathlib import Path
 
     from xreid.training.config import config_from_dict
 
     root = Path(__file__).resolve().parents[1]
-    committed = asdict(load_config(root / "configs" / "peta_mobilenetv2_aanet.yaml"))
+    committed = asdict(load_config(root / "configs" / "peta_mobilenetv2_aanet_default.yaml"))
     bundled = torch.load(root / "src" / "xreid" / "weights" / "default.pt", weights_only=True)
     used = asdict(config_from_dict(bundled["meta"]["config"], "default.pt meta"))  # defaults fill new keys
     for cfg in (committed, used):
         cfg.pop("name")
     assert used == committed
+    fitted, extra = bundled["meta"]["projection"], bundled["spec"]["extra"]
+    assert (fitted["dims"], fitted["descriptor"], fitted["branch_weight"], fitted["fit_crops"]) == (
+        committed["compact"]["dim"], committed["compact"]["descriptor"], committed["compact"]["branch_weight"],
+        committed["compact"]["fit_crops"])
+    assert (extra["projection"], extra["descriptor"]) == (fitted["dims"], fitted["descriptor"])
 
 
 def test_weight_average_is_the_mean_of_snapshots():

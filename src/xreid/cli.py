@@ -65,6 +65,9 @@ def train(
         typer.echo(f"ACRN fusion (learnt attribute weights + mixing) written to {path}"
                    + (": validation mean mAP by mixing " + ", ".join(f"{m:g}: {v:.1f}" for m, v in scores.items())
                       if scores else "") + f"; rank with --fusion {path}")
+    if report.projection:
+        typer.echo("it ranks with its {descriptor} descriptor projected to {dims} dimensions (fitted on {fit_crops} "
+                   "training crops); the network before it: model_full.pt".format(**report.projection))
     if report.head is not None:
         head = report.head
         held = head.meta.get("held_out_mA")

@@ -184,9 +184,11 @@ class AANetHeads(nn.Module):
 
 class AANet(BackboneNet):
     """The backbone and AANet's heads (``ModelSpec.head == 'aanet'``; ``spec.extra``: ``attributes``
-    (names), ``regions`` and ``aam`` (indices into them), ``hidden`` (V)). Its embedding is the test
-    descriptor, the V-layer vectors of every classifier concatenated (12 x V); training outputs are
-    the heads' dict."""
+    (names), ``regions`` and ``aam`` (indices into them), ``hidden`` (V), optionally ``descriptor``,
+    ``branch_weight`` and ``projection``). Its embedding is the ranking descriptor (DESCRIPTORS; by
+    default the paper's test descriptor, the V-layer vectors of every classifier concatenated, 12 x V),
+    mapped to ``projection`` dimensions by a fitted linear layer when the spec has one
+    (``xreid.training.projection``); training outputs are the heads' dict."""
 
     def __init__(self, spec: ModelSpec, pretrained: bool | str = False):
         super().__init__(spec, pretrained)
@@ -209,10 +211,19 @@ class AANet(BackboneNet):
         self.branch_weight = float(extra.get("branch_weight", 1.0))
         check_branch_weight(self.descriptor, self.branch_weight)
         self.heads = AANetHeads(self.backbone.out_channels, spec.num_classes, extra["regions"], extra["aam"], hidden)
-        self.embedding_dim = hidden if self.descriptor == "global" else hidden * (1 + PARTS + len(REGIONS) + 1)
+        width = hidden if self.descriptor == "global" else hidden * (1 + PARTS + len(REGIONS) + 1)
+        dims = int(extra.get("projection", 0))
+        if not 0 <= dims <= width:
+            raise ValueError(f"AANet spec: projection to {dims} dimensions; the {self.descriptor!r} descriptor has {width}")
+        # y = W x + b, W the principal directions and b = -W mean (xreid.training.projection fits them)
+        self.projection = nn.Linear(width, dims) if dims else None
+        self.embedding_dim = dims or width
 
     def descriptor_branches(self) -> dict[str, slice]:
-        """Where each branch's vector lies in the embedding (``descriptor_branches``)."""
+        """Where each branch's vector lies in the embedding (``descriptor_branches``); a projected
+        embedding mixes the branches, so it is one."""
+        if self.projection is not None:
+            return {"all": slice(0, self.embedding_dim)}
         return descriptor_branches(self.descriptor, self.heads.global_id.reduce[0].out_features)
 
     def _feature_rows(self, height: int) -> int:
@@ -229,8 +240,10 @@ class AANet(BackboneNet):
         return self.ranking_descriptor(self.heads(feature_map))
 
     def ranking_descriptor(self, out: dict) -> torch.Tensor:
-        """What this model ranks with, from its heads' outputs (``ranking_descriptor``)."""
-        return ranking_descriptor(out, self.descriptor, self.branch_weight)
+        """What this model ranks with, from its heads' outputs (``ranking_descriptor``), projected when
+        the model has a projection."""
+        desc = ranking_descriptor(out, self.descriptor, self.branch_weight)
+        return desc if self.projection is None else self.projection(desc)
 
     def training_outputs(self, feature_map: torch.Tensor) -> dict[str, torch.Tensor | None]:
         return self.heads(feature_map)
@@ -294,10 +307,11 @@ def descriptor_branches(descriptor: str = "all", hidden: int = 256) -> dict[str,
 
 
 def aanet_extra(attributes: Sequence[str], hidden: int = 256, descriptor: str = "all",
-                branch_weight: float = 1.0) -> dict:
+                branch_weight: float = 1.0, projection: int = 0) -> dict:
     """The ``ModelSpec.extra`` of an AANet predicting ``attributes``: regions and AAM members chosen by
     ``attribute_region`` and ``in_attention_map``; ``descriptor`` (DESCRIPTORS) stored only when not the
-    paper's, so earlier model files keep their spec, and ``branch_weight`` only for 'balanced'."""
+    paper's, so earlier model files keep their spec, ``branch_weight`` only for 'balanced', and
+    ``projection`` (the embedding's dimensions after the fitted linear projection) only when set."""
     if descriptor not in DESCRIPTORS:
         raise ValueError(f"AANet descriptor {descriptor!r}; choose from {', '.join(DESCRIPTORS)}")
     check_branch_weight(descriptor, branch_weight)
@@ -305,5 +319,7 @@ def aanet_extra(attributes: Sequence[str], hidden: int = 256, descriptor: str = 
     extra = {"attributes": names, "regions": [attribute_region(n) for n in names],
              "aam": [i for i, n in enumerate(names) if in_attention_map(n)], "hidden": hidden}
     if descriptor == "balanced":
-        return {**extra, "descriptor": descriptor, "branch_weight": float(branch_weight)}
-    return extra if descriptor == "all" else {**extra, "descriptor": descriptor}
+        extra = {**extra, "descriptor": descriptor, "branch_weight": float(branch_weight)}
+    elif descriptor != "all":
+        extra = {**extra, "descriptor": descriptor}
+    return {**extra, "projection": int(projection)} if projection else extra

@@ -98,6 +98,24 @@ class AcrnConfig:
 
 
 @dataclass
+class CompactConfig:
+    """After training (docs/METHODS.md#compact-projection), an AANet's embedding becomes its
+    ``descriptor`` (at ``branch_weight``) projected to ``dim`` dimensions by the principal directions of
+    that descriptor on ``fit_crops`` seeded training crops (the subsets ``train.exclude_subsets`` names
+    left out); ``attribute_directions``: the directions of an attribute head fitted on the descriptor
+    first; ``offset`` > 0: the last dimension a constant, that times the median norm of the others (a
+    bias for the head). Its attribute head is then fitted on that embedding as ``xreid attributes fit``
+    fits one. Nothing here changes training. ``dim`` 0 = off."""
+
+    dim: int = 0
+    descriptor: str = "balanced"
+    branch_weight: float = 1.0
+    fit_crops: int = 6000
+    attribute_directions: bool = False
+    offset: float = 0.0
+
+
+@dataclass
 class Config:
     name: str = "run"
     seed: int = 0
@@ -107,6 +125,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     attributes: AttributesConfig = field(default_factory=AttributesConfig)
     acrn: AcrnConfig = field(default_factory=AcrnConfig)
+    compact: CompactConfig = field(default_factory=CompactConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -121,7 +140,8 @@ def _build(cls, data: dict, where: str):
     kwargs = {}
     for key, value in data.items():
         sub = {"model": ModelConfig, "train": TrainConfig, "distill": DistillConfig,
-               "attributes": AttributesConfig, "acrn": AcrnConfig}.get(key)
+               "attributes": AttributesConfig, "acrn": AcrnConfig,
+               "compact": CompactConfig}.get(key)
         if sub is not None and isinstance(value, dict):
             value = _build(sub, value, f"{where}.{key}")
         if key == "input_size":
@@ -174,7 +194,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 #: Keys a resumed run may change: they affect neither the weights nor the batches.
 RESUMABLE_CHANGES = frozenset({"train.checkpoint_minutes", "output_dir",
-                               "acrn.mixings", "acrn.default_mixing"})  # test-time choices, after training
+                               "acrn.mixings", "acrn.default_mixing",  # test-time choices, after training
+                               "compact.dim", "compact.descriptor", "compact.branch_weight", "compact.fit_crops",
+                               "compact.attribute_directions", "compact.offset"})
 
 
 def flatten(data: dict, prefix: str = "") -> dict:

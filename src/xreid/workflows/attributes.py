@@ -46,11 +46,12 @@ def calibration_split(data_root: Path, protocol: str) -> tuple[list[ImageRecord]
 
 def fit_head(embedder: Embedder, data_root: Path, protocol: str = "peta-reid", market_root: Path | None = None,
              market_attributes: Path | None = None, epochs: int = 300, model_name: str = "",
-             cache: Path | None = None) -> AttributeHead:
+             cache: Path | None = None, names: list[str] | None = None) -> AttributeHead:
     """Fit the bias-free attribute layer on frozen embeddings (PETA vocabulary on a protocol, or
     Market-1501's 30 attributes), then calibrate its probabilities and measure each attribute's
     reliability on held-out images of other identities (docs/METHODS.md#attribute-calibration).
-    ``cache``: an embedding cache folder (one file per model or part), so an interrupted fit resumes."""
+    ``cache``: an embedding cache folder (one file per model or part), so an interrupted fit resumes;
+    ``names``: the PETA attributes to fit (default: the 57 xreid explains with)."""
     from xreid.data.peta import EXPLANATION_ATTRIBUTES
     from xreid.evaluation.attributes import labelled_embeddings
 
@@ -68,7 +69,7 @@ def fit_head(embedder: Embedder, data_root: Path, protocol: str = "peta-reid", m
         from xreid.data.protocol import load_protocol
 
         fit_recs, cal_recs, source = calibration_split(data_root, protocol)
-        root, names = load_protocol(protocol, data_root).image_root, EXPLANATION_ATTRIBUTES
+        root, names = load_protocol(protocol, data_root).image_root, names or EXPLANATION_ATTRIBUTES
     if cache is not None:
         from xreid.workflows.embedding_cache import CachedEmbedder
 
