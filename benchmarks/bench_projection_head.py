@@ -18,7 +18,8 @@ split + 70 % of the attribute-only crops; mA on the protocol's test images, 35 P
 - ``uncentred``: y = W x (the mean's projection stays in every vector);
 - ``attr`` (optionally ``+offset:S``): the subspace keeps the attribute directions first: the
   orthonormal basis U of a head fitted on the descriptor itself (57 directions), then the leading
-  principal directions of the descriptor with U's span removed, centred.
+  principal directions of the descriptor with U's span removed, centred; ``attr*A``: those attribute
+  coordinates multiplied by A, so they weigh A^2 times more in the distance.
 
 Beside mAP and head mA: the explained share (the exact decomposition's attribute share of each
 distance, median over every test query's top-10, as ``bench_explain_quality.py`` reports it), since
@@ -54,8 +55,11 @@ def layout(variant: str, fit: np.ndarray, dims: int, attribute_basis: np.ndarray
     ``pca_projection`` and ``constant_row``)."""
     base, _, offset = variant.partition("+") if variant.startswith("attr") else ("", "", variant)
     keep = dims - (1 if offset.startswith("offset:") else 0)
-    if base == "attr":
+    if base.startswith("attr"):
         w, mu = attribute_first_projection(fit, keep, attribute_basis)
+        if base.startswith("attr*"):  # the attribute rows weigh A times more in the distance
+            w = w.copy()
+            w[:attribute_basis.shape[1]] *= float(base[5:])
     else:
         w, mu = pca_projection(fit, keep)
     if offset.startswith("offset:"):

@@ -210,6 +210,8 @@ wait
 rm -rf "$before"
 run python benchmarks/mimic_gap.py ${data[@]+"${data[@]}"} --out "$out/mimic_gap"
 run python benchmarks/bench_train_step.py --out "$out/train_step"
+# the footage thresholds on the bundled model's cosine scale: a 3 x 3 grid on frames 1-400 (about 5 min)
+run python benchmarks/bench_footage_grid.py --out "$out/footage_grid"
 run python benchmarks/bench_footage.py --out "$out/footage"
 # memory and case size over a long input: the video looped 12 times (15.9 min of footage) at stride 3, as
 # recorded (about 25 min on a busy machine); --loops 45 --stride 1 is the whole hour the issue names
@@ -250,17 +252,29 @@ else
     echo "no IBN-a cross-domain model $ibn (set XREID_IBN_XDOMAIN): appearance_groups, descriptor_*_xdomain_mix_ibn not run" >&2
 fi
 # the same choice measured on the in-domain twin (docs/RESULTS.md#ranking-descriptor), and the bundled model's branches
-ibn_in="${XREID_IBN_INDOMAIN:-runs/aanet_compact/aanet_compact_mix_ibn/model.pt}"
+ibn_in="${XREID_IBN_INDOMAIN:-runs/aanet_compact/aanet_compact_mix_ibn/model_full.pt}"  # the bundled network unprojected
 if [ -f "$ibn_in" ]; then
     run python benchmarks/bench_descriptor.py ${data[@]+"${data[@]}"} --model "$ibn_in" --protocol peta-reid \
         --variants global all g+0.5:pca512:w0.1 --out "$out/descriptor_test_mix_ibn"
 else
     echo "no IBN-a in-domain model $ibn_in (set XREID_IBN_INDOMAIN): descriptor_test_mix_ibn not run" >&2
 fi
-run python benchmarks/bench_descriptor.py ${data[@]+"${data[@]}"} --model src/xreid/weights/default.pt --protocol peta-reid \
-    --variants global all g+1 --out "$out/descriptor_test_default"
+# the AANet default before the swap (issue 17): git show 3cd1105:src/xreid/weights/default.pt > runs/aanet_default_3072.pt
+previous="${XREID_PREVIOUS_DEFAULT:-runs/aanet_default_3072.pt}"
+if [ -f "$previous" ]; then
+    run python benchmarks/bench_descriptor.py ${data[@]+"${data[@]}"} --model "$previous" --protocol peta-reid \
+        --variants global all g+1 --out "$out/descriptor_test_default"
+else
+    echo "no $previous (set XREID_PREVIOUS_DEFAULT): descriptor_test_default not run" >&2
+fi
 # the in-domain choice (the same recipe trained on PETA-ReID-val's train list), then the compact pick on test for both twins
 run python benchmarks/bench_descriptor.py ${data[@]+"${data[@]}"} --model runs/aanet_compact/aanet_compact_mix_ibn_val/model.pt --out "$out/descriptor_val_mix_ibn_val"
+# how the 512 dims are laid out so the bias-free head holds (docs/RESULTS.md#projection-head; about 12 min)
+run python benchmarks/bench_projection_head.py ${data[@]+"${data[@]}"} --model runs/aanet_compact/aanet_compact_mix_ibn_val/model.pt \
+    --out "$out/projection_head_val"
+# the second round: the attribute coordinates weighted (docs/RESULTS.md#projection-weight; about 8 min)
+run python benchmarks/bench_projection_head.py ${data[@]+"${data[@]}"} --model runs/aanet_compact/aanet_compact_mix_ibn_val/model.pt \
+    --variants attr+offset:0.3 "attr*1.5+offset:0.3" "attr*2+offset:0.3" "attr*3+offset:0.3" --out "$out/projection_weight_val"
 run python benchmarks/bench_descriptor.py ${data[@]+"${data[@]}"} --model "$ibn_in" --protocol peta-reid --variants g+1:pca512 --out "$out/descriptor_test_mix_ibn_compact"
 run python benchmarks/bench_descriptor.py ${data[@]+"${data[@]}"} --model "$ibn" --exclude VIPeR PRID GRID --protocol peta-reid --variants g+1:pca512 --out "$out/descriptor_test_xdomain_mix_ibn_compact"
 # the mutation score of issue 34 (about 30 min on 2 cores; the modules and test files: mutation.py --list)

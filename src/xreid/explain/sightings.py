@@ -95,8 +95,8 @@ class LinkParams:
     """Thresholds of the linking pass (chosen on frames 1-400 of PETS09-S2L1, docs/RESULTS.md#footage)."""
 
     max_gap: float = 5.0  # seconds between a's last and b's first frame
-    min_similarity: float = 0.9  # cosine of the tracks' mean embeddings, for a gap inside the frame
-    min_similarity_reentry: float = 0.95  # ... for a person who left the frame and came back
+    min_similarity: float = 0.8  # cosine of the tracks' mean embeddings, for a gap inside the frame (bundled model)
+    min_similarity_reentry: float = 0.85  # ... for a person who left the frame and came back
     speed: float = 2.0  # box heights per second a person may move during the gap
     max_overlap: float = 1.0  # seconds b may start before a ends (a split rarely falls on the exact frame)
 

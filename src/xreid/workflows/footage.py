@@ -59,7 +59,8 @@ CROP_BLOCK, CROPS_PER_BLOCK = 40, 2
 
 @dataclass
 class FootageOptions:
-    """How footage becomes sightings (defaults chosen on frames 1-400 of PETS09-S2L1)."""
+    """How footage becomes sightings (defaults chosen on frames 1-400 of PETS09-S2L1; the similarity thresholds
+    with the bundled model, whose cosine scale they are on)."""
 
     confidence: float = 0.1  # detections at or above this go to the tracker (its low-score stage)
     stride: int = 1  # detect on every stride-th frame
@@ -72,7 +73,7 @@ class FootageOptions:
     max_sample_occlusion: float = 0.3  # detections more hidden than this are not sampled
     split: bool = True
     split_window: int = 8  # samples averaged on each side of a candidate split
-    split_similarity: float = 0.55  # a track whose two sides are less similar than this is split
+    split_similarity: float = 0.2  # a track whose two sides are less similar than this is split (bundled model's scale)
     chunk_frames: int = 500  # frames per committed chunk
     link: bool = True
     link_params: LinkParams = field(default_factory=LinkParams)

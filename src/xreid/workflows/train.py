@@ -93,6 +93,8 @@ def finish_compact(cfg, model: Path, data_root: Path) -> dict | None:
     if model_head_path(model).is_file():  # a multi-task run's head: it reads the unprojected embedding
         shutil.copyfile(model_head_path(model), model_head_path(full))
     labelled = calibration_split(data_root, cfg.protocol)[0] if c.attribute_directions else []
+    if labelled and cfg.train.exclude_subsets:  # the projection never sees the cameras training left out
+        labelled = without_subsets(labelled, cfg.train.exclude_subsets, f"{cfg.name}: train.exclude_subsets")
     fitted = project_model(full, records, protocol.image_root, model, dims=c.dim, descriptor=c.descriptor,
                            branch_weight=c.branch_weight, fit_crops=c.fit_crops, seed=cfg.seed,
                            attribute_records=labelled, attribute_names=names, offset=c.offset)
