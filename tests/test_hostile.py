@@ -490,7 +490,13 @@ def test_provenance_of_the_bundled_model_and_heads(tmp_path):
 
     bundled = model_provenance("default")
     assert [p.protocol for p in bundled] == ["peta-reid"] and bundled[0].saw("PETA-ReID-val") is True
-    assert head_provenance(AttributeHead.load(BUNDLED_HEAD).meta).saw("peta-reid-val") is True
+    # the head is fitted on PETA-ReID-val's train list, but the network it reads trained on the full split:
+    # fusion's guard still refuses the pair (the model's record is enough)
+    assert head_provenance(AttributeHead.load(BUNDLED_HEAD).meta).saw("peta-reid-val") is False
+    from xreid.workflows.fuse import ValidationSeen, check_attributes_unseen
+
+    with pytest.raises(ValidationSeen):
+        check_attributes_unseen("default", AttributeHead.load(BUNDLED_HEAD))
     clean = head_provenance({"source": "fit: PETA-ReID-val train + 70 % of attribute_only; calibrated on ..."})
     assert clean.protocol == "peta-reid-val" and clean.saw("peta-reid-val") is False
     assert head_provenance({}).saw("peta-reid-val") is None

@@ -3,7 +3,7 @@ with an attention map per attribute, on the frozen backbone of the bundled re-id
 
 Two parts:
 
-- ``InterpreterTrunk``: the bundled MobileNetV2 re-id backbone, frozen, up to its last bottleneck
+- ``InterpreterTrunk``: the bundled MobileNetV2 re-id backbone (IBN-a since issue 30), frozen, up to its last bottleneck
   (320 channels, 1/32 of the input). Its maps of the training crops are computed once and cached
   (``xreid.training.interpreter``); nothing in it is trained.
 - ``InterpreterNet``: what is trained, on those maps. A learnt 1x1 convolution with ReLU to
@@ -49,8 +49,8 @@ class InterpreterTrunk(nn.Module):
 
     def __init__(self, reid_net: nn.Module):
         super().__init__()
-        if getattr(reid_net.spec, "backbone", None) != "mobilenetv2":
-            raise ValueError("the interpreter's trunk is the bundled MobileNetV2 re-id backbone")
+        if getattr(reid_net.spec, "backbone", None) not in ("mobilenetv2", "mobilenetv2_ibn"):
+            raise ValueError("the interpreter's trunk is the bundled MobileNetV2 (or MobileNetV2 IBN-a) re-id backbone")
         self.register_buffer("pixel_mean", reid_net.pixel_mean.clone(), persistent=False)
         self.register_buffer("pixel_std", reid_net.pixel_std.clone(), persistent=False)
         self.features = copy.deepcopy(reid_net.backbone.features[:TRUNK_END]).float().eval()
