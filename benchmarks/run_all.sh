@@ -102,6 +102,8 @@ run python benchmarks/bench_sharded.py --images --out "$out/sharded"
 # without the look-alike pass (about 5 min, 7 GB of RAM)
 run python benchmarks/bench_sharded.py --sizes 10000 100000 1000000 --dim 256 --skip-lookalikes --images \
     --out "$out/sharded_256"
+# 1,000,000 rows at the compact default's 512-d, 1 and 4 shards (about 4 min, 6 GB)
+run python benchmarks/bench_sharded.py --sizes 1000000 --shards 1 4 --dim 512 --skip-lookalikes --images --out "$out/sharded_512"
 # 10,000,000 rows at 256-d in 4 shards, their vectors memory-mapped (about 8-12 min, 11.7 GB peak while a
 # shard's segments merge, 21 GB of temporary disk), searched with the default floor and the tuning alone
 run python benchmarks/bench_sharded.py --sizes 10000000 --shards 4 --dim 256 --queries 100 --skip-lookalikes \
