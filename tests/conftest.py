@@ -65,17 +65,20 @@ def assert_same_weights(a: Path, b: Path) -> None:
         torch.testing.assert_close(sa[k], sb[k], msg=k)
 
 
+TINY_ATTRIBUTES = "{weight: 1.0, names: [personalMale, hairLong, carryingBackpack], attribute_only_batch: 2}"
+
+
 def tiny_aanet_config(tmp_path: Path, name: str, model: str = "", train: str = "swa_epochs: 0",
-                      extra: str = "") -> Path:
+                      extra: str = "", attributes: str = TINY_ATTRIBUTES) -> Path:
     """A training config (YAML file) for a tiny AANet on ``mini_peta``: ``model`` / ``train`` add to
-    those sections, ``extra`` adds whole sections (one per line)."""
+    those sections, ``attributes`` is that section, ``extra`` adds whole sections (one per line)."""
     path = tmp_path / f"{name}.yaml"
     path.write_text("\n".join([
         f"name: {name}", f"output_dir: {tmp_path / 'runs'}",
         "model: {backbone: mobilenetv2, input_size: [96, 32], last_stride: 1, freeze_stages: 3, head: aanet, "
         f"aanet_hidden: 8, {model}}}",
         "train: {id_warm_epochs: 1, p: 2, k: 2, warmup_epochs: 1, checkpoint_minutes: 0.0, " f"{train}}}",
-        "attributes: {weight: 1.0, names: [personalMale, hairLong, carryingBackpack], attribute_only_batch: 2}",
+        f"attributes: {attributes}",
         extra]) + "\n")
     return path
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_same_weights
+from conftest import TINY_ATTRIBUTES, assert_same_weights, tiny_aanet_config
 from xreid.models.aanet import (
     AANetHeads,
     _quantiles,
@@ -253,22 +253,10 @@ def build_model_train():
     return build_model(_aanet_spec()).train()
 
 
-def _train_config(tmp_path, name="aanet", attributes="{weight: 1.0, names: [personalMale, hairLong, carryingBackpack], "
-                  "attribute_only_batch: 2}"):
-    import textwrap
-
+def _train_config(tmp_path, name="aanet", attributes=TINY_ATTRIBUTES):
     from xreid.training.config import load_config
 
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(textwrap.dedent(f"""
-        name: {name}
-        output_dir: {tmp_path / 'runs'}
-        model: {{backbone: mobilenetv2, input_size: [96, 32], last_stride: 1, freeze_stages: 3, head: aanet,
-                 aanet_hidden: 8}}
-        train: {{epochs: 2, id_warm_epochs: 1, p: 2, k: 2, warmup_epochs: 1, checkpoint_minutes: 0.0, swa_epochs: 1}}
-        attributes: {attributes}
-    """))
-    return load_config(path)
+    return load_config(tiny_aanet_config(tmp_path, name, train="epochs: 2, swa_epochs: 1", attributes=attributes))
 
 
 def test_aanet_trains_resumes_and_ships_its_attribute_layer(mini_peta, tmp_path):

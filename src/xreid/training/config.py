@@ -194,9 +194,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
 
 #: Keys a resumed run may change: they affect neither the weights nor the batches.
 RESUMABLE_CHANGES = frozenset({"train.checkpoint_minutes", "output_dir",
-                               "acrn.mixings", "acrn.default_mixing",  # test-time choices, after training
-                               "compact.dim", "compact.descriptor", "compact.branch_weight", "compact.fit_crops",
-                               "compact.attribute_directions", "compact.offset"})
+                               "acrn.mixings", "acrn.default_mixing"}  # test-time choices, after training
+                              | {f"compact.{f.name}" for f in fields(CompactConfig)})  # applied after training
 
 
 def flatten(data: dict, prefix: str = "") -> dict:
